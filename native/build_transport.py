@@ -1,0 +1,45 @@
+"""cffi build script for xenprobe._transport (out-of-line API mode)."""
+
+from cffi import FFI
+
+# Relative to the project root, where setuptools runs cffi_modules.
+HERE = "native/transport"
+
+ffi = FFI()
+ffi.cdef(
+    """
+    #define XP_REFUSED ...
+    #define XP_MULTICALL_MAX ...
+    typedef struct xp_multicall_entry {
+        uint64_t op;
+        uint64_t result;
+        uint64_t args[6];
+    } xp_multicall_entry;
+    int xp_open(int *err);
+    int xp_close(int fd);
+    void *xp_alloc(size_t bytes, int *err);
+    void xp_free(void *p, size_t bytes);
+    int xp_check(uint64_t op, const uint64_t args[5]);
+    int xp_check_entry(const xp_multicall_entry *e);
+    int xp_check_sysctl_cmd(uint32_t cmd);
+    int xp_check_domctl_cmd(uint32_t cmd);
+    int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err);
+    int xp_hypercall_syscall(int fd, uint64_t op, const uint64_t args[5], long *ret, int *err);
+    int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, int *err);
+    int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
+                          int use_syscall, int64_t *rets, int *errs, int *err);
+    """
+)
+ffi.set_source(
+    "xenprobe._transport",
+    '#include "transport.h"\n'
+    "int xp_check_sysctl_cmd(uint32_t cmd);\n"
+    "int xp_check_domctl_cmd(uint32_t cmd);\n"
+    "int xp_check_entry(const xp_multicall_entry *e);\n",
+    sources=[f"{HERE}/transport.c", f"{HERE}/allowlist.c"],
+    include_dirs=[HERE],
+    extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
+)
+
+if __name__ == "__main__":
+    ffi.compile(verbose=True)

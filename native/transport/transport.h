@@ -1,0 +1,57 @@
+/*
+ * xenprobe's native transport: the only code that talks to the privcmd device.
+ *
+ * Every hypercall passes the read-only allow-list in allowlist.c before any
+ * ioctl is issued; nothing above this file (Python, configuration) can widen it.
+ */
+#ifndef XENPROBE_TRANSPORT_H
+#define XENPROBE_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Returned instead of issuing the hypercall: the request is not on the allow-list. */
+#define XP_REFUSED (-1000)
+
+/* struct multicall_entry (xen/include/public/xen.h): 64 bytes on x86-64. */
+typedef struct xp_multicall_entry {
+    uint64_t op;
+    uint64_t result;
+    uint64_t args[6];
+} xp_multicall_entry;
+
+/* Why a request was refused; 0 means allowed. */
+enum xp_verdict {
+    XP_ALLOWED = 0,
+    XP_DENY_OP = 1,          /* hypercall number not on the list */
+    XP_DENY_SUBOP = 2,       /* subop / cmd of an allowed hypercall not on the list */
+    XP_DENY_NESTED = 3,      /* multicall entry that is not a by-value op */
+    XP_DENY_COUNT = 4,       /* multicall with no entries or too many */
+    XP_DENY_ARGS = 5,        /* arguments the read-only op never takes */
+};
+
+int xp_open(int *err);
+int xp_close(int fd);
+
+void *xp_alloc(size_t bytes, int *err);
+void xp_free(void *p, size_t bytes);
+
+/* Checks one hypercall without issuing it (for diagnostics and tests). */
+int xp_check(uint64_t op, const uint64_t args[5]);
+
+/* What glibc's ioctl() gives: int return, errno when it is -1. */
+int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err);
+
+/* What the ioctl system call itself returns as a long (syscall(2) keeps 64 bits). */
+int xp_hypercall_syscall(int fd, uint64_t op, const uint64_t args[5], long *ret, int *err);
+
+/* Multicall: each entry's 64-bit result is written back into entries[i].result. */
+int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, int *err);
+
+/* Many by-value hypercalls (memory_op queries, xen_version), one ioctl each. */
+int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
+                      int use_syscall, int64_t *rets, int *errs, int *err);
+
+#define XP_MULTICALL_MAX 4096u
+
+#endif

@@ -1,0 +1,3 @@
+from xenprobe.cli import main
+
+raise SystemExit(main())

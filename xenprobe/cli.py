@@ -1,0 +1,115 @@
+"""Command line: `xenprobe check` (one-shot diagnostic) and `xenprobe scenarios`.
+
+Exit codes (README "Exit codes"): 0 every layer agrees; 1 a truncation class was found;
+2 usage or configuration error; 3 cannot probe (no device, not root, not dom0, hypervisor
+refused, unknown Xen release); 4 internal error (a bug in xenprobe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import structlog
+
+from xenprobe import __version__, logs, mock, render
+from xenprobe.errors import ExitCode, UsageError, XenprobeError
+from xenprobe.host import Host
+from xenprobe.layers import ladder
+from xenprobe.scenario import load, shipped
+from xenprobe.sweep import Sweeper
+from xenprobe.transport import Privcmd
+
+INTERNAL_ERROR = 4
+
+log = structlog.get_logger("xenprobe")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, f"see `{self.prog} --help`")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="xenprobe", description=(
+        "Reads Xen hypercall results at every layer between the hypervisor and user "
+        "space, and reports where a value was truncated, sign-flipped, clamped or turned "
+        "into a false error."))
+    p.add_argument("--version", action="version", version=f"xenprobe {__version__}")
+    p.add_argument("--log-level", default="warning",
+                   choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
+                       help="run against the built-in mock host (default scenario: "
+                            "healthy); a shipped name or a .toml path")
+    check.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    check.add_argument("--attempts", type=int, default=3,
+                       help="samples per quantity before a moving value is called drift")
+    sub.add_parser("scenarios", help="list the mock host scenarios shipped with xenprobe")
+    return p
+
+
+def _scenarios() -> int:
+    for name in shipped():
+        s = load(name)
+        first = " ".join(s.description.split())
+        print(f"{name:20} Xen {s.release.name:5} {first}")
+    return ExitCode.OK
+
+
+def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if args.attempts < 1:
+        raise UsageError("--attempts must be at least 1")
+    scenario = None
+    if args.mock is not None:
+        if mock.active() is None:
+            mock.reexec(load(args.mock), list(argv))  # does not return
+        scenario = mock.active()
+    with Privcmd() as dev:
+        host = Host(dev)
+        try:
+            result = Sweeper(host, ladder(dev), attempts=args.attempts).sweep()
+        finally:
+            host.close()
+    code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
+    if args.json:
+        json.dump(render.as_json(result, scenario=scenario, exit_code=code), sys.stdout,
+                  indent=2)
+        sys.stdout.write("\n")
+    else:
+        colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
+                                            and "NO_COLOR" not in os.environ)
+        sys.stdout.write(render.human(result, colour=colour, scenario=scenario))
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser().parse_args(argv)
+        logs.configure(args.log_level)
+        if args.command == "scenarios":
+            return _scenarios()
+        return _check(args, argv)
+    except XenprobeError as e:
+        print(f"xenprobe: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"xenprobe: hint: {e.hint}", file=sys.stderr)
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return ExitCode.OK
+    except Exception as e:
+        print(f"xenprobe: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print("xenprobe: this is a bug; please report it with the output of "
+              "--log-level debug", file=sys.stderr)
+        if os.environ.get("XENPROBE_DEBUG"):
+            traceback.print_exc()
+        return INTERNAL_ERROR

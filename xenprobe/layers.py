@@ -1,0 +1,54 @@
+"""The layer ladder: each way a hypercall result reaches user space, one entry each.
+
+The raw 64-bit result (a multicall entry's `result`) is the truth the rungs below are
+compared with; it is read by the sweep itself, before and after the rungs. Adding a
+layer (libxc) means adding one entry to `ladder()`, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from xenprobe.quantities import Probe
+from xenprobe.reading import Reading
+from xenprobe.transport import Args, Privcmd
+
+
+class Layer(Protocol):
+    name: str
+    description: str
+
+    def read_many(self, probes: Sequence[Probe],
+                  calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
+        """One reading per probe; None where this layer does not offer the quantity."""
+        ...
+
+
+class SyscallLayer:
+    name = "syscall"
+    description = "the ioctl system call's long return (the kernel's privcmd path)"
+
+    def __init__(self, dev: Privcmd) -> None:
+        self.dev = dev
+
+    def read_many(self, probes: Sequence[Probe],
+                  calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
+        return list(self.dev.many(calls, syscall=True))
+
+
+class IoctlLayer:
+    name = "ioctl"
+    description = "glibc ioctl(): an int, and -1 with errno for [-4095,-1]"
+
+    def __init__(self, dev: Privcmd) -> None:
+        self.dev = dev
+
+    def read_many(self, probes: Sequence[Probe],
+                  calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
+        return list(self.dev.many(calls, syscall=False))
+
+
+def ladder(dev: Privcmd) -> list[Layer]:
+    """Every layer below the raw result, from the kernel up."""
+    return [SyscallLayer(dev), IoctlLayer(dev)]

@@ -1,0 +1,78 @@
+"""What xenprobe probes: each quantity, the hypercall that reads it, and for whom."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from xenprobe.abi import hypercalls as hc
+
+
+class Quantity(enum.StrEnum):
+    MAXIMUM_RAM_PAGE = "maximum_ram_page"
+    CURRENT_RESERVATION = "current_reservation"
+    MAXIMUM_RESERVATION = "maximum_reservation"
+    MAXIMUM_GPFN = "maximum_gpfn"
+    XEN_VERSION = "xen_version"
+
+
+# (hypercall, cmd) per quantity; per-domain ones take a pointer to a domid_t.
+CALLS: dict[Quantity, tuple[int, int]] = {
+    Quantity.MAXIMUM_RAM_PAGE: (hc.MEMORY_OP, hc.XENMEM_maximum_ram_page),
+    Quantity.CURRENT_RESERVATION: (hc.MEMORY_OP, hc.XENMEM_current_reservation),
+    Quantity.MAXIMUM_RESERVATION: (hc.MEMORY_OP, hc.XENMEM_maximum_reservation),
+    Quantity.MAXIMUM_GPFN: (hc.MEMORY_OP, hc.XENMEM_maximum_gpfn),
+    Quantity.XEN_VERSION: (hc.XEN_VERSION, hc.XENVER_version),
+}
+
+PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
+              Quantity.MAXIMUM_GPFN)
+# DOMID_SELF is probed where Xen accepts it (memory_op 3 and 4; 14 as well).
+FOR_SELF = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION)
+
+
+class Subject(enum.StrEnum):
+    HOST = "host"
+    DOMAIN = "domain"
+    SELF = "self"        # DOMID_SELF: the caller, i.e. dom0
+    MISSING = "missing"  # a domain id that does not exist: the error path
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    quantity: Quantity
+    subject: Subject
+    domid: int | None = None  # the domid passed (DOMID_SELF for SELF)
+
+    @property
+    def call(self) -> tuple[int, int]:
+        return CALLS[self.quantity]
+
+    @property
+    def label(self) -> str:
+        if self.subject is Subject.DOMAIN:
+            return f"dom{self.domid}"
+        if self.subject is Subject.MISSING:
+            return f"missing(dom{self.domid})"
+        return self.subject.value
+
+
+def missing_domid(existing: Iterable[int]) -> int:
+    """A domain id nobody uses: the lowest free one below the reserved range."""
+    taken = set(existing)
+    for domid in range(hc.DOMID_FIRST_RESERVED - 1, 0, -1):
+        if domid not in taken:
+            return domid
+    raise RuntimeError("every domain id is in use")
+
+
+def plan(domids: Iterable[int]) -> list[Probe]:
+    """Every probe for a host with these domains, in a stable order."""
+    ids = sorted(set(domids))
+    probes = [Probe(Quantity.XEN_VERSION, Subject.HOST),
+              Probe(Quantity.MAXIMUM_RAM_PAGE, Subject.HOST)]
+    probes += [Probe(q, Subject.SELF, hc.DOMID_SELF) for q in FOR_SELF]
+    probes += [Probe(q, Subject.DOMAIN, d) for d in ids for q in PER_DOMAIN]
+    probes.append(Probe(Quantity.CURRENT_RESERVATION, Subject.MISSING, missing_domid(ids)))
+    return probes
