@@ -89,8 +89,9 @@ def _first_congruent(lo: int, hi: int, residue: int, modulus: int) -> int | None
 
 def _value_verdict(truth: Truth, r: Reading) -> Verdict:
     x = r.value
-    u = x % U64 if r.width == 64 else x
-    if 0 <= u < U64 and truth.contains(u) and (r.width == 64 or x >= 0):
+    # Same 64-bit pattern once sign-extended: the layer passed the value on unchanged
+    # (a negative raw value read through an int is still the same value).
+    if truth.contains(x % U64):
         return Verdict.MATCH
     low = x % U32
     if x < 0 and low >= 1 << 31 and (r.width == 32 or x >= INT32_MIN):

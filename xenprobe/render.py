@@ -128,7 +128,9 @@ def summary_line(sweep: Sweep, s: Style | None = None) -> str:
         text += f" ({drift} readings drifted while being read)." if drift else "."
         return style(text, "green")
     parts = [f"{v} {n} ({', '.join(sorted(where[v]))})" for v, n in sorted(counts.items())]
-    text = f"{sum(counts.values())} mismatches in {probes} probes: " + "; ".join(parts)
+    bad = len(sweep.mismatches)
+    text = (f"{sum(counts.values())} mismatched readings in {bad} of {probes} probes: "
+            + "; ".join(parts))
     if drift:
         text += f"; {drift} readings drifted (not counted)"
     return style(text, "red")

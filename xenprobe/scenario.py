@@ -18,7 +18,12 @@ from typing import Any
 
 from xenprobe.abi import hypercalls as hc
 from xenprobe.abi.layouts import DOMINF_HVM_GUEST, DOMINF_RUNNING
-from xenprobe.abi.releases import Release, by_name
+from xenprobe.abi.releases import (
+    Release,
+    by_name,
+    getdomaininfo_for_domctl,
+    physinfo_for_sysctl,
+)
 from xenprobe.errors import ScenarioError
 
 PAGE = 4096
@@ -64,6 +69,7 @@ class Scenario:
     name: str
     description: str
     release: Release
+    reports_version: tuple[int, int]
     extraversion: str
     capabilities: str
     sysctl_interface: int
@@ -167,6 +173,12 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
         raise xen.fail("extraversion", "must be shorter than 16 bytes")
     capabilities = xen.get("capabilities", str,
                            "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64")
+    # What xen_version answers, when it is not the release whose layouts are used: a
+    # build xenprobe does not know.
+    reports = xen.get("reports_version", str, release.name)
+    m = re.fullmatch(r"(\d+)\.(\d+)", reports)
+    if not m or int(m.group(1)) > 0xFFFF or int(m.group(2)) > 0xFFFF:
+        raise xen.fail("reports_version", f"expected MAJOR.MINOR, got {reports!r}")
     sysctl_if = xen.get("sysctl_interface", int, release.sysctl)
     domctl_if = xen.get("domctl_interface", int, release.domctl)
     xen.done()
@@ -215,7 +227,8 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     if not total <= max_page <= max_mfn + 1:
         raise host.fail("max_page", "needs total_pages <= max_page <= max_mfn + 1")
 
-    return Scenario(name or Path(source).stem, description, release, extraversion,
+    return Scenario(name or Path(source).stem, description, release,
+                    (int(m.group(1)), int(m.group(2))), extraversion,
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
                     self_domid, domains, faults, hangs)
@@ -230,6 +243,10 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
         raise d.fail("id", f"must be below {hc.DOMID_FIRST_RESERVED:#x}")
     tot = d.pages("tot_pages", memory_key="memory")
     max_pages = d.pages("max_pages", tot, memory_key="max_memory")
+    # struct domain keeps tot_pages and max_pages as unsigned int.
+    for key, value in (("tot_pages", tot), ("max_pages", max_pages)):
+        if value >= 1 << 32:
+            raise d.fail(key, "Xen counts a domain's pages in 32 bits (16 TiB at most)")
     hvm = d.get("hvm", bool, False)
     max_gpfn = d.pages("max_gpfn", max(max_pages, 1) - 1)
     vcpus = d.get("vcpus", int, 1)
@@ -277,7 +294,8 @@ def _hang(parent: _Reader, raw: Any) -> tuple[int, int]:
 
 
 def _domain_record(s: Scenario, d: Domain) -> bytes:
-    layout = s.release.getdomaininfo
+    # The layout follows the interface version the hypervisor speaks.
+    layout = getdomaininfo_for_domctl(s.domctl_interface)
     values: dict[str, int | bytes] = {
         "domain": d.domid,
         "flags": DOMINF_RUNNING | (DOMINF_HVM_GUEST if d.hvm else 0),
@@ -295,7 +313,7 @@ def _domain_record(s: Scenario, d: Domain) -> bytes:
 
 
 def _physinfo(s: Scenario) -> bytes:
-    layout = s.release.physinfo
+    layout = physinfo_for_sysctl(s.sysctl_interface)
     return layout.encode({
         "threads_per_core": 1,
         "cores_per_socket": s.nr_cpus,
@@ -315,13 +333,13 @@ def compile_text(s: Scenario) -> str:
     """The scenario as the native mock's directive list (see native/mock)."""
     lines = [
         f"# compiled from scenario {s.name} (Xen {s.release.name})",
-        f"xen {s.release.major} {s.release.minor}",
+        f"xen {s.reports_version[0]} {s.reports_version[1]}",
         f"extraversion {s.extraversion}",
         f"capabilities {s.capabilities}",
         f"sysctl_interface {s.sysctl_interface:#x}",
         f"domctl_interface {s.domctl_interface:#x}",
         f"getdomaininfo_exact {int(s.release.getdomaininfo_exact)}",
-        f"getdomaininfo_size {s.release.getdomaininfo.size}",
+        f"getdomaininfo_size {getdomaininfo_for_domctl(s.domctl_interface).size}",
         f"physinfo {_physinfo(s).hex()}",
         f"max_page {s.max_page}",
         f"self_domid {s.self_domid}",
