@@ -1,0 +1,40 @@
+"""Running xenprobe (or any Python snippet) on the mock host, for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from xenprobe import mock
+from xenprobe.scenario import Scenario, compile_text
+
+
+def env_for(scenario: Scenario, tmp: Path, log: Path | None = None) -> dict[str, str]:
+    compiled = tmp / f"{scenario.name}.compiled"
+    compiled.write_text(compile_text(scenario))
+    env = dict(os.environ)
+    env.update(mock.environment(scenario, str(compiled), str(log) if log else None))
+    return env
+
+
+def run_check(args: list[str], env: dict[str, str] | None = None, timeout: float = 60
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xenprobe", *args], env=env, text=True,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+def check_json(scenario: str, *extra: str, env: dict[str, str] | None = None
+               ) -> tuple[int, dict[str, Any]]:
+    p = run_check(["check", "--json", "--mock", scenario, *extra], env=env)
+    assert p.returncode in (0, 1), p.stderr
+    return p.returncode, json.loads(p.stdout)
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,93 @@
+"""What each layer should return on a mock scenario, predicted from the scenario file and
+the documented conversions (tests/conversions.py), independently of xenprobe's classifier.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from tests.conversions import (
+    INT32_MAX,
+    U32,
+    U64,
+    compat_clamp,
+    glibc_ioctl,
+    glibc_syscall,
+    pvops_kernel,
+    s32,
+    s64,
+    xenlinux_kernel,
+)
+from xenprobe.reading import Reading
+from xenprobe.scenario import Scenario
+
+DOMID_SELF = 0x7FF0
+
+
+@dataclass(frozen=True)
+class Expected:
+    raw: int                  # the hypervisor's 64-bit result, signed
+    true_value: int | None    # what the quantity really is (None for error paths)
+    syscall: Reading
+    ioctl: Reading
+
+
+def true_value(s: Scenario, quantity: str, domid: int | None) -> int | None:
+    """The quantity as the scenario defines it; None when the domain does not exist."""
+    if quantity == "xen_version":
+        return (s.release.major << 16) | s.release.minor
+    if quantity == "maximum_ram_page":
+        return s.max_page
+    target = s.self_domid if domid == DOMID_SELF else domid
+    dom = next((d for d in s.domains if d.domid == target), None)
+    if dom is None:
+        return None
+    return {"current_reservation": dom.tot_pages, "maximum_reservation": dom.max_pages,
+            "maximum_gpfn": dom.max_gpfn}[quantity]
+
+
+def hypervisor_result(s: Scenario, quantity: str, value: int | None) -> int:
+    if value is None:
+        return -errno.ESRCH
+    r = value
+    if s.hypervisor_bits == 32:
+        r = s32(r)
+    if s.compat_clamp and quantity != "xen_version":
+        r = compat_clamp(r)
+    return s64(r)
+
+
+def expect(s: Scenario, quantity: str, domid: int | None) -> Expected:
+    value = true_value(s, quantity, domid)
+    raw = hypervisor_result(s, quantity, value)
+    kernel = pvops_kernel(raw) if s.driver == "pvops" else xenlinux_kernel(raw)
+    return Expected(raw, value, glibc_syscall(kernel), glibc_ioctl(kernel))
+
+
+def layer_verdict(raw: int, r: Reading) -> str:
+    """The verdict a layer reading deserves against the raw result, by case."""
+    if -4095 <= raw <= -1:
+        if not r.failed:
+            return "lost_error"
+        return "match" if r.errno == -raw else "changed_error"
+    u = raw % U64
+    if not r.failed and r.value % U64 == u:
+        return "match"
+    if r.failed:
+        return "aliased_errno"
+    # No layer below the hypervisor clamps; the compat clamp happens inside Xen.
+    return "sign_flipped" if u < U32 else "truncated"
+
+
+def raw_verdict(e: Expected) -> str:
+    """The raw result against the quantity's real value."""
+    if e.true_value is None:
+        return "match" if e.raw == -errno.ESRCH else "lost_error"
+    if e.raw % U64 == e.true_value:
+        return "match"
+    if -4095 <= e.raw <= -1:
+        return "aliased_errno"
+    if e.raw == INT32_MAX:
+        return "clamped"
+    return "sign_flipped" if e.true_value < U32 else "truncated"

@@ -1,0 +1,49 @@
+"""The read-only allow-list in native code, checked directly (no device needed).
+
+The end-to-end proof, that refused requests never reach the device, is in
+test_readonly.py against the mock's request log."""
+
+from __future__ import annotations
+
+import pytest
+from xenprobe._transport import ffi, lib
+
+from xenprobe.abi import hypercalls as hc
+
+ALLOWED_MEMORY_OPS = {2, 3, 4, 14}
+ALLOWED_XEN_VERSION = set(range(15))
+BY_STRUCT = {hc.MULTICALL, hc.SYSCTL, hc.DOMCTL}  # contents checked on a private copy
+
+
+def check(op: int, arg0: int) -> int:
+    return int(lib.xp_check(op, ffi.new("uint64_t[5]", [arg0, 0, 0, 0, 0])))
+
+
+def entry(op: int, arg0: int) -> int:
+    e = ffi.new("xp_multicall_entry *")
+    e.op = op
+    e.args[0] = arg0
+    return int(lib.xp_check_entry(e))
+
+
+@pytest.mark.parametrize("op", range(64))
+def test_every_hypercall_number(op: int) -> None:
+    for arg0 in range(64):
+        by_value = ((op == hc.MEMORY_OP and arg0 in ALLOWED_MEMORY_OPS)
+                    or (op == hc.XEN_VERSION and arg0 in ALLOWED_XEN_VERSION))
+        allowed = by_value or op in BY_STRUCT
+        assert (check(op, arg0) == 0) is allowed, (op, arg0)
+        # Inside a multicall only the by-value read-only ops are allowed.
+        assert (entry(op, arg0) == 0) is by_value, (op, arg0)
+
+
+def test_memory_op_continuation_bits_are_another_request() -> None:
+    for subop in ALLOWED_MEMORY_OPS:
+        assert check(hc.MEMORY_OP, subop | (1 << 6)) != 0
+        assert check(hc.MEMORY_OP, subop | (1 << 32)) != 0
+
+
+@pytest.mark.parametrize("cmd", range(128))
+def test_sysctl_and_domctl_commands(cmd: int) -> None:
+    assert (lib.xp_check_sysctl_cmd(cmd) == 0) is (cmd in {3, 6})
+    assert (lib.xp_check_domctl_cmd(cmd) == 0) is (cmd == 5)

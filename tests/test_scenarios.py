@@ -1,0 +1,120 @@
+"""Every shipped scenario, end to end: `xenprobe check --json --mock NAME` in a process
+of its own on the native mock host. Readings and verdicts are compared with what the
+scenario and the documented layer conversions predict (tests/model.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.mockhost import check_json
+from tests.model import expect, layer_verdict, raw_verdict
+from xenprobe.scenario import load, shipped
+
+PROBING = [n for n in shipped() if load(n).role == "dom0" and load(n).device == "present"]
+
+
+@pytest.fixture(scope="module", params=PROBING)
+def outcome(request: pytest.FixtureRequest) -> tuple[str, int, dict[str, Any]]:
+    code, report = check_json(request.param)
+    return request.param, code, report
+
+
+def test_detects_release_and_interfaces(outcome: tuple[str, int, dict[str, Any]]) -> None:
+    name, _, report = outcome
+    s = load(name)
+    assert report["host"]["release"] == s.release.name
+    assert report["host"]["version"] == f"{s.release.name}{s.extraversion}"
+    assert report["host"]["sysctl_interface"] == s.release.sysctl
+    assert report["host"]["domctl_interface"] == s.release.domctl
+    assert report["host"]["physinfo_layout"] == s.release.physinfo.name
+    assert report["domains"] == len(s.domains)
+
+
+def test_readings_and_verdicts_follow_the_model(
+        outcome: tuple[str, int, dict[str, Any]]) -> None:
+    name, code, report = outcome
+    s = load(name)
+    moving = {d.domid for d in s.domains if d.balloon}
+    mismatches = 0
+    for r in report["results"]:
+        if r["domid"] in moving:
+            continue  # see test_drift_is_never_truncation
+        e = expect(s, r["quantity"], r["domid"])
+        where = f"{name}: {r['quantity']} {r['subject']} {r['domid']}"
+        assert r["raw"]["value"] == e.raw, where
+        for layer, predicted in (("syscall", e.syscall), ("ioctl", e.ioctl)):
+            got = r["layers"][layer]
+            assert (got["value"], got["errno"]) == (predicted.value, predicted.errno), \
+                f"{where} {layer}"
+            assert got["verdict"] == layer_verdict(e.raw, predicted), f"{where} {layer}"
+            mismatches += got["verdict"] != "match"
+        if r["raw_verdict"] is not None:
+            assert r["raw_verdict"] == raw_verdict(e), where
+            mismatches += r["raw_verdict"] != "match"
+    assert code == (1 if mismatches else 0)
+    assert report["exit_code"] == code
+
+
+def test_healthy_host_is_clean() -> None:
+    code, report = check_json("healthy")
+    assert code == 0
+    assert report["summary"]["mismatches"] == 0
+    verdicts = {lay["verdict"] for r in report["results"] for lay in r["layers"].values()}
+    # A layer this host does not offer (libxc without libxenctrl) is absent, not a mismatch.
+    assert verdicts - {"absent"} == {"match"}
+    assert {r["raw_verdict"] for r in report["results"]} <= {"match", None}
+    assert all(not r["at_risk"] for r in report["results"])
+
+
+# Each truncation class the project claims, and the scenario that shows it.
+CLAIMS = [
+    ("large-memory", "maximum_ram_page", "ioctl", "sign_flipped"),
+    ("large-memory", "current_reservation", "ioctl", "sign_flipped"),
+    ("large-memory", "maximum_gpfn", "ioctl", "aliased_errno"),
+    ("huge-address-space", "maximum_ram_page", "ioctl", "truncated"),
+    ("huge-address-space", "maximum_gpfn", "syscall", "truncated"),
+    ("huge-address-space", "current_reservation", "ioctl", "sign_flipped"),
+    ("xenlinux-driver", "maximum_ram_page", "ioctl", "sign_flipped"),
+    ("hypervisor-32bit", "maximum_ram_page", "raw", "sign_flipped"),
+    ("compat-clamp", "current_reservation", "raw", "clamped"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "quantity", "layer", "verdict"), CLAIMS)
+def test_claimed_class_is_detected(scenario: str, quantity: str, layer: str,
+                                   verdict: str) -> None:
+    _, report = check_json(scenario)
+    seen = {(r["raw_verdict"] if layer == "raw" else r["layers"][layer]["verdict"])
+            for r in report["results"] if r["quantity"] == quantity}
+    assert verdict in seen
+
+
+def test_xenlinux_syscall_keeps_64_bits() -> None:
+    _, report = check_json("xenlinux-driver")
+    for r in report["results"]:
+        assert r["layers"]["syscall"]["verdict"] == "match", r
+
+
+def test_drift_is_never_truncation() -> None:
+    s = load("balloon")
+    moving = {d.domid for d in s.domains if d.balloon}
+    for _ in range(3):
+        _, report = check_json("balloon")
+        for r in report["results"]:
+            verdicts = {r["raw_verdict"], *(v["verdict"] for v in r["layers"].values())}
+            assert verdicts <= {"match", "drift", None}, r
+        drifted = {r["domid"] for r in report["results"]
+                   if "drift" in {v["verdict"] for v in r["layers"].values()}}
+        assert drifted <= moving | {None}
+        assert drifted, "the ballooning domain should have been seen moving"
+
+
+def test_missing_domain_error_path() -> None:
+    for name in PROBING:
+        _, report = check_json(name)
+        (missing,) = [r for r in report["results"] if r["subject"] == "missing"]
+        assert missing["raw"]["errno"] == 3, name
+        assert missing["layers"]["ioctl"] == {"value": -1, "errno": 3, "width": 32,
+                                              "verdict": "match"}
