@@ -1,0 +1,342 @@
+"""Independent minimal privcmd reader (plain ctypes; imports nothing from xenprobe).
+
+Run as root inside a Xen dom0; it only issues read-only hypercalls.  The real-Xen tests
+compare xenprobe's reports against what this prints::
+
+    python3 tests/realxen/reader.py            # or: python3 -m tests.realxen.reader
+    python3 tests/realxen/reader.py --sysctl-version 0x15 --domctl-version 0x15
+
+Output: one JSON object (see ``read_all``).  Hypercall argument buffers are page-aligned
+anonymous memory mapped with MAP_LOCKED, as libxencall does without /dev/xen/hypercall:
+Xen reads them through the guest's page tables, so they must be present and stay so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import json
+import os
+import struct
+import sys
+from typing import Any
+
+PRIVCMD = "/dev/xen/privcmd"
+IOCTL_PRIVCMD_HYPERCALL = 0x00305000  # _IOC(_IOC_NONE, 'P', 0, 48)
+
+HYPERVISOR_memory_op = 12
+HYPERVISOR_multicall = 13
+HYPERVISOR_xen_version = 17
+HYPERVISOR_sysctl = 35
+HYPERVISOR_domctl = 36
+
+XENVER_version = 0
+XENMEM_maximum_ram_page = 2
+XENMEM_current_reservation = 3
+XENMEM_maximum_reservation = 4
+XENMEM_maximum_gpfn = 14
+XEN_SYSCTL_physinfo = 3
+XEN_DOMCTL_getdomaininfo = 5
+
+DOMID_SELF = 0x7FF0
+NO_SUCH_DOMID = 0x7000  # below the reserved ids, never used by a test dom0
+PAGE = 4096
+MULTICALL_ENTRY_SIZE = 64  # op, result, args[6]: all 64-bit
+SYSCTL_SIZE = 136  # cmd u32, interface_version u32, union[128]
+DOMCTL_SIZE = 144  # cmd, interface_version, domain u16 + pad, union at 16 [128]
+
+# Candidate interface versions, most likely first (4.17-4.20 use 0x15 / 0x15-0x17).
+SYSCTL_VERSIONS = (0x15, 0x16, 0x14, 0x13, 0x12, 0x11, 0x10)
+DOMCTL_VERSIONS = (0x15, 0x16, 0x17, 0x18, 0x14, 0x13, 0x12, 0x11, 0x10)
+
+PROT_READ, PROT_WRITE = 0x1, 0x2
+MAP_PRIVATE, MAP_ANONYMOUS, MAP_LOCKED = 0x02, 0x20, 0x2000  # x86-64 values
+MAP_FAILED = ctypes.c_void_p(-1).value
+EACCES = 13
+
+
+def _load_libc() -> ctypes.CDLL:
+    # Name glibc directly: find_library() runs ldconfig, which takes >1 s in a TCG dom0.
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+_libc = _load_libc()
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.ioctl.restype = ctypes.c_int  # glibc's ioctl() returns int: that is the point
+_libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+
+
+class PrivcmdHypercall(ctypes.Structure):
+    _fields_ = [("op", ctypes.c_uint64), ("arg", ctypes.c_uint64 * 5)]
+
+
+class HypercallBuffer:
+    """Page-aligned, locked anonymous memory for hypercall arguments."""
+
+    def __init__(self, pages: int = 1) -> None:
+        self.size = pages * PAGE
+        addr = _libc.mmap(
+            None, self.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0
+        )
+        if addr in (None, MAP_FAILED):
+            err = ctypes.get_errno()
+            raise OSError(err, f"mmap(MAP_LOCKED): {os.strerror(err)}")
+        self.addr: int = addr
+
+    def write(self, offset: int, data: bytes) -> None:
+        assert offset >= 0 and offset + len(data) <= self.size
+        ctypes.memmove(self.addr + offset, data, len(data))
+
+    def read(self, offset: int, length: int) -> bytes:
+        assert offset >= 0 and offset + length <= self.size
+        return ctypes.string_at(self.addr + offset, length)
+
+    def close(self) -> None:
+        if self.addr:
+            _libc.munmap(self.addr, self.size)
+            self.addr = 0
+
+    def __enter__(self) -> HypercallBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_fd: int | None = None
+
+
+def privcmd_fd() -> int:
+    global _fd  # noqa: PLW0603 - one descriptor per process, like libxencall
+    if _fd is None:
+        _fd = os.open(PRIVCMD, os.O_RDWR | os.O_CLOEXEC)
+    return _fd
+
+
+def hypercall(op: int, *args: int) -> tuple[int, int]:
+    """IOCTL_PRIVCMD_HYPERCALL; returns (ioctl's int return, errno or 0)."""
+    call = PrivcmdHypercall(op, (ctypes.c_uint64 * 5)(*args))
+    ctypes.set_errno(0)
+    ret = _libc.ioctl(privcmd_fd(), IOCTL_PRIVCMD_HYPERCALL, ctypes.byref(call))
+    return ret, (ctypes.get_errno() if ret == -1 else 0)
+
+
+def _check(ret: int, err: int, what: str) -> int:
+    if ret == -1:
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def xen_version() -> int:
+    """XENVER_version: (major << 16) | minor."""
+    return _check(*hypercall(HYPERVISOR_xen_version, XENVER_version, 0), "xen_version")
+
+
+def memory_op_ioctl(subop: int, domid: int | None) -> tuple[int, int]:
+    """memory_op through the plain ioctl: (int return, errno).  domid None = NULL arg."""
+    with HypercallBuffer() as buf:
+        arg = 0
+        if domid is not None:
+            buf.write(0, struct.pack("<H", domid))  # struct xen_memory_domain / domid_t
+            arg = buf.addr
+        return hypercall(HYPERVISOR_memory_op, subop, arg)
+
+
+def memory_op_multicall(subop: int, domid: int | None) -> int:
+    """memory_op in a one-entry multicall: the raw signed 64-bit result (-errno on error)."""
+    with HypercallBuffer() as buf:
+        arg = 0
+        if domid is not None:
+            buf.write(1024, struct.pack("<H", domid))
+            arg = buf.addr + 1024
+        entry = struct.pack("<8Q", HYPERVISOR_memory_op, 0, subop, arg, 0, 0, 0, 0)
+        buf.write(0, entry)
+        ret, err = hypercall(HYPERVISOR_multicall, buf.addr, 1)
+        _check(ret, err, "multicall")
+        (result,) = struct.unpack("<q", buf.read(8, 8))  # entry.result at offset 8
+        return int(result)
+
+
+def sysctl_raw(cmd: int, version: int, payload: bytes = b"") -> tuple[int, int, bytes]:
+    """One sysctl; returns (ret, errno, the 128-byte union after the call)."""
+    with HypercallBuffer() as buf:
+        buf.write(0, struct.pack("<II", cmd, version) + payload.ljust(128, b"\0"))
+        ret, err = hypercall(HYPERVISOR_sysctl, buf.addr)
+        return ret, err, buf.read(8, 128)
+
+
+def detect_sysctl_version(candidates: tuple[int, ...] = SYSCTL_VERSIONS) -> int:
+    """First interface version that physinfo does not reject with EACCES."""
+    for v in candidates:
+        ret, err, _ = sysctl_raw(XEN_SYSCTL_physinfo, v)
+        if not (ret == -1 and err == EACCES):
+            return v
+    raise OSError(EACCES, f"no sysctl interface version in {[hex(v) for v in candidates]}")
+
+
+def physinfo(sysctl_interface_version: int, legacy_layout: bool = False) -> dict[str, int]:
+    """XEN_SYSCTL_physinfo.  legacy_layout selects the 4.10-4.16 offsets (no arch_caps)."""
+    ret, err, u = sysctl_raw(XEN_SYSCTL_physinfo, sysctl_interface_version)
+    _check(ret, err, "sysctl physinfo")
+    nr_cpus, max_cpu_id, nr_nodes = struct.unpack_from("<III", u, 8)
+    capabilities = struct.unpack_from("<I", u, 28)[0]
+    if legacy_layout:
+        total, free, _scrub, outstanding, max_mfn = struct.unpack_from("<5Q", u, 32)
+        arch_caps = None
+    else:
+        arch_caps = struct.unpack_from("<I", u, 32)[0]
+        total, free, _scrub, outstanding, max_mfn = struct.unpack_from("<5Q", u, 40)
+    out = {
+        "nr_cpus": nr_cpus,
+        "max_cpu_id": max_cpu_id,
+        "nr_nodes": nr_nodes,
+        "capabilities": capabilities,
+        "total_pages": total,
+        "free_pages": free,
+        "outstanding_pages": outstanding,
+        "max_mfn": max_mfn,
+    }
+    if arch_caps is not None:
+        out["arch_capabilities"] = arch_caps
+    return out
+
+
+def domctl_raw(cmd: int, version: int, domid: int) -> tuple[int, int, int, bytes]:
+    """One domctl; returns (ret, errno, domain field after the call, 128-byte union)."""
+    with HypercallBuffer() as buf:
+        buf.write(0, struct.pack("<IIH", cmd, version, domid).ljust(DOMCTL_SIZE, b"\0"))
+        ret, err = hypercall(HYPERVISOR_domctl, buf.addr)
+        raw = buf.read(0, DOMCTL_SIZE)
+        return ret, err, struct.unpack_from("<H", raw, 8)[0], raw[16:]
+
+
+def detect_domctl_version(candidates: tuple[int, ...] = DOMCTL_VERSIONS) -> int:
+    for v in candidates:
+        ret, err, _, _ = domctl_raw(XEN_DOMCTL_getdomaininfo, v, 0)
+        if not (ret == -1 and err == EACCES):
+            return v
+    raise OSError(EACCES, f"no domctl interface version in {[hex(v) for v in candidates]}")
+
+
+def getdomaininfo(domid: int, domctl_interface_version: int) -> dict[str, int]:
+    """XEN_DOMCTL_getdomaininfo (first 96 bytes: stable from 4.10 to 4.22)."""
+    ret, err, _, u = domctl_raw(XEN_DOMCTL_getdomaininfo, domctl_interface_version, domid)
+    _check(ret, err, f"domctl getdomaininfo({domid:#x})")
+    dom, flags, tot, maxp, outstanding, shr, paged, sif, cpu_time = struct.unpack_from(
+        "<H2xI7Q", u, 0
+    )
+    online, max_vcpu_id, ssidref = struct.unpack_from("<III", u, 64)
+    cpupool = struct.unpack_from("<I", u, 92)[0]
+    return {
+        "domain": dom,
+        "flags": flags,
+        "tot_pages": tot,
+        "max_pages": maxp,
+        "outstanding_pages": outstanding,
+        "shr_pages": shr,
+        "paged_pages": paged,
+        "shared_info_frame": sif,
+        "cpu_time": cpu_time,
+        "nr_online_vcpus": online,
+        "max_vcpu_id": max_vcpu_id,
+        "ssidref": ssidref,
+        "cpupool": cpupool,
+    }
+
+
+# --------------------------------------------------------------------------- CLI
+
+MEMORY_QUERIES: tuple[tuple[str, int, int | None], ...] = (
+    ("maximum_ram_page", XENMEM_maximum_ram_page, None),
+    ("current_reservation:self", XENMEM_current_reservation, DOMID_SELF),
+    ("current_reservation:0", XENMEM_current_reservation, 0),
+    ("current_reservation:nodom", XENMEM_current_reservation, NO_SUCH_DOMID),
+    ("maximum_reservation:self", XENMEM_maximum_reservation, DOMID_SELF),
+    ("maximum_gpfn:self", XENMEM_maximum_gpfn, DOMID_SELF),
+)
+
+
+def _guard(fn: Any, *args: Any) -> Any:
+    """Run one reading; an error becomes {"error", "errno"} so the JSON stays whole."""
+    try:
+        return fn(*args)
+    except OSError as exc:
+        return {"error": str(exc), "errno": exc.errno}
+
+
+def read_all(
+    sysctl_version: int | None = None,
+    domctl_version: int | None = None,
+    legacy_physinfo: bool | None = None,
+) -> dict[str, Any]:
+    """Every reading, as one JSON-able dict.
+
+    Keys: xen_version (+ _hex), memory_op.<name> = {subop, domid, ioctl:{ret, errno},
+    multicall}, sysctl_interface_version, physinfo, domctl_interface_version,
+    getdomaininfo_0, getdomaininfo_nodom.
+    """
+    out: dict[str, Any] = {"reader": "tests/realxen/reader.py", "pid": os.getpid()}
+    ver = xen_version()
+    out["xen_version"] = ver
+    out["xen_version_hex"] = hex(ver)
+    mem: dict[str, Any] = {}
+    for name, subop, domid in MEMORY_QUERIES:
+        ret, err = memory_op_ioctl(subop, domid)
+        mem[name] = {
+            "subop": subop,
+            "domid": domid,
+            "ioctl": {"ret": ret, "errno": err},
+            "multicall": _guard(memory_op_multicall, subop, domid),
+        }
+    out["memory_op"] = mem
+
+    sv = sysctl_version if sysctl_version is not None else _guard(detect_sysctl_version)
+    out["sysctl_interface_version"] = sv
+    if isinstance(sv, int):
+        legacy = sv < 0x15 if legacy_physinfo is None else legacy_physinfo
+        out["physinfo_layout"] = "4.10-4.16" if legacy else "4.17+"
+        out["physinfo"] = _guard(physinfo, sv, legacy)
+
+    dv = domctl_version if domctl_version is not None else _guard(detect_domctl_version)
+    out["domctl_interface_version"] = dv
+    if isinstance(dv, int):
+        out["getdomaininfo_0"] = _guard(getdomaininfo, 0, dv)
+        out["getdomaininfo_nodom"] = _guard(getdomaininfo, NO_SUCH_DOMID, dv)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sysctl-version", type=lambda s: int(s, 0))
+    ap.add_argument("--domctl-version", type=lambda s: int(s, 0))
+    ap.add_argument("--legacy-physinfo", action="store_true", default=None)
+    ap.add_argument("-o", "--output", help="write the JSON here as well as to stdout")
+    args = ap.parse_args(argv)
+    try:
+        data = read_all(args.sysctl_version, args.domctl_version, args.legacy_physinfo)
+    except OSError as exc:  # no privcmd (not a dom0, not root): still one JSON object
+        print(json.dumps({"error": str(exc), "errno": exc.errno}))
+        return 2
+    text = json.dumps(data, indent=2, sort_keys=True)
+    print(text)
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
