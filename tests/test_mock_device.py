@@ -665,7 +665,7 @@ def test_getdomaininfo_exact_semantics(mock_lib, tmp_path):
 # ---------------------------------------------------------------- balloon
 
 def test_balloon_moves_across_ops(mock_lib, tmp_path):
-    domains = DOMAINS + [(5, 100, 200, 0x1000)]
+    domains = [*DOMAINS, (5, 100, 200, 0x1000)]
     step, every, lo, hi = 4, 2, 96, 110
     scen = scenario("balloon 5 %d %d %d %d\n" % (step, every, lo, hi), domains=domains)
     r = run(mock_lib, tmp_path, scen, '''
