@@ -195,6 +195,9 @@ def run_in_dom0(
         (share / name).unlink(missing_ok=True)
     (share / "script.sh").write_text(script)
     (share / "env.sh").write_text(_env_sh(xen, env))
+    # A checkout under /tmp would be hidden by the chroot's tmpfs: keep it visible.
+    checkout = Path(__file__).resolve().parents[2]
+    (share / "keep").write_text(f"{checkout}\n" if checkout.is_relative_to("/tmp") else "")
     serial_log = workdir / "serial.log"
     cmd = qemu_command(
         xen_image,

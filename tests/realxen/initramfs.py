@@ -84,7 +84,18 @@ for d in dev proc sys; do
     # rbind: submounts (/proc/xen's xenfs) must come along.
     mount -o rbind "/$d" "/host/$d" || die "bind /$d"
 done
+# The chroot's /tmp must be writable, but a checkout (CI clones anywhere) may live
+# under the host's /tmp: keep a view of it and bind listed paths back in.
+mkdir -p /hosttmp && mount --bind /host/tmp /hosttmp || die "bind host /tmp"
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp || die "tmpfs /host/tmp"
+if [ -f /results/keep ]; then
+    while read -r p; do
+        case "$p" in
+        /tmp/*) mkdir -p "/host$p" && mount --bind "/hosttmp${p#/tmp}" "/host$p" \
+                    || die "bind $p" ;;
+        esac
+    done < /results/keep
+fi
 mkdir -p /host@SHARE@ && mount --bind /results /host@SHARE@ || die "bind results"
 [ -e /dev/xen/privcmd ] && say "privcmd present" || say "no /dev/xen/privcmd"
 
