@@ -105,3 +105,18 @@ def test_mock_env_without_reexec(tmp_path: Path) -> None:
     p = run_check(["check", "--mock", "t"], env=env_for(s, tmp_path))
     assert p.returncode == 0, p.stderr
     assert "mock host scenario 't'" in p.stdout
+
+
+def test_mock_reexec_from_a_source_checkout(tmp_path: Path) -> None:
+    """Run from a directory holding an uncompiled copy of the package (a checkout, as in
+    README's first command): the re-executed process must still use the installed one."""
+    import shutil
+    import sys
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "xenprobe", tmp_path / "xenprobe",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    script = Path(sys.executable).parent / "xenprobe"  # the console script
+    p = subprocess.run([str(script), "check", "--mock"],
+                       cwd=tmp_path, text=True, capture_output=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "mock host scenario 'healthy'" in p.stdout

@@ -58,7 +58,9 @@ def reexec(scenario: Scenario, argv: list[str]) -> NoReturn:
     env.update(environment(scenario, f"/proc/self/fd/{fd}", os.environ.get(LOG)))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "xenprobe", *argv], env)
+    # -P: the current directory must not shadow the installed package (a source
+    # checkout there has no compiled modules).
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "xenprobe", *argv], env)
 
 
 def active() -> str | None:
