@@ -126,7 +126,9 @@ def test_never_drift_or_absent(u: int, width: int, e: int) -> None:
 
 def test_unexplained_is_other() -> None:
     assert classify(Truth.exact(1000), Reading(999, 0, 32)) is Verdict.OTHER
-    assert classify(Truth.exact(1000), Reading(-1, 5, 32)) is Verdict.OTHER
+    # A failure no conversion of the value explains is the layer's own error.
+    assert classify(Truth.exact(1000), Reading(-1, 5, 32)) is Verdict.ERROR
+    assert not Verdict.ERROR.is_mismatch
 
 
 @given(values)

@@ -28,6 +28,7 @@ class Verdict(enum.StrEnum):
     LOST_ERROR = "lost_error"        # the hypervisor failed; the layer shows a value
     CHANGED_ERROR = "changed_error"  # both failed, with different errnos
     DRIFT = "drift"                  # the quantity moved while it was being read
+    ERROR = "error"                  # the layer failed for its own reason (EINTR, EACCES..)
     OTHER = "other"                  # disagrees, and no known conversion explains it
     ABSENT = "absent"                # this layer does not offer the quantity here
 
@@ -129,7 +130,9 @@ def classify(truth: Truth, reading: Reading) -> Verdict:
             return Verdict.MATCH if reading.errno == truth.errno else Verdict.CHANGED_ERROR
         return Verdict.LOST_ERROR
     if reading.failed:
-        return Verdict.ALIASED_ERRNO if _alias(truth, reading.errno) else Verdict.OTHER
+        # An errno no value in the truth can turn into is the layer's own failure: worth
+        # counting, but nothing was truncated.
+        return Verdict.ALIASED_ERRNO if _alias(truth, reading.errno) else Verdict.ERROR
     return _value_verdict(truth, reading)
 
 

@@ -74,18 +74,23 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     with Privcmd() as dev:
         host = Host(dev)
         try:
-            result = Sweeper(host, ladder(dev), attempts=args.attempts).sweep()
+            layers = ladder(dev, host.identity)
+            result = Sweeper(host, layers, attempts=args.attempts).sweep()
         finally:
             host.close()
+    # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
+    notes = [f"{layer.name}: {note}" for layer in layers
+             if (note := getattr(layer, "note", ""))]
     code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
     if args.json:
-        json.dump(render.as_json(result, scenario=scenario, exit_code=code), sys.stdout,
-                  indent=2)
+        json.dump(render.as_json(result, scenario=scenario, exit_code=code, notes=notes),
+                  sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                             and "NO_COLOR" not in os.environ)
-        sys.stdout.write(render.human(result, colour=colour, scenario=scenario))
+        sys.stdout.write(render.human(result, colour=colour, scenario=scenario,
+                                      notes=notes))
     return code
 
 

@@ -26,6 +26,8 @@ class Sample:
     ref_before: Truth | None
     ref_after: Truth | None
     layers: Mapping[str, Reading | None]
+    # Layers that read through the reference's hypercall: judged against the reference.
+    via_reference: frozenset[str] = frozenset()
 
     @property
     def moved(self) -> bool:
@@ -52,6 +54,22 @@ def _moved_verdict(span: Truth | None, reading: Reading) -> Verdict:
     return v if v in _EXPLAINED else Verdict.DRIFT
 
 
+@dataclass(frozen=True, slots=True)
+class _View:
+    """A truth read twice, around the layers."""
+
+    stable: bool
+    before: Truth
+    after: Truth
+
+    def judge(self, r: Reading | None) -> Verdict:
+        if r is None:
+            return Verdict.ABSENT
+        if self.stable:
+            return classify(self.before, r)
+        return _moved_verdict(_span(self.before, self.after), r)
+
+
 def judge(sample: Sample, *, final: bool, earlier: Sequence[Sample] = ()
           ) -> dict[str, Verdict] | None:
     """Verdicts keyed by layer ("raw" is the raw value against the reference), or None
@@ -61,14 +79,13 @@ def judge(sample: Sample, *, final: bool, earlier: Sequence[Sample] = ()
     ref_stable = sample.ref_before == sample.ref_after
     if not (raw_stable and ref_stable) and not final:
         return None
-    if raw_stable:
-        truth = Truth.of(sample.raw_before)
-        verdicts = {name: classify(truth, r) if r is not None else Verdict.ABSENT
-                    for name, r in sample.layers.items()}
-    else:
-        span = _span(Truth.of(sample.raw_before), Truth.of(sample.raw_after))
-        verdicts = {name: _moved_verdict(span, r) if r is not None else Verdict.ABSENT
-                    for name, r in sample.layers.items()}
+    raw_view = _View(raw_stable, Truth.of(sample.raw_before), Truth.of(sample.raw_after))
+    ref_view = (_View(ref_stable, sample.ref_before, sample.ref_after)
+                if sample.ref_before is not None and sample.ref_after is not None else None)
+    verdicts = {}
+    for name, r in sample.layers.items():
+        view = ref_view if name in sample.via_reference and ref_view else raw_view
+        verdicts[name] = view.judge(r)
     if sample.ref_before is not None and sample.ref_after is not None:
         if not raw_stable:
             verdicts[RAW] = Verdict.DRIFT
@@ -77,6 +94,8 @@ def judge(sample: Sample, *, final: bool, earlier: Sequence[Sample] = ()
         else:
             verdicts[RAW] = _moved_verdict(_span(sample.ref_before, sample.ref_after),
                                            sample.raw_before)
+    if Verdict.ERROR in verdicts.values() and not final:
+        return None  # a layer's own failure (EINTR, EAGAIN...) may pass: try again
     if Verdict.OTHER in verdicts.values():
         # An unexplained disagreement between equal raw reads may be a value that moved
         # and came back. Look again; call it a mismatch only if every look saw exactly

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from xenprobe import libxc
+from xenprobe.host import Identity
 from xenprobe.quantities import Probe
 from xenprobe.reading import Reading
 from xenprobe.transport import Args, Privcmd
@@ -24,6 +26,12 @@ class Layer(Protocol):
         """One reading per probe; None where this layer does not offer the quantity."""
         ...
 
+    def via_reference(self, probe: Probe) -> bool:
+        """True where this layer reads the quantity through the independent source's
+        hypercall rather than the probe's own (libxc's xc_get_tot_pages reads domctl
+        getdomaininfo, not memory_op): such a reading is judged against the reference."""
+        ...
+
 
 class SyscallLayer:
     name = "syscall"
@@ -35,6 +43,9 @@ class SyscallLayer:
     def read_many(self, probes: Sequence[Probe],
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return list(self.dev.many(calls, syscall=True))
+
+    def via_reference(self, probe: Probe) -> bool:
+        return False
 
 
 class IoctlLayer:
@@ -48,7 +59,14 @@ class IoctlLayer:
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return list(self.dev.many(calls, syscall=False))
 
+    def via_reference(self, probe: Probe) -> bool:
+        return False
 
-def ladder(dev: Privcmd) -> list[Layer]:
-    """Every layer below the raw result, from the kernel up."""
-    return [SyscallLayer(dev), IoctlLayer(dev)]
+
+def ladder(dev: Privcmd, identity: Identity | None = None) -> list[Layer]:
+    """Every layer below the raw result, from the kernel up. With the host's identity,
+    libxc too: present when libxenctrl for its release loads, else absent with a note."""
+    layers: list[Layer] = [SyscallLayer(dev), IoctlLayer(dev)]
+    if identity is not None:
+        layers.append(libxc.layer((identity.release.major, identity.release.minor)))
+    return layers

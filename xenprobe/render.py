@@ -142,7 +142,8 @@ def _truth_json(t: Truth | None) -> dict[str, int] | None:
     return {"errno": t.errno} if t.is_error else {"lo": t.lo, "hi": t.hi}
 
 
-def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int) -> dict[str, Any]:
+def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
+            notes: list[str] | None = None) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     results = []
     for r in sweep.results:
@@ -170,6 +171,7 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int) -> dict[str, 
         "mock_scenario": scenario,
         "domains": sweep.domains,
         "layers": [RAW, *sweep.layers],
+        "notes": notes or [],
         "sweep_seconds": round(sweep.duration, 6),
         "results": results,
         "summary": {

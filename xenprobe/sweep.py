@@ -138,8 +138,10 @@ class Sweeper:
         again = []
         for i, probe in enumerate(probes):
             layer_readings = {name: rs[i] for name, rs in readings.items()}
+            via_ref = frozenset(layer.name for layer in self.layers
+                                if layer.via_reference(probe))
             sample = Sample(raw_before[i], raw_after[i], refs_before.truth(probe),
-                            refs_after.truth(probe), layer_readings)
+                            refs_after.truth(probe), layer_readings, via_ref)
             earlier = history.setdefault(probe, [])
             verdicts = judge(sample, final=final, earlier=earlier)
             if verdicts is None:

@@ -1,0 +1,255 @@
+"""The libxc layer: each quantity as a C program linked against libxenctrl reads it.
+
+libxenctrl is loaded in cffi's ABI mode (no compiler, no Xen headers) by the SONAME of
+the running hypervisor's release, libxenctrl.so.<major>.<minor>, through the normal
+loader path; XENPROBE_LIBXENCTRL names a file instead (tests, unusual installs), and
+then the file's own SONAME says which release's declarations apply. The declarations
+come from xenprobe.abi.libxc.
+
+A reading keeps the C function's own convention: its return type's width, -1 with
+errno as failure, anything else as a value (a raw -errno is a value: the classifier
+calls it a lost error). Functions that return a status and write the value through a
+pointer give the pointed-to value (unsigned long, 64 bits) on success and their int
+status on failure.
+
+libxenctrl talks to privcmd itself, outside xenprobe's read-only allow-list: only the
+query functions listed in the table are ever called.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from cffi import FFI
+
+from xenprobe import elf
+from xenprobe.abi import hypercalls as hc
+from xenprobe.abi.libxc import Signatures, Version, known, signatures, soname
+from xenprobe.quantities import Probe, Quantity, Subject
+from xenprobe.reading import Reading
+from xenprobe.transport import Args
+
+log = structlog.get_logger("xenprobe.libxc")
+
+NAME = "libxc"
+ENV = "XENPROBE_LIBXENCTRL"
+_SONAME = re.compile(r"^libxenctrl\.so\.(\d+)\.(\d+)$")
+# What every libxc reading needs; a library without them is not what its SONAME says.
+REQUIRED = ("xc_interface_open", "xc_interface_close", "xc_version",
+            "xc_maximum_ram_page", "xc_domain_maximum_gpfn", "xc_get_tot_pages")
+MEMORY_DOMAIN_SIZE = 2  # struct xen_memory_domain { domid_t domid; }
+S64 = 1 << 63
+
+
+class Unavailable(Exception):
+    """libxenctrl cannot be used here; the message says why, for the note line."""
+
+
+@dataclass(frozen=True)
+class Library:
+    ffi: FFI
+    lib: Any
+    path: str          # what was handed to dlopen
+    signatures: Signatures
+
+    @property
+    def release(self) -> Version:
+        return self.signatures.release
+
+
+def _name(release: Version) -> str:
+    return f"{release[0]}.{release[1]}"
+
+
+def _release_of(name: str) -> Version | None:
+    m = _SONAME.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _dlerror(e: OSError) -> str:
+    """The loader's own words from cffi's message (which adds its own preamble)."""
+    text = str(e).split(".  Additionally", 1)[0]
+    return text.split("': ", 1)[1] if "': " in text else text
+
+
+def load(hypervisor: Version, environ: dict[str, str] | None = None) -> Library:
+    """libxenctrl for this hypervisor release (or the file XENPROBE_LIBXENCTRL names),
+    with its release's declarations. Raises Unavailable."""
+    env = os.environ if environ is None else environ
+    override = env.get(ENV, "")
+    if override:
+        path = Path(override)
+        if not path.exists():
+            raise Unavailable(f"{ENV}={override}: no such file")
+        if not path.is_file():
+            raise Unavailable(f"{ENV}={override}: not a regular file")
+        name = elf.soname(path)
+        if name is None:
+            raise Unavailable(f"{ENV}={override}: not a shared library with a SONAME")
+        release = _release_of(name)
+        if release is None:
+            raise Unavailable(f"{ENV}={override}: SONAME {name} is not libxenctrl's")
+        target = str(path)
+    else:
+        release, name = hypervisor, soname(hypervisor)
+        target = name
+    sig = signatures(release)
+    if sig is None:
+        raise Unavailable(f"no libxenctrl signature table for Xen {_name(release)} "
+                          f"(xenprobe knows {known()}); layer skipped")
+    ffi = FFI()
+    ffi.cdef(sig.cdef())
+    try:
+        lib = ffi.dlopen(target)
+    except OSError as e:
+        reason = _dlerror(e)
+        if reason.startswith(f"{target}: cannot open shared object file"):
+            raise Unavailable(f"{name} not found") from None
+        raise Unavailable(f"{name} cannot be loaded: {reason}") from None
+    for fn in REQUIRED:
+        try:
+            getattr(lib, fn)
+        except AttributeError:
+            raise Unavailable(f"{name} does not export {fn}") from None
+    return Library(ffi, lib, target, sig)
+
+
+class Absent:
+    """The libxc column where libxenctrl cannot be used: every probe absent, and why."""
+
+    name = NAME
+
+    def __init__(self, reason: str) -> None:
+        self.note = reason
+        self.description = f"libxenctrl unavailable: {reason}"
+
+    def read_many(self, probes: Sequence[Probe],
+                  calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
+        return [None] * len(probes)
+
+    def via_reference(self, probe: Probe) -> bool:
+        return False
+
+
+def _s64(u: int) -> int:
+    return u - (1 << 64) if u >= S64 else u
+
+
+def _status(ret: int, errno: int, width: int) -> Reading:
+    # Failure is -1 with errno; -1 without errno, or any other negative, is a value.
+    if ret == -1 and errno:
+        return Reading(-1, errno, width)
+    return Reading(ret, 0, width)
+
+
+class LibxcLayer:
+    """Reads through one open xc_interface."""
+
+    name = NAME
+
+    def __init__(self, library: Library, hypervisor: Version) -> None:
+        self.library = library
+        self.ffi = library.ffi
+        self.lib = library.lib
+        self.signatures = library.signatures
+        self.description = (f"libxenctrl {_name(library.release)} ({library.path}): "
+                            "the C functions' own return types")
+        self.note = ""
+        if library.release != hypervisor:
+            # Its domctl and sysctl requests would carry another release's interface
+            # version and be refused (EACCES): that is a mismatched install, not a value
+            # lost on the way, so the column is absent rather than full of errors.
+            raise Unavailable(
+                f"{library.path} is libxenctrl {_name(library.release)}, the hypervisor is "
+                f"Xen {_name(hypervisor)}: a toolstack built for another release")
+        self.ffi.errno = 0
+        xch = self.lib.xc_interface_open(self.ffi.NULL, self.ffi.NULL, 0)
+        if xch == self.ffi.NULL:
+            raise Unavailable(f"xc_interface_open failed: {os.strerror(self.ffi.errno)}")
+        self.xch = xch
+        self._close = weakref.finalize(self, self.lib.xc_interface_close, xch)
+        self._domid = self.ffi.new("uint16_t *")
+        self._ulong = self.ffi.new("unsigned long *")
+        log.debug("libxc_open", library=library.path, release=_name(library.release))
+
+    def close(self) -> None:
+        self._close()
+
+    def read_many(self, probes: Sequence[Probe],
+                  calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
+        return [self.read(p) for p in probes]
+
+    def via_reference(self, probe: Probe) -> bool:
+        return self.offers(probe) == "xc_get_tot_pages"
+
+    def offers(self, probe: Probe) -> str | None:
+        """The libxenctrl function that reads this probe, or None."""
+        q = probe.quantity
+        if q is Quantity.XEN_VERSION:
+            return "xc_version"
+        if q is Quantity.MAXIMUM_RAM_PAGE:
+            return "xc_maximum_ram_page"
+        if q is Quantity.MAXIMUM_GPFN:
+            return "xc_domain_maximum_gpfn"
+        if q is Quantity.CURRENT_RESERVATION and probe.subject is not Subject.SELF:
+            # libxc's own call for a domain's pages (domctl getdomaininfo underneath);
+            # it cannot name DOMID_SELF, which domctl does not accept.
+            return "xc_get_tot_pages"
+        if "xc_memory_op" in self.signatures.names:
+            return "xc_memory_op"
+        return None
+
+    def read(self, probe: Probe) -> Reading | None:
+        fn = self.offers(probe)
+        if fn is None:
+            return None
+        lib, xch = self.lib, self.xch
+        domid = probe.domid if probe.domid is not None else hc.DOMID_SELF
+        if fn == "xc_version":
+            return _status(*self._call(lambda: lib.xc_version(xch, hc.XENVER_version,
+                                                              self.ffi.NULL)), 32)
+        if fn == "xc_maximum_ram_page":
+            return self._out(lambda p: lib.xc_maximum_ram_page(xch, p))
+        if fn == "xc_domain_maximum_gpfn":
+            return self._out(lambda p: lib.xc_domain_maximum_gpfn(xch, domid, p))
+        if fn == "xc_get_tot_pages":
+            return _status(*self._call(lambda: lib.xc_get_tot_pages(xch, domid)), 64)
+        _, cmd = probe.call
+        self._domid[0] = domid
+        return _status(*self._call(lambda: lib.xc_memory_op(xch, cmd, self._domid,
+                                                            MEMORY_DOMAIN_SIZE)), 64)
+
+    def _call(self, fn: Callable[[], int]) -> tuple[int, int]:
+        """The return value and the errno beside it (cleared first: a stale errno
+        must not pass for the function's own)."""
+        self.ffi.errno = 0
+        ret = int(fn())
+        return ret, int(self.ffi.errno)
+
+    def _out(self, fn: Callable[[Any], int]) -> Reading:
+        """An int status and an unsigned long written through a pointer."""
+        self._ulong[0] = 0
+        ret, errno = self._call(lambda: fn(self._ulong))
+        if ret == 0:
+            return Reading(_s64(int(self._ulong[0])), 0, 64)
+        return _status(ret, errno, 32)
+
+
+def layer(hypervisor: Version, environ: dict[str, str] | None = None) -> LibxcLayer | Absent:
+    """The libxc layer for this hypervisor, or an Absent one saying why not. Never
+    raises: a missing or unusable libxenctrl must not cost the other layers."""
+    try:
+        return LibxcLayer(load(hypervisor, environ), hypervisor)
+    except Unavailable as e:
+        log.debug("libxc_absent", reason=str(e))
+        return Absent(str(e))
+    except Exception as e:  # cffi parse errors, a broken library: never fail the ladder
+        log.warning("libxc_failed", error=f"{type(e).__name__}: {e}")
+        return Absent(f"libxenctrl could not be used: {type(e).__name__}: {e}")
