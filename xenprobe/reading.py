@@ -37,8 +37,3 @@ def raw_result(result: int) -> Reading:
     if -MAX_ERRNO <= signed <= -1:
         return Reading(signed, -signed, 64)
     return Reading(signed, 0, 64)
-
-
-def hypervisor_errno(reading: Reading) -> int:
-    """The errno a raw reading carries (0 when it is a value)."""
-    return reading.errno

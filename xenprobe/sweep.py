@@ -158,14 +158,3 @@ def _call(probe: Probe, address: dict[int, int]) -> tuple[int, Args]:
     if probe.domid is None:
         return op, args5(cmd)
     return op, args5(cmd, address[probe.domid])
-
-
-def verdict_counts(sweep: Sweep) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in sweep.results:
-        for v in r.verdicts.values():
-            counts[v.value] = counts.get(v.value, 0) + 1
-    return counts
-
-
-RAW_LAYER = RAW
