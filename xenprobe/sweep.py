@@ -12,7 +12,7 @@ import structlog
 
 from xenprobe.classify import Risk, Truth, Verdict, at_risk, bits_used
 from xenprobe.host import DomainInfo, Host, Identity, sys_hypervisor_version
-from xenprobe.judge import RAW, Sample, judge
+from xenprobe.judge import Sample, judge
 from xenprobe.layers import Layer
 from xenprobe.quantities import Probe, Quantity, Subject, plan
 from xenprobe.reading import Reading
