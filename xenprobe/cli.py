@@ -1,4 +1,5 @@
-"""Command line: `xenprobe check` (one-shot diagnostic) and `xenprobe scenarios`.
+"""Command line: `xenprobe check` (one-shot diagnostic), `xenprobe serve` (the daemon and
+Prometheus exporter) and `xenprobe scenarios`.
 
 Exit codes (README "Exit codes"): 0 every layer agrees; 1 a truncation class was found;
 2 usage or configuration error; 3 cannot probe (no device, not root, not dom0, hypervisor
@@ -13,15 +14,20 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
 from xenprobe import __version__, logs, mock, render
-from xenprobe.errors import ExitCode, UsageError, XenprobeError
+from xenprobe.errors import ConfigError, ExitCode, UsageError, XenprobeError
+from xenprobe.exporter import config as cfg
+from xenprobe.exporter import textfile as textfiles
+from xenprobe.exporter.collector import one_shot_registry
+from xenprobe.exporter.daemon import Daemon
 from xenprobe.host import Host
 from xenprobe.layers import ladder
 from xenprobe.scenario import load, shipped
-from xenprobe.sweep import Sweeper
+from xenprobe.sweep import Sweep, Sweeper
 from xenprobe.transport import Privcmd
 
 INTERNAL_ERROR = 4
@@ -51,8 +57,64 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     check.add_argument("--attempts", type=int, default=3,
                        help="samples per quantity before a moving value is called drift")
+    check.add_argument("--textfile", metavar="PATH",
+                       help="also write the results as Prometheus metrics to PATH, a "
+                            "*.prom file for node_exporter's textfile collector "
+                            "(atomically: temporary file and rename)")
+    _serve_parser(sub)
     sub.add_parser("scenarios", help="list the mock host scenarios shipped with xenprobe")
     return p
+
+
+def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    serve = sub.add_parser(
+        "serve", help="sweep in the background and serve the results to Prometheus",
+        description="Sweeps every --interval seconds in the background and serves the "
+                    "last sweep on /metrics (scrapes never issue hypercalls). Settings "
+                    f"come from --config (default {cfg.DEFAULT_PATH}, optional); each "
+                    "flag overrides its key. SIGHUP re-reads the file.")
+    serve.add_argument("--config", metavar="PATH",
+                       help=f"TOML config file (default {cfg.DEFAULT_PATH}; a missing "
+                            "default file means built-in defaults)")
+    aliases = {"listen_address": ["--web.listen-address"],
+               "web_config_file": ["--web.config.file"]}
+    for key in cfg.KEYS:
+        serve.add_argument(cfg.flag(key), *aliases.get(key, []), dest=f"config_{key}",
+                           metavar=cfg.METAVARS[key], help=cfg.HELP[key])
+    serve.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
+                       help="serve the built-in mock host (default scenario: healthy)")
+
+
+def _given_before_command(argv: Sequence[str], command: str, option: str) -> bool:
+    """Whether a global option was given explicitly (its parser default can't tell)."""
+    head = list(argv[:argv.index(command)]) if command in argv else list(argv)
+    return any(t == option or t.startswith(option + "=") for t in head)
+
+
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    overrides = {key: value for key in cfg.KEYS
+                 if (value := getattr(args, f"config_{key}")) is not None}
+    if "log_level" not in overrides and _given_before_command(argv, "serve",
+                                                              "--log-level"):
+        overrides["log_level"] = args.log_level
+    path = Path(args.config) if args.config else cfg.DEFAULT_PATH
+    # Validate before re-executing on the mock, so a bad value fails fast and once.
+    cfg.load(path, explicit=args.config is not None, overrides=overrides)
+    scenario = None
+    if args.mock is not None:
+        if mock.active() is None:
+            mock.reexec(load(args.mock), list(argv))  # does not return
+        scenario = mock.active()
+    return Daemon(path, explicit=args.config is not None, overrides=overrides,
+                  scenario=scenario).run()
+
+
+def _write_textfile(path: Path, sweep: Sweep | None, scenario: str | None) -> None:
+    try:
+        textfiles.write_registry(path, one_shot_registry(
+            sweep, cfg.Config().max_domain_series, scenario))
+    except OSError as e:
+        raise ConfigError(f"--textfile: cannot write {path}: {e.strerror}") from None
 
 
 def _scenarios() -> int:
@@ -66,18 +128,29 @@ def _scenarios() -> int:
 def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.attempts < 1:
         raise UsageError("--attempts must be at least 1")
+    textfile = _textfile_path(args.textfile) if args.textfile is not None else None
     scenario = None
     if args.mock is not None:
         if mock.active() is None:
             mock.reexec(load(args.mock), list(argv))  # does not return
         scenario = mock.active()
-    with Privcmd() as dev:
-        host = Host(dev)
-        try:
-            layers = ladder(dev, host.identity)
-            result = Sweeper(host, layers, attempts=args.attempts).sweep()
-        finally:
-            host.close()
+    try:
+        with Privcmd() as dev:
+            host = Host(dev)
+            try:
+                layers = ladder(dev, host.identity)
+                result = Sweeper(host, layers, attempts=args.attempts).sweep()
+            finally:
+                host.close()
+    except XenprobeError:
+        if textfile is not None:
+            try:
+                _write_textfile(textfile, None, scenario)  # xenprobe_up 0, for alerting
+            except ConfigError as e:
+                log.warning("textfile_not_written", error=e.message)
+        raise
+    if textfile is not None:
+        _write_textfile(textfile, result, scenario)
     # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
     notes = [f"{layer.name}: {note}" for layer in layers
              if (note := getattr(layer, "note", ""))]
@@ -94,6 +167,13 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return code
 
 
+def _textfile_path(value: str) -> Path:
+    path = cfg.textfile_flag(value, "--textfile")
+    if path is None:
+        raise UsageError("--textfile needs a path")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -101,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(args.log_level)
         if args.command == "scenarios":
             return _scenarios()
+        if args.command == "serve":
+            return _serve(args, argv)
         return _check(args, argv)
     except XenprobeError as e:
         print(f"xenprobe: error: {e.message}", file=sys.stderr)

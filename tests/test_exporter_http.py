@@ -1,0 +1,123 @@
+"""The HTTP(S) endpoint of a real `xenprobe serve`: pages, content negotiation, TLS,
+basic auth, client certificates, and a web config changed while it runs."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import ssl
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from tests.exporter_util import Serve, http_get, make_ca, make_cert, samples, value
+
+HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    ca = make_ca(d)
+    make_cert(d, "server", ca, "DNS:localhost,IP:127.0.0.1")
+    make_cert(d, "scraper", ca, "DNS:scraper", client=True)
+    make_cert(d, "intruder", ca, "DNS:intruder", client=True)
+    return d
+
+
+def client_context(pki: Path, cert: str | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    if cert:
+        ctx.load_cert_chain(pki / f"{cert}.pem", pki / f"{cert}.key")
+    return ctx
+
+
+def test_pages() -> None:
+    with Serve("healthy") as serve:
+        serve.after_sweeps(1)
+        status, headers, body = serve.get("/")
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        assert b'href="metrics"' in body
+        status, headers, body = serve.get("/metrics")
+        assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert headers["Server"].startswith("xenprobe/")
+        status, headers, body = serve.get("/metrics", headers={
+            "Accept": "application/openmetrics-text; version=1.0.0"})
+        assert headers["Content-Type"].startswith("application/openmetrics-text")
+        assert body.endswith(b"# EOF\n") and b"# TYPE xenprobe_build info" in body
+        status, headers, body = serve.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        assert headers["Content-Encoding"] == "gzip"
+        assert value(samples(gzip.decompress(body).decode()), "xenprobe_up") == 1
+        status, headers, body = serve.get("/metrics", method="HEAD")
+        assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+        assert serve.get("/nope")[0] == 404
+        assert serve.get("/metrics", method="POST")[0] == 501
+
+
+def write_web(d: Path, pki: Path, text: str) -> Path:
+    for f in ("server.pem", "server.key", "ca.pem"):
+        shutil.copy(pki / f, d / f)
+    path = d / "web.yml"
+    path.write_text(text)
+    return path
+
+
+def test_tls_and_basic_auth(tmp_path: Path, pki: Path) -> None:
+    web = write_web(tmp_path, pki, f"""
+tls_server_config: {{cert_file: server.pem, key_file: server.key}}
+http_server_config:
+  headers: {{X-Content-Type-Options: nosniff}}
+basic_auth_users: {{prometheus: {HASH}}}
+""")
+    with Serve("large-memory", "--web-config-file", str(web)) as serve:
+        url = f"https://localhost:{serve.port}/metrics"
+        ctx = client_context(pki)
+        status, headers, body = http_get(url, context=ctx, auth=("prometheus", "secret"))
+        assert status == 200
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert value(samples(body.decode()), "xenprobe_build_info",
+                     version=headers["Server"].split("/")[1]) == 1
+        for auth in (("prometheus", "wrong"), ("nobody", "secret"), None):
+            status, headers, _ = http_get(url, context=ctx, auth=auth)
+            assert status == 401
+            assert headers["WWW-Authenticate"] == 'Basic realm="xenprobe"'
+        status, _, _ = http_get(url, context=ctx, headers={"Authorization": "Basic !!!"})
+        assert status == 401
+        # Plain HTTP on the TLS port is told so, and gets no metrics.
+        status, _, body = http_get(f"http://127.0.0.1:{serve.port}/metrics")
+        assert status == 400 and body == b"Client sent an HTTP request to an HTTPS server.\n"
+
+
+def test_client_certificates(tmp_path: Path, pki: Path) -> None:
+    web = write_web(tmp_path, pki, """
+tls_server_config:
+  cert_file: server.pem
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: ca.pem
+  client_allowed_sans: [scraper]
+""")
+    with Serve("healthy", "--web-config-file", str(web)) as serve:
+        url = f"https://localhost:{serve.port}/-/healthy"
+        assert http_get(url, context=client_context(pki, "scraper"))[0] == 200
+        for cert in (None, "intruder"):
+            with pytest.raises(OSError):
+                http_get(url, context=client_context(pki, cert))
+
+
+def test_a_changed_web_config_applies_to_the_next_request(tmp_path: Path, pki: Path
+                                                           ) -> None:
+    web = write_web(tmp_path, pki, f"basic_auth_users: {{alice: {HASH}}}\n")
+    with Serve("healthy", "--web-config-file", str(web)) as serve:
+        assert serve.get("/", auth=("alice", "secret"))[0] == 200
+        assert serve.get("/", auth=("bob", "secret"))[0] == 401
+        web.write_text(f"basic_auth_users: {{bob: {HASH}}}\n")
+        assert serve.get("/", auth=("bob", "secret"))[0] == 200
+        assert serve.get("/", auth=("alice", "secret"))[0] == 401
+        # A broken edit keeps the last good configuration, and says so.
+        web.write_text("basic_auth_users: {bob: plaintext}\n# broken\n")
+        status, _, body = serve.get("/metrics", auth=("bob", "secret"))
+        assert status == 200
+        assert value(samples(body.decode()), "xenprobe_web_config_last_reload_successful") == 0
+        assert "web_config_reload_failed" in serve.stderr()

@@ -1,0 +1,131 @@
+"""Textfile output for node_exporter: atomic replacement, permissions, no leftovers,
+no timestamps; `check --textfile` and `serve` with a textfile."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.exporter_util import Serve, samples, series, value, wait_for
+from tests.mockhost import run_check
+from xenprobe.exporter import textfile
+
+
+def test_write_replaces_the_file_readably(tmp_path: Path) -> None:
+    target = tmp_path / "xenprobe.prom"
+    old = os.umask(0o077)  # as under the unit's UMask=0077
+    try:
+        textfile.write(target, "a 1\n")
+        textfile.write(target, "a 2\n")
+    finally:
+        os.umask(old)
+    assert target.read_text() == "a 2\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # node_exporter must read it
+    assert os.listdir(tmp_path) == ["xenprobe.prom"]
+
+
+def test_readers_never_see_half_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "xenprobe.prom"
+    versions = ["".join(f"x{v}_{i} {i}\n" for i in range(4000)) + "# end\n"
+                for v in range(2)]
+    textfile.write(target, versions[0])
+    done = threading.Event()
+    seen: list[str] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            seen.append(target.read_text())
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(200):
+            textfile.write(target, versions[i % 2])
+    finally:
+        done.set()
+        t.join()
+    assert seen
+    assert all(s in versions for s in seen)
+
+
+def test_temporary_names_are_invisible_to_the_collector(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    names: list[str] = []
+    real = os.replace
+
+    def spy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        names.append(os.path.basename(src))
+        assert os.path.dirname(src) == os.path.dirname(dst)  # same filesystem
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    textfile.write(tmp_path / "xenprobe.prom", "a 1\n")
+    assert names and not fnmatch.fnmatch(names[0], "*.prom")
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_failed_write_leaves_the_old_file_and_no_debris(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    target = tmp_path / "xenprobe.prom"
+    textfile.write(target, "old 1\n")
+
+    def broken(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, failing, broken)
+    with pytest.raises(OSError):
+        textfile.write(target, "new 1\n")
+    assert target.read_text() == "old 1\n"
+    assert os.listdir(tmp_path) == ["xenprobe.prom"]
+
+
+# -- through the command line ------------------------------------------------------------
+
+def test_check_textfile_on_the_mock(tmp_path: Path) -> None:
+    target = tmp_path / "xenprobe.prom"
+    p = run_check(["check", "--mock", "large-memory", "--textfile", str(target)])
+    assert p.returncode == 1, p.stderr  # a mismatch was found
+    assert "sign_flipped" in p.stdout  # the report still goes to stdout
+    text = target.read_text()
+    m = samples(text)
+    assert value(m, "xenprobe_up") == 1
+    assert value(m, "xenprobe_mock_info", scenario="large-memory") == 1
+    assert value(m, "xenprobe_mismatch", quantity="maximum_ram_page", layer="ioctl",
+                 verdict="sign_flipped") == 1
+    assert value(m, "xenprobe_domain_mismatch", quantity="maximum_gpfn", layer="ioctl",
+                 verdict="aliased_errno", domid="4") == 1
+    assert series(m, "xenprobe_mismatch")
+    # No timestamps (node_exporter refuses them): every sample is "name{...} value".
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            assert len(line.rsplit("} ", 1)[-1].split()) == (1 if "}" in line else 2)
+    assert os.listdir(tmp_path) == ["xenprobe.prom"]
+
+
+def test_check_textfile_records_a_failure(tmp_path: Path) -> None:
+    target = tmp_path / "xenprobe.prom"
+    target.write_text("stale 1\n")
+    p = run_check(["check", "--mock", "domu", "--textfile", str(target)])
+    assert p.returncode == 3, p.stderr
+    assert "xenprobe: error:" in p.stderr and "Traceback" not in p.stderr
+    m = samples(target.read_text())
+    assert value(m, "xenprobe_up") == 0
+    assert series(m, "xenprobe_mismatch") == {}
+
+
+def test_serve_writes_the_textfile_after_each_sweep(tmp_path: Path) -> None:
+    target = tmp_path / "xenprobe.prom"
+    with Serve("healthy", "--textfile", str(target), "--interval", "1") as serve:
+        serve.after_sweeps(2)
+        m = wait_for("the textfile",
+                     lambda: samples(target.read_text()) if target.exists() else None)
+        assert value(m, "xenprobe_up") == 1
+        assert value(m, "xenprobe_xen_info", version="4.17.7", release="4.17",
+                     sysctl_interface="0x15", domctl_interface="0x15") == 1
+        assert value(serve.metrics(), "xenprobe_textfile_write_errors_total") == 0

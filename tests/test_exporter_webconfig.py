@@ -1,0 +1,193 @@
+"""The exporter-toolkit web config: what parses, what is refused (by key), basic auth,
+and re-reading on change."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from tests.exporter_util import make_ca, make_cert
+from xenprobe.errors import ConfigError
+from xenprobe.exporter import webconfig
+from xenprobe.exporter.webconfig import BasicAuth, Watcher
+
+HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    ca = make_ca(d)
+    make_cert(d, "server", ca, "DNS:localhost,IP:127.0.0.1")
+    make_cert(d, "other", ca, "DNS:other")
+    return d
+
+
+def write(d: Path, text: str) -> Path:
+    path = d / "web.yml"
+    path.write_text(text)
+    return path
+
+
+def test_an_empty_file_means_plain_http(tmp_path: Path) -> None:
+    c = webconfig.parse(write(tmp_path, ""))
+    assert c.tls is None and not c.users and c.headers == ()
+
+
+def test_a_full_config(tmp_path: Path, pki: Path) -> None:
+    for f in ("server.pem", "server.key", "ca.pem"):
+        shutil.copy(pki / f, tmp_path / f)
+    c = webconfig.parse(write(tmp_path, f"""
+tls_server_config:
+  cert_file: server.pem
+  key_file: server.key
+  client_auth_type: RequireAndVerifyClientCert
+  client_ca_file: ca.pem
+  client_allowed_sans: [scraper]
+  min_version: TLS13
+  prefer_server_cipher_suites: false
+http_server_config:
+  http2: false
+  headers:
+    X-Frame-Options: deny
+    x-content-type-options: nosniff
+    Strict-Transport-Security: max-age=31536000
+basic_auth_users:
+  prometheus: {HASH}
+"""))
+    assert c.tls is not None
+    assert c.tls.context.minimum_version == ssl.TLSVersion.TLSv1_3
+    assert c.tls.context.verify_mode == ssl.CERT_REQUIRED
+    assert c.tls.allowed_sans == ("scraper",)
+    assert dict(c.headers) == {"X-Frame-Options": "deny", "X-Content-Type-Options": "nosniff",
+                               "Strict-Transport-Security": "max-age=31536000"}
+    assert set(c.users) == {"prometheus"}
+    assert tmp_path / "server.pem" in c.files  # relative to the file's directory
+
+
+BAD = [
+    ("a: [", "not valid YAML"),
+    ("- a\n- b\n", "(top level): expected a mapping"),
+    ("tls_config: {}\n", "tls_config: unknown key"),
+    ("rate_limit: {interval: 1s, burst: 5}\n", "rate_limit: not supported"),
+    ("tls_server_config: {cert_file: server.pem}\n", "tls_server_config: missing key_file"),
+    ("tls_server_config: {cert_file: nope.pem, key_file: server.key}\n",
+     "tls_server_config.cert_file: no such file"),
+    ("tls_server_config: {cert_file: server.pem, key_file: other.key}\n",
+     "cannot load cert_file"),
+    ("tls_server_config: {cert_file: garbage.pem, key_file: server.key}\n",
+     "cannot load cert_file"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "min_version: TLS14}\n", "tls_server_config.min_version: expected one of"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "min_version: TLS13, max_version: TLS12}\n", "min_version is above max_version"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "client_auth_type: RequireAnyClientCert, client_ca_file: ca.pem}\n",
+     "RequireAnyClientCert is not supported"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "client_auth_type: Sometimes}\n", "client_auth_type: expected one of"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "client_auth_type: RequireAndVerifyClientCert}\n", "needs client_ca_file"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "client_ca_file: ca.pem}\n", "client_auth_type is NoClientCert"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "client_allowed_sans: [x]}\n", "client_allowed_sans: needs a client_auth_type"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "client_auth_type: VerifyClientCertIfGiven, client_ca_file: ca.pem, "
+     "client_allowed_sans: x}\n", "client_allowed_sans: expected a list"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "cipher_suites: [TLS_AES_128_GCM_SHA256]}\n", "cipher_suites: not supported"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "curve_preferences: [X25519]}\n", "curve_preferences: not supported"),
+    ("tls_server_config: {cert: '-----BEGIN', key_file: server.key}\n",
+     "tls_server_config.cert: inline certificates are not supported"),
+    ("tls_server_config: {cert_file: server.pem, key_file: server.key, "
+     "prefer_server_cipher_suites: 'yes'}\n", "expected true or false"),
+    ("tls_server_config: [cert_file]\n", "tls_server_config: expected a mapping"),
+    ("http_server_config: {http2: 'yes'}\n", "http_server_config.http2: expected true"),
+    ("http_server_config: {headers: {X-Powered-By: me}}\n", "not an allowed header"),
+    ("http_server_config: {headers: {X-Frame-Options: allow}}\n",
+     "expected one of deny, sameorigin"),
+    ("http_server_config: {headers: {X-Content-Type-Options: sniff}}\n",
+     "expected one of nosniff"),
+    ("http_server_config: {headers: {Content-Security-Policy: \"a\\nb\"}}\n",
+     "one-line string"),
+    ("http_server_config: {compress: true}\n", "http_server_config.compress: unknown key"),
+    ("basic_auth_users: {prometheus: secret}\n", "not a password"),
+    ("basic_auth_users: {'a:b': " + HASH + "}\n", "without ':'"),
+    ("basic_auth_users: [prometheus]\n", "basic_auth_users: expected a mapping"),
+]
+
+
+@pytest.mark.parametrize(("text", "problem"), BAD)
+def test_bad_web_configs_name_the_key(tmp_path: Path, pki: Path, text: str,
+                                      problem: str) -> None:
+    for f in ("server.pem", "server.key", "other.key", "ca.pem"):
+        shutil.copy(pki / f, tmp_path / f)
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        webconfig.parse(path)
+    assert e.value.message.startswith(f"web config {path}")
+    assert problem in e.value.message
+
+
+def test_an_unreadable_web_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read web config"):
+        webconfig.parse(tmp_path / "none.yml")
+    (tmp_path / "bin.yml").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        webconfig.parse(tmp_path / "bin.yml")
+
+
+def test_basic_auth() -> None:
+    auth = BasicAuth()
+    # htpasswd -B writes $2y$, which bcrypt reads like $2b$.
+    users = {"prometheus": HASH.encode(), "apache": HASH.replace("$2b$", "$2y$").encode()}
+    assert auth.check(users, "prometheus", "secret")
+    assert auth.check(users, "prometheus", "secret")  # the remembered success
+    assert auth.check(users, "apache", "secret")
+    assert not auth.check(users, "prometheus", "Secret")
+    assert not auth.check(users, "nobody", "secret")
+    assert not auth.check(users, "prometheus", "x" * 100)  # beyond bcrypt's 72 bytes
+    assert not auth.check({"broken": b"$2b$04$" + b"!" * 53}, "broken", "secret")
+
+
+def test_the_watcher_rereads_a_changed_file_and_keeps_the_last_good_one(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, f"basic_auth_users: {{alice: {HASH}}}\n")
+    watcher = Watcher(path)
+    assert set(watcher.current().users) == {"alice"}
+    path.write_text(f"basic_auth_users: {{bob: {HASH}}}\n# a longer file\n")
+    assert set(watcher.current().users) == {"bob"} and watcher.last_ok
+    path.write_text("basic_auth_users: {bob: plaintext}\n")
+    assert set(watcher.current().users) == {"bob"}  # the bad change is not applied
+    assert not watcher.last_ok
+    path.write_text(f"basic_auth_users: {{carol: {HASH}}}\n")
+    assert set(watcher.current().users) == {"carol"} and watcher.last_ok
+
+
+def test_the_watcher_notices_a_rotated_certificate(tmp_path: Path, pki: Path) -> None:
+    for f in ("server.pem", "server.key"):
+        shutil.copy(pki / f, tmp_path / f)
+    path = write(tmp_path, "tls_server_config: {cert_file: server.pem, key_file: "
+                           "server.key}\n")
+    watcher = Watcher(path)
+    first = watcher.current().tls
+    assert watcher.current().tls is first  # unchanged files: nothing re-read
+    shutil.copy(pki / "other.pem", tmp_path / "new.pem")
+    shutil.copy(pki / "other.key", tmp_path / "new.key")
+    os.replace(tmp_path / "new.pem", tmp_path / "server.pem")
+    os.replace(tmp_path / "new.key", tmp_path / "server.key")
+    second = watcher.current().tls
+    assert second is not None and second is not first and watcher.last_ok
+
+
+def test_the_shipped_example_parses() -> None:
+    example = Path(__file__).resolve().parent.parent / "systemd" / "xenprobe-web.yml"
+    assert webconfig.parse(example).tls is None

@@ -1,0 +1,9 @@
+"""`xenprobe serve`: a background sweep loop and a Prometheus exporter serving its results.
+
+Modules, one idea each: config (TOML + flags, validated), metrics (names and the pure
+sweep -> metric families mapping), state (what the sweep thread publishes), collector
+(the prometheus_client Collector reading that state), webconfig (exporter-toolkit web
+configuration: TLS and basic auth), server (HTTP(S)), notify (systemd sd_notify),
+textfile (atomic writes for node_exporter's textfile collector), daemon (threads and
+signals).
+"""

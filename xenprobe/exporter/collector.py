@@ -1,0 +1,146 @@
+"""prometheus_client Collectors: the daemon's (the last sweep plus what spans sweeps)
+and the one-shot one behind `check --textfile`. Neither issues a hypercall: they only
+read what a sweep already produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import psutil
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from xenprobe.exporter import metrics
+from xenprobe.exporter.metrics import counter, gauge
+from xenprobe.exporter.state import Snapshot
+from xenprobe.sweep import Sweep
+
+PROC_STATUS = Path("/proc/self/status")
+
+
+class DaemonCollector(Collector):
+    """Serves a Snapshot of the daemon's State."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+        self._process = psutil.Process()
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # keeps CollectorRegistry.register() from calling collect()
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._snapshot()
+        yield metrics.build_info()
+        if s.scenario is not None:
+            yield metrics.mock_info(s.scenario)
+        if s.sweep is not None:
+            yield from metrics.sweep_families(s.sweep, s.config.max_domain_series)
+        yield from _health(s)
+        yield from _counters(s)
+        yield from _config(s)
+        yield from self._agent()
+
+    def _agent(self) -> Iterator[Metric]:
+        # prometheus_client's ProcessCollector already exports CPU, memory and file
+        # descriptors (process_*). These two add what it lacks: threads (a growing
+        # count means stuck scrapes or sweeps) and locked memory (hypercall buffers are
+        # mlocked, and mlock failures make sweeps fail).
+        try:
+            threads = self._process.num_threads()
+        except psutil.Error:
+            return
+        yield gauge("agent_threads", "Threads of the xenprobe process.", threads)
+        locked = _locked_bytes()
+        if locked is not None:
+            yield gauge("agent_locked_memory_bytes",
+                        "Memory the xenprobe process has locked (hypercall buffers).",
+                        locked)
+
+
+def _locked_bytes() -> int | None:
+    try:
+        for line in PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmLck:"):
+                return int(line.split()[1]) * 1024  # the kernel reports kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _health(s: Snapshot) -> Iterator[Metric]:
+    h = s.health
+    yield gauge("up", "1 when the last sweep succeeded and its data is fresh (see "
+                "xenprobe_stale); 0 when xenprobe cannot read the hypervisor.", int(h.up))
+    yield gauge("stale", "1 when the last good sweep is older than stale_after intervals "
+                "or a sweep has been stuck in a hypercall for longer than sweep_timeout "
+                "(the served values are then old).", int(h.stale))
+    yield gauge("sweep_running_seconds", "How long the sweep in progress has been "
+                "running; 0 between sweeps.", round(h.running_for, 3))
+    yield gauge("last_successful_sweep_timestamp_seconds", "Unix time the last "
+                "successful sweep finished; 0 before the first.", s.last_success)
+    yield gauge("sweep_interval_seconds", "Configured seconds between sweeps.",
+                s.config.interval)
+
+
+def _counters(s: Snapshot) -> Iterator[Metric]:
+    yield counter("sweeps", "Sweeps finished, successful or not.", [], [((), s.sweeps)])
+    yield counter("sweep_failures", "Sweeps that failed, by reason (cannot_probe: the "
+                  "hypervisor or device refused; refused: xenprobe's own read-only "
+                  "allow-list refused a request, a bug; internal: a bug).", ["reason"],
+                  [((r,), n) for r, n in s.failures.items()])
+    yield counter("mismatches", "Mismatches seen, summed over sweeps: each sweep adds "
+                  "the subjects it found in that state. Never reset by a reload.",
+                  ["quantity", "layer", "verdict"], s.mismatches.items())
+    yield counter("drifts", "Readings that drifted while being read, summed over "
+                  "sweeps.", ["quantity", "layer"], s.drifts.items())
+    yield counter("layer_errors", "Readings a layer returned as an error, by errno "
+                  "(layer raw: the hypervisor's own result), summed over sweeps; the "
+                  "deliberate ESRCH of the missing-domain probe is not counted.",
+                  ["layer", "errno"], s.layer_errors.items())
+    yield counter("textfile_write_errors", "Failed writes of the textfile.", [],
+                  [((), s.textfile_errors)])
+
+
+def _config(s: Snapshot) -> Iterator[Metric]:
+    yield gauge("config_last_reload_successful", "1 when the last configuration load "
+                "(start or SIGHUP) succeeded.", int(s.config_reload_ok))
+    yield gauge("config_last_reload_success_timestamp_seconds", "Unix time of the last "
+                "successful configuration load.", s.config_reload_time)
+    yield gauge("web_config_last_reload_successful", "1 when the web configuration "
+                "file last parsed (it is re-read when it changes).", int(s.web_config_ok))
+
+
+class OneShotCollector(Collector):
+    """One sweep (or a failure to sweep), for node_exporter's textfile collector: no
+    counters and no process metrics, which mean nothing in a file rewritten each run."""
+
+    def __init__(self, sweep: Sweep | None, max_domain_series: int,
+                 scenario: str | None = None) -> None:
+        self.sweep = sweep
+        self.max_domain_series = max_domain_series
+        self.scenario = scenario
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield metrics.build_info()
+        if self.scenario is not None:
+            yield metrics.mock_info(self.scenario)
+        yield GaugeMetricFamily("xenprobe_up", "1 when the sweep succeeded; 0 when "
+                                "xenprobe could not read the hypervisor.",
+                                value=int(self.sweep is not None))
+        if self.sweep is not None:
+            yield gauge("last_successful_sweep_timestamp_seconds", "Unix time the sweep "
+                        "finished.",
+                        self.sweep.started + self.sweep.duration)
+            yield from metrics.sweep_families(self.sweep, self.max_domain_series)
+
+
+def one_shot_registry(sweep: Sweep | None, max_domain_series: int,
+                      scenario: str | None = None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(OneShotCollector(sweep, max_domain_series, scenario))
+    return registry

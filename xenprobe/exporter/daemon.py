@@ -1,0 +1,359 @@
+"""`xenprobe serve`: the sweep thread, the HTTP thread, and the main thread that owns
+signals and talks to systemd.
+
+- The sweep thread probes every `interval` seconds and publishes into State; it is the
+  only thread that issues hypercalls.
+- The main thread sends READY=1 once the device is open and the port is bound, then
+  WATCHDOG=1 only while no sweep has been running longer than `sweep_timeout`: a sweep
+  stuck in a hypercall stops the pings, and systemd restarts the service instead of
+  letting it serve stale data forever. /metrics says so meanwhile (xenprobe_stale 1).
+- SIGHUP re-reads the config file (flags still win) and applies it whole or not at all;
+  counters live in State and survive. SIGTERM and SIGINT stop cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import structlog
+from prometheus_client import PlatformCollector, ProcessCollector
+from prometheus_client.registry import CollectorRegistry
+
+from xenprobe import __version__, logs
+from xenprobe.errors import ConfigError, Refused, XenprobeError
+from xenprobe.exporter import config as configuration
+from xenprobe.exporter import textfile, webconfig
+from xenprobe.exporter.collector import DaemonCollector, one_shot_registry
+from xenprobe.exporter.config import Config
+from xenprobe.exporter.notify import Notifier
+from xenprobe.exporter.server import App, Server
+from xenprobe.exporter.state import Health, State
+from xenprobe.host import Host
+from xenprobe.layers import Layer, ladder
+from xenprobe.sweep import Sweep, Sweeper
+from xenprobe.transport import Privcmd
+
+log = structlog.get_logger("xenprobe.exporter")
+
+STOP_WAIT = 5.0  # seconds SIGTERM waits for a sweep in progress to finish
+
+
+def configure_logging(config: Config) -> None:
+    fmt = config.log_format
+    logs.configure(config.log_level, json=None if fmt == "auto" else fmt == "json")
+
+
+@dataclass
+class Device:
+    """The open privcmd device and the host read through it (sweep thread only)."""
+
+    dev: Privcmd
+    host: Host
+    layers: list[Layer]
+
+    @classmethod
+    def open(cls) -> Device:
+        dev = Privcmd()
+        try:
+            host = Host(dev)
+        except BaseException:
+            dev.close()
+            raise
+        return cls(dev, host, ladder(dev, host.identity))
+
+    def close(self) -> None:
+        self.host.close()
+        self.dev.close()
+
+
+class SweepLoop:
+    """Sweeps every `interval` seconds (start to start) until stopped."""
+
+    def __init__(self, state: State, device: Device | None) -> None:
+        self.state = state
+        self.device = device
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._last: object = None  # the last sweep's findings, or its failure message
+        self._thread = threading.Thread(target=self._run, name="xenprobe-sweep",
+                                        daemon=True)  # may be stuck in a hypercall
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the loop to end; whether it did within `timeout` seconds."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        last: float | None = None
+        try:
+            while not self._stop.is_set():
+                if last is not None:
+                    # Recomputed after every wake-up: a reload may change the interval.
+                    delay = last + self.state.config.interval - time.monotonic()
+                    if delay > 0:
+                        self._wake.wait(delay)
+                        self._wake.clear()
+                        continue
+                last = time.monotonic()
+                self._once()
+        finally:
+            if self.device is not None:
+                self.device.close()
+                self.device = None
+
+    def _once(self) -> None:
+        config = self.state.config
+        self.state.sweep_began()
+        try:
+            if self.device is None:
+                self.device = Device.open()
+            sweep = Sweeper(self.device.host, self.device.layers,
+                            attempts=config.attempts).sweep()
+        except Exception as e:
+            self._failed(e)
+            return
+        self.state.sweep_succeeded(sweep)
+        found = sorted((r.probe.label, r.probe.quantity.value, layer, v.value)
+                       for r in sweep.results for layer, v in r.mismatches.items())
+        # Log at info only when the findings change: a steady state is in the metrics,
+        # not in a journal line every interval.
+        emit = log.info if found != self._last else log.debug
+        self._last = found
+        emit("sweep", probes=len(sweep.results), domains=sweep.domains,
+             mismatches=len(found), seconds=round(sweep.duration, 4))
+        self._textfile(config, sweep)
+
+    def _failed(self, e: Exception) -> None:
+        if isinstance(e, Refused):
+            reason, message = "refused", e.message
+        elif isinstance(e, XenprobeError):
+            reason, message = "cannot_probe", e.message
+        else:
+            reason, message = "internal", f"{type(e).__name__}: {e}"
+        if reason == "internal":
+            log.exception("sweep_failed", reason=reason)
+        elif self._last != message:  # the same failure again: once is enough
+            log.error("sweep_failed", reason=reason, error=message)
+        self._last = message
+        self.state.sweep_failed(reason, message)
+        # Open afresh next time: the device or the hypervisor may have changed.
+        if self.device is not None:
+            with contextlib.suppress(Exception):
+                self.device.close()
+            self.device = None
+        self._textfile(self.state.config, None)
+
+    def _textfile(self, config: Config, sweep: Sweep | None) -> None:
+        if config.textfile is None:
+            return
+        registry = one_shot_registry(sweep, config.max_domain_series, self.state.scenario)
+        try:
+            textfile.write_registry(config.textfile, registry)
+        except OSError as e:
+            self.state.textfile_failed()
+            log.error("textfile_write_failed", path=str(config.textfile),
+                      error=e.strerror)
+
+
+class Daemon:
+    def __init__(self, path: Path, *, explicit: bool, overrides: Mapping[str, str],
+                 scenario: str | None = None, notifier: Notifier | None = None) -> None:
+        self.path, self.explicit, self.overrides = path, explicit, dict(overrides)
+        self.scenario = scenario
+        self.notifier = notifier or Notifier()
+        self._stop_requested = False
+        self._reload_requested = False
+
+    def _load(self) -> tuple[Config, webconfig.WebConfig]:
+        config = configuration.load(self.path, explicit=self.explicit,
+                                    overrides=self.overrides)
+        web = (webconfig.parse(config.web_config_file) if config.web_config_file
+               else webconfig.WebConfig())
+        return config, web
+
+    def run(self) -> int:
+        # Everything that can be wrong with the configuration is found here, before
+        # the device is opened or a port bound.
+        config, web = self._load()
+        configure_logging(config)
+        if web.users and web.tls is None:
+            log.warning("basic_auth_without_tls",
+                        note="passwords cross the network in clear text")
+        device = Device.open()  # CannotProbe: not dom0, no device, not root
+        state = State(config, self.scenario)
+        watcher = webconfig.Watcher(None)
+        watcher.replace(config.web_config_file, web)
+        registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        registry.register(DaemonCollector(lambda: state.snapshot(watcher.last_ok)))
+        try:
+            server = Server(config.listen_address, App(registry, watcher, state.health))
+        except BaseException:
+            device.close()
+            raise
+        self.state, self.watcher, self.server = state, watcher, server
+        self.loop = SweepLoop(state, device)
+        with _Signals(self) as signals:
+            self.loop.start()
+            server.start()
+            log.info("serving", address=server.address, version=__version__,
+                     interval=config.interval, mock_scenario=self.scenario)
+            status = self._status(state.health())
+            self.notifier.ready(status)
+            self._main(signals, status)
+        return self._shutdown()
+
+    # -- main thread ---------------------------------------------------------------------
+
+    def _main(self, signals: _Signals, last_status: str) -> None:
+        watchdog = self.notifier.watchdog_seconds
+        tick = min(1.0, watchdog / 4) if watchdog else 1.0
+        last_ping = 0.0
+        stuck_reported = False
+        while True:
+            signals.wait(tick)
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+            if self._stop_requested:
+                return
+            health = self.state.health()
+            healthy = not health.stuck and self.server.alive() and self.loop.alive()
+            now = time.monotonic()
+            if watchdog and healthy and now - last_ping >= watchdog / 4:
+                self.notifier.watchdog()
+                last_ping = now
+            if health.stuck and not stuck_reported:
+                log.error("sweep_stuck", seconds=round(health.running_for, 1),
+                          watchdog="pings stopped" if watchdog else "not armed")
+            stuck_reported = health.stuck
+            status = self._status(health)
+            if status != last_status:
+                self.notifier.status(status)
+                last_status = status
+
+    def _status(self, health: Health) -> str:
+        s = self.state.snapshot()
+        where = f"serving {self.server.address}"
+        if health.stuck:
+            return (f"sweep stuck for {self.state.config.sweep_timeout:g}+ s (in a "
+                    f"hypercall?); watchdog pings stopped; {where}")
+        if s.sweeps == 0:
+            return f"first sweep in progress; {where}"
+        if not health.ok:
+            return f"sweep {s.sweeps} failed: {s.last_error}; {where}"
+        sweep = s.sweep
+        assert sweep is not None
+        found: dict[str, int] = {}
+        for r in sweep.results:
+            for v in r.mismatches.values():
+                found[v.value] = found.get(v.value, 0) + 1
+        what = ", ".join(f"{v} {n}" for v, n in sorted(found.items()))
+        result = (f"{sum(found.values())} mismatches ({what})" if found
+                  else "every layer agrees")
+        stale = " (stale)" if health.stale else ""
+        return (f"sweep {s.sweeps}{stale}: {result} in {len(sweep.results)} probes, "
+                f"{sweep.domains} domains; {where}")
+
+    def _reload(self) -> None:
+        self.notifier.reloading()
+        log.info("reloading", path=str(self.path))
+        try:
+            config, web = self._load()
+            if config.listen_address != self.server.listen:
+                self.server.replace(config.listen_address)
+        except ConfigError as e:
+            log.error("reload_failed", error=e.message,
+                      keeping="the running configuration")
+            self.state.reloaded(None)
+        else:
+            self.watcher.replace(config.web_config_file, web)
+            self.state.reloaded(config)
+            configure_logging(config)
+            self.loop.wake()
+            log.info("reloaded", address=self.server.address, interval=config.interval)
+        self.notifier.ready(self._status(self.state.health()))
+
+    def _shutdown(self) -> int:
+        self.notifier.stopping()
+        log.info("stopping")
+        self.server.stop()
+        # A sweep takes milliseconds: wait for one in progress, unless it is stuck.
+        wait = 0.0 if self.state.health().stuck else STOP_WAIT
+        if not self.loop.stop(wait):
+            # Only a hung hypercall keeps it; the thread is a daemon and dies with us.
+            log.warning("sweep_thread_stuck", note="exiting without it")
+        self.notifier.close()
+        return 0
+
+    # -- called from the signal handlers: set flags only, no locks --------------------
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+
+
+class _Signals:
+    """SIGHUP, SIGTERM and SIGINT as flags plus a wake-up of the main loop.
+
+    The handlers take no lock (a handler runs in the main thread, possibly while it
+    holds one); the wake-up goes through signal.set_wakeup_fd and a socket pair.
+    """
+
+    HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._old_fd = -1
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        self._old_fd = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+        for sig in self.HANDLED:
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+        signal.set_wakeup_fd(self._old_fd)
+        self._r.close()
+        self._w.close()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.daemon.request_reload()
+        else:
+            self.daemon.request_stop()
+
+    def wait(self, timeout: float) -> None:
+        select.select([self._r], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while self._r.recv(512):
+                pass

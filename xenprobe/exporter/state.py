@@ -1,0 +1,145 @@
+"""What the sweep thread publishes and everyone else reads: the last sweep, health, and
+the counters that span sweeps (kept here, so a reload never resets them).
+
+One lock guards it all; readers take an immutable Snapshot, so a scrape never waits on
+a sweep and never sees half of one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from xenprobe.exporter import metrics
+from xenprobe.exporter.config import Config
+from xenprobe.sweep import Sweep
+
+FAILURE_REASONS = ("cannot_probe", "refused", "internal")
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool             # the last sweep attempt succeeded
+    stale: bool          # the served data is too old, or a sweep is stuck
+    stuck: bool          # a sweep has run longer than sweep_timeout
+    running_for: float   # seconds the current sweep has run (0 when idle)
+    age: float           # seconds since the last good sweep (or since start)
+
+    @property
+    def up(self) -> bool:
+        return self.ok and not self.stale
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: Config
+    health: Health
+    sweep: Sweep | None
+    last_success: float   # wall-clock end of the last good sweep, 0 before any
+    last_error: str
+    sweeps: int
+    failures: dict[str, int]
+    mismatches: dict[tuple[str, str, str], int]
+    drifts: dict[tuple[str, str], int]
+    layer_errors: dict[tuple[str, str], int]
+    textfile_errors: int
+    config_reload_ok: bool
+    config_reload_time: float
+    web_config_ok: bool = True
+    scenario: str | None = None
+
+
+@dataclass
+class State:
+    config: Config
+    scenario: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sweep: Sweep | None = None
+    _success_mono: float | None = None
+    _success_wall: float = 0.0
+    _ok: bool = False
+    _error: str = ""
+    _running_since: float | None = None
+    _sweeps: int = 0
+    _failures: Counter[str] = field(default_factory=Counter)
+    _mismatches: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    _drifts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _layer_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _textfile_errors: int = 0
+    _reload_ok: bool = True
+    _reload_time: float = field(default_factory=time.time)
+
+    # -- written by the sweep thread -----------------------------------------------------
+
+    def sweep_began(self) -> None:
+        with self._lock:
+            self._running_since = time.monotonic()
+
+    def sweep_succeeded(self, sweep: Sweep) -> None:
+        with self._lock:
+            self._running_since = None
+            self._sweep = sweep
+            self._success_mono = time.monotonic()
+            self._success_wall = sweep.started + sweep.duration
+            self._ok, self._error = True, ""
+            self._sweeps += 1
+            # Every (quantity, layer) that can be judged gets all its counters, at 0 if
+            # need be, so increase() sees a mismatch's first appearance.
+            for quantity, layer in metrics.judged_pairs(sweep):
+                for verdict in metrics.MISMATCH_VERDICTS:
+                    self._mismatches[(quantity, layer, verdict)] += 0
+                self._drifts[(quantity, layer)] += 0
+            self._mismatches.update(metrics.mismatch_counts(sweep))
+            self._drifts.update(metrics.drift_counts(sweep))
+            self._layer_errors.update(metrics.layer_errors(sweep))
+
+    def sweep_failed(self, reason: str, message: str) -> None:
+        with self._lock:
+            self._running_since = None
+            self._ok, self._error = False, message
+            self._sweeps += 1
+            self._failures[reason] += 1
+
+    def textfile_failed(self) -> None:
+        with self._lock:
+            self._textfile_errors += 1
+
+    # -- written by the main thread ------------------------------------------------------
+
+    def reloaded(self, config: Config | None) -> None:
+        """A reload finished: with the new config, or None when it was refused."""
+        with self._lock:
+            self._reload_ok = config is not None
+            if config is not None:
+                self.config = config
+                self._reload_time = time.time()
+
+    # -- read by anyone ------------------------------------------------------------------
+
+    def health(self, now: float | None = None) -> Health:
+        with self._lock:
+            return self._health(time.monotonic() if now is None else now)
+
+    def _health(self, now: float) -> Health:
+        running = now - self._running_since if self._running_since is not None else 0.0
+        stuck = running > self.config.sweep_timeout
+        since = self._success_mono if self._success_mono is not None else self.started
+        age = now - since
+        stale = stuck or age > self.config.stale_seconds
+        return Health(self._ok, stale, stuck, running, age)
+
+    def snapshot(self, web_config_ok: bool = True) -> Snapshot:
+        with self._lock:
+            return Snapshot(
+                config=self.config, health=self._health(time.monotonic()),
+                sweep=self._sweep, last_success=self._success_wall,
+                last_error=self._error, sweeps=self._sweeps,
+                failures={r: self._failures[r] for r in FAILURE_REASONS},
+                mismatches=dict(self._mismatches), drifts=dict(self._drifts),
+                layer_errors=dict(self._layer_errors),
+                textfile_errors=self._textfile_errors,
+                config_reload_ok=self._reload_ok, config_reload_time=self._reload_time,
+                web_config_ok=web_config_ok, scenario=self.scenario)
