@@ -76,7 +76,8 @@ def test_interface_version_of_another_release_is_used_with_a_warning(tmp_path: P
 @pytest.mark.parametrize(("args", "phrase"), [
     (["check", "--bogus"], "unrecognized arguments"),
     ([], "required: command"),
-    (["check", "--attempts", "0"], "--attempts must be at least 1"),
+    (["check", "--attempts", "0"], "--attempts must be between 1 and 100"),
+    (["check", "--attempts", "1000"], "--attempts must be between 1 and 100"),
     (["check", "--mock", "no-such-scenario"], "no scenario named 'no-such-scenario'"),
     (["check", "--mock", "/nonexistent/x.toml"], "cannot read scenario"),
     (["check", "--color", "purple"], "invalid choice"),
@@ -120,3 +121,18 @@ def test_mock_reexec_from_a_source_checkout(tmp_path: Path) -> None:
                        cwd=tmp_path, text=True, capture_output=True, timeout=60, check=False)
     assert p.returncode == 0, p.stderr
     assert "mock host scenario 'healthy'" in p.stdout
+
+
+def test_control_domain_that_is_not_domain_0(tmp_path: Path) -> None:
+    """DOMID_SELF is whoever XENVER_guest_handle says the caller is, not always dom0
+    (a hardware/control split, hyperlaunch): its reference is that domain's record."""
+    import json
+
+    path = tmp_path / "s.toml"
+    path.write_text(BASE.format(xen="", linux="self_domid = 7")
+                    + '[[domain]]\nid = 7\nmemory = "3 GiB"\n')
+    p = run_check(["check", "--json", "--mock", str(path)])
+    assert p.returncode == 0, p.stdout + p.stderr
+    own = [r for r in json.loads(p.stdout)["results"] if r["subject"] == "self"]
+    assert {r["reference"]["lo"] for r in own} == {3 << 18}
+    assert {r["raw_verdict"] for r in own} == {"match"}

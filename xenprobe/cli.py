@@ -126,8 +126,8 @@ def _scenarios() -> int:
 
 
 def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    if args.attempts < 1:
-        raise UsageError("--attempts must be at least 1")
+    if not 1 <= args.attempts <= 100:
+        raise UsageError("--attempts must be between 1 and 100")
     textfile = _textfile_path(args.textfile) if args.textfile is not None else None
     scenario = None
     if args.mock is not None:

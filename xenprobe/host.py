@@ -66,6 +66,7 @@ class DomainInfo:
     flags: int
     tot_pages: int
     max_pages: int
+    handle: bytes = bytes(16)
 
 
 class Host:
@@ -165,6 +166,20 @@ class Host:
         d = self.identity.getdomaininfo.decode(bytes(self._ctl.view), hc.DOMCTL_UNION)
         return _domain(d)
 
+    def self_domid(self, domains: list[DomainInfo]) -> int | None:
+        """Which listed domain is the caller: the one whose handle XENVER_guest_handle
+        returns. Where several share it (dom0's is usually all zeros, as is that of a
+        domain created without a UUID), domain 0 if it is among them; else unknown."""
+        with Buffer(16) as buf:
+            r = self.dev.ioctl(hc.XEN_VERSION, args5(hc.XENVER_guest_handle, buf.address))
+            if r.failed:
+                return None
+            own = bytes(buf.view)
+        matches = [d.domid for d in domains if d.handle == own]
+        if len(matches) == 1:
+            return matches[0]
+        return 0 if 0 in matches else None
+
     def domains(self) -> list[DomainInfo]:
         """Every domain, through sysctl getdomaininfolist in chunks."""
         layout = self.identity.getdomaininfo
@@ -191,8 +206,9 @@ class Host:
 
 
 def _domain(d: dict[str, int | bytes]) -> DomainInfo:
-    return DomainInfo(int(d["domain"]), int(d["flags"]),
-                      int(d["tot_pages"]), int(d["max_pages"]))
+    handle = d["handle"]
+    return DomainInfo(int(d["domain"]), int(d["flags"]), int(d["tot_pages"]),
+                      int(d["max_pages"]), handle if isinstance(handle, bytes) else bytes(16))
 
 
 def _refusal(what: str, r: Reading) -> CannotProbe:

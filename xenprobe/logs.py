@@ -25,6 +25,19 @@ def configure(level: str = "warning", stream: TextIO | None = None,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # Look the stream up at every write: sys.stderr may be replaced after set-up
+        # (pytest's capture, a daemon's redirection), and a kept reference goes stale.
+        logger_factory=structlog.PrintLoggerFactory(
+            _Current() if stream is None else stream),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+
+
+class _Current:
+    """sys.stderr as it is when written to."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()

@@ -21,6 +21,7 @@ from xenprobe.transport import Args, Buffer, args5
 log = structlog.get_logger("xenprobe.sweep")
 
 ATTEMPTS = 3
+_UNKNOWN = object()
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class _References:
     physinfo: dict[str, int | bytes]
     domains: dict[int, DomainInfo]
     version: int | None
+    self_domid: int | None
 
     def truth(self, probe: Probe) -> Truth | None:
         q = probe.quantity
@@ -79,9 +81,10 @@ class _References:
             return None  # no independent source
         if probe.subject is Subject.MISSING:
             return Truth.error(errnos.ESRCH)
-        # xenprobe runs in dom0, so DOMID_SELF is domain 0.
-        domid = 0 if probe.subject is Subject.SELF else probe.domid
-        info = self.domains.get(domid if domid is not None else -1)
+        domid = self.self_domid if probe.subject is Subject.SELF else probe.domid
+        if domid is None:
+            return None  # who DOMID_SELF is could not be told
+        info = self.domains.get(domid)
         if info is None:
             return Truth.error(errnos.ESRCH)
         pages = info.tot_pages if q is Quantity.CURRENT_RESERVATION else info.max_pages
@@ -95,10 +98,15 @@ class Sweeper:
         self.host = host
         self.layers = list(layers)
         self.attempts = attempts
+        self._self_domid: int | object | None = _UNKNOWN  # asked once per Sweeper
 
     def _references(self) -> _References:
-        domains = {d.domid: d for d in self.host.domains()}
-        return _References(self.host.physinfo(), domains, sys_hypervisor_version())
+        listed = self.host.domains()
+        if self._self_domid is _UNKNOWN:
+            self._self_domid = self.host.self_domid(listed)
+        domains = {d.domid: d for d in listed}
+        return _References(self.host.physinfo(), domains, sys_hypervisor_version(),
+                           self._self_domid if isinstance(self._self_domid, int) else None)
 
     def sweep(self) -> Sweep:
         started = time.time()

@@ -19,6 +19,7 @@ XENMEM_maximum_gpfn: Final = 14
 XENVER_version: Final = 0
 XENVER_extraversion: Final = 1
 XENVER_capabilities: Final = 3
+XENVER_guest_handle: Final = 8  # the caller's own domain handle (UUID), 16 bytes
 XENVER_extraversion_len: Final = 16
 XENVER_capabilities_len: Final = 1024
 
