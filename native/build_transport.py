@@ -28,15 +28,18 @@ ffi.cdef(
     int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, int *err);
     int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
                           int use_syscall, int64_t *rets, int *errs, int *err);
+    int xp_guard_install(const char *const *sonames, int n, char *err, size_t errlen);
+    int xp_guard_slots(const char *soname);
+    unsigned long xp_guard_refused(void);
     """
 )
 ffi.set_source(
     "xenprobe._transport",
-    '#include "transport.h"\n'
+    '#include "transport.h"\n#include "guard.h"\n'
     "int xp_check_sysctl_cmd(uint32_t cmd);\n"
     "int xp_check_domctl_cmd(uint32_t cmd);\n"
     "int xp_check_entry(const xp_multicall_entry *e);\n",
-    sources=[f"{HERE}/transport.c", f"{HERE}/allowlist.c"],
+    sources=[f"{HERE}/transport.c", f"{HERE}/allowlist.c", f"{HERE}/guard.c"],
     include_dirs=[HERE],
     extra_compile_args=["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-O2"],
 )

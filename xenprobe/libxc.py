@@ -12,8 +12,11 @@ calls it a lost error). Functions that return a status and write the value throu
 pointer give the pointed-to value (unsigned long, 64 bits) on success and their int
 status on failure.
 
-libxenctrl talks to privcmd itself, outside xenprobe's read-only allow-list: only the
-query functions listed in the table are ever called.
+libxenctrl talks to privcmd itself, not through xenprobe's transport. Before the first
+call into it, xenprobe.guard points the ioctl relocations of libxenctrl and the libxen*
+libraries under it at a native guard that applies the transport's read-only allow-list
+(anything else: -1/EPERM, never passed on). If the guard cannot be installed the layer
+is absent, with the reason as its note. Only the query functions in the table are called.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 import structlog
 from cffi import FFI
 
-from xenprobe import elf
+from xenprobe import elf, guard
 from xenprobe.abi import hypercalls as hc
 from xenprobe.abi.libxc import Signatures, Version, known, signatures, soname
 from xenprobe.quantities import Probe, Quantity, Subject
@@ -169,6 +172,11 @@ class LibxcLayer:
             raise Unavailable(
                 f"{library.path} is libxenctrl {_name(library.release)}, the hypervisor is "
                 f"Xen {_name(hypervisor)}: a toolstack built for another release")
+        try:
+            slots = guard.protect(library.signatures.soname)
+        except guard.NotGuarded as e:
+            # Fail closed: without the guard libxenctrl could issue any hypercall.
+            raise Unavailable(f"read-only guard not installed: {e}") from None
         self.ffi.errno = 0
         xch = self.lib.xc_interface_open(self.ffi.NULL, self.ffi.NULL, 0)
         if xch == self.ffi.NULL:
@@ -177,7 +185,8 @@ class LibxcLayer:
         self._close = weakref.finalize(self, self.lib.xc_interface_close, xch)
         self._domid = self.ffi.new("uint16_t *")
         self._ulong = self.ffi.new("unsigned long *")
-        log.debug("libxc_open", library=library.path, release=_name(library.release))
+        log.debug("libxc_open", library=library.path, release=_name(library.release),
+                  guarded_slots=slots)
 
     def close(self) -> None:
         self._close()
