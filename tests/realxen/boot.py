@@ -175,11 +175,13 @@ def run_in_dom0(
     workdir: Path | None = None,
     kernel_args: str = "",
     assets: Assets | None = None,
+    smp: int = 2,
 ) -> Dom0Run:
     """Boot Xen ``xen`` ("4.17"|"4.20"), run ``script`` (POSIX sh) in dom0, power off.
 
     QEMU is killed after ``timeout`` seconds.  ``workdir`` (default: a new temporary
-    directory, kept) receives serial.log and the results share (share/).
+    directory, kept) receives serial.log and the results share (share/).  ``smp``:
+    CPUs of the QEMU machine (Xen's pCPUs; dom0 gets as many vCPUs).
     """
     assets = assets or ensure_assets()
     xen_image = assets.xen_image(xen)
@@ -208,6 +210,7 @@ def run_in_dom0(
         dom0_mem_mib=dom0_mem_mib,
         extra_xen_args=extra_xen_args,
         kernel_args=kernel_args,
+        smp=smp,
     )
     t0 = time.monotonic()
     timed_out = False

@@ -6,6 +6,8 @@ compare xenprobe's reports against what this prints::
     python3 tests/realxen/reader.py            # or: python3 -m tests.realxen.reader
     python3 tests/realxen/reader.py --sysctl-version 0x15 --domctl-version 0x15
 
+    python3 tests/realxen/reader.py --probes-from check.json   # + what xenprobe probed
+
 Output: one JSON object (see ``read_all``).  Hypercall argument buffers are page-aligned
 anonymous memory mapped with MAP_LOCKED, as libxencall does without /dev/xen/hypercall:
 Xen reads them through the guest's page tables, so they must be present and stay so.
@@ -32,14 +34,18 @@ HYPERVISOR_sysctl = 35
 HYPERVISOR_domctl = 36
 
 XENVER_version = 0
+XENVER_extraversion = 1
+XENVER_EXTRAVERSION_LEN = 16
 XENMEM_maximum_ram_page = 2
 XENMEM_current_reservation = 3
 XENMEM_maximum_reservation = 4
 XENMEM_maximum_gpfn = 14
 XEN_SYSCTL_physinfo = 3
+XEN_SYSCTL_getdomaininfolist = 6
 XEN_DOMCTL_getdomaininfo = 5
 
 DOMID_SELF = 0x7FF0
+DOMID_FIRST_RESERVED = 0x7FF0
 NO_SUCH_DOMID = 0x7000  # below the reserved ids, never used by a test dom0
 PAGE = 4096
 MULTICALL_ENTRY_SIZE = 64  # op, result, args[6]: all 64-bit
@@ -54,10 +60,31 @@ PROT_READ, PROT_WRITE = 0x1, 0x2
 MAP_PRIVATE, MAP_ANONYMOUS, MAP_LOCKED = 0x02, 0x20, 0x2000  # x86-64 values
 MAP_FAILED = ctypes.c_void_p(-1).value
 EACCES = 13
+SYS_ioctl = 16  # x86-64
+GETDOMAININFO_STABLE = 96  # bytes of xen_domctl_getdomaininfo decoded (see getdomaininfo)
+
+# Each quantity xenprobe probes: (hypercall, cmd, takes a domid).  xen_version's cmd
+# XENVER_version takes no argument; the memory_op ones a pointer to a domid_t.
+QUANTITIES: dict[str, tuple[int, int, bool]] = {
+    "xen_version": (HYPERVISOR_xen_version, XENVER_version, False),
+    "maximum_ram_page": (HYPERVISOR_memory_op, XENMEM_maximum_ram_page, False),
+    "current_reservation": (HYPERVISOR_memory_op, XENMEM_current_reservation, True),
+    "maximum_reservation": (HYPERVISOR_memory_op, XENMEM_maximum_reservation, True),
+    "maximum_gpfn": (HYPERVISOR_memory_op, XENMEM_maximum_gpfn, True),
+}
 
 
 def _load_libc() -> ctypes.CDLL:
-    # Name glibc directly: find_library() runs ldconfig, which takes >1 s in a TCG dom0.
+    # The global scope first: it is glibc in a real dom0, and an LD_PRELOADed mock host
+    # (native/mock) comes before it there, so the reader runs on the mock as well
+    # (CDLL("libc.so.6").ioctl would bypass the preload).  Never find_library(): it runs
+    # ldconfig, which takes >1 s in a TCG dom0.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if hasattr(libc, "ioctl") and hasattr(libc, "mmap"):
+            return libc
+    except OSError:
+        pass
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
@@ -77,6 +104,9 @@ _libc.mmap.argtypes = [
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.ioctl.restype = ctypes.c_int  # glibc's ioctl() returns int: that is the point
 _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+# syscall(2) returns the kernel's long (glibc maps [-4095, -1] to -1 and errno).
+_libc.syscall.restype = ctypes.c_long
+_libc.syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_ulong, ctypes.c_void_p]
 
 
 class PrivcmdHypercall(ctypes.Structure):
@@ -134,6 +164,14 @@ def hypercall(op: int, *args: int) -> tuple[int, int]:
     return ret, (ctypes.get_errno() if ret == -1 else 0)
 
 
+def hypercall_syscall(op: int, *args: int) -> tuple[int, int]:
+    """The same ioctl through syscall(SYS_ioctl): the kernel's long return, and errno."""
+    call = PrivcmdHypercall(op, (ctypes.c_uint64 * 5)(*args))
+    ctypes.set_errno(0)
+    ret = _libc.syscall(SYS_ioctl, privcmd_fd(), IOCTL_PRIVCMD_HYPERCALL, ctypes.byref(call))
+    return ret, (ctypes.get_errno() if ret == -1 else 0)
+
+
 def _check(ret: int, err: int, what: str) -> int:
     if ret == -1:
         raise OSError(err, f"{what}: {os.strerror(err)}")
@@ -155,19 +193,56 @@ def memory_op_ioctl(subop: int, domid: int | None) -> tuple[int, int]:
         return hypercall(HYPERVISOR_memory_op, subop, arg)
 
 
-def memory_op_multicall(subop: int, domid: int | None) -> int:
-    """memory_op in a one-entry multicall: the raw signed 64-bit result (-errno on error)."""
+def multicall_one(op: int, cmd: int, domid: int | None) -> int:
+    """op(cmd, &domid) in a one-entry multicall: the raw signed 64-bit result."""
     with HypercallBuffer() as buf:
         arg = 0
         if domid is not None:
             buf.write(1024, struct.pack("<H", domid))
             arg = buf.addr + 1024
-        entry = struct.pack("<8Q", HYPERVISOR_memory_op, 0, subop, arg, 0, 0, 0, 0)
+        entry = struct.pack("<8Q", op, 0, cmd, arg, 0, 0, 0, 0)
         buf.write(0, entry)
         ret, err = hypercall(HYPERVISOR_multicall, buf.addr, 1)
         _check(ret, err, "multicall")
         (result,) = struct.unpack("<q", buf.read(8, 8))  # entry.result at offset 8
         return int(result)
+
+
+def memory_op_multicall(subop: int, domid: int | None) -> int:
+    """memory_op in a one-entry multicall: the raw signed 64-bit result (-errno on error)."""
+    return multicall_one(HYPERVISOR_memory_op, subop, domid)
+
+
+def read_probe(quantity: str, domid: int | None) -> dict[str, Any]:
+    """One quantity for one subject through every path: the raw 64-bit result (a
+    multicall, read before and after the others), glibc's int ioctl() and the kernel's
+    long (syscall(SYS_ioctl))."""
+    op, cmd, per_domain = QUANTITIES[quantity]
+    if per_domain != (domid is not None):
+        raise ValueError(f"{quantity}: domid {domid} given wrongly")
+
+    def plain(call: Any) -> dict[str, int]:
+        with HypercallBuffer() as buf:
+            arg = 0
+            if domid is not None:
+                buf.write(0, struct.pack("<H", domid))
+                arg = buf.addr
+            ret, err = call(op, cmd, arg)
+            return {"ret": ret, "errno": err}
+
+    before = _guard(multicall_one, op, cmd, domid)
+    ioctl = plain(hypercall)
+    syscall = plain(hypercall_syscall)
+    after = _guard(multicall_one, op, cmd, domid)
+    return {"quantity": quantity, "domid": domid, "multicall": before,
+            "multicall_after": after, "ioctl": ioctl, "syscall": syscall}
+
+
+def xen_extraversion() -> str:
+    with HypercallBuffer() as buf:
+        _check(*hypercall(HYPERVISOR_xen_version, XENVER_extraversion, buf.addr),
+               "xen_version extraversion")
+        return buf.read(0, XENVER_EXTRAVERSION_LEN).split(b"\0", 1)[0].decode("ascii", "replace")
 
 
 def sysctl_raw(cmd: int, version: int, payload: bytes = b"") -> tuple[int, int, bytes]:
@@ -232,9 +307,14 @@ def detect_domctl_version(candidates: tuple[int, ...] = DOMCTL_VERSIONS) -> int:
 
 
 def getdomaininfo(domid: int, domctl_interface_version: int) -> dict[str, int]:
-    """XEN_DOMCTL_getdomaininfo (first 96 bytes: stable from 4.10 to 4.22)."""
+    """XEN_DOMCTL_getdomaininfo (first 96 bytes: stable from 4.10 to 4.22).  Up to 4.17
+    Xen answers for the first domain >= domid: check "domain"."""
     ret, err, _, u = domctl_raw(XEN_DOMCTL_getdomaininfo, domctl_interface_version, domid)
     _check(ret, err, f"domctl getdomaininfo({domid:#x})")
+    return decode_domaininfo(u)
+
+
+def decode_domaininfo(u: bytes) -> dict[str, int]:
     dom, flags, tot, maxp, outstanding, shr, paged, sif, cpu_time = struct.unpack_from(
         "<H2xI7Q", u, 0
     )
@@ -255,6 +335,71 @@ def getdomaininfo(domid: int, domctl_interface_version: int) -> dict[str, int]:
         "ssidref": ssidref,
         "cpupool": cpupool,
     }
+
+
+def list_domains(sysctl_interface_version: int) -> list[dict[str, int]]:
+    """Every domain, through XEN_SYSCTL_getdomaininfolist asked for one record at a
+    time (so the record size, which differs between releases, does not matter):
+    first_domain u16 @0, max_domains u32 @4, buffer u64 @8, num_domains u32 @16 (OUT)."""
+    out: list[dict[str, int]] = []
+    first = 0
+    with HypercallBuffer() as record:
+        while first < DOMID_FIRST_RESERVED:
+            record.write(0, bytes(GETDOMAININFO_STABLE))
+            payload = struct.pack("<H2xIQ", first, 1, record.addr)
+            ret, err, u = sysctl_raw(XEN_SYSCTL_getdomaininfolist, sysctl_interface_version,
+                                     payload)
+            _check(ret, err, f"sysctl getdomaininfolist({first})")
+            (num,) = struct.unpack_from("<I", u, 16)
+            if num == 0:
+                break
+            info = decode_domaininfo(record.read(0, GETDOMAININFO_STABLE))
+            out.append(info)
+            first = info["domain"] + 1
+    return out
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+BALLOON = "/sys/devices/system/xen_memory/xen_memory0"
+
+
+def linux_view() -> dict[str, Any]:
+    """What the dom0 kernel itself says: /sys/hypervisor (its own xen_version read),
+    the balloon driver's counters and /proc/meminfo (values in kB)."""
+    hyp = {k: _read_text(f"/sys/hypervisor/{p}") for k, p in
+           (("type", "type"), ("major", "version/major"), ("minor", "version/minor"),
+            ("extra", "version/extra"))}
+    balloon = {k: _int_or_none(_read_text(f"{BALLOON}/{p}")) for k, p in
+               (("target_kb", "target_kb"), ("current_kb", "info/current_kb"),
+                ("low_kb", "info/low_kb"), ("high_kb", "info/high_kb"))}
+    meminfo: dict[str, int] = {}
+    for line in (_read_text("/proc/meminfo") or "").splitlines():
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields and fields[0].isdigit():
+            meminfo[name] = int(fields[0])
+    return {"sys_hypervisor": hyp, "balloon": balloon, "meminfo": meminfo}
+
+
+def probes_from(path: str) -> list[tuple[str, int | None]]:
+    """The (quantity, domid) pairs of a `xenprobe check --json` report."""
+    with open(path) as fh:
+        report = json.load(fh)
+    return [(r["quantity"], r["domid"]) for r in report.get("results", [])]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -281,17 +426,22 @@ def read_all(
     sysctl_version: int | None = None,
     domctl_version: int | None = None,
     legacy_physinfo: bool | None = None,
+    extra_probes: list[tuple[str, int | None]] | None = None,
 ) -> dict[str, Any]:
     """Every reading, as one JSON-able dict.
 
-    Keys: xen_version (+ _hex), memory_op.<name> = {subop, domid, ioctl:{ret, errno},
-    multicall}, sysctl_interface_version, physinfo, domctl_interface_version,
-    getdomaininfo_0, getdomaininfo_nodom.
+    Keys: xen_version (+ _hex), xen_extraversion, memory_op.<name> = {subop, domid,
+    ioctl:{ret, errno}, multicall}, sysctl_interface_version, physinfo,
+    domctl_interface_version, getdomaininfo_0, getdomaininfo_nodom, domains (the
+    getdomaininfolist records), getdomaininfo (domctl record per listed domain, by
+    str(domid)), probes (read_probe of the host quantities, DOMID_SELF, every listed
+    domain and ``extra_probes``), linux (linux_view).
     """
     out: dict[str, Any] = {"reader": "tests/realxen/reader.py", "pid": os.getpid()}
     ver = xen_version()
     out["xen_version"] = ver
     out["xen_version_hex"] = hex(ver)
+    out["xen_extraversion"] = _guard(xen_extraversion)
     mem: dict[str, Any] = {}
     for name, subop, domid in MEMORY_QUERIES:
         ret, err = memory_op_ioctl(subop, domid)
@@ -315,6 +465,25 @@ def read_all(
     if isinstance(dv, int):
         out["getdomaininfo_0"] = _guard(getdomaininfo, 0, dv)
         out["getdomaininfo_nodom"] = _guard(getdomaininfo, NO_SUCH_DOMID, dv)
+
+    domids: list[int] = []
+    if isinstance(sv, int):
+        listed = _guard(list_domains, sv)
+        out["domains"] = listed
+        if isinstance(listed, list):
+            domids = [d["domain"] for d in listed]
+    if isinstance(dv, int):
+        out["getdomaininfo"] = {str(d): _guard(getdomaininfo, d, dv) for d in domids}
+
+    wanted: list[tuple[str, int | None]] = [("xen_version", None), ("maximum_ram_page", None)]
+    wanted += [(q, DOMID_SELF) for q in ("current_reservation", "maximum_reservation")]
+    wanted += [(q, d) for d in domids
+               for q in ("current_reservation", "maximum_reservation", "maximum_gpfn")]
+    for probe in extra_probes or []:
+        if probe not in wanted:
+            wanted.append(probe)
+    out["probes"] = [read_probe(q, d) for q, d in wanted]
+    out["linux"] = linux_view()
     return out
 
 
@@ -323,10 +492,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sysctl-version", type=lambda s: int(s, 0))
     ap.add_argument("--domctl-version", type=lambda s: int(s, 0))
     ap.add_argument("--legacy-physinfo", action="store_true", default=None)
+    ap.add_argument("--probes-from", metavar="CHECK_JSON",
+                    help="also read every (quantity, domid) this xenprobe report probed")
     ap.add_argument("-o", "--output", help="write the JSON here as well as to stdout")
     args = ap.parse_args(argv)
+    extra: list[tuple[str, int | None]] | None = None
+    if args.probes_from:
+        try:
+            extra = probes_from(args.probes_from)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"reader: ignoring --probes-from {args.probes_from}: {exc}", file=sys.stderr)
     try:
-        data = read_all(args.sysctl_version, args.domctl_version, args.legacy_physinfo)
+        data = read_all(args.sysctl_version, args.domctl_version, args.legacy_physinfo, extra)
     except OSError as exc:  # no privcmd (not a dom0, not root): still one JSON object
         print(json.dumps({"error": str(exc), "errno": exc.errno}))
         return 2

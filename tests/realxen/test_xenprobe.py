@@ -1,0 +1,345 @@
+"""xenprobe on a real hypervisor: Xen 4.17 and 4.20 under QEMU, one shared boot each.
+
+In that boot (session.py) dom0 runs `xenprobe check --json` and, afterwards, the
+independent reader (reader.py: plain ctypes, nothing from xenprobe), asked to re-read
+every (quantity, domid) the agent probed through the same three paths: a one-entry
+multicall (the raw 64-bit result), glibc's int ioctl() and syscall(SYS_ioctl)'s long.
+On 4.17 three extra paused PV domains are created first through Debian's real
+libxenctrl (mkdomains.py); two of them are allowed 2^31 + 12345 and 2^32 - 1 pages
+(a limit, not an allocation), so raw results at and above 2^31 exist on a small host.
+
+The only constants below are documented ABI facts (interface versions, errno values).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .boot import EXPECTED_XEN_VERSION
+from .compare import (
+    DOMID_SELF,
+    READER_PATH,
+    U32,
+    mismatches,
+    parse_metrics,
+    probe_key,
+    raw_failed,
+    reader_layer,
+    reader_probes,
+    reference_holds,
+    relation_holds,
+    samples,
+)
+from .session import SERVE_SWEEPS, Session, serve_ready
+
+if TYPE_CHECKING:
+    from .conftest import RealXen
+
+pytestmark = pytest.mark.realxen
+
+# XEN_SYSCTL_INTERFACE_VERSION / XEN_DOMCTL_INTERFACE_VERSION of each release
+# (xen/include/public/sysctl.h, domctl.h at RELEASE-4.17.x and RELEASE-4.20.x).
+INTERFACES = {"4.17": (0x15, 0x15), "4.20": (0x15, 0x17)}
+ESRCH = 3
+PAGE_KIB = 4
+
+
+@pytest.fixture
+def s(realxen: RealXen) -> Session:
+    sess = realxen.session()
+    if sess.check is None or sess.reader is None:
+        raise AssertionError(f"the session boot produced no check/reader JSON\n{sess.report()}")
+    return sess
+
+
+def fail(sess: Session, what: str) -> AssertionError:
+    return AssertionError(f"Xen {sess.release}: {what}\n{sess.report()}")
+
+
+def results(sess: Session) -> list[dict[str, Any]]:
+    assert sess.check is not None
+    return list(sess.check["results"])
+
+
+def reader(sess: Session) -> dict[str, Any]:
+    assert sess.reader is not None
+    return sess.reader
+
+
+def test_check_ran_and_exit_code_states_the_findings(s: Session) -> None:
+    assert s.check is not None
+    step = s.steps.get("check")
+    if step is None or step.rc not in (0, 1):
+        raise fail(s, f"xenprobe check exit status {step}; 0 or 1 expected")
+    found = [r for r in results(s) if mismatches(r)]
+    if s.check["exit_code"] != step.rc or step.rc != (1 if found else 0):
+        raise fail(s, f"exit {step.rc}, JSON exit_code {s.check['exit_code']}, "
+                      f"{len(found)} results with mismatches")
+    assert s.check["mock_scenario"] is None
+    assert s.steps["reader"].rc == 0, s.report()
+
+
+def test_detects_release_and_interface_versions(s: Session, realxen: RealXen) -> None:
+    host = s.check["host"] if s.check else {}
+    r = reader(s)
+    ver = r["xen_version"]
+    assert ver == EXPECTED_XEN_VERSION[realxen.release]
+    sysfs = r["linux"]["sys_hypervisor"]
+    # The version string from the hypervisor (XENVER_version + XENVER_extraversion),
+    # the dom0 kernel's /sys/hypervisor, and the Debian package that was booted.
+    assert host["version"] == f"{ver >> 16}.{ver & 0xFFFF}{r['xen_extraversion']}"
+    assert host["version"] == f"{sysfs['major']}.{sysfs['minor']}{sysfs['extra']}"
+    # Debian packages a stable branch snapshot, "X.Y.Z+N-g<hash>-<debian revision>": N
+    # commits past the RELEASE-X.Y.Z tag, where the tree says ".Z" until the branch is
+    # bumped and ".(Z+1)-pre" after (seen: 4.17.7+13 -> ".7", 4.20.4+63 -> ".5-pre").
+    package = realxen.assets.versions[f"xen-hypervisor-{realxen.release}-amd64"]
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)(?:\+(\d+)-g[0-9a-f]+)?", package)
+    assert m, package
+    assert f"{m.group(1)}.{m.group(2)}" == host["release"], package
+    point = int(m.group(3))
+    allowed = {f".{point}"} | ({f".{point + 1}-pre"} if m.group(4) else set())
+    assert r["xen_extraversion"] in allowed, (package, r["xen_extraversion"])
+    assert host["release"] == realxen.release
+    sysctl, domctl = INTERFACES[realxen.release]
+    assert host["sysctl_interface"] == r["sysctl_interface_version"] == sysctl
+    assert host["domctl_interface"] == r["domctl_interface_version"] == domctl
+
+
+def test_every_raw_reading_agrees_with_an_independent_source(s: Session) -> None:
+    """raw (the agent's multicall result) against what the hypervisor says elsewhere."""
+    r = reader(s)
+    phys = r["physinfo"]
+    info = r["getdomaininfo"]
+    listed = {d["domain"]: d for d in r["domains"]}
+    sysfs = r["linux"]["sys_hypervisor"]
+    problems = []
+    for res in results(s):
+        raw, q, domid = res["raw"]["value"], res["quantity"], res["domid"]
+        where = f"{q} {res['subject']} {domid}: raw {raw}"
+        if q == "xen_version":
+            kernel = (int(sysfs["major"]) << 16) | int(sysfs["minor"])
+            ok = raw == kernel == r["xen_version"]
+            why = f"/sys/hypervisor {kernel:#x}, reader {r['xen_version']:#x}"
+        elif q == "maximum_ram_page":
+            # max_page is the highest RAM frame + 1: at least physinfo's total_pages,
+            # at most max_mfn + 1.
+            ok = phys["total_pages"] <= raw <= phys["max_mfn"] + 1
+            why = f"physinfo total_pages {phys['total_pages']}, max_mfn {phys['max_mfn']}"
+        elif res["subject"] == "missing":
+            ok = raw == -ESRCH and domid not in listed
+            why = "a domain id getdomaininfolist does not list: ESRCH"
+        elif q in ("current_reservation", "maximum_reservation"):
+            d = 0 if domid == DOMID_SELF else domid  # DOMID_SELF: the caller, dom0
+            field = "tot_pages" if q == "current_reservation" else "max_pages"
+            dom = info.get(str(d), {})
+            ok = dom.get("domain") == d and raw == dom.get(field) == listed[d][field]
+            why = f"getdomaininfo({d}).{field} {dom.get(field)}, list {listed[d][field]}"
+        else:
+            # maximum_gpfn has no independent source.  dom0's kernel set its pfn space
+            # (shared_info max_pfn), which covers every page it holds.  Other domains:
+            # the reader's re-read (test_agent_reads_what_the_reader_reads) and, for
+            # those created here, Xen's source (test_extra_domains_are_probed_and_agree).
+            tot = listed[domid]["tot_pages"]
+            ok = domid != 0 or raw + 1 >= tot
+            why = f"dom0 tot_pages {tot}"
+        if not ok:
+            problems.append(f"{where} vs {why}")
+        if res["reference"] is not None and not reference_holds(res["reference"], raw):
+            problems.append(f"{where} outside the agent's own reference {res['reference']}")
+    if problems:
+        raise fail(s, "\n".join(problems))
+    assert {res["domid"] for res in results(s) if res["subject"] == "domain"} == set(listed)
+    assert s.check is not None and s.check["domains"] == len(listed)
+
+
+def test_dom0_reservation_agrees_with_linux(s: Session) -> None:
+    """DOMID_SELF is dom0; the dom0 kernel's own accounting matches Xen's.
+
+    - balloon driver: current_kb is the pages the kernel holds (start_info nr_pages,
+      adjusted for every page it released or ballooned), so it equals Xen's tot_pages
+      in KiB; target_kb equals it while nothing is ballooning (this dom0 never does).
+    - dom0_mem=NM,max:NM on Xen's command line (boot.py) sets max_pages.
+    - /proc/meminfo MemTotal is what is left after the kernel's own reservations
+      (image, struct page array, ...): at most current_kb, and here at least 3/4 of it.
+    """
+    by = {probe_key(res): res for res in results(s)}
+    cur_self = by[("current_reservation", DOMID_SELF)]["raw"]["value"]
+    max_self = by[("maximum_reservation", DOMID_SELF)]["raw"]["value"]
+    assert cur_self == by[("current_reservation", 0)]["raw"]["value"]
+    assert max_self == by[("maximum_reservation", 0)]["raw"]["value"]
+    linux = reader(s)["linux"]
+    balloon, meminfo = linux["balloon"], linux["meminfo"]
+    assert balloon["current_kb"] == cur_self * PAGE_KIB, balloon
+    assert balloon["target_kb"] == balloon["current_kb"], balloon
+    m = re.search(r"dom0_mem=(\d+)M,max:(\d+)M", " ".join(s.run.command))
+    assert m, s.run.command
+    assert max_self * PAGE_KIB == int(m.group(2)) * 1024
+    assert cur_self <= max_self
+    assert 0.75 * balloon["current_kb"] <= meminfo["MemTotal"] <= balloon["current_kb"]
+
+
+def test_agent_reads_what_the_reader_reads(s: Session) -> None:
+    """Nothing is reported that the independent reader does not see: every raw value and
+    every layer reading of the agent is what the reader got through the same path."""
+    seen = reader_probes(reader(s))
+    problems = []
+    for res in results(s):
+        key = probe_key(res)
+        p = seen.get(key)
+        if p is None:
+            problems.append(f"{key}: the reader did not read it")
+            continue
+        if p["multicall"] != p["multicall_after"]:
+            problems.append(f"{key}: moved while the reader read it: {p}")
+        if res["raw"]["value"] != p["multicall"]:
+            problems.append(f"{key}: raw {res['raw']} vs reader multicall {p['multicall']}")
+        for layer, got in res["layers"].items():
+            if layer not in READER_PATH:
+                assert got["verdict"] == "absent" or layer == "libxc", (layer, got)
+                continue
+            if (got["value"], got["errno"]) != reader_layer(p, layer):
+                problems.append(f"{key} {layer}: agent {got} vs reader {p[layer]}")
+        if not mismatches(res):
+            # All match: the reader's own int/long readings agree with its raw one.
+            for layer in READER_PATH:
+                value, errno = reader_layer(p, layer)
+                if not relation_holds("match", p["multicall"], value, errno):
+                    problems.append(f"{key}: all match, but the reader's {layer} {p[layer]} "
+                                    f"differs from its raw {p['multicall']}")
+    if problems:
+        raise fail(s, "\n".join(problems))
+
+
+def test_every_reported_mismatch_is_real(s: Session) -> None:
+    """Each mismatch verdict: the reader's re-read of both sides differs exactly as the
+    verdict says (compare.relation_holds restates each verdict independently)."""
+    seen = reader_probes(reader(s))
+    problems = []
+    confirmed = []
+    for res in results(s):
+        p = seen[probe_key(res)]
+        for layer, verdict in mismatches(res).items():
+            if layer == "raw":
+                if reference_holds(res["reference"], p["multicall"]):
+                    problems.append(f"{probe_key(res)}: raw {verdict}, but the reader's "
+                                    f"{p['multicall']} is within {res['reference']}")
+                continue
+            if layer not in READER_PATH:
+                problems.append(f"{probe_key(res)} {layer}: {verdict}, no independent "
+                                f"re-read for this layer")
+                continue
+            value, errno = reader_layer(p, layer)
+            if relation_holds(verdict, p["multicall"], value, errno):
+                confirmed.append(f"{probe_key(res)} {layer} {verdict}")
+            else:
+                problems.append(f"{probe_key(res)} {layer}: {verdict} not confirmed: reader "
+                                f"raw {p['multicall']}, {layer} {p[layer]}")
+    if problems:
+        raise fail(s, "\n".join(problems))
+    print(f"Xen {s.release}: confirmed {confirmed or 'no mismatches (none reported)'}")
+
+
+def test_no_mismatch_below_2_31_and_every_int_path_fails_above(s: Session) -> None:
+    """Every value that fits an int reaches user space intact; every value that does
+    not cannot pass a 32-bit int unchanged (pvops Linux's ioctl syscall returns int,
+    so that holds for the syscall layer as well as glibc's ioctl) and must be flagged."""
+    for res in results(s):
+        raw = res["raw"]["value"]
+        where = f"{probe_key(res)} raw {raw}: {res['layers']}"
+        if raw_failed(raw) or 0 <= raw <= (1 << 31) - 1:
+            assert not mismatches(res), where
+        else:
+            assert res["layers"]["ioctl"]["verdict"] != "match", where
+            assert "int32" in res["at_risk"], where
+
+
+def test_the_error_path_gives_esrch_everywhere(s: Session) -> None:
+    missing = [res for res in results(s) if res["subject"] == "missing"]
+    assert len(missing) == 1
+    res = missing[0]
+    assert res["raw"] == {"value": -ESRCH, "errno": ESRCH, "width": 64}
+    assert res["reference"] == {"errno": ESRCH}
+    assert res["raw_verdict"] == "match"
+    for layer in READER_PATH:
+        got = res["layers"][layer]
+        assert (got["value"], got["errno"], got["verdict"]) == (-1, ESRCH, "match"), layer
+    p = reader_probes(reader(s))[probe_key(res)]
+    assert p["multicall"] == -ESRCH
+    assert p["ioctl"] == p["syscall"] == {"ret": -1, "errno": ESRCH}
+
+
+def test_extra_domains_are_probed_and_agree(s: Session) -> None:
+    """Domains created through the real libxenctrl: listed, probed, and as requested."""
+    if s.created is None:
+        pytest.skip(s.no_domains_reason or "no extra domains")
+    if s.steps.get("mkdomains") is None or s.steps["mkdomains"].rc != 0:
+        raise fail(s, f"creating domains through libxenctrl failed: {s.created}")
+    made = s.created["domains"]
+    assert len(made) >= 2
+    by = {probe_key(res): res for res in results(s)}
+    listed = {d["domain"]: d for d in reader(s)["domains"]}
+    for d in made:
+        domid = d["domid"]
+        assert domid in listed, (d, sorted(listed))
+        cur = by[("current_reservation", domid)]
+        mx = by[("maximum_reservation", domid)]
+        gpfn = by[("maximum_gpfn", domid)]
+        assert cur["raw"]["value"] == d["tot_pages"] == listed[domid]["tot_pages"]
+        assert mx["raw"]["value"] == d["max_pages"] == listed[domid]["max_pages"]
+        # A PV domain whose kernel never set shared_info's max_pfn:
+        # (arch_get_max_pfn(d) ?: 1) - 1 (xen/arch/x86/mm.c, domain_get_maximum_gpfn).
+        assert gpfn["raw"]["value"] == 0
+        assert cur["raw_verdict"] == mx["raw_verdict"] == "match"
+    assert s.check is not None and s.check["domains"] == 1 + len(made) == len(listed)
+
+
+def test_values_at_and_above_2_31_are_flagged_on_real_xen(s: Session) -> None:
+    """The created domains' maximum_reservation at 2^31 + 12345 and 2^32 - 1 pages."""
+    if s.created is None:
+        pytest.skip(s.no_domains_reason or "no extra domains")
+    by = {probe_key(res): res for res in results(s)}
+    big = [d for d in s.created["domains"] if d["max_pages"] > (1 << 31) - 1]
+    assert big, s.created
+    for d in big:
+        res = by[("maximum_reservation", d["domid"])]
+        assert res["raw"]["value"] == d["max_pages"] < U32
+        assert res["raw_verdict"] == "match"
+        for layer in READER_PATH:
+            assert res["layers"][layer]["verdict"] in ("sign_flipped", "aliased_errno"), res
+
+
+def test_serve_metrics_over_loopback(s: Session) -> None:
+    """`xenprobe serve` in dom0 for a few sweeps; /metrics fetched with urllib."""
+    why = serve_ready(s.serve_help)
+    if why is not None:
+        pytest.skip(f"turns on when `xenprobe serve` exists: {why}")
+    if s.serve is None or not s.serve.get("ok"):
+        raise fail(s, f"serve did not give {SERVE_SWEEPS} sweeps: {s.serve}")
+    assert s.serve["status"] == 200
+    assert s.serve["content_type"].startswith("text/plain")
+    assert s.metrics and s.check is not None
+    m = parse_metrics(s.metrics)
+    one = {n: v for n, labels, v in m if not labels}
+    assert one["xenprobe_sweeps_total"] >= SERVE_SWEEPS
+    assert one["xenprobe_up"] == 1
+    assert one["xenprobe_domains"] == s.check["domains"]
+    host = s.check["host"]
+    assert samples(m, "xenprobe_xen_info") == {(
+        ("domctl_interface", f"{host['domctl_interface']:#x}"), ("release", host["release"]),
+        ("sysctl_interface", f"{host['sysctl_interface']:#x}"), ("version", host["version"]),
+    ): 1.0}
+    # The serve sweeps see the same host as the check run (nothing changed in between).
+    per_quantity = Counter(res["quantity"] for res in results(s))
+    assert samples(m, "xenprobe_probes") == {
+        (("quantity", q),): float(n) for q, n in per_quantity.items()}
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for res in results(s):
+        for layer, verdict in mismatches(res).items():
+            expected[(res["quantity"], layer, verdict)] += 1
+    assert samples(m, "xenprobe_mismatch") == {
+        (("layer", layer), ("quantity", q), ("verdict", v)): float(n)
+        for (q, layer, v), n in expected.items()}
