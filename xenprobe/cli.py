@@ -13,17 +13,14 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import structlog
 
-from xenprobe import __version__, logs, mock, render
+from xenprobe import __version__, consumers, logs, mock, render
 from xenprobe.errors import ConfigError, ExitCode, UsageError, XenprobeError
 from xenprobe.exporter import config as cfg
-from xenprobe.exporter import textfile as textfiles
-from xenprobe.exporter.collector import one_shot_registry
-from xenprobe.exporter.daemon import Daemon
 from xenprobe.host import Host
 from xenprobe.layers import ladder
 from xenprobe.scenario import load, shipped
@@ -105,11 +102,18 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if mock.active() is None:
             mock.reexec(load(args.mock), list(argv))  # does not return
         scenario = mock.active()
+    # Imported here: a one-shot check should not pay for the HTTP/TLS stack at start-up
+    # (seconds inside a dom0 under emulation).
+    from xenprobe.exporter.daemon import Daemon  # noqa: PLC0415
+
     return Daemon(path, explicit=args.config is not None, overrides=overrides,
                   scenario=scenario).run()
 
 
 def _write_textfile(path: Path, sweep: Sweep | None, scenario: str | None) -> None:
+    from xenprobe.exporter import textfile as textfiles  # noqa: PLC0415
+    from xenprobe.exporter.collector import one_shot_registry  # noqa: PLC0415
+
     try:
         textfiles.write_registry(path, one_shot_registry(
             sweep, cfg.Config().max_domain_series, scenario))
@@ -142,6 +146,7 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 result = Sweeper(host, layers, attempts=args.attempts).sweep()
             finally:
                 host.close()
+            retries = retry_table(dev.take_retries())
     except XenprobeError:
         if textfile is not None:
             try:
@@ -154,17 +159,31 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
     notes = [f"{layer.name}: {note}" for layer in layers
              if (note := getattr(layer, "note", ""))]
+    notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
+              for call, why in sorted(retries.items())]
+    # The other processes holding privcmd open (on the mock host: the mock's device).
+    users = consumers.scan(consumers.devices_for(scenario is not None),
+                           exclude={os.getpid()})
     code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
     if args.json:
-        json.dump(render.as_json(result, scenario=scenario, exit_code=code, notes=notes),
+        json.dump(render.as_json(result, scenario=scenario, exit_code=code, notes=notes,
+                                 consumers=users, retries=retries),
                   sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                             and "NO_COLOR" not in os.environ)
         sys.stdout.write(render.human(result, colour=colour, scenario=scenario,
-                                      notes=notes))
+                                      notes=notes, consumers=users))
     return code
+
+
+def retry_table(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """Privcmd.retries as {call: {reason: count}}."""
+    table: dict[str, dict[str, int]] = {}
+    for (call, why), n in counts.items():
+        table.setdefault(call, {})[why] = n
+    return table
 
 
 def _textfile_path(value: str) -> Path:
