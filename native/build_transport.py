@@ -28,6 +28,8 @@ ffi.cdef(
     int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, int *err);
     int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
                           int use_syscall, int64_t *rets, int *errs, int *err);
+    int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
+                          int64_t *results, int *ret, int *err);
     int xp_guard_install(const char *const *sonames, int n, char *err, size_t errlen);
     int xp_guard_slots(const char *soname);
     unsigned long xp_guard_refused(void);

@@ -81,3 +81,22 @@ def test_a_vanished_systemd_is_not_an_error(listener: NotifySocket) -> None:
 ])
 def test_watchdog_interval(env: dict[str, str], seconds: float | None) -> None:
     assert Notifier(env).watchdog_seconds == seconds
+
+
+def test_a_reader_that_does_not_read_never_blocks_the_sender(listener: NotifySocket) -> None:
+    """A notify socket whose queue is full (nobody reads it): sends are dropped, never
+    waited on for ever. The main thread that sends also handles SIGTERM (found by
+    tests/test_soak.py, whose first version left the socket unread)."""
+    import threading
+
+    n = Notifier({"NOTIFY_SOCKET": str(listener.path)})
+    sent: list[bool] = []
+    t = threading.Thread(target=lambda: sent.extend(
+        [n.send(f"STATUS=sweep {i}") for i in range(200)] + [n.send("READY=1",
+                                                                      patience=0.1)]))
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "a send blocked on the full queue"
+    assert sent[0] and not sent[-1] and sent.count(True) < 200
+    listener.drain(0.2)  # room again: the next one goes through
+    assert n.send("STOPPING=1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -88,3 +90,63 @@ def test_vanished_domain_is_drift() -> None:
     s = Sample(raw_result(4096), raw_result(esrch), Truth.exact(4096), Truth.error(3),
                {"ioctl": Reading(-1, 3, 32)})
     assert judge(s, final=True) == {"ioctl": Verdict.DRIFT, RAW: Verdict.DRIFT}
+
+
+# -- faults: what a failing or garbage-answering layer can and cannot be called ----------
+
+u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
+MISMATCH = {v for v in Verdict if v.is_mismatch}
+
+
+@given(u64, u64, u64, st.sampled_from([32, 64]))
+def test_a_jump_of_2_32_or_more_is_no_conversion(before: int, after: int, layer: int,
+                                                 width: int) -> None:
+    """Garbage: the raw value read twice, 2^32 or more apart, and anything in between
+    from a layer. Low 32 bits cannot say which value they came from: never a conversion."""
+    from hypothesis import assume
+    assume(abs(before - after) >= 1 << 32)
+    reading = glibc_ioctl(pvops_kernel(layer)) if width == 32 else raw_result(layer)
+    s = Sample(raw_result(before), raw_result(after), None, None, {"layer": reading})
+    verdicts = judge(s, final=True)
+    assert verdicts is not None
+    assert verdicts["layer"] in {Verdict.MATCH, Verdict.DRIFT, Verdict.ERROR}
+
+
+retryable = st.sampled_from([errno.EINTR, errno.EAGAIN])
+any_errno = st.integers(min_value=1, max_value=4095)
+
+
+@given(any_errno, retryable, st.booleans())
+def test_eintr_and_eagain_are_never_a_changed_or_lost_error(raw_errno: int, layer_errno: int,
+                                                            raw_says_it: bool) -> None:
+    """Still EINTR/EAGAIN after the retries: no answer, on either side."""
+    raw = raw_result(-(layer_errno if raw_says_it else raw_errno))
+    layer = Reading(-1, raw_errno if raw_says_it else layer_errno, 32)
+    for final in (False, True):
+        verdicts = judge(Sample(raw, raw, Truth.error(errno.ESRCH), Truth.error(errno.ESRCH),
+                                {"ioctl": layer}), final=final)
+        if verdicts is not None:
+            assert verdicts["ioctl"] not in MISMATCH, verdicts
+    value = Sample(raw, raw, None, None, {"ioctl": Reading(4096, 0, 32)})
+    verdicts = judge(value, final=True)
+    assert verdicts is not None
+    if raw.errno in (errno.EINTR, errno.EAGAIN):
+        assert verdicts["ioctl"] is Verdict.DRIFT
+    else:
+        assert verdicts["ioctl"] is Verdict.LOST_ERROR
+
+
+@given(any_errno.filter(lambda e: e not in (errno.EINTR, errno.EAGAIN, errno.ESRCH)))
+def test_an_error_class_verdict_needs_every_look_to_agree(other: int) -> None:
+    """A layer's passing failure where the hypervisor said ESRCH, or a value where it
+    said ESRCH (a domain that came back): looked at again, and a mismatch only if every
+    look saw the same."""
+    esrch = raw_result(-errno.ESRCH)
+    changed = Sample(esrch, esrch, None, None, {"ioctl": Reading(-1, other, 32)})
+    lost = Sample(esrch, esrch, None, None, {"ioctl": Reading(7, 0, 32)})
+    fine = Sample(esrch, esrch, None, None, {"ioctl": Reading(-1, errno.ESRCH, 32)})
+    for s, kind, otherwise in ((changed, Verdict.CHANGED_ERROR, Verdict.ERROR),
+                               (lost, Verdict.LOST_ERROR, Verdict.DRIFT)):
+        assert judge(s, final=False) is None
+        assert judge(s, final=True, earlier=[s, s]) == {"ioctl": kind}
+        assert judge(s, final=True, earlier=[fine, s]) == {"ioctl": otherwise}

@@ -50,3 +50,19 @@ def _soname(data: bytes) -> str | None:
                 start = strtab + value
                 return data[start:data.index(b"\0", start)].decode("ascii")
     return None
+
+
+ELFCLASS = {1: 32, 2: 64}
+
+
+def elf_class(path: Path | str) -> int | None:
+    """32 or 64: the word size an ELF file (or /proc/PID/exe, the running image) was
+    built for, from its e_ident; None if it cannot be read or is not ELF."""
+    try:
+        with open(path, "rb") as f:
+            ident = f.read(5)
+    except OSError:
+        return None
+    if len(ident) < 5 or not ident.startswith(b"\x7fELF"):
+        return None
+    return ELFCLASS.get(ident[4])

@@ -4,8 +4,11 @@ versions, physinfo and the domain list. An I/O shell: decoding lives in abi.layo
 from __future__ import annotations
 
 import errno as errnos
+import functools
+import itertools
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +26,8 @@ from xenprobe.abi.releases import (
     supported,
 )
 from xenprobe.errors import CannotProbe
-from xenprobe.reading import Reading
-from xenprobe.transport import Buffer, Privcmd, args5
+from xenprobe.reading import RETRYABLE, Reading
+from xenprobe.transport import RETRIES, Buffer, Privcmd, args5
 
 log = structlog.get_logger("xenprobe.host")
 
@@ -75,15 +78,18 @@ class Host:
     def __init__(self, dev: Privcmd) -> None:
         self.dev = dev
         self._ctl = Buffer(max(hc.SYSCTL_SIZE, hc.DOMCTL_SIZE))
+        self._records: Buffer | None = None  # getdomaininfolist records, see _listed
         self.identity = self._detect()
 
     def close(self) -> None:
         self._ctl.close()
+        if self._records is not None:
+            self._records.close()
 
     # -- identity -----------------------------------------------------------------------
 
     def _detect(self) -> Identity:
-        word = self.dev.ioctl(hc.XEN_VERSION, args5(hc.XENVER_version))
+        word = self._version_word()
         if word.failed:
             raise _refusal("xen_version", word)
         major, minor = word.value >> 16, word.value & 0xFFFF
@@ -102,6 +108,28 @@ class Host:
                          physinfo_for_sysctl(sysctl), getdomaininfo_for_domctl(domctl))
         log.debug("detected", **ident.as_json())
         return ident
+
+    def _version_word(self) -> Reading:
+        """XENVER_version, read until two reads agree: a garbage answer is no release."""
+        word = self.dev.ioctl(hc.XEN_VERSION, args5(hc.XENVER_version))
+        for again in range(RETRIES + 1):
+            if word.failed:
+                break
+            second = self.dev.ioctl(hc.XEN_VERSION, args5(hc.XENVER_version))
+            if second == word:
+                break
+            self._invalid("xen_version", f"two reads differ ({word.value:#x}, "
+                          f"{second.value:#x})", again)
+            word = second
+        return word
+
+    def _invalid(self, call: str, problem: str, done: int) -> None:
+        """An answer that cannot be right: counted and read again, up to RETRIES times."""
+        if done == RETRIES:
+            raise CannotProbe(f"the hypervisor answered {call} with an invalid result "
+                              f"{RETRIES + 1} times: {problem}")
+        log.debug("invalid_result", call=call, problem=problem)
+        self.dev.retries[(call, "invalid")] += 1
 
     def _extraversion(self) -> str:
         with Buffer(hc.XENVER_extraversion_len) as buf:
@@ -153,10 +181,16 @@ class Host:
         return self._domctl(hc.XEN_DOMCTL_getdomaininfo, interface, 0)
 
     def physinfo(self) -> dict[str, int | bytes]:
-        r = self._try_physinfo(self.identity.sysctl)
-        if r.failed:
-            raise _refusal("sysctl physinfo", r)
-        return self.identity.physinfo.decode(bytes(self._ctl.view), hc.SYSCTL_UNION)
+        for again in range(RETRIES + 1):
+            r = self._try_physinfo(self.identity.sysctl)
+            if r.failed:
+                raise _refusal("sysctl physinfo", r)
+            info = self.identity.physinfo.decode(bytes(self._ctl.view), hc.SYSCTL_UNION)
+            problem = invalid_physinfo(info)
+            if not problem:
+                break
+            self._invalid("physinfo", problem, again)
+        return info
 
     def getdomaininfo(self, domid: int) -> DomainInfo | int:
         """One domain's record, or the errno Xen answered (ESRCH for none)."""
@@ -183,26 +217,74 @@ class Host:
     def domains(self) -> list[DomainInfo]:
         """Every domain, through sysctl getdomaininfolist in chunks."""
         layout = self.identity.getdomaininfo
-        out: list[DomainInfo] = []
+        return [_domain(layout.decode(raw, at)) for raw in self._listed()
+                for at in range(0, len(raw), layout.size)]
+
+    def domain_pages(self) -> dict[int, tuple[int, int]]:
+        """domid -> (tot_pages, max_pages) for every domain, from the same
+        getdomaininfolist calls as `domains`: what a sweep's references need, decoded
+        with one struct pass per chunk instead of a dict per record (10,000 domains in
+        about 3 ms rather than 100)."""
+        unpack = self._pages.iter_unpack
+        return {domid: (tot, most) for raw in self._listed()
+                for domid, tot, most in unpack(raw)}
+
+    def _listed(self) -> Iterator[bytes]:
+        """The raw records of every domain, one chunk per getdomaininfolist call."""
+        layout = self.identity.getdomaininfo
+        if self._records is None:
+            # Kept for the Host's life: a sweep lists the domains three times.
+            self._records = Buffer(LIST_CHUNK * layout.size)
+        records = self._records
+        domain = layout.field("domain")
         first = 0
-        with Buffer(LIST_CHUNK * layout.size) as records:
-            while first < hc.DOMID_FIRST_RESERVED:
-                payload = GETDOMAININFOLIST.encode(
-                    {"first_domain": first, "max_domains": LIST_CHUNK,
-                     "buffer": records.address})
+        while first < hc.DOMID_FIRST_RESERVED:
+            payload = GETDOMAININFOLIST.encode(
+                {"first_domain": first, "max_domains": LIST_CHUNK,
+                 "buffer": records.address})
+            for again in range(RETRIES + 1):
                 r = self._sysctl(hc.XEN_SYSCTL_getdomaininfolist, self.identity.sysctl,
                                  payload)
                 if r.failed:
                     raise _refusal("sysctl getdomaininfolist", r)
                 head = GETDOMAININFOLIST.decode(bytes(self._ctl.view), hc.SYSCTL_UNION)
                 count = int(head["num_domains"])
-                raw = bytes(records.view[:count * layout.size])
-                batch = [_domain(layout.decode(raw, i * layout.size)) for i in range(count)]
-                out.extend(batch)
-                if count < LIST_CHUNK:
+                raw = bytes(records.view[:min(count, LIST_CHUNK) * layout.size])
+                problem = self._invalid_list(first, count, raw)
+                if not problem:
                     break
-                first = batch[-1].domid + 1
-        return out
+                self._invalid("getdomaininfolist", problem, again)
+            yield raw
+            if count < LIST_CHUNK:
+                break
+            last = (count - 1) * layout.size + domain.offset
+            first = struct.unpack_from("<" + domain.fmt, raw, last)[0] + 1
+
+    def _invalid_list(self, first: int, count: int, raw: bytes) -> str:
+        """What makes a getdomaininfolist answer impossible, or "": more records than
+        asked for, or domain ids not strictly increasing from first_domain below the
+        reserved ids (Xen walks its sorted domain list)."""
+        if count > LIST_CHUNK:
+            return f"num_domains {count} above max_domains {LIST_CHUNK}"
+        ids = [domid for domid, _, _ in self._pages.iter_unpack(raw)]
+        if ids and not first <= ids[0] <= ids[-1] < hc.DOMID_FIRST_RESERVED:
+            return f"domain ids {ids[0]}..{ids[-1]} outside {first}..0x7fef"
+        if any(b <= a for a, b in itertools.pairwise(ids)):
+            return "domain ids not in increasing order"
+        return ""
+
+    @functools.cached_property
+    def _pages(self) -> struct.Struct:
+        """(domain, tot_pages, max_pages) of one record, the rest skipped as padding."""
+        layout = self.identity.getdomaininfo
+        fmt, at = "<", 0
+        for f in sorted((layout.field(n) for n in ("domain", "tot_pages", "max_pages")),
+                        key=lambda f: f.offset):
+            fmt += f"{f.offset - at}x{f.fmt}"
+            at = f.offset + f.size
+        packed = struct.Struct(fmt + f"{layout.size - at}x")
+        assert packed.size == layout.size
+        return packed
 
 
 def _domain(d: dict[str, int | bytes]) -> DomainInfo:
@@ -211,12 +293,32 @@ def _domain(d: dict[str, int | bytes]) -> DomainInfo:
                       int(d["max_pages"]), handle if isinstance(handle, bytes) else bytes(16))
 
 
+MAX_FRAMES = 1 << 52  # 2^64 bytes of address space in 4 KiB frames
+
+
+def invalid_physinfo(info: dict[str, int | bytes]) -> str:
+    """What makes a physinfo answer impossible, or "": RAM larger than the frame range,
+    more free pages than pages, or a frame number beyond a 64-bit address space."""
+    total, free, max_mfn = info["total_pages"], info["free_pages"], info["max_mfn"]
+    assert isinstance(total, int) and isinstance(free, int) and isinstance(max_mfn, int)
+    if max_mfn >= MAX_FRAMES:
+        return f"max_mfn {max_mfn:#x} beyond a 64-bit address space"
+    if total > max_mfn + 1:
+        return f"total_pages {total:#x} above max_mfn + 1 ({max_mfn + 1:#x})"
+    if free > total:
+        return f"free_pages {free:#x} above total_pages {total:#x}"
+    return ""
+
+
 def _refusal(what: str, r: Reading) -> CannotProbe:
     if r.errno == errnos.EPERM:
         return CannotProbe(
             f"the hypervisor refused {what} with EPERM: this is not a control domain "
             "(dom0)", "run xenprobe in dom0")
     name = errnos.errorcode.get(r.errno, str(r.errno))
+    if r.errno in RETRYABLE:
+        return CannotProbe(f"{what} still failed with {name} ({os.strerror(r.errno)}) "
+                           f"after {RETRIES} retries")
     return CannotProbe(f"the hypervisor refused {what}: {name} ({os.strerror(r.errno)})")
 
 

@@ -13,8 +13,8 @@ from typing import Protocol
 from xenprobe import libxc
 from xenprobe.host import Identity
 from xenprobe.quantities import Probe
-from xenprobe.reading import Reading
-from xenprobe.transport import Args, Privcmd
+from xenprobe.reading import Columns, Reading
+from xenprobe.transport import Args, Calls, Privcmd
 
 
 class Layer(Protocol):
@@ -23,7 +23,9 @@ class Layer(Protocol):
 
     def read_many(self, probes: Sequence[Probe],
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
-        """One reading per probe; None where this layer does not offer the quantity."""
+        """One reading per probe; None where this layer does not offer the quantity.
+        A layer may also offer `read_columns(probes, calls) -> Columns`, the same
+        readings column-wise; the sweep uses it where present."""
         ...
 
     def via_reference(self, probe: Probe) -> bool:
@@ -44,6 +46,12 @@ class SyscallLayer:
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return list(self.dev.many(calls, syscall=True))
 
+    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]]
+                     ) -> Columns:
+        """read_many as columns (see Sweeper: a sweep compares columns in bulk)."""
+        values, errnos = self.dev.many_values(Calls.of(calls), syscall=True)
+        return Columns(values, errnos, 64)
+
     def via_reference(self, probe: Probe) -> bool:
         return False
 
@@ -58,6 +66,12 @@ class IoctlLayer:
     def read_many(self, probes: Sequence[Probe],
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return list(self.dev.many(calls, syscall=False))
+
+    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]]
+                     ) -> Columns:
+        """read_many as columns (see Sweeper: a sweep compares columns in bulk)."""
+        values, errnos = self.dev.many_values(Calls.of(calls), syscall=False)
+        return Columns(values, errnos, 32)
 
     def via_reference(self, probe: Probe) -> bool:
         return False

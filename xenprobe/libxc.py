@@ -24,7 +24,8 @@ from __future__ import annotations
 import os
 import re
 import weakref
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from xenprobe import elf, guard
 from xenprobe.abi import hypercalls as hc
 from xenprobe.abi.libxc import Signatures, Version, known, signatures, soname
 from xenprobe.quantities import Probe, Quantity, Subject
-from xenprobe.reading import Reading
+from xenprobe.reading import Columns, Reading
 from xenprobe.transport import Args
 
 log = structlog.get_logger("xenprobe.libxc")
@@ -145,11 +146,13 @@ def _s64(u: int) -> int:
     return u - (1 << 64) if u >= S64 else u
 
 
-def _status(ret: int, errno: int, width: int) -> Reading:
-    # Failure is -1 with errno; -1 without errno, or any other negative, is a value.
+def _status(ret: int, errno: int, width: int) -> tuple[int, int, int]:
+    """(value, errno, width) of a return value. Failure is -1 with errno; -1 without
+    errno, or any other negative, is a value."""
     if ret == -1 and errno:
-        return Reading(-1, errno, width)
-    return Reading(ret, 0, width)
+        return -1, errno, width
+    return ret, 0, width
+
 
 
 class LibxcLayer:
@@ -185,6 +188,8 @@ class LibxcLayer:
         self._close = weakref.finalize(self, self.lib.xc_interface_close, xch)
         self._domid = self.ffi.new("uint16_t *")
         self._ulong = self.ffi.new("unsigned long *")
+        # offers() per (quantity, subject): the answer depends on nothing else.
+        self._offers: dict[tuple[Quantity, Subject], str | None] = {}
         log.debug("libxc_open", library=library.path, release=_name(library.release),
                   guarded_slots=slots)
 
@@ -194,6 +199,30 @@ class LibxcLayer:
     def read_many(self, probes: Sequence[Probe],
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return [self.read(p) for p in probes]
+
+    def read_columns(self, probes: Sequence[Probe],
+                     calls: Sequence[tuple[int, Args]]) -> Columns:
+        """read_many as columns: one libxenctrl call per probe all the same, without a
+        Reading object per probe (a sweep of 10,000 domains makes 30,000 calls)."""
+        values, errnos, widths = array("q"), array("i"), array("b")
+        absent = []
+        offers, value = self._offers, self._value
+        for i, probe in enumerate(probes):
+            key = (probe.quantity, probe.subject)
+            if key not in offers:
+                offers[key] = self.offers(probe)
+            fn = offers[key]
+            if fn is None:
+                absent.append(i)
+                values.append(0)
+                errnos.append(0)
+                widths.append(64)
+                continue
+            v, e, w = value(fn, probe)
+            values.append(v)
+            errnos.append(e)
+            widths.append(w)
+        return Columns(values, errnos, widths, frozenset(absent))
 
     def via_reference(self, probe: Probe) -> bool:
         return self.offers(probe) == "xc_get_tot_pages"
@@ -219,36 +248,35 @@ class LibxcLayer:
         fn = self.offers(probe)
         if fn is None:
             return None
-        lib, xch = self.lib, self.xch
+        return Reading(*self._value(fn, probe))
+
+    def _value(self, fn: str, probe: Probe) -> tuple[int, int, int]:
+        """(value, errno, width) of one call, as `read` reports it. errno is cleared
+        before each call: a stale errno must not pass for the function's own."""
+        lib, xch, ffi = self.lib, self.xch, self.ffi
         domid = probe.domid if probe.domid is not None else hc.DOMID_SELF
+        if fn in ("xc_maximum_ram_page", "xc_domain_maximum_gpfn"):
+            # An int status and an unsigned long written through a pointer.
+            out = self._ulong
+            out[0] = 0
+            ffi.errno = 0
+            ret = int(lib.xc_maximum_ram_page(xch, out) if fn == "xc_maximum_ram_page"
+                      else lib.xc_domain_maximum_gpfn(xch, domid, out))
+            if ret == 0:
+                return _s64(int(out[0])), 0, 64
+            return _status(ret, int(ffi.errno), 32)
         if fn == "xc_version":
-            return _status(*self._call(lambda: lib.xc_version(xch, hc.XENVER_version,
-                                                              self.ffi.NULL)), 32)
-        if fn == "xc_maximum_ram_page":
-            return self._out(lambda p: lib.xc_maximum_ram_page(xch, p))
-        if fn == "xc_domain_maximum_gpfn":
-            return self._out(lambda p: lib.xc_domain_maximum_gpfn(xch, domid, p))
+            ffi.errno = 0
+            return _status(int(lib.xc_version(xch, hc.XENVER_version, ffi.NULL)),
+                           int(ffi.errno), 32)
         if fn == "xc_get_tot_pages":
-            return _status(*self._call(lambda: lib.xc_get_tot_pages(xch, domid)), 64)
+            ffi.errno = 0
+            return _status(int(lib.xc_get_tot_pages(xch, domid)), int(ffi.errno), 64)
         _, cmd = probe.call
         self._domid[0] = domid
-        return _status(*self._call(lambda: lib.xc_memory_op(xch, cmd, self._domid,
-                                                            MEMORY_DOMAIN_SIZE)), 64)
-
-    def _call(self, fn: Callable[[], int]) -> tuple[int, int]:
-        """The return value and the errno beside it (cleared first: a stale errno
-        must not pass for the function's own)."""
-        self.ffi.errno = 0
-        ret = int(fn())
-        return ret, int(self.ffi.errno)
-
-    def _out(self, fn: Callable[[Any], int]) -> Reading:
-        """An int status and an unsigned long written through a pointer."""
-        self._ulong[0] = 0
-        ret, errno = self._call(lambda: fn(self._ulong))
-        if ret == 0:
-            return Reading(_s64(int(self._ulong[0])), 0, 64)
-        return _status(ret, errno, 32)
+        ffi.errno = 0
+        return _status(int(lib.xc_memory_op(xch, cmd, self._domid, MEMORY_DOMAIN_SIZE)),
+                       int(ffi.errno), 64)
 
 
 def layer(hypervisor: Version, environ: dict[str, str] | None = None) -> LibxcLayer | Absent:

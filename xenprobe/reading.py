@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xenprobe.abi.hypercalls import MAX_ERRNO
+
+# errnos that say "no answer yet, ask again" rather than what the answer is: the
+# transport issues such a request again (transport.RETRIES), and one still failing so
+# is the layer's own failure, never a changed error (judge).
+RETRYABLE = frozenset({errno.EINTR, errno.EAGAIN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +44,36 @@ def raw_result(result: int) -> Reading:
     if -MAX_ERRNO <= signed <= -1:
         return Reading(signed, -signed, 64)
     return Reading(signed, 0, 64)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """One layer's readings of many probes, column-wise: what a layer's `read_many`
+    says, without a Reading object per probe, so a sweep of thousands of domains
+    compares whole columns and builds Readings only for what it reports.
+
+    widths: one width for every reading, or one per reading.
+    absent: positions where the layer does not offer the quantity (read_many's None).
+    """
+
+    values: Sequence[int]
+    errnos: Sequence[int]
+    widths: int | Sequence[int]
+    absent: frozenset[int] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def reading(self, i: int) -> Reading | None:
+        if i in self.absent:
+            return None
+        w = self.widths
+        return Reading(self.values[i], self.errnos[i], w if isinstance(w, int) else w[i])
+
+    @staticmethod
+    def of(readings: Sequence[Reading | None]) -> Columns:
+        """The columns of a read_many answer."""
+        return Columns([r.value if r is not None else 0 for r in readings],
+                       [r.errno if r is not None else 0 for r in readings],
+                       [r.width if r is not None else 64 for r in readings],
+                       frozenset(i for i, r in enumerate(readings) if r is None))

@@ -8,6 +8,7 @@ from typing import Any
 
 from xenprobe import __version__
 from xenprobe.classify import Truth, Verdict
+from xenprobe.consumers import Consumers
 from xenprobe.judge import RAW
 from xenprobe.quantities import Quantity, Subject
 from xenprobe.reading import Reading
@@ -74,7 +75,7 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
 
 
 def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
-          notes: list[str] | None = None) -> str:
+          notes: list[str] | None = None, consumers: Consumers | None = None) -> str:
     s = Style(colour)
     ident = sweep.identity
     head = (f"Xen {ident.version} (sysctl interface {ident.sysctl:#x}, domctl interface "
@@ -106,8 +107,32 @@ def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
                             + value.ljust(widths[2]) + vtext + note).rstrip())
         if hidden:
             out.append(f"  ... and {hidden} more domains where every layer agrees")
+    if consumers is not None:
+        out += ["", *consumer_lines(consumers, s)]
     out += ["", summary_line(sweep, s)]
     return "\n".join(out) + "\n"
+
+
+def consumer_lines(c: Consumers, s: Style) -> list[str]:
+    """The other processes holding privcmd open; 32-bit ones read every result cut to 32
+    bits (README "Consumers at risk")."""
+    n = len(c.found)
+    head = (f"privcmd consumers: {n} other process{'es' if n != 1 else ''} hold"
+            f"{'s' if n == 1 else ''} the device open" if n
+            else "privcmd consumers: no other process holds the device open")
+    if c.unreadable:
+        head += f" ({c.unreadable} processes could not be inspected: run as root)"
+    out = [s(head, "bold")]
+    if n:
+        out.append("  " + "PID".ljust(9) + "BITS".ljust(6) + "PROCESS".ljust(18)
+                   + "EXECUTABLE")
+    for p in c.found:
+        line = ("  " + str(p.pid).ljust(9) + str(p.bits or "?").ljust(6)
+                + (p.name or "?").ljust(18) + (p.exe or "?"))
+        if p.compat:
+            line += "  " + s("compat: reads every result cut to 32 bits", "red")
+        out.append(line)
+    return out
 
 
 def summary_line(sweep: Sweep, s: Style | None = None) -> str:
@@ -143,7 +168,8 @@ def _truth_json(t: Truth | None) -> dict[str, int] | None:
 
 
 def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
-            notes: list[str] | None = None) -> dict[str, Any]:
+            notes: list[str] | None = None, consumers: Consumers | None = None,
+            retries: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     results = []
     for r in sweep.results:
@@ -179,5 +205,7 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
             "mismatches": sum(len(r.mismatches) for r in sweep.results),
             "verdicts": dict(sorted(counts.items())),
         },
+        "consumers": consumers.as_json() if consumers is not None else None,
+        "retries": retries or {},
         "exit_code": exit_code,
     }

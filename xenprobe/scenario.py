@@ -27,6 +27,8 @@ from xenprobe.abi.releases import (
 from xenprobe.errors import ScenarioError
 
 PAGE = 4096
+U32_MAX = 0xFFFFFFFF
+XENVER_capabilities_len = 1024
 _UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
           "PiB": 1 << 50}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]iB|B)\s*$")
@@ -54,14 +56,34 @@ class Domain:
     hvm: bool
     vcpus: int
     balloon: Balloon | None = None
+    vanish_after: int | None = None  # lookups before the domain disappears
+
+
+FAULT_KINDS = ("errno", "delay", "garbage", "short")
+FAULT_LAYERS = ("hypervisor", "driver")
+FAULT_VIAS = ("any", "ioctl", "syscall")
+ANY = -1
 
 
 @dataclass(frozen=True)
 class Fault:
+    """One [[fault]] rule (native/mock/faults.c and hypervisor.c say what each does).
+
+    kind errno: the hypervisor (layer "hypervisor") answers -errno, on every path; or
+    the privcmd driver (layer "driver") fails the HYPERCALL ioctl with it before Xen
+    sees the request, on the paths `via` names. delay: the hypervisor answers `usec`
+    microseconds late. garbage: a successful answer is replaced by pseudo-random bits.
+    short: a sysctl/domctl answers short (a record fewer, or half a struct).
+    op/subop ANY (-1) match every op/subop; count -1 means every matching request."""
+
     op: int
     subop: int
     errno: int
     count: int
+    kind: str = "errno"
+    layer: str = "hypervisor"
+    via: str = "any"
+    usec: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,22 @@ class _Reader:
             raise self.fail(key, f"expected {kind.__name__}, got {value!r}")
         return value
 
+    def int_in(self, key: str, lo: int, hi: int, default: int | None = None) -> int:
+        """An integer in [lo, hi]: the range of the field the mock packs it into."""
+        value: int = self.get(key, int, default)
+        if not lo <= value <= hi:
+            raise self.fail(key, f"expected {lo} to {hi:#x}, got {value}")
+        return value
+
+    def line(self, key: str, default: str, limit: int) -> str:
+        """One line of printable text shorter than `limit` bytes (the mock's buffer)."""
+        value: str = self.get(key, str, default)
+        if len(value.encode()) >= limit:
+            raise self.fail(key, f"must be shorter than {limit} bytes")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise self.fail(key, "must be one line of printable text")
+        return value
+
     def pages(self, key: str, default: Any = None, *, memory_key: str | None = None) -> Any:
         """A page count, given as pages (`key`) or as a size (`memory_key` = "16 GiB")."""
         if memory_key and memory_key in self.table:
@@ -168,27 +206,26 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
         release = by_name(xen.get("release", str))
     except KeyError as e:
         raise xen.fail("release", str(e.args[0])) from None
-    extraversion = xen.get("extraversion", str, ".0")
-    if len(extraversion.encode()) >= hc.XENVER_extraversion_len:
-        raise xen.fail("extraversion", "must be shorter than 16 bytes")
-    capabilities = xen.get("capabilities", str,
-                           "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64")
+    extraversion = xen.line("extraversion", ".0", hc.XENVER_extraversion_len)
+    capabilities = xen.line("capabilities",
+                            "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64",
+                            XENVER_capabilities_len)
     # What xen_version answers, when it is not the release whose layouts are used: a
     # build xenprobe does not know.
     reports = xen.get("reports_version", str, release.name)
     m = re.fullmatch(r"(\d+)\.(\d+)", reports)
     if not m or int(m.group(1)) > 0xFFFF or int(m.group(2)) > 0xFFFF:
         raise xen.fail("reports_version", f"expected MAJOR.MINOR, got {reports!r}")
-    sysctl_if = xen.get("sysctl_interface", int, release.sysctl)
-    domctl_if = xen.get("domctl_interface", int, release.domctl)
+    sysctl_if = xen.int_in("sysctl_interface", 0, U32_MAX, release.sysctl)
+    domctl_if = xen.int_in("domctl_interface", 0, U32_MAX, release.domctl)
     xen.done()
 
     host = _Reader(source, _table(top, "host"), "host")
     total = host.pages("total_pages", memory_key="memory")
     max_page = host.pages("max_page", total)
     max_mfn = host.pages("max_mfn", max(max_page, 1) - 1)
-    nr_cpus = host.get("nr_cpus", int, 4)
-    cpu_khz = host.get("cpu_khz", int, 2_400_000)
+    nr_cpus = host.int_in("nr_cpus", 1, U32_MAX, 4)
+    cpu_khz = host.int_in("cpu_khz", 0, U32_MAX, 2_400_000)
     free_default = host.table.get("free_pages")
 
     linux = _Reader(source, _table(top, "linux"), "linux")
@@ -196,7 +233,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     role = linux.choice("role", ("dom0", "domU"), "dom0")
     device = linux.choice("device", ("present", "absent", "eacces"), "present")
     sys_hyp = linux.get("sys_hypervisor", bool, True)
-    self_domid = linux.get("self_domid", int, 0)
+    self_domid = linux.int_in("self_domid", 0, hc.DOMID_FIRST_RESERVED - 1, 0)
     linux.done()
 
     hyp = _Reader(source, _table(top, "hypervisor"), "hypervisor")
@@ -249,17 +286,26 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
             raise d.fail(key, "Xen counts a domain's pages in 32 bits (16 TiB at most)")
     hvm = d.get("hvm", bool, False)
     max_gpfn = d.pages("max_gpfn", max(max_pages, 1) - 1)
-    vcpus = d.get("vcpus", int, 1)
+    vcpus = d.int_in("vcpus", 1, U32_MAX, 1)
+    vanish_after = d.get("vanish_after", int, ANY)
+    if vanish_after == ANY:
+        vanish_after = None
+    elif vanish_after < 0:
+        raise d.fail("vanish_after", "expected a number of lookups, 0 or more")
+    elif domid == 0:
+        raise d.fail("vanish_after", "domain 0 cannot vanish")
     balloon = None
     if "balloon" in raw:
         b = _Reader(source, _table(d, "balloon"), f"domain[{index}].balloon")
-        balloon = Balloon(b.get("step", int), b.get("every", int, 1),
+        balloon = Balloon(b.int_in("step", -U32_MAX, U32_MAX), b.get("every", int, 1),
                           b.pages("min", tot), b.pages("max", max_pages))
         if balloon.every < 1 or not balloon.low <= tot <= balloon.high:
             raise b.fail("min", "needs every >= 1 and min <= tot_pages <= max")
+        if balloon.high > U32_MAX:
+            raise b.fail("max", "Xen counts a domain's pages in 32 bits (16 TiB at most)")
         b.done()
     d.done()
-    return Domain(domid, tot, max_pages, max_gpfn, hvm, vcpus, balloon)
+    return Domain(domid, tot, max_pages, max_gpfn, hvm, vcpus, balloon, vanish_after)
 
 
 def _op(r: _Reader, key: str) -> int:
@@ -273,14 +319,40 @@ def _fault(source: str, raw: Any, index: int) -> Fault:
     if not isinstance(raw, dict):
         raise ScenarioError(f"scenario {source}: fault[{index}]: expected a table")
     f = _Reader(source, raw, f"fault[{index}]")
-    op = _op(f, "op")
-    subop = f.get("subop", int, -1)
-    name = f.get("errno", str)
-    if name not in ERRNOS:
-        raise f.fail("errno", f"expected one of {', '.join(ERRNOS)}, got {name!r}")
+    kind = f.choice("kind", FAULT_KINDS, "errno")
+    layer = f.choice("layer", FAULT_LAYERS, "hypervisor") if kind == "errno" else "hypervisor"
+    if layer == "driver" and f.table.get("op") == "any":
+        f.used.add("op")
+        op = ANY
+    else:
+        op = _op(f, "op")
+    subop = f.get("subop", int, ANY)
+    if not ANY <= subop <= 0xFFFFFFFF:
+        raise f.fail("subop", "expected -1 (any) or 0..2^32-1")
     count = f.get("count", int, 1)
+    if count == 0 or count < ANY:
+        raise f.fail("count", "expected a positive number, or -1 for always")
+    errno, via, usec = 0, "any", 0
+    if kind == "errno":
+        name = f.get("errno", str)
+        if name not in ERRNOS:
+            raise f.fail("errno", f"expected one of {', '.join(ERRNOS)}, got {name!r}")
+        errno = ERRNOS[name]
+        if layer == "driver":
+            via = f.choice("via", FAULT_VIAS, "any")
+    elif kind == "delay":
+        f.used.add("delay_ms")
+        ms = f.table.get("delay_ms")
+        if isinstance(ms, bool) or not isinstance(ms, int | float) or not 0 <= ms <= 60_000:
+            raise f.fail("delay_ms", "expected milliseconds, 0 to 60000")
+        usec = round(ms * 1000)
+    elif kind == "short" and op not in (hc.SYSCTL, hc.DOMCTL):
+        raise f.fail("op", "a short answer needs a struct: sysctl or domctl")
+    elif kind == "garbage" and op == hc.MULTICALL:
+        raise f.fail("op", "garbage applies to each multicall entry's own op, not to "
+                           "multicall")
     f.done()
-    return Fault(op, subop, ERRNOS[name], count)
+    return Fault(op, subop, errno, count, kind, layer, via, usec)
 
 
 def _hang(parent: _Reader, raw: Any) -> tuple[int, int]:
@@ -288,7 +360,7 @@ def _hang(parent: _Reader, raw: Any) -> tuple[int, int]:
         raise parent.fail("hang", "expected a list of {op, subop} tables")
     h = _Reader(parent.source, raw, "hypervisor.hang")
     op = _op(h, "op")
-    subop = h.get("subop", int, -1)
+    subop = h.int_in("subop", ANY, U32_MAX, ANY)
     h.done()
     return op, subop
 
@@ -356,9 +428,21 @@ def compile_text(s: Scenario) -> str:
         if d.balloon:
             b = d.balloon
             lines.append(f"balloon {d.domid} {b.step} {b.every} {b.low} {b.high}")
-    lines += [f"fault {f.op} {f.subop} {f.errno} {f.count}" for f in s.faults]
+    lines += [f"vanish {d.domid} {d.vanish_after}" for d in s.domains
+              if d.vanish_after is not None]
+    lines += [_fault_line(f) for f in s.faults]
     lines += [f"hang {op} {subop}" for op, subop in s.hangs]
     return "\n".join(lines) + "\n"
+
+
+def _fault_line(f: Fault) -> str:
+    if f.kind == "errno" and f.layer == "driver":
+        return f"ioctl_fault {f.op} {f.subop} {f.errno} {f.count} {f.via}"
+    if f.kind == "errno":
+        return f"fault {f.op} {f.subop} {f.errno} {f.count}"
+    if f.kind == "delay":
+        return f"delay {f.op} {f.subop} {f.usec} {f.count}"
+    return f"{f.kind} {f.op} {f.subop} {f.count}"
 
 
 def shipped() -> list[str]:
@@ -373,7 +457,11 @@ def load(name_or_path: str) -> Scenario:
         res = resources.files("xenprobe.scenarios").joinpath(f"{name_or_path}.toml")
         return parse(res.read_text(), f"{name_or_path}.toml", name_or_path)
     path = Path(name_or_path)
-    if not path.suffix == ".toml" and not path.exists():
+    try:
+        exists = path.exists()
+    except OSError:  # a name too long to be a path: not a file either
+        exists = False
+    if not path.suffix == ".toml" and not exists:
         raise ScenarioError(f"no scenario named {name_or_path!r} (shipped: "
                             f"{', '.join(shipped())}; or give a path to a .toml file)")
     try:

@@ -1,22 +1,36 @@
-"""One sweep: every probe, every layer, bracketed by raw and reference reads."""
+"""One sweep: every probe, every layer, bracketed by raw and reference reads.
+
+Built for hosts with thousands of domains. Each attempt issues the whole batch at
+once (two multicall batches, one C loop per ioctl layer, getdomaininfolist in chunks)
+and compares the readings column-wise (judge.unanimous): a probe where every layer
+returned the raw value, which equals its reference, with nothing moved, is a match
+without a Sample. Every other probe goes through `judge` and the pure classifier, as
+before. Results are kept as columns too, and a Result object is built when it is read.
+"""
 
 from __future__ import annotations
 
 import errno as errnos
+import functools
 import struct
 import time
-from collections.abc import Sequence
+import weakref
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import overload
 
 import structlog
 
-from xenprobe.classify import Risk, Truth, Verdict, at_risk, bits_used
-from xenprobe.host import DomainInfo, Host, Identity, sys_hypervisor_version
-from xenprobe.judge import Sample, judge
+from xenprobe.abi.hypercalls import MAX_ERRNO
+from xenprobe.classify import INT32_MAX, U32, Risk, Truth, Verdict, at_risk, bits_used
+from xenprobe.host import Host, Identity, sys_hypervisor_version
+from xenprobe.judge import MASK64, RAW, Ref, Sample, judge, unanimous
 from xenprobe.layers import Layer
 from xenprobe.quantities import Probe, Quantity, Subject, plan
-from xenprobe.reading import Reading
-from xenprobe.transport import Args, Buffer, args5
+from xenprobe.reading import Columns, Reading, raw_result
+from xenprobe.transport import Args, Buffer, Calls, args5
 
 log = structlog.get_logger("xenprobe.sweep")
 
@@ -24,13 +38,13 @@ ATTEMPTS = 3
 _UNKNOWN = object()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     probe: Probe
     raw: Reading
     reference: Truth | None
-    readings: dict[str, Reading | None]
-    verdicts: dict[str, Verdict]
+    readings: Mapping[str, Reading | None]
+    verdicts: Mapping[str, Verdict]
     attempts: int
 
     @property
@@ -47,9 +61,39 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Summary:
+    """What a sweep adds up to, for exporters and reports: counted once per sweep, from
+    the columns where the sweep kept them, so reading it costs nothing per probe."""
+
+    probes: dict[Quantity, int]                          # results per quantity
+    bits: dict[Quantity, int]                            # most bits a raw value used
+    at_risk: dict[tuple[Quantity, Risk], int]            # results at each risk
+    verdicts: dict[tuple[Quantity, str, Verdict], int]   # every verdict, "raw" included
+    failed: list[Result]   # results where raw or a layer failed (-1/errno, -errno)
+
+    @staticmethod
+    def of(results: Iterable[Result]) -> Summary:
+        s = Summary({}, {}, {}, {}, [])
+        for r in results:
+            s._add(r)
+        return s
+
+    def _add(self, r: Result) -> None:
+        q = r.probe.quantity
+        self.probes[q] = self.probes.get(q, 0) + 1
+        self.bits[q] = max(self.bits.get(q, 0), r.bits)
+        for risk in r.at_risk:
+            self.at_risk[(q, risk)] = self.at_risk.get((q, risk), 0) + 1
+        for layer, v in r.verdicts.items():
+            self.verdicts[(q, layer, v)] = self.verdicts.get((q, layer, v), 0) + 1
+        if r.raw.failed or any(x is not None and x.failed for x in r.readings.values()):
+            self.failed.append(r)
+
+
+@dataclass(frozen=True)
 class Sweep:
     identity: Identity
-    results: list[Result]
+    results: Sequence[Result]
     domains: int
     started: float
     duration: float
@@ -57,17 +101,30 @@ class Sweep:
 
     @property
     def mismatches(self) -> list[Result]:
+        if isinstance(self.results, Results):
+            return self.results.mismatches()
         return [r for r in self.results if r.mismatches]
+
+    @functools.cached_property
+    def summary(self) -> Summary:
+        if isinstance(self.results, Results):
+            return self.results.summary()
+        return Summary.of(self.results)
 
 
 @dataclass(frozen=True)
 class _References:
     physinfo: dict[str, int | bytes]
-    domains: dict[int, DomainInfo]
+    domains: dict[int, tuple[int, int]]  # domid -> (tot_pages, max_pages)
     version: int | None
     self_domid: int | None
 
     def truth(self, probe: Probe) -> Truth | None:
+        ref = self.ref(probe)
+        return Truth.exact(ref) if isinstance(ref, int) else ref
+
+    def ref(self, probe: Probe) -> Ref:
+        """truth(), with an exact page count as a plain int (see judge.Ref)."""
         q = probe.quantity
         if q is Quantity.MAXIMUM_RAM_PAGE:
             # max_page is the highest RAM frame + 1: at least total_pages, at most
@@ -80,15 +137,254 @@ class _References:
         if q is Quantity.MAXIMUM_GPFN:
             return None  # no independent source
         if probe.subject is Subject.MISSING:
-            return Truth.error(errnos.ESRCH)
+            return _ESRCH
         domid = self.self_domid if probe.subject is Subject.SELF else probe.domid
         if domid is None:
             return None  # who DOMID_SELF is could not be told
         info = self.domains.get(domid)
         if info is None:
-            return Truth.error(errnos.ESRCH)
-        pages = info.tot_pages if q is Quantity.CURRENT_RESERVATION else info.max_pages
-        return Truth.exact(pages)
+            return _ESRCH
+        return info[0] if q is Quantity.CURRENT_RESERVATION else info[1]
+
+    def column(self, plan: _Plan, indices: Sequence[int]) -> list[Ref]:
+        """ref() of the plan's probes at these positions. The per-domain probes, nearly
+        all of them, are looked up in bulk."""
+        if len(indices) != len(plan.probes):
+            return [self.ref(plan.probes[i]) for i in indices]
+        out: list[Ref] = [None] * len(indices)  # maximum_gpfn: no reference
+        pages = self.domains
+        for column, (at, domids) in enumerate((plan.current, plan.maximum)):
+            for i, domid in zip(at, domids, strict=True):
+                info = pages.get(domid)
+                out[i] = info[column] if info is not None else _ESRCH
+        for i in plan.others:
+            out[i] = self.ref(plan.probes[i])
+        return out
+
+
+_ESRCH = Truth.error(errnos.ESRCH)
+
+
+@dataclass
+class _Plan:
+    """The probes for one set of domains and the calls that read them, kept while the
+    domains stay the same (a daemon sweeps the same host over and over)."""
+
+    domids: tuple[int, ...]
+    probes: list[Probe]
+    calls: Calls
+    slots: Buffer                          # the domid_t each per-domain call points to
+    current: tuple[list[int], list[int]]   # positions and domids of current_reservation
+    maximum: tuple[list[int], list[int]]   # ... and of maximum_reservation, per domain
+    others: list[int]                      # every other probe with a possible reference
+    via_reference: dict[str, frozenset[int]]
+    layers: tuple[Layer, ...]              # whose ids key this plan in _Known.plans
+
+    @staticmethod
+    def build(domids: tuple[int, ...], layers: Sequence[Layer]) -> _Plan:
+        probes = plan(domids)
+        ids = sorted({p.domid for p in probes if p.domid is not None})
+        slots = Buffer(2 * max(1, len(ids)))
+        address = {}
+        for i, domid in enumerate(ids):
+            struct.pack_into("<H", slots.view, 2 * i, domid)
+            address[domid] = slots.address + 2 * i
+        calls = Calls.of([_call(p, address) for p in probes])
+        current: tuple[list[int], list[int]] = ([], [])
+        maximum: tuple[list[int], list[int]] = ([], [])
+        others = []
+        for i, p in enumerate(probes):
+            if p.subject is Subject.DOMAIN and p.quantity is Quantity.CURRENT_RESERVATION:
+                current[0].append(i)
+                current[1].append(p.domid or 0)
+            elif p.subject is Subject.DOMAIN and p.quantity is Quantity.MAXIMUM_RESERVATION:
+                maximum[0].append(i)
+                maximum[1].append(p.domid or 0)
+            elif p.quantity is not Quantity.MAXIMUM_GPFN:
+                others.append(i)
+        via = {layer.name: frozenset(i for i, p in enumerate(probes)
+                                     if layer.via_reference(p)) for layer in layers}
+        return _Plan(domids, probes, calls, slots, current, maximum, others, via,
+                     tuple(layers))
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One attempt's readings of the probes still pending, column-wise."""
+
+    attempt: int
+    indices: Sequence[int]          # the probes read, by their position in the plan
+    raw: Sequence[int]              # raw results before the layers, signed 64-bit
+    refs: Sequence[Ref]             # references before the raw read
+    layers: Sequence[Columns]
+
+
+class Results(Sequence[Result]):
+    """A sweep's results, kept as the columns they were read in; a Result is built when
+    one is read. Probes that needed the classifier keep the Result `judge` made."""
+
+    def __init__(self, probes: list[Probe], layers: list[str], batches: list[_Batch],
+                 batch: array[int], position: array[int], judged: dict[int, Result]
+                 ) -> None:
+        self._probes = probes
+        self._layers = layers
+        self._batches = batches
+        self._batch = batch          # probe -> index into batches (unanimous probes)
+        self._position = position    # probe -> its position in that batch
+        self._judged = judged        # probe -> Result, for the rest
+        self._shapes: dict[tuple[bool, ...], Mapping[str, Verdict]] = {}
+
+    def __len__(self) -> int:
+        return len(self._probes)
+
+    @overload
+    def __getitem__(self, index: int) -> Result: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Result]: ...
+
+    def __getitem__(self, index: int | slice) -> Result | list[Result]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self._probes)
+        if not -n <= index < n:
+            raise IndexError(index)
+        i = index % n
+        judged = self._judged.get(i)
+        return judged if judged is not None else _Row(self, i)
+
+    def __iter__(self) -> Iterator[Result]:
+        judged = self._judged
+        for i in range(len(self._probes)):
+            r = judged.get(i)
+            yield r if r is not None else _Row(self, i)
+
+    def mismatches(self) -> list[Result]:
+        """Results with a mismatch, in probe order: only judged probes can have one."""
+        return [self._judged[i] for i in sorted(self._judged)
+                if self._judged[i].mismatches]
+
+    def summary(self) -> Summary:
+        """Summary.of(self), without building a Result per unanimous probe: each has
+        MATCH from every layer that read it, ABSENT from the others, raw MATCH where
+        there is a reference, no failure, and its raw value decides bits and risks."""
+        s = Summary.of(self._judged[i] for i in sorted(self._judged))
+        judged, batches, batch, position = self._judged, self._batches, self._batch, \
+            self._position
+        count: dict[Quantity, int] = {}
+        referenced: dict[Quantity, int] = {}
+        largest: dict[Quantity, int] = {}
+        for i, probe in enumerate(self._probes):
+            if i in judged:
+                continue
+            b, j = batches[batch[i]], position[i]
+            q = probe.quantity
+            u = b.raw[j] & MASK64
+            count[q] = count.get(q, 0) + 1
+            if b.refs[j] is not None:
+                referenced[q] = referenced.get(q, 0) + 1
+            if u > largest.get(q, -1):
+                largest[q] = u
+            if u > INT32_MAX or u % U32 >= U32 - MAX_ERRNO:
+                for risk in at_risk(raw_result(b.raw[j])):
+                    s.at_risk[(q, risk)] = s.at_risk.get((q, risk), 0) + 1
+        absent: dict[tuple[Quantity, str], int] = {}
+        for k, name in enumerate(self._layers):
+            for b_index, b in enumerate(batches):
+                for j in b.layers[k].absent:
+                    i = b.indices[j]
+                    if i not in judged and batch[i] == b_index and position[i] == j:
+                        where = (self._probes[i].quantity, name)
+                        absent[where] = absent.get(where, 0) + 1
+        for q, n in count.items():
+            s.probes[q] = s.probes.get(q, 0) + n
+            s.bits[q] = max(s.bits.get(q, 0), largest[q].bit_length())
+            for name in self._layers:
+                missing = absent.get((q, name), 0)
+                for v, c in ((Verdict.MATCH, n - missing), (Verdict.ABSENT, missing)):
+                    if c:
+                        s.verdicts[(q, name, v)] = s.verdicts.get((q, name, v), 0) + c
+            if referenced.get(q):
+                raw_match = (q, RAW, Verdict.MATCH)
+                s.verdicts[raw_match] = s.verdicts.get(raw_match, 0) + referenced[q]
+        return s
+
+    def _where(self, i: int) -> tuple[_Batch, int]:
+        return self._batches[self._batch[i]], self._position[i]
+
+    def _verdicts(self, b: _Batch, j: int) -> Mapping[str, Verdict]:
+        """What judge() returns for a unanimous probe: MATCH for every layer that read
+        (ABSENT for the others), then raw MATCH where there is a reference. One
+        read-only mapping per shape, shared by every such probe."""
+        shape = (*(j in c.absent for c in b.layers), b.refs[j] is not None)
+        v = self._shapes.get(shape)
+        if v is None:
+            d = {n: Verdict.ABSENT if absent else Verdict.MATCH
+                 for n, absent in zip(self._layers, shape, strict=False)}
+            if shape[-1]:
+                d[RAW] = Verdict.MATCH
+            v = self._shapes[shape] = MappingProxyType(d)
+        return v
+
+
+class _Row(Result):
+    """A unanimous probe's Result, each field read from the columns when asked for:
+    an exporter's pass over 30,000 results builds only what it reads."""
+
+    __slots__ = ("_index", "_table")
+    _index: int
+    _table: Results
+
+    def __init__(self, table: Results, index: int) -> None:
+        # Result's own slots stay empty: the properties below stand in for them.
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "_index", index)
+
+    @property
+    def probe(self) -> Probe:
+        return self._table._probes[self._index]
+
+    @property
+    def raw(self) -> Reading:
+        b, j = self._table._where(self._index)
+        return raw_result(b.raw[j])
+
+    @property
+    def reference(self) -> Truth | None:
+        b, j = self._table._where(self._index)
+        return _truth(b.refs[j])
+
+    @property
+    def readings(self) -> Mapping[str, Reading | None]:
+        b, j = self._table._where(self._index)
+        return {n: c.reading(j) for n, c in zip(self._table._layers, b.layers, strict=True)}
+
+    @property
+    def verdicts(self) -> Mapping[str, Verdict]:
+        b, j = self._table._where(self._index)
+        return self._table._verdicts(b, j)
+
+    @property
+    def attempts(self) -> int:
+        return self._table._where(self._index)[0].attempt
+
+    @property
+    def mismatches(self) -> dict[str, Verdict]:
+        return {}  # unanimous: every verdict is MATCH or ABSENT
+
+
+@dataclass
+class _Known:
+    """What a sweep learns about a host that the next sweep through the same open
+    device can reuse: which domain is the caller, and the plans. The daemon makes a
+    Sweeper per sweep, so this lives with the Host, not the Sweeper."""
+
+    self_domid: int | object | None = _UNKNOWN  # asked once per Host
+    # One plan per set of layers (by identity; the plan keeps them alive).
+    plans: dict[tuple[int, ...], _Plan] = field(default_factory=dict)
+
+
+_KNOWN: weakref.WeakKeyDictionary[Host, _Known] = weakref.WeakKeyDictionary()
+_PLANS_KEPT = 4
 
 
 class Sweeper:
@@ -98,67 +394,124 @@ class Sweeper:
         self.host = host
         self.layers = list(layers)
         self.attempts = attempts
-        self._self_domid: int | object | None = _UNKNOWN  # asked once per Sweeper
+        self._known = _KNOWN.setdefault(host, _Known())
 
     def _references(self) -> _References:
-        listed = self.host.domains()
-        if self._self_domid is _UNKNOWN:
-            self._self_domid = self.host.self_domid(listed)
-        domains = {d.domid: d for d in listed}
+        known = self._known
+        if known.self_domid is _UNKNOWN:
+            listed = self.host.domains()
+            known.self_domid = self.host.self_domid(listed)
+            domains = {d.domid: (d.tot_pages, d.max_pages) for d in listed}
+        else:
+            domains = self.host.domain_pages()
         return _References(self.host.physinfo(), domains, sys_hypervisor_version(),
-                           self._self_domid if isinstance(self._self_domid, int) else None)
+                           known.self_domid if isinstance(known.self_domid, int) else None)
+
+    def _planned(self, domids: tuple[int, ...]) -> _Plan:
+        plans = self._known.plans
+        key = tuple(id(layer) for layer in self.layers)
+        p = plans.get(key)
+        if p is None or p.domids != domids:
+            if p is not None:
+                p.slots.close()
+            elif len(plans) >= _PLANS_KEPT:
+                plans.pop(next(iter(plans))).slots.close()
+            p = plans[key] = _Plan.build(domids, self.layers)
+        return p
 
     def sweep(self) -> Sweep:
         started = time.time()
         t0 = time.perf_counter()
-        domains = self.host.domains()
-        probes = plan(d.domid for d in domains)
-        domids = sorted({p.domid for p in probes if p.domid is not None})
-        results: dict[Probe, Result] = {}
-        with Buffer(2 * max(1, len(domids))) as slots:
-            address = {}
-            for i, domid in enumerate(domids):
-                struct.pack_into("<H", slots.view, 2 * i, domid)
-                address[domid] = slots.address + 2 * i
-            pending = probes
-            history: dict[Probe, list[Sample]] = {}
-            for attempt in range(1, self.attempts + 1):
-                final = attempt == self.attempts
-                calls = [_call(p, address) for p in pending]
-                pending = self._attempt(pending, calls, attempt, final, results, history)
-                if not pending:
-                    break
-        ordered = [results[p] for p in probes]
+        domids = tuple(self.host.domain_pages())
+        p = self._planned(domids)
+        n = len(p.probes)
+        batches: list[_Batch] = []
+        # Every probe first points at the first attempt's batch, at its own position.
+        batch = array("B", bytes(n))
+        position = array("l", range(n))
+        judged: dict[int, Result] = {}
+        pending = list(range(n))
+        history: dict[int, list[Sample]] = {}
+        for attempt in range(1, self.attempts + 1):
+            final = attempt == self.attempts
+            calls = p.calls if len(pending) == n else p.calls.subset(pending)
+            pending = self._attempt(p, pending, calls, attempt, final, batches, batch,
+                                    position, judged, history)
+            if not pending:
+                break
+        results = Results(p.probes, [layer.name for layer in self.layers], batches, batch,
+                          position, judged)
         duration = time.perf_counter() - t0
-        log.debug("sweep", probes=len(ordered), seconds=round(duration, 4))
-        return Sweep(self.host.identity, ordered, len(domains), started, duration,
+        log.debug("sweep", probes=n, judged=len(judged), seconds=round(duration, 4))
+        return Sweep(self.host.identity, results, len(domids), started, duration,
                      [layer.name for layer in self.layers])
 
-    def _attempt(self, probes: list[Probe], calls: list[tuple[int, Args]], attempt: int,
-                 final: bool, results: dict[Probe, Result],
-                 history: dict[Probe, list[Sample]]) -> list[Probe]:
+    def _read(self, layer: Layer, probes: list[Probe], calls: Calls) -> Columns:
+        bulk = getattr(layer, "read_columns", None)
+        if bulk is not None:
+            columns: Columns = bulk(probes, calls)
+            return columns
+        return Columns.of(layer.read_many(probes, calls))
+
+    def _attempt(self, p: _Plan, pending: list[int], calls: Calls, attempt: int,
+                 final: bool, batches: list[_Batch], batch: array[int],
+                 position: array[int], judged: dict[int, Result],
+                 history: dict[int, list[Sample]]) -> list[int]:
         dev = self.host.dev
+        probes = [p.probes[i] for i in pending] if len(pending) < len(p.probes) \
+            else p.probes
         refs_before = self._references()
-        raw_before = dev.multicall(calls)
-        readings = {layer.name: layer.read_many(probes, calls) for layer in self.layers}
-        raw_after = dev.multicall(calls)
+        raw_before = dev.multicall_values(calls)
+        columns = [self._read(layer, probes, calls) for layer in self.layers]
+        raw_after = dev.multicall_values(calls)
         refs_after = self._references()
+        ref_before = refs_before.column(p, pending)
+        ref_after = refs_after.column(p, pending)
+        agree = unanimous(raw_before, raw_after, ref_before, ref_after,
+                          [(c.values, c.errnos, c.absent) for c in columns])
+        index = len(batches)
+        whole = len(pending) == len(p.probes)  # every probe, in plan order
+        batches.append(_Batch(attempt, range(len(pending)) if whole else pending,
+                              raw_before, ref_before, [_compact(c) for c in columns]))
         again = []
-        for i, probe in enumerate(probes):
-            layer_readings = {name: rs[i] for name, rs in readings.items()}
+        for j, i in enumerate(pending):
+            if agree[j]:
+                if index:  # the first batch is where every probe points already
+                    batch[i], position[i] = index, j
+                continue
+            probe = p.probes[i]
+            readings = {layer.name: c.reading(j) for layer, c in zip(self.layers, columns,
+                                                                     strict=True)}
             via_ref = frozenset(layer.name for layer in self.layers
-                                if layer.via_reference(probe))
-            sample = Sample(raw_before[i], raw_after[i], refs_before.truth(probe),
-                            refs_after.truth(probe), layer_readings, via_ref)
-            earlier = history.setdefault(probe, [])
+                                if i in p.via_reference[layer.name])
+            raw = raw_result(raw_before[j])
+            sample = Sample(raw, raw_result(raw_after[j]), _truth(ref_before[j]),
+                            _truth(ref_after[j]), readings, via_ref)
+            earlier = history.setdefault(i, [])
             verdicts = judge(sample, final=final, earlier=earlier)
             if verdicts is None:
                 earlier.append(sample)
-                again.append(probe)
+                again.append(i)
                 continue
-            results[probe] = Result(probe, raw_before[i], sample.ref_before,
-                                    layer_readings, verdicts, attempt)
+            judged[i] = Result(probe, raw, sample.ref_before, readings, verdicts, attempt)
         return again
+
+
+def _compact(c: Columns) -> Columns:
+    """The columns as machine integers (8 bytes a value rather than a Python int each):
+    a sweep keeps them until the next one replaces it."""
+    if isinstance(c.values, array) and isinstance(c.errnos, array) and (
+            isinstance(c.widths, int | array)):
+        return c
+    try:
+        widths = c.widths if isinstance(c.widths, int) else array("b", c.widths)
+        return Columns(array("q", c.values), array("i", c.errnos), widths, c.absent)
+    except (OverflowError, TypeError):
+        return c  # a layer returned something wider; keep it as it is
+
+
+def _truth(ref: Ref) -> Truth | None:
+    return Truth.exact(ref) if isinstance(ref, int) else ref
 
 
 def _call(probe: Probe, address: dict[int, int]) -> tuple[int, Args]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import errno as errnos
 import os
+from array import array
+from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from xenprobe._transport import ffi, lib
-from xenprobe.abi.hypercalls import MULTICALL_ENTRY_SIZE
 from xenprobe.errors import CannotProbe, Refused
-from xenprobe.reading import Reading, raw_result
+from xenprobe.reading import RETRYABLE, Reading, raw_result
 
 _DENIALS = {
     1: "hypercall not on the read-only allow-list",
@@ -22,6 +23,12 @@ _DENIALS = {
 
 Args = tuple[int, int, int, int, int]
 
+# A request that failed with one of these is issued again, up to RETRIES more times:
+# EINTR and EAGAIN say "no answer yet", not what the answer is, so every careful caller
+# retries them (libxencall's own callers do). What is left after the last retry is the
+# layer's reading. Every retry is counted in Privcmd.retries.
+RETRIES = 3
+
 
 def refusal_reason(code: int) -> str:
     return _DENIALS.get(code, f"refused ({code})")
@@ -30,6 +37,50 @@ def refusal_reason(code: int) -> str:
 def args5(*args: int) -> Args:
     a = [*args, 0, 0, 0, 0, 0][:5]
     return (a[0], a[1], a[2], a[3], a[4])
+
+
+class Calls(Sequence[tuple[int, Args]]):
+    """By-value hypercalls as the native side takes them: one array of ops and one of 5
+    arguments per call, built once and handed to every batched path of a sweep (two
+    multicall batches, the syscall and the ioctl loops) without a Python loop per call.
+    Reads as a sequence of (op, args) too, like the lists the single-call paths take."""
+
+    def __init__(self, ops: Sequence[int], flat_args: Sequence[int]) -> None:
+        if len(flat_args) != 5 * len(ops):
+            raise ValueError("5 arguments per call")
+        self.n = len(ops)
+        self.ops: Any = ffi.new("uint64_t[]", list(ops)) if ops else ffi.NULL
+        self.args: Any = ffi.new("uint64_t[]", list(flat_args)) if ops else ffi.NULL
+
+    @classmethod
+    def of(cls, calls: Sequence[tuple[int, Args]]) -> Calls:
+        if isinstance(calls, Calls):
+            return calls
+        return cls([op for op, _ in calls], [a for _, args in calls for a in args])
+
+    def subset(self, indices: Sequence[int]) -> Calls:
+        """The calls at these positions, in this order (a retry of a few probes)."""
+        ops, args = self.ops, self.args
+        return Calls([int(ops[i]) for i in indices],
+                     [int(args[5 * i + k]) for i in indices for k in range(5)])
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, Args]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[int, Args]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[int, Args] | list[tuple[int, Args]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.n))]
+        if not -self.n <= index < self.n:
+            raise IndexError(index)
+        i = index % self.n
+        a = self.args
+        return int(self.ops[i]), (int(a[5 * i]), int(a[5 * i + 1]), int(a[5 * i + 2]),
+                                  int(a[5 * i + 3]), int(a[5 * i + 4]))
 
 
 class Buffer:
@@ -75,6 +126,10 @@ class Privcmd:
         self._ret = ffi.new("int *")
         self._lret = ffi.new("long *")
         self._args = ffi.new("uint64_t[5]")
+        # (path, reason) -> requests issued again: path ioctl, syscall or multicall (an
+        # entry, or the whole multicall), reason the errno's name; host.py adds its own
+        # re-reads of an invalid answer (path: the call, reason "invalid").
+        self.retries: Counter[tuple[str, str]] = Counter()
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -93,58 +148,125 @@ class Privcmd:
     def ioctl(self, op: int, args: Args) -> Reading:
         """glibc ioctl(): the int a tool sees, with errno when it is -1."""
         self._args[0:5] = args
-        if lib.xp_hypercall_ioctl(self.fd, op, self._args, self._ret, self._err):
-            raise self._refused(f"hypercall {op}/{args[0]}")
+        for retry in range(RETRIES + 1):
+            if lib.xp_hypercall_ioctl(self.fd, op, self._args, self._ret, self._err):
+                raise self._refused(f"hypercall {op}/{args[0]}")
+            if self._ret[0] != -1 or not self._retry("ioctl", self._err[0], retry):
+                break
         return Reading(self._ret[0], self._err[0], 32)
 
     def syscall(self, op: int, args: Args) -> Reading:
         """The ioctl system call's own long return, before glibc narrows it to int."""
         self._args[0:5] = args
-        if lib.xp_hypercall_syscall(self.fd, op, self._args, self._lret, self._err):
-            raise self._refused(f"hypercall {op}/{args[0]}")
+        for retry in range(RETRIES + 1):
+            if lib.xp_hypercall_syscall(self.fd, op, self._args, self._lret, self._err):
+                raise self._refused(f"hypercall {op}/{args[0]}")
+            if self._lret[0] != -1 or not self._retry("syscall", self._err[0], retry):
+                break
         return Reading(self._lret[0], self._err[0], 64)
+
+    def _retry(self, path: str, err: int, done: int) -> bool:
+        """Whether a request that failed with `err` after `done` retries goes again
+        (and if so, it is counted)."""
+        if err not in RETRYABLE or done == RETRIES:
+            return False
+        self.retries[(path, errnos.errorcode.get(err, str(err)))] += 1
+        return True
+
+    def take_retries(self) -> Counter[tuple[str, str]]:
+        """The retries counted since the last call, and start counting afresh."""
+        taken, self.retries = self.retries, Counter()
+        return taken
+
+    def _retry_many(self, calls: Calls, values: array[int], errs: array[int],
+                    syscall: bool) -> None:
+        """many_values' calls that failed with a retryable errno, issued again in place."""
+        path = "syscall" if syscall else "ioctl"
+        for retry in range(RETRIES):
+            again = [i for i, e in enumerate(errs) if e in RETRYABLE and values[i] == -1]
+            if not again:
+                return
+            for i in again:
+                self._retry(path, errs[i], retry)
+            v, e = self.many_values(calls.subset(again), syscall=syscall, retry=False)
+            for j, i in enumerate(again):
+                values[i], errs[i] = v[j], e[j]
+
+    def _retry_entries(self, calls: Calls, values: array[int]) -> None:
+        """Multicall entries whose result is -EINTR or -EAGAIN, issued again in place."""
+        for retry in range(RETRIES):
+            again = [i for i, v in enumerate(values) if -v in RETRYABLE]
+            if not again:
+                return
+            for i in again:
+                self._retry("multicall", -values[i], retry)
+            for j, v in enumerate(self.multicall_values(calls.subset(again), retry=False)):
+                values[again[j]] = v
 
     def many(self, calls: Sequence[tuple[int, Args]], *, syscall: bool) -> list[Reading]:
         """One ioctl per call, issued in a C loop: the ioctl (int) or syscall (long) layer
         for a whole sweep. Only by-value ops; the native side checks all before any."""
+        values, errs = self.many_values(Calls.of(calls), syscall=syscall)
+        width = 64 if syscall else 32
+        return [Reading(r, e, width) for r, e in zip(values, errs, strict=True)]
+
+    def many_values(self, calls: Calls, *, syscall: bool, retry: bool = True
+                    ) -> tuple[array[int], array[int]]:
+        """`many` as two columns, the returned values and the errnos (0: none), without a
+        Reading per call: what a sweep's bulk comparison reads. Machine-integer arrays
+        copied straight from the native ones, so 30,000 calls make no Python int."""
         n = len(calls)
+        values, errnos = array("q"), array("i")
         if n == 0:
-            return []
-        ops = ffi.new("uint64_t[]", [op for op, _ in calls])
-        flat = ffi.new("uint64_t[]", [a for _, args in calls for a in args])
+            return values, errnos
         rets = ffi.new("int64_t[]", n)
         errs = ffi.new("int[]", n)
-        if lib.xp_hypercall_many(self.fd, n, ops, flat, int(syscall), rets, errs, self._err):
+        if lib.xp_hypercall_many(self.fd, n, calls.ops, calls.args, int(syscall), rets, errs,
+                                 self._err):
             raise self._refused("batched hypercalls")
-        width = 64 if syscall else 32
-        return [Reading(r, e, width) for r, e in zip(ffi.unpack(rets, n), ffi.unpack(errs, n),
-                                                      strict=True)]
+        values.frombytes(ffi.buffer(rets))
+        errnos.frombytes(ffi.buffer(errs))
+        if retry:
+            self._retry_many(calls, values, errnos, syscall)
+        return values, errnos
 
     def multicall(self, calls: Sequence[tuple[int, Args]]) -> list[Reading]:
         """Raw 64-bit results: each call becomes one multicall entry.
 
         Batches of at most XP_MULTICALL_MAX entries; one ioctl per batch.
         """
-        out: list[Reading] = []
-        limit = int(lib.XP_MULTICALL_MAX)
-        for start in range(0, len(calls), limit):
-            chunk = calls[start:start + limit]
-            entries = ffi.new("xp_multicall_entry[]", len(chunk))
-            for entry, (op, args) in zip(entries, chunk, strict=True):
-                entry.op = op
-                entry.args[0:5] = args
-            # The hypervisor reads the entries: copy them into locked memory.
-            with Buffer(len(chunk) * MULTICALL_ENTRY_SIZE) as buf:
-                ffi.memmove(buf.ptr, entries, len(chunk) * MULTICALL_ENTRY_SIZE)
-                locked = ffi.cast("xp_multicall_entry *", buf.ptr)
-                if lib.xp_multicall(self.fd, locked, len(chunk), self._ret, self._err):
-                    raise self._refused("multicall")
-                if self._ret[0] != 0:
-                    raise CannotProbe(
-                        f"the multicall hypercall failed: {os.strerror(self._err[0])}",
-                        "a PVH/HVM dom0 needs Xen 4.15.1 or later for multicalls")
-                out.extend(raw_result(int(locked[i].result)) for i in range(len(chunk)))
-        return out
+        return [raw_result(v) for v in self.multicall_values(Calls.of(calls))]
+
+    def multicall_values(self, calls: Calls, *, retry: bool = True) -> array[int]:
+        """`multicall` as the entries' signed 64-bit results (-errno in [-4095, -1] is a
+        failure, see reading.raw_result). The native side builds the entries in locked
+        memory, checks every one, and issues one multicall per XP_MULTICALL_MAX."""
+        n = len(calls)
+        if n == 0:
+            return array("q")
+        results = ffi.new("int64_t[]", n)
+        rc = lib.xp_multicall_many(self.fd, n, calls.ops, calls.args, results, self._ret,
+                                   self._err)
+        for again in range(RETRIES):  # the whole multicall failed with EINTR or EAGAIN
+            if rc or self._ret[0] != -1 or not self._retry("multicall", self._err[0], again):
+                break
+            rc = lib.xp_multicall_many(self.fd, n, calls.ops, calls.args, results,
+                                       self._ret, self._err)
+        if rc == lib.XP_REFUSED:
+            raise self._refused("multicall")
+        if rc:
+            raise CannotProbe(
+                f"cannot lock the multicall buffer: {os.strerror(self._err[0])}",
+                "raise RLIMIT_MEMLOCK (LimitMEMLOCK= in the unit) or run as root")
+        if self._ret[0] != 0:
+            raise CannotProbe(
+                f"the multicall hypercall failed: {os.strerror(self._err[0])}",
+                "a PVH/HVM dom0 needs Xen 4.15.1 or later for multicalls")
+        values = array("q")
+        values.frombytes(ffi.buffer(results))
+        if retry:
+            self._retry_entries(calls, values)
+        return values
 
 
 def _open_error(err: int) -> CannotProbe:

@@ -34,10 +34,9 @@ static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
 static struct mock_domain *domain_by_id(struct scenario *s, uint32_t id)
 {
-    for (size_t i = 0; i < s->ndomains; i++)
-        if (s->domains[i].id == id)
-            return &s->domains[i];
-    return NULL;
+    size_t i = scenario_lower_bound(s, id);
+    return i < s->ndomains && s->domains[i].id == id && !faults_domain_gone((uint16_t)id)
+           ? &s->domains[i] : NULL;
 }
 
 /* Reads tot_pages and lets a ballooning domain move (hv_lock held). */
@@ -184,12 +183,12 @@ static int64_t sysctl(struct scenario *s, struct hv_req *r)
         uint8_t rec[MAX_GDI_SIZE];
 
         pthread_mutex_lock(&hv_lock);
-        for (size_t i = 0; i < s->ndomains; i++) {
+        for (size_t i = scenario_lower_bound(s, first); i < s->ndomains; i++) {
             struct mock_domain *d = &s->domains[i];
-            if (d->id < first)
-                continue;
             if (n == max)
                 break;
+            if (faults_domain_gone(d->id))
+                continue;
             build_record(s, d, rec);
             if (uwrite(buffer + (uint64_t)n * s->getdomaininfo_size, rec,
                        s->getdomaininfo_size)) {
@@ -238,11 +237,12 @@ static int64_t domctl(struct scenario *s, struct hv_req *r)
     if (!d) {
         if (dom >= DOMID_FIRST_RESERVED)
             return -EINVAL;
-        for (size_t i = 0; i < s->ndomains && !d; i++)
-            if (s->domains[i].id >= dom)
-                d = &s->domains[i];
-        if (!d)
+        size_t i = scenario_lower_bound(s, dom);
+        while (i < s->ndomains && faults_domain_gone(s->domains[i].id))
+            i++;
+        if (i == s->ndomains)
             return -ESRCH;
+        d = &s->domains[i];
     }
     pthread_mutex_lock(&hv_lock);
     build_record(s, d, b + 16);
@@ -365,6 +365,7 @@ int64_t hv_hypercall(struct hv_req *r, uint64_t seq, int via)
     for (size_t i = 0; i < s->nhangs; i++)
         if (rule_matches(&s->hangs[i], r))
             hang_forever(r, seq, via);
+    faults_delay(r);
 
     pthread_mutex_lock(&hv_lock);
     for (size_t i = 0; i < s->nfaults && !fault; i++) {
@@ -395,6 +396,7 @@ int64_t hv_hypercall(struct hv_req *r, uint64_t seq, int via)
         default:             rc = -ENOSYS; break;   /* includes dm_op (41) */
         }
     }
+    rc = faults_mangle(r, rc);
     /* A 32-bit hypervisor's long holds only 32 bits of the result. */
     if (s->hypervisor_bits == 32)
         rc = (int64_t)(int32_t)(uint32_t)(uint64_t)rc;

@@ -90,6 +90,11 @@ struct scenario {
  * NULL (after printing one diagnostic line) when it is missing or invalid. */
 struct scenario *scenario_get(void);
 
+/* The first domain whose id is >= id (domains are sorted by id): an index into
+ * s->domains, s->ndomains when there is none.  Binary search: a host with
+ * thousands of domains answers each lookup in O(log n). */
+size_t scenario_lower_bound(const struct scenario *s, uint32_t id);
+
 /* Mutable hypervisor state (balloons, fault counters) is guarded by this. */
 extern pthread_mutex_t hv_lock;
 
@@ -97,6 +102,9 @@ extern pthread_mutex_t hv_lock;
 int  uread(void *dst, uint64_t src, size_t n);        /* 0 or -EFAULT */
 int  uwrite(uint64_t dst, const void *src, size_t n); /* 0 or -EFAULT */
 int  uaccess_ok(uint64_t addr, uint64_t n);          /* like access_ok() */
+/* Brackets one privcmd request: pages copied within it are remembered (uaccess.c). */
+void uaccess_begin(void);
+void uaccess_end(void);
 
 /* ---- hypervisor (hypervisor.c) ---- */
 /* What the hypervisor decoded from one call; also what the log shows. */
@@ -154,6 +162,18 @@ struct mock_file {             /* one open file description of privcmd */
  * the decoded request; the caller appends what libc returned. */
 long privcmd_ioctl(struct mock_file *mf, uint32_t cmd, uint64_t arg,
                    int via, struct jbuf *j);
+
+/* ---- fault kinds beyond fault/hang (faults.c) ---- */
+/* A scenario directive scenario.c does not know: 1 = not a fault directive, 0 = parsed,
+ * -1 = invalid (the problem in msg). */
+int     faults_directive(const char *name, char **arg, int narg, char *msg, size_t len);
+/* privcmd.c, before the hypervisor: 0 or the driver's -errno; *subop as decoded. */
+int     faults_driver(const uint64_t hc[6], int via, int64_t *subop);
+/* hypervisor.c: latency before a call, garbage/short answers after it, and whether a
+ * domain has vanished (each call is one lookup of it). */
+void    faults_delay(const struct hv_req *req);
+int64_t faults_mangle(struct hv_req *req, int64_t rc);
+int     faults_domain_gone(uint16_t domid);
 
 /* ---- real libc entry points (device.c) ---- */
 int real_open_file(const char *path, int flags, int mode);

@@ -35,10 +35,20 @@ static long hypercall(struct mock_file *mf, uint64_t arg, int via,
         jb_null(j, "result");
         return -EFAULT;
     }
+    if ((r = faults_driver(hc, via, &req.subop)) != 0) {  /* an injected driver error */
+        jb_u64(j, "op", hc[0]);
+        jb_u64s(j, "args", hc + 1, 5);
+        jb_i64(j, "subop", req.subop);
+        jb_str(j, "injected", "ioctl_fault");
+        jb_null(j, "result");
+        return r;
+    }
     memset(&req, 0, sizeof(req));
     req.op = hc[0];
     memcpy(req.args, hc + 1, 5 * sizeof(uint64_t));
+    uaccess_begin();
     r = hv_hypercall(&req, seq, via);
+    uaccess_end();
     jb_req(j, &req, 5);
     jb_i64(j, "result", r);
     return r;

@@ -39,13 +39,26 @@ int xp_close(int fd)
     return close(fd);
 }
 
+/* One freed single-page buffer, kept for the next single-page request. Private copies
+ * of sysctl/domctl structs and one-entry multicalls (libxc's memory_op: the guard
+ * copies each) fit in a page; a sweep of 10,000 domains makes 20,000 of them through
+ * libxc, and mmap+mlock+munmap for each cost more than the hypercall. Taken and given
+ * back with an atomic exchange, so each page has one owner at a time. */
+static void *spare_page;
+
 /* Hypercall buffers are locked and not inherited by children, as libxencall keeps
  * them: the hypervisor must never find a buffer paged out. */
 void *xp_alloc(size_t bytes, int *err)
 {
     size_t len = (bytes + PAGE - 1) / PAGE * PAGE;
-    void *p = mmap(NULL, len ? len : PAGE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+    void *p;
+
+    if (len <= PAGE && (p = __atomic_exchange_n(&spare_page, NULL, __ATOMIC_ACQUIRE))) {
+        *err = 0;
+        return p;
+    }
+    p = mmap(NULL, len ? len : PAGE, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
     if (p == MAP_FAILED) {
         *err = errno;
         return NULL;
@@ -58,8 +71,16 @@ void *xp_alloc(size_t bytes, int *err)
 void xp_free(void *p, size_t bytes)
 {
     size_t len = (bytes + PAGE - 1) / PAGE * PAGE;
-    if (p)
-        munmap(p, len ? len : PAGE);
+    if (!p)
+        return;
+    if (len <= PAGE) {
+        /* Zeroed, so a later owner never sees an earlier request's bytes. */
+        memset(p, 0, PAGE);
+        p = __atomic_exchange_n(&spare_page, p, __ATOMIC_RELEASE);
+        if (!p)
+            return;
+    }
+    munmap(p, len ? len : PAGE);
 }
 
 /* A private copy of the struct a sysctl/domctl points to: the allow-list checks the
@@ -211,4 +232,55 @@ int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
     }
     *err = 0;
     return 0;
+}
+
+/*
+ * Many by-value hypercalls as multicalls of at most XP_MULTICALL_MAX entries each: the
+ * raw layer of a sweep, built here from the same ops/args arrays xp_hypercall_many
+ * takes, so no per-entry work is left to Python. Every entry is checked before the
+ * first multicall is issued (and each multicall's private copy again, in prepare()), so
+ * a refused batch reaches the device not at all. results[i] gets entry i's 64-bit
+ * result. A multicall that fails as a whole (*ret != 0) ends the batch: results from it
+ * on are left untouched, and *ret and *err say why.
+ */
+int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
+                      int64_t *results, int *ret, int *err)
+{
+    unsigned most = count < XP_MULTICALL_MAX ? count : XP_MULTICALL_MAX;
+    size_t bytes = (size_t)most * sizeof(xp_multicall_entry);
+    xp_multicall_entry *e;
+    int rc = 0;
+
+    for (unsigned i = 0; i < count; i++) {
+        xp_multicall_entry c = {.op = ops[i]};
+        memcpy(c.args, &args[5 * i], 5 * sizeof(uint64_t));
+        int v = xp_check_entry(&c);
+        if (v != XP_ALLOWED) {
+            *err = v;
+            return XP_REFUSED;
+        }
+    }
+    *ret = 0;
+    *err = 0;
+    if (count == 0)
+        return 0;
+    /* Locked, as libxencall keeps hypercall buffers; one for every chunk. */
+    e = xp_alloc(bytes, err);
+    if (!e)
+        return -1;
+    for (unsigned start = 0; start < count; start += most) {
+        unsigned n = count - start < most ? count - start : most;
+        memset(e, 0, (size_t)n * sizeof(*e));
+        for (unsigned i = 0; i < n; i++) {
+            e[i].op = ops[start + i];
+            memcpy(e[i].args, &args[5 * (size_t)(start + i)], 5 * sizeof(uint64_t));
+        }
+        rc = xp_multicall(fd, e, n, ret, err);
+        if (rc || *ret != 0)
+            break;
+        for (unsigned i = 0; i < n; i++)
+            results[start + i] = (int64_t)e[i].result;
+    }
+    xp_free(e, bytes);
+    return rc;
 }

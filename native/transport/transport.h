@@ -52,6 +52,11 @@ int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, 
 int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
                       int use_syscall, int64_t *rets, int *errs, int *err);
 
+/* The same calls as multicalls of at most XP_MULTICALL_MAX entries: each entry's 64-bit
+ * result in results[i]. Stops at a multicall that fails as a whole (*ret != 0). */
+int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
+                      int64_t *results, int *ret, int *err);
+
 #define XP_MULTICALL_MAX 4096u
 
 #endif

@@ -40,6 +40,8 @@ class DaemonCollector(Collector):
         yield from _health(s)
         yield from _counters(s)
         yield from _config(s)
+        if s.consumers is not None:
+            yield from metrics.consumer_families(s.consumers)
         yield from self._agent()
 
     def _agent(self) -> Iterator[Metric]:
@@ -101,6 +103,11 @@ def _counters(s: Snapshot) -> Iterator[Metric]:
                   ["layer", "errno"], s.layer_errors.items())
     yield counter("textfile_write_errors", "Failed writes of the textfile.", [],
                   [((), s.textfile_errors)])
+    yield counter("retries", "Requests issued again, summed over sweeps: by the "
+                  "transport after EINTR or EAGAIN (call ioctl, syscall or multicall), or "
+                  "by xenprobe after an answer that cannot be right (reason invalid: "
+                  "garbage or a short struct from physinfo, getdomaininfolist or "
+                  "xen_version).", ["call", "reason"], s.retries.items())
 
 
 def _config(s: Snapshot) -> Iterator[Metric]:

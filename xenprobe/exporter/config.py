@@ -191,17 +191,23 @@ def _textfile(value: object, where: _Where) -> Path | None:
     if not path.name.endswith(".prom"):
         raise where.fail(f"node_exporter's textfile collector reads only *.prom files, "
                          f"got {path.name!r}")
-    if not path.parent.is_dir():
-        raise where.fail(f"directory {path.parent} does not exist")
-    if path.is_dir():
-        raise where.fail(f"{path} is a directory")
+    try:
+        if not path.parent.is_dir():
+            raise where.fail(f"directory {path.parent} does not exist")
+        if path.is_dir():
+            raise where.fail(f"{path} is a directory")
+    except OSError as e:  # a name too long, a loop of links...
+        raise where.fail(f"cannot use {path}: {e.strerror}") from None
     return path
 
 
 def _web_config(value: object, where: _Where) -> Path | None:
     path = _path(value, where)
-    if path is not None and not path.is_file():
-        raise where.fail(f"no such file: {path}")
+    try:
+        if path is not None and not path.is_file():
+            raise where.fail(f"no such file: {path}")
+    except OSError as e:  # a name too long, a loop of links...
+        raise where.fail(f"cannot use {path}: {e.strerror}") from None
     return path
 
 

@@ -9,11 +9,17 @@ signals and talks to systemd.
   letting it serve stale data forever. /metrics says so meanwhile (xenprobe_stale 1).
 - SIGHUP re-reads the config file (flags still win) and applies it whole or not at all;
   counters live in State and survive. SIGTERM and SIGINT stop cleanly.
+
+Test only: XENPROBE_TEST_HANG_SWEEP=N makes the Nth sweep of the process block (as a
+sweep stuck in a hypercall would), so that the systemd watchdog can be tested on a real
+hypervisor, where no mock can hang a hypercall. It is refused (exit 2) unless
+XENPROBE_TEST_MODE=1 is set as well.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import signal
 import socket
@@ -28,7 +34,7 @@ import structlog
 from prometheus_client import PlatformCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
-from xenprobe import __version__, logs
+from xenprobe import __version__, consumers, logs
 from xenprobe.errors import ConfigError, Refused, XenprobeError
 from xenprobe.exporter import config as configuration
 from xenprobe.exporter import textfile, webconfig
@@ -45,6 +51,28 @@ from xenprobe.transport import Privcmd
 log = structlog.get_logger("xenprobe.exporter")
 
 STOP_WAIT = 5.0  # seconds SIGTERM waits for a sweep in progress to finish
+
+TEST_MODE_ENV = "XENPROBE_TEST_MODE"
+HANG_SWEEP_ENV = "XENPROBE_TEST_HANG_SWEEP"
+
+
+def hang_sweep(env: Mapping[str, str]) -> int | None:
+    """The sweep the test-only knob makes block, or None; ConfigError outside test mode."""
+    raw = env.get(HANG_SWEEP_ENV, "")
+    if not raw:
+        return None
+    if env.get(TEST_MODE_ENV) != "1":
+        raise ConfigError(f"{HANG_SWEEP_ENV} is a test-only setting (it makes a sweep hang "
+                          f"to test the systemd watchdog) and is refused unless "
+                          f"{TEST_MODE_ENV}=1 is set too",
+                          f"remove {HANG_SWEEP_ENV} from the environment")
+    try:
+        n = int(raw, 10)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"{HANG_SWEEP_ENV}: expected a sweep number (1 or more), got {raw!r}")
+    return n
 
 
 def configure_logging(config: Config) -> None:
@@ -78,9 +106,12 @@ class Device:
 class SweepLoop:
     """Sweeps every `interval` seconds (start to start) until stopped."""
 
-    def __init__(self, state: State, device: Device | None) -> None:
+    def __init__(self, state: State, device: Device | None, hang_at: int | None = None
+                 ) -> None:
         self.state = state
         self.device = device
+        self.hang_at = hang_at  # test only: this sweep blocks (see hang_sweep)
+        self._count = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._last: object = None  # the last sweep's findings, or its failure message
@@ -124,17 +155,25 @@ class SweepLoop:
     def _once(self) -> None:
         config = self.state.config
         self.state.sweep_began()
+        self._count += 1
+        if self._count == self.hang_at:
+            log.warning("test_hang_sweep", sweep=self._count,
+                        note=f"{HANG_SWEEP_ENV}: this sweep blocks until the daemon stops")
+            self._stop.wait()
+            return
         try:
             if self.device is None:
                 self.device = Device.open()
             sweep = Sweeper(self.device.host, self.device.layers,
                             attempts=config.attempts).sweep()
         except Exception as e:
+            self._retried()
             self._failed(e)
             return
+        self._retried()
         self.state.sweep_succeeded(sweep)
         found = sorted((r.probe.label, r.probe.quantity.value, layer, v.value)
-                       for r in sweep.results for layer, v in r.mismatches.items())
+                       for r in sweep.mismatches for layer, v in r.mismatches.items())
         # Log at info only when the findings change: a steady state is in the metrics,
         # not in a journal line every interval.
         emit = log.info if found != self._last else log.debug
@@ -142,6 +181,19 @@ class SweepLoop:
         emit("sweep", probes=len(sweep.results), domains=sweep.domains,
              mismatches=len(found), seconds=round(sweep.duration, 4))
         self._textfile(config, sweep)
+
+    def _retried(self) -> None:
+        """Hand the sweep's retries to the counters, and look at who else holds privcmd
+        open (in this thread, so a scrape never walks /proc)."""
+        if self.device is not None:
+            self.state.retried(self.device.dev.take_retries())
+        try:
+            found = consumers.scan(consumers.devices_for(self.state.scenario is not None),
+                                   exclude={os.getpid()})
+        except Exception:  # never let the look-around end the sweep thread
+            log.exception("consumer_scan_failed")
+            return
+        self.state.consumers_seen(found)
 
     def _failed(self, e: Exception) -> None:
         if isinstance(e, Refused):
@@ -177,9 +229,11 @@ class SweepLoop:
 
 class Daemon:
     def __init__(self, path: Path, *, explicit: bool, overrides: Mapping[str, str],
-                 scenario: str | None = None, notifier: Notifier | None = None) -> None:
+                 scenario: str | None = None, notifier: Notifier | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.path, self.explicit, self.overrides = path, explicit, dict(overrides)
         self.scenario = scenario
+        self.hang_at = hang_sweep(os.environ if env is None else env)
         self.notifier = notifier or Notifier()
         self._stop_requested = False
         self._reload_requested = False
@@ -213,12 +267,14 @@ class Daemon:
             device.close()
             raise
         self.state, self.watcher, self.server = state, watcher, server
-        self.loop = SweepLoop(state, device)
+        self.loop = SweepLoop(state, device, self.hang_at)
         with _Signals(self) as signals:
             self.loop.start()
             server.start()
             log.info("serving", address=server.address, version=__version__,
                      interval=config.interval, mock_scenario=self.scenario)
+            if self.hang_at is not None:
+                log.warning("test_mode", setting=HANG_SWEEP_ENV, sweep=self.hang_at)
             status = self._status(state.health())
             self.notifier.ready(status)
             self._main(signals, status)
@@ -266,7 +322,7 @@ class Daemon:
         sweep = s.sweep
         assert sweep is not None
         found: dict[str, int] = {}
-        for r in sweep.results:
+        for r in sweep.mismatches:
             for v in r.mismatches.values():
                 found[v.value] = found.get(v.value, 0) + 1
         what = ", ".join(f"{v} {n}" for v, n in sorted(found.items()))

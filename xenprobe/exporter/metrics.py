@@ -16,6 +16,9 @@ Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each;
 xenprobe_drift and xenprobe_drifts_total Q*L each; xenprobe_probes and
 xenprobe_raw_bit_length Q each, xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E;
 xenprobe_domain_mismatch N. With the defaults: 280 + 40 + 30 + 4E + 100 + C.
+The daemon adds at most 9 xenprobe_retries_total series (ioctl, syscall and multicall by
+EINTR and EAGAIN; physinfo, getdomaininfolist and xen_version by "invalid"), 3
+xenprobe_privcmd_consumers and MAX_COMPAT_SERIES xenprobe_compat_consumer_info: 28 more.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from prometheus_client.metrics_core import (
 
 from xenprobe import __version__
 from xenprobe.classify import MISMATCHES, Risk, Verdict
+from xenprobe.consumers import Consumers
 from xenprobe.judge import RAW
 from xenprobe.quantities import Probe, Subject
 from xenprobe.sweep import Result, Sweep
@@ -78,33 +82,32 @@ def _expected_error(result: Result, errno: int) -> bool:
 def mismatch_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
     """(quantity, layer, verdict) -> subjects in that mismatch state."""
     counts: Counter[tuple[str, str, str]] = Counter()
-    for r in sweep.results:
-        for layer, v in r.verdicts.items():
-            if v.is_mismatch:
-                counts[(r.probe.quantity.value, layer, v.value)] += 1
+    # The sweep's summary: a scrape must not walk every result (30,000 at 10k domains).
+    for (q, layer, v), n in sweep.summary.verdicts.items():
+        if v.is_mismatch:
+            counts[(q.value, layer, v.value)] += n
     return counts
 
 
 def drift_counts(sweep: Sweep) -> Counter[tuple[str, str]]:
     """(quantity, layer) -> subjects whose reading drifted while being read."""
     counts: Counter[tuple[str, str]] = Counter()
-    for r in sweep.results:
-        for layer, v in r.verdicts.items():
-            if v is Verdict.DRIFT:
-                counts[(r.probe.quantity.value, layer)] += 1
+    for (q, layer, v), n in sweep.summary.verdicts.items():
+        if v is Verdict.DRIFT:
+            counts[(q.value, layer)] += n
     return counts
 
 
 def judged_pairs(sweep: Sweep) -> set[tuple[str, str]]:
     """(quantity, layer) pairs that got a verdict: the label sets worth initialising."""
-    return {(r.probe.quantity.value, layer) for r in sweep.results
-            for layer, v in r.verdicts.items() if v is not Verdict.ABSENT}
+    return {(q.value, layer) for (q, layer, v), n in sweep.summary.verdicts.items()
+            if v is not Verdict.ABSENT and n}
 
 
 def layer_errors(sweep: Sweep) -> Counter[tuple[str, str]]:
     """(layer, errno name) -> readings that failed unexpectedly (raw included)."""
     counts: Counter[tuple[str, str]] = Counter()
-    for r in sweep.results:
+    for r in sweep.summary.failed:
         readings = [(RAW, r.raw), *r.readings.items()]
         for layer, reading in readings:
             if reading is not None and reading.failed and not _expected_error(
@@ -169,15 +172,12 @@ def _per_quantity(sweep: Sweep) -> list[Metric]:
         "wrong (int32: sign flip, uint32: truncation, compat: clamped for 32-bit "
         "callers, errno_alias: read as an error by glibc). A risk, not a mismatch."
         + FROM_SWEEP, labels=["quantity", "risk"])
-    seen: dict[str, list[Result]] = {}
-    for r in sweep.results:
-        seen.setdefault(r.probe.quantity.value, []).append(r)
-    for quantity, results in sorted(seen.items()):
-        probes.add_metric([quantity], len(results))
-        bits.add_metric([quantity], max(r.bits for r in results))
-        at_risk: Counter[str] = Counter(k.value for r in results for k in r.at_risk)
-        for name in RISKS:
-            risk.add_metric([quantity, name], at_risk[name])
+    summary = sweep.summary
+    for q in sorted(summary.probes, key=lambda q: q.value):
+        probes.add_metric([q.value], summary.probes[q])
+        bits.add_metric([q.value], summary.bits[q])
+        for kind in Risk:
+            risk.add_metric([q.value, kind.value], summary.at_risk.get((q, kind), 0))
     return [probes, bits, risk]
 
 
@@ -200,7 +200,7 @@ def _verdicts(sweep: Sweep) -> list[Metric]:
 
 def _domain_mismatches(sweep: Sweep, limit: int) -> list[Metric]:
     rows: list[tuple[tuple[int, int], list[str]]] = []
-    for r in sweep.results:
+    for r in sweep.mismatches:
         domid = domid_label(r.probe)
         if domid is None:
             continue
@@ -228,6 +228,32 @@ def _domain_order(probe: Probe) -> tuple[int, int]:
     if probe.subject is Subject.MISSING:
         return (2, 0)
     return (1, probe.domid or 0)
+
+
+# -- consumers at risk --------------------------------------------------------------
+
+# xenprobe_compat_consumer_info series at most (lowest pids first); the count is exact in
+# xenprobe_privcmd_consumers{bits="32"}. A host rarely has any: each is a finding.
+MAX_COMPAT_SERIES = 16
+
+
+def consumer_families(c: Consumers) -> list[Metric]:
+    count = GaugeMetricFamily(
+        f"{PREFIX}_privcmd_consumers", "Other processes holding the privcmd device open, "
+        "by the word size of their program (32: a compat consumer, which reads every "
+        "hypercall result cut to 32 bits). Looked up after each sweep.", labels=["bits"])
+    for bits, n in c.by_bits().items():
+        count.add_metric([bits], n)
+    info = InfoMetricFamily(
+        f"{PREFIX}_compat_consumer", "A 32-bit process holding privcmd open: it reads "
+        f"every result cut to 32 bits. At most {MAX_COMPAT_SERIES} series, lowest pid "
+        "first.", labels=["pid", "comm", "exe"])
+    for p in c.compat[:MAX_COMPAT_SERIES]:
+        info.add_metric([str(p.pid), p.name, p.exe], {})
+    unreadable = gauge("privcmd_consumers_unreadable_processes", "Processes whose open "
+                       "files xenprobe could not read (it does not run as root).",
+                       c.unreadable)
+    return [count, info, unreadable]
 
 
 # -- counters (values kept by the daemon across sweeps and reloads) -------------------

@@ -15,6 +15,9 @@ import structlog
 
 log = structlog.get_logger("xenprobe.exporter.notify")
 
+# Seconds a change of state (READY, RELOADING, STOPPING) waits for room in a full queue.
+STATE_PATIENCE = 1.0
+
 
 class Notifier:
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
@@ -35,28 +38,40 @@ class Notifier:
     def enabled(self) -> bool:
         return self._sock is not None
 
-    def send(self, *lines: str) -> bool:
+    def send(self, *lines: str, patience: float = 0.0) -> bool:
+        """Send without blocking: the caller is the main thread, which handles signals
+        and the watchdog. A reader whose queue is full (net.unix.max_dgram_qlen, 10 by
+        default, datagrams) gets `patience` seconds to make room, then the message is
+        dropped; STATUS and WATCHDOG come again anyway."""
         if self._sock is None:
             return False
-        try:
-            self._sock.sendto("\n".join(lines).encode(), self.address)
-            return True
-        except OSError as e:
-            # systemd gone or the socket full: the service keeps running regardless.
-            log.debug("notify_failed", error=e.strerror)
-            return False
+        data = "\n".join(lines).encode()
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._sock.sendto(data, socket.MSG_DONTWAIT, self.address)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    log.debug("notify_dropped", message=lines[0], reason="queue full")
+                    return False
+                time.sleep(0.02)
+            except OSError as e:
+                # systemd gone: the service keeps running regardless.
+                log.debug("notify_failed", error=e.strerror)
+                return False
 
     def ready(self, status: str) -> None:
-        self.send("READY=1", _status(status))
+        self.send("READY=1", _status(status), patience=STATE_PATIENCE)
 
     def reloading(self) -> None:
         # MONOTONIC_USEC lets Type=notify-reload (systemd 253+) match the READY=1 that
         # ends the reload; older systemd ignores it.
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        self.send("RELOADING=1", f"MONOTONIC_USEC={usec}")
+        self.send("RELOADING=1", f"MONOTONIC_USEC={usec}", patience=STATE_PATIENCE)
 
     def stopping(self) -> None:
-        self.send("STOPPING=1")
+        self.send("STOPPING=1", patience=STATE_PATIENCE)
 
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")

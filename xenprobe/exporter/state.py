@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from xenprobe.consumers import Consumers
 from xenprobe.exporter import metrics
 from xenprobe.exporter.config import Config
 from xenprobe.sweep import Sweep
@@ -49,6 +50,8 @@ class Snapshot:
     config_reload_time: float
     web_config_ok: bool = True
     scenario: str | None = None
+    retries: dict[tuple[str, str], int] = field(default_factory=dict)
+    consumers: Consumers | None = None
 
 
 @dataclass
@@ -71,6 +74,8 @@ class State:
     _textfile_errors: int = 0
     _reload_ok: bool = True
     _reload_time: float = field(default_factory=time.time)
+    _retries: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _consumers: Consumers | None = None
 
     # -- written by the sweep thread -----------------------------------------------------
 
@@ -102,6 +107,15 @@ class State:
             self._ok, self._error = False, message
             self._sweeps += 1
             self._failures[reason] += 1
+
+    def retried(self, counts: Counter[tuple[str, str]]) -> None:
+        """Requests the transport or the host issued again, by (call, reason)."""
+        with self._lock:
+            self._retries.update(counts)
+
+    def consumers_seen(self, consumers: Consumers) -> None:
+        with self._lock:
+            self._consumers = consumers
 
     def textfile_failed(self) -> None:
         with self._lock:
@@ -142,4 +156,5 @@ class State:
                 layer_errors=dict(self._layer_errors),
                 textfile_errors=self._textfile_errors,
                 config_reload_ok=self._reload_ok, config_reload_time=self._reload_time,
-                web_config_ok=web_config_ok, scenario=self.scenario)
+                web_config_ok=web_config_ok, scenario=self.scenario,
+                retries=dict(self._retries), consumers=self._consumers)

@@ -100,8 +100,11 @@ class _Ctx:
             raise self.fail(where, f"expected a file path, got {value!r}")
         path = Path(value)
         path = path if path.is_absolute() else self.path.parent / path
-        if not path.is_file():
-            raise self.fail(where, f"no such file: {path}")
+        try:
+            if not path.is_file():
+                raise self.fail(where, f"no such file: {path}")
+        except OSError as e:  # a name too long, a loop of links...
+            raise self.fail(where, f"cannot use {path}: {e.strerror}") from None
         return path
 
 

@@ -1,0 +1,372 @@
+/*
+ * The floor for xenprobe's benchmark: the hypercalls of one xenprobe sweep attempt,
+ * issued from C with nothing else, batched the same way, against the same (mock) host.
+ *
+ * Per sweep, in xenprobe's order (xenprobe/sweep.py):
+ *   getdomaininfolist in chunks of 1024 (the plan: which domains exist)
+ *   references: getdomaininfolist chunks, sysctl physinfo, /sys/hypervisor version
+ *   raw: every probe as one multicall entry, in multicalls of at most 4096 entries
+ *   syscall layer: one ioctl system call per probe (syscall(SYS_ioctl, ...))
+ *   ioctl layer: one glibc ioctl() per probe
+ *   libxc layer (optional): one libxenctrl call per probe, the function xenprobe calls
+ *   raw again, references again
+ * and a trivial comparison (raw read twice alike, each layer equal to raw), so nothing
+ * is optimised away. No allow-list, no classification: that is xenprobe's own cost.
+ *
+ * Probes (xenprobe/quantities.py plan()): xen_version, maximum_ram_page,
+ * current/maximum_reservation of DOMID_SELF, current/maximum_reservation and
+ * maximum_gpfn of each domain, current_reservation of one missing domain id.
+ *
+ * Usage: floor SYSCTL_INTERFACE RECORD_SIZE [LIBXENCTRL]
+ * Then, per line on stdin: "k" sweeps with the kernel layers, "l" with libxc as well,
+ * "q" quits. Each sweep prints "SECONDS AGREEING_PROBES".
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IOCTL_PRIVCMD_HYPERCALL 0x00305000u
+#define MEMORY_OP 12
+#define MULTICALL 13
+#define XEN_VERSION 17
+#define SYSCTL 35
+#define SYSCTL_PHYSINFO 3
+#define SYSCTL_GETDOMAININFOLIST 6
+#define DOMID_FIRST_RESERVED 0x7FF0
+#define DOMID_SELF 0x7FF0
+#define LIST_CHUNK 1024
+#define MULTICALL_MAX 4096
+#define SYSCTL_SIZE 136
+
+struct privcmd_hypercall { uint64_t op, arg[5]; };
+struct entry { uint64_t op, result, args[6]; };
+
+enum { Q_VERSION, Q_RAM, Q_CUR, Q_MAX, Q_GPFN };
+struct probe { int q; uint16_t domid; int self; };
+
+/* libxenctrl, as xenprobe declares it for 4.17 (xenprobe/abi/libxc.py). */
+typedef struct xc_interface_core xc_interface;
+static struct {
+    xc_interface *xch;
+    int (*version)(xc_interface *, int, void *);
+    int (*maximum_ram_page)(xc_interface *, unsigned long *);
+    int (*maximum_gpfn)(xc_interface *, uint32_t, unsigned long *);
+    long (*get_tot_pages)(xc_interface *, uint32_t);
+    long (*memory_op)(xc_interface *, unsigned int, void *, size_t);
+} xc;
+
+static int fd;
+static uint32_t sysctl_if;
+static size_t record_size;
+static uint8_t *sysctl_buf, *records;
+static uint16_t *domid_slots;         /* one domid_t per domain, pointed to by memory_op */
+static struct entry *entries;
+static uint16_t *domids;
+static size_t ndomids;
+static struct probe *probes;
+static struct privcmd_hypercall *calls;
+static int64_t *raw_before, *raw_after, *via_syscall, *via_ioctl, *via_libxc;
+static size_t nprobes;
+
+static void *locked(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("floor: mmap");
+        exit(1);
+    }
+    return p;
+}
+
+static long hypercall(uint64_t op, uint64_t a0, uint64_t a1)
+{
+    struct privcmd_hypercall hc = {op, {a0, a1, 0, 0, 0}};
+    return ioctl(fd, IOCTL_PRIVCMD_HYPERCALL, &hc);
+}
+
+static void sysctl(uint32_t cmd)
+{
+    memset(sysctl_buf, 0, SYSCTL_SIZE);
+    memcpy(sysctl_buf, &cmd, 4);
+    memcpy(sysctl_buf + 4, &sysctl_if, 4);
+}
+
+/* Every domain's id (and a checksum of the records, as a reference read). */
+static uint64_t list_domains(void)
+{
+    uint64_t sum = 0;
+    uint16_t first = 0;
+    ndomids = 0;
+    for (;;) {
+        uint32_t max = LIST_CHUNK, count;
+        uint64_t buffer = (uint64_t)(uintptr_t)records;
+        sysctl(SYSCTL_GETDOMAININFOLIST);
+        memcpy(sysctl_buf + 8, &first, 2);
+        memcpy(sysctl_buf + 12, &max, 4);
+        memcpy(sysctl_buf + 16, &buffer, 8);
+        if (hypercall(SYSCTL, (uint64_t)(uintptr_t)sysctl_buf, 0)) {
+            perror("floor: getdomaininfolist");
+            exit(1);
+        }
+        memcpy(&count, sysctl_buf + 24, 4);
+        for (uint32_t i = 0; i < count; i++) {
+            const uint8_t *r = records + i * record_size;
+            uint64_t tot, most;
+            memcpy(&domids[ndomids++], r, 2);
+            memcpy(&tot, r + 8, 8);
+            memcpy(&most, r + 16, 8);
+            sum += tot + most;
+        }
+        if (count < LIST_CHUNK)
+            break;
+        first = domids[ndomids - 1] + 1;
+    }
+    return sum;
+}
+
+static int read_number(const char *path)
+{
+    char buf[32] = {0};
+    int f = open(path, O_RDONLY | O_CLOEXEC), n = 0;
+    if (f >= 0) {
+        if (read(f, buf, sizeof(buf) - 1) > 0)
+            n = atoi(buf);
+        close(f);
+    }
+    return n;
+}
+
+static uint64_t references(void)
+{
+    uint64_t sum = list_domains();
+    sysctl(SYSCTL_PHYSINFO);
+    if (hypercall(SYSCTL, (uint64_t)(uintptr_t)sysctl_buf, 0)) {
+        perror("floor: physinfo");
+        exit(1);
+    }
+    sum += sysctl_buf[8 + 40];  /* total_pages, 4.17 layout */
+    sum += (uint64_t)read_number("/sys/hypervisor/type");
+    sum += (uint64_t)read_number("/sys/hypervisor/version/major");
+    sum += (uint64_t)read_number("/sys/hypervisor/version/minor");
+    return sum;
+}
+
+static void plan(void)
+{
+    static const int cmd[] = {[Q_RAM] = 2, [Q_CUR] = 3, [Q_MAX] = 4, [Q_GPFN] = 14};
+    uint16_t missing = 0;
+    size_t n = 0;
+
+    for (size_t i = 0; i < ndomids; i++)
+        domid_slots[i] = domids[i];
+    domid_slots[ndomids] = DOMID_SELF;
+    /* The lowest free id below the reserved range, as quantities.missing_domid. */
+    for (uint16_t d = DOMID_FIRST_RESERVED - 1, i = (uint16_t)ndomids; d > 0; d--) {
+        while (i > 0 && domids[i - 1] > d)
+            i--;
+        if (i == 0 || domids[i - 1] != d) {
+            missing = d;
+            break;
+        }
+    }
+    domid_slots[ndomids + 1] = missing;
+    probes[n++] = (struct probe){Q_VERSION, 0, 0};
+    probes[n++] = (struct probe){Q_RAM, 0, 0};
+    probes[n++] = (struct probe){Q_CUR, DOMID_SELF, 1};
+    probes[n++] = (struct probe){Q_MAX, DOMID_SELF, 1};
+    for (size_t i = 0; i < ndomids; i++)
+        for (int q = Q_CUR; q <= Q_GPFN; q++)
+            probes[n++] = (struct probe){q, domids[i], 0};
+    probes[n++] = (struct probe){Q_CUR, missing, 0};
+    nprobes = n;
+    for (size_t i = 0; i < n; i++) {
+        struct probe *p = &probes[i];
+        if (p->q == Q_VERSION) {
+            calls[i] = (struct privcmd_hypercall){XEN_VERSION, {0}};
+            continue;
+        }
+        uint16_t *slot = p->q == Q_RAM ? NULL
+                       : p->self ? &domid_slots[ndomids]
+                       : i == n - 1 ? &domid_slots[ndomids + 1]
+                       : &domid_slots[(i - 4) / 3];
+        calls[i] = (struct privcmd_hypercall){MEMORY_OP,
+                                              {(uint64_t)cmd[p->q], (uint64_t)(uintptr_t)slot}};
+    }
+}
+
+static void multicall(int64_t *out)
+{
+    for (size_t start = 0; start < nprobes; start += MULTICALL_MAX) {
+        size_t n = nprobes - start < MULTICALL_MAX ? nprobes - start : MULTICALL_MAX;
+        memset(entries, 0, n * sizeof(*entries));
+        for (size_t i = 0; i < n; i++) {
+            entries[i].op = calls[start + i].op;
+            memcpy(entries[i].args, calls[start + i].arg, 5 * sizeof(uint64_t));
+        }
+        if (hypercall(MULTICALL, (uint64_t)(uintptr_t)entries, n)) {
+            perror("floor: multicall");
+            exit(1);
+        }
+        for (size_t i = 0; i < n; i++)
+            out[start + i] = (int64_t)entries[i].result;
+    }
+}
+
+static void layer_syscall(void)
+{
+    for (size_t i = 0; i < nprobes; i++)
+        via_syscall[i] = syscall(SYS_ioctl, fd, (unsigned long)IOCTL_PRIVCMD_HYPERCALL,
+                                 &calls[i]);
+}
+
+static void layer_ioctl(void)
+{
+    for (size_t i = 0; i < nprobes; i++)
+        via_ioctl[i] = ioctl(fd, IOCTL_PRIVCMD_HYPERCALL, &calls[i]);
+}
+
+/* The libxenctrl function xenprobe's libxc layer calls for each probe (libxc.py). */
+static void layer_libxc(void)
+{
+    unsigned long out;
+    uint16_t domid;
+    for (size_t i = 0; i < nprobes; i++) {
+        struct probe *p = &probes[i];
+        errno = 0;
+        switch (p->q) {
+        case Q_VERSION:
+            via_libxc[i] = xc.version(xc.xch, 0, NULL);
+            break;
+        case Q_RAM:
+            via_libxc[i] = xc.maximum_ram_page(xc.xch, &out) ? -1 : (int64_t)out;
+            break;
+        case Q_GPFN:
+            via_libxc[i] = xc.maximum_gpfn(xc.xch, p->domid, &out) ? -1 : (int64_t)out;
+            break;
+        case Q_CUR:
+            if (!p->self) {
+                via_libxc[i] = xc.get_tot_pages(xc.xch, p->domid);
+                break;
+            }
+            /* DOMID_SELF: through xc_memory_op, as below */
+            __attribute__((fallthrough));
+        default:
+            domid = p->domid;
+            via_libxc[i] = xc.memory_op(xc.xch, p->q == Q_CUR ? 3 : 4, &domid, 2);
+            break;
+        }
+        via_libxc[i] ^= errno;
+    }
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void sweep(int with_libxc)
+{
+    double t0 = now();
+    size_t agree = 0;
+    uint64_t before, after;
+
+    list_domains();
+    plan();
+    before = references();
+    multicall(raw_before);
+    layer_syscall();
+    layer_ioctl();
+    if (with_libxc)
+        layer_libxc();
+    multicall(raw_after);
+    after = references();
+    for (size_t i = 0; i < nprobes; i++)
+        agree += raw_before[i] == raw_after[i] && via_syscall[i] == raw_before[i]
+                 && via_ioctl[i] == raw_before[i]
+                 && (!with_libxc || via_libxc[i] == raw_before[i]);
+    printf("%.9f %zu\n", now() - t0, before == after ? agree : 0);
+    fflush(stdout);
+}
+
+static void *symbol(void *lib, const char *name)
+{
+    void *p = dlsym(lib, name);
+    if (!p) {
+        fprintf(stderr, "floor: %s: %s\n", name, dlerror());
+        exit(1);
+    }
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    char line[16];
+    size_t most = DOMID_FIRST_RESERVED + 2, probes_most = 3 * most + 8;
+
+    if (argc < 3) {
+        fprintf(stderr, "usage: floor SYSCTL_INTERFACE RECORD_SIZE [LIBXENCTRL]\n");
+        return 2;
+    }
+    sysctl_if = (uint32_t)strtoul(argv[1], NULL, 0);
+    record_size = strtoul(argv[2], NULL, 0);
+    fd = open("/dev/xen/privcmd", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        perror("floor: /dev/xen/privcmd");
+        return 1;
+    }
+    if (argc > 3) {
+        void *lib = dlopen(argv[3], RTLD_NOW);
+        xc_interface *(*open_xc)(void *, void *, unsigned);
+        if (!lib) {
+            fprintf(stderr, "floor: %s\n", dlerror());
+            return 1;
+        }
+        *(void **)&open_xc = symbol(lib, "xc_interface_open");
+        *(void **)&xc.version = symbol(lib, "xc_version");
+        *(void **)&xc.maximum_ram_page = symbol(lib, "xc_maximum_ram_page");
+        *(void **)&xc.maximum_gpfn = symbol(lib, "xc_domain_maximum_gpfn");
+        *(void **)&xc.get_tot_pages = symbol(lib, "xc_get_tot_pages");
+        *(void **)&xc.memory_op = symbol(lib, "xc_memory_op");
+        xc.xch = open_xc(NULL, NULL, 0);
+        if (!xc.xch) {
+            perror("floor: xc_interface_open");
+            return 1;
+        }
+    }
+    /* Hypercall buffers locked, as xenprobe's and libxencall's are. */
+    sysctl_buf = locked(4096);
+    records = locked(LIST_CHUNK * record_size);
+    domid_slots = locked(most * sizeof(*domid_slots));
+    entries = locked(MULTICALL_MAX * sizeof(*entries));
+    domids = calloc(most, sizeof(*domids));
+    probes = calloc(probes_most, sizeof(*probes));
+    calls = calloc(probes_most, sizeof(*calls));
+    raw_before = calloc(probes_most, sizeof(int64_t));
+    raw_after = calloc(probes_most, sizeof(int64_t));
+    via_syscall = calloc(probes_most, sizeof(int64_t));
+    via_ioctl = calloc(probes_most, sizeof(int64_t));
+    via_libxc = calloc(probes_most, sizeof(int64_t));
+    while (fgets(line, sizeof(line), stdin)) {
+        if (line[0] == 'q')
+            break;
+        if (line[0] == 'l' && !xc.xch) {
+            fprintf(stderr, "floor: no libxenctrl given\n");
+            return 2;
+        }
+        sweep(line[0] == 'l');
+    }
+    return 0;
+}

@@ -1,0 +1,47 @@
+"""Fuzz target: the exporter-toolkit web config file (webconfig.parse). Either a
+WebConfig or ConfigError naming the key; anything else is a crash. A certificate and key
+are made next to the file at start (openssl, if present), so TLS sections that name
+server.pem / server.key get as far as loading them.
+
+    python tests/fuzz/fuzz_webconfig.py [libFuzzer flags] [corpus dirs]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import atheris
+
+with atheris.instrument_imports():
+    from xenprobe.errors import ConfigError
+    from xenprobe.exporter import webconfig
+
+WORK = Path(tempfile.mkdtemp(prefix="xenprobe-fuzz-web-"))
+FILE = WORK / "web.yml"
+
+
+def _certificates() -> None:
+    if shutil.which("openssl") is None:
+        return
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key",
+                    "-out", "server.pem", "-days", "2", "-subj", "/CN=fuzz"],
+                   cwd=WORK, capture_output=True, check=False)
+    shutil.copy(WORK / "server.pem", WORK / "ca.pem")
+
+
+def test_one_input(data: bytes) -> None:
+    FILE.write_bytes(data)
+    with contextlib.suppress(ConfigError):
+        webconfig.parse(FILE)
+
+
+if __name__ == "__main__":
+    _certificates()
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()

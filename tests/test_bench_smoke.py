@@ -1,0 +1,24 @@
+"""The benchmark (python -m tests.bench) still runs: tiny hosts, one round, no timings
+checked. The figures themselves are for people; see tests/bench/__main__.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_runs_and_prints_its_tables() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "tests.bench", "--domains", "1,100", "--rounds", "1",
+         "--daemon-domains", "100", "--scrapes", "2", "--busy-sweeps", "1",
+         "--leak-domains", "100", "--leak-sweeps", "10"],
+        cwd=ROOT, text=True, capture_output=True, timeout=300, check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout
+    assert "| domains | probes | xenprobe sweep (ms) | floor (ms) |" in out
+    assert "| 1 | 8 |" in out and "| 100 | 305 |" in out
+    assert "| domains | RSS after 1st sweep (MiB) |" in out and "failed" not in out
+    assert "RSS over sweeps (100 domains" in out and "after 10:" in out
