@@ -52,6 +52,7 @@ def record(layout: Layout, data: st.DataObject) -> dict[str, int | bytes]:
 
 
 @pytest.mark.parametrize("layout", GETDOMAININFOS, ids=lambda layout: layout.name)
+@settings(deadline=None)
 @given(data=st.data())
 def test_a_record_decodes_to_its_domain(layout: Layout, data: st.DataObject) -> None:
     values = record(layout, data)
@@ -62,6 +63,7 @@ def test_a_record_decodes_to_its_domain(layout: Layout, data: st.DataObject) -> 
 
 
 @pytest.mark.parametrize("layout", GETDOMAININFOS, ids=lambda layout: layout.name)
+@settings(deadline=None)
 @given(data=st.data(), n=st.integers(0, 5))
 def test_the_fast_page_unpacking_agrees_with_the_layout(layout: Layout, data: st.DataObject,
                                                         n: int) -> None:
@@ -118,7 +120,7 @@ def listing_host(layout: Layout, domains: dict[int, tuple[int, int]], garbage: i
     return h, xen
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(layout=st.sampled_from(GETDOMAININFOS),
        domains=st.dictionaries(u16, st.tuples(st.integers(0, 2**32 - 1),
                                               st.integers(0, 2**32 - 1)), max_size=40),
@@ -142,6 +144,7 @@ def test_the_domain_list_in_chunks(layout: Layout, domains: dict[int, tuple[int,
     assert xen.calls == 2 * (len(domains) // chunk + (0 if ends else 1))
 
 
+@settings(deadline=None)
 @given(domains=st.dictionaries(u16, st.tuples(st.just(1), st.just(2)), min_size=1,
                                max_size=10), garbage=st.integers(1, 6))
 def test_an_impossible_domain_count_is_read_again_then_refused(
@@ -158,6 +161,7 @@ def test_an_impossible_domain_count_is_read_again_then_refused(
         h.close()
 
 
+@settings(deadline=None)
 @given(ids=st.lists(u16, min_size=2, max_size=6, unique=True))
 def test_domain_ids_out_of_order_are_impossible(ids: list[int]) -> None:
     h, _ = listing_host(GETDOMAININFO_4_16, {})
@@ -172,6 +176,7 @@ def test_domain_ids_out_of_order_are_impossible(ids: list[int]) -> None:
 
 # -- physinfo -------------------------------------------------------------------------
 
+@settings(deadline=None)
 @given(layout=st.sampled_from([PHYSINFO_4_10, PHYSINFO_4_17]), data=st.data())
 def test_physinfo_sanity(layout: Layout, data: st.DataObject) -> None:
     values = record(layout, data)
@@ -181,6 +186,7 @@ def test_physinfo_sanity(layout: Layout, data: st.DataObject) -> None:
     assert (invalid_physinfo(info) == "") is possible
 
 
+@settings(deadline=None)
 @given(max_mfn=st.integers(0, MAX_FRAMES - 1), data=st.data())
 def test_every_real_physinfo_passes(max_mfn: int, data: st.DataObject) -> None:
     total = data.draw(st.integers(0, max_mfn + 1))
@@ -207,7 +213,7 @@ def scenarios(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return text, {"domains": domains, "total": total, "max_page": max_page}
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(scenarios())
 def test_compiled_scenarios_decode_back(case: tuple[str, dict[str, Any]]) -> None:
     text, want = case

@@ -219,8 +219,12 @@ def script(release: str, *, make_domains: bool, serve: bool) -> str:
             f"--lib {libdir}/libxenctrl.so.{release} --release {release} {doms} "
             '-o "$R/domains.json" >/dev/null 2>"$R/mkdomains.err"'
         )
+    # With Debian's libxenctrl 4.17 on the loader path, the libxc layer runs for real
+    # (through the native guard) inside the real dom0.
+    libenv = f"LD_LIBRARY_PATH={SHARE_IN_DOM0}/{XENLIBS} " if make_domains else ""
     lines += [
-        f'step check {py} -m xenprobe check --json >"$R/check.json" 2>"$R/check.err"',
+        f'step check env {libenv}{py.removeprefix("env ")} -m xenprobe check --json '
+        '>"$R/check.json" 2>"$R/check.err"',
         f'step reader python3 {q(str(READER))} --probes-from "$R/check.json" '
         '-o "$R/reader.json" >/dev/null 2>"$R/reader.err"',
         "reader_rc=$?",

@@ -343,3 +343,17 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
     assert samples(m, "xenprobe_mismatch") == {
         (("layer", layer), ("quantity", q), ("verdict", v)): float(n)
         for (q, layer, v), n in expected.items()}
+
+
+def test_libxc_layer_on_real_xen_417(xen417: RealXen) -> None:
+    """Debian's libxenctrl 4.17 inside the real 4.17 dom0, behind the native guard:
+    the column is present, and keeps every bit (memory ops through a one-entry multicall,
+    xc_get_tot_pages through getdomaininfo), even for the page limits above 2^31."""
+    s = xen417.session()
+    if s.created is None:
+        pytest.skip(f"Debian's libxenctrl 4.17 was not available: {s.no_domains_reason}")
+    assert s.check is not None
+    assert not [n for n in s.check["notes"] if n.startswith("libxc:")], s.check["notes"]
+    verdicts = {r["layers"]["libxc"]["verdict"] for r in s.check["results"]}
+    assert "match" in verdicts
+    assert verdicts <= {"match", "absent"}, verdicts
