@@ -212,6 +212,14 @@ def run_in_dom0(
         kernel_args=kernel_args,
         smp=smp,
     )
+    return boot(xen, cmd, share, results, workdir, timeout)
+
+
+def boot(
+    xen: str, cmd: list[str], share: Path, results: Path, workdir: Path, timeout: float
+) -> Dom0Run:
+    """Run QEMU's ``cmd`` until it exits (the dom0 powered off) or ``timeout``; collect
+    what the dom0 left in ``share`` (stdout, stderr, exit_status, init.log)."""
     t0 = time.monotonic()
     timed_out = False
     with open(workdir / "qemu.stderr", "w+b") as qerr:
@@ -240,7 +248,7 @@ def run_in_dom0(
         stdout=read("stdout"),
         stderr=read("stderr") + read("init.log"),
         results_dir=results,
-        serial_log=serial_log,
+        serial_log=workdir / "serial.log",
         workdir=workdir,
         duration_s=duration,
         timed_out=timed_out,
