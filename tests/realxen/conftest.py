@@ -59,6 +59,8 @@ def _releases_of(item: pytest.Item) -> set[str]:
     return out
 
 
+# trylast: after -k/-m deselection, so that only the releases still selected boot.
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _skipped():
         _wanted.clear()

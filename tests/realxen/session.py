@@ -3,8 +3,9 @@
 Booting costs 15-25 s under TCG, and a cold `xenprobe` start over 9p about as much, so
 everything is done in one boot and the tests read the artifacts.  In dom0, in order:
 
-1. mkdomains (4.17 only): extra paused PV domains through Debian's real
-   libxenctrl.so.4.17 (tests/xenpkgs.py), copied into the share as ``xenlibs/``;
+1. mkdomains: extra paused PV domains (EXTRA_DOMAINS), on 4.17 through Debian's real
+   libxenctrl.so.4.17 (tests/xenpkgs.py, copied into the share as ``xenlibs/``), on
+   4.20 through raw domctl / memory_op hypercalls on privcmd (DOMAIN_BACKENDS);
 2. ``xenprobe check --json`` with the checkout's interpreter (``.venv/bin/python``);
 3. the independent reader (reader.py, system python3), asked to re-read every
    (quantity, domid) that check probed;
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .boot import Dom0Run
+from .initramfs import SHARE_IN_CHROOT
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -36,7 +38,7 @@ VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 READER = HERE / "reader.py"
 MKDOMAINS = HERE / "mkdomains.py"
 SERVE_PROBE = HERE / "serve_probe.py"
-SHARE_IN_DOM0 = "/tmp/xenprobe"  # the share's root inside the chroot (initramfs.py)
+SHARE_IN_DOM0 = SHARE_IN_CHROOT  # the share's root where the script runs
 XENLIBS = "xenlibs"
 PYCACHE = "pycache"  # PYTHONPYCACHEPREFIX for the checkout's interpreter in dom0
 SERVE_PORT = 9723
@@ -55,7 +57,7 @@ PAGE_KIB = 4
 INT32_MAX = 2**31 - 1
 UINT32_MAX = 2**32 - 1
 
-# Extra domains for Xen 4.17, (current KiB, maximum KiB).  Xen keeps max_pages in an
+# Extra domains on every release, (current KiB, maximum KiB).  Xen keeps max_pages in an
 # unsigned int and XEN_DOMCTL_max_mem only sets a limit (nothing is allocated), so a
 # domain may be allowed more pages than any host has: that is how a raw 64-bit result
 # at and above 2^31 is produced on a small test host.
@@ -64,16 +66,14 @@ EXTRA_DOMAINS: tuple[tuple[int, int], ...] = (
     (4 * 1024, (INT32_MAX + 1 + 12345) * PAGE_KIB),  # max_pages > INT32_MAX
     (1024, UINT32_MAX * PAGE_KIB),  # max_pages = UINT32_MAX, the most Xen keeps
 )
-# Only where Debian's libxenctrl of the same release runs on the bookworm userland the
-# dom0 chroots into.  trixie's libxenmisc4.20 needs glibc >= 2.38 and libzstd >= 1.5.5
-# (bookworm: 2.36, 1.5.4), so on 4.20 no domain is created.
-LIBXENCTRL_RELEASES = ("4.17",)
-NO_LIBXENCTRL_420 = (
-    "no extra domains on Xen 4.20: Debian's libxenctrl.so.4.20 (trixie libxenmisc4.20) "
-    "needs glibc >= 2.38 and libzstd >= 1.5.5, and the dom0 runs the host's bookworm "
-    "userland (glibc 2.36); a libxenctrl of another release speaks the wrong domctl "
-    "interface version"
-)
+# How mkdomains.py makes them.  "libxenctrl": Debian's library of the same release, which
+# the check step's libxc layer then loads as well; only 4.17, since trixie's
+# libxenmisc4.20 needs glibc >= 2.38 and libzstd >= 1.5.5 (bookworm, which the dom0
+# chroots into: 2.36, 1.5.4), and a libxenctrl of another release speaks the wrong domctl
+# interface version.  "privcmd": the same domctls and memory_op as raw hypercalls
+# (mkdomains.Privcmd); on 4.20 the libxc layer stays absent.  4.17 keeps the library so
+# that the real libxenctrl is exercised too.
+DOMAIN_BACKENDS = {"4.17": "libxenctrl", "4.20": "privcmd"}
 
 
 class Booter(Protocol):
@@ -99,6 +99,7 @@ class Session:
     reader: dict[str, Any] | None
     created: dict[str, Any] | None  # mkdomains.py output; None if not attempted
     no_domains_reason: str | None  # why no extra domain was attempted
+    domains_backend: str | None  # mkdomains.py --backend, if attempted
     serve: dict[str, Any] | None  # serve_probe.py output; None if not attempted
     metrics: str | None
     serve_help: str | None
@@ -194,7 +195,9 @@ def precompile(dest: Path) -> Path:
     return dest
 
 
-def script(release: str, *, make_domains: bool, serve: bool) -> str:
+def script(release: str, *, domains: str | None, serve: bool) -> str:
+    """The session's shell script.  domains: mkdomains.py's backend, None for none; with
+    "libxenctrl" the share's ``xenlibs/`` is on the loader path of check as well."""
     q = shlex.quote
     vpy = q(str(VENV_PYTHON))
     py = f'env PYTHONPYCACHEPREFIX="$PYC" {vpy}'
@@ -211,17 +214,26 @@ def script(release: str, *, make_domains: bool, serve: bool) -> str:
         "    return $rc",
         "}",
     ]
-    if make_domains:
-        libdir = f"{SHARE_IN_DOM0}/{XENLIBS}"
-        doms = " ".join(f"--domain {cur}:{mx}" for cur, mx in EXTRA_DOMAINS)
+    libdir = f"{SHARE_IN_DOM0}/{XENLIBS}"
+    doms = " ".join(f"--domain {cur}:{mx}" for cur, mx in EXTRA_DOMAINS)
+    if domains == "libxenctrl":
         lines.append(
             f"step mkdomains env LD_LIBRARY_PATH={libdir} python3 {q(str(MKDOMAINS))} "
-            f"--lib {libdir}/libxenctrl.so.{release} --release {release} {doms} "
+            f"--backend libxenctrl --lib {libdir}/libxenctrl.so.{release} "
+            f"--release {release} {doms} "
             '-o "$R/domains.json" >/dev/null 2>"$R/mkdomains.err"'
         )
+    elif domains == "privcmd":
+        lines.append(
+            f"step mkdomains python3 {q(str(MKDOMAINS))} --backend privcmd "
+            f"--release {release} {doms} "
+            '-o "$R/domains.json" >/dev/null 2>"$R/mkdomains.err"'
+        )
+    elif domains is not None:
+        raise ValueError(f"unknown mkdomains backend {domains!r}")
     # With Debian's libxenctrl 4.17 on the loader path, the libxc layer runs for real
     # (through the native guard) inside the real dom0.
-    libenv = f"LD_LIBRARY_PATH={SHARE_IN_DOM0}/{XENLIBS} " if make_domains else ""
+    libenv = f"LD_LIBRARY_PATH={libdir} " if domains == "libxenctrl" else ""
     lines += [
         f'step check env {libenv}{py.removeprefix("env ")} -m xenprobe check --json '
         '>"$R/check.json" 2>"$R/check.err"',
@@ -251,15 +263,18 @@ def _load(path: Path) -> dict[str, Any] | None:
 def boot(xen: Booter) -> Session:
     files: dict[str, Path] = {}
     reason: str | None = None
-    if xen.release in LIBXENCTRL_RELEASES:
+    backend = DOMAIN_BACKENDS.get(xen.release)
+    if backend is None:
+        reason = f"no way to create domains on Xen {xen.release} (DOMAIN_BACKENDS)"
+    elif backend == "libxenctrl":
         libdir, reason = _libxenctrl_dir()
-        if libdir is not None:
+        if libdir is None:
+            backend = None
+        else:
             files[XENLIBS] = libdir
-    else:
-        reason = NO_LIBXENCTRL_420
     help_text = serve_help()
     serve = serve_ready(help_text) is None
-    text = script(xen.release, make_domains=XENLIBS in files, serve=serve)
+    text = script(xen.release, domains=backend, serve=serve)
     run = xen.run(text, label="session", files=files, timeout=SESSION_TIMEOUT_S,
                   smp=SESSION_SMP,
                   before_boot=lambda share: precompile(share / PYCACHE))
@@ -280,8 +295,9 @@ def boot(xen: Booter) -> Session:
         steps=steps,
         check=_load(res / "check.json"),
         reader=_load(res / "reader.json"),
-        created=_load(res / "domains.json") if XENLIBS in files else None,
+        created=_load(res / "domains.json") if backend is not None else None,
         no_domains_reason=reason,
+        domains_backend=backend,
         serve=_load(res / "serve.json") if serve else None,
         metrics=metrics,
         serve_help=help_text,

@@ -4,9 +4,11 @@ In that boot (session.py) dom0 runs `xenprobe check --json` and, afterwards, the
 independent reader (reader.py: plain ctypes, nothing from xenprobe), asked to re-read
 every (quantity, domid) the agent probed through the same three paths: a one-entry
 multicall (the raw 64-bit result), glibc's int ioctl() and syscall(SYS_ioctl)'s long.
-On 4.17 three extra paused PV domains are created first through Debian's real
-libxenctrl (mkdomains.py); two of them are allowed 2^31 + 12345 and 2^32 - 1 pages
-(a limit, not an allocation), so raw results at and above 2^31 exist on a small host.
+Three extra paused PV domains are created first (mkdomains.py): on 4.17 through
+Debian's real libxenctrl, on 4.20 through raw domctl / memory_op hypercalls on privcmd
+(no libxenctrl of 4.20 loads on the bookworm dom0); two of them are allowed
+2^31 + 12345 and 2^32 - 1 pages (a limit, not an allocation), so raw results at and
+above 2^31 exist on a small host.
 
 The only constants below are documented ABI facts (interface versions, errno values).
 """
@@ -34,7 +36,7 @@ from .compare import (
     relation_holds,
     samples,
 )
-from .session import SERVE_SWEEPS, Session, serve_ready
+from .session import DOMAIN_BACKENDS, SERVE_SWEEPS, Session, serve_ready
 
 if TYPE_CHECKING:
     from .conftest import RealXen
@@ -45,7 +47,10 @@ pytestmark = pytest.mark.realxen
 # (xen/include/public/sysctl.h, domctl.h at RELEASE-4.17.x and RELEASE-4.20.x).
 INTERFACES = {"4.17": (0x15, 0x15), "4.20": (0x15, 0x17)}
 ESRCH = 3
+ERRNO_MAX = 4095  # glibc: a syscall return in [-4095, -1] is -errno
 PAGE_KIB = 4
+XEN_DOMINF_PAUSED = 1 << 3  # paused by the controller: nothing unpauses these domains
+XEN_DOMCTL_CDF_OOS_OFF = 1 << 3  # Xen sets it for every PV domain (arch_sanitise_domain_config)
 
 
 @pytest.fixture
@@ -272,13 +277,23 @@ def test_the_error_path_gives_esrch_everywhere(s: Session) -> None:
     assert p["ioctl"] == p["syscall"] == {"ret": -1, "errno": ESRCH}
 
 
-def test_extra_domains_are_probed_and_agree(s: Session) -> None:
-    """Domains created through the real libxenctrl: listed, probed, and as requested."""
-    if s.created is None:
+def created(s: Session) -> dict[str, Any]:
+    """mkdomains.py's output, or a skip if no domain was attempted (4.17 without
+    Debian's libxenctrl), or a failure if the attempt failed."""
+    if s.domains_backend is None:
         pytest.skip(s.no_domains_reason or "no extra domains")
-    if s.steps.get("mkdomains") is None or s.steps["mkdomains"].rc != 0:
-        raise fail(s, f"creating domains through libxenctrl failed: {s.created}")
-    made = s.created["domains"]
+    step = s.steps.get("mkdomains")
+    if s.created is None or step is None or step.rc != 0 or "error" in s.created:
+        raise fail(s, f"creating domains through {s.domains_backend} failed: "
+                      f"step {step}, {s.created}")
+    return s.created
+
+
+def test_extra_domains_are_probed_and_agree(s: Session, realxen: RealXen) -> None:
+    """Domains created by mkdomains.py: listed, probed, and as requested."""
+    made_by = created(s)
+    assert made_by["backend"] == s.domains_backend == DOMAIN_BACKENDS[realxen.release]
+    made = made_by["domains"]
     assert len(made) >= 2
     by = {probe_key(res): res for res in results(s)}
     listed = {d["domain"]: d for d in reader(s)["domains"]}
@@ -294,22 +309,31 @@ def test_extra_domains_are_probed_and_agree(s: Session) -> None:
         # (arch_get_max_pfn(d) ?: 1) - 1 (xen/arch/x86/mm.c, domain_get_maximum_gpfn).
         assert gpfn["raw"]["value"] == 0
         assert cur["raw_verdict"] == mx["raw_verdict"] == "match"
+        # The config Xen copied back: PV, with the flag it adds to every PV domain.
+        assert d["config_flags"] == XEN_DOMCTL_CDF_OOS_OFF, d
+        assert listed[domid]["flags"] & XEN_DOMINF_PAUSED, listed[domid]
+    assert len({d["domid"] for d in made}) == len(made)
     assert s.check is not None and s.check["domains"] == 1 + len(made) == len(listed)
 
 
 def test_values_at_and_above_2_31_are_flagged_on_real_xen(s: Session) -> None:
     """The created domains' maximum_reservation at 2^31 + 12345 and 2^32 - 1 pages."""
-    if s.created is None:
-        pytest.skip(s.no_domains_reason or "no extra domains")
+    made = created(s)
     by = {probe_key(res): res for res in results(s)}
-    big = [d for d in s.created["domains"] if d["max_pages"] > (1 << 31) - 1]
-    assert big, s.created
+    big = [d for d in made["domains"] if d["max_pages"] > (1 << 31) - 1]
+    assert big, made
+    seen = []
     for d in big:
         res = by[("maximum_reservation", d["domid"])]
         assert res["raw"]["value"] == d["max_pages"] < U32
         assert res["raw_verdict"] == "match"
+        # The int the ioctl returns is negative; glibc turns [-4095, -1] into -1 + errno.
+        want = "aliased_errno" if d["max_pages"] >= U32 - ERRNO_MAX else "sign_flipped"
         for layer in READER_PATH:
-            assert res["layers"][layer]["verdict"] in ("sign_flipped", "aliased_errno"), res
+            assert res["layers"][layer]["verdict"] == want, (layer, res)
+        seen.append(f"domain {d['domid']} max_pages {d['max_pages']:#x}: "
+                    + ", ".join(f"{layer} {res['layers'][layer]}" for layer in READER_PATH))
+    print(f"Xen {s.release} ({made['backend']}):", *seen, sep="\n  ")
 
 
 def test_serve_metrics_over_loopback(s: Session) -> None:
@@ -350,7 +374,7 @@ def test_libxc_layer_on_real_xen_417(xen417: RealXen) -> None:
     the column is present, and keeps every bit (memory ops through a one-entry multicall,
     xc_get_tot_pages through getdomaininfo), even for the page limits above 2^31."""
     s = xen417.session()
-    if s.created is None:
+    if s.domains_backend != "libxenctrl":
         pytest.skip(f"Debian's libxenctrl 4.17 was not available: {s.no_domains_reason}")
     assert s.check is not None
     assert not [n for n in s.check["notes"] if n.startswith("libxc:")], s.check["notes"]
