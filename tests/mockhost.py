@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from xenprobe import mock
-from xenprobe.scenario import Scenario, compile_text
+from xenprobe.scenario import Scenario, compile_text, parse
 
 
 def env_for(scenario: Scenario, tmp: Path, log: Path | None = None) -> dict[str, str]:
@@ -19,6 +20,23 @@ def env_for(scenario: Scenario, tmp: Path, log: Path | None = None) -> dict[str,
     env = dict(os.environ)
     env.update(mock.environment(scenario, str(compiled), str(log) if log else None))
     return env
+
+
+def fault(**keys: object) -> str:
+    """A [[fault]] table of a scenario file."""
+    return "\n[[fault]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())
+
+
+def variant(tmp: Path, name: str, base: str, extra: str) -> tuple[Path, dict[str, str]]:
+    """Shipped scenario `base` with `extra` appended, written to tmp/NAME.toml, and the
+    environment that puts processes on it (libxc left out: its own ioctls would take
+    the faults)."""
+    text = resources.files("xenprobe.scenarios").joinpath(f"{base}.toml").read_text()
+    path = tmp / f"{name}.toml"
+    path.write_text(text + extra)
+    env = env_for(parse(text + extra, str(path), name), tmp)
+    env.pop("XENPROBE_LIBXENCTRL", None)
+    return path, env
 
 
 def run_check(args: list[str], env: dict[str, str] | None = None, timeout: float = 60

@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.holders import HOLD64, build_hold32, start, start_on_mock, stop
 from tests.mockhost import env_for, run_check
 from xenprobe import consumers
 from xenprobe.consumers import Consumer, Consumers, scan
@@ -34,55 +35,10 @@ from xenprobe.elf import elf_class
 from xenprobe.exporter import metrics
 from xenprobe.scenario import load
 
-# A 32-bit program without libc: opens argv[1], says so, and waits (int $0x80 syscalls).
-HOLD32 = r"""
-static long sys(long n, long a, long b, long c)
-{
-    long r;
-    __asm__ volatile ("int $0x80" : "=a"(r) : "a"(n), "b"(a), "c"(b), "d"(c) : "memory");
-    return r;
-}
-__attribute__((noreturn, used)) void start_c(long *sp)
-{
-    char **argv = (char **)(sp + 1);
-    if (sys(5, (long)argv[1], 0, 0) < 0)     /* open(path, O_RDONLY) */
-        sys(1, 2, 0, 0);                     /* exit(2) */
-    sys(4, 1, (long)"ready\n", 6);            /* write(1, "ready\n") */
-    for (;;)
-        sys(29, 0, 0, 0);                    /* pause() */
-}
-__asm__(".globl _start\n_start:\n  push %esp\n  call start_c\n");
-"""
-
-# A 64-bit process (this Python) that opens argv[1] and waits.
-HOLD64 = ("import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); "
-          "print('ready', flush=True); sys.stdin.read()")
-
 
 @pytest.fixture(scope="module")
 def hold32(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("hold32")
-    (d / "hold.c").write_text(HOLD32)
-    p = subprocess.run(["gcc", "-m32", "-nostdlib", "-static", "-ffreestanding", "-fno-pic",
-                        "-no-pie", "-O1", "-o", str(d / "hold32"), str(d / "hold.c")],
-                       capture_output=True, text=True, check=False)
-    if p.returncode:
-        pytest.skip(f"gcc cannot build a 32-bit program here: {p.stderr.strip()}")
-    return d / "hold32"
-
-
-def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line != "ready\n":
-        proc.kill()
-        _, err = proc.communicate()
-        if proc.returncode == -8 or "Exec format error" in err:
-            pytest.skip("this kernel does not run 32-bit programs (no IA32 emulation)")
-        raise AssertionError(f"{argv} did not start: {line!r} {err}")
-    return proc
+    return build_hold32(tmp_path_factory.mktemp("hold32"))
 
 
 @pytest.fixture
@@ -97,9 +53,7 @@ def holders(hold32: Path, tmp_path: Path) -> Iterator[tuple[Path, list[subproces
     try:
         yield device, procs
     finally:
-        for p in procs:
-            p.kill()
-            p.communicate()
+        stop(procs)
 
 
 def test_elf_class_of_real_programs(hold32: Path) -> None:
@@ -144,7 +98,7 @@ def test_consumer_metrics_are_bounded() -> None:
 def test_check_shows_processes_holding_the_mock_device(tmp_path: Path) -> None:
     s = load("healthy")
     env = env_for(s, tmp_path)
-    holder = start([sys.executable, "-c", HOLD64, "/dev/xen/privcmd"], env=env)
+    holder = start_on_mock(None, env)
     try:
         p = run_check(["check", "--json", "--mock", "healthy"], env=env)
         assert p.returncode == 0, p.stderr
@@ -160,8 +114,22 @@ def test_check_shows_processes_holding_the_mock_device(tmp_path: Path) -> None:
         assert "privcmd consumers:" in human
         assert f"\n  {holder.pid}" in human
     finally:
-        holder.kill()
-        holder.communicate()
+        stop([holder])
+
+
+def test_a_32_bit_process_holding_the_mock_device_is_compat(hold32: Path,
+                                                            tmp_path: Path) -> None:
+    env = env_for(load("healthy"), tmp_path)
+    holder = start_on_mock(hold32, env)
+    try:
+        p = run_check(["check", "--json", "--mock", "healthy"], env=env)
+    finally:
+        stop([holder])
+    assert p.returncode == 0, p.stderr
+    mine = [c for c in json.loads(p.stdout)["consumers"]["processes"]
+            if c["pid"] == holder.pid]
+    assert mine == [{"pid": holder.pid, "name": "hold32", "exe": str(hold32),
+                     "bits": 32, "compat": True, "device": consumers.MOCK_DEVICE}]
 
 
 # -- a /proc tree from real processes, with the real device names -------------------------

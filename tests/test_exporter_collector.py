@@ -4,6 +4,7 @@ per-domain cap, counters across sweeps and reloads, health, and the series bound
 from __future__ import annotations
 
 import errno
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ from xenprobe import __version__
 from xenprobe.abi.hypercalls import DOMID_SELF
 from xenprobe.abi.releases import RELEASES, getdomaininfo_for_domctl, physinfo_for_sysctl
 from xenprobe.classify import Truth, Verdict
+from xenprobe.consumers import Consumer, Consumers
 from xenprobe.exporter import metrics
 from xenprobe.exporter.collector import DaemonCollector, one_shot_registry
 from xenprobe.exporter.config import Config
@@ -92,12 +94,20 @@ def troubled() -> Sweep:
     ])
 
 
+# Another process holds privcmd: a 64-bit qemu, a 32-bit tool, and one not known.
+CONSUMERS = Consumers((Consumer(7, "qemu", "/usr/bin/qemu", 64, "/dev/xen/privcmd"),
+                       Consumer(9, "xl32", "/opt/xl32", 32, "/dev/xen/privcmd"),
+                       Consumer(12, "", "", None, "/proc/xen/privcmd")), unreadable=1)
+RETRIED = {("ioctl", "EINTR"): 2}
+
+
 def render(registry: CollectorRegistry) -> Parsed:
     return samples(generate_latest(registry).decode())
 
 
-def one_shot(s: Sweep | None, limit: int = 100) -> Parsed:
-    return render(one_shot_registry(s, limit))
+def one_shot(s: Sweep | None, limit: int = 100, *, consumers: Consumers | None = None,
+             retries: Mapping[tuple[str, str], int] | None = None) -> Parsed:
+    return render(one_shot_registry(s, limit, consumers=consumers, retries=retries))
 
 
 def test_info_metrics() -> None:
@@ -186,7 +196,8 @@ def test_a_failed_one_shot_says_so() -> None:
 
 
 def test_the_one_shot_file_has_no_counters_or_process_metrics() -> None:
-    text = generate_latest(one_shot_registry(troubled(), 100)).decode()
+    text = generate_latest(one_shot_registry(troubled(), 100, consumers=CONSUMERS,
+                                             retries=RETRIED)).decode()
     assert "_total" not in text and "process_" not in text
     assert all("# TYPE" not in line or line.endswith(("gauge", "counter"))
                for line in text.splitlines())
@@ -205,6 +216,37 @@ def daemon(state: State) -> Parsed:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(state.snapshot))
     return render(registry)
+
+
+def test_the_textfile_has_what_metrics_has_of_a_sweep() -> None:
+    """One function builds the findings for both: every series of the one-shot file is
+    on /metrics with the same value, but the retries, a counter there."""
+    state = State(Config())
+    state.sweep_succeeded(troubled())
+    state.consumers_seen(CONSUMERS)
+    state.retried(Counter(RETRIED))
+    served = daemon(state)
+    written = one_shot(troubled(), consumers=CONSUMERS, retries=RETRIED)
+    assert value(written, "xenprobe_privcmd_consumers", bits="32") == 1
+    assert value(written, "xenprobe_compat_consumer_info", pid="9", comm="xl32",
+                 exe="/opt/xl32") == 1
+    assert value(written, "xenprobe_sweep_retries", call="ioctl", reason="EINTR") == 2
+    assert value(served, "xenprobe_retries_total", call="ioctl", reason="EINTR") == 2
+    assert series(served, "xenprobe_sweep_retries") == {}
+    same = {k: v for k, v in written.items() if k[0] != "xenprobe_sweep_retries"}
+    assert same == {k: served.get(k) for k in same}
+
+
+def test_retries_add_up_but_the_textfile_gets_the_last_sweeps() -> None:
+    state = State(Config())
+    state.retried(Counter(RETRIED))
+    state.retried(Counter({("physinfo", "invalid"): 1}))
+    m = daemon(state)
+    assert value(m, "xenprobe_retries_total", call="ioctl", reason="EINTR") == 2
+    assert value(m, "xenprobe_retries_total", call="physinfo", reason="invalid") == 1
+    assert state.snapshot().sweep_retries == {("physinfo", "invalid"): 1}
+    state.retried(Counter())  # a sweep without retries (or without a device)
+    assert state.snapshot().sweep_retries == {}
 
 
 def test_counters_add_up_over_sweeps_and_survive_a_reload() -> None:

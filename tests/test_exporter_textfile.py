@@ -1,9 +1,11 @@
 """Textfile output for node_exporter: atomic replacement, permissions, no leftovers,
-no timestamps; `check --textfile` and `serve` with a textfile."""
+no timestamps; `check --textfile` and `serve` with a textfile, with the daemon's
+findings (consumers at risk included) and the check's own retries."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import stat
 import threading
@@ -12,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.exporter_util import Serve, samples, series, value, wait_for
-from tests.mockhost import run_check
+from tests.holders import build_hold32, start_on_mock, stop
+from tests.mockhost import env_for, fault, run_check, variant
 from xenprobe.exporter import textfile
+from xenprobe.scenario import load
+from xenprobe.transport import RETRIES
 
 
 def test_write_replaces_the_file_readably(tmp_path: Path) -> None:
@@ -114,9 +119,81 @@ def test_check_textfile_records_a_failure(tmp_path: Path) -> None:
     p = run_check(["check", "--mock", "domu", "--textfile", str(target)])
     assert p.returncode == 3, p.stderr
     assert "xenprobe: error:" in p.stderr and "Traceback" not in p.stderr
-    m = samples(target.read_text())
+    text = target.read_text()
+    m = samples(text)
     assert value(m, "xenprobe_up") == 0
     assert series(m, "xenprobe_mismatch") == {}
+    # Who holds privcmd does not depend on the sweep; nothing was retried.
+    assert set(dict(labels)["bits"] for labels in series(m, "xenprobe_privcmd_consumers")) \
+        == {"32", "64", "unknown"}
+    assert "# TYPE xenprobe_sweep_retries gauge" in text
+    assert series(m, "xenprobe_sweep_retries") == {}
+
+
+@pytest.fixture(scope="module")
+def hold32(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_hold32(tmp_path_factory.mktemp("hold32"))
+
+
+def test_check_textfile_counts_this_checks_retries(tmp_path: Path) -> None:
+    # Two EINTRs on the ioctl path: retried, so the check still succeeds.
+    path, env = variant(tmp_path, "retrying", "large-memory", fault(
+        layer="driver", op="memory_op", subop=3, errno="EINTR", count=2, via="ioctl"))
+    target = tmp_path / "xenprobe.prom"
+    p = run_check(["check", "--json", "--mock", str(path), "--textfile", str(target)],
+                  env=env)
+    assert p.returncode == 1, p.stderr
+    text = target.read_text()
+    m = samples(text)
+    assert value(m, "xenprobe_mock_info", scenario="retrying") == 1
+    # As the check's JSON report counts them; the same run's findings are all there.
+    assert json.loads(p.stdout)["retries"] == {"ioctl": {"EINTR": 2}}
+    assert series(m, "xenprobe_sweep_retries") == {(("call", "ioctl"), ("reason", "EINTR")): 2}
+    assert value(m, "xenprobe_mismatch", quantity="maximum_ram_page", layer="ioctl",
+                 verdict="sign_flipped") == 1
+    assert "_total" not in text  # no counters in a file each run rewrites
+
+
+def test_check_textfile_names_the_32_bit_consumers(hold32: Path, tmp_path: Path) -> None:
+    env = env_for(load("large-memory"), tmp_path)
+    holders = [start_on_mock(hold32, env), start_on_mock(None, env)]
+    target = tmp_path / "xenprobe.prom"
+    try:
+        p = run_check(["check", "--json", "--mock", "large-memory", "--textfile",
+                       str(target)], env=env)
+    finally:
+        stop(holders)
+    assert p.returncode == 1, p.stderr
+    report = json.loads(p.stdout)["consumers"]
+    m = samples(target.read_text())
+    # The 32-bit holder is named, the 64-bit one only counted. Other tests may hold the
+    # mock's device meanwhile, so the counts are compared with the report's.
+    p32, p64 = holders
+    compat = series(m, "xenprobe_compat_consumer_info")
+    assert compat[(("comm", "hold32"), ("exe", str(hold32)), ("pid", str(p32.pid)))] == 1
+    assert str(p64.pid) not in {dict(labels)["pid"] for labels in compat}
+    found = report["processes"]
+    for bits in (32, 64):
+        n = sum(1 for c in found if c["bits"] == bits)
+        assert n >= 1 and value(m, "xenprobe_privcmd_consumers", bits=str(bits)) == n
+    assert value(m, "xenprobe_privcmd_consumers", bits="unknown") == sum(
+        1 for c in found if c["bits"] is None)
+    assert value(m, "xenprobe_privcmd_consumers_unreadable_processes") == \
+        report["unreadable_processes"]
+
+
+def test_a_check_that_gives_up_after_retrying_says_how_often(tmp_path: Path) -> None:
+    path, env = variant(tmp_path, "eintr", "large-memory",
+                        fault(layer="driver", op="any", errno="EINTR", count=-1))
+    target = tmp_path / "xenprobe.prom"
+    p = run_check(["check", "--mock", str(path), "--textfile", str(target)], env=env)
+    assert p.returncode == 3, p.stderr
+    assert f"after {RETRIES} retries" in p.stderr
+    m = samples(target.read_text())
+    assert value(m, "xenprobe_up") == 0
+    # The first request, xen_version through ioctl(), was issued RETRIES more times.
+    assert series(m, "xenprobe_sweep_retries") == {
+        (("call", "ioctl"), ("reason", "EINTR")): RETRIES}
 
 
 def test_serve_writes_the_textfile_after_each_sweep(tmp_path: Path) -> None:
@@ -129,3 +206,5 @@ def test_serve_writes_the_textfile_after_each_sweep(tmp_path: Path) -> None:
         assert value(m, "xenprobe_xen_info", version="4.17.7", release="4.17",
                      sysctl_interface="0x15", domctl_interface="0x15") == 1
         assert value(serve.metrics(), "xenprobe_textfile_write_errors_total") == 0
+        assert value(m, "xenprobe_privcmd_consumers", bits="32") is not None
+        assert "# TYPE xenprobe_sweep_retries gauge" in target.read_text()

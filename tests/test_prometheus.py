@@ -28,7 +28,9 @@ from tests.exporter_util import (
     terminated,
     wait_for,
 )
-from tests.mockhost import run_check
+from tests.holders import build_hold32, start_on_mock, stop
+from tests.mockhost import env_for, fault, run_check, variant
+from xenprobe.scenario import load
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"
@@ -176,7 +178,7 @@ def test_prometheus_over_tls_with_basic_auth(setup: Setup) -> None:
 def test_the_alert_rules_load_and_match_real_data(setup: Setup) -> None:
     groups = setup.api("rules")["groups"]
     rules = {r["name"]: r for g in groups for r in g["rules"]}
-    assert len(rules) == 7 and all(r["health"] == "ok" for r in rules.values()), rules
+    assert len(rules) == 8 and all(r["health"] == "ok" for r in rules.values()), rules
 
     def mismatch_alerts() -> list[dict[str, Any]] | None:
         alerts = [a for a in setup.api("alerts")["alerts"]
@@ -188,6 +190,26 @@ def test_the_alert_rules_load_and_match_real_data(setup: Setup) -> None:
     assert {a["state"] for a in alerts} == {"pending"}  # `for: 15m` has not passed
     assert not [a for a in setup.api("alerts")["alerts"]
                 if a["labels"]["alertname"] in ("XenprobeDown", "XenprobeBug")]
+
+
+def test_a_32_bit_consumer_alerts_on_real_data(setup: Setup, tmp_path: Path) -> None:
+    """A 32-bit process opens the mock's device: large-memory has values past INT_MAX,
+    so XenprobeConsumerAtRisk goes pending once the next sweep has seen it."""
+    holder = start_on_mock(build_hold32(tmp_path), env_for(load("large-memory"), tmp_path))
+
+    def pending() -> list[dict[str, Any]] | None:
+        return [a for a in setup.api("alerts")["alerts"]
+                if a["labels"]["alertname"] == "XenprobeConsumerAtRisk"
+                and a["labels"]["job"] == "xenprobe"] or None
+
+    try:
+        (alert,) = wait_for("XenprobeConsumerAtRisk pending", pending)
+    finally:
+        stop([holder])
+    assert alert["state"] == "pending"  # `for: 15m` has not passed
+    assert alert["labels"]["bits"] == "32"
+    assert alert["annotations"]["summary"] == (
+        f"32-bit processes on 127.0.0.1:{setup.plain.port} read Xen's results cut to 32 bits")
 
 
 def promtool(*args: str, stdin: bytes | None = None, cwd: Path | None = None
@@ -209,6 +231,25 @@ def test_promtool_finds_nothing_to_lint_in_the_textfile(tmp_path: Path) -> None:
     assert run_check(["check", "--mock", "large-memory", "--textfile",
                       str(target)]).returncode == 1
     p = promtool("check", "metrics", stdin=target.read_bytes())
+    assert p.returncode == 0 and p.stdout + p.stderr == b"", p.stdout + p.stderr
+
+
+def test_promtool_finds_nothing_to_lint_in_consumers_and_retries(tmp_path: Path) -> None:
+    """The same, with every family that is empty above filled: a 32-bit process holding
+    the device, and requests retried."""
+    hold32 = build_hold32(tmp_path)
+    path, env = variant(tmp_path, "retrying", "large-memory", fault(
+        layer="driver", op="memory_op", subop=3, errno="EINTR", count=2, via="ioctl"))
+    holders = [start_on_mock(hold32, env), start_on_mock(None, env)]
+    target = tmp_path / "xenprobe.prom"
+    try:
+        assert run_check(["check", "--mock", str(path), "--textfile", str(target)],
+                         env=env).returncode == 1
+    finally:
+        stop(holders)
+    text = target.read_text()
+    assert "xenprobe_compat_consumer_info{" in text and "xenprobe_sweep_retries{" in text
+    p = promtool("check", "metrics", stdin=text.encode())
     assert p.returncode == 0 and p.stdout + p.stderr == b"", p.stdout + p.stderr
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -110,13 +111,16 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
                   scenario=scenario).run()
 
 
-def _write_textfile(path: Path, sweep: Sweep | None, scenario: str | None) -> None:
+def _write_textfile(path: Path, sweep: Sweep | None, scenario: str | None,
+                    users: consumers.Consumers, retries: Mapping[tuple[str, str], int]
+                    ) -> None:
     from xenprobe.exporter import textfile as textfiles  # noqa: PLC0415
     from xenprobe.exporter.collector import one_shot_registry  # noqa: PLC0415
 
     try:
         textfiles.write_registry(path, one_shot_registry(
-            sweep, cfg.Config().max_domain_series, scenario))
+            sweep, cfg.Config().max_domain_series, scenario, consumers=users,
+            retries=retries))
     except OSError as e:
         raise ConfigError(f"--textfile: cannot write {path}: {e.strerror}") from None
 
@@ -138,32 +142,34 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if mock.active() is None:
             mock.reexec(load(args.mock), list(argv))  # does not return
         scenario = mock.active()
+    counted: Counter[tuple[str, str]] = Counter()
     try:
         with Privcmd() as dev:
-            host = Host(dev)
             try:
-                layers = ladder(dev, host.identity)
-                result = Sweeper(host, layers, attempts=args.attempts).sweep()
+                host = Host(dev)
+                try:
+                    layers = ladder(dev, host.identity)
+                    result = Sweeper(host, layers, attempts=args.attempts).sweep()
+                finally:
+                    host.close()
             finally:
-                host.close()
-            retries = retry_table(dev.take_retries())
+                counted = dev.take_retries()  # a failed check's too, for the textfile
     except XenprobeError:
         if textfile is not None:
-            try:
-                _write_textfile(textfile, None, scenario)  # xenprobe_up 0, for alerting
+            try:  # xenprobe_up 0, for alerting
+                _write_textfile(textfile, None, scenario, _consumers(scenario), counted)
             except ConfigError as e:
                 log.warning("textfile_not_written", error=e.message)
         raise
+    retries = retry_table(counted)
+    users = _consumers(scenario)
     if textfile is not None:
-        _write_textfile(textfile, result, scenario)
+        _write_textfile(textfile, result, scenario, users, counted)
     # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
     notes = [f"{layer.name}: {note}" for layer in layers
              if (note := getattr(layer, "note", ""))]
     notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
               for call, why in sorted(retries.items())]
-    # The other processes holding privcmd open (on the mock host: the mock's device).
-    users = consumers.scan(consumers.devices_for(scenario is not None),
-                           exclude={os.getpid()})
     code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
     if args.json:
         json.dump(render.as_json(result, scenario=scenario, exit_code=code, notes=notes,
@@ -176,6 +182,12 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sys.stdout.write(render.human(result, colour=colour, scenario=scenario,
                                       notes=notes, consumers=users))
     return code
+
+
+def _consumers(scenario: str | None) -> consumers.Consumers:
+    """The other processes holding privcmd open (on the mock host: the mock's device)."""
+    return consumers.scan(consumers.devices_for(scenario is not None),
+                          exclude={os.getpid()})
 
 
 def retry_table(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:

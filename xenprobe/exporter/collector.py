@@ -5,13 +5,14 @@ read what a sweep already produced.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import psutil
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from xenprobe.consumers import Consumers
 from xenprobe.exporter import metrics
 from xenprobe.exporter.metrics import counter, gauge
 from xenprobe.exporter.state import Snapshot
@@ -35,13 +36,11 @@ class DaemonCollector(Collector):
         yield metrics.build_info()
         if s.scenario is not None:
             yield metrics.mock_info(s.scenario)
-        if s.sweep is not None:
-            yield from metrics.sweep_families(s.sweep, s.config.max_domain_series)
+        yield from metrics.findings_families(s.sweep, s.config.max_domain_series,
+                                             s.consumers)
         yield from _health(s)
         yield from _counters(s)
         yield from _config(s)
-        if s.consumers is not None:
-            yield from metrics.consumer_families(s.consumers)
         yield from self._agent()
 
     def _agent(self) -> Iterator[Metric]:
@@ -103,11 +102,7 @@ def _counters(s: Snapshot) -> Iterator[Metric]:
                   ["layer", "errno"], s.layer_errors.items())
     yield counter("textfile_write_errors", "Failed writes of the textfile.", [],
                   [((), s.textfile_errors)])
-    yield counter("retries", "Requests issued again, summed over sweeps: by the "
-                  "transport after EINTR or EAGAIN (call ioctl, syscall or multicall), or "
-                  "by xenprobe after an answer that cannot be right (reason invalid: "
-                  "garbage or a short struct from physinfo, getdomaininfolist or "
-                  "xen_version).", ["call", "reason"], s.retries.items())
+    yield metrics.retries_total(s.retries)
 
 
 def _config(s: Snapshot) -> Iterator[Metric]:
@@ -120,14 +115,18 @@ def _config(s: Snapshot) -> Iterator[Metric]:
 
 
 class OneShotCollector(Collector):
-    """One sweep (or a failure to sweep), for node_exporter's textfile collector: no
-    counters and no process metrics, which mean nothing in a file rewritten each run."""
+    """One sweep (or a failure to sweep), for node_exporter's textfile collector: the
+    daemon's findings families, but no counters and no process metrics, which mean
+    nothing in a file rewritten each run (retries are that sweep's count, a gauge)."""
 
     def __init__(self, sweep: Sweep | None, max_domain_series: int,
-                 scenario: str | None = None) -> None:
+                 scenario: str | None = None, *, consumers: Consumers | None = None,
+                 retries: Mapping[tuple[str, str], int] | None = None) -> None:
         self.sweep = sweep
         self.max_domain_series = max_domain_series
         self.scenario = scenario
+        self.consumers = consumers
+        self.retries = retries
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -143,11 +142,17 @@ class OneShotCollector(Collector):
             yield gauge("last_successful_sweep_timestamp_seconds", "Unix time the sweep "
                         "finished.",
                         self.sweep.started + self.sweep.duration)
-            yield from metrics.sweep_families(self.sweep, self.max_domain_series)
+        yield from metrics.findings_families(self.sweep, self.max_domain_series,
+                                             self.consumers)
+        if self.retries is not None:
+            yield metrics.sweep_retries(self.retries)
 
 
 def one_shot_registry(sweep: Sweep | None, max_domain_series: int,
-                      scenario: str | None = None) -> CollectorRegistry:
+                      scenario: str | None = None, *, consumers: Consumers | None = None,
+                      retries: Mapping[tuple[str, str], int] | None = None
+                      ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(OneShotCollector(sweep, max_domain_series, scenario))
+    registry.register(OneShotCollector(sweep, max_domain_series, scenario,
+                                       consumers=consumers, retries=retries))
     return registry

@@ -25,6 +25,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,8 +186,9 @@ class SweepLoop:
     def _retried(self) -> None:
         """Hand the sweep's retries to the counters, and look at who else holds privcmd
         open (in this thread, so a scrape never walks /proc)."""
-        if self.device is not None:
-            self.state.retried(self.device.dev.take_retries())
+        # No device: none retried this time (and the last sweep's count is not this one's).
+        self.state.retried(self.device.dev.take_retries() if self.device is not None
+                           else Counter())
         try:
             found = consumers.scan(consumers.devices_for(self.state.scenario is not None),
                                    exclude={os.getpid()})
@@ -218,7 +220,9 @@ class SweepLoop:
     def _textfile(self, config: Config, sweep: Sweep | None) -> None:
         if config.textfile is None:
             return
-        registry = one_shot_registry(sweep, config.max_domain_series, self.state.scenario)
+        s = self.state.snapshot()
+        registry = one_shot_registry(sweep, config.max_domain_series, self.state.scenario,
+                                     consumers=s.consumers, retries=s.sweep_retries)
         try:
             textfile.write_registry(config.textfile, registry)
         except OSError as e:

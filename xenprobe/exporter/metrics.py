@@ -19,13 +19,14 @@ xenprobe_domain_mismatch N. With the defaults: 280 + 40 + 30 + 4E + 100 + C.
 The daemon adds at most 9 xenprobe_retries_total series (ioctl, syscall and multicall by
 EINTR and EAGAIN; physinfo, getdomaininfolist and xen_version by "invalid"), 3
 xenprobe_privcmd_consumers and MAX_COMPAT_SERIES xenprobe_compat_consumer_info: 28 more.
+The textfile has no counters; it has at most 9 xenprobe_sweep_retries series instead.
 """
 
 from __future__ import annotations
 
 import errno as errnos
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -230,6 +231,16 @@ def _domain_order(probe: Probe) -> tuple[int, int]:
     return (1, probe.domid or 0)
 
 
+def findings_families(sweep: Sweep | None, max_domain_series: int,
+                      consumers: Consumers | None) -> list[Metric]:
+    """What one sweep found, for /metrics and the textfile alike: the sweep's families
+    (when it succeeded) and the privcmd consumers looked up after it (when looked up)."""
+    out = sweep_families(sweep, max_domain_series) if sweep is not None else []
+    if consumers is not None:
+        out += consumer_families(consumers)
+    return out
+
+
 # -- consumers at risk --------------------------------------------------------------
 
 # xenprobe_compat_consumer_info series at most (lowest pids first); the count is exact in
@@ -264,4 +275,30 @@ def counter(name: str, help_text: str, labels: Iterable[str],
     m = CounterMetricFamily(f"{PREFIX}_{name}", help_text, labels=list(labels))
     for key, value in sorted(values):
         m.add_metric(list(key), value)
+    return m
+
+
+# -- retries: a counter in the daemon, the one sweep's count in the textfile ----------
+
+RETRY_WHY = ("by the transport after EINTR or EAGAIN (call ioctl, syscall or multicall), "
+             "or by xenprobe after an answer that cannot be right (reason invalid: "
+             "garbage or a short struct from physinfo, getdomaininfolist or xen_version).")
+RETRY_LABELS = ("call", "reason")
+
+
+def retries_total(values: Mapping[tuple[str, str], int]) -> Metric:
+    return counter("retries", "Requests issued again, summed over sweeps: " + RETRY_WHY,
+                   RETRY_LABELS, values.items())
+
+
+def sweep_retries(values: Mapping[tuple[str, str], int]) -> Metric:
+    """The retries of one sweep, for a file each run rewrites. A gauge, not a counter:
+    each file holds one run's count from 0, so two runs that both retried twice would
+    look to increase() like no retry at all, and a smaller count like a counter reset."""
+    m = GaugeMetricFamily(f"{PREFIX}_sweep_retries", "Requests issued again during this "
+                          "sweep, " + RETRY_WHY + " Only non-zero series are exported.",
+                          labels=list(RETRY_LABELS))
+    for key, n in sorted(values.items()):
+        if n:
+            m.add_metric(list(key), n)
     return m

@@ -52,6 +52,7 @@ class Snapshot:
     scenario: str | None = None
     retries: dict[tuple[str, str], int] = field(default_factory=dict)
     consumers: Consumers | None = None
+    sweep_retries: dict[tuple[str, str], int] = field(default_factory=dict)  # the last's
 
 
 @dataclass
@@ -75,6 +76,7 @@ class State:
     _reload_ok: bool = True
     _reload_time: float = field(default_factory=time.time)
     _retries: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _sweep_retries: dict[tuple[str, str], int] = field(default_factory=dict)
     _consumers: Consumers | None = None
 
     # -- written by the sweep thread -----------------------------------------------------
@@ -109,9 +111,11 @@ class State:
             self._failures[reason] += 1
 
     def retried(self, counts: Counter[tuple[str, str]]) -> None:
-        """Requests the transport or the host issued again, by (call, reason)."""
+        """Requests the transport or the host issued again during the last sweep, by
+        (call, reason)."""
         with self._lock:
             self._retries.update(counts)
+            self._sweep_retries = dict(counts)
 
     def consumers_seen(self, consumers: Consumers) -> None:
         with self._lock:
@@ -157,4 +161,5 @@ class State:
                 textfile_errors=self._textfile_errors,
                 config_reload_ok=self._reload_ok, config_reload_time=self._reload_time,
                 web_config_ok=web_config_ok, scenario=self.scenario,
-                retries=dict(self._retries), consumers=self._consumers)
+                retries=dict(self._retries), consumers=self._consumers,
+                sweep_retries=dict(self._sweep_retries))
