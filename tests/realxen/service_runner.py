@@ -321,6 +321,27 @@ class Runner:
         self.ev["watchdog"] = ev
         run(["systemctl", "stop", UNIT], timeout=self.left(60))
 
+    def domu(self) -> None:
+        # What a domU shows: xenfs mounted, but no control_d in its capabilities.  An
+        # empty file bound over the real one; the unit's condition must skip the
+        # service, which then stays down (no restart every RestartSec).
+        fake = Path("/run/xenprobe-test-capabilities")
+        fake.write_text("")
+        caps = "/proc/xen/capabilities"
+        ev: dict[str, Any] = {"bind": run(["mount", "--bind", str(fake), caps])}
+        try:
+            ev["capabilities"] = Path(caps).read_text()
+            ev["before"] = show(UNIT, "NRestarts", "ActiveState")
+            ev["start"] = run(["systemctl", "start", UNIT], timeout=self.left(120))
+            ev["after_start"] = show(UNIT, "ActiveState", "SubState", "Result",
+                                     "ConditionResult", "NRestarts", "MainPID")
+            time.sleep(15)  # past RestartSec=10s: a failed start would have restarted
+            ev["later"] = show(UNIT, "ActiveState", "SubState", "Result", "NRestarts",
+                               "MainPID")
+        finally:
+            ev["umount"] = run(["umount", caps])
+        self.ev["domu"] = ev
+
 
 def main() -> int:
     plan = json.loads(Path(sys.argv[1]).read_text())
@@ -335,6 +356,7 @@ def main() -> int:
     r.phase("timer", r.timer)
     r.phase("stop", r.stop)
     r.phase("watchdog", r.watchdog)
+    r.phase("domu", r.domu)
     r.ev["seconds"] = now()
     r.save()
     run(["systemctl", "stop", PROM_UNIT])

@@ -628,3 +628,18 @@ def test_the_timer_writes_a_valid_textfile(svc: ServiceRun) -> None:
     p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
                        text=True, timeout=60, check=False)
     svc.check(p.returncode == 0, f"promtool check metrics: {p.stdout}{p.stderr}")
+
+
+def test_outside_the_control_domain_the_service_is_skipped_not_restarted(
+    svc: ServiceRun,
+) -> None:
+    # README: "elsewhere (a domU) the unit is skipped, not failed and restarted".
+    d = svc.ev["domu"]
+    svc.check(d["bind"]["rc"] == 0 and d["capabilities"] == "", d)
+    svc.check(d["start"]["rc"] == 0, d["start"])  # a skipped start is not an error
+    for when in ("after_start", "later"):
+        s = d[when]
+        svc.check((s["ActiveState"], s["Result"], s["MainPID"])
+                  == ("inactive", "exec-condition", "0"), (when, s))
+    svc.check(d["later"]["NRestarts"] == d["after_start"]["NRestarts"], d)
+    svc.check(d["umount"]["rc"] == 0, d["umount"])
