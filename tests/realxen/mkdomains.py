@@ -105,41 +105,34 @@ RESERVATION = struct.Struct("<QQIIH6x")  # extent_start, nr_extents, order, mem_
 XEN_PFN = 8  # sizeof(xen_pfn_t): unsigned long
 
 
+# Both releases' struct xen_domctl_createdomain: the same fields up to grant_opts, and
+# the same tail; 4.19 inserted altp2m_opts between them.
+_CREATE_HEAD = [
+    ("ssidref", ctypes.c_uint32),
+    ("handle", ctypes.c_uint8 * 16),
+    ("flags", ctypes.c_uint32),  # 0: PV (no XEN_DOMCTL_CDF_hvm)
+    ("iommu_opts", ctypes.c_uint32),
+    ("max_vcpus", ctypes.c_uint32),
+    ("max_evtchn_port", ctypes.c_uint32),
+    ("max_grant_frames", ctypes.c_int32),
+    ("max_maptrack_frames", ctypes.c_int32),
+    ("grant_opts", ctypes.c_uint32),
+]
+_CREATE_TAIL = [
+    ("vmtrace_size", ctypes.c_uint32),
+    ("cpupool_id", ctypes.c_uint32),
+    ("emulation_flags", ctypes.c_uint32),  # arch: 0 for PV
+    ("misc_flags", ctypes.c_uint32),
+]
+
+
 class CreateDomain417(ctypes.Structure):
-    _fields_ = [
-        ("ssidref", ctypes.c_uint32),
-        ("handle", ctypes.c_uint8 * 16),
-        ("flags", ctypes.c_uint32),  # 0: PV (no XEN_DOMCTL_CDF_hvm)
-        ("iommu_opts", ctypes.c_uint32),
-        ("max_vcpus", ctypes.c_uint32),
-        ("max_evtchn_port", ctypes.c_uint32),
-        ("max_grant_frames", ctypes.c_int32),
-        ("max_maptrack_frames", ctypes.c_int32),
-        ("grant_opts", ctypes.c_uint32),
-        ("vmtrace_size", ctypes.c_uint32),
-        ("cpupool_id", ctypes.c_uint32),
-        ("emulation_flags", ctypes.c_uint32),  # arch: 0 for PV
-        ("misc_flags", ctypes.c_uint32),
-    ]
+    _fields_ = _CREATE_HEAD + _CREATE_TAIL
 
 
 class CreateDomain420(ctypes.Structure):
-    _fields_ = [
-        ("ssidref", ctypes.c_uint32),
-        ("handle", ctypes.c_uint8 * 16),
-        ("flags", ctypes.c_uint32),
-        ("iommu_opts", ctypes.c_uint32),
-        ("max_vcpus", ctypes.c_uint32),
-        ("max_evtchn_port", ctypes.c_uint32),
-        ("max_grant_frames", ctypes.c_int32),
-        ("max_maptrack_frames", ctypes.c_int32),
-        ("grant_opts", ctypes.c_uint32),
-        ("altp2m_opts", ctypes.c_uint32),  # new in 4.19; 0 (altp2m needs HVM + HAP)
-        ("vmtrace_size", ctypes.c_uint32),
-        ("cpupool_id", ctypes.c_uint32),
-        ("emulation_flags", ctypes.c_uint32),
-        ("misc_flags", ctypes.c_uint32),
-    ]
+    # altp2m_opts: 0 (altp2m needs HVM and HAP).
+    _fields_ = [*_CREATE_HEAD, ("altp2m_opts", ctypes.c_uint32), *_CREATE_TAIL]
 
 
 LAYOUTS: dict[str, type[ctypes.Structure]] = {"4.17": CreateDomain417,
