@@ -16,7 +16,10 @@ What runs where:
 - Every other line of README's blocks runs in the dom0, one by one, in a copy of
   ``systemd/``: the symlink, the config, the unit, ``daemon-reload``, ``enable --now``,
   ``status``; then the textfile timer's block.
-- Test-only additions in the dom0: ``TimeoutStartSec=600s`` drop-ins for both services
+- Test-only additions in the dom0: before anything is installed, three paused domains
+  (mkdomains.py, raw hypercalls; session.EXTRA_DOMAINS), two of them allowed more than
+  2^31 pages, so that the agent has real mismatches to export and the alert rules real
+  series to go pending on; ``TimeoutStartSec=600s`` drop-ins for both services
   (the emulated CPU is slow; see TCG_DROPIN), a transient Prometheus unit (Debian's
   /usr/bin/prometheus, loopback, tmpfs storage, the project's alert rules loaded), the
   config edit for the reload, node_exporter's textfile directory, and the watchdog
@@ -44,6 +47,7 @@ from xenprobe.logs import PRIORITY
 
 from .assets import Assets, cache_lock
 from .boot import RELEASES, Dom0Run
+from .session import EXTRA_DOMAINS
 from .systemd_boot import SHARE_IN_DOM0, fresh_share, run_systemd_dom0
 
 pytestmark = pytest.mark.realxen
@@ -53,6 +57,10 @@ REPO = HERE.parents[1]
 README = REPO / "README.md"
 SYSTEMD = REPO / "systemd"
 RUNNER = HERE / "service_runner.py"
+MKDOMAINS = HERE / "mkdomains.py"
+READER = HERE / "reader.py"
+U32 = 1 << 32
+ERRNO_MAX = 4095  # glibc: a syscall return in [-4095, -1] is -errno
 
 # README's first line, run on the host (see the module docstring).
 VENV_LINE = "python3 -m venv /opt/xenprobe && /opt/xenprobe/bin/pip install ."
@@ -287,7 +295,12 @@ def prepare_share(workdir: Path, release: str, opt: Path) -> Path:
     (share / "units" / "xenprobe-test-runner.service").write_text(RUNNER_UNIT)
     (share / "runner.sh").write_text(RUNNER_SH)
     shutil.copy2(RUNNER, share / "service_runner.py")
-    plan = {"release": release, "dist": f"{SHARE_IN_DOM0}/dist",
+    for tool in (MKDOMAINS, READER):  # mkdomains.py imports reader.py from its directory
+        shutil.copy2(tool, share / tool.name)
+    mkdomains = ["/usr/bin/python3", "-B", f"{SHARE_IN_DOM0}/{MKDOMAINS.name}",
+                 "--backend", "privcmd", "--release", release,
+                 *(a for cur, mx in EXTRA_DOMAINS for a in ("--domain", f"{cur}:{mx}"))]
+    plan = {"release": release, "dist": f"{SHARE_IN_DOM0}/dist", "mkdomains": mkdomains,
             "service_block": service, "textfile_block": textfile,
             "textfile_dir": TEXTFILE_DIR, "prometheus_yml": PROMETHEUS_YML,
             "hang_dropin": HANG_DROPIN, "deadline_s": RUNNER_DEADLINE_S}
@@ -502,6 +515,27 @@ def test_prometheus_scrapes_the_agents_series(svc: ServiceRun) -> None:
     mismatches = {k: v for k, v in agent_x.items() if k[0] == "xenprobe_mismatch"}
     prom_mismatches = {k: v for k, v in prom.items() if k[0] == "xenprobe_mismatch"}
     svc.check(mismatches == prom_mismatches, f"{mismatches} != {prom_mismatches}")
+    # The real mismatches: the domains made before the service started, allowed
+    # 2^31 + 12345 and 2^32 - 1 pages, are in Prometheus by domain, layer and verdict.
+    made = ev.get("domains") or {}
+    svc.check(made.get("run", {}).get("rc") == 0 and (made.get("out") or {}).get("domains"),
+              f"mkdomains: {made}")
+    big = [d for d in made["out"]["domains"] if d["max_pages"] > (1 << 31) - 1]
+    svc.check(len(big) == 2, made["out"])
+    for d in big:
+        want = "aliased_errno" if d["max_pages"] >= U32 - ERRNO_MAX else "sign_flipped"
+        for layer in ("ioctl", "syscall"):
+            key = ("xenprobe_domain_mismatch", frozenset({
+                ("quantity", "maximum_reservation"), ("layer", layer), ("verdict", want),
+                ("domid", str(d["domid"]))}))
+            svc.check(prom.get(key) == 1.0, f"{key} not in Prometheus: {sorted(prom)}")
+            total = ("xenprobe_mismatch", frozenset({
+                ("quantity", "maximum_reservation"), ("layer", layer), ("verdict", want)}))
+            svc.check((prom.get(total) or 0) >= 1, f"{total}: {prom.get(total)}")
+    # ...and the project's rule for them is pending (its `for:` is 15 minutes).
+    alerts = (ev.get("alerts") or {}).get("data", {}).get("alerts", [])
+    svc.check(any(a["labels"]["alertname"] == "XenprobeMismatch"
+                  and a["state"] in ("pending", "firing") for a in alerts), alerts)
     # The project's alert rules load and evaluate against the real series.
     groups = ev["rules"]["data"]["groups"]
     rules = [r for g in groups for r in g["rules"]]
