@@ -19,6 +19,15 @@ def _stream_id(path: Path) -> str:
     return f"{st.st_dev}:{st.st_ino}"
 
 
+@pytest.fixture
+def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file that JOURNAL_STREAM names, as systemd names the journal's socket."""
+    f = tmp_path / "journal"
+    f.touch()
+    monkeypatch.setenv("JOURNAL_STREAM", _stream_id(f))
+    return f
+
+
 def _emit(path: Path, fmt_json: bool) -> list[str]:
     with open(path, "w") as out:
         logs.configure("debug", stream=out, json=fmt_json)
@@ -31,13 +40,8 @@ def _emit(path: Path, fmt_json: bool) -> list[str]:
     return path.read_text().splitlines()
 
 
-def test_lines_to_the_journal_start_with_their_syslog_priority(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    f = tmp_path / "journal"
-    f.touch()
-    monkeypatch.setenv("JOURNAL_STREAM", _stream_id(f))
-    lines = _emit(f, fmt_json=True)
+def test_lines_to_the_journal_start_with_their_syslog_priority(journal: Path) -> None:
+    lines = _emit(journal, fmt_json=True)
     assert [line[:3] for line in lines] == ["<7>", "<6>", "<4>", "<3>", "<2>"]
     # After the prefix (journald strips it), each line is still one JSON object.
     events = [json.loads(line[3:]) for line in lines]
@@ -61,13 +65,8 @@ def test_a_redirected_stderr_gets_no_prefix(
     assert not any(line.startswith("<") for line in _emit(tmp_path / "file", fmt_json=True))
 
 
-def test_console_format_to_the_journal_is_prefixed_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    f = tmp_path / "journal"
-    f.touch()
-    monkeypatch.setenv("JOURNAL_STREAM", _stream_id(f))
-    lines = _emit(f, fmt_json=False)
+def test_console_format_to_the_journal_is_prefixed_too(journal: Path) -> None:
+    lines = _emit(journal, fmt_json=False)
     assert [line[:3] for line in lines] == ["<7>", "<6>", "<4>", "<3>", "<2>"]
     assert "[error" in lines[3] and " e " in lines[3] + " "
 

@@ -9,6 +9,7 @@ refused, unknown Xen release); 4 internal error (a bug in xenprobe).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -146,12 +147,9 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
         with Privcmd() as dev:
             try:
-                host = Host(dev)
-                try:
+                with contextlib.closing(Host(dev)) as host:
                     layers = ladder(dev, host.identity)
                     result = Sweeper(host, layers, attempts=args.attempts).sweep()
-                finally:
-                    host.close()
             finally:
                 counted = dev.take_retries()  # a failed check's too, for the textfile
     except XenprobeError:

@@ -27,6 +27,12 @@ READER_PATH = {"ioctl": "ioctl", "syscall": "syscall"}
 Probe = tuple[str, int | None]  # (quantity, domid as passed: DOMID_SELF for self)
 
 
+def int_path_verdict(raw: int) -> str:
+    """What the int paths (glibc's ioctl(), syscall(SYS_ioctl)) make of a raw result in
+    [2^31, 2^32): a negative int, which glibc turns into -1 + errno in [-4095, -1]."""
+    return "aliased_errno" if raw >= U32 - MAX_ERRNO else "sign_flipped"
+
+
 def probe_key(result: dict[str, Any]) -> Probe:
     return (result["quantity"], result["domid"])
 

@@ -30,6 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# serve_probe.py sits beside this script in the share (test_service.prepare_share).
+try:
+    from .serve_probe import sample
+except ImportError:
+    from serve_probe import sample  # type: ignore[no-redef]
+
 UNIT = "xenprobe.service"
 CHECK = "xenprobe-check.service"
 TIMER = "xenprobe-check.timer"
@@ -101,14 +107,6 @@ def get(url: str, timeout: float = 15) -> str:
 
 def query(q: str) -> dict[str, Any]:
     return json.loads(get(f"{PROM}/api/v1/query?" + urllib.parse.urlencode({"query": q})))
-
-
-def sample(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == name:
-            return float(parts[1])
-    return None
 
 
 def log(msg: str) -> None:

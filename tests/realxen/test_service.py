@@ -47,6 +47,7 @@ from xenprobe.logs import PRIORITY
 
 from .assets import Assets, cache_lock
 from .boot import RELEASES, Dom0Run
+from .compare import int_path_verdict
 from .session import EXTRA_DOMAINS
 from .systemd_boot import SHARE_IN_DOM0, fresh_share, run_systemd_dom0
 
@@ -59,8 +60,7 @@ SYSTEMD = REPO / "systemd"
 RUNNER = HERE / "service_runner.py"
 MKDOMAINS = HERE / "mkdomains.py"
 READER = HERE / "reader.py"
-U32 = 1 << 32
-ERRNO_MAX = 4095  # glibc: a syscall return in [-4095, -1] is -errno
+SERVE_PROBE = HERE / "serve_probe.py"
 
 # README's first line, run on the host (see the module docstring).
 VENV_LINE = "python3 -m venv /opt/xenprobe && /opt/xenprobe/bin/pip install ."
@@ -295,7 +295,9 @@ def prepare_share(workdir: Path, release: str, opt: Path) -> Path:
     (share / "units" / "xenprobe-test-runner.service").write_text(RUNNER_UNIT)
     (share / "runner.sh").write_text(RUNNER_SH)
     shutil.copy2(RUNNER, share / "service_runner.py")
-    for tool in (MKDOMAINS, READER):  # mkdomains.py imports reader.py from its directory
+    # mkdomains.py imports reader.py, and service_runner.py serve_probe.py, from their
+    # directory.
+    for tool in (MKDOMAINS, READER, SERVE_PROBE):
         shutil.copy2(tool, share / tool.name)
     mkdomains = ["/usr/bin/python3", "-B", f"{SHARE_IN_DOM0}/{MKDOMAINS.name}",
                  "--backend", "privcmd", "--release", release,
@@ -523,7 +525,7 @@ def test_prometheus_scrapes_the_agents_series(svc: ServiceRun) -> None:
     big = [d for d in made["out"]["domains"] if d["max_pages"] > (1 << 31) - 1]
     svc.check(len(big) == 2, made["out"])
     for d in big:
-        want = "aliased_errno" if d["max_pages"] >= U32 - ERRNO_MAX else "sign_flipped"
+        want = int_path_verdict(d["max_pages"])
         for layer in ("ioctl", "syscall"):
             key = ("xenprobe_domain_mismatch", frozenset({
                 ("quantity", "maximum_reservation"), ("layer", layer), ("verdict", want),

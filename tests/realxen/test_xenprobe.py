@@ -26,6 +26,7 @@ from .compare import (
     DOMID_SELF,
     READER_PATH,
     U32,
+    int_path_verdict,
     mismatches,
     parse_metrics,
     probe_key,
@@ -47,7 +48,6 @@ pytestmark = pytest.mark.realxen
 # (xen/include/public/sysctl.h, domctl.h at RELEASE-4.17.x and RELEASE-4.20.x).
 INTERFACES = {"4.17": (0x15, 0x15), "4.20": (0x15, 0x17)}
 ESRCH = 3
-ERRNO_MAX = 4095  # glibc: a syscall return in [-4095, -1] is -errno
 PAGE_KIB = 4
 XEN_DOMINF_PAUSED = 1 << 3  # paused by the controller: nothing unpauses these domains
 XEN_DOMCTL_CDF_OOS_OFF = 1 << 3  # Xen sets it for every PV domain (arch_sanitise_domain_config)
@@ -327,8 +327,7 @@ def test_values_at_and_above_2_31_are_flagged_on_real_xen(s: Session) -> None:
         res = by[("maximum_reservation", d["domid"])]
         assert res["raw"]["value"] == d["max_pages"] < U32
         assert res["raw_verdict"] == "match"
-        # The int the ioctl returns is negative; glibc turns [-4095, -1] into -1 + errno.
-        want = "aliased_errno" if d["max_pages"] >= U32 - ERRNO_MAX else "sign_flipped"
+        want = int_path_verdict(d["max_pages"])
         for layer in READER_PATH:
             assert res["layers"][layer]["verdict"] == want, (layer, res)
         seen.append(f"domain {d['domid']} max_pages {d['max_pages']:#x}: "
