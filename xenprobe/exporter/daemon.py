@@ -91,13 +91,12 @@ class Device:
 
     @classmethod
     def open(cls) -> Device:
-        dev = Privcmd()
-        try:
-            host = Host(dev)
-        except BaseException:
-            dev.close()
-            raise
-        return cls(dev, host, ladder(dev, host.identity))
+        with contextlib.ExitStack() as undo:  # closes what was opened if a step fails
+            dev = undo.enter_context(Privcmd())
+            host = undo.enter_context(contextlib.closing(Host(dev)))
+            device = cls(dev, host, ladder(dev, host.identity))
+            undo.pop_all()
+        return device
 
     def close(self) -> None:
         self.host.close()
