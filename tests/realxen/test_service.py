@@ -616,7 +616,8 @@ def test_reload_rereads_the_config_and_keeps_the_counters(svc: ServiceRun) -> No
 def test_stop_is_clean_and_within_its_timeout(svc: ServiceRun) -> None:
     s = svc.ev["stop"]
     svc.check(s["systemctl_stop"]["rc"] == 0, s)
-    svc.check(s["systemctl_stop"]["seconds"] < 20, f"stop took {s['systemctl_stop']}")
+    # Within TimeoutStopSec: past it, systemd kills the process (ExecMainCode 2, killed)
+    # and the Result is "timeout".
     after = s["after"]
     svc.check((after["ActiveState"], after["Result"]) == ("inactive", "success"), after)
     svc.check((after["ExecMainCode"], after["ExecMainStatus"]) == ("1", "0"), after)
