@@ -401,3 +401,25 @@ def test_a_refusal_names_the_cmd_the_allow_list_read(tmp_path: Path, racer: Path
     assert msgs["13"].startswith("hypercall 13, entry 1: 12/6:"), msgs
     for k in ("35", "36", "13"):
         assert str(msgs["address"]) not in msgs[k] and str(msgs["entries"]) not in msgs[k]
+
+
+FORK = r"""
+import os
+from xenprobe.transport import Buffer
+Buffer(16).close()  # its page is kept for the next single-page buffer
+pid = os.fork()
+if pid == 0:
+    b = Buffer(16)
+    b.view[0:4] = b"abcd"
+    os._exit(0 if b.view[0:4] == b"abcd" else 1)
+_, status = os.waitpid(pid, 0)
+print(status)
+"""
+
+
+def test_a_forked_child_gets_memory_it_has(tmp_path: Path) -> None:
+    """Locked buffers are not inherited (MADV_DONTFORK), so neither is the kept page."""
+    p = subprocess.run([sys.executable, "-c", FORK], text=True, capture_output=True,
+                       timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "0", "the child died on the page its parent kept"

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -24,15 +25,11 @@
 #include "privcmd_abi.h"
 #include "transport.h"
 
-int xp_check_sysctl_cmd(uint32_t cmd);
-int xp_check_domctl_cmd(uint32_t cmd);
 int xp_check_entry(const xp_multicall_entry *e);
+int xp_check_cmd(uint64_t op, uint32_t cmd);
+size_t xp_struct_size(uint64_t op);
 
 #define HYPERVISOR_multicall 13
-#define HYPERVISOR_sysctl    35
-#define HYPERVISOR_domctl    36
-#define SYSCTL_SIZE 136 /* struct xen_sysctl, every release */
-#define DOMCTL_SIZE 144 /* struct xen_domctl, every release */
 #define PAGE 4096u
 #define NO_INDEX UINT64_MAX
 
@@ -62,6 +59,19 @@ int xp_close(int fd)
  * (a Python Buffer, whose address the caller keeps) never becomes a private copy. */
 static void *spare_page;         /* xp_alloc/xp_free: the caller's buffers */
 static void *spare_private_page; /* the private copies xp_issue makes */
+
+/* The pages are MADV_DONTFORK: a forked child does not have them, so it must not
+ * hand them out. */
+static void forget_spares(void)
+{
+    spare_page = NULL;
+    spare_private_page = NULL;
+}
+
+__attribute__((constructor)) static void forget_spares_in_children(void)
+{
+    pthread_atfork(NULL, NULL, forget_spares);
+}
 
 /* Hypercall buffers are locked and not inherited by children, as libxencall keeps
  * them: the hypervisor must never find a buffer paged out. */
@@ -213,21 +223,13 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send, long *ret, i
 
     if (v != XP_ALLOWED)
         return refuse(err, v, hc->op, hc->arg[0], NO_INDEX);
-    switch (hc->op) {
-    case HYPERVISOR_multicall:
+    if (hc->op == HYPERVISOR_multicall) {
         /* The count checked is the count the copy is sized by and the count issued:
          * all three are this one private word. */
         if (hc->arg[1] == 0 || hc->arg[1] > XP_MULTICALL_MAX)
             return refuse(err, XP_DENY_COUNT, hc->op, hc->arg[1], NO_INDEX);
         size = hc->arg[1] * sizeof(xp_multicall_entry);
-        break;
-    case HYPERVISOR_sysctl:
-        size = SYSCTL_SIZE;
-        break;
-    case HYPERVISOR_domctl:
-        size = DOMCTL_SIZE;
-        break;
-    default:
+    } else if ((size = xp_struct_size(hc->op)) == 0) {
         /* By value (memory_op query, xen_version): xp_check saw all of it. */
         errno = 0;
         *ret = send(fd, hc);
@@ -251,7 +253,7 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send, long *ret, i
     } else {
         uint32_t cmd;
         memcpy(&cmd, copy, sizeof(cmd));
-        v = hc->op == HYPERVISOR_sysctl ? xp_check_sysctl_cmd(cmd) : xp_check_domctl_cmd(cmd);
+        v = xp_check_cmd(hc->op, cmd);
         if (v != XP_ALLOWED)
             v = refuse(err, v, hc->op, cmd, NO_INDEX);
     }
