@@ -404,22 +404,33 @@ def test_a_refusal_names_the_cmd_the_allow_list_read(tmp_path: Path, racer: Path
 
 
 FORK = r"""
-import os
-from xenprobe.transport import Buffer
-Buffer(16).close()  # its page is kept for the next single-page buffer
+import os, struct
+from xenprobe.transport import Buffer, Privcmd, args5
+with Privcmd() as dev, Buffer(136) as s:  # the parent issues a sysctl: pages are kept
+    s.view[0:8] = struct.pack("<II", 3, 0x15)
+    assert dev.ioctl(35, args5(s.address)).value == 0
+Buffer(16).close()
 pid = os.fork()
 if pid == 0:
     b = Buffer(16)
     b.view[0:4] = b"abcd"
-    os._exit(0 if b.view[0:4] == b"abcd" else 1)
+    ok = b.view[0:4] == b"abcd"
+    # The child's own request, copied from the child's memory (not the parent's).
+    with Privcmd() as dev, Buffer(136) as s:
+        s.view[0:8] = struct.pack("<II", 3, 0x15)
+        ok = ok and dev.ioctl(35, args5(s.address)).value == 0
+        ok = ok and dev.ioctl(17, args5(0)).value == 0x40011
+    os._exit(0 if ok else 1)
 _, status = os.waitpid(pid, 0)
 print(status)
 """
 
 
-def test_a_forked_child_gets_memory_it_has(tmp_path: Path) -> None:
-    """Locked buffers are not inherited (MADV_DONTFORK), so neither is the kept page."""
+def test_a_forked_child_uses_its_own_memory(tmp_path: Path) -> None:
+    """Locked buffers are not inherited (MADV_DONTFORK), so neither are the kept pages;
+    and a child's requests are copied out of the child."""
+    env = env_for(load("healthy"), tmp_path)
     p = subprocess.run([sys.executable, "-c", FORK], text=True, capture_output=True,
-                       timeout=60, check=False)
+                       env=env, timeout=60, check=False)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "0", "the child died on the page its parent kept"

@@ -60,17 +60,23 @@ int xp_close(int fd)
 static void *spare_page;         /* xp_alloc/xp_free: the caller's buffers */
 static void *spare_private_page; /* the private copies xp_issue makes */
 
-/* The pages are MADV_DONTFORK: a forked child does not have them, so it must not
- * hand them out. */
-static void forget_spares(void)
+/* Our own pid, for process_vm_readv/writev: asked once and again in a forked child,
+ * not on every copy (a system call each, and the copies are on every request). */
+static pid_t self;
+
+/* In a forked child: its own pid; and the kept pages are MADV_DONTFORK, so the child
+ * does not have them and must not hand them out. */
+static void in_child(void)
 {
+    self = getpid();
     spare_page = NULL;
     spare_private_page = NULL;
 }
 
-__attribute__((constructor)) static void forget_spares_in_children(void)
+__attribute__((constructor)) static void at_load(void)
 {
-    pthread_atfork(NULL, NULL, forget_spares);
+    self = getpid();
+    pthread_atfork(NULL, NULL, in_child);
 }
 
 /* Hypercall buffers are locked and not inherited by children, as libxencall keeps
@@ -146,9 +152,7 @@ int xp_copy_in(void *dst, uint64_t src, size_t n)
     if (n == 0)
         return 0;
     if (!__atomic_load_n(&no_vm_rw, __ATOMIC_RELAXED)) {
-        /* getpid() every time, not a cached pid: after a fork a cached one would name
-         * the parent. */
-        ssize_t done = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+        ssize_t done = process_vm_readv(self, &local, 1, &remote, 1, 0);
         if (done == (ssize_t)n)
             return 0;
         int e = vm_failed(done, n);
@@ -167,7 +171,7 @@ int xp_copy_out(uint64_t dst, const void *src, size_t n)
     if (n == 0)
         return 0;
     if (!__atomic_load_n(&no_vm_rw, __ATOMIC_RELAXED)) {
-        ssize_t done = process_vm_writev(getpid(), &local, 1, &remote, 1, 0);
+        ssize_t done = process_vm_writev(self, &local, 1, &remote, 1, 0);
         if (done == (ssize_t)n)
             return 0;
         int e = vm_failed(done, n);
