@@ -93,22 +93,27 @@ static long send_real(int fd, struct privcmd_hypercall *hc)
     return pass(fd, IOCTL_PRIVCMD_HYPERCALL, hc);
 }
 
-/* The request is copied out of the library's memory once (a bad pointer is EFAULT, as
- * the kernel says), and goes through the transport's own xp_issue (issue.h): the
- * struct a multicall, sysctl or domctl points to is copied into locked memory of its
- * own, checked there, and the hypervisor is handed the copy. Another thread cannot
- * change what was checked. */
+/* The request is copied out of the library's memory once and goes through the
+ * transport's own xp_issue (issue.h): the struct a multicall, sysctl or domctl points
+ * to is copied into locked memory of its own, checked there, and the hypervisor is
+ * handed the copy. Another thread cannot change what was checked.
+ *
+ * The copies are plain memcpy (xp_known_memory), not process_vm_readv: the request
+ * is libxencall's own (on its stack) and its struct is in libxencall's hypercall
+ * buffers, into which libxenctrl has already copied whatever its caller passed, so
+ * any bad pointer has crashed in libxenctrl before it gets here. Three system calls
+ * per request would buy nothing but time: a sweep makes two libxc requests a domain. */
 static int guard_hypercall(int fd, const void *arg)
 {
     struct privcmd_hypercall hc;
     long ret;
     int err, rc;
 
-    if (xp_copy_in(&hc, (uint64_t)(uintptr_t)arg, sizeof(hc))) {
+    if (xp_known_memory.in(&hc, (uint64_t)(uintptr_t)arg, sizeof(hc))) {
         errno = EFAULT;
         return -1;
     }
-    rc = xp_issue(fd, &hc, send_real, &ret, &err);
+    rc = xp_issue(fd, &hc, send_real, &xp_known_memory, &ret, &err);
     if (rc == XP_REFUSED)
         return refuse();
     if (rc) {
@@ -138,7 +143,7 @@ static int guard_ioctl(int fd, unsigned long request, ...)
     case IOCTL_PRIVCMD_DM_OP: {
         /* libxendevicemodel's open probe: no buffers, so no hypercall. */
         struct dm_op op;
-        if (xp_copy_in(&op, (uint64_t)(uintptr_t)arg, sizeof(op))) {
+        if (xp_known_memory.in(&op, (uint64_t)(uintptr_t)arg, sizeof(op))) {
             errno = EFAULT;
             return -1;
         }

@@ -184,6 +184,25 @@ int xp_copy_out(uint64_t dst, const void *src, size_t n)
     return 0;
 }
 
+static int known_in(void *dst, uint64_t src, size_t n)
+{
+    if (n && src < PAGE)
+        return EFAULT;
+    memcpy(dst, (const void *)(uintptr_t)src, n);
+    return 0;
+}
+
+static int known_out(uint64_t dst, const void *src, size_t n)
+{
+    if (n && dst < PAGE)
+        return EFAULT;
+    memcpy((void *)(uintptr_t)dst, src, n);
+    return 0;
+}
+
+const struct xp_access xp_caller_memory = {xp_copy_in, xp_copy_out};
+const struct xp_access xp_known_memory = {known_in, known_out};
+
 /* ------------------------------------------------------------------ refusals */
 
 /* What the last refusal in this thread was about, for its message: the op and subop
@@ -218,7 +237,8 @@ static int check_entries(const xp_multicall_entry *e, uint64_t n, int *err)
 
 /* ------------------------------------------------------------------ copy, check, issue */
 
-int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send, long *ret, int *err)
+int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
+             const struct xp_access *mem, long *ret, int *err)
 {
     uint64_t user = hc->arg[0];
     size_t size;
@@ -245,7 +265,7 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send, long *ret, i
     copy = alloc_from(&spare_private_page, size, err);
     if (!copy)
         return -1;
-    if (xp_copy_in(copy, user, size)) {
+    if (mem->in(copy, user, size)) {
         /* Nothing to check, so nothing issued; the kernel would say the same. */
         free_to(&spare_private_page, copy, size);
         *ret = -1;
@@ -271,7 +291,7 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send, long *ret, i
     *err = *ret == -1 ? errno : 0;
     /* Xen writes its answer into the struct (or the entries' results): hand it back. A
      * caller that unmapped its struct meanwhile gets what Xen's copy_to_guest gives. */
-    if (xp_copy_out(user, copy, size)) {
+    if (mem->out(user, copy, size)) {
         *ret = -1;
         *err = EFAULT;
     }
@@ -302,7 +322,7 @@ static int issue_user(int fd, uint64_t op, const uint64_t args[5], xp_send_fn se
         *err = EFAULT;
         return 0;
     }
-    return xp_issue(fd, &hc, send, ret, err);
+    return xp_issue(fd, &hc, send, &xp_caller_memory, ret, err);
 }
 
 int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err)
@@ -324,7 +344,7 @@ int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, 
     struct privcmd_hypercall hc = {.op = HYPERVISOR_multicall,
                                    .arg = {(uint64_t)(uintptr_t)entries, count, 0, 0, 0}};
     long r = -1;
-    int rc = xp_issue(fd, &hc, send_ioctl, &r, err);
+    int rc = xp_issue(fd, &hc, send_ioctl, &xp_caller_memory, &r, err);
     *ret = (int)r;
     return rc;
 }
@@ -396,7 +416,7 @@ int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
         int why;
         memcpy(hc.arg, &b.args[5 * (size_t)i], sizeof(hc.arg));
         /* Checked again in xp_issue, on the same private words: the same verdict. */
-        if ((rc = xp_issue(fd, &hc, send, &v, &why))) {
+        if ((rc = xp_issue(fd, &hc, send, &xp_known_memory, &v, &why))) {
             *err = why;
             break;
         }
@@ -459,7 +479,8 @@ int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
         }
         struct privcmd_hypercall hc = {.op = HYPERVISOR_multicall,
                                        .arg = {(uint64_t)(uintptr_t)e, n, 0, 0, 0}};
-        rc = xp_issue(fd, &hc, send_ioctl, &r, err);
+        /* The entries are our own: no system call to read them. */
+        rc = xp_issue(fd, &hc, send_ioctl, &xp_known_memory, &r, err);
         *ret = (int)r;
         if (rc || *ret != 0)
             break;
