@@ -23,6 +23,7 @@ ffi.cdef(
     int xp_check_entry(const xp_multicall_entry *e);
     int xp_check_sysctl_cmd(uint32_t cmd);
     int xp_check_domctl_cmd(uint32_t cmd);
+    void xp_refusal(uint64_t out[3]);
     int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err);
     int xp_hypercall_syscall(int fd, uint64_t op, const uint64_t args[5], long *ret, int *err);
     int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, int *err);

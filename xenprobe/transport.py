@@ -23,6 +23,8 @@ _DENIALS = {
 
 Args = tuple[int, int, int, int, int]
 
+NO_INDEX = (1 << 64) - 1  # xp_refusal(): the request itself, not an entry or call of it
+
 # A request that failed with one of these is issued again, up to RETRIES more times:
 # EINTR and EAGAIN say "no answer yet", not what the answer is, so every careful caller
 # retries them (libxencall's own callers do). What is left after the last retry is the
@@ -32,6 +34,17 @@ RETRIES = 3
 
 def refusal_reason(code: int) -> str:
     return _DENIALS.get(code, f"refused ({code})")
+
+
+def refusal_subject(what: str, detail: tuple[int, int, int | None]) -> str:
+    """What a refusal was about, from xp_refusal(): the op and the subop the allow-list
+    read (a sysctl/domctl's cmd, not the pointer to it), and which multicall entry or
+    batch call. `what` names the request ("hypercall 35", "multicall")."""
+    op, subop, index = detail
+    if index is None:
+        return f"hypercall {op}/{subop}"
+    part = "entry" if what.startswith(("hypercall 13", "multicall")) else "call"
+    return f"{what}, {part} {index}: {op}/{subop}"
 
 
 def args5(*args: int) -> Args:
@@ -126,6 +139,7 @@ class Privcmd:
         self._ret = ffi.new("int *")
         self._lret = ffi.new("long *")
         self._args = ffi.new("uint64_t[5]")
+        self._detail = ffi.new("uint64_t[3]")
         # (path, reason) -> requests issued again: path ioctl, syscall or multicall (an
         # entry, or the whole multicall), reason the errno's name; host.py adds its own
         # re-reads of an invalid answer (path: the call, reason "invalid").
@@ -142,15 +156,28 @@ class Privcmd:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _refused(self, what: str) -> Refused:
-        return Refused(f"{what}: {refusal_reason(self._err[0])}")
+    def _failed(self, rc: int, what: str) -> Refused | CannotProbe:
+        """Why a native call that did not issue (rc XP_REFUSED or -1) did not."""
+        if rc != lib.XP_REFUSED:
+            return CannotProbe(
+                f"{what}: cannot copy the request into locked memory: "
+                f"{os.strerror(self._err[0])}",
+                "raise RLIMIT_MEMLOCK (LimitMEMLOCK= in the unit) or run as root")
+        return Refused(f"{refusal_subject(what, self._refusal())}: "
+                       f"{refusal_reason(self._err[0])}")
+
+    def _refusal(self) -> tuple[int, int, int | None]:
+        lib.xp_refusal(self._detail)
+        index = int(self._detail[2])
+        return int(self._detail[0]), int(self._detail[1]), None if index == NO_INDEX else index
 
     def ioctl(self, op: int, args: Args) -> Reading:
         """glibc ioctl(): the int a tool sees, with errno when it is -1."""
         self._args[0:5] = args
         for retry in range(RETRIES + 1):
-            if lib.xp_hypercall_ioctl(self.fd, op, self._args, self._ret, self._err):
-                raise self._refused(f"hypercall {op}/{args[0]}")
+            rc = lib.xp_hypercall_ioctl(self.fd, op, self._args, self._ret, self._err)
+            if rc:
+                raise self._failed(rc, f"hypercall {op}")
             if self._ret[0] != -1 or not self._retry("ioctl", self._err[0], retry):
                 break
         return Reading(self._ret[0], self._err[0], 32)
@@ -159,8 +186,9 @@ class Privcmd:
         """The ioctl system call's own long return, before glibc narrows it to int."""
         self._args[0:5] = args
         for retry in range(RETRIES + 1):
-            if lib.xp_hypercall_syscall(self.fd, op, self._args, self._lret, self._err):
-                raise self._refused(f"hypercall {op}/{args[0]}")
+            rc = lib.xp_hypercall_syscall(self.fd, op, self._args, self._lret, self._err)
+            if rc:
+                raise self._failed(rc, f"hypercall {op}")
             if self._lret[0] != -1 or not self._retry("syscall", self._err[0], retry):
                 break
         return Reading(self._lret[0], self._err[0], 64)
@@ -221,9 +249,10 @@ class Privcmd:
             return values, errnos
         rets = ffi.new("int64_t[]", n)
         errs = ffi.new("int[]", n)
-        if lib.xp_hypercall_many(self.fd, n, calls.ops, calls.args, int(syscall), rets, errs,
-                                 self._err):
-            raise self._refused("batched hypercalls")
+        rc = lib.xp_hypercall_many(self.fd, n, calls.ops, calls.args, int(syscall), rets,
+                                   errs, self._err)
+        if rc:
+            raise self._failed(rc, "batched hypercalls")
         values.frombytes(ffi.buffer(rets))
         errnos.frombytes(ffi.buffer(errs))
         if retry:
@@ -252,12 +281,8 @@ class Privcmd:
                 break
             rc = lib.xp_multicall_many(self.fd, n, calls.ops, calls.args, results,
                                        self._ret, self._err)
-        if rc == lib.XP_REFUSED:
-            raise self._refused("multicall")
         if rc:
-            raise CannotProbe(
-                f"cannot lock the multicall buffer: {os.strerror(self._err[0])}",
-                "raise RLIMIT_MEMLOCK (LimitMEMLOCK= in the unit) or run as root")
+            raise self._failed(rc, "multicall")
         if self._ret[0] != 0:
             raise CannotProbe(
                 f"the multicall hypercall failed: {os.strerror(self._err[0])}",

@@ -2,93 +2,147 @@
  * The read-only allow-list: the (hypercall, subop) pairs xenprobe may issue.
  *
  * It lives here, in C, below anything Python or a configuration file can reach.
- * The numbers are Xen's public ABI (xen.h, memory.h, version.h, sysctl.h,
- * domctl.h); every entry only reads hypervisor state.
+ * The numbers are Xen's public ABI; every entry only reads hypervisor state. It is
+ * only ever applied to a private copy of the request (xp_issue in transport.c), so a
+ * row added here is as race-free as the others without further work.
+ *
+ * To allow another pair: add one row to `allowed`, citing where its number is
+ * defined and why it only reads. A new hypercall also needs its row in `carriers`,
+ * saying where its subop travels.
  */
 #include <string.h>
 
 #include "transport.h"
 
-#define HYPERVISOR_memory_op   12
+#define HYPERVISOR_memory_op   12 /* public/xen.h@RELEASE-4.17.0:86-110 */
 #define HYPERVISOR_multicall   13
 #define HYPERVISOR_xen_version 17
 #define HYPERVISOR_sysctl      35
 #define HYPERVISOR_domctl      36
 
-#define XEN_SYSCTL_physinfo           3
-#define XEN_SYSCTL_getdomaininfolist  6
-#define XEN_DOMCTL_getdomaininfo      5
-
-/* memory_op queries; a cmd with continuation bits (cmd >> 6) is another request. */
-static const uint64_t memory_ops[] = {
-    2,  /* XENMEM_maximum_ram_page */
-    3,  /* XENMEM_current_reservation */
-    4,  /* XENMEM_maximum_reservation */
-    14, /* XENMEM_maximum_gpfn */
+/* Where an op's subop travels. */
+enum carrier {
+    BY_VALUE, /* in arg0 itself: the check sees all of it */
+    IN_STRUCT, /* the uint32 cmd at the start of the struct arg0 points to: checked on a
+                * private copy of `size` bytes, which is what the hypervisor is given */
 };
 
-/* xen_version: every subop only reports. 0-10 everywhere, 11-14 from Xen 4.20. */
-static const uint64_t xen_version_max_subop = 14;
+static const struct {
+    uint64_t op;
+    enum carrier carrier;
+    size_t size;
+} carriers[] = {
+    {HYPERVISOR_memory_op, BY_VALUE, 0},
+    {HYPERVISOR_xen_version, BY_VALUE, 0},
+    {HYPERVISOR_sysctl, IN_STRUCT, 136}, /* struct xen_sysctl, every release */
+    {HYPERVISOR_domctl, IN_STRUCT, 144}, /* struct xen_domctl, every release */
+};
 
-static int in_list(uint64_t v, const uint64_t *list, size_t n)
+/* One row per allowed pair. A memory_op subop is the whole cmd: continuation bits
+ * (cmd >> 6, a start extent) make another request, which is not on the list. */
+static const struct {
+    uint64_t op;
+    uint64_t subop;
+} allowed[] = {
+    /* op                   subop    name: where defined; why it only reads */
+    {HYPERVISOR_memory_op,   2},  /* XENMEM_maximum_ram_page: public/memory.h@RELEASE-4.17.0:127-152; returns max_page */
+    {HYPERVISOR_memory_op,   3},  /* XENMEM_current_reservation: same; returns a domain's pages */
+    {HYPERVISOR_memory_op,   4},  /* XENMEM_maximum_reservation: same; returns a domain's limit */
+    {HYPERVISOR_memory_op,  14},  /* XENMEM_maximum_gpfn: same; returns a domain's top gpfn */
+    {HYPERVISOR_xen_version, 0},  /* XENVER_version: public/version.h@RELEASE-4.17.0; every XENVER_ subop reports */
+    {HYPERVISOR_xen_version, 1},  /* XENVER_extraversion */
+    {HYPERVISOR_xen_version, 2},  /* XENVER_compile_info */
+    {HYPERVISOR_xen_version, 3},  /* XENVER_capabilities */
+    {HYPERVISOR_xen_version, 4},  /* XENVER_changeset */
+    {HYPERVISOR_xen_version, 5},  /* XENVER_platform_parameters */
+    {HYPERVISOR_xen_version, 6},  /* XENVER_get_features */
+    {HYPERVISOR_xen_version, 7},  /* XENVER_pagesize */
+    {HYPERVISOR_xen_version, 8},  /* XENVER_guest_handle */
+    {HYPERVISOR_xen_version, 9},  /* XENVER_commandline */
+    {HYPERVISOR_xen_version, 10}, /* XENVER_build_id */
+    {HYPERVISOR_xen_version, 11}, /* XENVER_extraversion2: public/version.h@RELEASE-4.20.0 (commit e3bb1b6525) */
+    {HYPERVISOR_xen_version, 12}, /* XENVER_capabilities2: same */
+    {HYPERVISOR_xen_version, 13}, /* XENVER_changeset2: same */
+    {HYPERVISOR_xen_version, 14}, /* XENVER_commandline2: same */
+    {HYPERVISOR_sysctl,      3},  /* XEN_SYSCTL_physinfo: public/sysctl.h@RELEASE-4.17.0; fills in physinfo */
+    {HYPERVISOR_sysctl,      6},  /* XEN_SYSCTL_getdomaininfolist: same; fills in domain records */
+    {HYPERVISOR_domctl,      5},  /* XEN_DOMCTL_getdomaininfo: public/domctl.h@RELEASE-4.17.0; fills in one record */
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static int carrier_of(uint64_t op, enum carrier *c, size_t *size)
 {
-    for (size_t i = 0; i < n; i++)
-        if (list[i] == v)
+    for (size_t i = 0; i < COUNT(carriers); i++) {
+        if (carriers[i].op == op) {
+            *c = carriers[i].carrier;
+            *size = carriers[i].size;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int is_allowed(uint64_t op, uint64_t subop)
+{
+    for (size_t i = 0; i < COUNT(allowed); i++)
+        if (allowed[i].op == op && allowed[i].subop == subop)
             return 1;
     return 0;
 }
 
-/* Ops whose subop travels by value in arg0, so a check cannot be raced. */
-static int check_by_value(uint64_t op, const uint64_t *args)
+/* The size of the struct an IN_STRUCT op's arg0 points to; 0 for any other op. */
+size_t xp_struct_size(uint64_t op)
 {
-    switch (op) {
-    case HYPERVISOR_memory_op:
-        return in_list(args[0], memory_ops, sizeof(memory_ops) / sizeof(memory_ops[0]))
-                   ? XP_ALLOWED : XP_DENY_SUBOP;
-    case HYPERVISOR_xen_version:
-        return args[0] <= xen_version_max_subop ? XP_ALLOWED : XP_DENY_SUBOP;
-    default:
-        return -1;
-    }
+    enum carrier c;
+    size_t size;
+    return carrier_of(op, &c, &size) && c == IN_STRUCT ? size : 0;
 }
 
-/* sysctl and domctl carry their cmd inside a struct; the caller checks a private copy. */
+/* The cmd found at the start of a private copy of an IN_STRUCT op's struct. */
+int xp_check_cmd(uint64_t op, uint32_t cmd)
+{
+    return is_allowed(op, cmd) ? XP_ALLOWED : XP_DENY_SUBOP;
+}
+
 int xp_check_sysctl_cmd(uint32_t cmd)
 {
-    return (cmd == XEN_SYSCTL_physinfo || cmd == XEN_SYSCTL_getdomaininfolist)
-               ? XP_ALLOWED : XP_DENY_SUBOP;
+    return xp_check_cmd(HYPERVISOR_sysctl, cmd);
 }
 
 int xp_check_domctl_cmd(uint32_t cmd)
 {
-    return cmd == XEN_DOMCTL_getdomaininfo ? XP_ALLOWED : XP_DENY_SUBOP;
+    return xp_check_cmd(HYPERVISOR_domctl, cmd);
 }
 
 int xp_check_entry(const xp_multicall_entry *e)
 {
-    int v = check_by_value(e->op, e->args);
-    if (v >= 0)
-        return v;
+    enum carrier c;
+    size_t size;
+
     /* Nested multicalls and struct-carrying ops are refused inside a multicall:
      * their cmd lives behind a pointer the hypervisor would read after our check. */
-    if (e->op == HYPERVISOR_multicall || e->op == HYPERVISOR_sysctl ||
-        e->op == HYPERVISOR_domctl)
+    if (e->op == HYPERVISOR_multicall)
         return XP_DENY_NESTED;
-    return XP_DENY_OP;
+    if (!carrier_of(e->op, &c, &size))
+        return XP_DENY_OP;
+    if (c != BY_VALUE)
+        return XP_DENY_NESTED;
+    return is_allowed(e->op, e->args[0]) ? XP_ALLOWED : XP_DENY_SUBOP;
 }
 
 int xp_check(uint64_t op, const uint64_t args[5])
 {
-    int v = check_by_value(op, args);
-    if (v >= 0)
-        return v;
-    switch (op) {
-    case HYPERVISOR_multicall:
-    case HYPERVISOR_sysctl:
-    case HYPERVISOR_domctl:
-        /* Allowed in principle; the contents are checked on the private copy. */
+    enum carrier c;
+    size_t size;
+
+    /* A multicall's entries are checked on the private copy (xp_issue). */
+    if (op == HYPERVISOR_multicall)
         return XP_ALLOWED;
-    default:
+    if (!carrier_of(op, &c, &size))
         return XP_DENY_OP;
-    }
+    /* A struct's cmd is checked on the private copy (xp_issue). */
+    if (c == IN_STRUCT)
+        return XP_ALLOWED;
+    return is_allowed(op, args[0]) ? XP_ALLOWED : XP_DENY_SUBOP;
 }

@@ -7,9 +7,9 @@
  * calls. Each of those libraries reaches ioctl() through a relocation slot of its
  * own, a GOT entry the dynamic loader filled in with ioctl's address. After the
  * libraries are loaded, xp_guard_install() writes guard_ioctl()'s address into
- * those slots, so every ioctl they make passes the same allow-list (allowlist.c)
- * transport.c uses, checked on a private copy, and anything else is refused with
- * -1/EPERM before it reaches the device.
+ * those slots, so every hypercall they make goes through the transport's own
+ * copy-check-issue routine (xp_issue, issue.h) and its allow-list (allowlist.c), and
+ * anything else is refused with -1/EPERM before it reaches the device.
  *
  * What passes:
  *   IOCTL_PRIVCMD_HYPERCALL      if allowlist.c allows it (multicall: every entry;
@@ -37,12 +37,9 @@
 #include <unistd.h>
 
 #include "guard.h"
+#include "issue.h"
 #include "privcmd_abi.h"
 #include "transport.h"
-
-int xp_check_sysctl_cmd(uint32_t cmd);
-int xp_check_domctl_cmd(uint32_t cmd);
-int xp_check_entry(const xp_multicall_entry *e);
 
 #if !defined(__x86_64__)
 #error "guard.c reads x86-64 relocations (R_X86_64_*, RELA)"
@@ -51,11 +48,6 @@ int xp_check_entry(const xp_multicall_entry *e);
 #define IOCTL_PRIVCMD_DM_OP         0x00105005u
 #define IOCTL_PRIVCMD_UNIMPLEMENTED 0x000050FFu
 
-#define HYPERVISOR_multicall 13
-#define HYPERVISOR_sysctl    35
-#define HYPERVISOR_domctl    36
-#define GUARD_SYSCTL_SIZE 136 /* struct xen_sysctl, every release (as transport.c) */
-#define GUARD_DOMCTL_SIZE 144 /* struct xen_domctl, every release (as transport.c) */
 
 /* struct privcmd_dm_op: {domid_t dom; u16 num; const privcmd_dm_op_buf *ubufs;} */
 struct dm_op {
@@ -96,71 +88,41 @@ static int pass(int fd, unsigned int cmd, void *arg)
     return f(fd, cmd, arg);
 }
 
-/* The struct a multicall, sysctl or domctl points to is copied into locked memory
- * of our own, checked there, and the hypervisor is handed the copy: another thread
- * cannot change the cmd between the check and the hypercall. Results are copied
- * back afterwards, as transport.c does. */
-static int hypercall_via_copy(int fd, struct privcmd_hypercall *hc, size_t size)
+static long send_real(int fd, struct privcmd_hypercall *hc)
 {
-    void *user = (void *)(uintptr_t)hc->arg[0];
-    int err, v = XP_ALLOWED;
-    void *copy;
-
-    if (!user)
-        return refuse();
-    copy = xp_alloc(size, &err);
-    if (!copy) {
-        errno = err;
-        return -1;
-    }
-    memcpy(copy, user, size);
-    if (hc->op == HYPERVISOR_multicall) {
-        const xp_multicall_entry *e = copy;
-        for (uint64_t i = 0; i < hc->arg[1] && v == XP_ALLOWED; i++)
-            v = xp_check_entry(&e[i]);
-    } else {
-        uint32_t cmd;
-        memcpy(&cmd, copy, sizeof(cmd));
-        v = hc->op == HYPERVISOR_sysctl ? xp_check_sysctl_cmd(cmd) : xp_check_domctl_cmd(cmd);
-    }
-    if (v != XP_ALLOWED) {
-        xp_free(copy, size);
-        return refuse();
-    }
-    hc->arg[0] = (uint64_t)(uintptr_t)copy;
-    int ret = pass(fd, IOCTL_PRIVCMD_HYPERCALL, hc);
-    int saved = errno;
-    memcpy(user, copy, size);
-    xp_free(copy, size);
-    errno = saved;
-    return ret;
+    return pass(fd, IOCTL_PRIVCMD_HYPERCALL, hc);
 }
 
+/* The request is copied out of the library's memory once and goes through the
+ * transport's own xp_issue (issue.h): the struct a multicall, sysctl or domctl points
+ * to is copied into locked memory of its own, checked there, and the hypervisor is
+ * handed the copy. Another thread cannot change what was checked.
+ *
+ * The copies are plain memcpy (xp_known_memory), not process_vm_readv: the request
+ * is libxencall's own (on its stack) and its struct is in libxencall's hypercall
+ * buffers, into which libxenctrl has already copied whatever its caller passed, so
+ * any bad pointer has crashed in libxenctrl before it gets here. Three system calls
+ * per request would buy nothing but time: a sweep makes two libxc requests a domain. */
 static int guard_hypercall(int fd, const void *arg)
 {
-    /* The kernel reads the request after us: check and pass on a private copy. */
     struct privcmd_hypercall hc;
+    long ret;
+    int err, rc;
 
-    if (!arg) {
+    if (xp_known_memory.in(&hc, (uint64_t)(uintptr_t)arg, sizeof(hc))) {
         errno = EFAULT;
         return -1;
     }
-    memcpy(&hc, arg, sizeof(hc));
-    if (xp_check(hc.op, hc.arg) != XP_ALLOWED)
+    rc = xp_issue(fd, &hc, send_real, &xp_known_memory, &ret, &err);
+    if (rc == XP_REFUSED)
         return refuse();
-    switch (hc.op) {
-    case HYPERVISOR_multicall:
-        if (hc.arg[1] == 0 || hc.arg[1] > XP_MULTICALL_MAX)
-            return refuse();
-        return hypercall_via_copy(fd, &hc, hc.arg[1] * sizeof(xp_multicall_entry));
-    case HYPERVISOR_sysctl:
-        return hypercall_via_copy(fd, &hc, GUARD_SYSCTL_SIZE);
-    case HYPERVISOR_domctl:
-        return hypercall_via_copy(fd, &hc, GUARD_DOMCTL_SIZE);
-    default:
-        /* By-value subop (memory_op query, xen_version): xp_check saw it all. */
-        return pass(fd, IOCTL_PRIVCMD_HYPERCALL, &hc);
+    if (rc) {
+        errno = err;
+        return -1;
     }
+    if (ret == -1)
+        errno = err;
+    return (int)ret; /* the real ioctl() returned an int */
 }
 
 static int guard_ioctl(int fd, unsigned long request, ...)
@@ -181,11 +143,10 @@ static int guard_ioctl(int fd, unsigned long request, ...)
     case IOCTL_PRIVCMD_DM_OP: {
         /* libxendevicemodel's open probe: no buffers, so no hypercall. */
         struct dm_op op;
-        if (!arg) {
+        if (xp_known_memory.in(&op, (uint64_t)(uintptr_t)arg, sizeof(op))) {
             errno = EFAULT;
             return -1;
         }
-        memcpy(&op, arg, sizeof(op));
         if (op.num != 0)
             return refuse();
         return pass(fd, IOCTL_PRIVCMD_DM_OP, &op);

@@ -39,6 +39,16 @@ void xp_free(void *p, size_t bytes);
 /* Checks one hypercall without issuing it (for diagnostics and tests). */
 int xp_check(uint64_t op, const uint64_t args[5]);
 
+/* What the last refusal in this thread was about: out[0] the op and out[1] the subop
+ * the allow-list read (for a sysctl or domctl the cmd in the struct, not the pointer to
+ * it; for a multicall the entry's op and arg0), out[2] which multicall entry or batch
+ * call it was (UINT64_MAX: the request itself). */
+void xp_refusal(uint64_t out[3]);
+
+/* Every entry point below copies the caller's request once, out of the caller's reach,
+ * checks the copy and issues the copy (issue.h). A request it cannot read gives what the
+ * kernel would: -1 and EFAULT, with nothing issued. */
+
 /* What glibc's ioctl() gives: int return, errno when it is -1. */
 int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err);
 
@@ -48,7 +58,9 @@ int xp_hypercall_syscall(int fd, uint64_t op, const uint64_t args[5], long *ret,
 /* Multicall: each entry's 64-bit result is written back into entries[i].result. */
 int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, int *err);
 
-/* Many by-value hypercalls (memory_op queries, xen_version), one ioctl each. */
+/* Many by-value hypercalls (memory_op queries, xen_version), one ioctl each. Returns
+ * 0, XP_REFUSED (nothing issued), or -1 with *err (EFAULT: an array could not be read
+ * or written; ENOMEM). */
 int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
                       int use_syscall, int64_t *rets, int *errs, int *err);
 
