@@ -4,6 +4,8 @@ scenario and the documented layer conversions predict (tests/model.py)."""
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,6 +70,20 @@ def test_healthy_host_is_clean() -> None:
     assert all(not r["at_risk"] for r in report["results"])
 
 
+def test_frame_bound_below_max_page_is_clean() -> None:
+    """physinfo's max_mfn follows the hot-plug bound (or the 2^32 cap without BIGMEM),
+    not max_page: a host whose RAM reaches above max_mfn + 1 is healthy, and its
+    maximum_ram_page must not be judged against max_mfn."""
+    s = load("hotplug-below-ram")
+    assert s.max_page > s.max_mfn + 1 and s.total_pages > s.max_mfn + 1
+    code, report = check_json("hotplug-below-ram")
+    assert code == 0, report
+    (mrp,) = [r for r in report["results"] if r["quantity"] == "maximum_ram_page"]
+    assert mrp["raw"]["value"] == s.max_page
+    assert mrp["raw_verdict"] == "match"
+    assert report["summary"]["mismatches"] == 0
+
+
 # Each truncation class the project claims, and the scenario that shows it.
 CLAIMS = [
     ("large-memory", "maximum_ram_page", "ioctl", "sign_flipped"),
@@ -118,3 +134,42 @@ def test_missing_domain_error_path() -> None:
         assert missing["raw"]["errno"] == 3, name
         assert missing["layers"]["ioctl"] == {"value": -1, "errno": 3, "width": 32,
                                               "verdict": "match"}
+
+
+ALIAS_HOST = """description = "a valid gpfn whose low 32 bits read as -EINTR, one as -EAGAIN"
+[xen]
+release = "4.17"
+[host]
+memory = "16 GiB"
+[[domain]]
+id = 0
+memory = "2 GiB"
+max_memory = "2 GiB"
+[[domain]]
+id = 1
+memory = "1 GiB"
+hvm = true
+max_gpfn = 0xFFFFFFFC
+[[domain]]
+id = 2
+memory = "1 GiB"
+hvm = true
+max_gpfn = 0x1FFFFFFF5
+"""
+
+
+def test_a_value_aliasing_eintr_is_not_retried(tmp_path: Path) -> None:
+    """0xFFFFFFFC reads as -1/EINTR and 0x1FFFFFFF5 as -1/EAGAIN through the int paths.
+    The raw multicall result shows a valid value, so that -1 is an alias, not a
+    transient failure: it is reported as aliased_errno, and no retry is counted."""
+    path = tmp_path / "alias.toml"
+    path.write_text(ALIAS_HOST)
+    code, report = check_json(str(path))
+    assert code == 1
+    got = {(r["domid"], layer): (v["value"], v["errno"], v["verdict"])
+           for r in report["results"] if r["quantity"] == "maximum_gpfn"
+           for layer, v in r["layers"].items() if layer in ("ioctl", "syscall")}
+    for layer in ("ioctl", "syscall"):
+        assert got[(1, layer)] == (-1, errno.EINTR, "aliased_errno")
+        assert got[(2, layer)] == (-1, errno.EAGAIN, "aliased_errno")
+    assert report["retries"] == {}

@@ -9,6 +9,7 @@ from typing import Any
 from xenprobe import __version__
 from xenprobe.classify import Truth, Verdict
 from xenprobe.consumers import Consumers
+from xenprobe.host import MAX_FRAMES
 from xenprobe.judge import RAW
 from xenprobe.quantities import Quantity, Subject
 from xenprobe.reading import Reading
@@ -57,6 +58,8 @@ def truth_text(t: Truth | None) -> str:
         return "-"
     if t.is_error:
         return f"-{_errname(t.errno)}"
+    if t.hi >= MAX_FRAMES:  # bounded only by the address space: an open range
+        return f"{t.lo}.."
     return str(t.lo) if t.lo == t.hi else f"{t.lo}..{t.hi}"
 
 

@@ -261,8 +261,9 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     free = host.pages("free_pages", max(total - used, 0)) if free_default is not None \
         else max(total - used, 0)
     host.done()
-    if not total <= max_page <= max_mfn + 1:
-        raise host.fail("max_page", "needs total_pages <= max_page <= max_mfn + 1")
+    # max_page may pass max_mfn + 1, as on a real host (hotplug-below-ram.toml).
+    if not total <= max_page:
+        raise host.fail("max_page", "needs total_pages <= max_page")
 
     return Scenario(name or Path(source).stem, description, release,
                     (int(m.group(1)), int(m.group(2))), extraversion,
