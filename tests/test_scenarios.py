@@ -92,9 +92,10 @@ CLAIMS = [
     ("huge-address-space", "maximum_ram_page", "ioctl", "truncated"),
     ("huge-address-space", "maximum_gpfn", "syscall", "truncated"),
     ("huge-address-space", "current_reservation", "ioctl", "sign_flipped"),
-    ("xenlinux-driver", "maximum_ram_page", "ioctl", "sign_flipped"),
-    ("hypervisor-32bit", "maximum_ram_page", "raw", "sign_flipped"),
     ("compat-clamp", "current_reservation", "raw", "clamped"),
+    ("compat-clamp", "maximum_ram_page", "raw", "clamped"),
+    ("xen-default", "maximum_reservation", "ioctl", "aliased_errno"),
+    ("xen-default", "maximum_reservation", "syscall", "aliased_errno"),
 ]
 
 
@@ -107,10 +108,24 @@ def test_claimed_class_is_detected(scenario: str, quantity: str, layer: str,
     assert verdict in seen
 
 
-def test_xenlinux_syscall_keeps_64_bits() -> None:
-    _, report = check_json("xenlinux-driver")
-    for r in report["results"]:
-        assert r["layers"]["syscall"]["verdict"] == "match", r
+def test_xen_default_dom0_limit_reads_as_eperm() -> None:
+    """Xen's default dom0 (no dom0_mem=...,max:) has max_pages = UINT_MAX: the int paths
+    turn it into -1/EPERM, for dom0 by id and for DOMID_SELF alike. The tuned host
+    (healthy) is the same but for that limit, and is clean."""
+    code, report = check_json("xen-default")
+    assert code == 1
+    got = {r["subject"]: r for r in report["results"]
+           if r["quantity"] == "maximum_reservation" and r["domid"] in (0, 0x7FF0)}
+    assert set(got) == {"self", "domain"}
+    for r in got.values():
+        assert r["raw"]["value"] == 0xFFFFFFFF and r["raw_verdict"] == "match"
+        for layer in ("ioctl", "syscall"):
+            assert r["layers"][layer] == {"value": -1, "errno": errno.EPERM, "width":
+                                          32 if layer == "ioctl" else 64,
+                                          "verdict": "aliased_errno"}
+    mismatched = {(r["quantity"], r["domid"]) for r in report["results"]
+                  if any(v["verdict"] not in ("match", "absent") for v in r["layers"].values())}
+    assert mismatched == {("maximum_reservation", 0), ("maximum_reservation", 0x7FF0)}
 
 
 def test_drift_is_never_truncation() -> None:
