@@ -70,6 +70,8 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
         rows.append(("reference", truth_text(r.reference), None, ""))
     risk = ", ".join(r.at_risk)
     note = f"{r.bits} bits" + (f"; at risk: {risk}" if risk else "")
+    if r.probe.guest_set:  # the domU sets this value itself (quantities.GUEST_SET)
+        note += "; guest-set"
     rows.append((RAW, reading_text(r.raw), r.verdicts.get(RAW), note))
     for name in layers:
         rows.append((name, reading_text(r.readings.get(name)),
@@ -186,6 +188,7 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
             "reference": _truth_json(r.reference),
             "bits": r.bits,
             "at_risk": [k.value for k in r.at_risk],
+            "guest_set": r.probe.guest_set,
             "attempts": r.attempts,
             "layers": {
                 name: ({**rd.as_json(), "verdict": r.verdicts[name].value}
