@@ -317,10 +317,15 @@ def test_extra_domains_are_probed_and_agree(s: Session, realxen: RealXen) -> Non
         # (arch_get_max_pfn(d) ?: 1) - 1 (xen/arch/x86/mm.c, domain_get_maximum_gpfn):
         # shared_info's max_pfn as mkdomains.py wrote it, or 0 where nothing wrote it.
         assert gpfn["raw"]["value"] == (d.get("max_pfn") or 1) - 1, (d, gpfn)
+        # max_pfn is what the guest writes itself, and so is its page count (ballooning):
+        # values it sets (quantities.GUEST_SET), marked so; its limit is the toolstack's.
+        assert gpfn["guest_set"] is cur["guest_set"] is True
+        assert mx["guest_set"] is False
         assert cur["raw_verdict"] == mx["raw_verdict"] == "match"
         # The config Xen copied back: PV, with the flag it adds to every PV domain.
         assert d["config_flags"] == XEN_DOMCTL_CDF_OOS_OFF, d
         assert listed[domid]["flags"] & XEN_DOMINF_PAUSED, listed[domid]
+    assert by[("maximum_gpfn", 0)]["guest_set"] is False  # dom0's own kernel's
     assert len({d["domid"] for d in made}) == len(made)
     assert s.check is not None and s.check["domains"] == 1 + len(made) == len(listed)
 
