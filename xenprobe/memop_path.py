@@ -5,7 +5,7 @@ return is the privcmd ioctl's (tools/libxc/xc_private.c@RELEASE-4.14.6:331-348; 
 at RELEASE-4.15.0 in tools/libs/ctrl). From 4.15.1 (commit abfbb29830, the backport of
 6f02d1ea4a from 4.16.0) it wraps them in a one-entry multicall on Linux and Solaris when
 long is wider than int, and reads the entry's 64-bit result
-(tools/libs/ctrl/xc_private.c@RELEASE-4.15.1:338-374; unchanged up to RELEASE-4.22.0).
+(tools/libs/ctrl/xc_private.c@RELEASE-4.15.1:340-380; unchanged up to RELEASE-4.22.0).
 
 The SONAME names only the minor release (libxenctrl.so.4.15 is 4.15.0 or 4.15.x) and
 xc_version reports the hypervisor's release, not the library's, so the loaded file

@@ -385,7 +385,7 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
 # How each release's libxenctrl issues memory ops (xenprobe.memop_path, read from the
 # loaded file): Debian 11's 4.14.6 through the int ioctl (tools/libxc/xc_private.c
 # @RELEASE-4.14.6:331-348), 4.17 and 4.20 through a one-entry multicall
-# (tools/libs/ctrl/xc_private.c@RELEASE-4.15.1:338-374 and later).
+# (tools/libs/ctrl/xc_private.c@RELEASE-4.15.1:340-380 and later).
 LIBXC_MEMOP_PATH = {"4.14": "ioctl", "4.17": "multicall", "4.20": "multicall"}
 # libxc functions that read through memory_op (the others: xc_version, and
 # xc_get_tot_pages through domctl getdomaininfo).
