@@ -362,3 +362,59 @@ def test_domu_sees_only_itself(pkgs: xenpkgs.XenPackages, tmp_path: Path) -> Non
                                                             strict=True)}
     assert by[(Quantity.MAXIMUM_RESERVATION, 0)] == Reading(-1, errno.EPERM, 64)
     assert by[(Quantity.CURRENT_RESERVATION, 0)] == Reading(-1, errno.EPERM, 64)
+
+
+# A Xen 4.14 host shaped like the real tier's (tests/realxen/session.EXTRA_DOMAINS): PV
+# domains whose maximum_gpfn their kernels set to 2^31 + 12345, 0xFFFFFFFE, 2^32 + 4096.
+AT_414 = """description = "Xen 4.14 with guest-set maximum_gpfn at and above 2^31"
+[xen]
+release = "4.14"
+extraversion = ".6"
+[host]
+memory = "2 GiB"
+[[domain]]
+id = 0
+memory = "1 GiB"
+max_memory = "1 GiB"
+max_gpfn = 0x3FFFF
+[[domain]]
+id = 2
+memory = "4 MiB"
+max_gpfn = 0x80003039
+[[domain]]
+id = 3
+memory = "1 MiB"
+max_gpfn = 0xFFFFFFFE
+[[domain]]
+id = 4
+memory = "1 MiB"
+max_gpfn = 0x100001000
+"""
+
+
+def test_libxenctrl_414_loses_what_the_ioctl_loses(tmp_path: Path) -> None:
+    """Debian 11's libxenctrl 4.14.6 issues memory ops through the int ioctl
+    (xc_private.c@RELEASE-4.14.6:331-348): on the mock host, as on real Xen 4.14
+    (tests/realxen/test_xenprobe.py::test_libxc_layer_on_real_xen), its readings are the
+    ioctl's bit for bit, and check notes why."""
+    if os.environ.get(xenpkgs.SKIP_ENV) == "1":
+        pytest.skip(f"{xenpkgs.SKIP_ENV}=1: Debian's libxenctrl 4.14 not fetched")
+    lib14 = xenpkgs.ensure(release="4.14")
+    path = tmp_path / "at414.toml"
+    path.write_text(AT_414)
+    env = env_for(parse(AT_414, str(path)), tmp_path)
+    env.update(lib14.env())
+    env.pop(libxc.ENV, None)
+    code, report = check_json(str(path), env=env)
+    assert code == 1
+    (note,) = [n for n in report["notes"] if n.startswith("libxc:")]
+    assert "libxenctrl 4.14 issues memory ops through the int ioctl" in note
+    lost = {}
+    for r in report["results"]:
+        lx, io = r["layers"]["libxc"], r["layers"]["ioctl"]
+        if r["quantity"] in ("maximum_gpfn", "maximum_ram_page"):
+            assert (lx["value"], lx["errno"], lx["verdict"]) == (
+                io["value"], io["errno"], io["verdict"]), r
+            if lx["verdict"] != "match":
+                lost[r["domid"]] = lx["verdict"]
+    assert lost == {2: "sign_flipped", 3: "aliased_errno", 4: "truncated"}

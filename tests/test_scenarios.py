@@ -4,6 +4,8 @@ scenario and the documented layer conversions predict (tests/model.py)."""
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,6 +70,20 @@ def test_healthy_host_is_clean() -> None:
     assert all(not r["at_risk"] for r in report["results"])
 
 
+def test_frame_bound_below_max_page_is_clean() -> None:
+    """physinfo's max_mfn follows the hot-plug bound (or the 2^32 cap without BIGMEM),
+    not max_page: a host whose RAM reaches above max_mfn + 1 is healthy, and its
+    maximum_ram_page must not be judged against max_mfn."""
+    s = load("hotplug-below-ram")
+    assert s.max_page > s.max_mfn + 1 and s.total_pages > s.max_mfn + 1
+    code, report = check_json("hotplug-below-ram")
+    assert code == 0, report
+    (mrp,) = [r for r in report["results"] if r["quantity"] == "maximum_ram_page"]
+    assert mrp["raw"]["value"] == s.max_page
+    assert mrp["raw_verdict"] == "match"
+    assert report["summary"]["mismatches"] == 0
+
+
 # Each truncation class the project claims, and the scenario that shows it.
 CLAIMS = [
     ("large-memory", "maximum_ram_page", "ioctl", "sign_flipped"),
@@ -76,9 +92,10 @@ CLAIMS = [
     ("huge-address-space", "maximum_ram_page", "ioctl", "truncated"),
     ("huge-address-space", "maximum_gpfn", "syscall", "truncated"),
     ("huge-address-space", "current_reservation", "ioctl", "sign_flipped"),
-    ("xenlinux-driver", "maximum_ram_page", "ioctl", "sign_flipped"),
-    ("hypervisor-32bit", "maximum_ram_page", "raw", "sign_flipped"),
     ("compat-clamp", "current_reservation", "raw", "clamped"),
+    ("compat-clamp", "maximum_ram_page", "raw", "clamped"),
+    ("xen-default", "maximum_reservation", "ioctl", "aliased_errno"),
+    ("xen-default", "maximum_reservation", "syscall", "aliased_errno"),
 ]
 
 
@@ -91,10 +108,24 @@ def test_claimed_class_is_detected(scenario: str, quantity: str, layer: str,
     assert verdict in seen
 
 
-def test_xenlinux_syscall_keeps_64_bits() -> None:
-    _, report = check_json("xenlinux-driver")
-    for r in report["results"]:
-        assert r["layers"]["syscall"]["verdict"] == "match", r
+def test_xen_default_dom0_limit_reads_as_eperm() -> None:
+    """Xen's default dom0 (no dom0_mem=...,max:) has max_pages = UINT_MAX: the int paths
+    turn it into -1/EPERM, for dom0 by id and for DOMID_SELF alike. The tuned host
+    (healthy) is the same but for that limit, and is clean."""
+    code, report = check_json("xen-default")
+    assert code == 1
+    got = {r["subject"]: r for r in report["results"]
+           if r["quantity"] == "maximum_reservation" and r["domid"] in (0, 0x7FF0)}
+    assert set(got) == {"self", "domain"}
+    for r in got.values():
+        assert r["raw"]["value"] == 0xFFFFFFFF and r["raw_verdict"] == "match"
+        for layer in ("ioctl", "syscall"):
+            assert r["layers"][layer] == {"value": -1, "errno": errno.EPERM, "width":
+                                          32 if layer == "ioctl" else 64,
+                                          "verdict": "aliased_errno"}
+    mismatched = {(r["quantity"], r["domid"]) for r in report["results"]
+                  if any(v["verdict"] not in ("match", "absent") for v in r["layers"].values())}
+    assert mismatched == {("maximum_reservation", 0), ("maximum_reservation", 0x7FF0)}
 
 
 def test_drift_is_never_truncation() -> None:
@@ -118,3 +149,42 @@ def test_missing_domain_error_path() -> None:
         assert missing["raw"]["errno"] == 3, name
         assert missing["layers"]["ioctl"] == {"value": -1, "errno": 3, "width": 32,
                                               "verdict": "match"}
+
+
+ALIAS_HOST = """description = "a valid gpfn whose low 32 bits read as -EINTR, one as -EAGAIN"
+[xen]
+release = "4.17"
+[host]
+memory = "16 GiB"
+[[domain]]
+id = 0
+memory = "2 GiB"
+max_memory = "2 GiB"
+[[domain]]
+id = 1
+memory = "1 GiB"
+hvm = true
+max_gpfn = 0xFFFFFFFC
+[[domain]]
+id = 2
+memory = "1 GiB"
+hvm = true
+max_gpfn = 0x1FFFFFFF5
+"""
+
+
+def test_a_value_aliasing_eintr_is_not_retried(tmp_path: Path) -> None:
+    """0xFFFFFFFC reads as -1/EINTR and 0x1FFFFFFF5 as -1/EAGAIN through the int paths.
+    The raw multicall result shows a valid value, so that -1 is an alias, not a
+    transient failure: it is reported as aliased_errno, and no retry is counted."""
+    path = tmp_path / "alias.toml"
+    path.write_text(ALIAS_HOST)
+    code, report = check_json(str(path))
+    assert code == 1
+    got = {(r["domid"], layer): (v["value"], v["errno"], v["verdict"])
+           for r in report["results"] if r["quantity"] == "maximum_gpfn"
+           for layer, v in r["layers"].items() if layer in ("ioctl", "syscall")}
+    for layer in ("ioctl", "syscall"):
+        assert got[(1, layer)] == (-1, errno.EINTR, "aliased_errno")
+        assert got[(2, layer)] == (-1, errno.EAGAIN, "aliased_errno")
+    assert report["retries"] == {}

@@ -1,20 +1,24 @@
-"""Debian's real Xen 4.17 user-space libraries, fetched once and cached, for tests.
+"""Debian's real Xen user-space libraries, fetched once and cached, for tests.
 
-libxenctrl.so.4.17 (in libxenmisc4.17), the stable libraries it links, and xen-utils-4.17
-for the official Python bindings (xen.lowlevel.xc). Nothing is installed into the host:
-`apt-get download` fetches the .debs with the host's apt configuration and package
-lists, `dpkg-deb -x` unpacks them below the cache directory ($XENPROBE_CACHE, else
-~/.cache/xenprobe), and tests point LD_LIBRARY_PATH at the unpacked library directory.
+Per release (RELEASES): libxenctrl.so.<release> (in libxenmisc<release>: Debian has no
+libxenctrl package) and the stable libraries it links. For 4.17 (bookworm, the host's
+own suite) also xen-utils-4.17, for the official Python bindings (xen.lowlevel.xc).
+4.14 comes from bullseye and 4.20 from trixie, through a private apt state (lists,
+sources, cache below the cache directory; tests/realxen/assets.PrivateApt), so the
+host's apt state is neither read for resolution nor written. Nothing is installed into
+the host: `apt-get download` fetches the .debs, `dpkg-deb -x` unpacks them below the
+cache directory ($XENPROBE_CACHE, else ~/.cache/xenprobe), and tests point
+LD_LIBRARY_PATH at the unpacked library directory.
 
 Cache layout, below <cache>/xenpkgs/:
     .lock          flock()ed while resolving and unpacking (pytest-xdist, parallel runs)
-    current        "<version> <resolved-at>" of the set in use
+    current        "<version> <resolved-at>" of the 4.17 set in use
+    current-4.NN   the same for another release
+    apt/<suite>/   private apt state for a suite other than the host's
     <version>/     the unpacked packages (a filesystem root), with a .complete marker
 
-The tests/realxen tier has its own cache for the hypervisor and kernel (assets.py); this
-one only needs the host's package lists (`apt-get update` if apt knows no candidate).
-
-Run `python3 -m tests.xenpkgs` from the repository root to fetch and print the paths.
+Run `python3 -m tests.xenpkgs [4.14|4.17|4.20]` from the repository root to fetch and
+print the paths.
 """
 
 from __future__ import annotations
@@ -31,23 +35,34 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-RELEASE = "4.17"
-# libxenmisc4.17 ships libxenctrl.so.4.17 (Debian has no libxenctrl4.17 package); the
-# rest are what `ldd` shows it and xen.lowlevel.xc need beyond the base system.
-PACKAGES: tuple[str, ...] = (
-    f"libxenmisc{RELEASE}",
-    "libxencall1",
-    "libxenforeignmemory1",
-    "libxendevicemodel1",
-    "libxentoollog1",
-    "libxentoolcore1",
-    "libxenevtchn1",
-    "libxengnttab1",
-    "libxenstore4",
-    "libxenhypfs1",
-    f"xen-utils-{RELEASE}",
-)
+RELEASE = "4.17"  # the default: the host's own suite, with the Python bindings
+# libxenmisc ships libxenctrl.so (Debian has no libxenctrl package); the stable libraries
+# are what `ldd` shows libxenctrl needs beyond the base system.
+_LIBXC = ("libxencall1", "libxenforeignmemory1", "libxendevicemodel1", "libxentoollog1",
+          "libxentoolcore1", "libxenevtchn1", "libxengnttab1")
+
+
+@dataclass(frozen=True)
+class Spec:
+    release: str
+    suite: str | None           # None: the host's apt (bookworm); else a private state
+    packages: tuple[str, ...]
+    bindings: bool              # xen-utils is among them: xen.lowlevel.xc is checked too
+
+
+RELEASES: dict[str, Spec] = {
+    "4.17": Spec("4.17", None, (
+        "libxenmisc4.17", *_LIBXC, "libxenstore4",
+        "libxenhypfs1", "xen-utils-4.17"), bindings=True),
+    # Debian 11's Xen 4.14.6: glibc 2.31, so it loads on bookworm's userland.
+    "4.14": Spec("4.14", "bullseye", ("libxenmisc4.14", *_LIBXC), bindings=False),
+    # trixie's libxenctrl.so.4.20 needs glibc 2.34 at most (objdump -T); the libraries
+    # that need 2.38 (libxenstore, libxenguest, libxenlight) are not among its needs.
+    "4.20": Spec("4.20", "trixie", ("libxenmisc4.20", *_LIBXC), bindings=False),
+}
+PACKAGES: tuple[str, ...] = RELEASES[RELEASE].packages
 LIBDIR = "usr/lib/x86_64-linux-gnu"
 PYTHON_DIR = f"usr/lib/xen-{RELEASE}/lib/python"
 XC_MODULE = "xen/lowlevel/xc.cpython-311-x86_64-linux-gnu.so"
@@ -63,6 +78,7 @@ class PackageError(RuntimeError):
 class XenPackages:
     root: Path      # the unpacked filesystem tree
     version: str    # the Debian version of every package in it
+    release: str = RELEASE
 
     @property
     def libdir(self) -> Path:
@@ -70,11 +86,11 @@ class XenPackages:
 
     @property
     def libxenctrl(self) -> Path:
-        return self.libdir / f"libxenctrl.so.{RELEASE}"
+        return self.libdir / f"libxenctrl.so.{self.release}"
 
     @property
     def python_dir(self) -> Path:
-        return self.root / PYTHON_DIR
+        return self.root / f"usr/lib/xen-{self.release}/lib/python"
 
     @property
     def xc_module(self) -> Path:
@@ -141,20 +157,49 @@ def candidates(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return found
 
 
-def _missing_libraries(tree: Path) -> list[str]:
-    """Shared objects the loader cannot find for libxenctrl and xc.so with the tree's
+def _private_apt(cache: Path, suite: str) -> Any:
+    """A PrivateApt for another Debian suite, its lists refreshed (tests/realxen)."""
+    from tests.realxen import assets  # the private-state apt of the real-Xen tier
+
+    apt = assets.PrivateApt(cache / "apt" / suite, suite)
+    try:
+        apt.setup(assets.host_sources())
+        apt.update()
+    except assets.AssetError as e:
+        raise PackageError(str(e)) from None
+    return apt
+
+
+def _resolve(cache: Path, spec: Spec) -> tuple[dict[str, str], Any]:
+    """(package -> version, the PrivateApt or None for the host's apt)."""
+    if spec.suite is None:
+        return candidates(spec.packages), None
+    from tests.realxen import assets
+
+    apt = _private_apt(cache, spec.suite)
+    try:
+        return {p: apt.show(p)["version"] for p in spec.packages}, apt
+    except assets.AssetError as e:
+        raise PackageError(str(e)) from None
+
+
+def _missing_libraries(tree: Path, spec: Spec) -> list[str]:
+    """Shared objects the loader cannot find for libxenctrl (and xc.so) with the tree's
     library directory on LD_LIBRARY_PATH."""
-    targets = [tree / LIBDIR / f"libxenctrl.so.{RELEASE}", tree / PYTHON_DIR / XC_MODULE]
+    targets = [tree / LIBDIR / f"libxenctrl.so.{spec.release}"]
+    if spec.bindings:
+        targets.append(tree / f"usr/lib/xen-{spec.release}/lib/python" / XC_MODULE)
     for t in targets:
         if not t.exists():
             raise PackageError(f"{t.relative_to(tree)} is not in the unpacked packages")
     env = {**os.environ, "LD_LIBRARY_PATH": str(tree / LIBDIR), "LC_ALL": "C"}
     out = _run(["ldd", *map(str, targets)], env=env)
-    return sorted({line.split()[0] for line in out.splitlines() if "=> not found" in line})
+    return sorted({line.split()[0] for line in out.splitlines()
+                   if "=> not found" in line or "version `" in line})
 
 
-def _fetch(cache: Path, versions: dict[str, str]) -> Path:
-    version = versions[PACKAGES[0]]
+def _fetch(cache: Path, spec: Spec, versions: dict[str, str], apt: Any) -> Path:
+    version = versions[spec.packages[0]]
     final = cache / version.replace(":", "%3a")
     if (final / ".complete").exists():
         return final
@@ -162,56 +207,67 @@ def _fetch(cache: Path, versions: dict[str, str]) -> Path:
         work = Path(tmp)
         debs, tree = work / "debs", work / "root"
         debs.mkdir()
-        _run(["apt-get", "-q", *_apt_options(), "download",
-              *(f"{p}={versions[p]}" for p in PACKAGES)], cwd=debs)
+        if apt is None:
+            _run(["apt-get", "-q", *_apt_options(), "download",
+                  *(f"{p}={versions[p]}" for p in spec.packages)], cwd=debs)
+        else:
+            for p in spec.packages:
+                apt.download(p, versions[p], debs)
         for deb in sorted(debs.glob("*.deb")):
             _run(["dpkg-deb", "-x", str(deb), str(tree)])
-        missing = _missing_libraries(tree)
+        missing = _missing_libraries(tree, spec)
         if missing:
             raise PackageError(f"unpacked, but the loader still misses {', '.join(missing)}"
-                               ": add the Debian packages that ship them to PACKAGES")
-        (tree / ".complete").write_text(" ".join(f"{p}={versions[p]}" for p in PACKAGES))
+                               ": add the Debian packages that ship them to RELEASES")
+        (tree / ".complete").write_text(" ".join(f"{p}={versions[p]}" for p in spec.packages))
         if final.exists():
             shutil.rmtree(final)  # an interrupted earlier run
         tree.rename(final)
     return final
 
 
-def _current(cache: Path) -> tuple[Path, str, float] | None:
+def _current_file(cache: Path, release: str) -> Path:
+    return cache / ("current" if release == RELEASE else f"current-{release}")
+
+
+def _current(cache: Path, release: str) -> tuple[Path, str, float] | None:
     try:
-        version, stamp = (cache / "current").read_text().split()
+        version, stamp = _current_file(cache, release).read_text().split()
         root = cache / version.replace(":", "%3a")
         return (root, version, float(stamp)) if (root / ".complete").exists() else None
     except (OSError, ValueError):
         return None
 
 
-def ensure(refresh: bool = False) -> XenPackages:
-    """The unpacked packages, fetched when the cache has none (or they are older than a
-    week and apt has a newer candidate). An older complete set is used if apt fails."""
+def ensure(refresh: bool = False, release: str = RELEASE) -> XenPackages:
+    """The unpacked packages of one release, fetched when the cache has none (or they
+    are older than a week and apt has a newer candidate). An older complete set is used
+    if apt fails."""
+    spec = RELEASES[release]
     cache = cache_dir()
     with _locked(cache):
-        current = _current(cache)
+        current = _current(cache, release)
         if current and not refresh and time.time() - current[2] < TTL_S:
-            return XenPackages(current[0], current[1])
+            return XenPackages(current[0], current[1], release)
         try:
-            versions = candidates()
-            root = _fetch(cache, versions)
+            versions, apt = _resolve(cache, spec)
+            root = _fetch(cache, spec, versions, apt)
         except PackageError as e:
             if current is None:
                 raise
             print(f"xenpkgs: using the cached {current[1]}: {e}", file=sys.stderr)
-            return XenPackages(current[0], current[1])
-        version = versions[PACKAGES[0]]
+            return XenPackages(current[0], current[1], release)
+        version = versions[spec.packages[0]]
         tmp = cache / "current.tmp"
         tmp.write_text(f"{version} {time.time()}\n")
-        tmp.replace(cache / "current")
-        return XenPackages(root, version)
+        tmp.replace(_current_file(cache, release))
+        return XenPackages(root, version, release)
 
 
 def main() -> int:
     t0 = time.monotonic()
-    pkgs = ensure(refresh="--refresh" in sys.argv)
+    release = next((a for a in sys.argv[1:] if a in RELEASES), RELEASE)
+    pkgs = ensure(refresh="--refresh" in sys.argv, release=release)
     print(f"version     {pkgs.version}\nlibxenctrl  {pkgs.libxenctrl}\n"
           f"xc module   {pkgs.xc_module}\nelapsed     {time.monotonic() - t0:.1f}s")
     return 0

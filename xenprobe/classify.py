@@ -94,6 +94,10 @@ def _value_verdict(truth: Truth, r: Reading) -> Verdict:
     # (a negative raw value read through an int is still the same value).
     if truth.contains(x % U64):
         return Verdict.MATCH
+    if x == INT32_MAX and truth.lo > INT32_MAX and truth.lo != truth.hi:
+        # A range above INT_MAX (a reference, not a raw value): the clamp turns every
+        # value in it into exactly this, a truncation only some of them.
+        return Verdict.CLAMPED
     low = x % U32
     if x < 0 and low >= 1 << 31 and (r.width == 32 or x >= INT32_MIN):
         # x is a sign-extended 32-bit pattern: which unsigned value could it have been?

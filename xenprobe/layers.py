@@ -46,10 +46,11 @@ class SyscallLayer:
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return list(self.dev.many(calls, syscall=True))
 
-    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]]
-                     ) -> Columns:
-        """read_many as columns (see Sweeper: a sweep compares columns in bulk)."""
-        values, errnos = self.dev.many_values(Calls.of(calls), syscall=True)
+    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]],
+                     raw: Sequence[int] | None = None) -> Columns:
+        """read_many as columns (see Sweeper: a sweep compares columns in bulk); raw,
+        the multicall results, tells an aliased value from a transient failure."""
+        values, errnos = self.dev.many_values(Calls.of(calls), syscall=True, raw=raw)
         return Columns(values, errnos, 64)
 
     def via_reference(self, probe: Probe) -> bool:
@@ -67,10 +68,11 @@ class IoctlLayer:
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return list(self.dev.many(calls, syscall=False))
 
-    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]]
-                     ) -> Columns:
-        """read_many as columns (see Sweeper: a sweep compares columns in bulk)."""
-        values, errnos = self.dev.many_values(Calls.of(calls), syscall=False)
+    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]],
+                     raw: Sequence[int] | None = None) -> Columns:
+        """read_many as columns (see Sweeper: a sweep compares columns in bulk); raw,
+        the multicall results, tells an aliased value from a transient failure."""
+        values, errnos = self.dev.many_values(Calls.of(calls), syscall=False, raw=raw)
         return Columns(values, errnos, 32)
 
     def via_reference(self, probe: Probe) -> bool:

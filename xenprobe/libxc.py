@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 from cffi import FFI
 
-from xenprobe import elf, guard
+from xenprobe import elf, guard, memop_path
 from xenprobe.abi import hypercalls as hc
 from xenprobe.abi.libxc import Signatures, Version, known, signatures, soname
 from xenprobe.quantities import Probe, Quantity, Subject
@@ -62,10 +62,34 @@ class Library:
     lib: Any
     path: str          # what was handed to dlopen
     signatures: Signatures
+    file: Path | None = None  # the file the loader mapped, where it can be found
 
     @property
     def release(self) -> Version:
         return self.signatures.release
+
+    @property
+    def memory_op_path(self) -> memop_path.MemoryOpPath | None:
+        """How this library issues memory ops (xenprobe.memop_path): read from the
+        loaded file, not from the hypervisor's release."""
+        if self.file is None:
+            return memop_path.by_release(self.release)
+        return memop_path.of_file(self.file, self.release)
+
+
+def loaded_file(name: str, maps: str = "/proc/self/maps") -> Path | None:
+    """The file the loader mapped for a library loaded by this name (a SONAME such as
+    libxenctrl.so.4.17 maps libxenctrl.so.4.17.0), from this process's mappings."""
+    try:
+        with open(maps) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        path = line.split(maxsplit=5)[5] if len(line.split(maxsplit=5)) == 6 else ""
+        if path.startswith("/") and Path(path).name.startswith(name):
+            return Path(path)
+    return None
 
 
 def _name(release: Version) -> str:
@@ -122,7 +146,8 @@ def load(hypervisor: Version, environ: dict[str, str] | None = None) -> Library:
             getattr(lib, fn)
         except AttributeError:
             raise Unavailable(f"{name} does not export {fn}") from None
-    return Library(ffi, lib, target, sig)
+    file = Path(target) if override else loaded_file(name)
+    return Library(ffi, lib, target, sig, file)
 
 
 class Absent:
@@ -140,6 +165,19 @@ class Absent:
 
     def via_reference(self, probe: Probe) -> bool:
         return False
+
+
+def _path_note(library: Library) -> str:
+    """A note where libxenctrl's memory ops go through the int ioctl (or may): its
+    maximum_ram_page and maximum_gpfn then lose what the ioctl loses."""
+    where = f"libxenctrl {_name(library.release)}"
+    if library.memory_op_path == "ioctl":
+        return (f"{where} issues memory ops through the int ioctl (libxenctrl before "
+                "4.15.1 does): its memory-op values lose bits as the ioctl's do")
+    if library.memory_op_path is None:
+        return (f"{where}: cannot tell whether it issues memory ops through the int ioctl "
+                "(4.15.0) or a multicall (4.15.1 and later)")
+    return ""
 
 
 def _s64(u: int) -> int:
@@ -165,9 +203,10 @@ class LibxcLayer:
         self.ffi = library.ffi
         self.lib = library.lib
         self.signatures = library.signatures
+        self.memory_op_path = library.memory_op_path
         self.description = (f"libxenctrl {_name(library.release)} ({library.path}): "
                             "the C functions' own return types")
-        self.note = ""
+        self.note = _path_note(library)
         if library.release != hypervisor:
             # Its domctl and sysctl requests would carry another release's interface
             # version and be refused (EACCES): that is a mismatched install, not a value

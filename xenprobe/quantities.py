@@ -32,6 +32,22 @@ PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
 FOR_SELF = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION)
 
 
+# What a domU sets by itself, and how (xen-project/xen). A guest that sets such a value
+# where a dom0 tool's int path misreads it (an -errno alias, a sign flip, a truncation)
+# makes that tool see a fake error or a wrong value: the operator's security concern.
+GUEST_SET: dict[Quantity, str] = {
+    # XENMEM_increase/decrease_reservation and populate_physmap on its own domain
+    # (memory.c@RELEASE-4.17.0:1404-1406, XSM_TARGET: self allowed, :1435) move
+    # tot_pages, up to the max_pages the toolstack set (page_alloc.c@RELEASE-4.17.0:2367).
+    Quantity.CURRENT_RESERVATION: "the guest balloons itself, up to its maximum",
+    # PV: (arch_get_max_pfn(d) ?: 1) - 1, the max_pfn the guest writes into its own
+    # shared_info (x86/mm.c@RELEASE-4.17.0:489, asm/shared.h@RELEASE-4.17.0:10-16,70):
+    # any 64-bit value. HVM/PVH: the p2m's max_mapped_pfn (mm.c:485), which the guest
+    # raises by populating or mapping high gfns.
+    Quantity.MAXIMUM_GPFN: "the guest sets it (PV: shared_info max_pfn; HVM: high gfns)",
+}
+
+
 class Subject(enum.StrEnum):
     HOST = "host"
     DOMAIN = "domain"
@@ -48,6 +64,13 @@ class Probe:
     @property
     def call(self) -> tuple[int, int]:
         return CALLS[self.quantity]
+
+    @property
+    def guest_set(self) -> bool:
+        """A value a domU sets by itself (GUEST_SET), read for that domU (not dom0,
+        whose values are its own kernel's)."""
+        return (self.subject is Subject.DOMAIN and self.domid != 0
+                and self.quantity in GUEST_SET)
 
     @property
     def label(self) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from xenprobe import __version__
 from xenprobe.classify import Truth, Verdict
 from xenprobe.consumers import Consumers
+from xenprobe.host import MAX_FRAMES
 from xenprobe.judge import RAW
 from xenprobe.quantities import Quantity, Subject
 from xenprobe.reading import Reading
@@ -57,6 +58,8 @@ def truth_text(t: Truth | None) -> str:
         return "-"
     if t.is_error:
         return f"-{_errname(t.errno)}"
+    if t.hi >= MAX_FRAMES:  # bounded only by the address space: an open range
+        return f"{t.lo}.."
     return str(t.lo) if t.lo == t.hi else f"{t.lo}..{t.hi}"
 
 
@@ -67,6 +70,8 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
         rows.append(("reference", truth_text(r.reference), None, ""))
     risk = ", ".join(r.at_risk)
     note = f"{r.bits} bits" + (f"; at risk: {risk}" if risk else "")
+    if r.probe.guest_set:  # the domU sets this value itself (quantities.GUEST_SET)
+        note += "; guest-set"
     rows.append((RAW, reading_text(r.raw), r.verdicts.get(RAW), note))
     for name in layers:
         rows.append((name, reading_text(r.readings.get(name)),
@@ -183,6 +188,7 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
             "reference": _truth_json(r.reference),
             "bits": r.bits,
             "at_risk": [k.value for k in r.at_risk],
+            "guest_set": r.probe.guest_set,
             "attempts": r.attempts,
             "layers": {
                 name: ({**rd.as_json(), "verdict": r.verdicts[name].value}

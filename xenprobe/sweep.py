@@ -25,9 +25,9 @@ import structlog
 
 from xenprobe.abi.hypercalls import MAX_ERRNO
 from xenprobe.classify import INT32_MAX, U32, Risk, Truth, Verdict, at_risk, bits_used
-from xenprobe.host import Host, Identity, sys_hypervisor_version
+from xenprobe.host import MAX_FRAMES, Host, Identity, sys_hypervisor_version
 from xenprobe.judge import MASK64, RAW, Ref, Sample, judge, unanimous
-from xenprobe.layers import Layer
+from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
 from xenprobe.quantities import Probe, Quantity, Subject, plan
 from xenprobe.reading import Columns, Reading, raw_result
 from xenprobe.transport import Args, Buffer, Calls, args5
@@ -127,11 +127,14 @@ class _References:
         """truth(), with an exact page count as a plain int (see judge.Ref)."""
         q = probe.quantity
         if q is Quantity.MAXIMUM_RAM_PAGE:
-            # max_page is the highest RAM frame + 1: at least total_pages, at most
-            # max_mfn + 1 (xen-abi.md 2.2, 4.3).
-            total, max_mfn = self.physinfo["total_pages"], self.physinfo["max_mfn"]
-            assert isinstance(total, int) and isinstance(max_mfn, int)
-            return Truth.between(total, max_mfn + 1)
+            # max_page is the highest RAM frame + 1, so at least total_pages. physinfo's
+            # max_mfn is no upper bound: get_upper_mfn_bound() follows the hot-plug
+            # range's end and is capped at 2^32 without CONFIG_BIGMEM, so RAM can
+            # reach above it (x86/mm.c@RELEASE-4.17.0:6278-6287). A frame number of a
+            # 64-bit address is the only bound Xen guarantees.
+            total = self.physinfo["total_pages"]
+            assert isinstance(total, int)
+            return Truth.between(total, MAX_FRAMES)
         if q is Quantity.XEN_VERSION:
             return Truth.exact(self.version) if self.version is not None else None
         if q is Quantity.MAXIMUM_GPFN:
@@ -446,8 +449,12 @@ class Sweeper:
         return Sweep(self.host.identity, results, len(domids), started, duration,
                      [layer.name for layer in self.layers])
 
-    def _read(self, layer: Layer, probes: list[Probe], calls: Calls) -> Columns:
+    def _read(self, layer: Layer, probes: list[Probe], calls: Calls,
+              raw: array[int]) -> Columns:
         bulk = getattr(layer, "read_columns", None)
+        if isinstance(layer, SyscallLayer | IoctlLayer):
+            # The raw results let the int paths tell an alias from a transient EINTR.
+            return layer.read_columns(probes, calls, raw)
         if bulk is not None:
             columns: Columns = bulk(probes, calls)
             return columns
@@ -462,7 +469,7 @@ class Sweeper:
             else p.probes
         refs_before = self._references()
         raw_before = dev.multicall_values(calls)
-        columns = [self._read(layer, probes, calls) for layer in self.layers]
+        columns = [self._read(layer, probes, calls, raw_before) for layer in self.layers]
         raw_after = dev.multicall_values(calls)
         refs_after = self._references()
         ref_before = refs_before.column(p, pending)

@@ -32,6 +32,13 @@ NO_INDEX = (1 << 64) - 1  # xp_refusal(): the request itself, not an entry or ca
 RETRIES = 3
 
 
+def aliases(raw: int, err: int) -> bool:
+    """Whether a valid raw result reads as -1 with this errno through the int paths:
+    its low 32 bits, sign-extended, are -err while the hypervisor itself did not fail."""
+    low = raw & 0xFFFFFFFF
+    return raw != -err and (low ^ 0x80000000) - 0x80000000 == -err
+
+
 def refusal_reason(code: int) -> str:
     return _DENIALS.get(code, f"refused ({code})")
 
@@ -207,11 +214,14 @@ class Privcmd:
         return taken
 
     def _retry_many(self, calls: Calls, values: array[int], errs: array[int],
-                    syscall: bool) -> None:
-        """many_values' calls that failed with a retryable errno, issued again in place."""
+                    syscall: bool, raw: Sequence[int] | None) -> None:
+        """many_values' calls that failed with a retryable errno, issued again in place.
+        Not those whose raw result is a value that the int path turns into exactly that
+        -1/errno: that is an alias of the value, which no retry changes."""
         path = "syscall" if syscall else "ioctl"
         for retry in range(RETRIES):
-            again = [i for i, e in enumerate(errs) if e in RETRYABLE and values[i] == -1]
+            again = [i for i, e in enumerate(errs) if e in RETRYABLE and values[i] == -1
+                     and not (raw is not None and aliases(raw[i], e))]
             if not again:
                 return
             for i in again:
@@ -238,11 +248,13 @@ class Privcmd:
         width = 64 if syscall else 32
         return [Reading(r, e, width) for r, e in zip(values, errs, strict=True)]
 
-    def many_values(self, calls: Calls, *, syscall: bool, retry: bool = True
-                    ) -> tuple[array[int], array[int]]:
+    def many_values(self, calls: Calls, *, syscall: bool, retry: bool = True,
+                    raw: Sequence[int] | None = None) -> tuple[array[int], array[int]]:
         """`many` as two columns, the returned values and the errnos (0: none), without a
         Reading per call: what a sweep's bulk comparison reads. Machine-integer arrays
-        copied straight from the native ones, so 30,000 calls make no Python int."""
+        copied straight from the native ones, so 30,000 calls make no Python int.
+        raw: the same calls' raw (multicall) results, when known, so that an aliased
+        value is not mistaken for a transient failure (see _retry_many)."""
         n = len(calls)
         values, errnos = array("q"), array("i")
         if n == 0:
@@ -256,7 +268,7 @@ class Privcmd:
         values.frombytes(ffi.buffer(rets))
         errnos.frombytes(ffi.buffer(errs))
         if retry:
-            self._retry_many(calls, values, errnos, syscall)
+            self._retry_many(calls, values, errnos, syscall, raw)
         return values, errnos
 
     def multicall(self, calls: Sequence[tuple[int, Args]]) -> list[Reading]:

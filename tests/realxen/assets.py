@@ -39,8 +39,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Xen release -> (apt suite family, package).  4.20 is only in trixie.
+# Xen release -> (apt suite family, package).  4.14 is only in bullseye, 4.20 only in trixie.
 XEN_PACKAGES: dict[str, tuple[str, str]] = {
+    "4.14": ("bullseye", "xen-hypervisor-4.14-amd64"),
     "4.17": ("bookworm", "xen-hypervisor-4.17-amd64"),
     "4.20": ("trixie", "xen-hypervisor-4.20-amd64"),
 }
@@ -71,8 +72,12 @@ DEFAULT_TTL_S = 7 * 24 * 3600
 MANIFEST_FORMAT = 1
 
 _BOOKWORM_SUITES = ("bookworm", "bookworm-updates", "bookworm-security")
-# bookworm suite in a host entry -> suite to use for the trixie state.
-_TRIXIE_SUITE_MAP = {"bookworm": "trixie", "bookworm-security": "trixie-security"}
+# bookworm suite in a host entry -> suite to use for another family's private state.
+_SUITE_MAPS = {
+    "trixie": {"bookworm": "trixie", "bookworm-security": "trixie-security"},
+    "bullseye": {"bookworm": "bullseye", "bookworm-security": "bullseye-security"},
+}
+FAMILIES = ("bookworm", *_SUITE_MAPS)
 _DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
@@ -292,10 +297,11 @@ def sources_for(family: str, entries: list[SourceEntry]) -> str:
         if family == "bookworm":
             suites = [s for s in e.suites if s in _BOOKWORM_SUITES]
             signed = e.signed_by
-        elif family == "trixie":
-            suites = [_TRIXIE_SUITE_MAP[s] for s in e.suites if s in _TRIXIE_SUITE_MAP]
+        elif family in _SUITE_MAPS:
+            smap = _SUITE_MAPS[family]
+            suites = [smap[s] for s in e.suites if s in smap]
             signed = e.signed_by
-            # A bookworm-only keyring can't verify trixie; the full Debian keyring can.
+            # A bookworm-only keyring can't verify another suite; the full Debian one can.
             if (
                 signed
                 and "\n" not in signed
@@ -567,7 +573,7 @@ _KERNEL_DEP = re.compile(r"\b(linux-image-[0-9][A-Za-z0-9.+~-]*-amd64)\b")
 
 def _resolve_and_fetch(cache: Path) -> Assets:
     entries = host_sources()
-    apts = {fam: PrivateApt(cache / "apt" / fam, fam) for fam in ("bookworm", "trixie")}
+    apts = {fam: PrivateApt(cache / "apt" / fam, fam) for fam in FAMILIES}
     for apt in apts.values():
         apt.setup(entries)
         apt.update()
@@ -614,6 +620,8 @@ def _load_manifest(cache: Path) -> tuple[Assets, float] | None:
     except (OSError, ValueError, KeyError, AssertionError, AssetError):
         return None
     if not all(p.exists() for p in assets.all_paths()):
+        return None
+    if set(assets.xen) != set(XEN_PACKAGES):  # written by a checkout with other releases
         return None
     return assets, stamp
 

@@ -31,8 +31,8 @@ from .initramfs import MARKER, RESULTS_IN_CHROOT, build_initramfs
 
 QEMU = "qemu-system-x86_64"
 CPU = "max,-smap,-smep,-pku,-la57"
-RELEASES = ("4.17", "4.20")
-EXPECTED_XEN_VERSION = {"4.17": 0x40011, "4.20": 0x40014}
+RELEASES = ("4.14", "4.17", "4.20")
+EXPECTED_XEN_VERSION = {"4.14": 0x4000E, "4.17": 0x40011, "4.20": 0x40014}
 
 
 @dataclass

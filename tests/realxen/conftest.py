@@ -1,12 +1,12 @@
-"""Fixtures for the real-Xen tier: boot real Xen 4.17 / 4.20 with a Linux dom0 in QEMU.
+"""Fixtures for the real-Xen tier: boot real Xen 4.14 / 4.17 / 4.20 with a Linux dom0 in QEMU.
 
 This tier is meant to run in CI.  It is skipped only when XENPROBE_SKIP_REALXEN=1;
 missing host tools (qemu-system-x86, cpio) are an error, not a skip.
 
 Fixtures (session scope):
     realxen_assets      the cached boot assets (assets.ensure_assets)
-    xen417, xen420      a RealXen for that release
-    realxen             parametrized over both releases
+    xen414, xen417, xen420  a RealXen for that release
+    realxen             parametrized over every release
 RealXen.run(script, **kw) boots once and runs a shell script in dom0 (see boot.py);
 RealXen.session() boots once per session and runs everything the tier's tests read
 (extra domains, xenprobe check, the reader, serve: see session.py);
@@ -36,7 +36,7 @@ SKIP_ENV = "XENPROBE_SKIP_REALXEN"
 READER = Path(__file__).resolve().parent / "reader.py"
 
 _boots: list[tuple[str, str, float, int | None]] = []  # for the terminal summary
-_FIXTURES = {"4.17": "xen417", "4.20": "xen420"}
+_FIXTURES = {"4.14": "xen414", "4.17": "xen417", "4.20": "xen420"}
 _wanted: set[str] = set()  # releases the selected realxen tests use (collection)
 
 
@@ -167,6 +167,11 @@ def realxen_all(
         if r in _wanted:
             out[r].start_session()
     return out
+
+
+@pytest.fixture(scope="session")
+def xen414(realxen_all: dict[str, RealXen]) -> RealXen:
+    return realxen_all["4.14"]
 
 
 @pytest.fixture(scope="session")

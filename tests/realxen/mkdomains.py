@@ -20,12 +20,30 @@ nothing unpauses it), so it only holds its pages.  Two backends do that sequence
         --release 4.17 --domain 16384:32768 --domain 4096:0x200003039 -o out.json
     python3 mkdomains.py --backend privcmd --release 4.20 --domain 16384:32768 ...
 
---domain CURRENT_KIB:MAXIMUM_KIB (integers, 0x.. allowed).
+--domain CURRENT_KIB:MAXIMUM_KIB[:MAX_PFN] (integers, 0x.. allowed).  MAX_PFN, when
+given, is written into the new domain's shared_info arch.max_pfn, as a PV guest's kernel
+writes it (Linux: arch/x86/xen/p2m.c, xen_setup_mfn_list_list / xen_p2m_init) and as the
+domain builder does; Xen then answers XENMEM_maximum_gpfn with
+(arch_get_max_pfn(d) ?: 1) - 1 (xen/arch/x86/mm.c@RELEASE-4.14.6:474,
+@RELEASE-4.17.0:489, @RELEASE-4.20.0:485; arch_get_max_pfn reads
+d->shared_info->native.arch.max_pfn, asm/shared.h@RELEASE-4.17.0:10-16,70).  So a PV
+guest chooses its own maximum_gpfn, up to 2^64 - 2.  The page is mapped the way
+libxenguest maps it (xc_map_foreign_range of getdomaininfo's shared_info_frame): mmap of
+/dev/xen/privcmd, then IOCTL_PRIVCMD_MMAPBATCH_V2 (0x00205004: num u32 @0, dom u16 @4,
+addr u64 @8, arr u64 @16, err u64 @24; 32 bytes; include/uapi/xen/privcmd.h).
+offsetof(struct shared_info, arch.max_pfn) = 3088 and
+offsetof(struct xen_domctl_getdomaininfo, shared_info_frame) = 48 on x86-64 at
+RELEASE-4.14.6, 4.17.0 and 4.20.0 (gcc on each tag's public headers).
 
 struct xen_domctl_createdomain is passed by pointer and copied whole by
 xc_domain_create, so its size and offsets must be the release's.  From
 xen/include/public/domctl.h (+ arch-x86/xen.h for `arch`):
 
+    4.14 (XEN_DOMCTL_INTERFACE_VERSION 0x12, domctl.h@RELEASE-4.14.6:41, struct at :49):
+    ssidref u32 @0, handle u8[16] @4, flags @20, iommu_opts @24, max_vcpus @28,
+    max_evtchn_port @32, max_grant_frames s32 @36, max_maptrack_frames s32 @40,
+    arch.emulation_flags @44 (no grant_opts, vmtrace_size, cpupool_id or misc_flags yet);
+    48 bytes (gcc on the RELEASE-4.14.6 headers).
     4.17 (XEN_DOMCTL_INTERFACE_VERSION 0x15): ssidref u32 @0, handle u8[16] @4,
     flags @20, iommu_opts @24, max_vcpus @28, max_evtchn_port @32,
     max_grant_frames s32 @36, max_maptrack_frames s32 @40, grant_opts @44,
@@ -74,7 +92,9 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import fcntl
 import json
+import mmap
 import os
 import struct
 import sys
@@ -99,8 +119,11 @@ XEN_DOMCTL_MAX_MEM = 11
 XEN_DOMCTL_MAX_VCPUS = 15
 XENMEM_INCREASE_RESERVATION = 0
 DOMCTL_UNION = 128  # xen_domctl.u, at offset 16
-DOMCTL_INTERFACE = {"4.17": 0x15, "4.20": 0x17}
-XEN_VERSION = {"4.17": 0x40011, "4.20": 0x40014}  # XENVER_version: (major << 16) | minor
+DOMCTL_INTERFACE = {"4.14": 0x12, "4.17": 0x15, "4.20": 0x17}
+XEN_VERSION = {"4.14": 0x4000E, "4.17": 0x40011, "4.20": 0x40014}  # (major << 16) | minor
+IOCTL_PRIVCMD_MMAPBATCH_V2 = 0x00205004
+MMAPBATCH_V2 = struct.Struct("<IH2xQQQ")  # num, dom, addr, arr, err
+SHARED_INFO_MAX_PFN = 3088  # offsetof(struct shared_info, arch.max_pfn), x86-64
 RESERVATION = struct.Struct("<QQIIH6x")  # extent_start, nr_extents, order, mem_flags, domid
 XEN_PFN = 8  # sizeof(xen_pfn_t): unsigned long
 
@@ -126,6 +149,10 @@ _CREATE_TAIL = [
 ]
 
 
+class CreateDomain414(ctypes.Structure):
+    _fields_ = [*_CREATE_HEAD[:-1], ("emulation_flags", ctypes.c_uint32)]
+
+
 class CreateDomain417(ctypes.Structure):
     _fields_ = _CREATE_HEAD + _CREATE_TAIL
 
@@ -135,10 +162,13 @@ class CreateDomain420(ctypes.Structure):
     _fields_ = [*_CREATE_HEAD, ("altp2m_opts", ctypes.c_uint32), *_CREATE_TAIL]
 
 
-LAYOUTS: dict[str, type[ctypes.Structure]] = {"4.17": CreateDomain417,
+LAYOUTS: dict[str, type[ctypes.Structure]] = {"4.14": CreateDomain414,
+                                               "4.17": CreateDomain417,
                                                "4.20": CreateDomain420}
-SIZES = {"4.17": 64, "4.20": 68}
+SIZES = {"4.14": 48, "4.17": 64, "4.20": 68}
 OFFSETS = {  # the docstring's offsets, asserted against the ctypes layouts below
+    "4.14": {"flags": 20, "max_vcpus": 28, "max_maptrack_frames": 40,
+             "emulation_flags": 44},
     "4.17": {"flags": 20, "max_vcpus": 28, "grant_opts": 44, "vmtrace_size": 48,
              "emulation_flags": 56, "misc_flags": 60},
     "4.20": {"flags": 20, "max_vcpus": 28, "grant_opts": 44, "altp2m_opts": 48,
@@ -166,7 +196,8 @@ def new_config(release: str, tag: str) -> tuple[ctypes.Structure, bytes]:
     cfg.max_evtchn_port = NO_EVTCHN_LIMIT
     cfg.max_grant_frames = DEFAULT_LIMIT
     cfg.max_maptrack_frames = DEFAULT_LIMIT
-    cfg.grant_opts = XEN_DOMCTL_GRANT_VERSION_1
+    if hasattr(cfg, "grant_opts"):  # 4.15 and later
+        cfg.grant_opts = XEN_DOMCTL_GRANT_VERSION_1
     return cfg, handle
 
 
@@ -323,6 +354,35 @@ class Privcmd:
         pass
 
 
+def set_max_pfn(domid: int, max_pfn: int) -> int:
+    """Write shared_info arch.max_pfn of a domain (see the module docstring); returns
+    the shared_info frame it wrote to."""
+    frame = rd.getdomaininfo(domid, rd.detect_domctl_version())["shared_info_frame"]
+    fd = os.open(rd.PRIVCMD, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        page = mmap.mmap(fd, rd.PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        try:
+            view = ctypes.c_char.from_buffer(page)
+            arr, err = (ctypes.c_uint64 * 1)(frame), (ctypes.c_int * 1)(0)
+            req = bytearray(MMAPBATCH_V2.pack(1, domid, ctypes.addressof(view),
+                                              ctypes.addressof(arr), ctypes.addressof(err)))
+            del view  # the mapping may only be closed once no export is left
+            fcntl.ioctl(fd, IOCTL_PRIVCMD_MMAPBATCH_V2, req)
+            if err[0]:
+                raise XcError(-err[0], f"mapping domain {domid}'s shared_info frame "
+                                       f"{frame:#x}: {os.strerror(-err[0])}")
+            struct.pack_into("<Q", page, SHARED_INFO_MAX_PFN, max_pfn)
+        finally:
+            page.close()
+    except OSError as exc:
+        if isinstance(exc, XcError):
+            raise
+        raise XcError(exc.errno, f"shared_info of domain {domid}: {exc}") from exc
+    finally:
+        os.close(fd)
+    return int(frame)
+
+
 def created(domid: int, pages: int, max_kib: int, handle: bytes, flags: int) -> dict[str, Any]:
     """One domain's record.  config_flags: xen_domctl_createdomain.flags as Xen copied it
     back (a PV domain gets XEN_DOMCTL_CDF_oos_off)."""
@@ -330,9 +390,10 @@ def created(domid: int, pages: int, max_kib: int, handle: bytes, flags: int) -> 
             "max_pages": max_kib // PAGE_KIB, "handle": handle.hex(), "config_flags": flags}
 
 
-def _pair(text: str) -> tuple[int, int]:
-    cur, _, mx = text.partition(":")
-    return int(cur, 0), int(mx or cur, 0)
+def _pair(text: str) -> tuple[int, int, int | None]:
+    cur, _, rest = text.partition(":")
+    mx, _, pfn = rest.partition(":")
+    return int(cur, 0), int(mx or cur, 0), (int(pfn, 0) if pfn else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lib", help="path of libxenctrl.so.<release> (libxenctrl backend)")
     ap.add_argument("--release", required=True, help="Xen release of the running hypervisor")
     ap.add_argument("--domain", action="append", type=_pair, default=[],
-                    metavar="CUR_KIB:MAX_KIB")
+                    metavar="CUR_KIB:MAX_KIB[:MAX_PFN]")
     ap.add_argument("-o", "--output")
     args = ap.parse_args(argv)
     backend = args.backend or ("libxenctrl" if args.lib else "privcmd")
@@ -359,8 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     else:
         try:
-            for i, (cur, mx) in enumerate(args.domain):
-                out["domains"].append(xc.create(cur, mx, f"{args.release}-{i}"))
+            for i, (cur, mx, pfn) in enumerate(args.domain):
+                dom = xc.create(cur, mx, f"{args.release}-{i}")
+                out["domains"].append(dom)
+                if pfn is not None:
+                    dom["shared_info_frame"] = set_max_pfn(dom["domid"], pfn)
+                    dom["max_pfn"] = pfn
         except XcError as exc:
             out["error"] = str(exc)
             status = 1

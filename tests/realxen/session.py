@@ -4,8 +4,9 @@ Booting costs 15-25 s under TCG, and a cold `xenprobe` start over 9p about as mu
 everything is done in one boot and the tests read the artifacts.  In dom0, in order:
 
 1. mkdomains: extra paused PV domains (EXTRA_DOMAINS), on 4.17 through Debian's real
-   libxenctrl.so.4.17 (tests/xenpkgs.py, copied into the share as ``xenlibs/``), on
-   4.20 through raw domctl / memory_op hypercalls on privcmd (DOMAIN_BACKENDS);
+   libxenctrl.so.4.17, on 4.14 and 4.20 through raw domctl / memory_op hypercalls on
+   privcmd (DOMAIN_BACKENDS); Debian's libraries of the release (tests/xenpkgs.py) are
+   copied into the share as ``xenlibs/`` for the check's libxc layer;
 2. ``xenprobe check --json`` with the checkout's interpreter (``.venv/bin/python``);
 3. the independent reader (reader.py, system python3), asked to re-read every
    (quantity, domid) that check probed;
@@ -57,23 +58,30 @@ PAGE_KIB = 4
 INT32_MAX = 2**31 - 1
 UINT32_MAX = 2**32 - 1
 
-# Extra domains on every release, (current KiB, maximum KiB).  Xen keeps max_pages in an
-# unsigned int and XEN_DOMCTL_max_mem only sets a limit (nothing is allocated), so a
-# domain may be allowed more pages than any host has: that is how a raw 64-bit result
-# at and above 2^31 is produced on a small test host.
-EXTRA_DOMAINS: tuple[tuple[int, int], ...] = (
-    (16 * 1024, 32 * 1024),  # ordinary: 4096 pages held, 8192 allowed
-    (4 * 1024, (INT32_MAX + 1 + 12345) * PAGE_KIB),  # max_pages > INT32_MAX
-    (1024, UINT32_MAX * PAGE_KIB),  # max_pages = UINT32_MAX, the most Xen keeps
+# Extra domains on every release, (current KiB, maximum KiB, shared_info max_pfn or
+# None).  Xen keeps max_pages in an unsigned int and XEN_DOMCTL_max_mem only sets a limit
+# (nothing is allocated), so a domain may be allowed more pages than any host has; and a
+# PV domain's maximum_gpfn is max_pfn - 1 from its own shared_info page, which its
+# kernel writes (mkdomains.py writes it as the guest would): that is how raw 64-bit
+# results at and above 2^31 are produced on a small host.
+EXTRA_DOMAINS: tuple[tuple[int, int, int | None], ...] = (
+    (16 * 1024, 32 * 1024, None),  # ordinary: 4096 pages held, 8192 allowed
+    # max_pages > INT32_MAX; maximum_gpfn 2^31 + 12345: sign-flipped by the int path
+    (4 * 1024, (INT32_MAX + 1 + 12345) * PAGE_KIB, INT32_MAX + 1 + 12345 + 1),
+    # max_pages = UINT32_MAX, the most Xen keeps; maximum_gpfn 0xFFFFFFFE: -1/ENOENT
+    (1024, UINT32_MAX * PAGE_KIB, UINT32_MAX),
+    # maximum_gpfn 2^32 + 4096: the int path keeps the low 32 bits, 4096
+    (1024, 2048, UINT32_MAX + 1 + 4096 + 1),
 )
-# How mkdomains.py makes them.  "libxenctrl": Debian's library of the same release, which
-# the check step's libxc layer then loads as well; only 4.17, since trixie's
-# libxenmisc4.20 needs glibc >= 2.38 and libzstd >= 1.5.5 (bookworm, which the dom0
-# chroots into: 2.36, 1.5.4), and a libxenctrl of another release speaks the wrong domctl
-# interface version.  "privcmd": the same domctls and memory_op as raw hypercalls
-# (mkdomains.Privcmd); on 4.20 the libxc layer stays absent.  4.17 keeps the library so
-# that the real libxenctrl is exercised too.
-DOMAIN_BACKENDS = {"4.17": "libxenctrl", "4.20": "privcmd"}
+# How mkdomains.py makes them.  "libxenctrl": Debian's library of the same release
+# (mkdomains.Libxc, through ctypes); "privcmd": the same domctls and memory_op as raw
+# hypercalls (mkdomains.Privcmd).  4.17 keeps the library so that the real libxenctrl's
+# domain calls are exercised too.  Whatever made the domains, the check step's libxc
+# layer loads Debian's libxenctrl of the running release on every release (xenlibs/,
+# tests/xenpkgs.py): bullseye's 4.14 (glibc 2.31), bookworm's 4.17, and trixie's 4.20,
+# whose libxenctrl.so.4.20 and the libraries it needs load on bookworm's glibc 2.36
+# (libxenguest, libxenlight and libxenstore, which need 2.38, are not among them).
+DOMAIN_BACKENDS = {"4.14": "privcmd", "4.17": "libxenctrl", "4.20": "privcmd"}
 
 
 class Booter(Protocol):
@@ -142,14 +150,17 @@ def serve_ready(help_text: str | None) -> str | None:
     return None
 
 
-def _libxenctrl_dir() -> tuple[Path | None, str | None]:
-    """The unpacked Debian 4.17 libraries (tests/xenpkgs.py), or why there are none."""
+def _libxenctrl_dir(release: str) -> tuple[Path | None, str | None]:
+    """The unpacked Debian libraries of a release (tests/xenpkgs.py), or why there are
+    none."""
     from tests import xenpkgs  # the shared downloader (apt-get download + dpkg-deb -x)
 
+    if release not in xenpkgs.RELEASES:
+        return None, f"no Debian libxenctrl {release} in tests/xenpkgs.py"
     try:
-        return xenpkgs.ensure().libdir, None
+        return xenpkgs.ensure(release=release).libdir, None
     except xenpkgs.PackageError as exc:
-        return None, f"Debian's libxenctrl 4.17 could not be fetched: {exc}"
+        return None, f"Debian's libxenctrl {release} could not be fetched: {exc}"
 
 
 # Compiles, with the checkout's interpreter, every module that importing all of
@@ -195,9 +206,12 @@ def precompile(dest: Path) -> Path:
     return dest
 
 
-def script(release: str, *, domains: str | None, serve: bool) -> str:
-    """The session's shell script.  domains: mkdomains.py's backend, None for none; with
-    "libxenctrl" the share's ``xenlibs/`` is on the loader path of check as well."""
+def script(release: str, *, domains: str | None, serve: bool, libs: bool | None = None
+           ) -> str:
+    """The session's shell script.  domains: mkdomains.py's backend, None for none.
+    libs: the share has ``xenlibs/`` (default: with the libxenctrl backend), which is
+    then on the loader path of check: its libxc layer runs."""
+    libs = domains == "libxenctrl" if libs is None else libs
     q = shlex.quote
     vpy = q(str(VENV_PYTHON))
     py = f'env PYTHONPYCACHEPREFIX="$PYC" {vpy}'
@@ -215,7 +229,8 @@ def script(release: str, *, domains: str | None, serve: bool) -> str:
         "}",
     ]
     libdir = f"{SHARE_IN_DOM0}/{XENLIBS}"
-    doms = " ".join(f"--domain {cur}:{mx}" for cur, mx in EXTRA_DOMAINS)
+    doms = " ".join(f"--domain {cur}:{mx}" + (f":{pfn}" if pfn is not None else "")
+                    for cur, mx, pfn in EXTRA_DOMAINS)
     if domains == "libxenctrl":
         lines.append(
             f"step mkdomains env LD_LIBRARY_PATH={libdir} python3 {q(str(MKDOMAINS))} "
@@ -231,9 +246,9 @@ def script(release: str, *, domains: str | None, serve: bool) -> str:
         )
     elif domains is not None:
         raise ValueError(f"unknown mkdomains backend {domains!r}")
-    # With Debian's libxenctrl 4.17 on the loader path, the libxc layer runs for real
-    # (through the native guard) inside the real dom0.
-    libenv = f"LD_LIBRARY_PATH={libdir} " if domains == "libxenctrl" else ""
+    # With Debian's libxenctrl of this release on the loader path, the libxc layer runs
+    # for real (through the native guard) inside the real dom0.
+    libenv = f"LD_LIBRARY_PATH={libdir} " if libs else ""
     lines += [
         f'step check env {libenv}{py.removeprefix("env ")} -m xenprobe check --json '
         '>"$R/check.json" 2>"$R/check.err"',
@@ -243,7 +258,7 @@ def script(release: str, *, domains: str | None, serve: bool) -> str:
     ]
     if serve:
         lines.append(
-            f"step serve python3 {q(str(SERVE_PROBE))} --python {vpy} "
+            f"step serve env {libenv}python3 {q(str(SERVE_PROBE))} --python {vpy} "
             f'--pycache-prefix "$PYC" --port {SERVE_PORT} '
             f'--sweeps {SERVE_SWEEPS} --metrics "$R/metrics.txt" -o "$R/serve.json" '
             '>/dev/null 2>"$R/serve.err"'
@@ -264,17 +279,16 @@ def boot(xen: Booter) -> Session:
     files: dict[str, Path] = {}
     reason: str | None = None
     backend = DOMAIN_BACKENDS.get(xen.release)
+    libdir, libs_reason = _libxenctrl_dir(xen.release)
+    if libdir is not None:
+        files[XENLIBS] = libdir
     if backend is None:
         reason = f"no way to create domains on Xen {xen.release} (DOMAIN_BACKENDS)"
-    elif backend == "libxenctrl":
-        libdir, reason = _libxenctrl_dir()
-        if libdir is None:
-            backend = None
-        else:
-            files[XENLIBS] = libdir
+    elif backend == "libxenctrl" and libdir is None:
+        backend, reason = None, libs_reason
     help_text = serve_help()
     serve = serve_ready(help_text) is None
-    text = script(xen.release, domains=backend, serve=serve)
+    text = script(xen.release, domains=backend, serve=serve, libs=libdir is not None)
     run = xen.run(text, label="session", files=files, timeout=SESSION_TIMEOUT_S,
                   smp=SESSION_SMP,
                   before_boot=lambda share: precompile(share / PYCACHE))

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.realxen
 
 ESRCH = 3
-SYSCTL_VERSION = 0x15  # XEN_SYSCTL_INTERFACE_VERSION of both 4.17 and 4.20
+# XEN_SYSCTL_INTERFACE_VERSION (xen/include/public/sysctl.h at each RELEASE tag)
+SYSCTL_VERSION = {"4.14": 0x13, "4.17": 0x15, "4.20": 0x15}
 
 
 def test_smoke(realxen: RealXen) -> None:
@@ -37,13 +38,14 @@ def test_smoke(realxen: RealXen) -> None:
     if max_page < 2**31:  # only then can the int-returning ioctl carry it intact
         check(mrp["ioctl"] == {"ret": max_page, "errno": 0}, f"maximum_ram_page: {mrp}")
 
-    check(r["sysctl_interface_version"] == SYSCTL_VERSION, "sysctl interface version")
+    check(r["sysctl_interface_version"] == SYSCTL_VERSION[realxen.release],
+          "sysctl interface version")
     phys = r["physinfo"]
     check("error" not in phys, f"physinfo: {phys}")
-    check(
-        phys["total_pages"] <= max_page <= phys["max_mfn"] + 1,
-        f"total_pages {phys['total_pages']} <= max_page {max_page} <= max_mfn+1",
-    )
+    # The only bound Xen guarantees: max_mfn follows the hot-plug range's end or the
+    # 2^32 cap without CONFIG_BIGMEM, not the top of RAM (x86/mm.c get_upper_mfn_bound).
+    check(phys["total_pages"] <= max_page, f"total_pages {phys['total_pages']} <= max_page "
+                                           f"{max_page}")
 
     info = r["getdomaininfo_0"]
     check("error" not in info and info["domain"] == 0, f"getdomaininfo(0): {info}")

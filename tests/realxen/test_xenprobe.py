@@ -1,14 +1,16 @@
-"""xenprobe on a real hypervisor: Xen 4.17 and 4.20 under QEMU, one shared boot each.
+"""xenprobe on a real hypervisor: Xen 4.14, 4.17 and 4.20 under QEMU, one shared boot each.
 
 In that boot (session.py) dom0 runs `xenprobe check --json` and, afterwards, the
 independent reader (reader.py: plain ctypes, nothing from xenprobe), asked to re-read
 every (quantity, domid) the agent probed through the same three paths: a one-entry
 multicall (the raw 64-bit result), glibc's int ioctl() and syscall(SYS_ioctl)'s long.
-Three extra paused PV domains are created first (mkdomains.py): on 4.17 through
-Debian's real libxenctrl, on 4.20 through raw domctl / memory_op hypercalls on privcmd
-(no libxenctrl of 4.20 loads on the bookworm dom0); two of them are allowed
-2^31 + 12345 and 2^32 - 1 pages (a limit, not an allocation), so raw results at and
-above 2^31 exist on a small host.
+Extra paused PV domains are created first (mkdomains.py, session.EXTRA_DOMAINS): on
+4.17 through Debian's real libxenctrl, on 4.14 and 4.20 through raw domctl / memory_op
+hypercalls on privcmd; two of them are allowed 2^31 + 12345 and 2^32 - 1 pages (a limit,
+not an allocation), and three have a shared_info max_pfn written as a PV guest writes
+its own, which makes their maximum_gpfn 2^31 + 12345, 0xFFFFFFFE and 2^32 + 4096: raw
+results at and above 2^31 exist on a small host. Debian's libxenctrl of each release
+(bullseye 4.14.6, bookworm 4.17, trixie 4.20) is on the check's loader path.
 
 The only constants below are documented ABI facts (interface versions, errno values).
 """
@@ -46,7 +48,7 @@ pytestmark = pytest.mark.realxen
 
 # XEN_SYSCTL_INTERFACE_VERSION / XEN_DOMCTL_INTERFACE_VERSION of each release
 # (xen/include/public/sysctl.h, domctl.h at RELEASE-4.17.x and RELEASE-4.20.x).
-INTERFACES = {"4.17": (0x15, 0x15), "4.20": (0x15, 0x17)}
+INTERFACES = {"4.14": (0x13, 0x12), "4.17": (0x15, 0x15), "4.20": (0x15, 0x17)}
 ESRCH = 3
 PAGE_KIB = 4
 XEN_DOMINF_PAUSED = 1 << 3  # paused by the controller: nothing unpauses these domains
@@ -130,10 +132,11 @@ def test_every_raw_reading_agrees_with_an_independent_source(s: Session) -> None
             ok = raw == kernel == r["xen_version"]
             why = f"/sys/hypervisor {kernel:#x}, reader {r['xen_version']:#x}"
         elif q == "maximum_ram_page":
-            # max_page is the highest RAM frame + 1: at least physinfo's total_pages,
-            # at most max_mfn + 1.
-            ok = phys["total_pages"] <= raw <= phys["max_mfn"] + 1
-            why = f"physinfo total_pages {phys['total_pages']}, max_mfn {phys['max_mfn']}"
+            # max_page is the highest RAM frame + 1: at least physinfo's total_pages.
+            # max_mfn is no upper bound (it follows the hot-plug range's end, and is
+            # capped at 2^32 without CONFIG_BIGMEM: x86/mm.c get_upper_mfn_bound).
+            ok = phys["total_pages"] <= raw
+            why = f"physinfo total_pages {phys['total_pages']}"
         elif res["subject"] == "missing":
             ok = raw == -ESRCH and domid not in listed
             why = "a domain id getdomaininfolist does not list: ESRCH"
@@ -233,11 +236,17 @@ def test_every_reported_mismatch_is_real(s: Session) -> None:
                     problems.append(f"{probe_key(res)}: raw {verdict}, but the reader's "
                                     f"{p['multicall']} is within {res['reference']}")
                 continue
-            if layer not in READER_PATH:
+            if layer == "libxc":
+                # libxenctrl's own reading: the verdict must state how it differs from
+                # the reader's re-read of the raw value.
+                got = res["layers"][layer]
+                value, errno = got["value"], got["errno"]
+            elif layer not in READER_PATH:
                 problems.append(f"{probe_key(res)} {layer}: {verdict}, no independent "
                                 f"re-read for this layer")
                 continue
-            value, errno = reader_layer(p, layer)
+            else:
+                value, errno = reader_layer(p, layer)
             if relation_holds(verdict, p["multicall"], value, errno):
                 confirmed.append(f"{probe_key(res)} {layer} {verdict}")
             else:
@@ -305,13 +314,18 @@ def test_extra_domains_are_probed_and_agree(s: Session, realxen: RealXen) -> Non
         gpfn = by[("maximum_gpfn", domid)]
         assert cur["raw"]["value"] == d["tot_pages"] == listed[domid]["tot_pages"]
         assert mx["raw"]["value"] == d["max_pages"] == listed[domid]["max_pages"]
-        # A PV domain whose kernel never set shared_info's max_pfn:
-        # (arch_get_max_pfn(d) ?: 1) - 1 (xen/arch/x86/mm.c, domain_get_maximum_gpfn).
-        assert gpfn["raw"]["value"] == 0
+        # (arch_get_max_pfn(d) ?: 1) - 1 (xen/arch/x86/mm.c, domain_get_maximum_gpfn):
+        # shared_info's max_pfn as mkdomains.py wrote it, or 0 where nothing wrote it.
+        assert gpfn["raw"]["value"] == (d.get("max_pfn") or 1) - 1, (d, gpfn)
+        # max_pfn is what the guest writes itself, and so is its page count (ballooning):
+        # values it sets (quantities.GUEST_SET), marked so; its limit is the toolstack's.
+        assert gpfn["guest_set"] is cur["guest_set"] is True
+        assert mx["guest_set"] is False
         assert cur["raw_verdict"] == mx["raw_verdict"] == "match"
         # The config Xen copied back: PV, with the flag it adds to every PV domain.
         assert d["config_flags"] == XEN_DOMCTL_CDF_OOS_OFF, d
         assert listed[domid]["flags"] & XEN_DOMINF_PAUSED, listed[domid]
+    assert by[("maximum_gpfn", 0)]["guest_set"] is False  # dom0's own kernel's
     assert len({d["domid"] for d in made}) == len(made)
     assert s.check is not None and s.check["domains"] == 1 + len(made) == len(listed)
 
@@ -368,15 +382,54 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
         for (q, layer, v), n in expected.items()}
 
 
-def test_libxc_layer_on_real_xen_417(xen417: RealXen) -> None:
-    """Debian's libxenctrl 4.17 inside the real 4.17 dom0, behind the native guard:
-    the column is present, and keeps every bit (memory ops through a one-entry multicall,
-    xc_get_tot_pages through getdomaininfo), even for the page limits above 2^31."""
-    s = xen417.session()
-    if s.domains_backend != "libxenctrl":
-        pytest.skip(f"Debian's libxenctrl 4.17 was not available: {s.no_domains_reason}")
+# How each release's libxenctrl issues memory ops (xenprobe.memop_path, read from the
+# loaded file): Debian 11's 4.14.6 through the int ioctl (tools/libxc/xc_private.c
+# @RELEASE-4.14.6:331-348), 4.17 and 4.20 through a one-entry multicall
+# (tools/libs/ctrl/xc_private.c@RELEASE-4.15.1:340-380 and later).
+LIBXC_MEMOP_PATH = {"4.14": "ioctl", "4.17": "multicall", "4.20": "multicall"}
+# libxc functions that read through memory_op (the others: xc_version, and
+# xc_get_tot_pages through domctl getdomaininfo).
+MEMORY_OP = ("maximum_ram_page", "maximum_gpfn")
+
+
+def test_libxc_layer_on_real_xen(s: Session, realxen: RealXen) -> None:
+    """Debian's libxenctrl of the running release inside the real dom0, behind the
+    native guard. Where it issues memory ops through the int ioctl (4.14) its readings
+    are the ioctl's, bit for bit, so it loses what the ioctl loses on every value at or
+    above 2^31; where it uses a multicall (4.17, 4.20) it keeps every bit."""
     assert s.check is not None
-    assert not [n for n in s.check["notes"] if n.startswith("libxc:")], s.check["notes"]
-    verdicts = {r["layers"]["libxc"]["verdict"] for r in s.check["results"]}
-    assert "match" in verdicts
-    assert verdicts <= {"match", "absent"}, verdicts
+    release = realxen.release
+    int_path = LIBXC_MEMOP_PATH[release] == "ioctl"
+    notes = [n for n in s.check["notes"] if n.startswith("libxc:")]
+    if int_path:
+        assert len(notes) == 1 and "through the int ioctl" in notes[0], notes
+    else:
+        assert notes == [], notes
+    rows, lost = [], Counter()
+    for res in results(s):
+        lx, io = res["layers"]["libxc"], res["layers"]["ioctl"]
+        q, raw = res["quantity"], res["raw"]["value"]
+        if lx["verdict"] == "absent":
+            # 4.14 exports no xc_memory_op (from 4.17), so nothing reads the
+            # reservations through memory_op; xc_get_tot_pages cannot name DOMID_SELF.
+            assert release == "4.14" and (
+                q == "maximum_reservation" or res["subject"] == "self"), res
+            continue
+        if int_path and q in MEMORY_OP:
+            assert (lx["value"], lx["errno"], lx["verdict"]) == (
+                io["value"], io["errno"], io["verdict"]), res
+        else:
+            assert lx["verdict"] == "match", res
+        if lx["verdict"] != "match":
+            lost[(q, lx["verdict"])] += 1
+        if raw_failed(raw) or raw > (1 << 31) - 1 or lx["verdict"] != "match":
+            rows.append(f"{release} | {q} | {res['subject']} {res['domid']} | {raw:#x} | "
+                        f"{lx['value']} errno {lx['errno']} | {lx['verdict']}")
+    if int_path:
+        # The domains' maximum_gpfn at 2^31 + 12345, 0xFFFFFFFE and 2^32 + 4096.
+        assert {v for (q, v) in lost if q == "maximum_gpfn"} == {
+            "sign_flipped", "aliased_errno", "truncated"}, lost
+    else:
+        assert not lost, lost
+    print(f"Xen {release}: libxenctrl memory ops via {LIBXC_MEMOP_PATH[release]}",
+          *rows, sep="\n  ")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xenprobe import memop_path
+
 Version = tuple[int, int]
 
 FIRST: Version = (4, 13)  # the oldest release whose header was checked
@@ -89,9 +91,10 @@ class Signatures:
     # or above a missing id; libxc then sees a different domid and returns -1 without
     # setting errno. >= 4.18 asks for the exact domain (-1/ESRCH).
     tot_pages_exact: bool
-    # xc_memory_op wraps memory_op in a one-entry multicall and keeps all 64 bits of the
-    # result (4.16, backported to 4.15.1: a 4.15 SONAME does not say which point release).
-    memory_op_multicall: bool
+    # libxenctrl's memory ops go through a one-entry multicall and keep all 64 bits of
+    # the result: from 4.15.1 (backported from 4.16.0), so None for 4.15, whose SONAME
+    # does not say the point release. The loaded file decides (xenprobe.memop_path).
+    memory_op_multicall: bool | None
 
     @property
     def soname(self) -> str:
@@ -106,6 +109,10 @@ class Signatures:
         return TYPES + "\n".join(f.declaration for f in self.functions) + "\n"
 
 
+def _multicall(path: str | None) -> bool | None:
+    return None if path is None else path == "multicall"
+
+
 def soname(release: Version) -> str:
     return f"libxenctrl.so.{release[0]}.{release[1]}"
 
@@ -113,7 +120,8 @@ def soname(release: Version) -> str:
 def _table() -> dict[Version, Signatures]:
     releases = [(4, minor) for minor in range(FIRST[1], LAST[1] + 1)]
     return {r: Signatures(r, tuple(f for f in FUNCTIONS if f.exists_in(r)),
-                          tot_pages_exact=r >= (4, 18), memory_op_multicall=r >= (4, 15))
+                          tot_pages_exact=r >= (4, 18),
+                          memory_op_multicall=_multicall(memop_path.by_release(r)))
             for r in releases}
 
 

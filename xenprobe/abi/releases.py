@@ -30,8 +30,12 @@ class Release:
     # 4.18 (commit 31c6554974): getdomaininfo wants an exact domid; before, it
     # answered with the next domain at or above the id asked for.
     getdomaininfo_exact: bool
-    # libxc wraps memory_op in a one-entry multicall from 4.16 (and 4.15.1).
-    libxc_memory_op_multicall: bool
+    # A PVH (HVM) dom0 can issue multicalls, which the raw layer needs, from 4.15.1
+    # (x86/hvm/hypercall.c@RELEASE-4.15.1:127, commit 0f1002d406; absent at
+    # RELEASE-4.15.0): None for 4.15, where the point release decides. A PV dom0 has
+    # them on every release. (libxenctrl's own memory-op path is the library's fact:
+    # xenprobe.memop_path.)
+    pvh_multicall: bool | None
 
     @property
     def name(self) -> str:
@@ -46,11 +50,11 @@ class Release:
 _P10, _P17 = PHYSINFO_4_10, PHYSINFO_4_17
 _G11, _G15, _G16 = GETDOMAININFO_4_11, GETDOMAININFO_4_15, GETDOMAININFO_4_16
 
-#        major minor sysctl domctl physinfo getdomaininfo exact  libxc-multicall
+#        major minor sysctl domctl physinfo getdomaininfo exact  pvh-multicall
 _ROWS = (
     Release(4, 13, 0x12, 0x12, _P10, _G11, False, False),
     Release(4, 14, 0x13, 0x12, _P10, _G11, False, False),
-    Release(4, 15, 0x13, 0x13, _P10, _G15, False, True),
+    Release(4, 15, 0x13, 0x13, _P10, _G15, False, None),
     Release(4, 16, 0x14, 0x14, _P10, _G16, False, True),
     Release(4, 17, 0x15, 0x15, _P17, _G16, False, True),
     Release(4, 18, 0x15, 0x16, _P17, _G16, True, True),

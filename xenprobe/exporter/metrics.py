@@ -6,7 +6,7 @@ base units (seconds, bits), `_total` on counters, `_info` pseudo-metrics with va
 
 Series bound. Whatever the number of domains, a scrape returns at most
 
-    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + N + C
+    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + N + G*(L*V + 1) + C
 
 series, where Q = 5 quantities, L = layers including `raw` (4: raw, syscall, ioctl, libxc),
 V = 7 mismatch verdicts, R = 4 risks, E = distinct errnos seen (bounded by the Linux
@@ -15,7 +15,9 @@ errno table, about 134), N = `max_domain_series` (default 100) and C is a consta
 Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each;
 xenprobe_drift and xenprobe_drifts_total Q*L each; xenprobe_probes and
 xenprobe_raw_bit_length Q each, xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E;
-xenprobe_domain_mismatch N. With the defaults: 280 + 40 + 30 + 4E + 100 + C.
+xenprobe_domain_mismatch N; xenprobe_guest_set_mismatch G*L*V and xenprobe_guest_set_info
+G, with G = 2 guest-set quantities (current_reservation, maximum_gpfn). With the defaults:
+280 + 40 + 30 + 4E + 100 + 58 + C.
 The daemon adds at most 9 xenprobe_retries_total series (ioctl, syscall and multicall by
 EINTR and EAGAIN; physinfo, getdomaininfolist and xen_version by "invalid"), 3
 xenprobe_privcmd_consumers and MAX_COMPAT_SERIES xenprobe_compat_consumer_info: 28 more.
@@ -39,7 +41,7 @@ from xenprobe import __version__
 from xenprobe.classify import MISMATCHES, Risk, Verdict
 from xenprobe.consumers import Consumers
 from xenprobe.judge import RAW
-from xenprobe.quantities import Probe, Subject
+from xenprobe.quantities import GUEST_SET, Probe, Subject
 from xenprobe.sweep import Result, Sweep
 
 PREFIX = "xenprobe"
@@ -154,8 +156,37 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
     ]
     out += _per_quantity(sweep)
     out += _verdicts(sweep)
+    out += _guest_set(sweep)
     out += _domain_mismatches(sweep, max_domain_series)
     return out
+
+
+def guest_set_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
+    """(quantity, layer, verdict) -> domUs in that mismatch state on a value they set
+    themselves (quantities.GUEST_SET)."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for r in sweep.mismatches:
+        if r.probe.guest_set:
+            for layer, v in r.mismatches.items():
+                counts[(r.probe.quantity.value, layer, v.value)] += 1
+    return counts
+
+
+def _guest_set(sweep: Sweep) -> list[Metric]:
+    info = InfoMetricFamily(
+        f"{PREFIX}_guest_set", "Quantities a domU sets by itself for its own domain "
+        "(current_reservation by ballooning, maximum_gpfn through its shared_info or its "
+        "p2m), with how." + FROM_SWEEP, labels=["quantity"])
+    for q, how in GUEST_SET.items():
+        info.add_metric([q.value], {"how": how})
+    mismatch = GaugeMetricFamily(
+        f"{PREFIX}_guest_set_mismatch", "Domains counted in xenprobe_mismatch whose value "
+        "the domain sets itself: a guest can make dom0 tools read a fake error or a wrong "
+        "value. Only non-zero series are exported." + FROM_SWEEP,
+        labels=["quantity", "layer", "verdict"])
+    for (quantity, layer, verdict), n in sorted(guest_set_counts(sweep).items()):
+        mismatch.add_metric([quantity, layer, verdict], n)
+    return [info, mismatch]
 
 
 def _per_quantity(sweep: Sweep) -> list[Metric]:
