@@ -114,7 +114,7 @@ def test_info_metrics() -> None:
     m = one_shot(healthy())
     assert value(m, "xenprobe_build_info", version=__version__) == 1
     assert value(m, "xenprobe_xen_info", version="4.17.7", release="4.17",
-                 sysctl_interface="0x15", domctl_interface="0x15") == 1
+                 sysctl_interface="21", domctl_interface="21") == 1
     assert value(m, "xenprobe_up") == 1
     assert value(m, "xenprobe_last_successful_sweep_timestamp_seconds") == 1_700_000_000.25
     assert series(m, "xenprobe_mock_info") == {}

@@ -88,6 +88,13 @@ def test_check_ran_and_exit_code_states_the_findings(s: Session) -> None:
     assert s.steps["reader"].rc == 0, s.report()
 
 
+def test_check_json_matches_the_shipped_schema(s: Session) -> None:
+    """The real dom0's report, like every mock scenario's, is what docs/json.md says."""
+    from tests.report_schema import validate
+
+    validate(s.check)
+
+
 def test_detects_release_and_interface_versions(s: Session, realxen: RealXen) -> None:
     host = s.check["host"] if s.check else {}
     r = reader(s)

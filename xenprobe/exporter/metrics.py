@@ -142,10 +142,13 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
     ident = sweep.identity
     xen = InfoMetricFamily(f"{PREFIX}_xen", "The hypervisor as detected: version, "
                            "release row of xenprobe's ABI tables, and the sysctl and "
-                           "domctl interface versions it accepts." + FROM_SWEEP)
+                           "domctl interface versions it accepts (in decimal, as in "
+                           "check --json)." + FROM_SWEEP)
+    # One spelling for one value: the interface versions are decimal integers here and
+    # in check --json's host (XEN_SYSCTL_INTERFACE_VERSION 0x15 is "21").
     xen.add_metric([], {"version": ident.version, "release": ident.release.name,
-                        "sysctl_interface": f"{ident.sysctl:#x}",
-                        "domctl_interface": f"{ident.domctl:#x}"})
+                        "sysctl_interface": str(ident.sysctl),
+                        "domctl_interface": str(ident.domctl)})
     out: list[Metric] = [
         xen,
         gauge("domains", "Domains on the host." + FROM_SWEEP, sweep.domains),
