@@ -370,7 +370,7 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
     for res in results(s):
         for layer, verdict in mismatches(res).items():
             expected[(res["quantity"], layer, verdict)] += 1
-    assert samples(m, "xenprobe_mismatch") == {
+    assert {k: n for k, n in samples(m, "xenprobe_mismatch").items() if n} == {
         (("layer", layer), ("quantity", q), ("verdict", v)): float(n)
         for (q, layer, v), n in expected.items()}
 
