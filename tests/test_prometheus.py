@@ -261,3 +261,11 @@ def test_promtool_checks_and_tests_the_rules() -> None:
     p = promtool("test", "rules", "xenprobe-alerts.test.yml", cwd=SYSTEMD)
     assert p.returncode == 0, p.stdout + p.stderr
     assert b"SUCCESS" in p.stdout
+
+
+def test_promtool_checks_and_tests_the_recording_rules() -> None:
+    p = promtool("check", "rules", "xenprobe-recording.yml", cwd=SYSTEMD)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = promtool("test", "rules", "xenprobe-recording.test.yml", cwd=SYSTEMD)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert b"SUCCESS" in p.stdout
