@@ -332,3 +332,26 @@ def test_every_panel_query_evaluates_and_has_the_data_it_should(fleet: Fleet) ->
         "dom0-large-memory"))
     down = fleet.query('up{job="xenprobe"} == 0')
     assert [r["metric"]["instance"] for r in down] == ["dom0-stopped"]
+
+
+# -- federation ---------------------------------------------------------------------------
+
+def test_the_federation_config_in_the_docs_brings_the_roll_ups(fleet: Fleet) -> None:
+    """docs/fleet.md's match[] selectors, asked of this Prometheus's /federate: the
+    roll-ups and the per-host series the dashboard and alerts need come back."""
+    docs = (ROOT / "docs" / "fleet.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", docs, re.S)]
+    (job,) = [j for b in blocks for j in b.get("scrape_configs", [])
+              if j.get("metrics_path") == "/federate"]
+    assert job["honor_labels"] is True
+    wait_for("the recording rules evaluated",
+             lambda: fleet.query("xenprobe:hosts_with_mismatch:count") or None)
+    query = urllib.parse.urlencode([("match[]", m) for m in job["params"]["match[]"]])
+    status, _, body = http_get(f"{fleet.url}/federate?{query}")
+    assert status == 200
+    names = {line.split("{")[0].split(" ")[0] for line in body.decode().splitlines()
+             if line and not line.startswith("#")}
+    recorded = {r["record"] for g in yaml.safe_load(
+        (SYSTEMD / "xenprobe-recording.yml").read_text())["groups"] for r in g["rules"]}
+    assert recorded <= names
+    assert {"up", "xenprobe_up", "xenprobe_mismatch", "xenprobe_at_risk"} <= names
