@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from xenprobe import revision
 
 
@@ -39,6 +41,14 @@ def test_an_sdist_keeps_what_it_carries_else_unknown(tmp_path: Path) -> None:
     (package / "REVISION").write_text("v1.2-3-gabcdef0\n")
     assert revision.stamp(unpacked, package) == "v1.2-3-gabcdef0"
     assert (package / "REVISION").read_text() == "v1.2-3-gabcdef0\n"
+
+
+def test_a_packager_can_name_the_revision(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "xenprobe"
+    package.mkdir()
+    monkeypatch.setenv(revision.OVERRIDE, "debian/0.1.0-1")
+    assert revision.stamp(tmp_path, package) == "debian/0.1.0-1"
 
 
 def test_run_in_place_without_a_stamp_it_is_unknown_or_the_stamp() -> None:

@@ -9,6 +9,7 @@ xenprobe, so setup.py can load it on its own.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import cache
 from importlib import resources
@@ -16,6 +17,9 @@ from pathlib import Path
 
 FILE = "REVISION"
 UNKNOWN = "unknown"
+# A packager building from a tree without .git (a Debian source package made with git
+# archive) sets this to the revision it was made from; it wins over git.
+OVERRIDE = "XENPROBE_REVISION"
 
 
 @cache
@@ -42,10 +46,11 @@ def describe(source: Path) -> str | None:
 
 
 def stamp(source: Path, package_dir: Path) -> str:
-    """Write package_dir/REVISION for a build: git's answer when there is one, else keep
-    the file an sdist carried, else "unknown". Returns what the file says."""
+    """Write package_dir/REVISION for a build: $XENPROBE_REVISION when set, else git's
+    answer when there is one, else keep the file an sdist carried, else "unknown".
+    Returns what the file says."""
     target = package_dir / FILE
-    found = describe(source)
+    found = os.environ.get(OVERRIDE, "").strip() or describe(source)
     if found is None:
         if target.exists():
             return target.read_text(encoding="utf-8").strip() or UNKNOWN
