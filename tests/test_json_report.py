@@ -120,3 +120,21 @@ def test_views_narrow_the_results_never_the_summary_or_exit_code(tmp_path: Path)
 
 MISMATCH = {"truncated", "sign_flipped", "clamped", "aliased_errno", "lost_error",
             "changed_error", "other"}
+
+
+def test_a_bug_is_json_too(monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 4 (a bug in xenprobe) under --json: still one JSON object on stdout."""
+    from xenprobe import cli
+
+    def broken(*_: object) -> int:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(cli, "_check", broken)
+    assert cli.main(["check", "--json"]) == 4
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    validate(report)
+    assert report["error"] == {"code": 4, "message": "internal error: ValueError: a bug"}
+    assert cli.main(["check"]) == 4
+    assert capsys.readouterr().out == ""
