@@ -1,8 +1,38 @@
-"""Build steps pyproject.toml cannot express: the cffi transport and the mock device library."""
+"""Build steps pyproject.toml cannot express: the cffi transport, the mock device library,
+and the source revision stamped into the package (xenprobe/revision.py)."""
 
+import importlib.util
 from glob import glob
+from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _stamp(package_dir: Path) -> None:
+    # Loaded by path: the xenprobe package itself may not be importable while building.
+    spec = importlib.util.spec_from_file_location("_xenprobe_revision",
+                                                  ROOT / "xenprobe" / "revision.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.stamp(ROOT, package_dir)
+
+
+class BuildPy(build_py):
+    def run(self) -> None:
+        super().run()
+        _stamp(Path(self.build_lib) / "xenprobe")
+
+
+class Sdist(sdist):
+    def make_release_tree(self, base_dir: str, files: list[str]) -> None:
+        super().make_release_tree(base_dir, files)
+        _stamp(Path(base_dir) / "xenprobe")
+
 
 # The mock is a plain shared object loaded with LD_PRELOAD, never imported; setuptools
 # builds it as an extension only so that it lands inside the package next to its users.
@@ -16,4 +46,5 @@ mock = Extension(
 setup(
     cffi_modules=["native/build_transport.py:ffi"],
     ext_modules=[mock],
+    cmdclass={"build_py": BuildPy, "sdist": Sdist},
 )

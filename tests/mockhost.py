@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tests.report_schema import validate
 from xenprobe import mock
 from xenprobe.scenario import Scenario, compile_text, parse
 
@@ -49,7 +50,9 @@ def check_json(scenario: str, *extra: str, env: dict[str, str] | None = None
                ) -> tuple[int, dict[str, Any]]:
     p = run_check(["check", "--json", "--mock", scenario, *extra], env=env)
     assert p.returncode in (0, 1), p.stderr
-    return p.returncode, json.loads(p.stdout)
+    report = json.loads(p.stdout)
+    validate(report)  # every report a test reads matches the schema xenprobe ships
+    return p.returncode, report
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

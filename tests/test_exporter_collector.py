@@ -12,7 +12,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from tests.exporter_util import samples, series, value
-from xenprobe import __version__
+from xenprobe import __version__, revision
 from xenprobe.abi.hypercalls import DOMID_SELF
 from xenprobe.abi.releases import RELEASES, getdomaininfo_for_domctl, physinfo_for_sysctl
 from xenprobe.classify import Truth, Verdict
@@ -112,19 +112,30 @@ def one_shot(s: Sweep | None, limit: int = 100, *, consumers: Consumers | None =
 
 def test_info_metrics() -> None:
     m = one_shot(healthy())
-    assert value(m, "xenprobe_build_info", version=__version__) == 1
+    assert value(m, "xenprobe_build_info", version=__version__,
+                 revision=revision.revision()) == 1
     assert value(m, "xenprobe_xen_info", version="4.17.7", release="4.17",
-                 sysctl_interface="0x15", domctl_interface="0x15") == 1
+                 sysctl_interface="21", domctl_interface="21") == 1
     assert value(m, "xenprobe_up") == 1
     assert value(m, "xenprobe_last_successful_sweep_timestamp_seconds") == 1_700_000_000.25
     assert series(m, "xenprobe_mock_info") == {}
 
 
-def test_a_healthy_sweep_has_no_mismatch_series() -> None:
+def nonzero(m: Parsed, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {k: v for k, v in series(m, name).items() if v}
+
+
+def test_a_healthy_sweep_has_every_mismatch_series_at_zero() -> None:
+    """From the first scrape, so increase() and `> 0` see a mismatch's first sweep."""
     m = one_shot(healthy())
-    assert series(m, "xenprobe_mismatch") == {}
+    mismatch = series(m, "xenprobe_mismatch")
+    assert len(mismatch) == len(Quantity) * 4 * len(metrics.MISMATCH_VERDICTS)
+    assert set(mismatch.values()) == {0}
+    assert {dict(k)["layer"] for k in mismatch} == {"raw", "syscall", "ioctl", "libxc"}
+    assert {dict(k)["quantity"] for k in mismatch} == {q.value for q in Quantity}
+    drift = series(m, "xenprobe_drift")
+    assert len(drift) == len(Quantity) * 4 and set(drift.values()) == {0}
     assert series(m, "xenprobe_domain_mismatch") == {}
-    assert series(m, "xenprobe_drift") == {}
     assert value(m, "xenprobe_domain_mismatch_series_dropped") == 0
     assert value(m, "xenprobe_probes", quantity="current_reservation") == 4
     assert value(m, "xenprobe_raw_bit_length", quantity="maximum_ram_page") == 23
@@ -137,7 +148,7 @@ def test_a_healthy_sweep_has_no_mismatch_series() -> None:
 
 def test_mismatches_by_quantity_layer_and_verdict() -> None:
     m = one_shot(troubled())
-    assert series(m, "xenprobe_mismatch") == {
+    assert nonzero(m, "xenprobe_mismatch") == {
         (("layer", "ioctl"), ("quantity", "current_reservation"),
          ("verdict", "sign_flipped")): 2,
         (("layer", "ioctl"), ("quantity", "current_reservation"),
@@ -152,7 +163,7 @@ def test_mismatches_by_quantity_layer_and_verdict() -> None:
         (("layer", "raw"), ("quantity", "maximum_reservation"), ("verdict", "truncated")): 1,
     }
     # Drift is not a mismatch: it has its own series.
-    assert series(m, "xenprobe_drift") == {
+    assert nonzero(m, "xenprobe_drift") == {
         (("layer", "ioctl"), ("quantity", "current_reservation")): 1,
         (("layer", "raw"), ("quantity", "current_reservation")): 1,
     }
@@ -192,7 +203,8 @@ def test_a_failed_one_shot_says_so() -> None:
     m = one_shot(None)
     assert value(m, "xenprobe_up") == 0
     assert series(m, "xenprobe_mismatch") == {}
-    assert value(m, "xenprobe_build_info", version=__version__) == 1
+    assert value(m, "xenprobe_build_info", version=__version__,
+                 revision=revision.revision()) == 1
 
 
 def test_the_one_shot_file_has_no_counters_or_process_metrics() -> None:
@@ -262,8 +274,9 @@ def test_counters_add_up_over_sweeps_and_survive_a_reload() -> None:
     assert value(m, "xenprobe_sweeps_total") == 3
     assert value(m, "xenprobe_sweep_failures_total", reason="cannot_probe") == 1
     assert value(m, "xenprobe_sweep_failures_total", reason="refused") == 0
+    # Two subjects entered sign_flipped once; staying there is not a new event.
     assert value(m, "xenprobe_mismatches_total", quantity="current_reservation",
-                 layer="ioctl", verdict="sign_flipped") == 4
+                 layer="ioctl", verdict="sign_flipped") == 2
     assert value(m, "xenprobe_drifts_total", quantity="current_reservation",
                  layer="raw") == 2
     assert value(m, "xenprobe_layer_errors_total", layer="raw", errno="EPERM") == 2
@@ -274,17 +287,48 @@ def test_counters_add_up_over_sweeps_and_survive_a_reload() -> None:
     assert value(m, "xenprobe_domains") == 3
 
 
-def test_counters_start_at_zero_for_every_judged_layer() -> None:
-    state = State(Config())
-    state.sweep_succeeded(healthy())
-    m = daemon(state)
+def test_counters_exist_at_zero_before_the_first_sweep() -> None:
+    m = daemon(State(Config()))
     totals = series(m, "xenprobe_mismatches_total")
-    assert totals and set(totals.values()) == {0}
-    layers = {dict(labels)["layer"] for labels in totals}
-    assert layers == {"raw", "syscall", "ioctl"}  # libxc was absent: not initialised
-    verdicts = {dict(labels)["verdict"] for labels in totals}
-    assert verdicts == set(metrics.MISMATCH_VERDICTS)
-    assert "drift" not in verdicts and "match" not in verdicts
+    assert len(totals) == len(Quantity) * 4 * len(metrics.MISMATCH_VERDICTS)
+    assert set(totals.values()) == {0}
+    assert {dict(k)["layer"] for k in totals} == {"raw", "syscall", "ioctl", "libxc"}
+    assert {dict(k)["verdict"] for k in totals} == set(metrics.MISMATCH_VERDICTS)
+    drifts = series(m, "xenprobe_drifts_total")
+    assert len(drifts) == len(Quantity) * 4 and set(drifts.values()) == {0}
+    errors = series(m, "xenprobe_layer_errors_total")
+    assert {(dict(k)["layer"], dict(k)["errno"]) for k in errors} == set(
+        metrics.all_layer_error_labels())
+    assert value(m, "xenprobe_layer_errors_total", layer="raw", errno="EPERM") == 0
+    retries = series(m, "xenprobe_retries_total")
+    assert len(retries) == 9 and set(retries.values()) == {0}
+
+
+def test_mismatches_total_counts_entries_not_sweeps() -> None:
+    """The counter's rate must not depend on how often xenprobe sweeps: ten sweeps of
+    the same state count what one does; leaving and re-entering counts again."""
+    def total(sweeps: list[Sweep]) -> float | None:
+        state = State(Config())
+        for one in sweeps:
+            state.sweep_succeeded(one)
+        return value(daemon(state), "xenprobe_mismatches_total",
+                     quantity="current_reservation", layer="ioctl", verdict="sign_flipped")
+
+    assert total([troubled()]) == total([troubled()] * 10) == 2
+    assert total([healthy()] * 3) == 0
+    assert total([troubled(), healthy(), troubled()]) == 4
+    # A failed sweep in between is no news about the subjects: no new event.
+    state = State(Config())
+    state.sweep_succeeded(troubled())
+    state.sweep_failed("cannot_probe", "EPERM")
+    state.sweep_succeeded(troubled())
+    assert value(daemon(state), "xenprobe_mismatches_total", quantity="maximum_ram_page",
+                 layer="syscall", verdict="sign_flipped") == 1
+    # The missing-domain probe is one subject, whichever id it had.
+    moved = troubled()
+    moved = sweep([replace(r, probe=replace(r.probe, domid=32700))
+                   if r.probe.subject is Subject.MISSING else r for r in moved.results])
+    assert total([troubled(), moved]) == 2
 
 
 def test_a_refused_reload_is_reported_and_changes_nothing() -> None:
@@ -358,7 +402,8 @@ def test_the_series_count_does_not_grow_with_the_domains() -> None:
         state.sweep_succeeded(many_domains(n))
         sizes[n] = count(daemon(state))
     assert sizes[200] == sizes[3000]
-    # The documented bound: 2QLV + 2QL + Q(R+2) + LE + N + C, with L = 4 layers.
-    q, layers, v, r, e = 5, 4, 7, 4, 134
-    bound = 2 * q * layers * v + 2 * q * layers + q * (r + 2) + layers * e + limit + 40
+    # The documented bound: 2QLV + 2QL + Q(R+2) + LE + N + C, with L = 4 layers and E
+    # the 130 errnos seen plus those always exported.
+    q, layers, v, r, e = 5, 4, 7, 4, 134 + len(metrics.ERRNOS)
+    bound = 2 * q * layers * v + 2 * q * layers + q * (r + 2) + layers * e + limit + 60
     assert sizes[3000] <= bound

@@ -12,6 +12,7 @@ import bcrypt
 import pytest
 
 from tests.exporter_util import Serve, http_get, make_ca, make_cert, samples, value
+from xenprobe import revision
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
 
@@ -77,7 +78,8 @@ basic_auth_users: {{prometheus: {HASH}}}
         assert status == 200
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert value(samples(body.decode()), "xenprobe_build_info",
-                     version=headers["Server"].split("/")[1]) == 1
+                     version=headers["Server"].split("/")[1],
+                     revision=revision.revision()) == 1
         for auth in (("prometheus", "wrong"), ("nobody", "secret"), None):
             status, headers, _ = http_get(url, context=ctx, auth=auth)
             assert status == 401

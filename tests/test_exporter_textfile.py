@@ -204,7 +204,7 @@ def test_serve_writes_the_textfile_after_each_sweep(tmp_path: Path) -> None:
                      lambda: samples(target.read_text()) if target.exists() else None)
         assert value(m, "xenprobe_up") == 1
         assert value(m, "xenprobe_xen_info", version="4.17.7", release="4.17",
-                     sysctl_interface="0x15", domctl_interface="0x15") == 1
+                     sysctl_interface="21", domctl_interface="21") == 1
         assert value(serve.metrics(), "xenprobe_textfile_write_errors_total") == 0
         assert value(m, "xenprobe_privcmd_consumers", bits="32") is not None
         assert "# TYPE xenprobe_sweep_retries gauge" in target.read_text()

@@ -140,13 +140,15 @@ def labels(result: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 def test_prometheus_stores_the_mismatches(setup: Setup) -> None:
-    result = setup.eventually("mismatch series", 'xenprobe_mismatch{job="xenprobe"}')
+    result = setup.eventually("mismatch series", 'xenprobe_mismatch{job="xenprobe"} > 0')
     assert labels(result) == LARGE_MEMORY
     for r in result:
         assert r["metric"]["instance"] == f"127.0.0.1:{setup.plain.port}"
         assert r["value"][1] == "1"  # one subject each
-    # Healthy quantities and subjects have no series at all.
-    assert setup.query('xenprobe_mismatch{quantity="xen_version"}') == []
+    # Healthy quantities are at 0, from the first scrape; healthy domains have no series.
+    assert setup.query('xenprobe_mismatch{quantity="xen_version"} > 0') == []
+    assert len(setup.query('xenprobe_mismatch{job="xenprobe",quantity="xen_version"}')) \
+        == 4 * 7
     assert setup.query('xenprobe_domain_mismatch{domid="0"}') == []
     domains = setup.query('xenprobe_domain_mismatch{job="xenprobe"}')
     assert {r["metric"]["domid"] for r in domains} == {"3", "4"}
@@ -156,7 +158,7 @@ def test_prometheus_stores_the_mismatches(setup: Setup) -> None:
 
 def test_prometheus_over_tls_with_basic_auth(setup: Setup) -> None:
     result = setup.eventually("mismatch series over TLS",
-                              'xenprobe_mismatch{job="xenprobe-tls"}')
+                              'xenprobe_mismatch{job="xenprobe-tls"} > 0')
     assert labels(result) == LARGE_MEMORY
     assert setup.eventually("the TLS target up", 'up{job="xenprobe-tls"} == 1')
     assert setup.eventually("the wrong password refused",
@@ -270,5 +272,13 @@ def test_promtool_checks_and_tests_the_rules() -> None:
     p = promtool("check", "rules", "xenprobe-alerts.yml", cwd=SYSTEMD)
     assert p.returncode == 0, p.stdout + p.stderr
     p = promtool("test", "rules", "xenprobe-alerts.test.yml", cwd=SYSTEMD)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert b"SUCCESS" in p.stdout
+
+
+def test_promtool_checks_and_tests_the_recording_rules() -> None:
+    p = promtool("check", "rules", "xenprobe-recording.yml", cwd=SYSTEMD)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = promtool("test", "rules", "xenprobe-recording.test.yml", cwd=SYSTEMD)
     assert p.returncode == 0, p.stdout + p.stderr
     assert b"SUCCESS" in p.stdout

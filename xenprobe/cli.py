@@ -21,10 +21,12 @@ from pathlib import Path
 import structlog
 
 from xenprobe import __version__, consumers, logs, mock, render
+from xenprobe.abi.hypercalls import DOMID_FIRST_RESERVED
 from xenprobe.errors import ConfigError, ExitCode, UsageError, XenprobeError
 from xenprobe.exporter import config as cfg
 from xenprobe.host import Host
 from xenprobe.layers import ladder
+from xenprobe.quantities import Quantity
 from xenprobe.scenario import load, shipped
 from xenprobe.sweep import Sweep, Sweeper
 from xenprobe.transport import Privcmd
@@ -56,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     check.add_argument("--attempts", type=int, default=3,
                        help="samples per quantity before a moving value is called drift")
+    _view_arguments(check)
     check.add_argument("--textfile", metavar="PATH",
                        help="also write the results as Prometheus metrics to PATH, a "
                             "*.prom file for node_exporter's textfile collector "
@@ -63,6 +66,32 @@ def parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     sub.add_parser("scenarios", help="list the mock host scenarios shipped with xenprobe")
     return p
+
+
+def _view_arguments(check: argparse.ArgumentParser) -> None:
+    """What a person at a big host looks at. A view narrows the output, never the probe:
+    the exit code and the closing summary are for the whole host (README "Exit codes")."""
+    mode = check.add_mutually_exclusive_group()
+    mode.add_argument("--summary", action="store_true",
+                      help="one screen: verdict counts per quantity and layer, and the "
+                           "domains with most mismatches")
+    mode.add_argument("--mismatches", action="store_true",
+                      help="only the subjects in mismatch, and only their bad layers")
+    check.add_argument("--quantity", action="append", default=[], metavar="NAME",
+                       choices=[q.value for q in Quantity],
+                       help="show only this quantity (repeatable): "
+                            + ", ".join(q.value for q in Quantity))
+    check.add_argument("--domain", action="append", default=[], metavar="ID", type=int,
+                       help="show only this domain's rows (repeatable)")
+
+
+def _view(args: argparse.Namespace) -> render.View:
+    for d in args.domain:
+        if not 0 <= d < DOMID_FIRST_RESERVED:
+            raise UsageError(f"--domain {d}: a domain id is between 0 and "
+                             f"{DOMID_FIRST_RESERVED - 1}")
+    return render.View(summary=args.summary, mismatches=args.mismatches,
+                       quantities=frozenset(args.quantity), domains=frozenset(args.domain))
 
 
 def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -137,6 +166,7 @@ def _scenarios() -> int:
 def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not 1 <= args.attempts <= 100:
         raise UsageError("--attempts must be between 1 and 100")
+    view = _view(args)
     textfile = _textfile_path(args.textfile) if args.textfile is not None else None
     scenario = None
     if args.mock is not None:
@@ -171,14 +201,14 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
     if args.json:
         json.dump(render.as_json(result, scenario=scenario, exit_code=code, notes=notes,
-                                 consumers=users, retries=retries),
+                                 consumers=users, retries=retries, view=view),
                   sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                             and "NO_COLOR" not in os.environ)
         sys.stdout.write(render.human(result, colour=colour, scenario=scenario,
-                                      notes=notes, consumers=users))
+                                      notes=notes, consumers=users, view=view))
     return code
 
 
@@ -203,6 +233,14 @@ def _textfile_path(value: str) -> Path:
     return path
 
 
+def _json_error(argv: Sequence[str], code: int, message: str, hint: str = "") -> None:
+    """`check --json` answers in JSON even when it fails: a script reads stdout (the
+    human message stays on stderr too)."""
+    if "check" in argv and "--json" in argv[argv.index("check"):]:
+        json.dump(render.error_json(code, message, hint), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -217,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xenprobe: error: {e.message}", file=sys.stderr)
         if e.hint:
             print(f"xenprobe: hint: {e.hint}", file=sys.stderr)
+        _json_error(argv, int(e.exit_code), e.message, e.hint)
         return int(e.exit_code)
     except KeyboardInterrupt:
         return 130
@@ -228,4 +267,5 @@ def main(argv: Sequence[str] | None = None) -> int:
               "--log-level debug", file=sys.stderr)
         if os.environ.get("XENPROBE_DEBUG"):
             traceback.print_exc()
+        _json_error(argv, INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}")
         return INTERNAL_ERROR

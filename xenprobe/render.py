@@ -1,9 +1,15 @@
-"""Present a sweep: a table per quantity for a person, JSON for a machine."""
+"""Present a sweep: a table per quantity for a person, JSON for a machine.
+
+A person at a big host picks a view (View): the summary only, the mismatches only, some
+quantities or some domains. A view narrows what is shown, never what was probed: the
+closing summary line, the JSON `summary` and the exit code always describe the whole host.
+"""
 
 from __future__ import annotations
 
 import errno as errnos
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from xenprobe import __version__
@@ -15,8 +21,47 @@ from xenprobe.quantities import Quantity, Subject
 from xenprobe.reading import Reading
 from xenprobe.sweep import Result, Sweep
 
+# The JSON report's format: bumped when a key changes meaning or goes away (adding a key
+# is not a change of format). docs/json.md documents every key; xenprobe/schema/ holds
+# the JSON Schema that tests validate every output against.
+FORMAT = "xenprobe.check/1"
+
 # How many agreeing subjects of one quantity a person is shown before a summary line.
 SHOW_AGREEING = 16
+# How many subjects in mismatch per quantity the default view shows: at 10,000 domains
+# a quantity can have hundreds (--mismatches or --quantity shows every one).
+SHOW_MISMATCHING = 16
+# On a host with more domains than SHOW_AGREEING, the default view opens with the
+# summary table and shows this many agreeing domains per quantity, as examples.
+SHOW_AGREEING_BIG_HOST = 2
+# Domains named by the summary view, most mismatched readings first.
+TOP_DOMAINS = 10
+
+
+@dataclass(frozen=True)
+class View:
+    """What a person asked to see. Empty `quantities` or `domains` means all."""
+
+    summary: bool = False            # the verdict counts and top domains, no rows
+    mismatches: bool = False         # only subjects in mismatch, only their bad layers
+    quantities: frozenset[str] = field(default_factory=frozenset)
+    domains: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def narrowed(self) -> bool:
+        return self.summary or self.mismatches or bool(self.quantities or self.domains)
+
+    def shows(self, r: Result) -> bool:
+        if self.quantities and r.probe.quantity.value not in self.quantities:
+            return False
+        if self.domains and not (r.probe.subject is Subject.DOMAIN
+                                 and r.probe.domid in self.domains):
+            return False
+        return not (self.mismatches and not r.mismatches)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"summary": self.summary, "mismatches": self.mismatches,
+                "quantities": sorted(self.quantities), "domains": sorted(self.domains)}
 
 _COLOURS = {"red": "31", "green": "32", "yellow": "33", "dim": "2", "bold": "1"}
 
@@ -80,7 +125,9 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
 
 
 def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
-          notes: list[str] | None = None, consumers: Consumers | None = None) -> str:
+          notes: list[str] | None = None, consumers: Consumers | None = None,
+          view: View | None = None) -> str:
+    v = view or View()
     s = Style(colour)
     ident = sweep.identity
     head = (f"Xen {ident.version} (sysctl interface {ident.sysctl:#x}, domctl interface "
@@ -89,33 +136,130 @@ def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
         head += f", mock host scenario {scenario!r}"
     out = [s(head, "bold")]
     out += [f"note: {n}" for n in notes or []]
+    out += [f"note: no domain {d} on this host" for d in sorted(v.domains - _domids(sweep))]
+    big = sweep.domains > SHOW_AGREEING
+    if v.summary:
+        out += ["", *summary_table(sweep, s), "", *top_domain_lines(sweep, s)]
+    else:
+        if big and not v.narrowed:
+            out += ["", *summary_table(sweep, s)]
+        out += _detail(sweep, v, s, SHOW_AGREEING_BIG_HOST if big else SHOW_AGREEING)
+    if consumers is not None:
+        out += ["", *consumer_lines(consumers, s)]
+    out += ["", summary_line(sweep, s)]
+    if v.narrowed and not v.summary:
+        out.append("(this view leaves rows out; the line above and the exit code are "
+                   "for the whole host)")
+    return "\n".join(out) + "\n"
+
+
+def _domids(sweep: Sweep) -> set[int]:
+    return {r.probe.domid for r in sweep.results
+            if r.probe.subject is Subject.DOMAIN and r.probe.domid is not None}
+
+
+def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int) -> list[str]:
+    """The table per quantity: each shown subject, one row per layer."""
+    out: list[str] = []
     by_quantity: dict[Quantity, list[Result]] = defaultdict(list)
     for r in sweep.results:
-        by_quantity[r.probe.quantity].append(r)
+        if v.shows(r):
+            by_quantity[r.probe.quantity].append(r)
+    # A person who named quantities or domains, or asked for the mismatches, wants every
+    # one of those; the default view keeps a big host's quantity to a screenful.
+    mismatch_cap = None if v.narrowed else SHOW_MISMATCHING
     widths = (18, 10, 34, 14)
     for quantity, results in by_quantity.items():
         out += ["", s(quantity.value, "bold"),
                 "  " + "SUBJECT".ljust(widths[0]) + "LAYER".ljust(widths[1])
                 + "VALUE".ljust(widths[2]) + "VERDICT".ljust(widths[3]) + "BITS / RISK"]
-        shown = 0
-        hidden = 0
+        shown_calm = shown_bad = hidden_calm = hidden_bad = 0
         for r in results:
-            calm = not r.mismatches and r.probe.subject is Subject.DOMAIN
-            if calm and shown >= SHOW_AGREEING:
-                hidden += 1
-                continue
-            shown += calm
+            per_domain = r.probe.subject is Subject.DOMAIN and not v.domains
+            if not r.mismatches:
+                if per_domain and shown_calm >= calm_cap:
+                    hidden_calm += 1
+                    continue
+                shown_calm += per_domain
+            else:
+                if per_domain and mismatch_cap is not None and shown_bad >= mismatch_cap:
+                    hidden_bad += 1
+                    continue
+                shown_bad += per_domain
             for i, (layer, value, verdict, note) in enumerate(_rows(r, sweep.layers)):
+                if v.mismatches and layer in sweep.layers \
+                        and not r.verdicts.get(layer, Verdict.ABSENT).is_mismatch:
+                    continue  # the bad layers, with reference and raw for context
                 subject = r.probe.label if i == 0 else ""
                 vtext = s.verdict(verdict, widths[3]) if verdict else "".ljust(widths[3])
                 out.append(("  " + subject.ljust(widths[0]) + layer.ljust(widths[1])
                             + value.ljust(widths[2]) + vtext + note).rstrip())
-        if hidden:
-            out.append(f"  ... and {hidden} more domains where every layer agrees")
-    if consumers is not None:
-        out += ["", *consumer_lines(consumers, s)]
-    out += ["", summary_line(sweep, s)]
-    return "\n".join(out) + "\n"
+        if hidden_bad:
+            out.append(s(f"  ... and {hidden_bad} more domains in mismatch (see them all: "
+                         f"--mismatches --quantity {quantity.value})", "red"))
+        if hidden_calm:
+            out.append(f"  ... and {hidden_calm} more domains where every layer agrees")
+    if not by_quantity:
+        out += ["", "Nothing to show in this view."]
+    return out
+
+
+def summary_table(sweep: Sweep, s: Style | None = None) -> list[str]:
+    """Verdict counts per quantity and layer, from the sweep's summary (a screen
+    whatever the number of domains)."""
+    style = s or Style(False)
+    counts = breakdown(sweep)
+    verdicts = [v for v in Verdict if any(v.value in c for c in counts.values())]
+    width = max([len(v.value) for v in verdicts] + [5]) + 2
+    out = [style("verdicts by quantity and layer (subjects)", "bold"),
+           "  " + "QUANTITY".ljust(21) + "LAYER".ljust(10)
+           + "".join(v.value.rjust(width) for v in verdicts)]
+    for (quantity, layer), c in counts.items():
+        cells = "".join(
+            style(str(c[v.value]).rjust(width), "red" if v.is_mismatch else "dim")
+            if c.get(v.value) else "-".rjust(width) for v in verdicts)
+        out.append("  " + quantity.ljust(21) + layer.ljust(10) + cells)
+    return out
+
+
+def breakdown(sweep: Sweep) -> dict[tuple[str, str], dict[str, int]]:
+    """(quantity, layer) -> {verdict: subjects}, in probe and layer order."""
+    order = {name: i for i, name in enumerate([RAW, *sweep.layers])}
+    quantities = {q: i for i, q in enumerate(Quantity)}
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for (q, layer, v), n in sorted(sweep.summary.verdicts.items(),
+                                   key=lambda kv: (quantities[kv[0][0]],
+                                                   order.get(kv[0][1], 99), kv[0][2].value)):
+        if n:
+            out.setdefault((q.value, layer), {})[v.value] = n
+    return out
+
+
+def top_domains(sweep: Sweep, n: int = TOP_DOMAINS) -> list[tuple[int, int, list[str]]]:
+    """The domains with the most mismatched readings: (domid, readings, quantities)."""
+    readings: Counter[int] = Counter()
+    quantities: dict[int, set[str]] = defaultdict(set)
+    for r in sweep.mismatches:
+        if r.probe.subject is Subject.DOMAIN and r.probe.domid is not None:
+            readings[r.probe.domid] += len(r.mismatches)
+            quantities[r.probe.domid].add(r.probe.quantity.value)
+    ranked = sorted(readings.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return [(d, k, sorted(quantities[d])) for d, k in ranked]
+
+
+def top_domain_lines(sweep: Sweep, s: Style) -> list[str]:
+    top = top_domains(sweep)
+    if not top:
+        return ["no domain has a mismatch"]
+    total = len({r.probe.domid for r in sweep.mismatches
+                 if r.probe.subject is Subject.DOMAIN})
+    head = f"domains in mismatch: {total}"
+    if total > len(top):
+        head += f", the {len(top)} with most mismatched readings"
+    out = [s(head, "bold"), "  " + "DOMAIN".ljust(10) + "READINGS".ljust(10) + "QUANTITIES"]
+    out += ["  " + f"dom{d}".ljust(10) + str(k).ljust(10) + ", ".join(qs)
+            for d, k, qs in top]
+    return out
 
 
 def consumer_lines(c: Consumers, s: Style) -> list[str]:
@@ -174,30 +318,17 @@ def _truth_json(t: Truth | None) -> dict[str, int] | None:
 
 def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
             notes: list[str] | None = None, consumers: Consumers | None = None,
-            retries: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+            retries: dict[str, dict[str, int]] | None = None,
+            view: View | None = None) -> dict[str, Any]:
+    """The report for a machine (docs/json.md; xenprobe/schema/report.schema.json)."""
+    v = view or View()
     counts: Counter[str] = Counter()
-    results = []
-    for r in sweep.results:
-        counts.update(v.value for v in r.verdicts.values())
-        results.append({
-            "quantity": r.probe.quantity.value,
-            "subject": r.probe.subject.value,
-            "domid": r.probe.domid,
-            "raw": r.raw.as_json(),
-            "raw_verdict": r.verdicts[RAW].value if RAW in r.verdicts else None,
-            "reference": _truth_json(r.reference),
-            "bits": r.bits,
-            "at_risk": [k.value for k in r.at_risk],
-            "guest_set": r.probe.guest_set,
-            "attempts": r.attempts,
-            "layers": {
-                name: ({**rd.as_json(), "verdict": r.verdicts[name].value}
-                       if (rd := r.readings.get(name)) is not None
-                       else {"verdict": Verdict.ABSENT.value})
-                for name in sweep.layers
-            },
-        })
+    for (_, _, verdict), n in sweep.summary.verdicts.items():
+        counts[verdict.value] += n
+    results = [] if v.summary else [_result_json(r, sweep.layers)
+                                    for r in sweep.results if v.shows(r)]
     return {
+        "format": FORMAT,
         "xenprobe": __version__,
         "host": sweep.identity.as_json(),
         "mock_scenario": scenario,
@@ -205,13 +336,49 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
         "layers": [RAW, *sweep.layers],
         "notes": notes or [],
         "sweep_seconds": round(sweep.duration, 6),
+        "view": v.as_json(),
         "results": results,
         "summary": {
             "probes": len(sweep.results),
-            "mismatches": sum(len(r.mismatches) for r in sweep.results),
-            "verdicts": dict(sorted(counts.items())),
+            "mismatches": sum(len(r.mismatches) for r in sweep.mismatches),
+            "verdicts": {k: n for k, n in sorted(counts.items()) if n},
+            "by_quantity": [{"quantity": q, "layer": layer, "verdicts": c}
+                            for (q, layer), c in breakdown(sweep).items()],
+            "top_domains": [{"domid": d, "mismatches": k, "quantities": qs}
+                            for d, k, qs in top_domains(sweep)],
         },
         "consumers": consumers.as_json() if consumers is not None else None,
         "retries": retries or {},
         "exit_code": exit_code,
     }
+
+
+def _result_json(r: Result, layers: list[str]) -> dict[str, Any]:
+    return {
+        "quantity": r.probe.quantity.value,
+        "subject": r.probe.subject.value,
+        "domid": r.probe.domid,
+        "raw": r.raw.as_json(),
+        "raw_verdict": r.verdicts[RAW].value if RAW in r.verdicts else None,
+        "reference": _truth_json(r.reference),
+        "bits": r.bits,
+        "at_risk": [k.value for k in r.at_risk],
+        "guest_set": r.probe.guest_set,
+        "attempts": r.attempts,
+        "layers": {
+            name: ({**rd.as_json(), "verdict": r.verdicts[name].value}
+                   if (rd := r.readings.get(name)) is not None
+                   else {"verdict": Verdict.ABSENT.value})
+            for name in layers
+        },
+    }
+
+
+def error_json(exit_code: int, message: str, hint: str = "") -> dict[str, Any]:
+    """What `check --json` prints when it cannot report (usage, config, cannot probe, a
+    bug): same format, an `error` instead of the report, the same exit code."""
+    error: dict[str, Any] = {"code": exit_code, "message": message}
+    if hint:
+        error["hint"] = hint
+    return {"format": FORMAT, "xenprobe": __version__, "error": error,
+            "exit_code": exit_code}

@@ -91,14 +91,17 @@ def _counters(s: Snapshot) -> Iterator[Metric]:
                   "hypervisor or device refused; refused: xenprobe's own read-only "
                   "allow-list refused a request, a bug; internal: a bug).", ["reason"],
                   [((r,), n) for r, n in s.failures.items()])
-    yield counter("mismatches", "Mismatches seen, summed over sweeps: each sweep adds "
-                  "the subjects it found in that state. Never reset by a reload.",
+    yield counter("mismatches", "Subjects that entered this mismatch state: one event "
+                  "per subject each time it goes from another state into this one (a "
+                  "mismatch that lasts counts once, whatever the interval; the first "
+                  "sweep counts every mismatch it finds). Never reset by a reload.",
                   ["quantity", "layer", "verdict"], s.mismatches.items())
-    yield counter("drifts", "Readings that drifted while being read, summed over "
-                  "sweeps.", ["quantity", "layer"], s.drifts.items())
+    yield counter("drifts", "Readings that drifted while being read: each sweep adds "
+                  "the readings that moved in it.", ["quantity", "layer"], s.drifts.items())
     yield counter("layer_errors", "Readings a layer returned as an error, by errno "
-                  "(layer raw: the hypervisor's own result), summed over sweeps; the "
-                  "deliberate ESRCH of the missing-domain probe is not counted.",
+                  "(layer raw: the hypervisor's own result): each sweep adds its failed "
+                  "readings; the deliberate ESRCH of the missing-domain probe is not "
+                  "counted. The common errnos are exported at 0 from the start.",
                   ["layer", "errno"], s.layer_errors.items())
     yield counter("textfile_write_errors", "Failed writes of the textfile.", [],
                   [((), s.textfile_errors)])

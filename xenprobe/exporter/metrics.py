@@ -4,24 +4,29 @@ Everything a sweep says is exported from here, for the daemon's collector and fo
 one-shot textfile alike. Names follow Prometheus conventions: the `xenprobe_` prefix,
 base units (seconds, bits), `_total` on counters, `_info` pseudo-metrics with value 1.
 
+Known label values exist from the first scrape, at 0: every quantity x layer x verdict of
+xenprobe_mismatch (and its counter), every quantity x layer of xenprobe_drift, every
+layer x errno of ERRNOS in xenprobe_layer_errors_total, every known retry. A series that
+is born at its first non-zero value is invisible to increase() and rate(), which need two
+samples: the first event would never alert.
+
 Series bound. Whatever the number of domains, a scrape returns at most
 
     2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + N + G*(L*V + 1) + C
 
-series, where Q = 5 quantities, L = layers including `raw` (4: raw, syscall, ioctl, libxc),
-V = 7 mismatch verdicts, R = 4 risks, E = distinct errnos seen (bounded by the Linux
-errno table, about 134), N = `max_domain_series` (default 100) and C is a constant
-(about 30 xenprobe_* series plus prometheus_client's process_* and python_info).
-Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each;
-xenprobe_drift and xenprobe_drifts_total Q*L each; xenprobe_probes and
-xenprobe_raw_bit_length Q each, xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E;
-xenprobe_domain_mismatch N; xenprobe_guest_set_mismatch G*L*V and xenprobe_guest_set_info
-G, with G = 2 guest-set quantities (current_reservation, maximum_gpfn). With the defaults:
-280 + 40 + 30 + 4E + 100 + 58 + C.
-The daemon adds at most 9 xenprobe_retries_total series (ioctl, syscall and multicall by
-EINTR and EAGAIN; physinfo, getdomaininfolist and xen_version by "invalid"), 3
-xenprobe_privcmd_consumers and MAX_COMPAT_SERIES xenprobe_compat_consumer_info: 28 more.
-The textfile has no counters; it has at most 9 xenprobe_sweep_retries series instead.
+series, where Q = 5 quantities, L = 4 layers (raw, syscall, ioctl, libxc), V = 7 mismatch
+verdicts, R = 4 risks, E = the errnos: the len(ERRNOS) always exported plus any other
+seen (bounded by the Linux errno table, about 134), N = `max_domain_series` (default 100),
+G = 2 guest-set quantities (current_reservation, maximum_gpfn) and C a constant
+(xenprobe's fixed series, the 9 known retries, 3 consumer counts, up to
+MAX_COMPAT_SERIES compat consumers, and prometheus_client's process_* and python_info).
+Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each; xenprobe_drift and
+xenprobe_drifts_total Q*L each; xenprobe_probes and xenprobe_raw_bit_length Q each,
+xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N;
+xenprobe_guest_set_mismatch G*L*V and xenprobe_guest_set_info G. With the defaults:
+280 + 40 + 30 + 36 + 100 + 58 + C. tests/test_series_count.py counts a real scrape
+(README's figure comes from it). The textfile has no counters: Q*L*V + Q*L + Q*(R+2) + N
+plus its fixed series.
 """
 
 from __future__ import annotations
@@ -37,11 +42,11 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from xenprobe import __version__
+from xenprobe import __version__, revision
 from xenprobe.classify import MISMATCHES, Risk, Verdict
 from xenprobe.consumers import Consumers
 from xenprobe.judge import RAW
-from xenprobe.quantities import GUEST_SET, Probe, Subject
+from xenprobe.quantities import GUEST_SET, Probe, Quantity, Subject
 from xenprobe.sweep import Result, Sweep
 
 PREFIX = "xenprobe"
@@ -52,6 +57,21 @@ FROM_SWEEP = " From the last sweep, taken in the background: scrapes never issue
 
 MISMATCH_VERDICTS = tuple(sorted(v.value for v in MISMATCHES))
 RISKS = tuple(r.value for r in Risk)
+QUANTITIES = tuple(q.value for q in Quantity)
+# Every layer a sweep can have (xenprobe.layers.ladder, plus raw): known before the first
+# sweep, so counters exist from the first scrape.
+LAYERS = (RAW, "syscall", "ioctl", "libxc")
+# The errnos a read can meet and an alert cares about, exported at 0 for every layer:
+# EPERM (an XSM/FLASK policy, not a control domain), EACCES (wrong interface version),
+# ESRCH (a domain destroyed during the sweep), ENOENT (glibc's reading of 0xFFFFFFFE),
+# EINTR and EAGAIN (beyond the retries), EFAULT, EINVAL and ENOSYS (a hypervisor that does
+# not understand the request). Others appear when first seen.
+ERRNOS = ("EACCES", "EAGAIN", "EFAULT", "EINTR", "EINVAL", "ENOENT", "ENOSYS", "EPERM",
+          "ESRCH")
+# The retries the transport and the host can make (README "Faults").
+RETRIES = (*((call, why) for call in ("ioctl", "multicall", "syscall")
+             for why in ("EAGAIN", "EINTR")),
+           *((call, "invalid") for call in ("getdomaininfolist", "physinfo", "xen_version")))
 
 # Label values of xenprobe_domain_mismatch's `domid` for the subjects that are not a
 # numbered domain: DOMID_SELF, and the id chosen because no domain has it (the number
@@ -92,6 +112,31 @@ def mismatch_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
     return counts
 
 
+# A subject, as the same across sweeps: the missing-domain probe's id changes as domains
+# come and go, but it is the same probe.
+SubjectKey = tuple[str, str, int | None]
+MismatchState = tuple[SubjectKey, str, str]  # (subject, layer, verdict)
+
+
+def mismatch_states(sweep: Sweep) -> set[MismatchState]:
+    """Every (subject, layer, verdict) in mismatch in this sweep."""
+    out: set[MismatchState] = set()
+    for r in sweep.mismatches:
+        p = r.probe
+        key = (p.quantity.value, p.subject.value,
+               None if p.subject is Subject.MISSING else p.domid)
+        out.update((key, layer, v.value) for layer, v in r.mismatches.items())
+    return out
+
+
+def transitions(before: set[MismatchState], now: set[MismatchState]
+                ) -> Counter[tuple[str, str, str]]:
+    """(quantity, layer, verdict) -> subjects that entered that mismatch state: the events
+    xenprobe_mismatches_total counts. A state that lasts is counted once, whatever the
+    interval; one that ends and comes back again."""
+    return Counter((key[0], layer, verdict) for key, layer, verdict in now - before)
+
+
 def drift_counts(sweep: Sweep) -> Counter[tuple[str, str]]:
     """(quantity, layer) -> subjects whose reading drifted while being read."""
     counts: Counter[tuple[str, str]] = Counter()
@@ -99,12 +144,6 @@ def drift_counts(sweep: Sweep) -> Counter[tuple[str, str]]:
         if v is Verdict.DRIFT:
             counts[(q.value, layer)] += n
     return counts
-
-
-def judged_pairs(sweep: Sweep) -> set[tuple[str, str]]:
-    """(quantity, layer) pairs that got a verdict: the label sets worth initialising."""
-    return {(q.value, layer) for (q, layer, v), n in sweep.summary.verdicts.items()
-            if v is not Verdict.ABSENT and n}
 
 
 def layer_errors(sweep: Sweep) -> Counter[tuple[str, str]]:
@@ -122,8 +161,10 @@ def layer_errors(sweep: Sweep) -> Counter[tuple[str, str]]:
 # -- families ------------------------------------------------------------------------
 
 def build_info() -> Metric:
-    m = InfoMetricFamily(f"{PREFIX}_build", "xenprobe's version.")
-    m.add_metric([], {"version": __version__})
+    m = InfoMetricFamily(f"{PREFIX}_build", "xenprobe's version, and the source revision "
+                         "it was built from (git describe; unknown outside a git "
+                         "checkout).")
+    m.add_metric([], {"version": __version__, "revision": revision.revision()})
     return m
 
 
@@ -144,10 +185,13 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
     ident = sweep.identity
     xen = InfoMetricFamily(f"{PREFIX}_xen", "The hypervisor as detected: version, "
                            "release row of xenprobe's ABI tables, and the sysctl and "
-                           "domctl interface versions it accepts." + FROM_SWEEP)
+                           "domctl interface versions it accepts (in decimal, as in "
+                           "check --json)." + FROM_SWEEP)
+    # One spelling for one value: the interface versions are decimal integers here and
+    # in check --json's host (XEN_SYSCTL_INTERFACE_VERSION 0x15 is "21").
     xen.add_metric([], {"version": ident.version, "release": ident.release.name,
-                        "sysctl_interface": f"{ident.sysctl:#x}",
-                        "domctl_interface": f"{ident.domctl:#x}"})
+                        "sysctl_interface": str(ident.sysctl),
+                        "domctl_interface": str(ident.domctl)})
     out: list[Metric] = [
         xen,
         gauge("domains", "Domains on the host." + FROM_SWEEP, sweep.domains),
@@ -182,10 +226,13 @@ def _guest_set(sweep: Sweep) -> list[Metric]:
     mismatch = GaugeMetricFamily(
         f"{PREFIX}_guest_set_mismatch", "Domains counted in xenprobe_mismatch whose value "
         "the domain sets itself: a guest can make dom0 tools read a fake error or a wrong "
-        "value. Only non-zero series are exported." + FROM_SWEEP,
+        "value. Every guest-set quantity, layer and verdict, 0 when none." + FROM_SWEEP,
         labels=["quantity", "layer", "verdict"])
-    for (quantity, layer, verdict), n in sorted(guest_set_counts(sweep).items()):
-        mismatch.add_metric([quantity, layer, verdict], n)
+    counts = guest_set_counts(sweep)
+    known = [(q.value, layer, v) for q in GUEST_SET for layer in LAYERS
+             for v in MISMATCH_VERDICTS]
+    for key in sorted(set(counts) | set(known)):
+        mismatch.add_metric(list(key), counts.get(key, 0))
     return [info, mismatch]
 
 
@@ -217,17 +264,32 @@ def _verdicts(sweep: Sweep) -> list[Metric]:
     mismatch = GaugeMetricFamily(
         f"{PREFIX}_mismatch", "Subjects whose value this layer got wrong, by verdict "
         "(layer raw: the hypervisor's own result against an independent reference). "
-        "Only non-zero series are exported." + FROM_SWEEP,
+        "Every quantity, layer and verdict, 0 when none." + FROM_SWEEP,
         labels=["quantity", "layer", "verdict"])
-    for (quantity, layer, verdict), n in sorted(mismatch_counts(sweep).items()):
-        mismatch.add_metric([quantity, layer, verdict], n)
+    counts = mismatch_counts(sweep)
+    for key in sorted(set(counts) | set(all_mismatch_labels())):
+        mismatch.add_metric(list(key), counts.get(key, 0))
     drift = GaugeMetricFamily(
         f"{PREFIX}_drift", "Subjects whose value moved while it was being read, so no "
-        "verdict could be reached (not a mismatch). Only non-zero series are exported."
+        "verdict could be reached (not a mismatch). Every quantity and layer, 0 when none."
         + FROM_SWEEP, labels=["quantity", "layer"])
-    for (quantity, layer), n in sorted(drift_counts(sweep).items()):
-        drift.add_metric([quantity, layer], n)
+    drifts = drift_counts(sweep)
+    for pair in sorted(set(drifts) | set(all_drift_labels())):
+        drift.add_metric(list(pair), drifts.get(pair, 0))
     return [mismatch, drift]
+
+
+def all_mismatch_labels() -> list[tuple[str, str, str]]:
+    """Every (quantity, layer, verdict) of xenprobe_mismatch and its counter."""
+    return [(q, layer, v) for q in QUANTITIES for layer in LAYERS for v in MISMATCH_VERDICTS]
+
+
+def all_drift_labels() -> list[tuple[str, str]]:
+    return [(q, layer) for q in QUANTITIES for layer in LAYERS]
+
+
+def all_layer_error_labels() -> list[tuple[str, str]]:
+    return [(layer, e) for layer in LAYERS for e in ERRNOS]
 
 
 def _domain_mismatches(sweep: Sweep, limit: int) -> list[Metric]:

@@ -78,6 +78,20 @@ class State:
     _retries: Counter[tuple[str, str]] = field(default_factory=Counter)
     _sweep_retries: dict[tuple[str, str], int] = field(default_factory=dict)
     _consumers: Consumers | None = None
+    _in_mismatch: set[metrics.MismatchState] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # Every known label set at 0 from the first scrape, before any sweep: a counter
+        # born at 1 gives increase() and rate() nothing to compare, so the first event
+        # would never alert.
+        for key in metrics.all_mismatch_labels():
+            self._mismatches[key] += 0
+        for pair in metrics.all_drift_labels():
+            self._drifts[pair] += 0
+        for pair in metrics.all_layer_error_labels():
+            self._layer_errors[pair] += 0
+        for pair in metrics.RETRIES:
+            self._retries[pair] += 0
 
     # -- written by the sweep thread -----------------------------------------------------
 
@@ -93,13 +107,12 @@ class State:
             self._success_wall = sweep.started + sweep.duration
             self._ok, self._error = True, ""
             self._sweeps += 1
-            # Every (quantity, layer) that can be judged gets all its counters, at 0 if
-            # need be, so increase() sees a mismatch's first appearance.
-            for quantity, layer in metrics.judged_pairs(sweep):
-                for verdict in metrics.MISMATCH_VERDICTS:
-                    self._mismatches[(quantity, layer, verdict)] += 0
-                self._drifts[(quantity, layer)] += 0
-            self._mismatches.update(metrics.mismatch_counts(sweep))
+            # Events, not states: a subject entering a mismatch state counts once, however
+            # many sweeps it stays there (so the rate does not depend on `interval`).
+            # Drifts and layer errors are readings, each one an event of its own.
+            now = metrics.mismatch_states(sweep)
+            self._mismatches.update(metrics.transitions(self._in_mismatch, now))
+            self._in_mismatch = now
             self._drifts.update(metrics.drift_counts(sweep))
             self._layer_errors.update(metrics.layer_errors(sweep))
 
