@@ -1,9 +1,9 @@
 """Command line: `xenprobe check` (one-shot diagnostic), `xenprobe serve` (the daemon and
 Prometheus exporter) and `xenprobe scenarios`.
 
-Exit codes (README "Exit codes"): 0 every layer agrees; 1 a truncation class was found;
-2 usage or configuration error; 3 cannot probe (no device, not root, not dom0, hypervisor
-refused, unknown Xen release); 4 internal error (a bug in xenprobe).
+Exit codes: xenprobe.errors.EXIT_CODES, printed by every `--help` (README "Exit codes").
+A report that could not be delivered (stdout closed, full, a broken pipe; a textfile not
+written) is never exit 0: see xenprobe.streams.
 """
 
 from __future__ import annotations
@@ -20,16 +20,14 @@ from pathlib import Path
 
 import structlog
 
-from xenprobe import __version__, consumers, logs, mock, render
-from xenprobe.errors import ConfigError, ExitCode, UsageError, XenprobeError
+from xenprobe import __version__, consumers, logs, mock, render, streams
+from xenprobe.errors import ConfigError, ExitCode, UsageError, XenprobeError, exit_code_help
 from xenprobe.exporter import config as cfg
 from xenprobe.host import Host
 from xenprobe.layers import ladder
 from xenprobe.scenario import load, shipped
 from xenprobe.sweep import Sweep, Sweeper
 from xenprobe.transport import Privcmd
-
-INTERNAL_ERROR = 4
 
 log = structlog.get_logger("xenprobe")
 
@@ -40,15 +38,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="xenprobe", description=(
+    p = _Parser(prog="xenprobe", epilog=exit_code_help(),
+                formatter_class=argparse.RawDescriptionHelpFormatter, description=(
         "Reads Xen hypercall results at every layer between the hypervisor and user "
         "space, and reports where a value was truncated, sign-flipped, clamped or turned "
         "into a false error."))
     p.add_argument("--version", action="version", version=f"xenprobe {__version__}")
-    p.add_argument("--log-level", default="warning",
-                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="warning", choices=cfg.LOG_LEVELS,
+                   help="how much to log on stderr (default: warning); also accepted "
+                        "after the command")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)")
+    check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)",
+                           epilog=exit_code_help(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    # SUPPRESS: the subcommand's default must not overwrite a global --log-level.
+    check.add_argument("--log-level", choices=cfg.LOG_LEVELS, default=argparse.SUPPRESS,
+                       help="how much to log on stderr (default: warning)")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
                        help="run against the built-in mock host (default scenario: "
@@ -71,7 +76,8 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         description="Sweeps every --interval seconds in the background and serves the "
                     "last sweep on /metrics (scrapes never issue hypercalls). Settings "
                     f"come from --config (default {cfg.DEFAULT_PATH}, optional); each "
-                    "flag overrides its key. SIGHUP re-reads the file.")
+                    "flag overrides its key. SIGHUP re-reads the file.",
+        epilog=exit_code_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--config", metavar="PATH",
                        help=f"TOML config file (default {cfg.DEFAULT_PATH}; a missing "
                             "default file means built-in defaults)")
@@ -161,8 +167,6 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise
     retries = retry_table(counted)
     users = _consumers(scenario)
-    if textfile is not None:
-        _write_textfile(textfile, result, scenario, users, counted)
     # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
     notes = [f"{layer.name}: {note}" for layer in layers
              if (note := getattr(layer, "note", ""))]
@@ -170,16 +174,34 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
               for call, why in sorted(retries.items())]
     code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
     if args.json:
-        json.dump(render.as_json(result, scenario=scenario, exit_code=code, notes=notes,
-                                 consumers=users, retries=retries),
-                  sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        report = json.dumps(render.as_json(result, scenario=scenario, exit_code=code,
+                                           notes=notes, consumers=users, retries=retries),
+                            indent=2) + "\n"
     else:
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                             and "NO_COLOR" not in os.environ)
-        sys.stdout.write(render.human(result, colour=colour, scenario=scenario,
-                                      notes=notes, consumers=users))
-    return code
+        report = render.human(result, colour=colour, scenario=scenario, notes=notes,
+                              consumers=users)
+    # Every destination is tried, so one failing does not cost the others the report.
+    failures = []
+    if (why := streams.deliver(report)) is not None:
+        failures.append(f"the report was not written to stdout: {why}")
+    if textfile is not None:
+        try:
+            _write_textfile(textfile, result, scenario, users, counted)
+        except ConfigError as e:
+            failures.append(e.message)
+    for failure in failures:
+        streams.say(f"xenprobe: error: {failure}")
+    return delivered_code(code, failed=bool(failures))
+
+
+def delivered_code(found: ExitCode, *, failed: bool) -> ExitCode:
+    """The exit code of a check that found `found`: a mismatch is never hidden, and a
+    report that did not arrive never passes for "every layer agrees"."""
+    if failed and found == ExitCode.OK:
+        return ExitCode.NOT_DELIVERED
+    return found
 
 
 def _consumers(scenario: str | None) -> consumers.Consumers:
@@ -205,8 +227,18 @@ def _textfile_path(value: str) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    streams.reserve_closed()
     try:
-        args = parser().parse_args(argv)
+        try:
+            args = parser().parse_args(argv)
+        except SystemExit as e:  # --help, --version: argparse printed to stdout
+            if e.code not in (0, None):
+                raise
+            why = streams.deliver("")
+            if why is None:
+                return ExitCode.OK
+            streams.say(f"xenprobe: error: the help was not written to stdout: {why}")
+            return ExitCode.NOT_DELIVERED
         logs.configure(args.log_level)
         if args.command == "scenarios":
             return _scenarios()
@@ -214,18 +246,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, argv)
         return _check(args, argv)
     except XenprobeError as e:
-        print(f"xenprobe: error: {e.message}", file=sys.stderr)
+        streams.say(f"xenprobe: error: {e.message}")
         if e.hint:
-            print(f"xenprobe: hint: {e.hint}", file=sys.stderr)
+            streams.say(f"xenprobe: hint: {e.hint}")
         return int(e.exit_code)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return ExitCode.OK
     except Exception as e:
-        print(f"xenprobe: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-        print("xenprobe: this is a bug; please report it with the output of "
-              "--log-level debug", file=sys.stderr)
+        streams.say(f"xenprobe: internal error: {type(e).__name__}: {e}")
+        streams.say("xenprobe: this is a bug; please report it with the output of "
+                    "--log-level debug")
         if os.environ.get("XENPROBE_DEBUG"):
-            traceback.print_exc()
-        return INTERNAL_ERROR
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        return ExitCode.INTERNAL

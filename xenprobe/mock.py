@@ -6,12 +6,14 @@ re-executed process (and anything it starts) reads exactly what was validated.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import NoReturn
 
+from xenprobe import streams
 from xenprobe.errors import CannotProbe
 from xenprobe.scenario import Scenario, compile_text
 
@@ -52,12 +54,20 @@ def write_compiled(scenario: Scenario, path: Path) -> Path:
 
 def reexec(scenario: Scenario, argv: list[str]) -> NoReturn:
     """Replace this process with xenprobe running on the mock host."""
-    fd = os.memfd_create(f"xenprobe-scenario-{scenario.name}", 0)  # inheritable
-    os.write(fd, compile_text(scenario).encode())
+    try:
+        fd = os.memfd_create(f"xenprobe-scenario-{scenario.name}", 0)  # inheritable
+        data = compile_text(scenario).encode()
+        while data:  # a short write is possible near RLIMIT_FSIZE
+            data = data[os.write(fd, data):]
+    except OSError as e:  # EMFILE, ENOMEM, EFBIG (RLIMIT_FSIZE)
+        raise CannotProbe(f"cannot hand the scenario to the mock host: {e.strerror}"
+                          ) from None
     env = dict(os.environ)
     env.update(environment(scenario, f"/proc/self/fd/{fd}", os.environ.get(LOG)))
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    streams.release_reserved()  # the new process sees the streams as we were given them
     # -P: the current directory must not shadow the installed package (a source
     # checkout there has no compiled modules).
     os.execve(sys.executable, [sys.executable, "-P", "-m", "xenprobe", *argv], env)
