@@ -8,8 +8,11 @@ reload leaves the running configuration untouched.
 from __future__ import annotations
 
 import difflib
+import errno
 import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -25,6 +28,8 @@ DEFAULT_PATH = Path("/etc/xenprobe/xenprobe.toml")
 # and the 9100-9999 range was reported fully allocated in 2023. 9603 belongs to the
 # xenlight exporter. Check the wiki (and register the port) before a release.
 DEFAULT_PORT = 9723
+
+MAX_FILE_BYTES = 1 << 20  # a config file is a few hundred bytes; refuse to slurp /dev/zero
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
@@ -109,10 +114,18 @@ def _seconds(value: object, where: _Where, lo: float, hi: float, *, lo_open: boo
                                  f"got {value!r}") from None
             seconds = sum(float(n) * _UNIT[u] for n, u in parts)
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = _float(value, where, hi)
     else:
         raise where.fail(f"expected a number of seconds, got {value!r}")
     return _in_range(seconds, where, lo, hi, lo_open=lo_open, unit=" seconds")
+
+
+def _float(value: int | float, where: _Where, hi: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond a double's range
+        raise where.fail(f"must be at most {hi:g}, got a number of "
+                         f"{len(str(abs(int(value))))} digits") from None
 
 
 def _in_range(x: float, where: _Where, lo: float, hi: float, *, lo_open: bool = False,
@@ -133,7 +146,7 @@ def _number(value: object, where: _Where, lo: float, hi: float) -> float:
             raise where.fail(f"expected a number, got {value!r}") from None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise where.fail(f"expected a number, got {value!r}")
-    return _in_range(float(value), where, lo, hi)
+    return _in_range(_float(value, where, hi), where, lo, hi)
 
 
 def _integer(value: object, where: _Where, lo: int, hi: int) -> int:
@@ -204,8 +217,10 @@ def _textfile(value: object, where: _Where) -> Path | None:
 def _web_config(value: object, where: _Where) -> Path | None:
     path = _path(value, where)
     try:
-        if path is not None and not path.is_file():
+        if path is not None and not path.exists():
             raise where.fail(f"no such file: {path}")
+        if path is not None and not path.is_file():  # a FIFO would block the reader
+            raise where.fail(f"{path} is not a regular file")
     except OSError as e:  # a name too long, a loop of links...
         raise where.fail(f"cannot use {path}: {e.strerror}") from None
     return path
@@ -240,7 +255,7 @@ def flag(key: str) -> str:
 def read_file(path: Path, *, explicit: bool) -> dict[str, Any] | None:
     """The TOML table in `path`; None when the default file does not exist."""
     try:
-        data = path.read_bytes()
+        data = _read_regular(path)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config file {path} does not exist") from None
@@ -249,12 +264,38 @@ def read_file(path: Path, *, explicit: bool) -> dict[str, Any] | None:
         raise ConfigError(f"config file {path} is a directory") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except ValueError as e:  # the path itself (an embedded NUL)
+        raise ConfigError(f"cannot read config file {path!r}: {e}") from None
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path}: not valid TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"config file {path}: not valid TOML: nested too deeply"
+                          ) from None
+    except ValueError as e:  # an integer beyond int's digit limit (sys.int_info)
+        raise ConfigError(f"config file {path}: not valid TOML: {e}") from None
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of `path`, a regular file of at most MAX_FILE_BYTES. Never blocks on
+    a FIFO or a device: opened non-blocking and checked before reading."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"config file {path} is not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"config file {path} is {st.st_size} bytes; a config file "
+                              f"is at most {MAX_FILE_BYTES}")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
 
 
 def build(table: Mapping[str, Any] | None, source: Path | None,
