@@ -15,7 +15,7 @@ from typing import IO
 import pytest
 
 from tests.mockhost import env_for, run_check
-from xenprobe import errors
+from xenprobe import errors, mock
 from xenprobe.scenario import load, parse
 
 BASE = """
@@ -302,3 +302,62 @@ def test_log_level_after_the_command_wins(tmp_path: Path) -> None:
 def test_log_level_refuses_nonsense() -> None:
     for argv in (["check", "--log-level", "loud"], ["--log-level", "loud", "check"]):
         assert_clean_failure(run_check(argv), 2, "invalid choice: 'loud'")
+
+
+# -- the mock host cannot be enabled or faked by environment alone ----------------------
+
+def _real_host_only() -> None:
+    if Path("/dev/xen/privcmd").exists() or Path("/proc/xen/privcmd").exists():
+        pytest.skip("this machine is a Xen domain: the real device would answer")
+
+
+def test_mock_variable_alone_does_not_make_a_mock_host() -> None:
+    """issue 12: XENPROBE_MOCK_ACTIVE set by hand made `check` probe the real device and
+    label it a mock host. It is ignored: --mock still re-executes onto the mock..."""
+    env = dict(os.environ, XENPROBE_MOCK_ACTIVE="large-memory")
+    env.pop("LD_PRELOAD", None)
+    p = run_check(["check", "--json", "--mock", "large-memory"], env=env)
+    assert p.returncode == 1, p.stderr  # the mock's mismatches: it really ran there
+    assert json.loads(p.stdout)["mock_scenario"] == "large-memory"
+    assert "mock_variable_ignored" in p.stderr
+
+
+def test_mock_variable_alone_labels_nothing() -> None:
+    """... and without --mock the real device is probed, under no mock label."""
+    _real_host_only()
+    env = dict(os.environ, XENPROBE_MOCK_ACTIVE="healthy")
+    env.pop("LD_PRELOAD", None)
+    p = run_check(["check"], env=env)
+    assert_clean_failure(p, 3, "no privcmd device", "mock_variable_ignored")
+
+
+def test_a_library_that_only_looks_like_the_mock_is_not_it(tmp_path: Path) -> None:
+    """The marker symbols must come from the mock library file itself."""
+    _real_host_only()
+    src = tmp_path / "fake.c"
+    src.write_text("long hv_hypercall(void) { return 0; }\n"
+                   "void *scenario_get(void) { return 0; }\n")
+    lib = tmp_path / "fake.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True,
+                   timeout=60)
+    env = dict(os.environ, XENPROBE_MOCK_ACTIVE="healthy", LD_PRELOAD=str(lib))
+    p = run_check(["check"], env=env)
+    assert_clean_failure(p, 3, "no privcmd device", "mock_variable_ignored")
+
+
+def test_on_the_mock_without_the_variable_is_still_labelled(tmp_path: Path) -> None:
+    """The other direction: a process really on the mock host says so, even when
+    XENPROBE_MOCK_ACTIVE was removed from its environment."""
+    env = env_for(load("large-memory"), tmp_path)
+    del env["XENPROBE_MOCK_ACTIVE"]
+    p = run_check(["check", "--json"], env=env)
+    assert p.returncode == 1, p.stderr
+    assert json.loads(p.stdout)["mock_scenario"] == mock.UNNAMED
+
+
+def test_loaded_needs_the_symbol_inside_the_mock_mapping(tmp_path: Path) -> None:
+    """Unit view: this test process does not have the mock loaded."""
+    assert not mock.loaded()
+    maps = tmp_path / "maps"
+    maps.write_text(f"00000000-ffffffffffff r-xp 00000000 00:00 0 {mock.library()}\n")
+    assert not mock.loaded(maps)  # a maps file alone does not put the symbols there

@@ -105,11 +105,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     path = Path(args.config) if args.config else cfg.DEFAULT_PATH
     # Validate before re-executing on the mock, so a bad value fails fast and once.
     cfg.load(path, explicit=args.config is not None, overrides=overrides)
-    scenario = None
-    if args.mock is not None:
-        if mock.active() is None:
-            mock.reexec(load(args.mock), list(argv))  # does not return
-        scenario = mock.active()
+    scenario = _on_mock(args.mock, argv)
     # Imported here: a one-shot check should not pay for the HTTP/TLS stack at start-up
     # (seconds inside a dom0 under emulation).
     from xenprobe.exporter.daemon import Daemon  # noqa: PLC0415
@@ -144,11 +140,7 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not 1 <= args.attempts <= 100:
         raise UsageError("--attempts must be between 1 and 100")
     textfile = _textfile_path(args.textfile) if args.textfile is not None else None
-    scenario = None
-    if args.mock is not None:
-        if mock.active() is None:
-            mock.reexec(load(args.mock), list(argv))  # does not return
-        scenario = mock.active()
+    scenario = _on_mock(args.mock, argv)
     counted: Counter[tuple[str, str]] = Counter()
     try:
         with Privcmd() as dev:
@@ -202,6 +194,18 @@ def delivered_code(found: ExitCode, *, failed: bool) -> ExitCode:
     if failed and found == ExitCode.OK:
         return ExitCode.NOT_DELIVERED
     return found
+
+
+def _on_mock(wanted: str | None, argv: Sequence[str]) -> str | None:
+    """The mock scenario this process runs on, after re-executing onto the mock host if
+    `--mock` asked for it; None on a real host (whatever the environment claims)."""
+    if mock.claimed_but_absent():
+        log.warning("mock_variable_ignored", variable=mock.ACTIVE,
+                    reason="the mock host library is not loaded in this process")
+    scenario = mock.active()
+    if wanted is not None and scenario is None:
+        mock.reexec(load(wanted), list(argv))  # does not return
+    return scenario
 
 
 def _consumers(scenario: str | None) -> consumers.Consumers:

@@ -2,11 +2,19 @@
 
 The compiled scenario travels in a memfd, so nothing is left behind in /tmp and the
 re-executed process (and anything it starts) reads exactly what was validated.
+
+Whether this process is on the mock host is asked of the process itself, never of the
+environment alone: the mock library must be in the dynamic linker's global scope (a
+symbol only it defines, found through dlsym(RTLD_DEFAULT)) and that symbol must lie in a
+mapping of the mock library file (/proc/self/maps). So XENPROBE_MOCK_ACTIVE set by hand
+on a real host is ignored (the real device is never labelled a mock host), and a
+process that is on the mock is labelled so even without the variable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
@@ -73,6 +81,59 @@ def reexec(scenario: Scenario, argv: list[str]) -> NoReturn:
     os.execve(sys.executable, [sys.executable, "-P", "-m", "xenprobe", *argv], env)
 
 
+# Defined by native/mock (hypervisor.c, scenario.c) and by nothing else in a process.
+MARKERS = ("hv_hypercall", "scenario_get")
+UNNAMED = "(unnamed)"  # on the mock, but started without XENPROBE_MOCK_ACTIVE
+
+
 def active() -> str | None:
-    """The scenario this process runs under, if it is on the mock host."""
-    return os.environ.get(ACTIVE)
+    """The scenario this process runs under if it is really on the mock host, else
+    None (whatever XENPROBE_MOCK_ACTIVE says)."""
+    if not loaded():
+        return None
+    return os.environ.get(ACTIVE) or UNNAMED
+
+
+def claimed_but_absent() -> bool:
+    """XENPROBE_MOCK_ACTIVE is set, but the mock library is not loaded."""
+    return bool(os.environ.get(ACTIVE)) and not loaded()
+
+
+def loaded(maps: Path = Path("/proc/self/maps")) -> bool:
+    """Whether the mock library is mapped into this process and its symbols are the
+    ones the dynamic linker resolves."""
+    try:
+        ours = library()
+        everything = ctypes.CDLL(None)  # dlopen(NULL): the global lookup scope
+        addresses = [ctypes.cast(getattr(everything, name), ctypes.c_void_p).value
+                     for name in MARKERS]
+    except (CannotProbe, AttributeError, OSError):  # AttributeError: dlsym found none
+        return False
+    try:
+        regions = _regions(maps.read_text())
+    except OSError:
+        return False
+    for address in addresses:
+        where = [path for lo, hi, path in regions if address is not None and lo <= address < hi]
+        if not where or not _same_file(where[0], ours):
+            return False
+    return True
+
+
+def _regions(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, path) of each file-backed mapping in /proc/PID/maps text."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or not fields[5].startswith("/"):
+            continue
+        lo, _, hi = fields[0].partition("-")
+        out.append((int(lo, 16), int(hi, 16), fields[5]))
+    return out
+
+
+def _same_file(mapped: str, ours: Path) -> bool:
+    try:
+        return os.path.samefile(mapped, ours)
+    except OSError:  # " (deleted)": the library was replaced since it was mapped
+        return False
