@@ -231,7 +231,7 @@ def _textfile_path(value: str) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    streams.reserve_closed()
+    streams.prepare()
     try:
         try:
             args = parser().parse_args(argv)

@@ -31,6 +31,18 @@ def _is_open(fd: int) -> bool:
     return True
 
 
+def prepare() -> None:
+    """At start-up: reserve closed descriptors, and let stdout and stderr take any
+    text (a character the locale's encoding lacks is written as an escape, not an
+    error that would lose the report)."""
+    reserve_closed()
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(OSError, ValueError):
+                reconfigure(errors="backslashreplace")
+
+
 def reserve_closed() -> None:
     """Hold the closed standard descriptors on /dev/null (see the module docstring)."""
     for fd in (0, 1, 2):

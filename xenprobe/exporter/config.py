@@ -8,17 +8,15 @@ reload leaves the running configuration untouched.
 from __future__ import annotations
 
 import difflib
-import errno
 import math
-import os
 import re
-import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from xenprobe import files
 from xenprobe.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/xenprobe/xenprobe.toml")
@@ -28,8 +26,6 @@ DEFAULT_PATH = Path("/etc/xenprobe/xenprobe.toml")
 # and the 9100-9999 range was reported fully allocated in 2023. 9603 belongs to the
 # xenlight exporter. Check the wiki (and register the port) before a release.
 DEFAULT_PORT = 9723
-
-MAX_FILE_BYTES = 1 << 20  # a config file is a few hundred bytes; refuse to slurp /dev/zero
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
@@ -255,7 +251,7 @@ def flag(key: str) -> str:
 def read_file(path: Path, *, explicit: bool) -> dict[str, Any] | None:
     """The TOML table in `path`; None when the default file does not exist."""
     try:
-        data = _read_regular(path)
+        data = files.read_small(path)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config file {path} does not exist") from None
@@ -277,25 +273,6 @@ def read_file(path: Path, *, explicit: bool) -> dict[str, Any] | None:
                           ) from None
     except ValueError as e:  # an integer beyond int's digit limit (sys.int_info)
         raise ConfigError(f"config file {path}: not valid TOML: {e}") from None
-
-
-def _read_regular(path: Path) -> bytes:
-    """The bytes of `path`, a regular file of at most MAX_FILE_BYTES. Never blocks on
-    a FIFO or a device: opened non-blocking and checked before reading."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"config file {path} is not a regular file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"config file {path} is {st.st_size} bytes; a config file "
-                              f"is at most {MAX_FILE_BYTES}")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(MAX_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
 
 
 def build(table: Mapping[str, Any] | None, source: Path | None,
