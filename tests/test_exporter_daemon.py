@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +20,16 @@ import pytest
 
 from tests.exporter_util import (
     DEADLINE,
+    NotifySocket,
     Serve,
     free_port,
     http_get,
     port_is_free,
+    samples,
     series,
+    short_tmp,
     value,
+    wait_for,
 )
 from tests.mockhost import read_log
 
@@ -369,3 +374,53 @@ def test_a_deep_web_config_at_start_up_is_exit_2(tmp_path: Path) -> None:
     assert code == 2, err
     assert f"web config {web}" in err and "nested too deeply" in err
     assert port_is_free(port)
+
+
+# -- streams: serve logs to stderr; a closed or full one must not stop it ----------------
+
+@pytest.mark.parametrize("how", ["stderr-full", "stderr-closed", "both-closed"])
+def test_serve_with_a_broken_stderr(tmp_path: Path, how: str) -> None:
+    d = short_tmp()
+    notify = NotifySocket(d)
+    config = d / "xenprobe.toml"
+    config.write_text("interval = 1\n")
+    close = {"stderr-full": [], "stderr-closed": [2], "both-closed": [1, 2]}[how]
+
+    def closed() -> None:
+        for fd in close:
+            os.close(fd)
+
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xenprobe", "serve", "--mock", "large-memory",
+             "--config", str(config), "--listen-address", "127.0.0.1:0",
+             "--log-level", "debug"],  # as much logging as there can be
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=full,
+            preexec_fn=closed)  # noqa: PLW1509 (this test starts no threads)
+    try:
+        ready = notify.expect("READY=1", lambda m: m.get("READY") == "1")
+        found = re.search(r"serving \S+:(\d+)", ready["STATUS"])
+        assert found, ready
+        url = f"http://127.0.0.1:{found.group(1)}/metrics"
+        def swept() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            m = samples(http_get(url)[2].decode())
+            return m if (value(m, "xenprobe_sweeps_total") or 0) >= 1 else None
+
+        m = wait_for("a sweep", swept)
+        assert value(m, "xenprobe_up") == 1
+        config.write_text("interval = " + "[" * 500 + "]" * 500 + "\n")  # logs an error
+        proc.send_signal(signal.SIGHUP)
+        notify.expect("READY=1 after the reload", lambda m: m.get("READY") == "1"
+                      and m.get("STATUS", "").startswith("sweep"))
+        status, _, body = http_get(url)
+        assert status == 200
+        assert b"xenprobe_config_last_reload_successful 0.0" in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(DEADLINE) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+        shutil.rmtree(d, ignore_errors=True)
