@@ -21,7 +21,14 @@ from pathlib import Path
 import structlog
 
 from xenprobe import __version__, consumers, logs, mock, render, streams
-from xenprobe.errors import ConfigError, ExitCode, UsageError, XenprobeError, exit_code_help
+from xenprobe.errors import (
+    EPILOG_HEAD,
+    ConfigError,
+    ExitCode,
+    UsageError,
+    XenprobeError,
+    exit_code_help,
+)
 from xenprobe.exporter import config as cfg
 from xenprobe.host import Host
 from xenprobe.layers import ladder
@@ -32,6 +39,15 @@ from xenprobe.transport import Privcmd
 log = structlog.get_logger("xenprobe")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Wraps the description as usual; the exit code table comes pre-formatted."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(EPILOG_HEAD):
+            return text
+        return super()._fill_text(text, width, indent)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message, f"see `{self.prog} --help`")
@@ -39,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xenprobe", epilog=exit_code_help(),
-                formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+                formatter_class=_Formatter, description=(
         "Reads Xen hypercall results at every layer between the hypervisor and user "
         "space, and reports where a value was truncated, sign-flipped, clamped or turned "
         "into a false error."))
@@ -50,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)",
                            epilog=exit_code_help(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=_Formatter)
     # SUPPRESS: the subcommand's default must not overwrite a global --log-level.
     check.add_argument("--log-level", choices=cfg.LOG_LEVELS, default=argparse.SUPPRESS,
                        help="how much to log on stderr (default: warning)")
@@ -64,7 +80,9 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--textfile", metavar="PATH",
                        help="also write the results as Prometheus metrics to PATH, a "
                             "*.prom file for node_exporter's textfile collector "
-                            "(atomically: temporary file and rename)")
+                            "(atomically; if it cannot be written, the report is still "
+                            "printed and the exit code is 5 unless a mismatch was "
+                            "found)")
     _serve_parser(sub)
     sub.add_parser("scenarios", help="list the mock host scenarios shipped with xenprobe")
     return p
@@ -77,7 +95,7 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                     "last sweep on /metrics (scrapes never issue hypercalls). Settings "
                     f"come from --config (default {cfg.DEFAULT_PATH}, optional); each "
                     "flag overrides its key. SIGHUP re-reads the file.",
-        epilog=exit_code_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=exit_code_help(), formatter_class=_Formatter)
     serve.add_argument("--config", metavar="PATH",
                        help=f"TOML config file (default {cfg.DEFAULT_PATH}; a missing "
                             "default file means built-in defaults)")

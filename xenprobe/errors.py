@@ -21,7 +21,7 @@ class ExitCode(enum.IntEnum):
 
 EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
     (ExitCode.OK, "every layer agrees (drift is not a disagreement), and the report "
-                  "was delivered"),
+                  "was delivered; for serve: stopped cleanly (SIGTERM, SIGINT)"),
     (ExitCode.MISMATCH, "a truncation class was found (truncated, sign_flipped, clamped, "
                         "aliased_errno, lost_error, changed_error, other); also when the "
                         "report could not be delivered in full (see 5)"),
@@ -38,9 +38,12 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
 )
 
 
+EPILOG_HEAD = "exit codes:"
+
+
 def exit_code_help() -> str:
     """EXIT_CODES as the `--help` epilog."""
-    lines = ["exit codes:"]
+    lines = [EPILOG_HEAD]
     for code, meaning in EXIT_CODES:
         lines += textwrap.wrap(meaning, width=79, initial_indent=f"  {int(code)}  ",
                                subsequent_indent="     ")
