@@ -274,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.exit_code)
     except KeyboardInterrupt:
         return 130
+    except MemoryError:  # the host's limit (RLIMIT_AS), not a bug
+        streams.say("xenprobe: error: out of memory (is the address space limited, "
+                    "ulimit -v / RLIMIT_AS?)")
+        return ExitCode.CANNOT_PROBE
     except Exception as e:
         streams.say(f"xenprobe: internal error: {type(e).__name__}: {e}")
         streams.say("xenprobe: this is a bug; please report it with the output of "

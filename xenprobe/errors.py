@@ -29,7 +29,8 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
                      "scenario, config or web config file"),
     (ExitCode.CANNOT_PROBE, "cannot probe: no privcmd device (not a Xen dom0), permission "
                             "denied (needs root), not dom0, hypervisor refused a call, "
-                            "unknown Xen release, no interface version accepted"),
+                            "unknown Xen release, no interface version accepted, not "
+                            "enough memory"),
     (ExitCode.INTERNAL, "internal error: a bug in xenprobe (XENPROBE_DEBUG=1 prints the "
                         "traceback)"),
     (ExitCode.NOT_DELIVERED, "no mismatch was found, but the report was not delivered: "

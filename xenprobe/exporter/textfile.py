@@ -18,7 +18,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 from pathlib import Path
 
 from prometheus_client.exposition import generate_latest
@@ -33,7 +32,7 @@ _NO_ANONYMOUS = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, err
 
 def temporary_name(path: Path, pid: int | None = None) -> Path:
     pid = os.getpid() if pid is None else pid
-    return path.with_name(f".{path.name}.{pid}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name}.{pid}.{os.urandom(4).hex()}.tmp")
 
 
 def write(path: Path, text: str) -> None:
