@@ -8,11 +8,15 @@ README "Bad input" lists every case with its message, exit code and test.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -141,3 +145,180 @@ def test_unreadable_certificate(shared_dir: Path) -> None:
     assert code == 2, err
     assert f"web config {web}: tls_server_config: cannot load cert_file {cert}" in err
     assert "Permission denied" in err
+
+
+# -- every input path: flags, files, environment, locale, resource limits ---------------
+#
+# One row per input: the command, what is changed around it, the exit code and the
+# phrase stderr must carry. None of them may end in exit 4 or a traceback. Placeholders:
+# {tmp} a fresh directory holding {tmp}/fifo.toml and fifo.prom (FIFOs), dir.toml and
+# dir.prom (directories), deep.toml (TOML nested 600 deep), big.toml (2 MiB),
+# \xe9.toml (a scenario whose name is not UTF-8); {long} is a 5000-byte file name.
+
+LONG = "a" * 5000
+HUGE = "9" * 400
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: list[str]
+    code: int
+    phrase: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    limits: dict[int, int] = field(default_factory=dict)  # resource -> soft and hard
+
+
+CASES = [
+    # flags of check
+    Case("attempts-huge", ["check", "--mock", "--attempts", HUGE], 2,
+         "--attempts must be between 1 and 100"),
+    Case("attempts-negative", ["check", "--mock", "--attempts", "-1"], 2,
+         "--attempts must be between 1 and 100"),
+    Case("attempts-text", ["check", "--attempts", "many"], 2, "invalid int value: 'many'"),
+    Case("log-level-nonsense", ["check", "--log-level", "LOUD"], 2, "invalid choice"),
+    Case("unknown-command", ["probe"], 2, "invalid choice: 'probe'"),
+    Case("textfile-empty", ["check", "--mock", "--textfile", ""], 2, "--textfile needs a path"),
+    Case("textfile-not-prom", ["check", "--mock", "--textfile", "/dev/full"], 2,
+         "reads only *.prom files"),
+    Case("textfile-long-name", ["check", "--mock", "--textfile", "{tmp}/{long}.prom"], 2,
+         "File name too long"),
+    Case("textfile-no-directory", ["check", "--mock", "--textfile", "{tmp}/no/x.prom"], 2,
+         "directory {tmp}/no does not exist"),
+    Case("textfile-is-a-directory", ["check", "--mock", "--textfile", "{tmp}/dir.prom"], 2,
+         "is a directory"),
+    Case("textfile-non-utf8-name", ["check", "--mock", "--textfile", "{tmp}/\udce9.prom"], 0),
+    # scenario files
+    Case("scenario-fifo", ["check", "--mock", "{tmp}/fifo.toml"], 2,
+         "cannot read scenario {tmp}/fifo.toml: not a regular file"),
+    Case("scenario-device", ["check", "--mock", "/dev/zero"], 2,
+         "cannot read scenario /dev/zero: not a regular file"),
+    Case("scenario-directory", ["check", "--mock", "{tmp}/dir.toml"], 2, "Is a directory"),
+    Case("scenario-long-name", ["check", "--mock", "{tmp}/{long}.toml"], 2,
+         "File name too long"),
+    Case("scenario-missing-non-utf8", ["check", "--mock", "{tmp}/\udcff.toml"], 2,
+         "No such file or directory"),
+    Case("scenario-non-utf8-name", ["check", "--mock", "{tmp}/\udce9.toml"], 0),
+    Case("scenario-nested", ["check", "--mock", "{tmp}/deep.toml"], 2, "nested too deeply"),
+    Case("scenario-huge", ["check", "--mock", "{tmp}/big.toml"], 2,
+         "larger than 1048576 bytes"),
+    # flags and files of serve (each stops before binding a port)
+    Case("config-fifo", ["serve", "--mock", "--config", "{tmp}/fifo.toml"], 2,
+         "cannot read config file {tmp}/fifo.toml: not a regular file"),
+    Case("config-device", ["serve", "--mock", "--config", "/dev/full"], 2,
+         "not a regular file"),
+    Case("config-directory", ["serve", "--mock", "--config", "{tmp}/dir.toml"], 2,
+         "is a directory"),
+    Case("config-long-name", ["serve", "--mock", "--config", "{tmp}/{long}"], 2,
+         "File name too long"),
+    Case("config-non-utf8-name", ["serve", "--mock", "--config", "{tmp}/\udcff"], 2,
+         "does not exist"),
+    Case("config-nested", ["serve", "--mock", "--config", "{tmp}/deep.toml"], 2,
+         "nested too deeply"),
+    Case("interval-overflow", ["serve", "--mock", "--interval", "1e309"], 2,
+         "--interval: must be a finite number"),
+    Case("interval-nan", ["serve", "--mock", "--interval", "nan"], 2,
+         "--interval: must be a finite number"),
+    Case("interval-huge", ["serve", "--mock", "--interval", HUGE], 2,
+         "--interval: must be a finite number"),
+    Case("interval-negative", ["serve", "--mock", "--interval", "-5"], 2,
+         "--interval: must be at least 1"),
+    Case("max-domain-series-huge", ["serve", "--mock", "--max-domain-series", HUGE], 2,
+         "--max-domain-series: must be between 0 and 100000"),
+    Case("port-too-big", ["serve", "--mock", "--listen-address", "127.0.0.1:99999"], 2,
+         "the port must be a number from 0 to 65535"),
+    Case("address-unresolvable", ["serve", "--mock", "--listen-address", "256.1.1.1:9"], 2,
+         "cannot resolve '256.1.1.1'"),
+    Case("web-config-fifo", ["serve", "--mock", "--web.config.file", "{tmp}/fifo.toml"], 2,
+         "--web-config-file: {tmp}/fifo.toml is not a regular file"),
+    Case("web-config-device", ["serve", "--mock", "--web.config.file", "/dev/null"], 2,
+         "is not a regular file"),
+    Case("serve-log-level", ["serve", "--mock", "--log-level", "LOUD!"], 2,
+         "--log-level: expected one of debug, info, warning, error"),
+    Case("serve-log-format", ["serve", "--mock", "--log-format", "xml"], 2,
+         "--log-format: expected one of auto, json, console"),
+    # environment variables xenprobe (or its mock) reads
+    Case("hang-sweep-outside-test-mode", ["serve", "--mock"], 2, "is a test-only setting",
+         env={"XENPROBE_TEST_HANG_SWEEP": "1"}),
+    Case("hang-sweep-not-a-number", ["serve", "--mock"], 2, "expected a sweep number",
+         env={"XENPROBE_TEST_MODE": "1", "XENPROBE_TEST_HANG_SWEEP": "soon"}),
+    Case("mock-log-unwritable", ["check", "--mock"], 0,
+         env={"XENPROBE_MOCK_LOG": "/nonexistent/mock.log"}),
+    Case("mock-log-full", ["check", "--mock"], 0, env={"XENPROBE_MOCK_LOG": "/dev/full"}),
+    Case("libxenctrl-a-device", ["check", "--mock"], 0,
+         env={"XENPROBE_LIBXENCTRL": "/dev/zero"}),
+    Case("libxenctrl-non-utf8", ["check", "--mock"], 0,
+         env={"XENPROBE_LIBXENCTRL": "/\udcff"}),
+    Case("journal-stream-garbage", ["check", "--mock"], 0, env={"JOURNAL_STREAM": "x:y"}),
+    Case("debug-on-a-usage-error", ["check", "--attempts", "0"], 2, "--attempts must be",
+         env={"XENPROBE_DEBUG": "1"}),
+    # locales: a Turkish one (dotless i), C, POSIX, and a non-UTF-8 stdout
+    Case("locale-tr", ["check", "--mock", "large-memory"], 1,
+         env={"LC_ALL": "tr_TR.UTF-8", "LANG": "tr_TR.UTF-8"}),
+    Case("locale-c", ["check", "--mock", "large-memory"], 1, env={"LC_ALL": "C"}),
+    Case("locale-posix", ["check", "--mock", "large-memory"], 1, env={"LC_ALL": "POSIX"}),
+    Case("locale-ascii-non-utf8-name", ["check", "--mock", "{tmp}/\udce9.toml"], 0,
+         env={"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}),
+    Case("stdout-ascii-non-utf8-name", ["check", "--mock", "{tmp}/\udce9.toml"], 0,
+         env={"PYTHONIOENCODING": "ascii"}),
+    # resource limits
+    Case("few-descriptors", ["check", "--mock", "large-memory", "--textfile",
+                             "{tmp}/x.prom"], 1, limits={resource.RLIMIT_NOFILE: 10}),
+    Case("no-locked-memory", ["check", "--mock", "large-memory"], 1,
+         limits={resource.RLIMIT_MEMLOCK: 0}),
+    Case("small-address-space", ["check", "--mock", "large-memory"], 1,
+         limits={resource.RLIMIT_AS: 256 << 20}),
+    # Python itself starts in about 13 MiB; loading xenprobe needs more than 20.
+    Case("address-space-too-small", ["check", "--mock"], 3,
+         "not enough memory to load xenprobe", limits={resource.RLIMIT_AS: 20 << 20}),
+    Case("no-file-growth", ["check", "--mock"], 3,
+         "cannot hand the scenario to the mock host: File too large",
+         limits={resource.RLIMIT_FSIZE: 0}),
+]
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    for name in ("fifo.toml", "fifo.prom"):
+        os.mkfifo(tmp_path / name)
+    for name in ("dir.toml", "dir.prom"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "deep.toml").write_text("[xen]\nrelease = " + "[" * 600 + "]" * 600 + "\n")
+    (tmp_path / "big.toml").write_text("#" * (2 << 20))
+    healthy = resources.files("xenprobe.scenarios").joinpath("healthy.toml").read_text()
+    (tmp_path / "\udce9.toml").write_text(healthy)
+    return tmp_path
+
+
+def _fill(text: str, tmp: Path) -> str:
+    return text.replace("{tmp}", str(tmp)).replace("{long}", LONG)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_every_input_path(inputs: Path, case: Case) -> None:
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # RLIMIT_FSIZE: EFBIG, not a kill
+        for which, n in case.limits.items():
+            resource.setrlimit(which, (n, n))
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LANG", "LANGUAGE")}
+    env.update(case.env)
+    argv = [_fill(a, inputs) for a in case.argv]
+    if argv[0] == "serve":  # never a port another test (or service) holds
+        argv += ["--listen-address", f"127.0.0.1:{free_port()}"] if (
+            "--listen-address" not in argv) else []
+        if "--config" not in argv:
+            (inputs / "empty.toml").write_text("")
+            argv += ["--config", str(inputs / "empty.toml")]
+    p = subprocess.run([sys.executable, "-m", "xenprobe", *argv], env=env,
+                       capture_output=True, timeout=DEADLINE, check=False,
+                       preexec_fn=limit, stdin=subprocess.DEVNULL)
+    err = p.stderr.decode("utf-8", "backslashreplace")
+    assert p.returncode == case.code, (p.returncode, err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    if case.code >= 2:
+        assert err.startswith("xenprobe: error: "), err
+        assert p.stdout == b""
+        assert _fill(case.phrase, inputs) in err, err
+    else:
+        assert p.stdout  # the report

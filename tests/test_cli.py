@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from tests.mockhost import env_for, run_check
-from xenprobe.scenario import parse
+from xenprobe import errors, mock
+from xenprobe.scenario import load, parse
 
 BASE = """
 [xen]
@@ -136,3 +144,220 @@ def test_control_domain_that_is_not_domain_0(tmp_path: Path) -> None:
     own = [r for r in json.loads(p.stdout)["results"] if r["subject"] == "self"]
     assert {r["reference"]["lo"] for r in own} == {3 << 18}
     assert {r["raw_verdict"] for r in own} == {"match"}
+
+
+# -- streams: a report that did not arrive is never "every layer agrees", never a bug ---
+
+def _closed(*fds: int) -> Callable[[], None]:
+    def close() -> None:  # in the child, after subprocess set up its descriptors
+        for fd in fds:
+            os.close(fd)
+    return close
+
+
+def _check_with_streams(tmp: Path, scenario: str, args: list[str], how: str
+                        ) -> tuple[int, str, Path]:
+    """`check --mock SCENARIO ARGS` on the mock host with stdout/stderr broken `how`;
+    (exit code, stderr as captured if still open, the textfile path)."""
+    prom = tmp / "out.prom"
+    argv = [sys.executable, "-m", "xenprobe", "check", "--mock", scenario, *args]
+    argv = [a.replace("PROM", str(prom)) for a in argv]
+    err_path = tmp / "stderr"
+    with open(err_path, "wb") as err, open("/dev/full", "wb") as full:
+        stdout: int | IO[bytes] = subprocess.PIPE
+        stderr: int | IO[bytes] = err
+        close: list[int] = []
+        if how == "broken-pipe":
+            r, w = os.pipe()
+            os.close(r)  # no reader: the first write fails with EPIPE
+            stdout = w
+        elif how == "full":
+            stdout = full
+        elif how == "stderr-full":
+            stderr = full
+        if how in ("closed-stdout", "closed-both"):
+            close.append(1)
+        if how in ("closed-stderr", "closed-both"):
+            close.append(2)
+        p = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                             preexec_fn=_closed(*close),  # noqa: PLW1509 (no threads here)
+                             env=env_for(load(scenario), tmp))
+        if how == "broken-pipe":
+            os.close(w)
+        p.communicate(timeout=60)
+    return p.returncode, err_path.read_text(), prom
+
+
+STREAM_FAILURES = ["broken-pipe", "full", "closed-stdout", "closed-stderr", "closed-both",
+                   "stderr-full"]
+REPORT_LOST = {"broken-pipe": "broken pipe", "full": "No space left on device",
+               "closed-stdout": "stdout is closed"}
+
+
+@pytest.mark.parametrize("how", STREAM_FAILURES)
+@pytest.mark.parametrize("fmt", [[], ["--json"], ["--textfile", "PROM"]])
+@pytest.mark.parametrize(("scenario", "found"), [("healthy", 0), ("large-memory", 1)])
+def test_stream_failures(tmp_path: Path, how: str, fmt: list[str], scenario: str,
+                         found: int) -> None:
+    code, err, prom = _check_with_streams(tmp_path, scenario, fmt, how)
+    assert "Traceback" not in err and "internal error" not in err, err
+    lost = how in REPORT_LOST or how == "closed-both"
+    if found == 1:
+        assert code == 1, err  # the mismatch is never hidden
+    else:
+        assert code == (5 if lost else 0), err
+    if how in REPORT_LOST:
+        assert f"xenprobe: error: the report was not written to stdout: {REPORT_LOST[how]}" \
+            in err
+    if fmt and fmt[0] == "--textfile":  # one destination failing costs the other nothing
+        assert "xenprobe_up 1.0" in prom.read_text()
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+def test_no_room_for_the_scenario_is_not_a_bug() -> None:
+    """The scenario travels to the re-executed process in a memfd, which RLIMIT_FSIZE
+    limits like any file."""
+    def no_file_growth() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    p = subprocess.run([sys.executable, "-m", "xenprobe", "check", "--mock"],
+                       capture_output=True, text=True, timeout=60, check=False,
+                       preexec_fn=no_file_growth)
+    assert_clean_failure(p, 3, "cannot hand the scenario to the mock host: File too large")
+
+
+def test_the_issue_pipeline_keeps_the_mismatch(tmp_path: Path) -> None:
+    """issue 12: `check --mock large-memory --json | head -c 10` exited 0."""
+    p = subprocess.run(["sh", "-c", f'"{sys.executable}" -m xenprobe check --mock '
+                        'large-memory --json | head -c 10; exit "$(( $? ))"'],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert len(p.stdout) == 10
+    p = subprocess.run(["bash", "-c", f'"{sys.executable}" -m xenprobe check --mock '
+                        'large-memory --json | head -c 10 >/dev/null; '
+                        'exit "${PIPESTATUS[0]}"'],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 1, p.stderr
+
+
+def test_textfile_not_written_keeps_the_report_and_says_so(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE 0: regular files cannot grow (EFBIG), the stdout pipe still works."""
+    def no_file_growth() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    (tmp_path / "env").mkdir()
+    (tmp_path / "out").mkdir()
+    for scenario, found, expect in (("healthy", 0, 5), ("large-memory", 1, 1)):
+        prom = tmp_path / "out" / f"{scenario}.prom"
+        p = subprocess.run([sys.executable, "-m", "xenprobe", "check", "--mock", scenario,
+                            "--json", "--textfile", str(prom)], capture_output=True,
+                           text=True, timeout=60, check=False, preexec_fn=no_file_growth,
+                           env=env_for(load(scenario), tmp_path / "env"))
+        assert p.returncode == expect, p.stderr
+        assert json.loads(p.stdout)["exit_code"] == found  # the whole report, printed
+        assert f"xenprobe: error: --textfile: cannot write {prom}: File too large" \
+            in p.stderr
+        assert "Traceback" not in p.stderr
+        assert list((tmp_path / "out").iterdir()) == []  # nothing half-written or left
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["serve", "--help"],
+                                  ["--version"]])
+def test_help_to_a_full_stdout(argv: list[str]) -> None:
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([sys.executable, "-m", "xenprobe", *argv], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert p.returncode == 5, p.stderr
+    assert "not written to stdout: No space left on device" in p.stderr
+    assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["serve", "--help"]])
+def test_help_lists_every_exit_code(argv: list[str]) -> None:
+    p = run_check(argv)
+    assert p.returncode == 0
+    assert errors.exit_code_help() in p.stdout
+    for code, _ in errors.EXIT_CODES:
+        assert f"\n  {int(code)}  " in p.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["--log-level", "debug", "check", "--mock"],
+    ["check", "--log-level", "debug", "--mock"],
+    ["check", "--mock", "--log-level=debug"],
+])
+def test_log_level_global_or_after_the_command(argv: list[str]) -> None:
+    p = run_check(argv)
+    assert p.returncode == 0, p.stderr
+    assert '"level": "debug"' in p.stderr
+
+
+def test_log_level_after_the_command_wins(tmp_path: Path) -> None:
+    p = run_check(["--log-level", "debug", "check", "--log-level", "error", "--mock"])
+    assert p.returncode == 0, p.stderr
+    assert '"level": "debug"' not in p.stderr
+
+
+def test_log_level_refuses_nonsense() -> None:
+    for argv in (["check", "--log-level", "loud"], ["--log-level", "loud", "check"]):
+        assert_clean_failure(run_check(argv), 2, "invalid choice: 'loud'")
+
+
+# -- the mock host cannot be enabled or faked by environment alone ----------------------
+
+def _real_host_only() -> None:
+    if Path("/dev/xen/privcmd").exists() or Path("/proc/xen/privcmd").exists():
+        pytest.skip("this machine is a Xen domain: the real device would answer")
+
+
+def test_mock_variable_alone_does_not_make_a_mock_host() -> None:
+    """issue 12: XENPROBE_MOCK_ACTIVE set by hand made `check` probe the real device and
+    label it a mock host. It is ignored: --mock still re-executes onto the mock..."""
+    env = dict(os.environ, XENPROBE_MOCK_ACTIVE="large-memory")
+    env.pop("LD_PRELOAD", None)
+    p = run_check(["check", "--json", "--mock", "large-memory"], env=env)
+    assert p.returncode == 1, p.stderr  # the mock's mismatches: it really ran there
+    assert json.loads(p.stdout)["mock_scenario"] == "large-memory"
+    assert "mock_variable_ignored" in p.stderr
+
+
+def test_mock_variable_alone_labels_nothing() -> None:
+    """... and without --mock the real device is probed, under no mock label."""
+    _real_host_only()
+    env = dict(os.environ, XENPROBE_MOCK_ACTIVE="healthy")
+    env.pop("LD_PRELOAD", None)
+    p = run_check(["check"], env=env)
+    assert_clean_failure(p, 3, "no privcmd device", "mock_variable_ignored")
+
+
+def test_a_library_that_only_looks_like_the_mock_is_not_it(tmp_path: Path) -> None:
+    """The marker symbols must come from the mock library file itself."""
+    _real_host_only()
+    src = tmp_path / "fake.c"
+    src.write_text("long hv_hypercall(void) { return 0; }\n"
+                   "void *scenario_get(void) { return 0; }\n")
+    lib = tmp_path / "fake.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True,
+                   timeout=60)
+    env = dict(os.environ, XENPROBE_MOCK_ACTIVE="healthy", LD_PRELOAD=str(lib))
+    p = run_check(["check"], env=env)
+    assert_clean_failure(p, 3, "no privcmd device", "mock_variable_ignored")
+
+
+def test_on_the_mock_without_the_variable_is_still_labelled(tmp_path: Path) -> None:
+    """The other direction: a process really on the mock host says so, even when
+    XENPROBE_MOCK_ACTIVE was removed from its environment."""
+    env = env_for(load("large-memory"), tmp_path)
+    del env["XENPROBE_MOCK_ACTIVE"]
+    p = run_check(["check", "--json"], env=env)
+    assert p.returncode == 1, p.stderr
+    assert json.loads(p.stdout)["mock_scenario"] == mock.UNNAMED
+
+
+def test_loaded_needs_the_symbol_inside_the_mock_mapping(tmp_path: Path) -> None:
+    """Unit view: this test process does not have the mock loaded."""
+    assert not mock.loaded()
+    maps = tmp_path / "maps"
+    maps.write_text(f"00000000-ffffffffffff r-xp 00000000 00:00 0 {mock.library()}\n")
+    assert not mock.loaded(maps)  # a maps file alone does not put the symbols there

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import urllib.error
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -18,12 +20,16 @@ import pytest
 
 from tests.exporter_util import (
     DEADLINE,
+    NotifySocket,
     Serve,
     free_port,
     http_get,
     port_is_free,
+    samples,
     series,
+    short_tmp,
     value,
+    wait_for,
 )
 from tests.mockhost import read_log
 
@@ -246,3 +252,176 @@ def test_status_follows_the_sweeps() -> None:
                                 lambda m: "mismatches" in m.get("STATUS", ""))
         assert re.match(r"sweep \d+: 10 mismatches \(aliased_errno 2, sign_flipped 8\) in "
                         r"14 probes, 3 domains; serving 127\.0\.0\.1:\d+$", m["STATUS"])
+
+
+# -- a daemon that survives its own config (issue 12 item 3) ----------------------------
+
+DEEP_TOML = "interval = " + "[" * 500 + "]" * 500 + "\n"
+DEEP_YAML = "basic_auth_users: " + "[" * 5000 + "]" * 5000 + "\n"
+
+
+def _set_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _set_dir(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+
+
+def _restore(path: Path) -> None:
+    if path.is_dir():
+        path.rmdir()
+    elif path.exists():
+        path.unlink()
+
+
+# (what the file becomes, the reason the log line gives)
+BAD_CONFIGS: list[tuple[str, Callable[[Path], None], str]] = [
+    ("nested 500 deep", lambda p: p.write_text(DEEP_TOML), "nested too deeply"),
+    ("a huge int", lambda p: p.write_text("interval = 1" + "0" * 400 + "\n"),
+     "interval: must be at most 86400, got a number of 401 digits"),
+    ("more digits than int takes", lambda p: p.write_text("attempts = " + "9" * 5000),
+     "not valid TOML: Exceeds the limit"),
+    ("a table for a value", lambda p: p.write_text("interval = {a = 1}\n"),
+     "interval: expected a value, got a table"),
+    ("a list for a value", lambda p: p.write_text("interval = [1]\n"),
+     "interval: expected a number of seconds, got [1]"),
+    ("not UTF-8", lambda p: p.write_bytes(b"interval = 3 # \xff\n"), "not UTF-8"),
+    ("a directory", _set_dir, "is a directory"),
+    ("a FIFO", _set_fifo, "not a regular file"),
+    ("too big", lambda p: p.write_text("#" * (2 << 20)), "larger than 1048576 bytes"),
+]
+
+
+def test_no_config_a_reload_meets_kills_the_daemon(tmp_path: Path) -> None:
+    config = tmp_path / "xenprobe.toml"
+    config.write_text("interval = 2\n")
+    with Serve("healthy", config=config) as serve:
+        serve.after_sweeps(1)
+        for what, make_bad, reason in BAD_CONFIGS:
+            make_bad(config)
+            reload(serve)
+            m = serve.metrics()
+            assert value(m, "xenprobe_config_last_reload_successful") == 0, what
+            assert value(m, "xenprobe_sweep_interval_seconds") == 2, what
+            failed = [json.loads(line) for line in serve.stderr().splitlines()
+                      if '"reload_failed"' in line]
+            assert reason in failed[-1]["error"], (what, failed[-1])
+            _restore(config)
+            config.write_text("interval = 2\n")
+            reload(serve)
+            assert value(serve.metrics(), "xenprobe_config_last_reload_successful") == 1
+        assert "Traceback" not in serve.stderr()
+        assert serve.proc.poll() is None
+
+
+def test_no_web_config_a_reload_meets_kills_the_daemon(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("{}\n")
+    config = tmp_path / "xenprobe.toml"
+    config.write_text(f'web_config_file = "{web}"\n')
+    with Serve("healthy", config=config) as serve:
+        serve.after_sweeps(1)
+        for what, make_bad, reason in [
+                ("nested 5000 deep", lambda p: p.write_text(DEEP_YAML), "nested too deeply"),
+                ("a FIFO", _set_fifo, "is not a regular file"),
+                ("a directory", _set_dir, "is not a regular file")]:
+            make_bad(web)
+            # A scrape first: the watcher re-reads a changed file on its own; it must
+            # answer with the config in force and say the reload failed.
+            m = serve.metrics()
+            assert value(m, "xenprobe_web_config_last_reload_successful") == 0, what
+            reload(serve)
+            m = serve.metrics()
+            assert value(m, "xenprobe_config_last_reload_successful") == 0, what
+            failed = [json.loads(line) for line in serve.stderr().splitlines()
+                      if '"reload_failed"' in line]
+            assert reason in failed[-1]["error"], (what, failed[-1])
+            _restore(web)
+            web.write_text("{}\n")
+            reload(serve)
+            m = serve.metrics()
+            assert value(m, "xenprobe_config_last_reload_successful") == 1
+        assert "Traceback" not in serve.stderr()
+        assert serve.proc.poll() is None
+
+
+@pytest.mark.parametrize(("what", "make_bad", "reason"), BAD_CONFIGS,
+                         ids=[b[0] for b in BAD_CONFIGS])
+def test_the_same_config_at_start_up_is_exit_2(tmp_path: Path, what: str,
+                                               make_bad: Callable[[Path], None],
+                                               reason: str) -> None:
+    config = tmp_path / "xenprobe.toml"
+    config.write_text("")
+    make_bad(config)
+    port = free_port()
+    p = subprocess.run([sys.executable, "-m", "xenprobe", "serve", "--mock", "healthy",
+                        "--config", str(config), "--listen-address", f"127.0.0.1:{port}"],
+                       capture_output=True, text=True, timeout=DEADLINE, check=False)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith((f"xenprobe: error: config file {config}",
+                                f"xenprobe: error: cannot read config file {config}"))
+    assert reason in p.stderr
+    assert "Traceback" not in p.stderr
+    assert port_is_free(port)
+
+
+def test_a_deep_web_config_at_start_up_is_exit_2(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(DEEP_YAML)
+    code, err, port = start_failing(tmp_path, "--web.config.file", str(web))
+    assert code == 2, err
+    assert f"web config {web}" in err and "nested too deeply" in err
+    assert port_is_free(port)
+
+
+# -- streams: serve logs to stderr; a closed or full one must not stop it ----------------
+
+@pytest.mark.parametrize("how", ["stderr-full", "stderr-closed", "both-closed"])
+def test_serve_with_a_broken_stderr(tmp_path: Path, how: str) -> None:
+    d = short_tmp()
+    notify = NotifySocket(d)
+    config = d / "xenprobe.toml"
+    config.write_text("interval = 1\n")
+    close = {"stderr-full": [], "stderr-closed": [2], "both-closed": [1, 2]}[how]
+
+    def closed() -> None:
+        for fd in close:
+            os.close(fd)
+
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify.path))
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xenprobe", "serve", "--mock", "large-memory",
+             "--config", str(config), "--listen-address", "127.0.0.1:0",
+             "--log-level", "debug"],  # as much logging as there can be
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=full,
+            preexec_fn=closed)  # noqa: PLW1509 (this test starts no threads)
+    try:
+        ready = notify.expect("READY=1", lambda m: m.get("READY") == "1")
+        found = re.search(r"serving \S+:(\d+)", ready["STATUS"])
+        assert found, ready
+        url = f"http://127.0.0.1:{found.group(1)}/metrics"
+        def swept() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            m = samples(http_get(url)[2].decode())
+            return m if (value(m, "xenprobe_sweeps_total") or 0) >= 1 else None
+
+        m = wait_for("a sweep", swept)
+        assert value(m, "xenprobe_up") == 1
+        config.write_text("interval = " + "[" * 500 + "]" * 500 + "\n")  # logs an error
+        proc.send_signal(signal.SIGHUP)
+        notify.expect("READY=1 after the reload", lambda m: m.get("READY") == "1"
+                      and m.get("STATUS", "").startswith("sweep"))
+        status, _, body = http_get(url)
+        assert status == 200
+        assert b"xenprobe_config_last_reload_successful 0.0" in body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(DEADLINE) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+        shutil.rmtree(d, ignore_errors=True)

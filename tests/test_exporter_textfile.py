@@ -4,9 +4,11 @@ findings (consumers at risk included) and the check's own retries."""
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import os
+import signal
 import stat
 import threading
 from pathlib import Path
@@ -87,6 +89,99 @@ def test_a_failed_write_leaves_the_old_file_and_no_debris(
     with pytest.raises(OSError):
         textfile.write(target, "new 1\n")
     assert target.read_text() == "old 1\n"
+    assert os.listdir(tmp_path) == ["xenprobe.prom"]
+
+
+# -- a writer killed at any point leaves nothing half-written (issue 12 item 3) --------
+
+def _killed_in(target: Path, step: str) -> int:
+    """textfile.write(target) in a child SIGKILLed while it is inside os.`step`; the
+    child's pid."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: announce the step, then wait to be killed
+        try:
+            os.close(r)
+
+            def stuck(*args: object, **kw: object) -> None:
+                os.write(w, b"x")
+                while True:
+                    signal.pause()
+
+            setattr(os, step, stuck)
+            textfile.write(target, "new 1\n" * 1000)
+        finally:
+            os._exit(1)
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"x"
+    finally:
+        os.close(r)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return pid
+
+
+def test_killed_while_writing_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "xenprobe.prom"
+    textfile.write(target, "old 1\n")
+    _killed_in(target, "fsync")  # the data is written, not yet flushed or named
+    assert os.listdir(tmp_path) == ["xenprobe.prom"]
+    assert target.read_text() == "old 1\n"
+
+
+def test_the_next_write_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
+    target = tmp_path / "xenprobe.prom"
+    textfile.write(target, "old 1\n")
+    pid = _killed_in(target, "replace")  # named, not yet renamed: the one window
+    left = [n for n in os.listdir(tmp_path) if n != "xenprobe.prom"]
+    assert len(left) == 1 and left[0].startswith(f".xenprobe.prom.{pid}.")
+    assert (tmp_path / left[0]).read_text() == "new 1\n" * 1000  # whole, never half
+    textfile.write(target, "newer 1\n")
+    assert os.listdir(tmp_path) == ["xenprobe.prom"]
+    assert target.read_text() == "newer 1\n"
+
+
+def test_a_live_writers_temporary_is_left_alone(tmp_path: Path) -> None:
+    target = tmp_path / "xenprobe.prom"
+    theirs = textfile.temporary_name(target, pid=1)  # init: alive for sure
+    theirs.write_text("partial")
+    other = tmp_path / ".other.prom.999999999.0123abcd.tmp"  # not this file's
+    other.write_text("x")
+    textfile.write(target, "a 1\n")
+    assert sorted(os.listdir(tmp_path)) == sorted(["xenprobe.prom", theirs.name, other.name])
+
+
+def test_the_file_has_no_name_until_it_is_whole(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    linked: list[str] = []
+    real = os.link
+
+    def spy(src: str, dst: str, **kw: int) -> None:
+        linked.append(src)
+        assert os.path.getsize(src) == len("a 1\n")  # written before it is named
+        real(src, dst, **kw)
+
+    monkeypatch.setattr(os, "link", spy)
+    textfile.write(tmp_path / "xenprobe.prom", "a 1\n")
+    assert len(linked) == 1 and linked[0].startswith("/proc/self/fd/")
+
+
+def test_without_o_tmpfile_the_named_fallback_is_as_clean(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    real = os.open
+
+    def no_tmpfile(path: object, flags: int, *args: int, **kw: int) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real(path, flags, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    target = tmp_path / "xenprobe.prom"
+    textfile.write(target, "a 1\n")
+    assert target.read_text() == "a 1\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert os.listdir(tmp_path) == ["xenprobe.prom"]
 
 

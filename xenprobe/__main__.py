@@ -1,3 +1,3 @@
-from xenprobe.cli import main
+from xenprobe.entry import main
 
 raise SystemExit(main())

@@ -1,9 +1,9 @@
 """Command line: `xenprobe check` (one-shot diagnostic), `xenprobe serve` (the daemon and
 Prometheus exporter) and `xenprobe scenarios`.
 
-Exit codes (README "Exit codes"): 0 every layer agrees; 1 a truncation class was found;
-2 usage or configuration error; 3 cannot probe (no device, not root, not dom0, hypervisor
-refused, unknown Xen release); 4 internal error (a bug in xenprobe).
+Exit codes: xenprobe.errors.EXIT_CODES, printed by every `--help` (README "Exit codes").
+A report that could not be delivered (stdout closed, full, a broken pipe; a textfile not
+written) is never exit 0: see xenprobe.streams.
 """
 
 from __future__ import annotations
@@ -20,9 +20,16 @@ from pathlib import Path
 
 import structlog
 
-from xenprobe import __version__, consumers, logs, mock, render
+from xenprobe import __version__, consumers, logs, mock, render, streams
 from xenprobe.abi.hypercalls import DOMID_FIRST_RESERVED
-from xenprobe.errors import ConfigError, ExitCode, UsageError, XenprobeError
+from xenprobe.errors import (
+    EPILOG_HEAD,
+    ConfigError,
+    ExitCode,
+    UsageError,
+    XenprobeError,
+    exit_code_help,
+)
 from xenprobe.exporter import config as cfg
 from xenprobe.host import Host
 from xenprobe.layers import ladder
@@ -31,9 +38,16 @@ from xenprobe.scenario import load, shipped
 from xenprobe.sweep import Sweep, Sweeper
 from xenprobe.transport import Privcmd
 
-INTERNAL_ERROR = 4
-
 log = structlog.get_logger("xenprobe")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps the description as usual; the exit code table comes pre-formatted."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(EPILOG_HEAD):
+            return text
+        return super()._fill_text(text, width, indent)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,15 +56,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="xenprobe", description=(
+    p = _Parser(prog="xenprobe", epilog=exit_code_help(),
+                formatter_class=_Formatter, description=(
         "Reads Xen hypercall results at every layer between the hypervisor and user "
         "space, and reports where a value was truncated, sign-flipped, clamped or turned "
         "into a false error."))
     p.add_argument("--version", action="version", version=f"xenprobe {__version__}")
-    p.add_argument("--log-level", default="warning",
-                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="warning", choices=cfg.LOG_LEVELS,
+                   help="how much to log on stderr (default: warning); also accepted "
+                        "after the command")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)")
+    check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)",
+                           epilog=exit_code_help(),
+                           formatter_class=_Formatter)
+    # SUPPRESS: the subcommand's default must not overwrite a global --log-level.
+    check.add_argument("--log-level", choices=cfg.LOG_LEVELS, default=argparse.SUPPRESS,
+                       help="how much to log on stderr (default: warning)")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
                        help="run against the built-in mock host (default scenario: "
@@ -62,7 +83,9 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--textfile", metavar="PATH",
                        help="also write the results as Prometheus metrics to PATH, a "
                             "*.prom file for node_exporter's textfile collector "
-                            "(atomically: temporary file and rename)")
+                            "(atomically; if it cannot be written, the report is still "
+                            "printed and the exit code is 5 unless a mismatch was "
+                            "found)")
     _serve_parser(sub)
     sub.add_parser("scenarios", help="list the mock host scenarios shipped with xenprobe")
     return p
@@ -100,7 +123,8 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         description="Sweeps every --interval seconds in the background and serves the "
                     "last sweep on /metrics (scrapes never issue hypercalls). Settings "
                     f"come from --config (default {cfg.DEFAULT_PATH}, optional); each "
-                    "flag overrides its key. SIGHUP re-reads the file.")
+                    "flag overrides its key. SIGHUP re-reads the file.",
+        epilog=exit_code_help(), formatter_class=_Formatter)
     serve.add_argument("--config", metavar="PATH",
                        help=f"TOML config file (default {cfg.DEFAULT_PATH}; a missing "
                             "default file means built-in defaults)")
@@ -128,11 +152,7 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     path = Path(args.config) if args.config else cfg.DEFAULT_PATH
     # Validate before re-executing on the mock, so a bad value fails fast and once.
     cfg.load(path, explicit=args.config is not None, overrides=overrides)
-    scenario = None
-    if args.mock is not None:
-        if mock.active() is None:
-            mock.reexec(load(args.mock), list(argv))  # does not return
-        scenario = mock.active()
+    scenario = _on_mock(args.mock, argv)
     # Imported here: a one-shot check should not pay for the HTTP/TLS stack at start-up
     # (seconds inside a dom0 under emulation).
     from xenprobe.exporter.daemon import Daemon  # noqa: PLC0415
@@ -168,11 +188,7 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UsageError("--attempts must be between 1 and 100")
     view = _view(args)
     textfile = _textfile_path(args.textfile) if args.textfile is not None else None
-    scenario = None
-    if args.mock is not None:
-        if mock.active() is None:
-            mock.reexec(load(args.mock), list(argv))  # does not return
-        scenario = mock.active()
+    scenario = _on_mock(args.mock, argv)
     counted: Counter[tuple[str, str]] = Counter()
     try:
         with Privcmd() as dev:
@@ -191,8 +207,6 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise
     retries = retry_table(counted)
     users = _consumers(scenario)
-    if textfile is not None:
-        _write_textfile(textfile, result, scenario, users, counted)
     # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
     notes = [f"{layer.name}: {note}" for layer in layers
              if (note := getattr(layer, "note", ""))]
@@ -200,16 +214,47 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
               for call, why in sorted(retries.items())]
     code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
     if args.json:
-        json.dump(render.as_json(result, scenario=scenario, exit_code=code, notes=notes,
-                                 consumers=users, retries=retries, view=view),
-                  sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        report = json.dumps(render.as_json(result, scenario=scenario, exit_code=code,
+                                           notes=notes, consumers=users, retries=retries,
+                                           view=view),
+                            indent=2) + "\n"
     else:
         colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty()
                                             and "NO_COLOR" not in os.environ)
-        sys.stdout.write(render.human(result, colour=colour, scenario=scenario,
-                                      notes=notes, consumers=users, view=view))
-    return code
+        report = render.human(result, colour=colour, scenario=scenario, notes=notes,
+                              consumers=users, view=view)
+    # Every destination is tried, so one failing does not cost the others the report.
+    failures = []
+    if (why := streams.deliver(report)) is not None:
+        failures.append(f"the report was not written to stdout: {why}")
+    if textfile is not None:
+        try:
+            _write_textfile(textfile, result, scenario, users, counted)
+        except ConfigError as e:
+            failures.append(e.message)
+    for failure in failures:
+        streams.say(f"xenprobe: error: {failure}")
+    return delivered_code(code, failed=bool(failures))
+
+
+def delivered_code(found: ExitCode, *, failed: bool) -> ExitCode:
+    """The exit code of a check that found `found`: a mismatch is never hidden, and a
+    report that did not arrive never passes for "every layer agrees"."""
+    if failed and found == ExitCode.OK:
+        return ExitCode.NOT_DELIVERED
+    return found
+
+
+def _on_mock(wanted: str | None, argv: Sequence[str]) -> str | None:
+    """The mock scenario this process runs on, after re-executing onto the mock host if
+    `--mock` asked for it; None on a real host (whatever the environment claims)."""
+    if mock.claimed_but_absent():
+        log.warning("mock_variable_ignored", variable=mock.ACTIVE,
+                    reason="the mock host library is not loaded in this process")
+    scenario = mock.active()
+    if wanted is not None and scenario is None:
+        mock.reexec(load(wanted), list(argv))  # does not return
+    return scenario
 
 
 def _consumers(scenario: str | None) -> consumers.Consumers:
@@ -237,14 +282,23 @@ def _json_error(argv: Sequence[str], code: int, message: str, hint: str = "") ->
     """`check --json` answers in JSON even when it fails: a script reads stdout (the
     human message stays on stderr too)."""
     if "check" in argv and "--json" in argv[argv.index("check"):]:
-        json.dump(render.error_json(code, message, hint), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        streams.deliver(json.dumps(render.error_json(code, message, hint), indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    streams.prepare()
     try:
-        args = parser().parse_args(argv)
+        try:
+            args = parser().parse_args(argv)
+        except SystemExit as e:  # --help, --version: argparse printed to stdout
+            if e.code not in (0, None):
+                raise
+            why = streams.deliver("")
+            if why is None:
+                return ExitCode.OK
+            streams.say(f"xenprobe: error: the help was not written to stdout: {why}")
+            return ExitCode.NOT_DELIVERED
         logs.configure(args.log_level)
         if args.command == "scenarios":
             return _scenarios()
@@ -252,20 +306,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args, argv)
         return _check(args, argv)
     except XenprobeError as e:
-        print(f"xenprobe: error: {e.message}", file=sys.stderr)
+        streams.say(f"xenprobe: error: {e.message}")
         if e.hint:
-            print(f"xenprobe: hint: {e.hint}", file=sys.stderr)
+            streams.say(f"xenprobe: hint: {e.hint}")
         _json_error(argv, int(e.exit_code), e.message, e.hint)
         return int(e.exit_code)
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return ExitCode.OK
+    except MemoryError:  # the host's limit (RLIMIT_AS), not a bug
+        streams.say("xenprobe: error: out of memory (is the address space limited, "
+                    "ulimit -v / RLIMIT_AS?)")
+        return ExitCode.CANNOT_PROBE
     except Exception as e:
-        print(f"xenprobe: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-        print("xenprobe: this is a bug; please report it with the output of "
-              "--log-level debug", file=sys.stderr)
+        streams.say(f"xenprobe: internal error: {type(e).__name__}: {e}")
+        streams.say("xenprobe: this is a bug; please report it with the output of "
+                    "--log-level debug")
         if os.environ.get("XENPROBE_DEBUG"):
-            traceback.print_exc()
-        _json_error(argv, INTERNAL_ERROR, f"internal error: {type(e).__name__}: {e}")
-        return INTERNAL_ERROR
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
+        _json_error(argv, ExitCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+        return ExitCode.INTERNAL

@@ -1,15 +1,54 @@
-"""Errors a user can meet, each with the exit code the CLI documents."""
+"""Errors a user can meet, each with the exit code the CLI documents.
+
+EXIT_CODES is the one statement of what each code means: `--help` prints it (as the
+parsers' epilog), and README and the man page are tested against that output.
+"""
 
 from __future__ import annotations
 
 import enum
+import textwrap
 
 
 class ExitCode(enum.IntEnum):
-    OK = 0            # every layer agrees
-    MISMATCH = 1      # a truncation class was found
-    USAGE = 2         # usage or configuration error
-    CANNOT_PROBE = 3  # no device, not root, not dom0, hypervisor refused, unknown release
+    OK = 0             # every layer agrees
+    MISMATCH = 1       # a truncation class was found
+    USAGE = 2          # usage or configuration error
+    CANNOT_PROBE = 3   # no device, not root, not dom0, hypervisor refused, unknown release
+    INTERNAL = 4       # a bug in xenprobe
+    NOT_DELIVERED = 5  # no mismatch found, but the report did not reach its reader
+
+
+EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
+    (ExitCode.OK, "every layer agrees (drift is not a disagreement), and the report "
+                  "was delivered; for serve: stopped cleanly (SIGTERM, SIGINT)"),
+    (ExitCode.MISMATCH, "a truncation class was found (truncated, sign_flipped, clamped, "
+                        "aliased_errno, lost_error, changed_error, other); also when the "
+                        "report could not be delivered in full (see 5)"),
+    (ExitCode.USAGE, "usage or configuration error: bad flag, unreadable or invalid "
+                     "scenario, config or web config file"),
+    (ExitCode.CANNOT_PROBE, "cannot probe: no privcmd device (not a Xen dom0), permission "
+                            "denied (needs root), not dom0, hypervisor refused a call, "
+                            "unknown Xen release, no interface version accepted, not "
+                            "enough memory"),
+    (ExitCode.INTERNAL, "internal error: a bug in xenprobe (XENPROBE_DEBUG=1 prints the "
+                        "traceback)"),
+    (ExitCode.NOT_DELIVERED, "no mismatch was found, but the report was not delivered: "
+                             "stdout closed, full or a broken pipe, or the --textfile "
+                             "could not be written (stderr says which)"),
+)
+
+
+EPILOG_HEAD = "exit codes:"
+
+
+def exit_code_help() -> str:
+    """EXIT_CODES as the `--help` epilog."""
+    lines = [EPILOG_HEAD]
+    for code, meaning in EXIT_CODES:
+        lines += textwrap.wrap(meaning, width=79, initial_indent=f"  {int(code)}  ",
+                               subsequent_indent="     ")
+    return "\n".join(lines)
 
 
 class XenprobeError(Exception):

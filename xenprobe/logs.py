@@ -7,6 +7,7 @@ PRIORITY, so ``journalctl -p warning`` finds the warnings and errors.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -78,8 +79,14 @@ def with_priority(render: structlog.types.Processor) -> structlog.types.Processo
 class _Current:
     """sys.stderr as it is when written to."""
 
+    # A log line that cannot be written (stderr closed, full, a broken pipe) is dropped:
+    # logging must never be what ends the program.
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError, AttributeError):
+            return 0
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()

@@ -8,6 +8,7 @@ the scenario's Xen release.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 import uuid
@@ -16,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from xenprobe import files
 from xenprobe.abi import hypercalls as hc
 from xenprobe.abi.layouts import DOMINF_HVM_GUEST, DOMINF_RUNNING
 from xenprobe.abi.releases import (
@@ -193,10 +195,21 @@ def _table(parent: _Reader, key: str) -> dict[str, Any]:
     return value
 
 
+def printable(name: str) -> str:
+    """A file name as text that can be printed and encoded anywhere: bytes that are not
+    UTF-8 (os.fsdecode's surrogates) become \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def parse(text: str, source: str, name: str = "") -> Scenario:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"scenario {source}: not valid TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ScenarioError(f"scenario {source}: not valid TOML: nested too deeply"
+                            ) from None
+    except ValueError as e:  # an integer beyond int's digit limit (sys.int_info)
         raise ScenarioError(f"scenario {source}: not valid TOML: {e}") from None
     top = _Reader(source, doc, "")
     description = top.get("description", str, "")
@@ -271,7 +284,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     if not total <= max_page:
         raise host.fail("max_page", "needs total_pages <= max_page")
 
-    return Scenario(name or Path(source).stem, description, release,
+    return Scenario(name or printable(Path(source).stem), description, release,
                     (int(m.group(1)), int(m.group(2))), extraversion,
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
@@ -472,9 +485,12 @@ def load(name_or_path: str) -> Scenario:
         raise ScenarioError(f"no scenario named {name_or_path!r} (shipped: "
                             f"{', '.join(shipped())}; or give a path to a .toml file)")
     try:
-        text = path.read_text()
+        # Bytes, decoded as UTF-8 whatever the locale says (TOML is UTF-8).
+        text = files.read_small(path).decode("utf-8")
     except OSError as e:
         raise ScenarioError(f"cannot read scenario {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ScenarioError(f"scenario {path}: not UTF-8 text") from None
+    except ValueError as e:  # a NUL in the path
+        raise ScenarioError(f"cannot read scenario {path!r}: {e}") from None
     return parse(text, str(path))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from xenprobe import files
 from xenprobe.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/xenprobe/xenprobe.toml")
@@ -109,10 +110,18 @@ def _seconds(value: object, where: _Where, lo: float, hi: float, *, lo_open: boo
                                  f"got {value!r}") from None
             seconds = sum(float(n) * _UNIT[u] for n, u in parts)
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = _float(value, where, hi)
     else:
         raise where.fail(f"expected a number of seconds, got {value!r}")
     return _in_range(seconds, where, lo, hi, lo_open=lo_open, unit=" seconds")
+
+
+def _float(value: int | float, where: _Where, hi: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond a double's range
+        raise where.fail(f"must be at most {hi:g}, got a number of "
+                         f"{len(str(abs(int(value))))} digits") from None
 
 
 def _in_range(x: float, where: _Where, lo: float, hi: float, *, lo_open: bool = False,
@@ -133,7 +142,7 @@ def _number(value: object, where: _Where, lo: float, hi: float) -> float:
             raise where.fail(f"expected a number, got {value!r}") from None
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise where.fail(f"expected a number, got {value!r}")
-    return _in_range(float(value), where, lo, hi)
+    return _in_range(_float(value, where, hi), where, lo, hi)
 
 
 def _integer(value: object, where: _Where, lo: int, hi: int) -> int:
@@ -204,8 +213,10 @@ def _textfile(value: object, where: _Where) -> Path | None:
 def _web_config(value: object, where: _Where) -> Path | None:
     path = _path(value, where)
     try:
-        if path is not None and not path.is_file():
+        if path is not None and not path.exists():
             raise where.fail(f"no such file: {path}")
+        if path is not None and not path.is_file():  # a FIFO would block the reader
+            raise where.fail(f"{path} is not a regular file")
     except OSError as e:  # a name too long, a loop of links...
         raise where.fail(f"cannot use {path}: {e.strerror}") from None
     return path
@@ -240,7 +251,7 @@ def flag(key: str) -> str:
 def read_file(path: Path, *, explicit: bool) -> dict[str, Any] | None:
     """The TOML table in `path`; None when the default file does not exist."""
     try:
-        data = path.read_bytes()
+        data = files.read_small(path)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config file {path} does not exist") from None
@@ -249,11 +260,18 @@ def read_file(path: Path, *, explicit: bool) -> dict[str, Any] | None:
         raise ConfigError(f"config file {path} is a directory") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except ValueError as e:  # the path itself (an embedded NUL)
+        raise ConfigError(f"cannot read config file {path!r}: {e}") from None
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: not valid TOML: {e}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"config file {path}: not valid TOML: nested too deeply"
+                          ) from None
+    except ValueError as e:  # an integer beyond int's digit limit (sys.int_info)
         raise ConfigError(f"config file {path}: not valid TOML: {e}") from None
 
 

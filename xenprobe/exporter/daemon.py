@@ -23,6 +23,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import threading
 import time
 from collections import Counter
@@ -230,6 +231,58 @@ class SweepLoop:
                       error=e.strerror)
 
 
+def unexpected(e: BaseException) -> str:
+    """A one-line reason for an exception nobody anticipated (no traceback: it is
+    about the input, and the journal is read by an operator)."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, MemoryError):
+        return "too large to load"
+    text = " ".join(str(e).split())
+    text = text if len(text) <= 200 else text[:200] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class SafeWatcher(webconfig.Watcher):
+    """webconfig.Watcher, but a re-read that fails in a way the loader did not expect is
+    a failed reload like any other: the scrape is still answered with the config in
+    force, one log line says why, and last_ok turns 0. A file replaced by a FIFO or a
+    device is not opened at all: reading it would block every scrape."""
+
+    _refused: Path | None = None  # the special file last refused (logged once)
+
+    def current(self) -> webconfig.WebConfig:
+        special = self._special_file()
+        if special is not None:
+            self.last_ok = False
+            if special != self._refused:
+                log.error("web_config_reload_failed",
+                          error=f"{special} is not a regular file",
+                          keeping="the previous web configuration")
+            self._refused = special
+            return self.config
+        self._refused = None
+        try:
+            return super().current()
+        except Exception as e:
+            self.last_ok = False
+            log.error("web_config_reload_failed", error=unexpected(e),
+                      keeping="the previous web configuration")
+            return self.config
+
+    def _special_file(self) -> Path | None:
+        if self.path is None:
+            return None
+        for f in {self.path, *self.config.files}:
+            try:
+                mode = os.stat(f).st_mode
+            except OSError:
+                continue  # gone or unreadable: the loader says so
+            if not stat.S_ISREG(mode):
+                return f
+        return None
+
+
 class Daemon:
     def __init__(self, path: Path, *, explicit: bool, overrides: Mapping[str, str],
                  scenario: str | None = None, notifier: Notifier | None = None,
@@ -242,11 +295,24 @@ class Daemon:
         self._reload_requested = False
 
     def _load(self) -> tuple[Config, webconfig.WebConfig]:
+        """Both configurations, or ConfigError whatever went wrong: at start-up that is
+        exit 2 naming the file, on SIGHUP a refused reload (never a dead daemon)."""
         config = configuration.load(self.path, explicit=self.explicit,
                                     overrides=self.overrides)
-        web = (webconfig.parse(config.web_config_file) if config.web_config_file
-               else webconfig.WebConfig())
-        return config, web
+        web_path = config.web_config_file
+        if web_path is None:
+            return config, webconfig.WebConfig()
+        try:
+            if not stat.S_ISREG(os.stat(web_path).st_mode):  # a FIFO would block
+                raise ConfigError(f"web config {web_path} is not a regular file")
+            return config, webconfig.parse(web_path)
+        except ConfigError:
+            raise
+        except OSError as e:
+            raise ConfigError(f"cannot read web config {web_path}: {e.strerror}") from None
+        except Exception as e:  # what the loader did not expect: still the file's fault
+            raise ConfigError(f"web config {web_path}: cannot be loaded: "
+                              f"{unexpected(e)}") from None
 
     def run(self) -> int:
         # Everything that can be wrong with the configuration is found here, before
@@ -258,7 +324,7 @@ class Daemon:
                         note="passwords cross the network in clear text")
         device = Device.open()  # CannotProbe: not dom0, no device, not root
         state = State(config, self.scenario)
-        watcher = webconfig.Watcher(None)
+        watcher = SafeWatcher(None)
         watcher.replace(config.web_config_file, web)
         registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=registry)
@@ -342,9 +408,9 @@ class Daemon:
             config, web = self._load()
             if config.listen_address != self.server.listen:
                 self.server.replace(config.listen_address)
-        except ConfigError as e:
-            log.error("reload_failed", error=e.message,
-                      keeping="the running configuration")
+        except Exception as e:  # whatever the cause, the daemon keeps running as it was
+            why = e.message if isinstance(e, ConfigError) else unexpected(e)
+            log.error("reload_failed", error=why, keeping="the running configuration")
             self.state.reloaded(None)
         else:
             self.watcher.replace(config.web_config_file, web)

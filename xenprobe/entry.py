@@ -1,0 +1,42 @@
+"""The program's entry point (console script and `python -m xenprobe`).
+
+It loads the command line inside a guard: a failure to even import xenprobe (no memory
+under a small RLIMIT_AS, Ctrl-C while starting) would otherwise be Python's traceback
+and exit 1, which means "a mismatch was found". Kept free of imports for that reason.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    try:
+        from xenprobe.cli import main as run  # noqa: PLC0415 (the point of this module)
+    except KeyboardInterrupt:
+        return 130
+    except (MemoryError, ImportError) as e:
+        if isinstance(e, ImportError) and not _out_of_memory(e):
+            _say(f"xenprobe: internal error: cannot load xenprobe: {e}")
+            return 4
+        _say("xenprobe: error: not enough memory to load xenprobe "
+             "(is the address space limited, ulimit -v / RLIMIT_AS?)")
+        return 3
+    except Exception as e:  # a broken installation
+        _say(f"xenprobe: internal error: cannot load xenprobe: {type(e).__name__}: {e}")
+        return 4
+    return run()
+
+
+def _out_of_memory(e: ImportError) -> bool:
+    """dlopen(3)'s words when mmap fails under RLIMIT_AS."""
+    text = str(e)
+    return "failed to map segment" in text or "Cannot allocate memory" in text
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except Exception:  # closed or full stderr: the exit code says it
+        pass
