@@ -68,6 +68,7 @@ DOM0_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 EXPECTED_VERSION = {"4.17": "4.17.", "4.20": "4.20."}
 CAP_IPC_LOCK = 14
+CAP_SYS_PTRACE = 19  # the consumer scan (docs/consumers.md)
 # QEMU is killed after this long; the runner in dom0 gives up a little earlier, so
 # that the journal is still saved.  Seen: 18-20 minutes per boot (both side by side) on a
 # two-core host loaded by other work; most of it is systemd's daemon-reloads and cold
@@ -460,7 +461,7 @@ def test_the_hardening_stays_on_and_the_hypercalls_work(svc: ServiceRun) -> None
         "ProtectHostname": "yes", "ProtectProc": "invisible", "LockPersonality": "yes",
         "MemoryDenyWriteExecute": "yes", "RestrictRealtime": "yes",
         "RestrictSUIDSGID": "yes", "RemoveIPC": "yes", "PrivateIPC": "yes",
-        "CapabilityBoundingSet": "cap_ipc_lock", "SystemCallArchitectures": "native",
+        "CapabilityBoundingSet": "cap_ipc_lock cap_sys_ptrace", "SystemCallArchitectures": "native",
         "UMask": "0077", "KeyringMode": "private",
     }
     for k, v in expect.items():
@@ -472,12 +473,13 @@ def test_the_hardening_stays_on_and_the_hypercalls_work(svc: ServiceRun) -> None
     svc.check(st["NoNewPrivs"].strip() == "1", st["NoNewPrivs"])
     svc.check(st["Seccomp"].strip() == "2", st["Seccomp"])  # a filter is installed
     for cap in ("CapEff", "CapPrm", "CapBnd"):
-        svc.check(int(st[cap], 16) == 1 << CAP_IPC_LOCK, f"{cap} {st[cap]}")
+        svc.check(int(st[cap], 16) == 1 << CAP_IPC_LOCK | 1 << CAP_SYS_PTRACE,
+                  f"{cap} {st[cap]}")
     svc.check("/dev/xen/privcmd" in ev["proc_fds"].values(),
               f"privcmd not open: {ev['proc_fds']}")
     m = re.search(r"Overall exposure level for xenprobe.service: (\d+\.\d)",
                   ev["security"]["out"])
-    svc.check(m and float(m.group(1)) <= 2.0, ev["security"]["out"][-2000:])
+    svc.check(m and float(m.group(1)) <= 2.1, ev["security"]["out"][-2000:])
     # The hypercalls work under all of it: the agent's own view.
     metrics = metric_samples(svc.text("metrics-at-query.txt"))
     svc.check(metrics.get(("xenprobe_up", frozenset())) == 1.0, "xenprobe_up != 1")
