@@ -370,3 +370,31 @@ def test_processes_it_may_not_inspect_are_counted(
     assert out["found"] == []         # root's processes: their fds are not nobody's
     assert out["unreadable"] >= 2     # at least the two holders
     assert out["complete"] is False
+
+
+@pytest.mark.parametrize(("options", "ptrace", "hides"), [
+    ("rw,nosuid,nodev,noexec,relatime,hidepid=invisible", False, True),
+    ("rw,relatime,hidepid=ptraceable", False, True),
+    ("rw,relatime,hidepid=2", False, True),
+    ("rw,relatime,hidepid=invisible", True, False),  # CAP_SYS_PTRACE passes the check
+    ("rw,relatime,hidepid=noaccess", False, False),  # listed; refused, and so counted
+    ("rw,nosuid,nodev,noexec,relatime", False, False),
+])
+def test_a_procfs_that_hides_processes_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               options: str, ptrace: bool,
+                                               hides: bool) -> None:
+    """As systemd mounts it for ProtectProc= (a procfs instance with hidepid=); the
+    mountinfo line's shape is the kernel's (fs/proc_namespace.c show_mountinfo)."""
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "mountinfo").write_text(
+        "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+        f"25 22 0:23 / {tmp_path} rw,nosuid,nodev,noexec,relatime shared:12 - proc proc "
+        f"{options}\n")
+    monkeypatch.setattr(consumers, "has_capability", lambda cap: ptrace)
+    assert consumers.procfs_hides(str(tmp_path)) is hides
+
+
+def test_this_process_has_the_capabilities_it_shows() -> None:
+    eff = int(next(line for line in Path("/proc/self/status").read_text().splitlines()
+                   if line.startswith("CapEff:")).split()[1], 16)
+    assert consumers.has_capability(consumers.CAP_SYS_PTRACE) is bool(eff >> 19 & 1)
