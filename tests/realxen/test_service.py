@@ -679,3 +679,23 @@ def test_outside_the_control_domain_the_service_is_skipped_not_restarted(
                   == ("inactive", "exec-condition", "0"), (when, s))
     svc.check(d["later"]["NRestarts"] == d["after_start"]["NRestarts"], d)
     svc.check(d["umount"]["rc"] == 0, d["umount"])
+
+
+def test_the_service_reports_a_process_holding_privcmd(svc: ServiceRun) -> None:
+    """Another root process holds the real privcmd (a transient unit, as qemu or xenstored
+    would): under the unit's sandbox (CAP_SYS_PTRACE for the scan, ProtectProc=invisible)
+    the service's metrics name it, with nothing left unread."""
+    pid = svc.ev.get("holder_pid")
+    svc.check(pid, f"the holder never held privcmd: {svc.ev.get('holder_start')}")
+    m = metric_samples(svc.text("metrics-at-query.txt"))
+    info = {dict(labels)["pid"]: dict(labels) for (n, labels) in m
+            if n == "xenprobe_privcmd_consumer_info"}
+    svc.check(pid in info, f"holder {pid} not in {info}")
+    svc.check(info[pid]["comm"].startswith("python3") and info[pid]["libxenctrl"] == ""
+              and info[pid]["verdict"] == "unknown", info[pid])
+    svc.check(m.get(("xenprobe_privcmd_consumers_scan_complete", frozenset())) == 1.0,
+              "the scan could not look everywhere")
+    for reason in ("fds", "maps"):
+        key = ("xenprobe_privcmd_consumers_unreadable_processes",
+               frozenset({("reason", reason)}))
+        svc.check(m.get(key) == 0.0, f"{reason}: {m.get(key)}")
