@@ -16,7 +16,7 @@ from xenprobe import __version__, revision
 from xenprobe.abi.hypercalls import DOMID_SELF
 from xenprobe.abi.releases import RELEASES, getdomaininfo_for_domctl, physinfo_for_sysctl
 from xenprobe.classify import Truth, Verdict
-from xenprobe.consumers import Consumer, Consumers
+from xenprobe.consumers import Consumer, Consumers, Library
 from xenprobe.exporter import metrics
 from xenprobe.exporter.collector import DaemonCollector, one_shot_registry
 from xenprobe.exporter.config import Config
@@ -94,8 +94,12 @@ def troubled() -> Sweep:
     ])
 
 
-# Another process holds privcmd: a 64-bit qemu, a 32-bit tool, and one not known.
-CONSUMERS = Consumers((Consumer(7, "qemu", "/usr/bin/qemu", 64, "/dev/xen/privcmd"),
+# Other processes hold privcmd: a qemu on libxenctrl 4.17, an xl on 4.14, a 32-bit tool,
+# and one not known.
+CONSUMERS = Consumers((Consumer(7, "qemu", "/usr/bin/qemu", 64, "/dev/xen/privcmd",
+                                Library("/usr/lib/libxenctrl.so.4.17.0", (4, 17))),
+                       Consumer(8, "xl", "/usr/sbin/xl", 64, "/dev/xen/privcmd",
+                                Library("/usr/lib/libxenctrl.so.4.14.0", (4, 14))),
                        Consumer(9, "xl32", "/opt/xl32", 32, "/dev/xen/privcmd"),
                        Consumer(12, "", "", None, "/proc/xen/privcmd")), unreadable=1)
 RETRIED = {("ioctl", "EINTR"): 2}
@@ -239,9 +243,9 @@ def test_the_textfile_has_what_metrics_has_of_a_sweep() -> None:
     state.retried(Counter(RETRIED))
     served = daemon(state)
     written = one_shot(troubled(), consumers=CONSUMERS, retries=RETRIED)
-    assert value(written, "xenprobe_privcmd_consumers", bits="32") == 1
-    assert value(written, "xenprobe_compat_consumer_info", pid="9", comm="xl32",
-                 exe="/opt/xl32") == 1
+    assert value(written, "xenprobe_privcmd_consumers", verdict="int_path") == 1
+    assert value(written, "xenprobe_privcmd_consumer_info", pid="8", comm="xl",
+                 exe="/usr/sbin/xl", libxenctrl="4.14", verdict="int_path") == 1
     assert value(written, "xenprobe_sweep_retries", call="ioctl", reason="EINTR") == 2
     assert value(served, "xenprobe_retries_total", call="ioctl", reason="EINTR") == 2
     assert series(served, "xenprobe_sweep_retries") == {}

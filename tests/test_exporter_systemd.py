@@ -57,8 +57,9 @@ def test_systemd_analyze_verify(units: Path) -> None:
     assert p.returncode == 0 and p.stdout + p.stderr == "", p.stdout + p.stderr
 
 
-@pytest.mark.parametrize(("unit", "limit"), [("xenprobe.service", 2.0),
-                                             ("xenprobe-check.service", 1.0)])
+# CAP_SYS_PTRACE, which the consumer scan needs (docs/consumers.md), costs 0.1-0.2 of it.
+@pytest.mark.parametrize(("unit", "limit"), [("xenprobe.service", 2.1),
+                                             ("xenprobe-check.service", 1.2)])
 def test_systemd_analyze_security(units: Path, unit: str, limit: float) -> None:
     p = run("security", "--offline=yes", "--no-pager", str(units / unit))
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", p.stdout)
@@ -74,5 +75,5 @@ def test_the_service_is_a_watched_notify_service() -> None:
     for line in ("Type=notify", "WatchdogSec=60s", "ExecReload=/bin/kill -HUP $MAINPID",
                  "DevicePolicy=closed", "DeviceAllow=/dev/xen/privcmd rw",
                  "ConditionPathExists=/proc/xen/capabilities",
-                 "CapabilityBoundingSet=CAP_IPC_LOCK", "RestartPreventExitStatus=2"):
+                 "CapabilityBoundingSet=CAP_IPC_LOCK CAP_SYS_PTRACE", "RestartPreventExitStatus=2"):
         assert f"\n{line}\n" in text, line

@@ -219,8 +219,8 @@ def test_check_textfile_records_a_failure(tmp_path: Path) -> None:
     assert value(m, "xenprobe_up") == 0
     assert series(m, "xenprobe_mismatch") == {}
     # Who holds privcmd does not depend on the sweep; nothing was retried.
-    assert set(dict(labels)["bits"] for labels in series(m, "xenprobe_privcmd_consumers")) \
-        == {"32", "64", "unknown"}
+    assert set(dict(labels)["verdict"] for labels in series(m, "xenprobe_privcmd_consumers")) \
+        == {"int_path", "multicall", "unknown", "error_only"}
     assert "# TYPE xenprobe_sweep_retries gauge" in text
     assert series(m, "xenprobe_sweep_retries") == {}
 
@@ -249,7 +249,7 @@ def test_check_textfile_counts_this_checks_retries(tmp_path: Path) -> None:
     assert "_total" not in text  # no counters in a file each run rewrites
 
 
-def test_check_textfile_names_the_32_bit_consumers(hold32: Path, tmp_path: Path) -> None:
+def test_check_textfile_names_the_consumers(hold32: Path, tmp_path: Path) -> None:
     env = env_for(load("large-memory"), tmp_path)
     holders = [start_on_mock(hold32, env), start_on_mock(None, env)]
     target = tmp_path / "xenprobe.prom"
@@ -261,20 +261,22 @@ def test_check_textfile_names_the_32_bit_consumers(hold32: Path, tmp_path: Path)
     assert p.returncode == 1, p.stderr
     report = json.loads(p.stdout)["consumers"]
     m = samples(target.read_text())
-    # The 32-bit holder is named, the 64-bit one only counted. Other tests may hold the
-    # mock's device meanwhile, so the counts are compared with the report's.
+    # Both holders are named, with their verdicts. Other tests may hold the mock's
+    # device meanwhile, so the counts are compared with the report's.
     p32, p64 = holders
-    compat = series(m, "xenprobe_compat_consumer_info")
-    assert compat[(("comm", "hold32"), ("exe", str(hold32)), ("pid", str(p32.pid)))] == 1
-    assert str(p64.pid) not in {dict(labels)["pid"] for labels in compat}
+    named = {dict(labels)["pid"]: dict(labels)
+             for labels in series(m, "xenprobe_privcmd_consumer_info")}
+    assert named[str(p32.pid)] == {"pid": str(p32.pid), "comm": "hold32", "exe": str(hold32),
+                                   "libxenctrl": "", "verdict": "error_only"}
+    assert named[str(p64.pid)]["verdict"] == "unknown"
     found = report["processes"]
-    for bits in (32, 64):
-        n = sum(1 for c in found if c["bits"] == bits)
-        assert n >= 1 and value(m, "xenprobe_privcmd_consumers", bits=str(bits)) == n
-    assert value(m, "xenprobe_privcmd_consumers", bits="unknown") == sum(
-        1 for c in found if c["bits"] is None)
-    assert value(m, "xenprobe_privcmd_consumers_unreadable_processes") == \
-        report["unreadable_processes"]
+    for verdict in ("int_path", "multicall", "unknown", "error_only"):
+        assert value(m, "xenprobe_privcmd_consumers", verdict=verdict) == sum(
+            1 for c in found if c["verdict"] == verdict)
+    for reason in ("fds", "maps"):
+        assert value(m, "xenprobe_privcmd_consumers_unreadable_processes", reason=reason) \
+            == report["unreadable_processes"][reason]
+    assert value(m, "xenprobe_privcmd_consumers_scan_complete") == int(report["complete"])
 
 
 def test_a_check_that_gives_up_after_retrying_says_how_often(tmp_path: Path) -> None:
@@ -301,5 +303,5 @@ def test_serve_writes_the_textfile_after_each_sweep(tmp_path: Path) -> None:
         assert value(m, "xenprobe_xen_info", version="4.17.7", release="4.17",
                      sysctl_interface="21", domctl_interface="21") == 1
         assert value(serve.metrics(), "xenprobe_textfile_write_errors_total") == 0
-        assert value(m, "xenprobe_privcmd_consumers", bits="32") is not None
+        assert value(m, "xenprobe_privcmd_consumers", verdict="int_path") is not None
         assert "# TYPE xenprobe_sweep_retries gauge" in target.read_text()

@@ -54,6 +54,7 @@ FIRES_FOR = {
     "XenprobeHypervisorErrors": {"dom0-xsm-denied"},
     "XenprobeTargetDown": {"dom0-stopped"},
     "XenprobeConsumerAtRisk": set(),
+    "XenprobeConsumerScanBlind": set(),
     "XenprobeDown": set(),
     "XenprobeBug": set(),
     "XenprobeTextfileStale": set(),

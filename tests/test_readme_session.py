@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from xenprobe import mock
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 ELLIPSIS = re.compile(r"^\s*\.\.\.\s*$")
 
@@ -90,9 +92,11 @@ def test_the_session_is_what_xenprobe_prints(step: Step) -> None:
         pytest.skip("README's session is from a machine without Xen")
     argv = shlex.split(step.command)
     assert argv[0] == "xenprobe"
-    # As on README's machine: no libxenctrl on the loader path, plain output.
+    # As on README's machine: no libxenctrl on the loader path, plain output, a mock
+    # host of its own (as `check --mock` makes one).
     env = {k: v for k, v in os.environ.items()
-           if k not in ("LD_LIBRARY_PATH", "XENPROBE_LIBXENCTRL", "NO_COLOR", "FORCE_COLOR")}
+           if k not in ("LD_LIBRARY_PATH", "XENPROBE_LIBXENCTRL", "NO_COLOR", "FORCE_COLOR",
+                            mock.HOST)}
     p = subprocess.run([sys.executable, "-m", "xenprobe", *argv[1:]], env=env,
                        capture_output=True, text=True, timeout=120, check=False)
     actual = (p.stdout + p.stderr).splitlines()

@@ -259,8 +259,7 @@ def _on_mock(wanted: str | None, argv: Sequence[str]) -> str | None:
 
 def _consumers(scenario: str | None) -> consumers.Consumers:
     """The other processes holding privcmd open (on the mock host: the mock's device)."""
-    return consumers.scan(consumers.devices_for(scenario is not None),
-                          exclude={os.getpid()})
+    return consumers.scan_host(scenario is not None, exclude={os.getpid()})
 
 
 def retry_table(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:

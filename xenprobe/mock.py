@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
@@ -28,6 +29,10 @@ from xenprobe.scenario import Scenario, compile_text
 ACTIVE = "XENPROBE_MOCK_ACTIVE"  # the scenario name, set in the re-executed process
 SCENARIO = "XENPROBE_MOCK_SCENARIO"
 LOG = "XENPROBE_MOCK_LOG"
+# Which mock host a process is on. Its privcmd memfd carries the id (native/mock/device.c),
+# so the consumer scan of one mock host never sees the processes of another (another
+# `check --mock`, another test run) that happen to run on the same machine.
+HOST = "XENPROBE_MOCK_HOST"
 
 
 def library() -> Path:
@@ -49,10 +54,17 @@ def environment(scenario: Scenario, compiled_path: str, log: str | None = None
         "LD_PRELOAD": f"{library()}:{preload}" if preload else str(library()),
         SCENARIO: compiled_path,
         ACTIVE: scenario.name,
+        HOST: host_id(),
     }
     if log:
         env[LOG] = log
     return env
+
+
+def host_id() -> str:
+    """This process's mock host, or a new one: a process that starts another one on the
+    mock host passes its own on."""
+    return os.environ.get(HOST) or secrets.token_hex(8)
 
 
 def write_compiled(scenario: Scenario, path: Path) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 
 from xenprobe import __version__
 from xenprobe.classify import Truth, Verdict
-from xenprobe.consumers import Consumers
+from xenprobe.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.host import MAX_FRAMES
 from xenprobe.judge import RAW
 from xenprobe.quantities import Quantity, Subject
@@ -263,25 +263,47 @@ def top_domain_lines(sweep: Sweep, s: Style) -> list[str]:
 
 
 def consumer_lines(c: Consumers, s: Style) -> list[str]:
-    """The other processes holding privcmd open; 32-bit ones read every result cut to 32
-    bits (README "Consumers at risk")."""
+    """The other processes holding privcmd open, most at risk first, each with the
+    libxenctrl it maps and what that means for its memory ops (README "Consumers at
+    risk", docs/consumers.md). "None found" is said only when every process was read."""
     n = len(c.found)
-    head = (f"privcmd consumers: {n} other process{'es' if n != 1 else ''} hold"
-            f"{'s' if n == 1 else ''} the device open" if n
-            else "privcmd consumers: no other process holds the device open")
-    if c.unreadable:
-        head += f" ({c.unreadable} processes could not be inspected: run as root)"
+    if n:
+        head = (f"privcmd consumers: {n} other process{'es' if n != 1 else ''} hold"
+                f"{'s' if n == 1 else ''} the device open")
+    elif c.complete:
+        head = "privcmd consumers: no other process holds the device open"
+    else:
+        head = "privcmd consumers: none found, but the scan could not look everywhere"
     out = [s(head, "bold")]
+    if not c.complete:
+        out.append("  " + s(incomplete_note(c), "yellow"))
     if n:
         out.append("  " + "PID".ljust(9) + "BITS".ljust(6) + "PROCESS".ljust(18)
-                   + "EXECUTABLE")
-    for p in c.found:
-        line = ("  " + str(p.pid).ljust(9) + str(p.bits or "?").ljust(6)
-                + (p.name or "?").ljust(18) + (p.exe or "?"))
-        if p.compat:
-            line += "  " + s("compat: reads every result cut to 32 bits", "red")
-        out.append(line)
+                   + "LIBXENCTRL".ljust(12) + "VERDICT".ljust(12) + "EXECUTABLE")
+    for p in c.ordered():
+        lib = p.libxenctrl
+        libtext = ("?" if not p.maps_read else "-" if lib is None
+                   else lib.release or lib.path.rsplit("/", 1)[-1])
+        v = p.verdict
+        vtext = s(v.value.ljust(12), "red") if v.exposed else v.value.ljust(12)
+        out.append("  " + str(p.pid).ljust(9) + str(p.bits or "?").ljust(6)
+                   + (p.name or "?").ljust(18) + libtext.ljust(12) + vtext + (p.exe or "?"))
+    for v in VERDICT_ORDER:
+        if any(p.verdict is v for p in c.found):
+            out.append(f"  {v.value}: {MEANING[v]}")
     return out
+
+
+def incomplete_note(c: Consumers) -> str:
+    """What the scan could not read, and what it takes (docs/consumers.md)."""
+    parts = []
+    if c.unreadable:
+        parts.append(f"{c.unreadable} processes' descriptors could not be read")
+    if c.maps_unreadable:
+        parts.append(f"{c.maps_unreadable} holders' libraries could not be read")
+    if c.hidden:
+        parts.append("procfs hides processes from this scan")
+    return "; ".join(parts) + " (needs root with CAP_SYS_PTRACE)"
 
 
 def summary_line(sweep: Sweep, s: Style | None = None) -> str:

@@ -247,6 +247,27 @@ static int served_content(const struct scenario *s, const char *path,
     return snprintf(buf, cap, "%s\n", s->capabilities);
 }
 
+/* The privcmd memfd is named after the mock host (XENPROBE_MOCK_HOST, set by
+ * xenprobe/mock.py), so that a consumer scan on one mock host can tell its own
+ * processes from those of another mock host on the same machine. Only [0-9A-Za-z-]
+ * of the id are kept. */
+static int new_privcmd_memfd(int flags)
+{
+    char name[64] = "xenprobe-mock-privcmd";
+    const char *id = getenv("XENPROBE_MOCK_HOST");
+    size_t n = strlen(name);
+
+    if (id && *id) {
+        name[n++] = ':';
+        for (; *id && n < sizeof(name) - 1; id++)
+            if ((*id >= '0' && *id <= '9') || (*id >= 'a' && *id <= 'z') ||
+                (*id >= 'A' && *id <= 'Z') || *id == '-')
+                name[n++] = *id;
+        name[n] = '\0';
+    }
+    return memfd_create(name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+}
+
 static int new_memfd(const char *name, int flags)
 {
     return memfd_create(name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
@@ -260,7 +281,7 @@ static int open_privcmd(const char *path, int flags)
 
     if (!mf)
         return -ENOMEM;
-    fd = new_memfd("xenprobe-mock-privcmd", flags);
+    fd = new_privcmd_memfd(flags);
     if (fd < 0 || fstat(fd, &st)) {
         int e = errno;
         if (fd >= 0)

@@ -40,6 +40,7 @@ UNIT = "xenprobe.service"
 CHECK = "xenprobe-check.service"
 TIMER = "xenprobe-check.timer"
 PROM_UNIT = "xenprobe-test-prometheus.service"
+HOLDER_UNIT = "xenprobe-test-holder.service"
 METRICS = "http://127.0.0.1:9723/metrics"
 PROM = "http://127.0.0.1:9090"
 DROPIN = Path("/etc/systemd/system/xenprobe.service.d/hang.conf")
@@ -164,6 +165,25 @@ class Runner:
         r = run([*self.plan["mkdomains"], "-o", str(out)], timeout=self.left(300))
         self.ev["domains"] = {"run": r, "out": json.loads(out.read_text())
                               if out.exists() else None}
+
+    def holder(self) -> None:
+        # Another root process holding privcmd open, as qemu or xenstored would, started
+        # before the service so that its first sweep's consumer scan can see it.
+        self.ev["holder_start"] = run([
+            "systemd-run", f"--unit={HOLDER_UNIT}", "--description=privcmd holder (test)",
+            "/usr/bin/python3", "-c", "import os, time; "
+            "fd = os.open('/dev/xen/privcmd', os.O_RDWR); time.sleep(3600)"])
+
+        def holding() -> str | None:
+            pid = show(HOLDER_UNIT, "MainPID").get("MainPID", "0")
+            fds = Path(f"/proc/{pid}/fd")
+            try:
+                held = pid != "0" and any(os.readlink(f) == "/dev/xen/privcmd"
+                                          for f in fds.iterdir())
+            except OSError:
+                return None
+            return pid if held else None
+        self.ev["holder_pid"] = wait("the holder opens privcmd", holding, self.left(120))
 
     def install(self) -> None:
         self.ev["install"] = self.lines("service_block")
@@ -362,6 +382,7 @@ def main() -> int:
     results = Path(sys.argv[2])
     r = Runner(plan, results)
     r.phase("domains", r.domains)
+    r.phase("holder", r.holder)
     r.phase("install", r.install)
     r.phase("install_timer", r.install_timer)
     r.phase("start_prometheus", r.start_prometheus)
@@ -374,7 +395,7 @@ def main() -> int:
     r.phase("domu", r.domu)
     r.ev["seconds"] = now()
     r.save()
-    run(["systemctl", "stop", PROM_UNIT])
+    run(["systemctl", "stop", PROM_UNIT, HOLDER_UNIT])
     # runner.sh then saves the journal (journal.txt, journal-xenprobe.json).
     return 1 if r.ev["errors"] else 0
 

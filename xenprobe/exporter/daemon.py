@@ -190,8 +190,8 @@ class SweepLoop:
         self.state.retried(self.device.dev.take_retries() if self.device is not None
                            else Counter())
         try:
-            found = consumers.scan(consumers.devices_for(self.state.scenario is not None),
-                                   exclude={os.getpid()})
+            found = consumers.scan_host(self.state.scenario is not None,
+                                        exclude={os.getpid()})
         except Exception:  # never let the look-around end the sweep thread
             log.exception("consumer_scan_failed")
             return

@@ -18,8 +18,9 @@ series, where Q = 5 quantities, L = 4 layers (raw, syscall, ioctl, libxc), V = 7
 verdicts, R = 4 risks, E = the errnos: the len(ERRNOS) always exported plus any other
 seen (bounded by the Linux errno table, about 134), N = `max_domain_series` (default 100),
 G = 2 guest-set quantities (current_reservation, maximum_gpfn) and C a constant
-(xenprobe's fixed series, the 9 known retries, 3 consumer counts, up to
-MAX_COMPAT_SERIES compat consumers, and prometheus_client's process_* and python_info).
+(xenprobe's fixed series, the 9 known retries, 4 consumer counts by verdict, up to
+MAX_CONSUMER_SERIES xenprobe_privcmd_consumer_info, 2 unreadable-process counts, the
+scan_complete gauge, and prometheus_client's process_* and python_info).
 Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each; xenprobe_drift and
 xenprobe_drifts_total Q*L each; xenprobe_probes and xenprobe_raw_bit_length Q each,
 xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N;
@@ -336,28 +337,42 @@ def findings_families(sweep: Sweep | None, max_domain_series: int,
 
 # -- consumers at risk --------------------------------------------------------------
 
-# xenprobe_compat_consumer_info series at most (lowest pids first); the count is exact in
-# xenprobe_privcmd_consumers{bits="32"}. A host rarely has any: each is a finding.
-MAX_COMPAT_SERIES = 16
+# xenprobe_privcmd_consumer_info series at most (most at risk first, then lowest pid);
+# the counts per verdict in xenprobe_privcmd_consumers are exact.
+MAX_CONSUMER_SERIES = 16
 
 
 def consumer_families(c: Consumers) -> list[Metric]:
     count = GaugeMetricFamily(
         f"{PREFIX}_privcmd_consumers", "Other processes holding the privcmd device open, "
-        "by the word size of their program (32: a compat consumer, which reads every "
-        "hypercall result cut to 32 bits). Looked up after each sweep.", labels=["bits"])
-    for bits, n in c.by_bits().items():
-        count.add_metric([bits], n)
+        "by what they get from a memory op: int_path (maps libxenctrl < 4.15.1, loses "
+        "results at or above 2^31), multicall (libxenctrl >= 4.16, keeps 64 bits), "
+        "unknown (no libxenctrl mapped, or not readable), error_only (32-bit: privcmd "
+        "ioctls fail with ENOTTY). Looked up after each sweep.", labels=["verdict"])
+    for verdict, n in c.by_verdict().items():
+        count.add_metric([verdict], n)
     info = InfoMetricFamily(
-        f"{PREFIX}_compat_consumer", "A 32-bit process holding privcmd open: it reads "
-        f"every result cut to 32 bits. At most {MAX_COMPAT_SERIES} series, lowest pid "
-        "first.", labels=["pid", "comm", "exe"])
-    for p in c.compat[:MAX_COMPAT_SERIES]:
-        info.add_metric([str(p.pid), p.name, p.exe], {})
-    unreadable = gauge("privcmd_consumers_unreadable_processes", "Processes whose open "
-                       "files xenprobe could not read (it does not run as root).",
-                       c.unreadable)
-    return [count, info, unreadable]
+        f"{PREFIX}_privcmd_consumer", "A process holding privcmd open, with the "
+        f"libxenctrl release it maps (\"\" for none) and its verdict. At most "
+        f"{MAX_CONSUMER_SERIES} series, int_path first, then lowest pid.",
+        labels=["pid", "comm", "exe", "libxenctrl", "verdict"])
+    for p in c.ordered()[:MAX_CONSUMER_SERIES]:
+        lib = p.libxenctrl
+        info.add_metric([str(p.pid), p.name, p.exe,
+                         "" if lib is None else lib.release or lib.path,
+                         p.verdict.value], {})
+    unreadable = GaugeMetricFamily(
+        f"{PREFIX}_privcmd_consumers_unreadable_processes", "What the consumer scan "
+        "could not read: fds (a process's descriptors, so whether it holds privcmd is "
+        "not known), maps (a holder's libraries, so its verdict is unknown). Non-zero: "
+        "xenprobe lacks CAP_SYS_PTRACE.", labels=["reason"])
+    for reason, n in c.unreadable_by_reason().items():
+        unreadable.add_metric([reason], n)
+    complete = gauge("privcmd_consumers_scan_complete", "1 when the consumer scan read "
+                     "every process (a count of 0 then means none), 0 when it could not "
+                     "look everywhere (unreadable processes, or a procfs that hides "
+                     "them).", int(c.complete))
+    return [count, info, unreadable, complete]
 
 
 # -- counters (values kept by the daemon across sweeps and reloads) -------------------
