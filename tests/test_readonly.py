@@ -110,3 +110,63 @@ def test_every_scenario_sweep_stays_on_the_allow_list(tmp_path: Path) -> None:
         # The only ioctl xenprobe issues is IOCTL_PRIVCMD_HYPERCALL.
         assert {e["cmd"] for e in entries if "cmd" in e and e["kind"] != "multicall_entry"} \
             <= {0x00305000}
+
+
+# The census's state-changing value-returning paths (xenprobe.census, status "refused"),
+# each named: (census key, hypercall, subop, where the subop travels). A by-value subop
+# is arg0; a struct subop is the first 32-bit field of the struct arg0 points to.
+REFUSED_BY_NAME = {
+    "S1a": ("XENMEM_increase_reservation", 12, 0, "value"),
+    "S1b": ("XENMEM_decrease_reservation", 12, 1, "value"),
+    "S1c": ("XENMEM_populate_physmap", 12, 6, "value"),
+    "S2": ("CONSOLEIO_read", 18, 1, "value"),
+    "S3": ("SCHEDOP_watchdog", 29, 6, "value"),
+    "S4": ("PHYSDEVOP_dbgp_op", 33, 29, "value"),
+    "S5": ("XENPF_cpu_hotadd", 7, 58, "struct"),
+    "S6": ("XENPF_resource_op (MSR write)", 7, 61, "struct"),
+    "S7": ("XEN_DOMCTL_memory_mapping", 36, 39, "struct"),
+    "S8": ("XEN_ARGO_OP_sendv", 39, 3, "value"),
+}
+
+# Runs on the mock host: each named request through the ioctl, syscall, batched and
+# multicall paths, the multicall hiding it behind an allowed entry. Prints the keys of
+# the requests that were issued (none may be).
+NAMED = r"""
+import json, struct, sys
+from xenprobe.errors import Refused
+from xenprobe.transport import Buffer, Privcmd, args5
+named = json.loads(sys.argv[1])
+issued, refused = [], 0
+with Privcmd() as dev, Buffer(4096) as ctl:
+    for key, (name, op, sub, where) in named.items():
+        if where == "struct":
+            # cmd and interface_version lead platform_op's and domctl's structs.
+            ctl.view[0:8] = struct.pack("<II", sub, 0x15)
+            a = args5(ctl.address)
+        else:
+            a = args5(sub, 0, 0)
+        for path, fn in (("ioctl", lambda: dev.ioctl(op, a)),
+                         ("syscall", lambda: dev.syscall(op, a)),
+                         ("many", lambda: dev.many([(12, args5(2)), (op, a)],
+                                                   syscall=False)),
+                         ("multicall", lambda: dev.multicall([(17, args5(0)), (op, a)]))):
+            try:
+                fn()
+                issued.append(f"{key}/{path}")
+            except Refused:
+                refused += 1
+print(json.dumps({"issued": issued, "refused": refused}))
+"""
+
+
+def test_state_changing_census_paths_are_refused_by_name(tmp_path: Path) -> None:
+    log = tmp_path / "named.jsonl"
+    env = env_for(load("healthy"), tmp_path, log)
+    p = subprocess.run([sys.executable, "-c", NAMED, json.dumps(REFUSED_BY_NAME)],
+                       env=env, text=True, capture_output=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    counts = json.loads(p.stdout)
+    assert counts["issued"] == []
+    assert counts["refused"] == 4 * len(REFUSED_BY_NAME)
+    assert [e["kind"] for e in read_log(log)] == ["open", "close"], \
+        "nothing but the device open/close reached the mock"
