@@ -20,9 +20,6 @@ from xenprobe.quantities import CALLS
 ALLOWED_OUTSIDE_CENSUS = {
     *((hc.XEN_VERSION, n) for n in (1, 2, 3, 4, 5, 6, 8, 9)),  # strings, structs
 }
-# Census rows on the allow-list without a quantity yet: xen_version is allowed as a
-# whole (0-14) because every subop only reports; these rows are still out of reach.
-ALLOWED_NOT_PROBED = {"R1", "R2", "R3a", "R3b", "R3c", "R3d"}
 
 
 def check(op: int, arg0: int) -> int:
@@ -88,7 +85,7 @@ def test_the_refusal_proof_names_nothing_the_census_lacks() -> None:
 @pytest.mark.parametrize("row", by_status(Status.OUT_OF_REACH), ids=lambda r: r.key)
 def test_out_of_reach_rows_are_not_issued(row: Row) -> None:
     assert (row.op, row.subop) not in CALLS.values()
-    assert allowed(row) is (row.key in ALLOWED_NOT_PROBED), row.key
+    assert not allowed(row), row.key
 
 
 def test_the_allow_list_holds_nothing_the_census_does_not_explain() -> None:

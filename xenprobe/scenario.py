@@ -112,6 +112,9 @@ class Scenario:
     domains: tuple[Domain, ...]
     faults: tuple[Fault, ...] = field(default=())
     hangs: tuple[tuple[int, int], ...] = field(default=())
+    # Models the census's other read-only calls (native/mock/census.c); without it they
+    # answer -ENOSYS, like every call the mock does not model.
+    census: bool = False
 
 
 class _Reader:
@@ -241,6 +244,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     if bits not in (32, 64):
         raise hyp.fail("bits", f"expected 32 or 64, got {bits}")
     clamp = hyp.get("compat_clamp", bool, False)
+    census = hyp.get("census", bool, False)
     hangs = tuple(_hang(hyp, h) for h in hyp.get("hang", list, []))
     hyp.done()
 
@@ -268,7 +272,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
                     (int(m.group(1)), int(m.group(2))), extraversion,
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
-                    self_domid, domains, faults, hangs)
+                    self_domid, domains, faults, hangs, census)
 
 
 def _domain(source: str, raw: Any, index: int) -> Domain:
@@ -432,6 +436,10 @@ def compile_text(s: Scenario) -> str:
               if d.vanish_after is not None]
     lines += [_fault_line(f) for f in s.faults]
     lines += [f"hang {op} {subop}" for op, subop in s.hangs]
+    if s.census:
+        # The dom0's own type: a PVH dom0 is an HVM domain to Xen.
+        dom0 = next((d for d in s.domains if d.domid == s.self_domid), None)
+        lines.append(f"census {'pvh' if dom0 is not None and dom0.hvm else 'pv'}")
     return "\n".join(lines) + "\n"
 
 

@@ -274,6 +274,10 @@ static void decode(struct hv_req *r)
     case HC_XEN_VERSION:
         r->subop = (int)r->args[0];     /* do_xen_version(int cmd, ...) */
         break;
+    case 9:                             /* get_debugreg(int reg) */
+    case 42:                            /* hypfs_op(unsigned int cmd, ...) */
+        r->subop = (int64_t)r->args[0];
+        break;
     case HC_SYSCTL:
     case HC_DOMCTL:
         r->copied = uread(r->in.raw, r->args[0],
@@ -380,6 +384,8 @@ int64_t hv_hypercall(struct hv_req *r, uint64_t seq, int via)
 
     if (fault) {
         rc = -fault->err;
+    } else if (census_model(s, r, &rc)) {
+        /* census.c: get_debugreg, hypfs, sharing counts, build_id and *2 lengths */
     } else {
         switch (r->op) {
         case HC_MEMORY_OP:

@@ -316,7 +316,9 @@ static int directive(struct parser *p, char **tok, int ntok)
     } else {
         /* ioctl_fault, delay, garbage, short, vanish (faults.c) */
         char msg[200];
-        int known = faults_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
+        int known = census_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
+        if (known > 0)
+            known = faults_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
         if (known > 0)
             return fail(p, "unknown directive '%s'", d);
         if (known < 0)

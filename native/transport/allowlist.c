@@ -9,11 +9,13 @@
 
 #include "transport.h"
 
+#define HYPERVISOR_get_debugreg 9
 #define HYPERVISOR_memory_op   12
 #define HYPERVISOR_multicall   13
 #define HYPERVISOR_xen_version 17
 #define HYPERVISOR_sysctl      35
 #define HYPERVISOR_domctl      36
+#define HYPERVISOR_hypfs_op    42
 
 #define XEN_SYSCTL_physinfo           3
 #define XEN_SYSCTL_getdomaininfolist  6
@@ -25,7 +27,20 @@ static const uint64_t memory_ops[] = {
     3,  /* XENMEM_current_reservation */
     4,  /* XENMEM_maximum_reservation */
     14, /* XENMEM_maximum_gpfn */
+    /* Global sharing counts; arg unused. x86/x86_64/mm.c@4.13:989,992 @4.17:1004,1007
+     * @4.22:1021,1024 (0 without CONFIG_MEM_SHARING: asm/mem_sharing.h@4.17:121-129). */
+    18, /* XENMEM_get_sharing_freed_pages */
+    19, /* XENMEM_get_sharing_shared_pages */
 };
+
+/* get_debugreg(reg): reads the calling vCPU's debug register, PV only.
+ * x86/pv/misc-hypercalls.c@4.13:31-36 @4.17:31-40 @4.22:21-30. Only DR6 is probed. */
+static const uint64_t get_debugreg_reg = 6;
+
+/* hypfs_op(cmd, ...): XEN_HYPFS_OP_get_version (0) returns XEN_HYPFS_VERSION and reads
+ * nothing else; every other cmd reads or writes hypfs nodes.
+ * common/hypfs.c@4.14:414 @4.17:689-696 @4.22:696. */
+static const uint64_t hypfs_get_version = 0;
 
 /* xen_version: every subop only reports. 0-10 everywhere, 11-14 from Xen 4.20. */
 static const uint64_t xen_version_max_subop = 14;
@@ -47,6 +62,10 @@ static int check_by_value(uint64_t op, const uint64_t *args)
                    ? XP_ALLOWED : XP_DENY_SUBOP;
     case HYPERVISOR_xen_version:
         return args[0] <= xen_version_max_subop ? XP_ALLOWED : XP_DENY_SUBOP;
+    case HYPERVISOR_get_debugreg:
+        return args[0] == get_debugreg_reg ? XP_ALLOWED : XP_DENY_SUBOP;
+    case HYPERVISOR_hypfs_op:
+        return args[0] == hypfs_get_version ? XP_ALLOWED : XP_DENY_SUBOP;
     default:
         return -1;
     }
