@@ -34,10 +34,10 @@ class Expected:
 
 
 # The census quantities as a census scenario defines them (native/mock/census.c): a
-# PV dom0's resting DR6, a SHA-1 build id, a default build without memory sharing.
-CENSUS_CONSTANTS = {"xen_pagesize": 4096, "build_id_size": 20,
-                    "debug_register_6": 0xFFFF0FF0, "sharing_freed_pages": 0,
-                    "sharing_shared_pages": 0, "hypfs_version": 1}
+# PV dom0's resting DR6, a default build without memory sharing.
+CENSUS_CONSTANTS = {"xen_pagesize": 4096, "debug_register_6": 0xFFFF0FF0,
+                    "sharing_freed_pages": 0, "sharing_shared_pages": 0,
+                    "hypfs_version": 1}
 
 
 def true_value(s: Scenario, quantity: str, domid: int | None) -> int | None:
@@ -46,8 +46,10 @@ def true_value(s: Scenario, quantity: str, domid: int | None) -> int | None:
         return (s.release.major << 16) | s.release.minor
     if quantity in CENSUS_CONSTANTS:
         return CENSUS_CONSTANTS[quantity]
+    if quantity == "build_id_size":
+        return s.build_id_size
     lengths = {"extraversion_len": s.extraversion, "capabilities_len": s.capabilities,
-               "changeset_len": "xenprobe-mock", "commandline_len": ""}
+               "changeset_len": s.changeset, "commandline_len": s.commandline}
     if quantity in lengths:
         return len(lengths[quantity])
     if quantity == "maximum_ram_page":

@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mock.h"
@@ -28,9 +29,52 @@
 
 enum { OFF, DOM0_PV, DOM0_PVH };
 static int model = OFF;
+static char changeset[64] = "xenprobe-mock";
+static char commandline[1024];
+static uint32_t build_id_size = 20;
+
+const char *census_changeset(void) { return changeset; }
+const char *census_commandline(void) { return commandline; }
+
+/* "-" or an even number of hex digits, decoded into dst (NUL-terminated). */
+static int unhex(const char *hex, char *dst, size_t cap)
+{
+    size_t n = strcmp(hex, "-") ? strlen(hex) : 0;
+
+    if (n % 2 || n / 2 >= cap)
+        return -1;
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned int byte;
+        if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+            return -1;
+        dst[i] = (char)byte;
+    }
+    dst[n / 2] = 0;
+    return 0;
+}
 
 int census_directive(const char *name, char **arg, int narg, char *msg, size_t len)
 {
+    if (!strcmp(name, "census_text")) {
+        int cs = narg == 2 && !strcmp(arg[0], "changeset");
+        int cl = narg == 2 && !strcmp(arg[0], "commandline");
+        if ((!cs && !cl) || unhex(arg[1], cs ? changeset : commandline,
+                                  cs ? sizeof(changeset) : sizeof(commandline))) {
+            snprintf(msg, len, "census_text: expected changeset|commandline HEX");
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(name, "census_build_id_size")) {
+        unsigned long v;
+        char *end;
+        if (narg != 1 || (v = strtoul(arg[0], &end, 10)) == 0 || *end || v > 65536) {
+            snprintf(msg, len, "census_build_id_size: expected 1..65536");
+            return -1;
+        }
+        build_id_size = (uint32_t)v;
+        return 0;
+    }
     if (strcmp(name, "census"))
         return 1;
     if (narg != 1 || (strcmp(arg[0], "pv") && strcmp(arg[0], "pvh"))) {
@@ -86,22 +130,25 @@ static int64_t varbuf(uint64_t arg, const void *str, uint32_t sz)
 
 static int64_t xen_version(struct scenario *s, int cmd, uint64_t arg)
 {
-    /* A SHA-1 build-id note: 20 bytes, deterministic for the mock. */
-    static const uint8_t build_id[20] = "xenprobe-mock-build";
+    /* The build-id note's bytes: deterministic for the mock, of the scenario's size. */
+    static uint8_t build_id[65536];
     const char *str = "";
 
     /* Dummy XSM: build_id and commandline2 need privilege (xsm/dummy.h@4.20:830-842). */
     if (s->role == ROLE_DOMU && (cmd == 10 || cmd == 14))
         return -EPERM;
-    if (cmd == 10)
-        return varbuf(arg, build_id, sizeof(build_id));
+    if (cmd == 10) {
+        for (uint32_t i = 0; i < build_id_size; i++)
+            build_id[i] = (uint8_t)(0xA5 ^ i);
+        return varbuf(arg, build_id, build_id_size);
+    }
     if (!release_at_least(s, 4, 20))
         return -ENOSYS;
     switch (cmd) {
     case 11: str = s->extraversion; break;
     case 12: str = s->capabilities; break;
-    case 13: str = "xenprobe-mock"; break;  /* what XENVER_changeset gives (hypervisor.c) */
-    case 14: str = ""; break;               /* XENVER_commandline gives an empty line */
+    case 13: str = changeset; break;        /* what XENVER_changeset gives (hypervisor.c) */
+    case 14: str = commandline; break;      /* ... and XENVER_commandline */
     }
     return varbuf(arg, str, (uint32_t)strlen(str));
 }
@@ -156,5 +203,5 @@ int census_sysfs(const char *path, char *buf, size_t cap)
         return -ENOENT;
     if (!strcmp(path, "/sys/hypervisor/guest_type"))
         return snprintf(buf, cap, "%s\n", model == DOM0_PV ? "PV" : "PVH");
-    return snprintf(buf, cap, "%s\n", "xenprobe-mock");
+    return snprintf(buf, cap, "%s\n", changeset);
 }

@@ -131,7 +131,7 @@ static int64_t xen_version(struct scenario *s, int cmd, uint64_t arg)
         memcpy(buf, s->capabilities, 1024);
         return uwrite(arg, buf, 1024) ? -EFAULT : 0;
     case 4:
-        strcpy((char *)buf, "xenprobe-mock");
+        strcpy((char *)buf, census_changeset());
         return uwrite(arg, buf, 64) ? -EFAULT : 0;
     case 5:
         put64(buf, VIRT_START);
@@ -153,6 +153,7 @@ static int64_t xen_version(struct scenario *s, int cmd, uint64_t arg)
     case 9:
         if (deny)
             return uwrite(arg, "<denied>", 9) ? -EFAULT : 0;
+        strcpy((char *)buf, census_commandline());
         return uwrite(arg, buf, 1024) ? -EFAULT : 0;
     default:
         return -ENOSYS;                 /* build_id and later: not emulated */

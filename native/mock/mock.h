@@ -183,6 +183,10 @@ int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc);
 /* /sys/hypervisor/guest_type and properties/changeset as the census model's Linux
  * prints them, or -ENOENT without the model. */
 int census_sysfs(const char *path, char *buf, size_t cap);
+/* XENVER_changeset's and XENVER_commandline's texts ("xenprobe-mock" and "" unless a
+ * census scenario names them). */
+const char *census_changeset(void);
+const char *census_commandline(void);
 
 /* ---- real libc entry points (device.c) ---- */
 int real_open_file(const char *path, int flags, int mode);
