@@ -104,3 +104,16 @@ def test_census_reads_are_one_entry_multicalls_and_plain_ioctls(tmp_path: Path) 
         assert (op, sub, "multicall") in pairs, (op, sub)
         assert (op, sub, "ioctl") in pairs, (op, sub)
         assert (op, sub, "syscall") in pairs, (op, sub)
+
+
+def test_capabilities_keep_the_trailing_blank_real_xen_has(tmp_path: Path) -> None:
+    """Xen builds the string as "xen-3.0-x86_64 hvm-3.0-... " (arch/x86/setup.c@4.20:
+    2174-2183): its length counts the trailing blank, and so does the mock's."""
+    caps = "xen-3.0-x86_64 hvm-3.0-x86_32 hvm-3.0-x86_32p hvm-3.0-x86_64 "
+    text = PV_DOM0.replace('extraversion = ".1"',
+                           f'extraversion = ".1"\ncapabilities = "{caps}"')
+    path = scenario_file(tmp_path, "caps", text)
+    _, report = check_json(str(path))
+    got = by_quantity(report)["capabilities_len"]
+    assert got["raw"]["value"] == len(caps) == 61
+    assert got["raw_verdict"] == "match"  # the kernel's sysfs copy, blank included

@@ -418,7 +418,9 @@ def compile_text(s: Scenario) -> str:
         f"# compiled from scenario {s.name} (Xen {s.release.name})",
         f"xen {s.reports_version[0]} {s.reports_version[1]}",
         f"extraversion {s.extraversion}",
-        f"capabilities {s.capabilities}",
+        # A plain line loses leading and trailing blanks; real Xen's string ends in one.
+        (f"capabilities {s.capabilities}" if s.capabilities == s.capabilities.strip()
+         else f"capabilities_hex {s.capabilities.encode().hex()}"),
         f"sysctl_interface {s.sysctl_interface:#x}",
         f"domctl_interface {s.domctl_interface:#x}",
         f"getdomaininfo_exact {int(s.release.getdomaininfo_exact)}",
