@@ -12,7 +12,7 @@ from xenprobe._transport import ffi, lib
 
 from tests.test_readonly import REFUSED_BY_NAME
 from xenprobe.abi import hypercalls as hc
-from xenprobe.census import ROWS, Build, Effect, Row, Status, by_status
+from xenprobe.census import ROWS, Build, Effect, Row, Status, by_status, markdown_table
 from xenprobe.quantities import CALLS
 
 # Allowed pairs that are not census rows, and why: their success rc is 0 (the data go
@@ -102,3 +102,11 @@ def test_the_allow_list_holds_nothing_the_census_does_not_explain() -> None:
         hc.XEN_SYSCTL_physinfo, hc.XEN_SYSCTL_getdomaininfolist]
     assert [c for c in range(1 << 10) if lib.xp_check_domctl_cmd(c) == 0] == [
         hc.XEN_DOMCTL_getdomaininfo]
+
+
+def test_the_readme_table_has_every_row() -> None:
+    table = markdown_table().splitlines()
+    assert len(table) == 2 + len(ROWS)
+    for r, line in zip(ROWS, table[2:], strict=True):
+        assert line.startswith(f"| {r.key} | {r.hypercall}({r.op}) /"), line
+        assert r.status.value in line

@@ -58,7 +58,11 @@ PROBED, REFUSED, OUT = Status.PROBED, Status.REFUSED, Status.OUT_OF_REACH
 # attack" issue); the allow-list grows by them once that path covers platform_op.
 _BY_STRUCT = ("subop inside a struct: needs the copy-once-check-issue path for "
               "platform_op/sysctl-livepatch before it may go on the allow-list")
-_NOT_YET = "read-only and on reach, not yet a quantity (issue 16, remaining work)"
+_NOT_YET = "read-only and reachable, not yet a quantity (issue 16, remaining work)"
+_IS_UP = (_NOT_YET + ": one subject per dom0 vCPU (vcpuid in arg1, bounded by dom0's "
+          "max_vcpus); the reference would be /sys/devices/system/cpu/cpuN/online")
+_KEXEC = (_NOT_YET + ": the op is by value (checkable like memory_op) but the image "
+          "type sits in a struct xen_kexec_status the call points to; PV only")
 
 ROWS: tuple[Row, ...] = (
     # 1a. Read-only, default x86 build.
@@ -97,7 +101,7 @@ ROWS: tuple[Row, ...] = (
         "common/kernel.c@4.20:556,568 @4.22:551,563", PROBED),
     Row("R4", "vcpu_op", 24, "VCPUOP_is_up", 3,
         "0 or 1 for one of the caller's own vCPUs", R, D, "PV+PVH",
-        "common/domain.c@4.13:1480 @4.17:1650 @4.22:2219", OUT, _NOT_YET),
+        "common/domain.c@4.13:1480 @4.17:1650 @4.22:2219", OUT, _IS_UP),
     Row("R5", "platform_op", 7, "XENPF_get_dom0_console", 64,
         "sizeof(dom0_vga_console_info) = 40 (4.18+)", R, D, "PV+PVH",
         "arch/x86/platform_hypercall.c@4.18:879 @4.22:929", OUT, _BY_STRUCT, True),
@@ -111,7 +115,7 @@ ROWS: tuple[Row, ...] = (
         "common/livepatch.c@4.13:1049 @4.17:1250 @4.22:1392", OUT, _BY_STRUCT, True),
     Row("R8", "kexec_op", 37, "KEXEC_CMD_kexec_status", 6,
         "0 or 1: an image is loaded", R, D, "PV",
-        "common/kexec.c@4.13:1209 @4.17:1213 @4.22:1213", OUT, _NOT_YET),
+        "common/kexec.c@4.13:1209 @4.17:1213 @4.22:1213", OUT, _KEXEC),
     Row("R9", "hypfs_op", 42, "XEN_HYPFS_OP_get_version", 0,
         "XEN_HYPFS_VERSION = 1 (4.14+)", R, D, "PV+PVH",
         "common/hypfs.c@4.14:414 @4.17:695 @4.22:696", PROBED),
@@ -191,3 +195,15 @@ ROWS: tuple[Row, ...] = (
 
 def by_status(status: Status) -> tuple[Row, ...]:
     return tuple(r for r in ROWS if r.status is status)
+
+
+def markdown_table() -> str:
+    """The census as README shows it: one line per row, what xenprobe does with it."""
+    lines = ["| # | hypercall / subop | returns | effect | build | dom0 | xenprobe |",
+             "|---|---|---|---|---|---|---|"]
+    for r in ROWS:
+        what = r.status.value + (f": {r.reason}" if r.status is Status.OUT_OF_REACH else "")
+        lines.append(f"| {r.key} | {r.hypercall}({r.op}) / {r.subop_name} ({r.subop}) | "
+                     f"{r.returns} | {r.effect.value} | {r.build.value} | {r.callers} | "
+                     f"{what} |")
+    return "\n".join(lines) + "\n"
