@@ -62,7 +62,10 @@ _NOT_YET = "read-only and reachable, not yet a quantity (issue 16, remaining wor
 _IS_UP = (_NOT_YET + ": one subject per dom0 vCPU (vcpuid in arg1, bounded by dom0's "
           "max_vcpus); the reference would be /sys/devices/system/cpu/cpuN/online")
 _KEXEC = (_NOT_YET + ": the op is by value (checkable like memory_op) but the image "
-          "type sits in a struct xen_kexec_status the call points to; PV only")
+          "type sits in a struct xen_kexec_status the call points to; PV only; and every "
+          "kexec_op, status included, holds the KEXEC_FLAG_IN_HYPERCALL bit for its "
+          "duration (common/kexec.c@4.17:1226,1263), so a concurrent kexec load or unload "
+          "gets a continuation: read-only for data, not free of effect")
 
 ROWS: tuple[Row, ...] = (
     # 1a. Read-only, default x86 build.
