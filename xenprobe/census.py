@@ -204,9 +204,12 @@ def markdown_table() -> str:
     """The census as README shows it: one line per row, what xenprobe does with it."""
     lines = ["| # | hypercall / subop | returns | effect | build | dom0 | xenprobe |",
              "|---|---|---|---|---|---|---|"]
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")  # "(major << 16) | minor" stays in its cell
+
     for r in ROWS:
         what = r.status.value + (f": {r.reason}" if r.status is Status.OUT_OF_REACH else "")
-        lines.append(f"| {r.key} | {r.hypercall}({r.op}) / {r.subop_name} ({r.subop}) | "
-                     f"{r.returns} | {r.effect.value} | {r.build.value} | {r.callers} | "
-                     f"{what} |")
+        lines.append(f"| {r.key} | {r.hypercall}({r.op}) / {cell(r.subop_name)} ({r.subop}) | "
+                     f"{cell(r.returns)} | {r.effect.value} | {r.build.value} | {r.callers} | "
+                     f"{cell(what)} |")
     return "\n".join(lines) + "\n"
