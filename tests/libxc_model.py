@@ -3,7 +3,8 @@ scenario and libxc's documented code paths (xen-abi.md 6.2, tools/libs/ctrl at
 RELEASE-4.17.0), independently of xenprobe's libxc layer and classifier.
 
 Paths, per function:
-    xc_version             xencall2 -> ioctl(): an int, -1/errno on failure
+    xc_version             xencall2 -> ioctl(): an int, -1/errno on failure (version,
+                           pagesize)
     xc_memory_op           one-entry multicall; result > ~0xfff -> -1/errno, else the long
     xc_maximum_ram_page,   xc_memory_op; rc >= 0 -> *out = rc, return 0; else return (int)rc
     xc_domain_maximum_gpfn
@@ -27,6 +28,12 @@ LIB = by_name("4.17")  # the libxenctrl the tests download
 DOMID_SELF = 0x7FF0
 DOMID_FIRST_RESERVED = 0x7FF0
 OUT_PARAM = ("maximum_ram_page", "maximum_gpfn")
+# xc_version with a NULL arg: XENVER_version and XENVER_pagesize (xc_private.c@4.17:500-523).
+XC_VERSION = {"xen_version": 0, "xen_pagesize": 7}
+# Census quantities libxenctrl has no call for (build_id's xc_version case reads len
+# through the pointer; the *2 subops have none; get_debugreg and hypfs_op are not libxc's).
+NO_LIBXC_CALL = ("build_id_size", "extraversion_len", "capabilities_len", "changeset_len",
+                 "commandline_len", "debug_register_6", "hypfs_version")
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,9 @@ def _getdomaininfo(s: Scenario, domid: int) -> Domain | int:
 
 def expected(s: Scenario, quantity: str, subject: str, domid: int | None) -> Reading | None:
     """The reading xenprobe's libxc layer should report; None where it offers none."""
-    if quantity == "xen_version":
+    if quantity in NO_LIBXC_CALL:
+        return None
+    if quantity in XC_VERSION:
         raw = hypervisor_result(s, quantity, true_value(s, quantity, None))
         kernel = pvops_kernel(raw) if s.driver == "pvops" else xenlinux_kernel(raw)
         return glibc_ioctl(kernel)
@@ -99,14 +108,16 @@ def expected(s: Scenario, quantity: str, subject: str, domid: int | None) -> Rea
 
 def call(s: Scenario, quantity: str, subject: str, domid: int | None) -> Call:
     """The one hypercall libxc 4.17 makes for a probe."""
-    if quantity == "xen_version":
-        return Call(17, 0, None, hypervisor_result(s, quantity, true_value(s, quantity, None)))
+    if quantity in XC_VERSION:
+        return Call(17, XC_VERSION[quantity], None,
+                    hypervisor_result(s, quantity, true_value(s, quantity, None)))
     if quantity == "current_reservation" and subject != "self":
         assert domid is not None
         info = _getdomaininfo(s, domid)
         return Call(36, 5, domid, -info if isinstance(info, int) else 0)
     subop = {"maximum_ram_page": 2, "current_reservation": 3, "maximum_reservation": 4,
-             "maximum_gpfn": 14}[quantity]
+             "maximum_gpfn": 14, "sharing_freed_pages": 18,
+             "sharing_shared_pages": 19}[quantity]
     domain = None if quantity == "maximum_ram_page" else domid
     return Call(13, subop, domain, memory_op_result(s, quantity, domid))
 

@@ -33,10 +33,25 @@ class Expected:
     ioctl: Reading
 
 
+# The census quantities as a census scenario defines them (native/mock/census.c): a
+# PV dom0's resting DR6, a default build without memory sharing.
+CENSUS_CONSTANTS = {"xen_pagesize": 4096, "debug_register_6": 0xFFFF0FF0,
+                    "sharing_freed_pages": 0, "sharing_shared_pages": 0,
+                    "hypfs_version": 1}
+
+
 def true_value(s: Scenario, quantity: str, domid: int | None) -> int | None:
     """The quantity as the scenario defines it; None when the domain does not exist."""
     if quantity == "xen_version":
         return (s.release.major << 16) | s.release.minor
+    if quantity in CENSUS_CONSTANTS:
+        return CENSUS_CONSTANTS[quantity]
+    if quantity == "build_id_size":
+        return s.build_id_size
+    lengths = {"extraversion_len": s.extraversion, "capabilities_len": s.capabilities,
+               "changeset_len": s.changeset, "commandline_len": s.commandline}
+    if quantity in lengths:
+        return len(lengths[quantity])
     if quantity == "maximum_ram_page":
         return s.max_page
     target = s.self_domid if domid == DOMID_SELF else domid
@@ -53,7 +68,8 @@ def hypervisor_result(s: Scenario, quantity: str, value: int | None) -> int:
     r = value
     if s.hypervisor_bits == 32:
         r = s32(r)
-    if s.compat_clamp and quantity != "xen_version":
+    if s.compat_clamp and quantity in ("maximum_ram_page", "current_reservation",
+                                       "maximum_reservation", "maximum_gpfn"):
         r = compat_clamp(r)
     return s64(r)
 

@@ -10,7 +10,8 @@ from xenprobe._transport import ffi, lib
 
 from xenprobe.abi import hypercalls as hc
 
-ALLOWED_MEMORY_OPS = {2, 3, 4, 14}
+ALLOWED_MEMORY_OPS = {2, 3, 4, 14, 18, 19}
+ALLOWED_CENSUS = {(9, 6), (42, 0)}  # get_debugreg(DR6), hypfs get_version
 ALLOWED_XEN_VERSION = set(range(15))
 BY_STRUCT = {hc.MULTICALL, hc.SYSCTL, hc.DOMCTL}  # contents checked on a private copy
 
@@ -30,7 +31,8 @@ def entry(op: int, arg0: int) -> int:
 def test_every_hypercall_number(op: int) -> None:
     for arg0 in range(64):
         by_value = ((op == hc.MEMORY_OP and arg0 in ALLOWED_MEMORY_OPS)
-                    or (op == hc.XEN_VERSION and arg0 in ALLOWED_XEN_VERSION))
+                    or (op == hc.XEN_VERSION and arg0 in ALLOWED_XEN_VERSION)
+                    or (op, arg0) in ALLOWED_CENSUS)
         allowed = by_value or op in BY_STRUCT
         assert (check(op, arg0) == 0) is allowed, (op, arg0)
         # Inside a multicall only the by-value read-only ops are allowed.
@@ -59,3 +61,14 @@ def test_xen_version_subops_past_the_last() -> None:
                   (1 << 64) - 1]:
         assert check(hc.XEN_VERSION, subop) != 0, subop
         assert entry(hc.XEN_VERSION, subop) != 0, subop
+
+
+def test_get_debugreg_dr6_only_and_hypfs_get_version_only() -> None:
+    """get_debugreg(int reg) and hypfs_op(unsigned int cmd) take the low 32 bits; the
+    list compares all 64, so 6 or 0 with any high bit set is another request."""
+    for arg0 in [*range(1 << 12), 1 << 31, (1 << 32) | 6, (1 << 32), (1 << 64) - 1,
+                 (1 << 63) | 6]:
+        for op, allowed in ((9, 6), (42, 0)):
+            expect = arg0 == allowed
+            assert (check(op, arg0) == 0) is expect, (op, arg0)
+            assert (entry(op, arg0) == 0) is expect, (op, arg0)

@@ -251,7 +251,7 @@ def test_status_follows_the_sweeps() -> None:
         m = serve.notify.expect("a sweep STATUS",
                                 lambda m: "mismatches" in m.get("STATUS", ""))
         assert re.match(r"sweep \d+: 10 mismatches \(aliased_errno 2, sign_flipped 8\) in "
-                        r"14 probes, 3 domains; serving 127\.0\.0\.1:\d+$", m["STATUS"])
+                        r"15 probes, 3 domains; serving 127\.0\.0\.1:\d+$", m["STATUS"])
 
 
 # -- a daemon that survives its own config (issue 12 item 3) ----------------------------

@@ -31,6 +31,7 @@ import yaml
 
 from tests.exporter_util import Serve, free_port, http_get, terminated, wait_for
 from tests.mockhost import fault, variant
+from xenprobe.exporter import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"
@@ -221,8 +222,11 @@ def test_the_roll_ups_add_up(fleet: Fleet) -> None:
                 "quantity", "layer")
     assert {k: v for k, v in rolled.items() if v} == {
         k: float(len(v)) for k, v in hosts_by_pair.items()}
-    # Every quantity and layer has a roll-up, 0 where no host is in mismatch.
-    assert len(rolled) == 5 * 4
+    # Every quantity and layer the hosts are probed for has a roll-up, 0 where no host is
+    # in mismatch.
+    probed = {(r["metric"]["quantity"], r["metric"]["layer"])
+              for r in fleet.query("xenprobe_mismatch")}
+    assert set(rolled) == probed and len(probed) >= len(metrics.QUANTITIES) * 4
     assert {k for k, v in rolled.items() if v} == {(q, layer) for q, layer, _ in LARGE_MEMORY}
 
     subjects = by(fleet.query("quantity_layer_verdict:xenprobe_mismatch:sum > 0"),

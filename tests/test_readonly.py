@@ -18,15 +18,17 @@ from typing import Any
 from tests.mockhost import env_for, read_log, run_check
 from xenprobe.scenario import load, shipped
 
-ALLOWED = {(12, 2), (12, 3), (12, 4), (12, 14), (35, 3), (35, 6), (36, 5),
-           *((17, n) for n in range(15))}
+# memory_op queries and sharing counts, get_debugreg(6), hypfs get_version, xen_version.
+BY_VALUE = {(12, 2), (12, 3), (12, 4), (12, 14), (12, 18), (12, 19), (9, 6), (42, 0),
+            *((17, n) for n in range(15))}
+ALLOWED = {(35, 3), (35, 6), (36, 5), *BY_VALUE}
 
 # Runs on the mock host: tries every forbidden request through every transport path.
 FORBIDDEN = r"""
-import json, struct
+import json, struct, sys
 from xenprobe.errors import Refused
 from xenprobe.transport import Buffer, Privcmd, args5
-ALLOWED = {(12, 2), (12, 3), (12, 4), (12, 14), *((17, n) for n in range(15))}
+ALLOWED = {tuple(pair) for pair in json.loads(sys.argv[1])}
 refused = issued = 0
 def attempt(fn):
     global refused, issued
@@ -83,15 +85,15 @@ def hypercalls(log: list[dict[str, Any]]) -> list[tuple[int, int]]:
 def test_forbidden_requests_never_reach_the_device(tmp_path: Path) -> None:
     log = tmp_path / "requests.jsonl"
     env = env_for(load("healthy"), tmp_path, log)
-    p = subprocess.run([sys.executable, "-c", FORBIDDEN], env=env, text=True,
-                       capture_output=True, timeout=120, check=False)
+    p = subprocess.run([sys.executable, "-c", FORBIDDEN, json.dumps(sorted(BY_VALUE))],
+                       env=env, text=True, capture_output=True, timeout=120, check=False)
     assert p.returncode == 0, p.stderr
     counts = json.loads(p.stdout)
     assert counts["issued"] == 0
-    # 64 ops x 64 subops x 4 paths, less the 19 allowed and the 3 struct ops; 2 x 261
+    # 64 ops x 64 subops x 4 paths, less the 23 allowed and the 3 struct ops; 2 x 261
     # sysctl/domctl commands, less the 3 allowed, x 4 paths; one nested multicall; 64 x 5
     # continuation encodings x 4 paths; 7 xen_version subops x 2 paths.
-    assert counts["refused"] == 4 * (64 * 64 - 3 * 64 - 19) + 4 * (2 * 261 - 3) + 1 \
+    assert counts["refused"] == 4 * (64 * 64 - 3 * 64 - 23) + 4 * (2 * 261 - 3) + 1 \
         + 4 * 64 * 5 + 2 * 7
     entries = read_log(log)
     assert [e["kind"] for e in entries] == ["open", "close"], "only the device open/close"
@@ -110,3 +112,63 @@ def test_every_scenario_sweep_stays_on_the_allow_list(tmp_path: Path) -> None:
         # The only ioctl xenprobe issues is IOCTL_PRIVCMD_HYPERCALL.
         assert {e["cmd"] for e in entries if "cmd" in e and e["kind"] != "multicall_entry"} \
             <= {0x00305000}
+
+
+# The census's state-changing value-returning paths (xenprobe.census, status "refused"),
+# each named: (census key, hypercall, subop, where the subop travels). A by-value subop
+# is arg0; a struct subop is the first 32-bit field of the struct arg0 points to.
+REFUSED_BY_NAME = {
+    "S1a": ("XENMEM_increase_reservation", 12, 0, "value"),
+    "S1b": ("XENMEM_decrease_reservation", 12, 1, "value"),
+    "S1c": ("XENMEM_populate_physmap", 12, 6, "value"),
+    "S2": ("CONSOLEIO_read", 18, 1, "value"),
+    "S3": ("SCHEDOP_watchdog", 29, 6, "value"),
+    "S4": ("PHYSDEVOP_dbgp_op", 33, 29, "value"),
+    "S5": ("XENPF_cpu_hotadd", 7, 58, "struct"),
+    "S6": ("XENPF_resource_op (MSR write)", 7, 61, "struct"),
+    "S7": ("XEN_DOMCTL_memory_mapping", 36, 39, "struct"),
+    "S8": ("XEN_ARGO_OP_sendv", 39, 3, "value"),
+}
+
+# Runs on the mock host: each named request through the ioctl, syscall, batched and
+# multicall paths, the multicall hiding it behind an allowed entry. Prints the keys of
+# the requests that were issued (none may be).
+NAMED = r"""
+import json, struct, sys
+from xenprobe.errors import Refused
+from xenprobe.transport import Buffer, Privcmd, args5
+named = json.loads(sys.argv[1])
+issued, refused = [], 0
+with Privcmd() as dev, Buffer(4096) as ctl:
+    for key, (name, op, sub, where) in named.items():
+        if where == "struct":
+            # cmd and interface_version lead platform_op's and domctl's structs.
+            ctl.view[0:8] = struct.pack("<II", sub, 0x15)
+            a = args5(ctl.address)
+        else:
+            a = args5(sub, 0, 0)
+        for path, fn in (("ioctl", lambda: dev.ioctl(op, a)),
+                         ("syscall", lambda: dev.syscall(op, a)),
+                         ("many", lambda: dev.many([(12, args5(2)), (op, a)],
+                                                   syscall=False)),
+                         ("multicall", lambda: dev.multicall([(17, args5(0)), (op, a)]))):
+            try:
+                fn()
+                issued.append(f"{key}/{path}")
+            except Refused:
+                refused += 1
+print(json.dumps({"issued": issued, "refused": refused}))
+"""
+
+
+def test_state_changing_census_paths_are_refused_by_name(tmp_path: Path) -> None:
+    log = tmp_path / "named.jsonl"
+    env = env_for(load("healthy"), tmp_path, log)
+    p = subprocess.run([sys.executable, "-c", NAMED, json.dumps(REFUSED_BY_NAME)],
+                       env=env, text=True, capture_output=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stderr
+    counts = json.loads(p.stdout)
+    assert counts["issued"] == []
+    assert counts["refused"] == 4 * len(REFUSED_BY_NAME)
+    assert [e["kind"] for e in read_log(log)] == ["open", "close"], \
+        "nothing but the device open/close reached the mock"

@@ -269,7 +269,10 @@ class LibxcLayer:
     def offers(self, probe: Probe) -> str | None:
         """The libxenctrl function that reads this probe, or None."""
         q = probe.quantity
-        if q is Quantity.XEN_VERSION:
+        op, _ = probe.call
+        if q in (Quantity.XEN_VERSION, Quantity.XEN_PAGESIZE):
+            # Both take NULL (xc_private.c@4.17:500-523). Not build_id: xc_version reads
+            # its len through the pointer (:530-533), and it has no case for the *2 ones.
             return "xc_version"
         if q is Quantity.MAXIMUM_RAM_PAGE:
             return "xc_maximum_ram_page"
@@ -279,9 +282,9 @@ class LibxcLayer:
             # libxc's own call for a domain's pages (domctl getdomaininfo underneath);
             # it cannot name DOMID_SELF, which domctl does not accept.
             return "xc_get_tot_pages"
-        if "xc_memory_op" in self.signatures.names:
+        if op == hc.MEMORY_OP and "xc_memory_op" in self.signatures.names:
             return "xc_memory_op"
-        return None
+        return None  # get_debugreg, hypfs_op, the *2 lengths: libxenctrl has no call
 
     def read(self, probe: Probe) -> Reading | None:
         fn = self.offers(probe)
@@ -306,7 +309,7 @@ class LibxcLayer:
             return _status(ret, int(ffi.errno), 32)
         if fn == "xc_version":
             ffi.errno = 0
-            return _status(int(lib.xc_version(xch, hc.XENVER_version, ffi.NULL)),
+            return _status(int(lib.xc_version(xch, probe.call[1], ffi.NULL)),
                            int(ffi.errno), 32)
         if fn == "xc_get_tot_pages":
             ffi.errno = 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from xenprobe.abi import census_ops as co
 from xenprobe.abi import hypercalls as hc
 
 
@@ -15,6 +17,17 @@ class Quantity(enum.StrEnum):
     MAXIMUM_RESERVATION = "maximum_reservation"
     MAXIMUM_GPFN = "maximum_gpfn"
     XEN_VERSION = "xen_version"
+    # The census's other read-only paths (xenprobe.census), host-wide, by value.
+    XEN_PAGESIZE = "xen_pagesize"
+    BUILD_ID_SIZE = "build_id_size"
+    EXTRAVERSION_LEN = "extraversion_len"
+    CAPABILITIES_LEN = "capabilities_len"
+    CHANGESET_LEN = "changeset_len"
+    COMMANDLINE_LEN = "commandline_len"
+    DEBUG_REGISTER_6 = "debug_register_6"
+    SHARING_FREED_PAGES = "sharing_freed_pages"
+    SHARING_SHARED_PAGES = "sharing_shared_pages"
+    HYPFS_VERSION = "hypfs_version"
 
 
 # (hypercall, cmd) per quantity; per-domain ones take a pointer to a domid_t.
@@ -24,7 +37,27 @@ CALLS: dict[Quantity, tuple[int, int]] = {
     Quantity.MAXIMUM_RESERVATION: (hc.MEMORY_OP, hc.XENMEM_maximum_reservation),
     Quantity.MAXIMUM_GPFN: (hc.MEMORY_OP, hc.XENMEM_maximum_gpfn),
     Quantity.XEN_VERSION: (hc.XEN_VERSION, hc.XENVER_version),
+    # A NULL argument: the length query of the build-id and *2 subops.
+    Quantity.XEN_PAGESIZE: (hc.XEN_VERSION, co.XENVER_pagesize),
+    Quantity.BUILD_ID_SIZE: (hc.XEN_VERSION, co.XENVER_build_id),
+    Quantity.EXTRAVERSION_LEN: (hc.XEN_VERSION, co.XENVER_extraversion2),
+    Quantity.CAPABILITIES_LEN: (hc.XEN_VERSION, co.XENVER_capabilities2),
+    Quantity.CHANGESET_LEN: (hc.XEN_VERSION, co.XENVER_changeset2),
+    Quantity.COMMANDLINE_LEN: (hc.XEN_VERSION, co.XENVER_commandline2),
+    Quantity.DEBUG_REGISTER_6: (co.GET_DEBUGREG, co.DR6),
+    Quantity.SHARING_FREED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_freed_pages),
+    Quantity.SHARING_SHARED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_shared_pages),
+    Quantity.HYPFS_VERSION: (co.HYPFS_OP, co.XEN_HYPFS_OP_get_version),
 }
+
+# Host-wide census quantities, probed where the hypervisor offers them: a release
+# without the subop (the *2 ones before 4.20, hypfs before 4.14), a build without the
+# feature, or a dom0 that cannot issue it (get_debugreg on PVH) answers -ENOSYS, and
+# the quantity is absent there rather than an error.
+CENSUS = (Quantity.XEN_PAGESIZE, Quantity.BUILD_ID_SIZE, Quantity.EXTRAVERSION_LEN,
+          Quantity.CAPABILITIES_LEN, Quantity.CHANGESET_LEN, Quantity.COMMANDLINE_LEN,
+          Quantity.DEBUG_REGISTER_6, Quantity.SHARING_FREED_PAGES,
+          Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION)
 
 PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
               Quantity.MAXIMUM_GPFN)
@@ -90,12 +123,21 @@ def missing_domid(existing: Iterable[int]) -> int:
     raise RuntimeError("every domain id is in use")
 
 
-def plan(domids: Iterable[int]) -> list[Probe]:
-    """Every probe for a host with these domains, in a stable order."""
+def plan(domids: Iterable[int], offered: Iterable[Quantity] = ()) -> list[Probe]:
+    """Every probe for a host with these domains, in a stable order; `offered` are the
+    CENSUS quantities the hypervisor answers (see `offered`)."""
     ids = sorted(set(domids))
     probes = [Probe(Quantity.XEN_VERSION, Subject.HOST),
               Probe(Quantity.MAXIMUM_RAM_PAGE, Subject.HOST)]
+    have = set(offered)
+    probes += [Probe(q, Subject.HOST) for q in CENSUS if q in have]
     probes += [Probe(q, Subject.SELF, hc.DOMID_SELF) for q in FOR_SELF]
     probes += [Probe(q, Subject.DOMAIN, d) for d in ids for q in PER_DOMAIN]
     probes.append(Probe(Quantity.CURRENT_RESERVATION, Subject.MISSING, missing_domid(ids)))
     return probes
+
+
+def offered(raw: Iterable[int]) -> tuple[Quantity, ...]:
+    """The CENSUS quantities whose raw results (in CENSUS order, signed 64-bit) are not
+    -ENOSYS: those the hypervisor, its build and this dom0's type offer."""
+    return tuple(q for q, r in zip(CENSUS, raw, strict=True) if r != -errno.ENOSYS)

@@ -114,6 +114,12 @@ class Scenario:
     domains: tuple[Domain, ...]
     faults: tuple[Fault, ...] = field(default=())
     hangs: tuple[tuple[int, int], ...] = field(default=())
+    # Models the census's other read-only calls (native/mock/census.c); without it they
+    # answer -ENOSYS, like every call the mock does not model.
+    census: bool = False
+    changeset: str = "xenprobe-mock"     # XENVER_changeset's text (char[64])
+    commandline: str = ""                # XENVER_commandline's text (char[1024])
+    build_id_size: int = 20              # a SHA-1 build-id note
 
 
 class _Reader:
@@ -260,6 +266,10 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     if bits != 64:  # x86 Xen is 64-bit only since 4.3; every release here is 4.13+
         raise hyp.fail("bits", f"x86 Xen is 64-bit only (since 4.3), got {bits}")
     clamp = hyp.get("compat_clamp", bool, False)
+    census = hyp.get("census", bool, False)
+    changeset = hyp.line("changeset", "xenprobe-mock", 64)
+    commandline = hyp.line("commandline", "", 1024)
+    build_id_size = hyp.int_in("build_id_size", 1, 1 << 16, 20)
     hangs = tuple(_hang(hyp, h) for h in hyp.get("hang", list, []))
     hyp.done()
 
@@ -288,7 +298,8 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
                     (int(m.group(1)), int(m.group(2))), extraversion,
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
-                    self_domid, domains, faults, hangs)
+                    self_domid, domains, faults, hangs, census, changeset, commandline,
+                    build_id_size)
 
 
 def _domain(source: str, raw: Any, index: int) -> Domain:
@@ -427,7 +438,9 @@ def compile_text(s: Scenario) -> str:
         f"# compiled from scenario {s.name} (Xen {s.release.name})",
         f"xen {s.reports_version[0]} {s.reports_version[1]}",
         f"extraversion {s.extraversion}",
-        f"capabilities {s.capabilities}",
+        # A plain line loses leading and trailing blanks; real Xen's string ends in one.
+        (f"capabilities {s.capabilities}" if s.capabilities == s.capabilities.strip()
+         else f"capabilities_hex {s.capabilities.encode().hex()}"),
         f"sysctl_interface {s.sysctl_interface:#x}",
         f"domctl_interface {s.domctl_interface:#x}",
         f"getdomaininfo_exact {int(s.release.getdomaininfo_exact)}",
@@ -452,6 +465,14 @@ def compile_text(s: Scenario) -> str:
               if d.vanish_after is not None]
     lines += [_fault_line(f) for f in s.faults]
     lines += [f"hang {op} {subop}" for op, subop in s.hangs]
+    if s.census:
+        # The dom0's own type: a PVH dom0 is an HVM domain to Xen.
+        dom0 = next((d for d in s.domains if d.domid == s.self_domid), None)
+        lines.append(f"census {'pvh' if dom0 is not None and dom0.hvm else 'pv'}")
+        # Hex: the texts may hold spaces the directive tokenizer would split on.
+        lines.append(f"census_text changeset {s.changeset.encode().hex() or '-'}")
+        lines.append(f"census_text commandline {s.commandline.encode().hex() or '-'}")
+        lines.append(f"census_build_id_size {s.build_id_size}")
     return "\n".join(lines) + "\n"
 
 

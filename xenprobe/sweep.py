@@ -24,11 +24,13 @@ from typing import overload
 import structlog
 
 from xenprobe.abi.hypercalls import MAX_ERRNO
+from xenprobe.census_refs import read_facts, references
 from xenprobe.classify import INT32_MAX, U32, Risk, Truth, Verdict, at_risk, bits_used
+from xenprobe.errors import CannotProbe
 from xenprobe.host import MAX_FRAMES, Host, Identity, sys_hypervisor_version
 from xenprobe.judge import MASK64, RAW, Ref, Sample, judge, unanimous
 from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
-from xenprobe.quantities import Probe, Quantity, Subject, plan
+from xenprobe.quantities import CENSUS, Probe, Quantity, Subject, offered, plan
 from xenprobe.reading import Columns, Reading, raw_result
 from xenprobe.transport import Args, Buffer, Calls, args5
 
@@ -118,6 +120,7 @@ class _References:
     domains: dict[int, tuple[int, int]]  # domid -> (tot_pages, max_pages)
     version: int | None
     self_domid: int | None
+    census: Mapping[Quantity, Truth | None] = field(default_factory=dict)
 
     def truth(self, probe: Probe) -> Truth | None:
         ref = self.ref(probe)
@@ -126,6 +129,8 @@ class _References:
     def ref(self, probe: Probe) -> Ref:
         """truth(), with an exact page count as a plain int (see judge.Ref)."""
         q = probe.quantity
+        if q in _CENSUS:
+            return self.census.get(q)
         if q is Quantity.MAXIMUM_RAM_PAGE:
             # max_page is the highest RAM frame + 1, so at least total_pages. physinfo's
             # max_mfn is no upper bound: get_upper_mfn_bound() follows the hot-plug
@@ -166,6 +171,7 @@ class _References:
 
 
 _ESRCH = Truth.error(errnos.ESRCH)
+_CENSUS = frozenset(CENSUS)
 
 
 @dataclass
@@ -174,6 +180,7 @@ class _Plan:
     domains stay the same (a daemon sweeps the same host over and over)."""
 
     domids: tuple[int, ...]
+    offered: tuple[Quantity, ...]          # the census quantities this host answers
     probes: list[Probe]
     calls: Calls
     slots: Buffer                          # the domid_t each per-domain call points to
@@ -184,8 +191,9 @@ class _Plan:
     layers: tuple[Layer, ...]              # whose ids key this plan in _Known.plans
 
     @staticmethod
-    def build(domids: tuple[int, ...], layers: Sequence[Layer]) -> _Plan:
-        probes = plan(domids)
+    def build(domids: tuple[int, ...], layers: Sequence[Layer],
+              census: tuple[Quantity, ...] = ()) -> _Plan:
+        probes = plan(domids, census)
         ids = sorted({p.domid for p in probes if p.domid is not None})
         slots = Buffer(2 * max(1, len(ids)))
         address = {}
@@ -207,7 +215,7 @@ class _Plan:
                 others.append(i)
         via = {layer.name: frozenset(i for i, p in enumerate(probes)
                                      if layer.via_reference(p)) for layer in layers}
-        return _Plan(domids, probes, calls, slots, current, maximum, others, via,
+        return _Plan(domids, census, probes, calls, slots, current, maximum, others, via,
                      tuple(layers))
 
 
@@ -382,6 +390,7 @@ class _Known:
     Sweeper per sweep, so this lives with the Host, not the Sweeper."""
 
     self_domid: int | object | None = _UNKNOWN  # asked once per Host
+    offered: tuple[Quantity, ...] | None = None  # census quantities, asked once per Host
     # One plan per set of layers (by identity; the plan keeps them alive).
     plans: dict[tuple[int, ...], _Plan] = field(default_factory=dict)
 
@@ -407,19 +416,38 @@ class Sweeper:
             domains = {d.domid: (d.tot_pages, d.max_pages) for d in listed}
         else:
             domains = self.host.domain_pages()
+        census = references(read_facts()) if self._offered() else {}
         return _References(self.host.physinfo(), domains, sys_hypervisor_version(),
-                           known.self_domid if isinstance(known.self_domid, int) else None)
+                           known.self_domid if isinstance(known.self_domid, int) else None,
+                           census)
+
+    def _offered(self) -> tuple[Quantity, ...]:
+        """The census quantities this hypervisor answers (anything but -ENOSYS), asked
+        once per Host: by one multicall, or where there is none (a PVH dom0 before
+        4.15.1) through the ioctl system call, whose errno tells ENOSYS as well."""
+        known = self._known
+        if known.offered is None:
+            calls = Calls.of([_call(Probe(q, Subject.HOST), {}) for q in CENSUS])
+            try:
+                raw = list(self.host.dev.multicall_values(calls))
+            except CannotProbe:
+                values, errs = self.host.dev.many_values(calls, syscall=True)
+                raw = [-e if e else v for v, e in zip(values, errs, strict=True)]
+            known.offered = offered(raw)
+            log.debug("census_offered", quantities=[q.value for q in known.offered])
+        return known.offered
 
     def _planned(self, domids: tuple[int, ...]) -> _Plan:
         plans = self._known.plans
         key = tuple(id(layer) for layer in self.layers)
         p = plans.get(key)
-        if p is None or p.domids != domids:
+        census = self._offered()
+        if p is None or p.domids != domids or p.offered != census:
             if p is not None:
                 p.slots.close()
             elif len(plans) >= _PLANS_KEPT:
                 plans.pop(next(iter(plans))).slots.close()
-            p = plans[key] = _Plan.build(domids, self.layers)
+            p = plans[key] = _Plan.build(domids, self.layers, census)
         return p
 
     def sweep(self) -> Sweep:

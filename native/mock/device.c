@@ -207,6 +207,8 @@ static int classify(const char *path)
         "/sys/hypervisor/version/minor",
         "/sys/hypervisor/version/extra",
         "/sys/hypervisor/properties/capabilities",
+        "/sys/hypervisor/guest_type",             /* census.c decides these two */
+        "/sys/hypervisor/properties/changeset",
     };
 
     if (!path || path[0] != '/')
@@ -236,6 +238,9 @@ static int served_content(const struct scenario *s, const char *path,
     }
     if (!s->sys_hypervisor)
         return -ENOENT;
+    if (!strcmp(path, "/sys/hypervisor/guest_type") ||
+        !strcmp(path, "/sys/hypervisor/properties/changeset"))
+        return census_sysfs(path, buf, cap);
     if (!strcmp(path, "/sys/hypervisor/type"))
         return snprintf(buf, cap, "xen\n");
     if (!strcmp(path, "/sys/hypervisor/version/major"))

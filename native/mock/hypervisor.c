@@ -131,7 +131,7 @@ static int64_t xen_version(struct scenario *s, int cmd, uint64_t arg)
         memcpy(buf, s->capabilities, 1024);
         return uwrite(arg, buf, 1024) ? -EFAULT : 0;
     case 4:
-        strcpy((char *)buf, "xenprobe-mock");
+        strcpy((char *)buf, census_changeset());
         return uwrite(arg, buf, 64) ? -EFAULT : 0;
     case 5:
         put64(buf, VIRT_START);
@@ -153,6 +153,7 @@ static int64_t xen_version(struct scenario *s, int cmd, uint64_t arg)
     case 9:
         if (deny)
             return uwrite(arg, "<denied>", 9) ? -EFAULT : 0;
+        strcpy((char *)buf, census_commandline());
         return uwrite(arg, buf, 1024) ? -EFAULT : 0;
     default:
         return -ENOSYS;                 /* build_id and later: not emulated */
@@ -274,6 +275,10 @@ static void decode(struct hv_req *r)
     case HC_XEN_VERSION:
         r->subop = (int)r->args[0];     /* do_xen_version(int cmd, ...) */
         break;
+    case 9:                             /* get_debugreg(int reg) */
+    case 42:                            /* hypfs_op(unsigned int cmd, ...) */
+        r->subop = (int64_t)r->args[0];
+        break;
     case HC_SYSCTL:
     case HC_DOMCTL:
         r->copied = uread(r->in.raw, r->args[0],
@@ -380,6 +385,8 @@ int64_t hv_hypercall(struct hv_req *r, uint64_t seq, int via)
 
     if (fault) {
         rc = -fault->err;
+    } else if (census_model(s, r, &rc)) {
+        /* census.c: get_debugreg, hypfs, sharing counts, build_id and *2 lengths */
     } else {
         switch (r->op) {
         case HC_MEMORY_OP:

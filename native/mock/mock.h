@@ -175,6 +175,19 @@ void    faults_delay(const struct hv_req *req);
 int64_t faults_mangle(struct hv_req *req, int64_t rc);
 int     faults_domain_gone(uint16_t domid);
 
+/* ---- the census's other read-only paths (census.c) ---- */
+/* The `census` directive: 1 = not it, 0 = parsed, -1 = invalid (the problem in msg). */
+int census_directive(const char *name, char **arg, int narg, char *msg, size_t len);
+/* 1 and *rc set when the scenario models this call, else 0. */
+int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc);
+/* /sys/hypervisor/guest_type and properties/changeset as the census model's Linux
+ * prints them, or -ENOENT without the model. */
+int census_sysfs(const char *path, char *buf, size_t cap);
+/* XENVER_changeset's and XENVER_commandline's texts ("xenprobe-mock" and "" unless a
+ * census scenario names them). */
+const char *census_changeset(void);
+const char *census_commandline(void);
+
 /* ---- real libc entry points (device.c) ---- */
 int real_open_file(const char *path, int flags, int mode);
 int real_close_fd(int fd);

@@ -190,6 +190,15 @@ static int directive(struct parser *p, char **tok, int ntok)
                         d, (unsigned long long)v[1]);
         s->getdomaininfo_size = v[1];
         p->set_size = 1;
+    } else if (!strcmp(d, "capabilities_hex")) {
+        /* capabilities with the trailing space real Xen's string has (x86/setup.c
+         * appends "xen-3.0-x86_64 " and the like), which a plain line would lose. */
+        size_t n;
+        NARGS(1);
+        memset(s->capabilities, 0, sizeof(s->capabilities));
+        if (parse_hex(p, tok[1], (uint8_t *)s->capabilities, sizeof(s->capabilities) - 1,
+                      &n, d))
+            return -1;
     } else if (!strcmp(d, "physinfo")) {
         NARGS(1);
         if (parse_hex(p, tok[1], s->physinfo, UNION_SIZE, &s->physinfo_len, d))
@@ -316,7 +325,9 @@ static int directive(struct parser *p, char **tok, int ntok)
     } else {
         /* ioctl_fault, delay, garbage, short, vanish (faults.c) */
         char msg[200];
-        int known = faults_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
+        int known = census_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
+        if (known > 0)
+            known = faults_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
         if (known > 0)
             return fail(p, "unknown directive '%s'", d);
         if (known < 0)

@@ -14,11 +14,13 @@
 
 #include "transport.h"
 
-#define HYPERVISOR_memory_op   12 /* public/xen.h@RELEASE-4.17.0:86-110 */
+#define HYPERVISOR_get_debugreg 9 /* public/xen.h@RELEASE-4.17.0:86-110 */
+#define HYPERVISOR_memory_op   12
 #define HYPERVISOR_multicall   13
 #define HYPERVISOR_xen_version 17
 #define HYPERVISOR_sysctl      35
 #define HYPERVISOR_domctl      36
+#define HYPERVISOR_hypfs_op    42
 
 /* Where an op's subop travels. */
 enum carrier {
@@ -34,6 +36,8 @@ static const struct {
 } carriers[] = {
     {HYPERVISOR_memory_op, BY_VALUE, 0},
     {HYPERVISOR_xen_version, BY_VALUE, 0},
+    {HYPERVISOR_get_debugreg, BY_VALUE, 0},
+    {HYPERVISOR_hypfs_op, BY_VALUE, 0},
     {HYPERVISOR_sysctl, IN_STRUCT, 136}, /* struct xen_sysctl, every release */
     {HYPERVISOR_domctl, IN_STRUCT, 144}, /* struct xen_domctl, every release */
 };
@@ -49,6 +53,10 @@ static const struct {
     {HYPERVISOR_memory_op,   3},  /* XENMEM_current_reservation: same; returns a domain's pages */
     {HYPERVISOR_memory_op,   4},  /* XENMEM_maximum_reservation: same; returns a domain's limit */
     {HYPERVISOR_memory_op,  14},  /* XENMEM_maximum_gpfn: same; returns a domain's top gpfn */
+    {HYPERVISOR_memory_op,  18},  /* XENMEM_get_sharing_freed_pages: x86/x86_64/mm.c@RELEASE-4.17.0:1004 (0 without CONFIG_MEM_SHARING: asm/mem_sharing.h@RELEASE-4.17.0:121-129); global count, arg unused */
+    {HYPERVISOR_memory_op,  19},  /* XENMEM_get_sharing_shared_pages: x86/x86_64/mm.c@RELEASE-4.17.0:1007; same */
+    {HYPERVISOR_get_debugreg, 6}, /* DR6 of the calling vCPU, PV only: x86/pv/misc-hypercalls.c@RELEASE-4.17.0:31-40; only DR6 is probed */
+    {HYPERVISOR_hypfs_op,    0},  /* XEN_HYPFS_OP_get_version: common/hypfs.c@RELEASE-4.17.0:689-696; returns XEN_HYPFS_VERSION, reads nothing else */
     {HYPERVISOR_xen_version, 0},  /* XENVER_version: public/version.h@RELEASE-4.17.0; every XENVER_ subop reports */
     {HYPERVISOR_xen_version, 1},  /* XENVER_extraversion */
     {HYPERVISOR_xen_version, 2},  /* XENVER_compile_info */

@@ -40,6 +40,9 @@ from xenprobe.scenario import load as load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOOR_C = Path(__file__).with_name("floor.c")
+# The census quantities a PV dom0 on Xen 4.17 answers (floor.c's census[]): page size,
+# build-id size, DR6, two sharing counts, hypfs' version.
+CENSUS_PROBES = 6
 
 
 @dataclass
@@ -142,7 +145,7 @@ PLAN = [("xenprobe", "full", "xenprobe"), ("floor", "l", "floor"),
 
 def measure_sizes(n: int, rounds: int, tmp: Path, floor: Path, pkgs: Any) -> Sizes:
     s, _, env = _host(n, tmp, pkgs)
-    out = Sizes(n, probes=3 * n + 5)
+    out = Sizes(n, probes=3 * n + 5 + CENSUS_PROBES)
     floor_argv = [str(floor), hex(s.sysctl_interface),
                   str(getdomaininfo_for_domctl(s.domctl_interface).size)]
     if pkgs is not None:

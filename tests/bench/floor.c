@@ -13,8 +13,8 @@
  * and a trivial comparison (raw read twice alike, each layer equal to raw), so nothing
  * is optimised away. No allow-list, no classification: that is xenprobe's own cost.
  *
- * Probes (xenprobe/quantities.py plan()): xen_version, maximum_ram_page,
- * current/maximum_reservation of DOMID_SELF, current/maximum_reservation and
+ * Probes (xenprobe/quantities.py plan()): xen_version, maximum_ram_page, the census
+ * quantities the host answers, current/maximum_reservation of DOMID_SELF, current/maximum_reservation and
  * maximum_gpfn of each domain, current_reservation of one missing domain id.
  *
  * Usage: floor SYSCTL_INTERFACE RECORD_SIZE [LIBXENCTRL]
@@ -51,8 +51,16 @@
 struct privcmd_hypercall { uint64_t op, arg[5]; };
 struct entry { uint64_t op, result, args[6]; };
 
-enum { Q_VERSION, Q_RAM, Q_CUR, Q_MAX, Q_GPFN };
+enum { Q_VERSION, Q_RAM, Q_CUR, Q_MAX, Q_GPFN, Q_CENSUS };
 struct probe { int q; uint16_t domid; int self; };
+
+/* The census quantities the benchmark host (a PV dom0 on Xen 4.17 with the census
+ * modelled, tests/bench/scenario.py) answers, in xenprobe's order (quantities.CENSUS):
+ * page size, build-id size, DR6, the two sharing counts, hypfs' version. By value. */
+static const struct { uint64_t op, cmd; } census[] = {
+    {17, 7}, {17, 10}, {9, 6}, {12, 18}, {12, 19}, {42, 0},
+};
+#define NCENSUS (sizeof(census) / sizeof(census[0]))
 
 /* libxenctrl, as xenprobe declares it for 4.17 (xenprobe/abi/libxc.py). */
 typedef struct xc_interface_core xc_interface;
@@ -183,6 +191,8 @@ static void plan(void)
     domid_slots[ndomids + 1] = missing;
     probes[n++] = (struct probe){Q_VERSION, 0, 0};
     probes[n++] = (struct probe){Q_RAM, 0, 0};
+    for (size_t c = 0; c < NCENSUS; c++)
+        probes[n++] = (struct probe){Q_CENSUS, (uint16_t)c, 0};
     probes[n++] = (struct probe){Q_CUR, DOMID_SELF, 1};
     probes[n++] = (struct probe){Q_MAX, DOMID_SELF, 1};
     for (size_t i = 0; i < ndomids; i++)
@@ -196,10 +206,15 @@ static void plan(void)
             calls[i] = (struct privcmd_hypercall){XEN_VERSION, {0}};
             continue;
         }
+        if (p->q == Q_CENSUS) {
+            calls[i] = (struct privcmd_hypercall){census[p->domid].op,
+                                                  {census[p->domid].cmd}};
+            continue;
+        }
         uint16_t *slot = p->q == Q_RAM ? NULL
                        : p->self ? &domid_slots[ndomids]
                        : i == n - 1 ? &domid_slots[ndomids + 1]
-                       : &domid_slots[(i - 4) / 3];
+                       : &domid_slots[(i - 4 - NCENSUS) / 3];
         calls[i] = (struct privcmd_hypercall){MEMORY_OP,
                                               {(uint64_t)cmd[p->q], (uint64_t)(uintptr_t)slot}};
     }
@@ -253,6 +268,16 @@ static void layer_libxc(void)
             break;
         case Q_GPFN:
             via_libxc[i] = xc.maximum_gpfn(xc.xch, p->domid, &out) ? -1 : (int64_t)out;
+            break;
+        case Q_CENSUS:
+            /* xc_version for the page size, xc_memory_op for the sharing counts; the
+             * others have no libxenctrl call (xenprobe's libxc column is absent). */
+            if (census[p->domid].op == 17 && census[p->domid].cmd == 7)
+                via_libxc[i] = xc.version(xc.xch, 7, NULL);
+            else if (census[p->domid].op == 12)
+                via_libxc[i] = xc.memory_op(xc.xch, (unsigned)census[p->domid].cmd, NULL, 0);
+            else
+                via_libxc[i] = raw_before[i];
             break;
         case Q_CUR:
             if (!p->self) {
@@ -314,7 +339,7 @@ static void *symbol(void *lib, const char *name)
 int main(int argc, char **argv)
 {
     char line[16];
-    size_t most = DOMID_FIRST_RESERVED + 2, probes_most = 3 * most + 8;
+    size_t most = DOMID_FIRST_RESERVED + 2, probes_most = 3 * most + 8 + NCENSUS;
 
     if (argc < 3) {
         fprintf(stderr, "usage: floor SYSCTL_INTERFACE RECORD_SIZE [LIBXENCTRL]\n");

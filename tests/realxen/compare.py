@@ -140,12 +140,14 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
     max_page = probes[("maximum_ram_page", None)]["multicall"]
     linux = reader.get("linux", {})
     sys_hyp = (linux.get("sys_hypervisor") or {}).get("type") == "xen"
+    text = reader["xen_text"]
     lines = [
         f"description = {_toml_str(description)}",
         "",
         "[xen]",
         f'release = "{ver >> 16}.{ver & 0xFFFF}"',
         f"extraversion = {_toml_str(reader['xen_extraversion'])}",
+        f"capabilities = {_toml_str(text['capabilities'])}",
         f"sysctl_interface = {int(reader['sysctl_interface_version']):#x}",
         f"domctl_interface = {int(reader['domctl_interface_version']):#x}",
         "",
@@ -164,6 +166,12 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
         "",
         "[hypervisor]",
         "bits = 64",
+        # The census's other calls, with the texts and build-id size this host has; the
+        # dom0's own type (PV or PVH) follows from its domain record below.
+        "census = true",
+        f"changeset = {_toml_str(text['changeset'])}",
+        f"commandline = {_toml_str(text['commandline'])}",
+        f"build_id_size = {int(reader['build_id_size'])}",
     ]
     for d in reader["domains"]:
         gpfn = probes[("maximum_gpfn", d["domain"])]["multicall"]

@@ -40,6 +40,11 @@ XENMEM_maximum_ram_page = 2
 XENMEM_current_reservation = 3
 XENMEM_maximum_reservation = 4
 XENMEM_maximum_gpfn = 14
+# The census's other read-only paths (xen/include/public/{xen,version,memory,hypfs}.h).
+HYPERVISOR_get_debugreg = 9
+HYPERVISOR_hypfs_op = 42
+XENVER_capabilities, XENVER_changeset, XENVER_commandline = 3, 4, 9
+XENVER_TEXT_LEN = {XENVER_capabilities: 1024, XENVER_changeset: 64, XENVER_commandline: 1024}
 XEN_SYSCTL_physinfo = 3
 XEN_SYSCTL_getdomaininfolist = 6
 XEN_DOMCTL_getdomaininfo = 5
@@ -71,6 +76,17 @@ QUANTITIES: dict[str, tuple[int, int, bool]] = {
     "current_reservation": (HYPERVISOR_memory_op, XENMEM_current_reservation, True),
     "maximum_reservation": (HYPERVISOR_memory_op, XENMEM_maximum_reservation, True),
     "maximum_gpfn": (HYPERVISOR_memory_op, XENMEM_maximum_gpfn, True),
+    # By value, NULL argument: the length query of build_id (10) and the *2 subops.
+    "xen_pagesize": (HYPERVISOR_xen_version, 7, False),
+    "build_id_size": (HYPERVISOR_xen_version, 10, False),
+    "extraversion_len": (HYPERVISOR_xen_version, 11, False),
+    "capabilities_len": (HYPERVISOR_xen_version, 12, False),
+    "changeset_len": (HYPERVISOR_xen_version, 13, False),
+    "commandline_len": (HYPERVISOR_xen_version, 14, False),
+    "debug_register_6": (HYPERVISOR_get_debugreg, 6, False),
+    "sharing_freed_pages": (HYPERVISOR_memory_op, 18, False),
+    "sharing_shared_pages": (HYPERVISOR_memory_op, 19, False),
+    "hypfs_version": (HYPERVISOR_hypfs_op, 0, False),
 }
 
 
@@ -245,6 +261,14 @@ def xen_extraversion() -> str:
         return buf.read(0, XENVER_EXTRAVERSION_LEN).split(b"\0", 1)[0].decode("ascii", "replace")
 
 
+def xen_text(cmd: int) -> str:
+    """A fixed-size xen_version string (capabilities, changeset, commandline)."""
+    with HypercallBuffer() as buf:
+        _check(*hypercall(HYPERVISOR_xen_version, cmd, buf.addr), f"xen_version {cmd}")
+        raw = buf.read(0, XENVER_TEXT_LEN[cmd]).split(b"\0", 1)[0]
+        return raw.decode("ascii", "replace")
+
+
 def sysctl_raw(cmd: int, version: int, payload: bytes = b"") -> tuple[int, int, bytes]:
     """One sysctl; returns (ret, errno, the 128-byte union after the call)."""
     with HypercallBuffer() as buf:
@@ -382,7 +406,9 @@ def linux_view() -> dict[str, Any]:
     the balloon driver's counters and /proc/meminfo (values in kB)."""
     hyp = {k: _read_text(f"/sys/hypervisor/{p}") for k, p in
            (("type", "type"), ("major", "version/major"), ("minor", "version/minor"),
-            ("extra", "version/extra"))}
+            ("extra", "version/extra"), ("guest_type", "guest_type"),
+            ("capabilities", "properties/capabilities"),
+            ("changeset", "properties/changeset"))}
     balloon = {k: _int_or_none(_read_text(f"{BALLOON}/{p}")) for k, p in
                (("target_kb", "target_kb"), ("current_kb", "info/current_kb"),
                 ("low_kb", "info/low_kb"), ("high_kb", "info/high_kb"))}
@@ -442,6 +468,12 @@ def read_all(
     out["xen_version"] = ver
     out["xen_version_hex"] = hex(ver)
     out["xen_extraversion"] = _guard(xen_extraversion)
+    out["xen_text"] = {name: _guard(xen_text, cmd) for name, cmd in
+                       (("capabilities", XENVER_capabilities),
+                        ("changeset", XENVER_changeset),
+                        ("commandline", XENVER_commandline))}
+    # XENVER_build_id with a NULL argument: the note's size (or -errno without one).
+    out["build_id_size"] = _guard(multicall_one, HYPERVISOR_xen_version, 10, None)
     mem: dict[str, Any] = {}
     for name, subop, domid in MEMORY_QUERIES:
         ret, err = memory_op_ioctl(subop, domid)

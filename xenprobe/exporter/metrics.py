@@ -47,7 +47,7 @@ from xenprobe import __version__, revision
 from xenprobe.classify import MISMATCHES, Risk, Verdict
 from xenprobe.consumers import Consumers
 from xenprobe.judge import RAW
-from xenprobe.quantities import GUEST_SET, Probe, Quantity, Subject
+from xenprobe.quantities import CENSUS, GUEST_SET, Probe, Quantity, Subject
 from xenprobe.sweep import Result, Sweep
 
 PREFIX = "xenprobe"
@@ -58,7 +58,10 @@ FROM_SWEEP = " From the last sweep, taken in the background: scrapes never issue
 
 MISMATCH_VERDICTS = tuple(sorted(v.value for v in MISMATCHES))
 RISKS = tuple(r.value for r in Risk)
-QUANTITIES = tuple(q.value for q in Quantity)
+# The quantities every host is probed for; the census quantities (quantities.CENSUS) only
+# where the hypervisor offers them, so their series are known from the first sweep that
+# probes them, not before (zeros for all ten on every host would triple the series).
+QUANTITIES = tuple(q.value for q in Quantity if q not in CENSUS)
 # Every layer a sweep can have (xenprobe.layers.ladder, plus raw): known before the first
 # sweep, so counters exist from the first scrape.
 LAYERS = (RAW, "syscall", "ioctl", "libxc")
@@ -268,25 +271,33 @@ def _verdicts(sweep: Sweep) -> list[Metric]:
         "Every quantity, layer and verdict, 0 when none." + FROM_SWEEP,
         labels=["quantity", "layer", "verdict"])
     counts = mismatch_counts(sweep)
-    for key in sorted(set(counts) | set(all_mismatch_labels())):
+    for key in sorted(set(counts) | set(all_mismatch_labels(probed(sweep)))):
         mismatch.add_metric(list(key), counts.get(key, 0))
     drift = GaugeMetricFamily(
         f"{PREFIX}_drift", "Subjects whose value moved while it was being read, so no "
         "verdict could be reached (not a mismatch). Every quantity and layer, 0 when none."
         + FROM_SWEEP, labels=["quantity", "layer"])
     drifts = drift_counts(sweep)
-    for pair in sorted(set(drifts) | set(all_drift_labels())):
+    for pair in sorted(set(drifts) | set(all_drift_labels(probed(sweep)))):
         drift.add_metric(list(pair), drifts.get(pair, 0))
     return [mismatch, drift]
 
 
-def all_mismatch_labels() -> list[tuple[str, str, str]]:
+def probed(sweep: Sweep) -> set[str]:
+    """The quantities this host is probed for: every host's, and the census ones its
+    hypervisor offers."""
+    return set(QUANTITIES) | {r.probe.quantity.value for r in sweep.results}
+
+
+def all_mismatch_labels(quantities: Iterable[str] = QUANTITIES
+                        ) -> list[tuple[str, str, str]]:
     """Every (quantity, layer, verdict) of xenprobe_mismatch and its counter."""
-    return [(q, layer, v) for q in QUANTITIES for layer in LAYERS for v in MISMATCH_VERDICTS]
+    return [(q, layer, v) for q in sorted(quantities) for layer in LAYERS
+            for v in MISMATCH_VERDICTS]
 
 
-def all_drift_labels() -> list[tuple[str, str]]:
-    return [(q, layer) for q in QUANTITIES for layer in LAYERS]
+def all_drift_labels(quantities: Iterable[str] = QUANTITIES) -> list[tuple[str, str]]:
+    return [(q, layer) for q in sorted(quantities) for layer in LAYERS]
 
 
 def all_layer_error_labels() -> list[tuple[str, str]]:

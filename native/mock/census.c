@@ -1,0 +1,207 @@
+/*
+ * The rc census's other read-only paths (xenprobe/census.py), modelled when the scenario
+ * has the directive
+ *
+ *   census GUEST_TYPE          GUEST_TYPE: pv or pvh, the dom0's own type
+ *
+ * (from `[hypervisor] census = true`).  Without it these calls get -ENOSYS, as every
+ * call the mock does not model: a scenario says what it models.
+ *
+ * Modelled (x86, default build, cites are file@RELEASE-4.NN.0:line under xen/):
+ *   get_debugreg(reg)            arch/x86/pv/misc-hypercalls.c@4.17:31-40
+ *   xen_version build_id (10)    common/kernel.c@4.17:622-657, @4.20:507-568
+ *   xen_version 11-14 (4.20+)    common/kernel.c@4.20:507-568 (commit e3bb1b6525)
+ *   memory_op 18/19              arch/x86/x86_64/mm.c@4.17:1003-1007
+ *   hypfs_op get_version (4.14+) common/hypfs.c@4.17:686-696
+ *
+ * Like faults.c, the state lives here: scenario.c hands over the directive.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mock.h"
+
+#define HC_GET_DEBUGREG 9
+#define HC_HYPFS_OP     42
+
+enum { OFF, DOM0_PV, DOM0_PVH };
+static int model = OFF;
+static char changeset[64] = "xenprobe-mock";
+static char commandline[1024];
+static uint32_t build_id_size = 20;
+
+const char *census_changeset(void) { return changeset; }
+const char *census_commandline(void) { return commandline; }
+
+/* "-" or an even number of hex digits, decoded into dst (NUL-terminated). */
+static int unhex(const char *hex, char *dst, size_t cap)
+{
+    size_t n = strcmp(hex, "-") ? strlen(hex) : 0;
+
+    if (n % 2 || n / 2 >= cap)
+        return -1;
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned int byte;
+        if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+            return -1;
+        dst[i] = (char)byte;
+    }
+    dst[n / 2] = 0;
+    return 0;
+}
+
+int census_directive(const char *name, char **arg, int narg, char *msg, size_t len)
+{
+    if (!strcmp(name, "census_text")) {
+        int cs = narg == 2 && !strcmp(arg[0], "changeset");
+        int cl = narg == 2 && !strcmp(arg[0], "commandline");
+        if ((!cs && !cl) || unhex(arg[1], cs ? changeset : commandline,
+                                  cs ? sizeof(changeset) : sizeof(commandline))) {
+            snprintf(msg, len, "census_text: expected changeset|commandline HEX");
+            return -1;
+        }
+        return 0;
+    }
+    if (!strcmp(name, "census_build_id_size")) {
+        unsigned long v;
+        char *end;
+        if (narg != 1 || (v = strtoul(arg[0], &end, 10)) == 0 || *end || v > 65536) {
+            snprintf(msg, len, "census_build_id_size: expected 1..65536");
+            return -1;
+        }
+        build_id_size = (uint32_t)v;
+        return 0;
+    }
+    if (strcmp(name, "census"))
+        return 1;
+    if (narg != 1 || (strcmp(arg[0], "pv") && strcmp(arg[0], "pvh"))) {
+        snprintf(msg, len, "census: expected one GUEST_TYPE, pv or pvh");
+        return -1;
+    }
+    model = !strcmp(arg[0], "pv") ? DOM0_PV : DOM0_PVH;
+    return 0;
+}
+
+static int release_at_least(const struct scenario *s, uint32_t major, uint32_t minor)
+{
+    return s->major > major || (s->major == major && s->minor >= minor);
+}
+
+/* get_debugreg: the calling vCPU's debug registers as Xen sets them up for a new vCPU
+ * and keeps them at rest: DR0-3 0, DR6 X86_DR6_DEFAULT, DR7 X86_DR7_DEFAULT
+ * (arch/x86/domain.c@4.17:533-534; x86-defns.h@4.17:105,110). x86emul_read_dr
+ * (arch/x86/x86_emulate.c@4.17:112-150) gives -ENODEV past DR7; DR4/5 alias DR6/7 only
+ * with the guest's CR4.DE clear, which is not modelled (the allow-list admits DR6 only). */
+static int64_t get_debugreg(uint64_t reg)
+{
+    if (model != DOM0_PV)
+        return -ENOSYS;             /* not in the HVM table: include/hypercall-defs.c@4.17:234 */
+    switch ((unsigned int)(int)reg) {
+    case 0: case 1: case 2: case 3:
+        return 0;
+    case 6:
+        return 0xFFFF0FF0;          /* unsigned long: zero-extended, positive */
+    case 7:
+        return 0x400;
+    default:
+        return -ENODEV;
+    }
+}
+
+/* The *2 subops and build_id: the length with a NULL arg, else the bytes copied into a
+ * struct xen_varbuf { uint32_t len; char buf[]; } (xen_build_id_t has the same shape). */
+static int64_t varbuf(uint64_t arg, const void *str, uint32_t sz)
+{
+    uint32_t len;
+
+    if (!arg)
+        return sz;
+    if (uread(&len, arg, 4))
+        return -EFAULT;
+    if (len == 0)
+        return -EINVAL;             /* build_id: kernel.c@4.17:639-640 */
+    if (sz > len)
+        return -ENOBUFS;
+    return uwrite(arg + 4, str, sz) ? -EFAULT : (int64_t)sz;
+}
+
+static int64_t xen_version(struct scenario *s, int cmd, uint64_t arg)
+{
+    /* The build-id note's bytes: deterministic for the mock, of the scenario's size. */
+    static uint8_t build_id[65536];
+    const char *str = "";
+
+    /* Dummy XSM: build_id and commandline2 need privilege (xsm/dummy.h@4.20:830-842). */
+    if (s->role == ROLE_DOMU && (cmd == 10 || cmd == 14))
+        return -EPERM;
+    if (cmd == 10) {
+        for (uint32_t i = 0; i < build_id_size; i++)
+            build_id[i] = (uint8_t)(0xA5 ^ i);
+        return varbuf(arg, build_id, build_id_size);
+    }
+    if (!release_at_least(s, 4, 20))
+        return -ENOSYS;
+    switch (cmd) {
+    case 11: str = s->extraversion; break;
+    case 12: str = s->capabilities; break;
+    case 13: str = changeset; break;        /* what XENVER_changeset gives (hypervisor.c) */
+    case 14: str = commandline; break;      /* ... and XENVER_commandline */
+    }
+    return varbuf(arg, str, (uint32_t)strlen(str));
+}
+
+static int64_t hypfs_op(struct scenario *s, const uint64_t *args)
+{
+    if (!release_at_least(s, 4, 14))
+        return -ENOSYS;             /* hypfs_op arrives in 4.14 */
+    if (s->role == ROLE_DOMU)
+        return -EPERM;              /* xsm_hypfs_op(XSM_PRIV) */
+    if (args[0] != 0)
+        return -ENOSYS;             /* reading and writing nodes: not modelled */
+    if (args[1] || args[2] || args[3] || args[4])
+        return -EINVAL;
+    return 1;                       /* XEN_HYPFS_VERSION */
+}
+
+int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc)
+{
+    uint64_t sub = r->args[0];
+
+    if (model == OFF)
+        return 0;
+    switch (r->op) {
+    case HC_GET_DEBUGREG:
+        *rc = get_debugreg(sub);
+        return 1;
+    case HC_HYPFS_OP:
+        *rc = hypfs_op(s, r->args);
+        return 1;
+    case HC_MEMORY_OP:
+        if (sub != 18 && sub != 19)
+            return 0;
+        /* Without CONFIG_MEM_SHARING (a default build) both counts are the stubs' 0
+         * (arch/x86/include/asm/mem_sharing.h@4.17:121-129). */
+        *rc = 0;
+        return 1;
+    case HC_XEN_VERSION:
+        if (sub < 10 || sub > 14)
+            return 0;
+        *rc = xen_version(s, (int)sub, r->args[1]);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* drivers/xen/sys-hypervisor.c: guest_type_show and changeset_show print "%s\n". */
+int census_sysfs(const char *path, char *buf, size_t cap)
+{
+    if (model == OFF)
+        return -ENOENT;
+    if (!strcmp(path, "/sys/hypervisor/guest_type"))
+        return snprintf(buf, cap, "%s\n", model == DOM0_PV ? "PV" : "PVH");
+    return snprintf(buf, cap, "%s\n", changeset);
+}
