@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import socket
 import ssl
 from pathlib import Path
 
@@ -121,3 +122,53 @@ def test_a_changed_web_config_applies_to_the_next_request(tmp_path: Path, pki: P
         assert status == 200
         assert value(samples(body.decode()), "xenprobe_web_config_last_reload_successful") == 0
         assert "web_config_reload_failed" in serve.stderr()
+
+
+def raw_request(port: int, data: bytes) -> bytes:
+    """Send `data` as is and read until the server closes (Connection: close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    return got
+
+
+def test_configured_headers_are_on_every_response(tmp_path: Path, pki: Path) -> None:
+    web = write_web(tmp_path, pki, f"""
+http_server_config:
+  headers: {{X-Content-Type-Options: nosniff, X-Frame-Options: deny}}
+basic_auth_users: {{prometheus: {HASH}}}
+""")
+    with Serve("healthy", "--web-config-file", str(web)) as serve:
+        auth = ("prometheus", "secret")
+        for path, method, who, code in [("/metrics", "GET", auth, 200),
+                                        ("/metrics", "HEAD", auth, 200),
+                                        ("/nope", "GET", auth, 404),
+                                        ("/metrics", "GET", None, 401),
+                                        ("/metrics", "POST", auth, 501)]:
+            status, headers, _ = serve.get(path, method=method, auth=who)
+            assert status == code
+            assert headers["X-Content-Type-Options"] == "nosniff", (path, method, code)
+            assert headers["X-Frame-Options"] == "deny", (path, method, code)
+        for request, code in [(b"NONSENSE\r\n\r\n", b" 400 "),
+                              (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 2000 + b"\r\n",
+                               b" 431 ")]:
+            response = raw_request(serve.port, request)
+            head = response.partition(b"\r\n\r\n")[0]
+            assert code in head.split(b"\r\n")[0]
+            assert b"\r\nX-Content-Type-Options: nosniff" in head
+
+
+def test_gzip_only_where_the_scraper_accepts_it() -> None:
+    with Serve("healthy") as serve:
+        for accept, gzipped in [("gzip", True), ("gzip;q=0", False), ("gzip; q=0.0", False),
+                                ("identity, gzip;q=0.5", True), ("*", True),
+                                ("*;q=0", False), ("gzip;q=0, *", False),
+                                ("deflate", False), ("", False)]:
+            status, headers, body = serve.get("/metrics",
+                                              headers={"Accept-Encoding": accept})
+            assert status == 200
+            assert (headers.get("Content-Encoding") == "gzip") is gzipped, accept
+            text = gzip.decompress(body) if gzipped else body
+            assert value(samples(text.decode()), "xenprobe_up") is not None
