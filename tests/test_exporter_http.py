@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import signal
 import socket
 import ssl
 from pathlib import Path
@@ -12,7 +13,15 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from tests.exporter_util import Serve, http_get, make_ca, make_cert, samples, value
+from tests.exporter_util import (
+    Serve,
+    http_get,
+    make_ca,
+    make_cert,
+    samples,
+    value,
+    wait_for,
+)
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
 
@@ -172,3 +181,29 @@ def test_gzip_only_where_the_scraper_accepts_it() -> None:
             assert (headers.get("Content-Encoding") == "gzip") is gzipped, accept
             text = gzip.decompress(body) if gzipped else body
             assert value(samples(text.decode()), "xenprobe_up") is not None
+
+
+@pytest.mark.parametrize("bad", ["a: " + "[" * 3000 + "]" * 3000 + "\n",
+                                 "basic_auth_users: {bob: '$2y$31$" + HASH[7:] + "'}\n"])
+def test_a_web_config_the_loader_did_not_expect_keeps_the_last_good_one(
+        tmp_path: Path, bad: str) -> None:
+    """Changed under a running server (re-read on the next request) and then signalled
+    with SIGHUP: no scrape is dropped, no traceback, and both reload gauges say 0."""
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users: {{bob: {HASH}}}\n")
+    with Serve("healthy", "--web-config-file", str(web)) as serve:
+        auth = ("bob", "secret")
+        web.write_text(bad)
+        status, _, body = serve.get("/metrics", auth=auth)
+        assert status == 200
+        assert value(samples(body.decode()),
+                     "xenprobe_web_config_last_reload_successful") == 0
+        assert serve.get("/metrics")[0] == 401  # the last good config is in force
+        serve.signal(signal.SIGHUP)
+        wait_for("the reload to fail", lambda: "reload_failed" in serve.stderr()
+                 .replace("web_config_reload_failed", ""))
+        status, _, body = serve.get("/metrics", auth=auth)
+        assert status == 200
+        assert value(samples(body.decode()), "xenprobe_config_last_reload_successful") == 0
+        assert serve.proc.poll() is None
+        assert "Traceback" not in serve.stderr()
