@@ -133,10 +133,12 @@ def test_a_changed_web_config_applies_to_the_next_request(tmp_path: Path, pki: P
         assert "web_config_reload_failed" in serve.stderr()
 
 
-def raw_request(port: int, data: bytes) -> bytes:
+def raw_request(port: int, data: bytes, *, half_close: bool = False) -> bytes:
     """Send `data` as is and read until the server closes (Connection: close)."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(data)
+        if half_close:  # as `printf ... | nc` does once its input ends
+            s.shutdown(socket.SHUT_WR)
         got = b""
         while chunk := s.recv(65536):
             got += chunk
@@ -167,6 +169,11 @@ basic_auth_users: {{prometheus: {HASH}}}
             head = response.partition(b"\r\n\r\n")[0]
             assert code in head.split(b"\r\n")[0]
             assert b"\r\nX-Content-Type-Options: nosniff" in head
+        # HTTP/1.0 from a client that shuts its side after the request: answered, closed.
+        response = raw_request(serve.port, b"GET /-/healthy HTTP/1.0\r\n\r\n",
+                               half_close=True)
+        assert response.startswith(b"HTTP/1.1 401 ")
+        assert b"\r\nConnection: close\r\n" in response
 
 
 def test_gzip_only_where_the_scraper_accepts_it() -> None:

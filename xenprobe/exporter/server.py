@@ -80,6 +80,7 @@ class _Conn:
         self.buf = b""          # bytes received and not yet part of an answered request
         self.out = memoryview(b"")
         self.keep = True
+        self.eof = False        # the client shut its side after sending a request
         self.deadline = time.monotonic() + HEAD_TIMEOUT
         self.events = selectors.EVENT_READ
 
@@ -205,6 +206,9 @@ class _Front:
         except (ssl.SSLError, OSError) as e:
             log.debug("connection_failed", client=conn.peer, error=str(e))
             self._close(conn)
+        except Exception:  # a bug: lose this connection, not the server
+            log.exception("connection_failed", client=conn.peer)
+            self._close(conn)
 
     def _peek(self, conn: _Conn) -> None:
         try:
@@ -255,6 +259,9 @@ class _Front:
                 self._events(conn, selectors.EVENT_WRITE)
                 return
             if not data:
+                if b"\r\n\r\n" in conn.buf:  # sent its request, then shut its side
+                    conn.eof = True
+                    break
                 self._close(conn)
                 return
             if not conn.buf:  # the first byte of a request starts its clock
@@ -305,6 +312,7 @@ class _Front:
             if not out:
                 self._close(conn)
                 continue
+            keep = keep and not conn.eof
             conn.events = 0  # not registered while at the worker
             self._reply(conn, out, keep=keep, registered=False)
 
