@@ -96,6 +96,15 @@ CIPHERS_TLS13 = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
 BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
 BCRYPT_COSTS = range(4, 18)
 
+# Bounds on the file, so that reading it stays quick (see _shape); a web config with
+# 800 users is about 60 KiB.
+MAX_BYTES = 64 * 1024
+MAX_NESTING = 32
+MAX_INDENT = 64
+
+# How parse words a problem its checks did not foresee (the fuzz target looks for it).
+UNFORESEEN = "cannot use it: "
+
 # exporter-toolkit allows only these response headers, and checks two of their values.
 HEADERS = {
     "content-security-policy": "Content-Security-Policy",
@@ -332,18 +341,43 @@ def parse(path: Path) -> WebConfig:
     except RecursionError:
         raise ConfigError(f"web config {path}: nested too deeply to read") from None
     except Exception as e:  # what the checks did not foresee is still the file's fault
-        raise ConfigError(f"web config {path}: cannot use it: "
+        raise ConfigError(f"web config {path}: {UNFORESEEN}"
                           f"{' '.join(str(e).split()) or type(e).__name__}") from None
+
+
+def _shape(ctx: _Ctx, text: str) -> None:
+    """Refuse, before PyYAML sees it, what would make it slow: its pure-Python scanner
+    is quadratic in nesting (600 unclosed '[' take seconds, 2,000 half a minute), and
+    the file is re-read by the server that answers scrapes."""
+    depth = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ctx.fail("(file)", f"nested more than {MAX_NESTING} levels deep")
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    for number, line in enumerate(text.splitlines(), 1):
+        if len(line) - len(line.lstrip(" ")) > MAX_INDENT:
+            raise ctx.fail(f"(line {number})",
+                           f"indented more than {MAX_INDENT} columns")
 
 
 def _parse(path: Path) -> WebConfig:
     ctx = _Ctx(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"cannot read web config {path}: {e.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise ctx.fail("(file)", f"larger than {MAX_BYTES // 1024} KiB; a web config is "
+                       "a few lines")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"web config {path}: not UTF-8 text") from None
+    _shape(ctx, text)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
