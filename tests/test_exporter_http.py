@@ -8,6 +8,8 @@ import shutil
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import bcrypt
@@ -214,3 +216,22 @@ def test_a_web_config_the_loader_did_not_expect_keeps_the_last_good_one(
         assert value(samples(body.decode()), "xenprobe_config_last_reload_successful") == 0
         assert serve.proc.poll() is None
         assert "Traceback" not in serve.stderr()
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    ("a: " + "[" * 3000 + "\n", "(file): nested more than 32 levels deep"),
+    ("basic_auth_users: {bob: '$2y$31$" + HASH[7:] + "'}\n",
+     "basic_auth_users.bob: bcrypt cost 31 is outside 4..17"),
+])
+def test_at_start_a_bad_web_config_is_exit_2_naming_the_problem(tmp_path: Path, bad: str,
+                                                                 problem: str) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(bad)
+    (tmp_path / "xenprobe.toml").write_text("")
+    p = subprocess.run([sys.executable, "-m", "xenprobe", "serve", "--mock", "healthy",
+                        "--config", str(tmp_path / "xenprobe.toml"),
+                        "--listen-address", "127.0.0.1:0", "--web.config.file", str(web)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 2, p.stderr
+    assert f"web config {web}: {problem}" in p.stderr
+    assert "Traceback" not in p.stderr
