@@ -168,7 +168,7 @@ class _Front:
         self._waiting[conn] = None
         try:
             self._sel.register(conn.sock, conn.events, conn)
-        except (ValueError, OSError):
+        except (KeyError, ValueError, OSError):
             self._close(conn)
 
     def _events(self, conn: _Conn, events: int) -> None:
