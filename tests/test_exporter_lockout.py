@@ -257,3 +257,34 @@ def test_a_keep_alive_connection_is_judged_by_the_config_in_force(tmp_path: Path
             assert conn.sock is sock  # all of it on the one connection
         finally:
             conn.close()
+
+
+def test_a_tls_keep_alive_connection_follows_users_and_closes_on_a_new_tls_setting(
+        tmp_path: Path, pki: Path) -> None:
+    for f in ("server.pem", "server.key"):
+        shutil.copy(pki / f, tmp_path / f)
+    web = tmp_path / "web.yml"
+    tls = "tls_server_config: {cert_file: server.pem, key_file: server.key}\n"
+    web.write_text(tls + f"basic_auth_users: {{alice: {HASH}}}\n")
+    with Serve("healthy", "--web-config-file", str(web)) as serve:
+        conn = http.client.HTTPSConnection("localhost", serve.port, timeout=30,
+                                           context=tls_client(pki))
+        try:
+            assert get(conn, ("alice", "secret")) == 200
+            sock = conn.sock
+            web.write_text(tls + f"basic_auth_users: {{bob: {HASH}}}\n# alice removed\n")
+            assert get(conn, ("alice", "secret")) == 401
+            assert get(conn, ("bob", "secret")) == 200
+            assert conn.sock is sock  # users changed, TLS did not: the same connection
+            # A new TLS setting (here a CA for client certificates, which this client
+            # has none for) is not applied to the old connection: it is closed.
+            shutil.copy(pki / "ca.pem", tmp_path / "ca.pem")
+            web.write_text("tls_server_config: {cert_file: server.pem, key_file: "
+                           "server.key, client_auth_type: RequireAndVerifyClientCert, "
+                           f"client_ca_file: ca.pem}}\nbasic_auth_users: {{bob: {HASH}}}\n")
+            with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+                get(conn, ("bob", "secret"))
+        finally:
+            conn.close()
+        with pytest.raises(OSError):  # and a new one must now show a certificate
+            scrape(serve.port, tls_client(pki), ("bob", "secret"))
