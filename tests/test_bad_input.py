@@ -91,6 +91,7 @@ def main_as(user: int, argv: list[str]) -> tuple[int, str]:
     """cli.main(argv) in a forked child that became `user` (the interpreter lives under
     /root, which such a user may not execute, so the child does not exec)."""
     from xenprobe import cli
+    from xenprobe.exporter import daemon  # noqa: F401  (its stdlib imports, likewise)
 
     r, w = os.pipe()
     pid = os.fork()

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import signal
+import socket
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import bcrypt
 import pytest
 
-from tests.exporter_util import Serve, http_get, make_ca, make_cert, samples, value
+from tests.exporter_util import (
+    Serve,
+    http_get,
+    make_ca,
+    make_cert,
+    samples,
+    value,
+    wait_for,
+)
 from xenprobe import revision
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
@@ -123,3 +135,105 @@ def test_a_changed_web_config_applies_to_the_next_request(tmp_path: Path, pki: P
         assert status == 200
         assert value(samples(body.decode()), "xenprobe_web_config_last_reload_successful") == 0
         assert "web_config_reload_failed" in serve.stderr()
+
+
+def raw_request(port: int, data: bytes, *, half_close: bool = False) -> bytes:
+    """Send `data` as is and read until the server closes (Connection: close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        if half_close:  # as `printf ... | nc` does once its input ends
+            s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    return got
+
+
+def test_configured_headers_are_on_every_response(tmp_path: Path, pki: Path) -> None:
+    web = write_web(tmp_path, pki, f"""
+http_server_config:
+  headers: {{X-Content-Type-Options: nosniff, X-Frame-Options: deny}}
+basic_auth_users: {{prometheus: {HASH}}}
+""")
+    with Serve("healthy", "--web-config-file", str(web)) as serve:
+        auth = ("prometheus", "secret")
+        for path, method, who, code in [("/metrics", "GET", auth, 200),
+                                        ("/metrics", "HEAD", auth, 200),
+                                        ("/nope", "GET", auth, 404),
+                                        ("/metrics", "GET", None, 401),
+                                        ("/metrics", "POST", auth, 501)]:
+            status, headers, _ = serve.get(path, method=method, auth=who)
+            assert status == code
+            assert headers["X-Content-Type-Options"] == "nosniff", (path, method, code)
+            assert headers["X-Frame-Options"] == "deny", (path, method, code)
+        for request, code in [(b"NONSENSE\r\n\r\n", b" 400 "),
+                              (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 2000 + b"\r\n",
+                               b" 431 ")]:
+            response = raw_request(serve.port, request)
+            head = response.partition(b"\r\n\r\n")[0]
+            assert code in head.split(b"\r\n")[0]
+            assert b"\r\nX-Content-Type-Options: nosniff" in head
+        # HTTP/1.0 from a client that shuts its side after the request: answered, closed.
+        response = raw_request(serve.port, b"GET /-/healthy HTTP/1.0\r\n\r\n",
+                               half_close=True)
+        assert response.startswith(b"HTTP/1.1 401 ")
+        assert b"\r\nConnection: close\r\n" in response
+
+
+def test_gzip_only_where_the_scraper_accepts_it() -> None:
+    with Serve("healthy") as serve:
+        for accept, gzipped in [("gzip", True), ("gzip;q=0", False), ("gzip; q=0.0", False),
+                                ("identity, gzip;q=0.5", True), ("*", True),
+                                ("*;q=0", False), ("gzip;q=0, *", False),
+                                ("deflate", False), ("", False)]:
+            status, headers, body = serve.get("/metrics",
+                                              headers={"Accept-Encoding": accept})
+            assert status == 200
+            assert (headers.get("Content-Encoding") == "gzip") is gzipped, accept
+            text = gzip.decompress(body) if gzipped else body
+            assert value(samples(text.decode()), "xenprobe_up") is not None
+
+
+@pytest.mark.parametrize("bad", ["a: " + "[" * 3000 + "]" * 3000 + "\n",
+                                 "basic_auth_users: {bob: '$2y$31$" + HASH[7:] + "'}\n"])
+def test_a_web_config_the_loader_did_not_expect_keeps_the_last_good_one(
+        tmp_path: Path, bad: str) -> None:
+    """Changed under a running server (re-read on the next request) and then signalled
+    with SIGHUP: no scrape is dropped, no traceback, and both reload gauges say 0."""
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users: {{bob: {HASH}}}\n")
+    with Serve("healthy", "--web-config-file", str(web)) as serve:
+        auth = ("bob", "secret")
+        web.write_text(bad)
+        status, _, body = serve.get("/metrics", auth=auth)
+        assert status == 200
+        assert value(samples(body.decode()),
+                     "xenprobe_web_config_last_reload_successful") == 0
+        assert serve.get("/metrics")[0] == 401  # the last good config is in force
+        serve.signal(signal.SIGHUP)
+        wait_for("the reload to fail", lambda: "reload_failed" in serve.stderr()
+                 .replace("web_config_reload_failed", ""))
+        status, _, body = serve.get("/metrics", auth=auth)
+        assert status == 200
+        assert value(samples(body.decode()), "xenprobe_config_last_reload_successful") == 0
+        assert serve.proc.poll() is None
+        assert "Traceback" not in serve.stderr()
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    ("a: " + "[" * 3000 + "\n", "(file): nested more than 32 levels deep"),
+    ("basic_auth_users: {bob: '$2y$31$" + HASH[7:] + "'}\n",
+     "basic_auth_users.bob: bcrypt cost 31 is outside 4..17"),
+])
+def test_at_start_a_bad_web_config_is_exit_2_naming_the_problem(tmp_path: Path, bad: str,
+                                                                 problem: str) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(bad)
+    (tmp_path / "xenprobe.toml").write_text("")
+    p = subprocess.run([sys.executable, "-m", "xenprobe", "serve", "--mock", "healthy",
+                        "--config", str(tmp_path / "xenprobe.toml"),
+                        "--listen-address", "127.0.0.1:0", "--web.config.file", str(web)],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 2, p.stderr
+    assert f"web config {web}: {problem}" in p.stderr
+    assert "Traceback" not in p.stderr
