@@ -207,6 +207,7 @@ static int classify(const char *path)
         "/sys/hypervisor/version/minor",
         "/sys/hypervisor/version/extra",
         "/sys/hypervisor/properties/capabilities",
+        "/sys/hypervisor/guest_type",
     };
 
     if (!path || path[0] != '/')
@@ -244,6 +245,8 @@ static int served_content(const struct scenario *s, const char *path,
         return snprintf(buf, cap, "%d\n", version & 0xff);
     if (!strcmp(path, "/sys/hypervisor/version/extra"))
         return snprintf(buf, cap, "%s\n", s->extraversion);
+    if (!strcmp(path, "/sys/hypervisor/guest_type"))   /* torvalds/linux@4a4c29c96dde */
+        return snprintf(buf, cap, "%s\n", s->guest_type);
     return snprintf(buf, cap, "%s\n", s->capabilities);
 }
 

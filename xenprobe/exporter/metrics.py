@@ -40,6 +40,7 @@ from prometheus_client.metrics_core import (
 from xenprobe import __version__
 from xenprobe.classify import MISMATCHES, Risk, Verdict
 from xenprobe.consumers import Consumers
+from xenprobe.exporter import layer_absent
 from xenprobe.judge import RAW
 from xenprobe.quantities import GUEST_SET, Probe, Subject
 from xenprobe.sweep import Result, Sweep
@@ -158,6 +159,7 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
     out += _verdicts(sweep)
     out += _guest_set(sweep)
     out += _domain_mismatches(sweep, max_domain_series)
+    out += layer_absent.families(sweep, FROM_SWEEP)
     return out
 
 
@@ -207,7 +209,8 @@ def _per_quantity(sweep: Sweep) -> list[Metric]:
     summary = sweep.summary
     for q in sorted(summary.probes, key=lambda q: q.value):
         probes.add_metric([q.value], summary.probes[q])
-        bits.add_metric([q.value], summary.bits[q])
+        if q in summary.bits:  # none without a raw layer
+            bits.add_metric([q.value], summary.bits[q])
         for kind in Risk:
             risk.add_metric([q.value, kind.value], summary.at_risk.get((q, kind), 0))
     return [probes, bits, risk]
