@@ -1,7 +1,8 @@
 """Command line: `xenprobe check` (one-shot diagnostic), `xenprobe serve` (the daemon and
 Prometheus exporter) and `xenprobe scenarios`.
 
-Exit codes (README "Exit codes"): 0 every layer agrees; 1 a truncation class was found;
+Exit codes (README "Exit codes"): 0 every layer agrees (on a host without the raw layer:
+no mismatch among the readings a reference could judge); 1 a truncation class was found;
 2 usage or configuration error; 3 cannot probe (no device, not root, not dom0, hypervisor
 refused, unknown Xen release); 4 internal error (a bug in xenprobe).
 """

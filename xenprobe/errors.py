@@ -6,7 +6,7 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    OK = 0            # every layer agrees
+    OK = 0            # every layer agrees (no raw layer: none judged disagrees)
     MISMATCH = 1      # a truncation class was found
     USAGE = 2         # usage or configuration error
     CANNOT_PROBE = 3  # no device, not root, not dom0, hypervisor refused, unknown release
