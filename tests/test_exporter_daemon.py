@@ -325,7 +325,8 @@ def test_no_web_config_a_reload_meets_kills_the_daemon(tmp_path: Path) -> None:
     with Serve("healthy", config=config) as serve:
         serve.after_sweeps(1)
         for what, make_bad, reason in [
-                ("nested 5000 deep", lambda p: p.write_text(DEEP_YAML), "nested more than 32 levels deep"),
+                ("nested 5000 deep", lambda p: p.write_text(DEEP_YAML),
+                 "nested more than 32 levels deep"),
                 ("a FIFO", _set_fifo, "is not a regular file"),
                 ("a directory", _set_dir, "is not a regular file")]:
             make_bad(web)

@@ -183,7 +183,9 @@ def test_xeninfo(bindings: tuple[Scenario, dict[str, Any]]) -> None:
         assert report["host"]["version"] == \
             f"{got['xen_major']}.{got['xen_minor']}{got['xen_extra']}"
         (ver,) = [r for r in report["results"] if r["quantity"] == "xen_version"]
-        assert ver["raw"]["value"] == (got["xen_major"] << 16) | got["xen_minor"]
+        # A host without the raw layer (a PVH dom0 before 4.15.1): the syscall's answer.
+        seen = ver["raw"] if ver["raw"] is not None else ver["layers"]["syscall"]
+        assert seen["value"] == (got["xen_major"] << 16) | got["xen_minor"]
 
 
 def test_bindings_ran_somewhere(pkgs: xenpkgs.XenPackages) -> None:

@@ -31,6 +31,8 @@ class Verdict(enum.StrEnum):
     ERROR = "error"                  # the layer failed for its own reason (EINTR, EACCES..)
     OTHER = "other"                  # disagrees, and no known conversion explains it
     ABSENT = "absent"                # this layer does not offer the quantity here
+    UNJUDGED = "unjudged"            # read, but nothing here says what it should be
+                                     # (no raw layer, and no exact reference: rawlayer)
 
     @property
     def is_mismatch(self) -> bool:

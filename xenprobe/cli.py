@@ -208,8 +208,9 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     retries = retry_table(counted)
     users = _consumers(scenario)
     # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
-    notes = [f"{layer.name}: {note}" for layer in layers
-             if (note := getattr(layer, "note", ""))]
+    notes = [f"raw: {result.raw_absent.note}"] if result.raw_absent else []
+    notes += [f"{layer.name}: {note}" for layer in layers
+              if (note := getattr(layer, "note", ""))]
     notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
               for call, why in sorted(retries.items())]
     code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK

@@ -11,7 +11,7 @@ import textwrap
 
 
 class ExitCode(enum.IntEnum):
-    OK = 0             # every layer agrees
+    OK = 0             # every layer agrees (no raw layer: none judged disagrees)
     MISMATCH = 1       # a truncation class was found
     USAGE = 2          # usage or configuration error
     CANNOT_PROBE = 3   # no device, not root, not dom0, hypervisor refused, unknown release
@@ -20,8 +20,10 @@ class ExitCode(enum.IntEnum):
 
 
 EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
-    (ExitCode.OK, "every layer agrees (drift is not a disagreement), and the report "
-                  "was delivered; for serve: stopped cleanly (SIGTERM, SIGINT)"),
+    (ExitCode.OK, "every layer agrees (drift is not a disagreement; without the raw "
+                  "layer: no mismatch among the readings a reference could judge), and "
+                  "the report was delivered; for serve: stopped cleanly (SIGTERM, "
+                  "SIGINT)"),
     (ExitCode.MISMATCH, "a truncation class was found (truncated, sign_flipped, clamped, "
                         "aliased_errno, lost_error, changed_error, other); also when the "
                         "report could not be delivered in full (see 5)"),

@@ -339,3 +339,14 @@ def sys_hypervisor_version(root: Path = SYS_HYPERVISOR) -> int | None:
     except (OSError, ValueError):
         return None
     return (major << 16) | minor
+
+
+def sys_hypervisor_guest_type(root: Path = SYS_HYPERVISOR) -> str | None:
+    """What kind of guest this kernel is ("PV", "HVM", "PVH"; a dom0 is PV or PVH), from
+    /sys/hypervisor/guest_type (Linux 4.13, torvalds/linux@4a4c29c96dde); None where
+    the kernel does not publish it."""
+    try:
+        text = (root / "guest_type").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None

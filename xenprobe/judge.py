@@ -144,6 +144,51 @@ def judge(sample: Sample, *, final: bool, earlier: Sequence[Sample] = ()
 
 _ERROR_CLASSES = frozenset({Verdict.CHANGED_ERROR, Verdict.LOST_ERROR})
 
+
+@dataclass(frozen=True, slots=True)
+class RefSample:
+    """A sample without the raw layer (xenprobe.rawlayer): the reference read before
+    and after the layers, and the layers' readings."""
+
+    ref_before: Truth | None
+    ref_after: Truth | None
+    layers: Mapping[str, Reading | None]
+
+
+def judge_by_reference(sample: RefSample, *, final: bool,
+                       earlier: Sequence[RefSample] = ()) -> dict[str, Verdict] | None:
+    """`judge` for a host with no raw layer: each layer against the reference. A reading
+    is MATCH only against a reference that names one value; inside a range (or with no
+    reference at all) it is UNJUDGED, since a truncated value may land there too. A
+    reading outside the reference is a mismatch whatever the true value: the reference
+    bounds it. "raw" is ABSENT."""
+    before, after = sample.ref_before, sample.ref_after
+    verdicts: dict[str, Verdict] = {RAW: Verdict.ABSENT}
+    if before is None or after is None:
+        for name, r in sample.layers.items():
+            verdicts[name] = Verdict.ABSENT if r is None else Verdict.UNJUDGED
+        return verdicts
+    stable = before == after
+    if not stable and not final:
+        return None
+    view = _View(stable, before, after)
+    exact = all(t.is_error or t.lo == t.hi for t in (before, after))
+    for name, r in sample.layers.items():
+        v = view.judge(r)
+        if v is Verdict.MATCH and not exact:
+            v = Verdict.UNJUDGED  # inside a range: consistent, not proven
+        if v in _ERROR_CLASSES and r is not None and r.errno in RETRYABLE:
+            v = Verdict.ERROR if v is Verdict.CHANGED_ERROR else Verdict.DRIFT
+        verdicts[name] = v
+    if Verdict.ERROR in verdicts.values() and not final:
+        return None
+    if not _UNCONFIRMED.keys().isdisjoint(verdicts.values()):
+        if not final:
+            return None
+        if any(e != sample for e in earlier):
+            verdicts = {k: _UNCONFIRMED.get(v, v) for k, v in verdicts.items()}
+    return verdicts
+
 # Mismatches reported only when every look agreed, and what they are when looks differ:
 # the value moved (drift), or the layer failed for its own passing reason (error).
 _UNCONFIRMED = {Verdict.OTHER: Verdict.DRIFT, Verdict.LOST_ERROR: Verdict.DRIFT,

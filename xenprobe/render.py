@@ -18,6 +18,7 @@ from xenprobe.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.host import MAX_FRAMES
 from xenprobe.judge import RAW
 from xenprobe.quantities import Quantity, Subject
+from xenprobe.rawlayer import PRESENT
 from xenprobe.reading import Reading
 from xenprobe.sweep import Result, Sweep
 
@@ -79,7 +80,7 @@ class Style:
         text = v.value.ljust(width)
         if v is Verdict.MATCH:
             return self(text, "green")
-        if v is Verdict.DRIFT:
+        if v in (Verdict.DRIFT, Verdict.UNJUDGED):
             return self(text, "yellow")
         if v is Verdict.ABSENT:
             return self(text, "dim")
@@ -114,10 +115,12 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
     if r.reference is not None:
         rows.append(("reference", truth_text(r.reference), None, ""))
     risk = ", ".join(r.at_risk)
-    note = f"{r.bits} bits" + (f"; at risk: {risk}" if risk else "")
+    note = (f"{r.bits} bits" + (f"; at risk: {risk}" if risk else "")
+            if r.bits is not None else "no raw layer (see note)")
     if r.probe.guest_set:  # the domU sets this value itself (quantities.GUEST_SET)
         note += "; guest-set"
-    rows.append((RAW, reading_text(r.raw), r.verdicts.get(RAW), note))
+    raw = reading_text(r.raw) if r.raw is not None else "absent"
+    rows.append((RAW, raw, r.verdicts.get(RAW), note))
     for name in layers:
         rows.append((name, reading_text(r.readings.get(name)),
                      r.verdicts.get(name, Verdict.ABSENT), ""))
@@ -310,7 +313,7 @@ def summary_line(sweep: Sweep, s: Style | None = None) -> str:
     style = s or Style(False)
     counts: Counter[str] = Counter()
     where: dict[str, set[str]] = defaultdict(set)
-    drift = 0
+    drift = unjudged = 0
     for r in sweep.results:
         for layer, v in r.verdicts.items():
             if v.is_mismatch:
@@ -318,7 +321,17 @@ def summary_line(sweep: Sweep, s: Style | None = None) -> str:
                 where[v.value].add(layer)
             elif v is Verdict.DRIFT:
                 drift += 1
+            elif v is Verdict.UNJUDGED:
+                unjudged += 1
     probes = len(sweep.results)
+    if not counts and sweep.raw_absent is not None:
+        # Not "all agree": without the raw layer only what a reference pins was judged.
+        text = (f"No mismatch among the readings judged against a reference in {probes} "
+                f"probes; {unjudged} readings unjudged: no raw layer "
+                f"({sweep.raw_absent.reason}).")
+        if drift:
+            text += f" {drift} readings drifted while being read."
+        return style(text, "yellow")
     if not counts:
         text = f"All layers agree on {probes} probes"
         text += f" ({drift} readings drifted while being read)." if drift else "."
@@ -329,6 +342,8 @@ def summary_line(sweep: Sweep, s: Style | None = None) -> str:
             + "; ".join(parts))
     if drift:
         text += f"; {drift} readings drifted (not counted)"
+    if unjudged:
+        text += f"; {unjudged} readings unjudged: no raw layer"
     return style(text, "red")
 
 
@@ -356,6 +371,7 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
         "mock_scenario": scenario,
         "domains": sweep.domains,
         "layers": [RAW, *sweep.layers],
+        "raw_layer": sweep.raw_absent.as_json() if sweep.raw_absent else PRESENT,
         "notes": notes or [],
         "sweep_seconds": round(sweep.duration, 6),
         "view": v.as_json(),
@@ -380,7 +396,7 @@ def _result_json(r: Result, layers: list[str]) -> dict[str, Any]:
         "quantity": r.probe.quantity.value,
         "subject": r.probe.subject.value,
         "domid": r.probe.domid,
-        "raw": r.raw.as_json(),
+        "raw": r.raw.as_json() if r.raw is not None else None,
         "raw_verdict": r.verdicts[RAW].value if RAW in r.verdicts else None,
         "reference": _truth_json(r.reference),
         "bits": r.bits,

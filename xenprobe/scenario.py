@@ -121,6 +121,26 @@ class Scenario:
     commandline: str = ""                # XENVER_commandline's text (char[1024])
     build_id_size: int = 20              # a SHA-1 build-id note
 
+    @property
+    def guest_type(self) -> str:
+        """What the kernel's /sys/hypervisor/guest_type says (torvalds/linux@4a4c29c96dde,
+        drivers/xen/sys-hypervisor.c): a dom0 whose domain is an HVM one
+        (XEN_DOMINF_hvm_guest) is PVH, the only HVM kind of dom0."""
+        me = next((d for d in self.domains if d.domid == self.self_domid), None)
+        return "PVH" if me is not None and me.hvm else "PV"
+
+    @property
+    def multicall(self) -> bool:
+        """Whether this caller can issue a multicall. A PV kernel can on every release;
+        a PVH one from 4.15.1 only (x86/hvm/hypercall.c@RELEASE-4.15.1:127; absent from
+        hvm_hypercall_table at RELEASE-4.14.6:127-157 and RELEASE-4.15.0:124-154)."""
+        if self.guest_type == "PV":
+            return True
+        if self.release.pvh_multicall is not None:
+            return self.release.pvh_multicall
+        point = re.match(r"\.(\d+)", self.extraversion)  # 4.15: the point release decides
+        return point is not None and int(point.group(1)) >= 1
+
 
 class _Reader:
     """Typed access to one TOML table that reports errors with the key's full path."""
@@ -454,6 +474,8 @@ def compile_text(s: Scenario) -> str:
         f"role {s.role}",
         f"device {s.device}",
         f"sys_hypervisor {int(s.sys_hypervisor)}",
+        f"guest_type {s.guest_type}",
+        f"multicall {int(s.multicall)}",
     ]
     for d in s.domains:
         lines.append(f"domain {d.domid} {d.tot_pages} {d.max_pages} {d.max_gpfn} "

@@ -27,12 +27,28 @@ from xenprobe.abi.hypercalls import MAX_ERRNO
 from xenprobe.census_refs import read_facts, references
 from xenprobe.classify import INT32_MAX, U32, Risk, Truth, Verdict, at_risk, bits_used
 from xenprobe.errors import CannotProbe
-from xenprobe.host import MAX_FRAMES, Host, Identity, sys_hypervisor_version
-from xenprobe.judge import MASK64, RAW, Ref, Sample, judge, unanimous
+from xenprobe.host import (
+    MAX_FRAMES,
+    Host,
+    Identity,
+    sys_hypervisor_guest_type,
+    sys_hypervisor_version,
+)
+from xenprobe.judge import (
+    MASK64,
+    RAW,
+    Ref,
+    RefSample,
+    Sample,
+    judge,
+    judge_by_reference,
+    unanimous,
+)
 from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
 from xenprobe.quantities import CENSUS, Probe, Quantity, Subject, offered, plan
+from xenprobe.rawlayer import RawAbsent
 from xenprobe.reading import Columns, Reading, raw_result
-from xenprobe.transport import Args, Buffer, Calls, args5
+from xenprobe.transport import Args, Buffer, Calls, NoMulticall, args5
 
 log = structlog.get_logger("xenprobe.sweep")
 
@@ -43,19 +59,19 @@ _UNKNOWN = object()
 @dataclass(frozen=True, slots=True)
 class Result:
     probe: Probe
-    raw: Reading
+    raw: Reading | None     # None: the host has no raw layer (xenprobe.rawlayer)
     reference: Truth | None
     readings: Mapping[str, Reading | None]
     verdicts: Mapping[str, Verdict]
     attempts: int
 
     @property
-    def bits(self) -> int:
-        return bits_used(self.raw)
+    def bits(self) -> int | None:
+        return bits_used(self.raw) if self.raw is not None else None
 
     @property
     def at_risk(self) -> tuple[Risk, ...]:
-        return at_risk(self.raw)
+        return at_risk(self.raw) if self.raw is not None else ()
 
     @property
     def mismatches(self) -> dict[str, Verdict]:
@@ -83,12 +99,14 @@ class Summary:
     def _add(self, r: Result) -> None:
         q = r.probe.quantity
         self.probes[q] = self.probes.get(q, 0) + 1
-        self.bits[q] = max(self.bits.get(q, 0), r.bits)
+        if r.bits is not None:  # without a raw layer, nothing says how wide a value is
+            self.bits[q] = max(self.bits.get(q, 0), r.bits)
         for risk in r.at_risk:
             self.at_risk[(q, risk)] = self.at_risk.get((q, risk), 0) + 1
         for layer, v in r.verdicts.items():
             self.verdicts[(q, layer, v)] = self.verdicts.get((q, layer, v), 0) + 1
-        if r.raw.failed or any(x is not None and x.failed for x in r.readings.values()):
+        if (r.raw is not None and r.raw.failed) or any(
+                x is not None and x.failed for x in r.readings.values()):
             self.failed.append(r)
 
 
@@ -100,6 +118,7 @@ class Sweep:
     started: float
     duration: float
     layers: list[str] = field(default_factory=list)
+    raw_absent: RawAbsent | None = None  # why there is no raw layer, if there is none
 
     @property
     def mismatches(self) -> list[Result]:
@@ -393,6 +412,8 @@ class _Known:
     offered: tuple[Quantity, ...] | None = None  # census quantities, asked once per Host
     # One plan per set of layers (by identity; the plan keeps them alive).
     plans: dict[tuple[int, ...], _Plan] = field(default_factory=dict)
+    # Set once the multicall answered ENOSYS: the hypervisor will not grow one.
+    raw_absent: RawAbsent | None = None
 
 
 _KNOWN: weakref.WeakKeyDictionary[Host, _Known] = weakref.WeakKeyDictionary()
@@ -455,6 +476,54 @@ class Sweeper:
         t0 = time.perf_counter()
         domids = tuple(self.host.domain_pages())
         p = self._planned(domids)
+        if self._known.raw_absent is None:
+            try:
+                return self._sweep(p, started, t0)
+            except NoMulticall:
+                self._known.raw_absent = RawAbsent.after_enosys(
+                    sys_hypervisor_guest_type())
+                log.info("raw_layer_absent", reason=self._known.raw_absent.reason)
+        results = self._sweep_without_raw(p)
+        return Sweep(self.host.identity, results, len(p.domids), started,
+                     time.perf_counter() - t0, [layer.name for layer in self.layers],
+                     self._known.raw_absent)
+
+    def _sweep_without_raw(self, p: _Plan) -> list[Result]:
+        """Every probe read by every layer and judged against the reference alone
+        (judge_by_reference), a Result each: hosts without multicalls are small and
+        rare, and every probe needs the judge here anyway."""
+        n = len(p.probes)
+        judged: dict[int, Result] = {}
+        history: dict[int, list[RefSample]] = {}
+        pending = list(range(n))
+        for attempt in range(1, self.attempts + 1):
+            final = attempt == self.attempts
+            calls = p.calls if len(pending) == n else p.calls.subset(pending)
+            probes = [p.probes[i] for i in pending]
+            refs_before = self._references()
+            columns = [self._read(layer, probes, calls, None) for layer in self.layers]
+            ref_before = refs_before.column(p, pending)
+            ref_after = self._references().column(p, pending)
+            again = []
+            for j, i in enumerate(pending):
+                readings = {layer.name: c.reading(j)
+                            for layer, c in zip(self.layers, columns, strict=True)}
+                sample = RefSample(_truth(ref_before[j]), _truth(ref_after[j]), readings)
+                earlier = history.setdefault(i, [])
+                verdicts = judge_by_reference(sample, final=final, earlier=earlier)
+                if verdicts is None:
+                    earlier.append(sample)
+                    again.append(i)
+                    continue
+                judged[i] = Result(p.probes[i], None, sample.ref_before, readings,
+                                   verdicts, attempt)
+            pending = again
+            if not pending:
+                break
+        return [judged[i] for i in range(n)]
+
+    def _sweep(self, p: _Plan, started: float, t0: float) -> Sweep:
+        """A sweep with the raw layer (the multicall) bracketing the others."""
         n = len(p.probes)
         batches: list[_Batch] = []
         # Every probe first points at the first attempt's batch, at its own position.
@@ -474,11 +543,11 @@ class Sweeper:
                           position, judged)
         duration = time.perf_counter() - t0
         log.debug("sweep", probes=n, judged=len(judged), seconds=round(duration, 4))
-        return Sweep(self.host.identity, results, len(domids), started, duration,
+        return Sweep(self.host.identity, results, len(p.domids), started, duration,
                      [layer.name for layer in self.layers])
 
     def _read(self, layer: Layer, probes: list[Probe], calls: Calls,
-              raw: array[int]) -> Columns:
+              raw: array[int] | None) -> Columns:
         bulk = getattr(layer, "read_columns", None)
         if isinstance(layer, SyscallLayer | IoctlLayer):
             # The raw results let the int paths tell an alias from a transient EINTR.

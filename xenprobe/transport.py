@@ -295,6 +295,13 @@ class Privcmd:
                                        self._ret, self._err)
         if rc:
             raise self._failed(rc, "multicall")
+        if self._ret[0] != 0 and self._err[0] == errnos.ENOSYS:
+            # The hypervisor has no multicall for this caller: a PVH dom0 before
+            # 4.15.1 (x86/hvm/hypercall.c@RELEASE-4.14.6:220-224). The sweep goes on
+            # without the raw layer (xenprobe.rawlayer).
+            raise NoMulticall(
+                "the multicall hypercall failed: ENOSYS (Function not implemented)",
+                "a PVH/HVM dom0 needs Xen 4.15.1 or later for multicalls")
         if self._ret[0] != 0:
             raise CannotProbe(
                 f"the multicall hypercall failed: {os.strerror(self._err[0])}",
@@ -304,6 +311,10 @@ class Privcmd:
         if retry:
             self._retry_entries(calls, values)
         return values
+
+
+class NoMulticall(CannotProbe):
+    """The multicall hypercall answered ENOSYS: there is no raw layer on this host."""
 
 
 def _open_error(err: int) -> CannotProbe:

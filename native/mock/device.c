@@ -207,7 +207,7 @@ static int classify(const char *path)
         "/sys/hypervisor/version/minor",
         "/sys/hypervisor/version/extra",
         "/sys/hypervisor/properties/capabilities",
-        "/sys/hypervisor/guest_type",             /* census.c decides these two */
+        "/sys/hypervisor/guest_type",             /* torvalds/linux@4a4c29c96dde */
         "/sys/hypervisor/properties/changeset",
     };
 
@@ -238,9 +238,13 @@ static int served_content(const struct scenario *s, const char *path,
     }
     if (!s->sys_hypervisor)
         return -ENOENT;
-    if (!strcmp(path, "/sys/hypervisor/guest_type") ||
-        !strcmp(path, "/sys/hypervisor/properties/changeset"))
+    if (!strcmp(path, "/sys/hypervisor/properties/changeset"))
         return census_sysfs(path, buf, cap);
+    if (!strcmp(path, "/sys/hypervisor/guest_type")) {
+        /* A census scenario's dom0 type; else the scenario's (guest_type directive). */
+        int n = census_sysfs(path, buf, cap);
+        return n != -ENOENT ? n : snprintf(buf, cap, "%s\n", s->guest_type);
+    }
     if (!strcmp(path, "/sys/hypervisor/type"))
         return snprintf(buf, cap, "xen\n");
     if (!strcmp(path, "/sys/hypervisor/version/major"))

@@ -396,7 +396,12 @@ int64_t hv_hypercall(struct hv_req *r, uint64_t seq, int via)
             if (s->compat_clamp)
                 rc = rc > INT32_MAX ? INT32_MAX : rc < INT32_MIN ? INT32_MIN : rc;
             break;
-        case HC_MULTICALL:   rc = multicall(r, seq); break;
+        case HC_MULTICALL:
+            /* A PVH (HVM) caller before 4.15.1: no multicall in hvm_hypercall_table,
+             * so -ENOSYS (x86/hvm/hypercall.c@RELEASE-4.14.6:127-157,220-224,
+             * @RELEASE-4.15.0:124-154,217-221; added at RELEASE-4.15.1:127). */
+            rc = s->multicall ? multicall(r, seq) : -ENOSYS;
+            break;
         case HC_XEN_VERSION: rc = xen_version(s, (int)r->args[0], r->args[1]); break;
         case HC_SYSCTL:      rc = sysctl(s, r); break;
         case HC_DOMCTL:      rc = domctl(s, r); break;

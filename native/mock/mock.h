@@ -81,6 +81,8 @@ struct scenario {
     size_t   ndomains;
     int      hypervisor_bits;
     int      compat_clamp;
+    char     guest_type[8];        /* /sys/hypervisor/guest_type: "PV" or "PVH" */
+    int      multicall;            /* 0: a PVH dom0 before 4.15.1 (hypervisor.c) */
     int      driver, role, device, sys_hypervisor;
     struct mock_rule *faults, *hangs;
     size_t   nfaults, nhangs;

@@ -276,6 +276,16 @@ static int directive(struct parser *p, char **tok, int ntok)
         if (b < 0)
             return -1;
         s->hypervisor_bits = b ? 32 : 64;
+    } else if (!strcmp(d, "guest_type")) {
+        NARGS(1);
+        int b = ONE_OF(1, "PV", "PVH");
+        if (b < 0)
+            return -1;
+        strcpy(s->guest_type, b ? "PVH" : "PV");
+    } else if (!strcmp(d, "multicall")) {
+        NARGS(1);
+        if ((s->multicall = ONE_OF(1, "0", "1")) < 0)
+            return -1;
     } else if (!strcmp(d, "compat_clamp")) {
         NARGS(1);
         if ((s->compat_clamp = ONE_OF(1, "0", "1")) < 0)
@@ -398,6 +408,8 @@ static void defaults(struct scenario *s)
     s->domctl_interface = 0x15;
     s->getdomaininfo_size = 112;
     s->hypervisor_bits = 64;
+    strcpy(s->guest_type, "PV");
+    s->multicall = 1;
     s->driver = DRIVER_PVOPS;
     s->role = ROLE_DOM0;
     s->device = DEVICE_PRESENT;

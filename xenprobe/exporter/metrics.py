@@ -24,7 +24,8 @@ scan_complete gauge, and prometheus_client's process_* and python_info).
 Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each; xenprobe_drift and
 xenprobe_drifts_total Q*L each; xenprobe_probes and xenprobe_raw_bit_length Q each,
 xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N;
-xenprobe_guest_set_mismatch G*L*V and xenprobe_guest_set_info G. With the defaults:
+xenprobe_guest_set_mismatch G*L*V and xenprobe_guest_set_info G; and, on a host without
+the raw layer (layer_absent.py), 1 + Q*L more. With the defaults:
 280 + 40 + 30 + 36 + 100 + 58 + C. tests/test_series_count.py counts a real scrape
 (README's figure comes from it). The textfile has no counters: Q*L*V + Q*L + Q*(R+2) + N
 plus its fixed series.
@@ -46,6 +47,7 @@ from prometheus_client.metrics_core import (
 from xenprobe import __version__, revision
 from xenprobe.classify import MISMATCHES, Risk, Verdict
 from xenprobe.consumers import Consumers
+from xenprobe.exporter import layer_absent
 from xenprobe.judge import RAW
 from xenprobe.quantities import CENSUS, GUEST_SET, Probe, Quantity, Subject
 from xenprobe.sweep import Result, Sweep
@@ -206,6 +208,7 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
     out += _verdicts(sweep)
     out += _guest_set(sweep)
     out += _domain_mismatches(sweep, max_domain_series)
+    out += layer_absent.families(sweep, FROM_SWEEP)
     return out
 
 
@@ -258,7 +261,8 @@ def _per_quantity(sweep: Sweep) -> list[Metric]:
     summary = sweep.summary
     for q in sorted(summary.probes, key=lambda q: q.value):
         probes.add_metric([q.value], summary.probes[q])
-        bits.add_metric([q.value], summary.bits[q])
+        if q in summary.bits:  # none without a raw layer
+            bits.add_metric([q.value], summary.bits[q])
         for kind in Risk:
             risk.add_metric([q.value, kind.value], summary.at_risk.get((q, kind), 0))
     return [probes, bits, risk]
