@@ -146,7 +146,8 @@ def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
     else:
         if big and not v.narrowed:
             out += ["", *summary_table(sweep, s)]
-        out += _detail(sweep, v, s, SHOW_AGREEING_BIG_HOST if big else SHOW_AGREEING)
+        out += _detail(sweep, v, s, SHOW_AGREEING_BIG_HOST if big else SHOW_AGREEING,
+                       fold_calm_host=big and not v.narrowed)
     if consumers is not None:
         out += ["", *consumer_lines(consumers, s)]
     out += ["", summary_line(sweep, s)]
@@ -161,9 +162,13 @@ def _domids(sweep: Sweep) -> set[int]:
             if r.probe.subject is Subject.DOMAIN and r.probe.domid is not None}
 
 
-def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int) -> list[str]:
-    """The table per quantity: each shown subject, one row per layer."""
+def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
+            fold_calm_host: bool = False) -> list[str]:
+    """The table per quantity: each shown subject, one row per layer. With
+    `fold_calm_host` (a big host's default view, which opens with the summary table), a
+    host-wide quantity every layer agrees on is named on one line instead of a table."""
     out: list[str] = []
+    folded: list[str] = []
     by_quantity: dict[Quantity, list[Result]] = defaultdict(list)
     for r in sweep.results:
         if v.shows(r):
@@ -173,6 +178,10 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int) -> list[str]:
     mismatch_cap = None if v.narrowed else SHOW_MISMATCHING
     widths = (18, 10, 34, 14)
     for quantity, results in by_quantity.items():
+        if fold_calm_host and all(r.probe.subject is Subject.HOST and not r.mismatches
+                                  for r in results):
+            folded.append(quantity.value)
+            continue
         out += ["", s(quantity.value, "bold"),
                 "  " + "SUBJECT".ljust(widths[0]) + "LAYER".ljust(widths[1])
                 + "VALUE".ljust(widths[2]) + "VERDICT".ljust(widths[3]) + "BITS / RISK"]
@@ -202,6 +211,9 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int) -> list[str]:
                          f"--mismatches --quantity {quantity.value})", "red"))
         if hidden_calm:
             out.append(f"  ... and {hidden_calm} more domains where every layer agrees")
+    if folded:
+        out += ["", f"every layer agrees on the host-wide {', '.join(folded)} (counts in the "
+                    "table above; see them: --quantity NAME)"]
     if not by_quantity:
         out += ["", "Nothing to show in this view."]
     return out
@@ -209,19 +221,26 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int) -> list[str]:
 
 def summary_table(sweep: Sweep, s: Style | None = None) -> list[str]:
     """Verdict counts per quantity and layer, from the sweep's summary (a screen
-    whatever the number of domains)."""
+    whatever the number of domains). A quantity on which every layer only matched (or
+    was absent) is named on one line after the table rather than given its rows."""
     style = s or Style(False)
     counts = breakdown(sweep)
-    verdicts = [v for v in Verdict if any(v.value in c for c in counts.values())]
+    calm = {Verdict.MATCH.value, Verdict.ABSENT.value}
+    troubled = {q for (q, _), c in counts.items() if set(c) - calm}
+    shown = {k: c for k, c in counts.items() if k[0] in troubled}
+    verdicts = [v for v in Verdict if any(v.value in c for c in shown.values())]
     width = max([len(v.value) for v in verdicts] + [5]) + 2
     out = [style("verdicts by quantity and layer (subjects)", "bold"),
            "  " + "QUANTITY".ljust(21) + "LAYER".ljust(10)
            + "".join(v.value.rjust(width) for v in verdicts)]
-    for (quantity, layer), c in counts.items():
+    for (quantity, layer), c in shown.items():
         cells = "".join(
             style(str(c[v.value]).rjust(width), "red" if v.is_mismatch else "dim")
             if c.get(v.value) else "-".rjust(width) for v in verdicts)
         out.append("  " + quantity.ljust(21) + layer.ljust(10) + cells)
+    agreed = list(dict.fromkeys(q for q, _ in counts if q not in troubled))
+    if agreed:
+        out.append(f"  every layer matches on: {', '.join(agreed)}")
     return out
 
 
