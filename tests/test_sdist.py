@@ -81,10 +81,12 @@ def test_sdist_installs_in_a_fresh_venv_and_runs(sdist: Path, tmp_path: Path) ->
                              env=env, timeout=120, check=False, cwd=tmp_path)
     assert version.stdout.strip() == f"xenprobe {xenprobe.__version__}", version
     meta = subprocess.run([str(py), "-c", "import importlib.metadata as m; "
-                           "print(m.version('xenprobe'), m.metadata('xenprobe')['License'])"],
+                           "print(m.version('xenprobe'), m.metadata('xenprobe')['License'], "
+                           "[f.name for f in m.files('xenprobe') or [] if f.name == 'COPYING'])"],
                           capture_output=True, text=True, env=env, timeout=120, check=False,
                           cwd=tmp_path)
-    assert meta.stdout.split(maxsplit=1) == [xenprobe.__version__, "GPL-2.0-only\n"], meta
+    # The installed distribution carries its licence text, and says which licence it is.
+    assert meta.stdout.split() == [xenprobe.__version__, "GPL-2.0-only", "['COPYING']"], meta
     check = subprocess.run([str(exe), "check", "--mock"], capture_output=True, text=True,
                            env=env, timeout=300, check=False, cwd=tmp_path)
     assert check.returncode == 0, (check.stdout, check.stderr)  # healthy: layers agree
