@@ -42,8 +42,9 @@ def library() -> Path:
         candidate = here / f"_mockxen{suffix}"
         if candidate.exists():
             return candidate
-    raise CannotProbe("the mock host library is not built (xenprobe/_mockxen*.so is "
-                      "missing)", "reinstall xenprobe: pip install .")
+    # The Debian package keeps the LD_PRELOAD library out of the production package.
+    raise CannotProbe("the mock host is not installed (xenprobe/_mockxen*.so is missing)",
+                      "on Debian: apt install xenprobe-mock; from source: pip install .")
 
 
 def environment(scenario: Scenario, compiled_path: str, log: str | None = None

@@ -1,0 +1,145 @@
+"""xenprobe(1), written from the command line parser itself, so the man page's options are
+exactly `--help`'s. The prose around them (what xenprobe is, files, exit status) is here.
+
+Regenerate after changing an option:  .venv/bin/python -m tests.manpage > docs/xenprobe.1
+tests/test_manpage.py fails while docs/xenprobe.1 differs from what this prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from xenprobe import cli
+from xenprobe.errors import ExitCode
+from xenprobe.exporter import config as cfg
+
+# Fixed, so the page does not change with the day it was generated; bump with the prose.
+DATE = "2026-11-27"
+
+EXIT_STATUS = {
+    ExitCode.OK: "every layer agrees with the hypervisor's own result",
+    ExitCode.MISMATCH: "a truncation class was found (check); the report says which",
+    ExitCode.USAGE: "usage or configuration error (bad option, config file or scenario)",
+    ExitCode.CANNOT_PROBE: "cannot probe: no privcmd device, not root, not the control "
+                           "domain, the hypervisor refused, an unknown Xen release, or the "
+                           "mock host is not installed",
+}
+INTERNAL_ERROR_TEXT = "internal error: a bug in xenprobe (please report it)"
+
+DESCRIPTION = [
+    "xenprobe issues read-only hypercalls through /dev/xen/privcmd on a Xen control "
+    "domain (dom0). For each quantity it reads the hypervisor's own 64-bit result (a "
+    "one-entry multicall), what the ioctl system call returns as a long, what glibc's "
+    "int ioctl() returns, what libxenctrl returns, and an independent 64-bit reference "
+    "(sysctl physinfo, domctl getdomaininfo or /sys/hypervisor). It then classifies every "
+    "disagreement: truncated, sign_flipped, clamped, aliased_errno, lost_error, "
+    "changed_error, drift (never counted as a mismatch) or other.",
+    "Only the (hypercall, sub-operation) pairs on a read-only allow-list compiled into "
+    "xenprobe are ever issued.",
+    "Without Xen, --mock runs against a mock host: an LD_PRELOAD library below libc that "
+    "models the privcmd device and the hypervisor. On Debian it is in the separate "
+    "package xenprobe-mock.",
+]
+
+FILES = [
+    (str(cfg.DEFAULT_PATH), "configuration of xenprobe serve (TOML); every key is "
+                            "optional and has a flag of the same name"),
+    ("/lib/systemd/system/xenprobe.service", "the exporter as a systemd service "
+                                             "(Type=notify, watchdog, reload)"),
+    ("/lib/systemd/system/xenprobe-check.timer", "the one-shot check every 5 minutes, "
+                                                 "writing node_exporter's textfile "
+                                                 "directory (alternative to the service)"),
+    ("/usr/share/xenprobe/xenprobe-alerts.yml", "Prometheus alert rules"),
+    ("/usr/share/xenprobe/xenprobe-web.yml", "example exporter-toolkit web configuration "
+                                             "(TLS, basic auth)"),
+    ("/var/lib/prometheus/node-exporter/xenprobe.prom", "the textfile the timer writes"),
+]
+
+SEE_ALSO = (r"\fBprometheus-node-exporter\fR(1), \fBprometheus\fR(1), \fBsystemctl\fR(1), "
+            r"\fBxl\fR(1)")
+
+
+def roff(text: str) -> str:
+    """Plain text as roff: backslashes and hyphens escaped, no line starting a request."""
+    text = text.replace("\\", r"\e").replace("-", r"\-")
+    return re.sub(r"^([.'])", r"\\&\1", text, flags=re.MULTILINE)
+
+
+def _subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _subcommand_help(p: argparse.ArgumentParser) -> dict[str, str]:
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return {a.dest: a.help or "" for a in action._choices_actions}
+    return {}
+
+
+def _expanded_help(p: argparse.ArgumentParser, action: argparse.Action) -> str:
+    if not action.help:
+        return ""
+    return p._get_formatter()._expand_help(action)
+
+
+def _options(p: argparse.ArgumentParser) -> list[str]:
+    lines: list[str] = []
+    formatter = p._get_formatter()
+    for action in p._actions:
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        invocation = formatter._format_action_invocation(action)
+        lines += [".TP", rf"\fB{roff(invocation)}\fR"]
+        text = _expanded_help(p, action)
+        if action.choices and not text:
+            text = "one of " + ", ".join(str(c) for c in action.choices)
+        lines.append(roff(text) if text else r"\&")
+    return lines
+
+
+def _usage(p: argparse.ArgumentParser) -> str:
+    usage = p.format_usage().removeprefix("usage: ").strip()
+    return roff(" ".join(usage.split()))
+
+
+def render() -> str:
+    p = cli.parser()
+    out = [
+        r'.\" Generated by tests/manpage.py from the command line parser of xenprobe.',
+        r'.\" Do not edit: change the parser or tests/manpage.py, then regenerate.',
+        f'.TH XENPROBE 1 "{DATE}" "xenprobe" "User Commands"',
+        ".SH NAME",
+        r"xenprobe \- find where Xen hypercall results lose bits on the way to user space",
+        ".SH SYNOPSIS",
+    ]
+    subs = _subparsers(p)
+    for parser_ in [p, *subs.values()]:
+        out += [_usage(parser_), ".br"]
+    out += [".SH DESCRIPTION", roff(p.description or "")]
+    for paragraph in DESCRIPTION:
+        out += [".PP", roff(paragraph)]
+    out += [".SH OPTIONS", *_options(p), ".SH COMMANDS"]
+    helps = _subcommand_help(p)
+    for name, sub in subs.items():
+        out += [".SS " + rf"\fB{name}\fR", roff(helps.get(name, "")) + "."]
+        if sub.description:
+            out += [".PP", roff(sub.description)]
+        out += [".PP", _usage(sub), *_options(sub)]
+    out += [".SH EXIT STATUS"]
+    for code, text in [*((int(c), t) for c, t in EXIT_STATUS.items()),
+                       (cli.INTERNAL_ERROR, INTERNAL_ERROR_TEXT)]:
+        out += [".TP", rf"\fB{code}\fR", roff(text)]
+    out += [".SH FILES"]
+    for path, text in FILES:
+        out += [".TP", rf"\fI{roff(path)}\fR", roff(text)]
+    out += [".SH SEE ALSO", SEE_ALSO, ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
