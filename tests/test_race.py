@@ -33,7 +33,9 @@ RACER_SONAME = "libxenprobe_racer.so"
 
 # By value: (op, arg0); by struct: (op, cmd). As test_readonly.ALLOWED.
 ALLOWED = {(12, 2), (12, 3), (12, 4), (12, 14), (35, 3), (35, 6), (36, 5),
-           *((17, n) for n in range(15))}
+           *((17, n) for n in range(15)),
+           # The census's pairs (xenprobe/census.py): sharing counts, DR6, hypfs version.
+           (12, 18), (12, 19), (9, 6), (42, 0)}
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +189,24 @@ def both():
     k2 = outcome(lib.xp_hypercall_many(fd, N, c.ops, c.args, 1, rets, errs, err))
     return k1 + "/" + k2
 print(json.dumps(race(flip, both)))
+""",
+    # The census's pairs, each flipping to a state-changing neighbour, through both batch
+    # layers and the multicall batch: get_debugreg <-> set_debugreg (op 9 <-> 8), hypfs
+    # get_version <-> write_contents (0 <-> 4), the sharing counts <-> increase and
+    # decrease_reservation (18 <-> 0, 19 <-> 1).
+    "census_pairs": """
+N = 4
+c = Calls([9, 42, 12, 12], [6, 0, 0, 0, 0] + [0] * 5 + [18, 0, 0, 0, 0] + [19, 0, 0, 0, 0])
+rets, errs = ffi.new("int64_t[]", N), ffi.new("int[]", N)
+results = ffi.new("int64_t[]", N)
+flip = [(addr(c.ops), 9, 8), (addr(c.args + 5), 0, 4), (addr(c.args + 10), 18, 0),
+        (addr(c.args + 15), 19, 1)]
+def three():
+    k1 = outcome(lib.xp_hypercall_many(fd, N, c.ops, c.args, 0, rets, errs, err))
+    k2 = outcome(lib.xp_hypercall_many(fd, N, c.ops, c.args, 1, rets, errs, err))
+    k3 = outcome(lib.xp_multicall_many(fd, N, c.ops, c.args, results, ret, err), ret[0])
+    return "/".join((k1, k2, k3))
+print(json.dumps(race(flip, three)))
 """,
     # A batch of two multicalls: the second chunk's entries flip. A refused batch must
     # reach the device not at all, so every multicall in the log is one of a batch that
