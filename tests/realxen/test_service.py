@@ -1,22 +1,28 @@
 """xenprobe.service for real: systemd as PID 1 in a real Xen 4.17 / 4.20 dom0.
 
-One systemd boot per release (systemd_boot.py) runs service_runner.py, which does what
-README's "Run as a service" tells an operator, then exercises the service as systemd
-and Prometheus do, and writes what it saw into the share.  The tests here assert on
-that evidence; a failure prints the dom0 journal's tail.
+One systemd boot per release (systemd_boot.py) runs service_runner.py, which installs
+the Debian package as an operator does, then exercises the service as systemd and
+Prometheus do, and writes what it saw into the share.  The tests here assert on that
+evidence; a failure prints the dom0 journal's tail.
 
 What runs where:
 
-- README's first line, ``python3 -m venv /opt/xenprobe && /opt/xenprobe/bin/pip
-  install .``, runs on the host (pip under TCG would take minutes), literally, in a
-  copy of this checkout and a private mount namespace whose /opt is a cache directory,
-  with the PATH of a Debian dom0 (so ``python3`` is Debian's).  The result is unpacked
-  at /opt/xenprobe in the dom0 before systemd starts: the same paths, the same
-  interpreter.
-- Every other line of README's blocks runs in the dom0, one by one, in a copy of
-  ``systemd/``: the symlink, the config, the unit, ``daemon-reload``, ``enable --now``,
-  ``status``; then the textfile timer's block.
-- Test-only additions in the dom0: before anything is installed, three paused domains
+- The .deb is built on the host from this checkout (tests/build-deb, the session's
+  ``debian_packages`` fixture) and put in the share.
+- In the dom0, one by one: ``dpkg -i`` of the production package (its maintainer
+  scripts enable and start xenprobe.service from the packaged unit, as on any Debian
+  machine), ``systemctl status``; then ``systemctl enable --now
+  xenprobe-check.timer`` (PACKAGE_LINES, TIMER_LINES).  Its Debian dependencies
+  (python3-cffi-backend, -prometheus-client, -structlog, -psutil, -bcrypt, -yaml) are
+  the host's installed packages, which the dom0 sees through its read-only 9p root:
+  tests/run-all installs them, so ``dpkg -i`` finds them satisfied, where an operator's
+  ``apt install ./xenprobe_*.deb`` would fetch them.  dpkg's database and everything
+  the package writes land in the dom0's tmpfs overlay.
+- Test-only additions in the dom0: the host image's policy-rc.d is removed (it is a
+  container image's, which forbids maintainer scripts to start services; a dom0 has
+  none), and so is man-db's auto-update flag (its trigger re-indexes every manual page
+  of the host, over 9p under TCG: more than 15 minutes); before anything is installed,
+  three paused domains
   (mkdomains.py, raw hypercalls; session.EXTRA_DOMAINS), two of them allowed more than
   2^31 pages, so that the agent has real mismatches to export and the alert rules real
   series to go pending on; ``TimeoutStartSec=600s`` drop-ins for both services
@@ -28,10 +34,8 @@ What runs where:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -43,9 +47,10 @@ from typing import Any
 
 import pytest
 
+from tests.debpkg import DebianPackages
 from xenprobe.logs import PRIORITY
 
-from .assets import Assets, cache_lock
+from .assets import Assets
 from .boot import Dom0Run
 from .compare import int_path_verdict
 from .session import EXTRA_DOMAINS
@@ -67,9 +72,13 @@ MKDOMAINS = HERE / "mkdomains.py"
 READER = HERE / "reader.py"
 SERVE_PROBE = HERE / "serve_probe.py"
 
-# README's first line, run on the host (see the module docstring).
-VENV_LINE = "python3 -m venv /opt/xenprobe && /opt/xenprobe/bin/pip install ."
-DOM0_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What an operator runs, in the share's dist/ (which holds the .deb). README's Install
+# section gives `apt install ./xenprobe_VERSION_amd64.deb`, which also fetches the
+# dependencies; the dom0 has no network, and has them already (see the docstring).
+PACKAGE_LINES = ["dpkg -i ./xenprobe_*_amd64.deb",
+                 "systemctl status xenprobe --no-pager"]
+TIMER_LINES = ["systemctl enable --now xenprobe-check.timer"]
+PACKAGED_UNIT = "lib/systemd/system/xenprobe.service"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 EXPECTED_VERSION = {"4.17": "4.17.", "4.20": "4.20."}
 CAP_IPC_LOCK = 14
@@ -100,16 +109,16 @@ HANG_DROPIN = """\
 Environment=XENPROBE_TEST_MODE=1 XENPROBE_TEST_HANG_SWEEP=2
 WatchdogSec=20s
 ExecStart=
-ExecStart=/usr/local/bin/xenprobe serve --sweep-timeout 3
+ExecStart=/usr/bin/xenprobe serve --sweep-timeout 3
 """
 
-PROMETHEUS_YML = f"""\
+PROMETHEUS_YML = """\
 global:
   scrape_interval: 2s
   scrape_timeout: 2s
   evaluation_interval: 2s
 rule_files:
-  - {SHARE_IN_DOM0}/dist/systemd/xenprobe-alerts.yml
+  - /usr/share/xenprobe/xenprobe-alerts.yml
 scrape_configs:
   - job_name: xenprobe
     static_configs:
@@ -141,6 +150,13 @@ RUNNER_SH = f"""\
 #!/bin/sh
 # Runs service_runner.py, keeps the dom0's journal in the share, powers off.
 S={SHARE_IN_DOM0}
+# The host image is a container's: its policy-rc.d (exit 101) forbids maintainer
+# scripts to start services. A dom0 has none (see the module docstring).
+rm -f /usr/sbin/policy-rc.d
+# man-db's trigger re-indexes every manual page of the host's root: over 9p under TCG
+# that took more than 15 minutes. Without this flag file the trigger skips the index
+# (man-db's own switch, debconf man-db/auto-update); the package installs as before.
+rm -f /var/lib/man-db/auto-update
 R=$S/results
 timeout -k 10 {RUNNER_DEADLINE_S + 60} /usr/bin/python3 -B $S/service_runner.py \\
     $S/plan.json $R >$R/runner.out 2>$R/runner.err
@@ -163,80 +179,9 @@ def service_section() -> str:
     return m.group(1)
 
 
-def readme_blocks() -> list[list[str]]:
-    """The ```sh blocks of README's "Run as a service", as lists of non-empty lines."""
-    blocks = re.findall(r"^```sh\n(.*?)^```", service_section(), re.S | re.M)
-    return [[line for line in b.splitlines() if line.strip()] for b in blocks]
-
-
 def operator_lines() -> tuple[list[str], list[str]]:
-    """(service block without its first line, textfile block), checked for shape."""
-    blocks = readme_blocks()
-    assert len(blocks) == 2, f"expected two sh blocks in 'Run as a service': {blocks}"
-    service, textfile = blocks
-    assert service[0] == VENV_LINE, service[0]
-    assert any("systemctl enable --now xenprobe" in line for line in service), service
-    assert any("enable --now xenprobe-check.timer" in line for line in textfile), textfile
-    return service[1:], textfile
-
-
-# ------------------------------------------------------------- /opt/xenprobe, built once
-
-
-def _sources() -> list[Path]:
-    """The files `pip install .` builds from (this checkout's, tracked or not)."""
-    paths = ["pyproject.toml", "setup.py", "README.md", "native", "xenprobe"]
-    p = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                        "--", *paths], cwd=REPO, capture_output=True, check=False)
-    if p.returncode == 0 and p.stdout:
-        files = [REPO / f for f in p.stdout.decode().split("\0") if f]
-    else:  # not a git checkout
-        files = [f for d in paths for f in ([REPO / d] if (REPO / d).is_file()
-                                            else sorted((REPO / d).rglob("*")))]
-        files = [f for f in files if f.is_file() and "__pycache__" not in f.parts
-                 and f.suffix not in (".so", ".o") and f.name != "_transport.c"]
-    return sorted(f for f in files if f.is_file())
-
-
-def opt_xenprobe(cache: Path) -> Path:
-    """/opt/xenprobe as README's first line makes it, cached by the sources' content."""
-    files = _sources()
-    h = hashlib.sha256(f"{VENV_LINE}\n".encode())
-    h.update(subprocess.run(["/usr/bin/python3", "-VV"], capture_output=True,
-                            check=False).stdout)
-    for f in files:
-        h.update(f"{f.relative_to(REPO)}\n".encode() + f.read_bytes())
-    base = cache / "opt-xenprobe"
-    out = base / h.hexdigest()[:16]
-    with cache_lock(cache):
-        if (out / ".complete").exists():
-            return out / "opt"
-        if base.exists():
-            shutil.rmtree(base)  # an older build of other sources
-        src, opt = out / "src", out / "opt"
-        for f in files:
-            dest = src / f.relative_to(REPO)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dest)
-        opt.mkdir(parents=True)
-        # An operator's root shell on a Debian dom0: no pyenv, no virtualenv, no
-        # PYTHON* settings; the sandbox's pip settings (certificates, proxy) stay.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PYENV"))}
-        env["PATH"] = DOM0_PATH
-        p = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec",
-             f'mount --bind "$1" /opt\ncd "$2"\n{VENV_LINE}\n', "sh", str(opt), str(src)],
-            env=env, capture_output=True, text=True, timeout=900, check=False)
-        if p.returncode != 0:
-            raise AssertionError(f"`{VENV_LINE}` failed on the host ({p.returncode}):\n"
-                                 f"{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
-        cfg = (opt / "xenprobe" / "pyvenv.cfg").read_text()
-        home = re.search(r"(?m)^home = (.*)$", cfg)
-        assert home and not home.group(1).startswith(("/root", "/home")), cfg
-        assert (opt / "xenprobe" / "bin" / "xenprobe").exists()
-        (out / ".complete").write_text(VENV_LINE + "\n")
-    return out / "opt"
+    """(the package's install lines, the textfile timer's)."""
+    return PACKAGE_LINES, TIMER_LINES
 
 
 # ------------------------------------------------------------------ the boot and results
@@ -286,17 +231,17 @@ class ServiceRun:
             raise AssertionError(f"Xen {self.release}: {what}\n{self.report()}")
 
 
-def prepare_share(workdir: Path, release: str, opt: Path) -> Path:
+def prepare_share(workdir: Path, release: str, debs: DebianPackages) -> Path:
     share = fresh_share(workdir)
     service, textfile = operator_lines()
     with tarfile.open(share / "rootfs.tar", "w") as tar:
-        tar.add(opt / "xenprobe", arcname="opt/xenprobe")
         for name in TCG_DROPINS:
             data = TCG_DROPIN.encode()
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
-    shutil.copytree(SYSTEMD, share / "dist" / "systemd")
+    (share / "dist").mkdir()
+    shutil.copy2(debs.production, share / "dist" / debs.production.name)
     (share / "units" / "xenprobe-test.target").write_text(TARGET_UNIT)
     (share / "units" / "xenprobe-test-runner.service").write_text(RUNNER_UNIT)
     (share / "runner.sh").write_text(RUNNER_SH)
@@ -316,10 +261,10 @@ def prepare_share(workdir: Path, release: str, opt: Path) -> Path:
     return share
 
 
-def boot_one(release: str, assets: Assets, root: Path, opt: Path) -> ServiceRun:
+def boot_one(release: str, assets: Assets, root: Path, debs: DebianPackages) -> ServiceRun:
     workdir = root / f"xen{release.replace('.', '')}-service"
     workdir.mkdir(parents=True, exist_ok=True)
-    share = prepare_share(workdir, release, opt)
+    share = prepare_share(workdir, release, debs)
     run = run_systemd_dom0(release, share, unit="xenprobe-test.target",
                            timeout=BOOT_TIMEOUT_S, workdir=workdir,
                            dom0_mem_mib=DOM0_MEM_MIB, assets=assets)
@@ -332,15 +277,15 @@ def boot_one(release: str, assets: Assets, root: Path, opt: Path) -> ServiceRun:
 
 @pytest.fixture(scope="session")
 def service_runs(realxen_assets: Assets, tmp_path_factory: pytest.TempPathFactory,
-                 request: pytest.FixtureRequest) -> dict[str, ServiceRun | BaseException]:
+                 request: pytest.FixtureRequest, debian_packages: DebianPackages
+                 ) -> dict[str, ServiceRun | BaseException]:
     """Both releases' systemd boots, side by side (one QEMU per host core)."""
-    opt = opt_xenprobe(realxen_assets.cache_dir)
     root = tmp_path_factory.mktemp("service")
     out: dict[str, ServiceRun | BaseException] = {}
 
     def one(release: str) -> None:
         try:
-            out[release] = boot_one(release, realxen_assets, root, opt)
+            out[release] = boot_one(release, realxen_assets, root, debian_packages)
         except BaseException as e:  # re-raised in the tests of that release
             out[release] = e
 
@@ -412,24 +357,36 @@ def systemd_lines(journal: list[dict[str, Any]]) -> list[str]:
 # -------------------------------------------------------------------------- tests
 
 
-def test_readme_service_section_is_what_this_test_runs() -> None:
-    service, textfile = operator_lines()
-    units = {"xenprobe.service", "xenprobe.toml", "xenprobe-check.service",
-             "xenprobe-check.timer"}
-    named = {u for u in units if any(f"systemd/{u}" in line for line in service + textfile)}
-    assert named == units, named
+def _packaged(deb: Path, path: str) -> str:
+    """One file of a .deb, as dpkg would install it."""
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True,
+                          check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = tar.extractfile(f"./{path}")
+        assert member is not None, path
+        return member.read().decode()
 
 
-def test_installed_as_readme_says_and_ready_through_notify(svc: ServiceRun) -> None:
+def test_installed_from_the_package_and_ready_through_notify(
+        svc: ServiceRun, debian_packages: DebianPackages) -> None:
     ev = svc.ev
     for step in ev.get("install", []):
-        svc.check(step["rc"] == 0, f"README line failed: {step}")
+        svc.check(step["rc"] == 0, f"install line failed: {step}")
     svc.check(len(ev.get("install", [])) == len(svc_plan(svc)["service_block"]),
-              "not every README line ran")
-    svc.check((svc.share / "results" / "installed-xenprobe.service").read_text()
-              == (SYSTEMD / "xenprobe.service").read_text(), "the unit installed differs")
-    svc.check(svc.text("installed-xenprobe.toml") == (SYSTEMD / "xenprobe.toml").read_text(),
-              "the config installed differs")
+              "not every install line ran")
+    # dpkg installed it (the maintainer scripts ran), /usr/bin/xenprobe is the command,
+    # and the service runs from the packaged unit and config, unchanged.
+    pkg = ev["package"]
+    svc.check(pkg["status"]["out"].startswith("install ok installed "), pkg)
+    svc.check(pkg["which"]["out"].strip() == "/usr/bin/xenprobe", pkg)
+    svc.check(ev["show"].get("FragmentPath") == f"/{PACKAGED_UNIT}",
+              ev["show"].get("FragmentPath"))
+    unit = _packaged(debian_packages.production, PACKAGED_UNIT)
+    svc.check("ExecStart=/usr/bin/xenprobe serve" in unit, unit)
+    svc.check(svc.text("installed-xenprobe.service") == unit, "the unit installed differs")
+    svc.check(svc.text("installed-xenprobe.toml")
+              == _packaged(debian_packages.production, "etc/xenprobe/xenprobe.toml")
+              == (SYSTEMD / "xenprobe.toml").read_text(), "the config installed differs")
     show = ev["show"]
     svc.check(show.get("Type") == "notify" and show.get("NotifyAccess") == "main", show)
     svc.check((show.get("ActiveState"), show.get("SubState")) == ("active", "running"),
@@ -437,7 +394,8 @@ def test_installed_as_readme_says_and_ready_through_notify(svc: ServiceRun) -> N
     svc.check(show.get("UnitFileState") == "enabled", show.get("UnitFileState"))
     svc.check(show.get("DropInPaths", "") == f"/{TCG_DROPINS[0]}",
               f"drop-ins: {show.get('DropInPaths')}")
-    # `enable --now` returned only once READY=1 came (Type=notify), and status said so.
+    # dpkg's postinst (deb-systemd-invoke start) returned only once READY=1 came
+    # (Type=notify), and status said so.
     after = ev["after_install"]
     svc.check((after["ActiveState"], after["SubState"]) == ("active", "running"), after)
     # The STATUS line the daemon sends, as `systemctl show` and `systemctl status` see it
@@ -655,7 +613,7 @@ def test_the_watchdog_restarts_a_hung_sweep(svc: ServiceRun) -> None:
 def test_the_timer_writes_a_valid_textfile(svc: ServiceRun) -> None:
     ev = svc.ev
     for step in ev.get("timer_install", []):
-        svc.check(step["rc"] == 0, f"README line failed: {step}")
+        svc.check(step["rc"] == 0, f"timer line failed: {step}")
     run = ev["check_run"]
     svc.check(run, f"the timer never ran the check: {ev.get('list_timers')}")
     # 0: every layer agrees; 1: a mismatch was found (SuccessExitStatus=1).
