@@ -63,6 +63,7 @@ def test_command_units_config_and_rules_where_debian_puts_them(
                 f"{UNIT_DIR}/xenprobe.service", f"{UNIT_DIR}/xenprobe-check.service",
                 f"{UNIT_DIR}/xenprobe-check.timer", "usr/share/man/man1/xenprobe.1.gz",
                 "usr/share/xenprobe/xenprobe-alerts.yml",
+                "usr/share/xenprobe/xenprobe-recording.yml",
                 "usr/share/xenprobe/xenprobe-web.yml", "usr/share/doc/xenprobe/copyright"}
     assert expected <= files, sorted(expected - files)
     assert any(re.fullmatch(r"usr/lib/python3/dist-packages/xenprobe/_transport\..*so", f)
