@@ -24,7 +24,8 @@ from xenprobe.exporter.state import State
 from xenprobe.host import Identity
 from xenprobe.quantities import CENSUS, Probe, Quantity, Subject
 from xenprobe.reading import Reading
-from xenprobe.sweep import Result, Sweep
+from xenprobe.results import Result
+from xenprobe.sweep import Sweep
 
 R417 = RELEASES[(4, 17)]
 IDENTITY = Identity(4, 17, ".7", R417, R417.sysctl, R417.domctl,

@@ -89,7 +89,8 @@ from xenprobe.host import Host
 from xenprobe.judge import Sample, judge
 from xenprobe.layers import ladder
 from xenprobe.logs import configure
-from xenprobe.sweep import Results, Summary, Sweeper
+from xenprobe.results import Results, Summary
+from xenprobe.sweep import Sweeper
 from xenprobe.transport import Privcmd
 configure("warning")
 dev = Privcmd(); host = Host(dev); layers = ladder(dev, host.identity)

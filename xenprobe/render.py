@@ -20,7 +20,8 @@ from xenprobe.judge import RAW
 from xenprobe.quantities import Quantity, Subject
 from xenprobe.rawlayer import PRESENT
 from xenprobe.reading import Reading
-from xenprobe.sweep import Result, Sweep
+from xenprobe.results import Result
+from xenprobe.sweep import Sweep
 
 # The JSON report's format: bumped when a key changes meaning or goes away (adding a key
 # is not a change of format). docs/json.md documents every key; xenprobe/schema/ holds

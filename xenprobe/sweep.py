@@ -16,16 +16,13 @@ import struct
 import time
 import weakref
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import overload
 
 import structlog
 
-from xenprobe.abi.hypercalls import MAX_ERRNO
 from xenprobe.census_refs import read_facts, references
-from xenprobe.classify import INT32_MAX, U32, Risk, Truth, Verdict, at_risk, bits_used
+from xenprobe.classify import Truth
 from xenprobe.errors import CannotProbe
 from xenprobe.host import (
     MAX_FRAMES,
@@ -35,8 +32,6 @@ from xenprobe.host import (
     sys_hypervisor_version,
 )
 from xenprobe.judge import (
-    MASK64,
-    RAW,
     Ref,
     RefSample,
     Sample,
@@ -47,67 +42,14 @@ from xenprobe.judge import (
 from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
 from xenprobe.quantities import CENSUS, Probe, Quantity, Subject, offered, plan
 from xenprobe.rawlayer import RawAbsent
-from xenprobe.reading import Columns, Reading, raw_result
+from xenprobe.reading import Columns, raw_result
+from xenprobe.results import Batch, Result, Results, Summary, truth_of
 from xenprobe.transport import Args, Buffer, Calls, NoMulticall, args5
 
 log = structlog.get_logger("xenprobe.sweep")
 
 ATTEMPTS = 3
 _UNKNOWN = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    probe: Probe
-    raw: Reading | None     # None: the host has no raw layer (xenprobe.rawlayer)
-    reference: Truth | None
-    readings: Mapping[str, Reading | None]
-    verdicts: Mapping[str, Verdict]
-    attempts: int
-
-    @property
-    def bits(self) -> int | None:
-        return bits_used(self.raw) if self.raw is not None else None
-
-    @property
-    def at_risk(self) -> tuple[Risk, ...]:
-        return at_risk(self.raw) if self.raw is not None else ()
-
-    @property
-    def mismatches(self) -> dict[str, Verdict]:
-        return {layer: v for layer, v in self.verdicts.items() if v.is_mismatch}
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What a sweep adds up to, for exporters and reports: counted once per sweep, from
-    the columns where the sweep kept them, so reading it costs nothing per probe."""
-
-    probes: dict[Quantity, int]                          # results per quantity
-    bits: dict[Quantity, int]                            # most bits a raw value used
-    at_risk: dict[tuple[Quantity, Risk], int]            # results at each risk
-    verdicts: dict[tuple[Quantity, str, Verdict], int]   # every verdict, "raw" included
-    failed: list[Result]   # results where raw or a layer failed (-1/errno, -errno)
-
-    @staticmethod
-    def of(results: Iterable[Result]) -> Summary:
-        s = Summary({}, {}, {}, {}, [])
-        for r in results:
-            s._add(r)
-        return s
-
-    def _add(self, r: Result) -> None:
-        q = r.probe.quantity
-        self.probes[q] = self.probes.get(q, 0) + 1
-        if r.bits is not None:  # without a raw layer, nothing says how wide a value is
-            self.bits[q] = max(self.bits.get(q, 0), r.bits)
-        for risk in r.at_risk:
-            self.at_risk[(q, risk)] = self.at_risk.get((q, risk), 0) + 1
-        for layer, v in r.verdicts.items():
-            self.verdicts[(q, layer, v)] = self.verdicts.get((q, layer, v), 0) + 1
-        if (r.raw is not None and r.raw.failed) or any(
-                x is not None and x.failed for x in r.readings.values()):
-            self.failed.append(r)
 
 
 @dataclass(frozen=True)
@@ -238,168 +180,25 @@ class _Plan:
                      tuple(layers))
 
 
-@dataclass(frozen=True)
-class _Batch:
-    """One attempt's readings of the probes still pending, column-wise."""
+@dataclass
+class _Progress:
+    """What a sweep's attempts share: each attempt's columns, where each unanimous
+    probe's readings are (batch and position), the judged probes, and the samples of
+    probes still to be read again."""
 
-    attempt: int
-    indices: Sequence[int]          # the probes read, by their position in the plan
-    raw: Sequence[int]              # raw results before the layers, signed 64-bit
-    refs: Sequence[Ref]             # references before the raw read
-    layers: Sequence[Columns]
+    batches: list[Batch]
+    batch: array[int]       # probe -> index into batches
+    position: array[int]    # probe -> its position in that batch
+    judged: dict[int, Result] = field(default_factory=dict)
+    history: dict[int, list[Sample]] = field(default_factory=dict)
 
+    @staticmethod
+    def start(n: int) -> _Progress:
+        # Every probe first points at the first attempt's batch, at its own position.
+        return _Progress([], array("B", bytes(n)), array("l", range(n)))
 
-class Results(Sequence[Result]):
-    """A sweep's results, kept as the columns they were read in; a Result is built when
-    one is read. Probes that needed the classifier keep the Result `judge` made."""
-
-    def __init__(self, probes: list[Probe], layers: list[str], batches: list[_Batch],
-                 batch: array[int], position: array[int], judged: dict[int, Result]
-                 ) -> None:
-        self._probes = probes
-        self._layers = layers
-        self._batches = batches
-        self._batch = batch          # probe -> index into batches (unanimous probes)
-        self._position = position    # probe -> its position in that batch
-        self._judged = judged        # probe -> Result, for the rest
-        self._shapes: dict[tuple[bool, ...], Mapping[str, Verdict]] = {}
-
-    def __len__(self) -> int:
-        return len(self._probes)
-
-    @overload
-    def __getitem__(self, index: int) -> Result: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Result]: ...
-
-    def __getitem__(self, index: int | slice) -> Result | list[Result]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        n = len(self._probes)
-        if not -n <= index < n:
-            raise IndexError(index)
-        i = index % n
-        judged = self._judged.get(i)
-        return judged if judged is not None else _Row(self, i)
-
-    def __iter__(self) -> Iterator[Result]:
-        judged = self._judged
-        for i in range(len(self._probes)):
-            r = judged.get(i)
-            yield r if r is not None else _Row(self, i)
-
-    def mismatches(self) -> list[Result]:
-        """Results with a mismatch, in probe order: only judged probes can have one."""
-        return [self._judged[i] for i in sorted(self._judged)
-                if self._judged[i].mismatches]
-
-    def summary(self) -> Summary:
-        """Summary.of(self), without building a Result per unanimous probe: each has
-        MATCH from every layer that read it, ABSENT from the others, raw MATCH where
-        there is a reference, no failure, and its raw value decides bits and risks."""
-        s = Summary.of(self._judged[i] for i in sorted(self._judged))
-        judged, batches, batch, position = self._judged, self._batches, self._batch, \
-            self._position
-        count: dict[Quantity, int] = {}
-        referenced: dict[Quantity, int] = {}
-        largest: dict[Quantity, int] = {}
-        for i, probe in enumerate(self._probes):
-            if i in judged:
-                continue
-            b, j = batches[batch[i]], position[i]
-            q = probe.quantity
-            u = b.raw[j] & MASK64
-            count[q] = count.get(q, 0) + 1
-            if b.refs[j] is not None:
-                referenced[q] = referenced.get(q, 0) + 1
-            if u > largest.get(q, -1):
-                largest[q] = u
-            if u > INT32_MAX or u % U32 >= U32 - MAX_ERRNO:
-                for risk in at_risk(raw_result(b.raw[j])):
-                    s.at_risk[(q, risk)] = s.at_risk.get((q, risk), 0) + 1
-        absent: dict[tuple[Quantity, str], int] = {}
-        for k, name in enumerate(self._layers):
-            for b_index, b in enumerate(batches):
-                for j in b.layers[k].absent:
-                    i = b.indices[j]
-                    if i not in judged and batch[i] == b_index and position[i] == j:
-                        where = (self._probes[i].quantity, name)
-                        absent[where] = absent.get(where, 0) + 1
-        for q, n in count.items():
-            s.probes[q] = s.probes.get(q, 0) + n
-            s.bits[q] = max(s.bits.get(q, 0), largest[q].bit_length())
-            for name in self._layers:
-                missing = absent.get((q, name), 0)
-                for v, c in ((Verdict.MATCH, n - missing), (Verdict.ABSENT, missing)):
-                    if c:
-                        s.verdicts[(q, name, v)] = s.verdicts.get((q, name, v), 0) + c
-            if referenced.get(q):
-                raw_match = (q, RAW, Verdict.MATCH)
-                s.verdicts[raw_match] = s.verdicts.get(raw_match, 0) + referenced[q]
-        return s
-
-    def _where(self, i: int) -> tuple[_Batch, int]:
-        return self._batches[self._batch[i]], self._position[i]
-
-    def _verdicts(self, b: _Batch, j: int) -> Mapping[str, Verdict]:
-        """What judge() returns for a unanimous probe: MATCH for every layer that read
-        (ABSENT for the others), then raw MATCH where there is a reference. One
-        read-only mapping per shape, shared by every such probe."""
-        shape = (*(j in c.absent for c in b.layers), b.refs[j] is not None)
-        v = self._shapes.get(shape)
-        if v is None:
-            d = {n: Verdict.ABSENT if absent else Verdict.MATCH
-                 for n, absent in zip(self._layers, shape, strict=False)}
-            if shape[-1]:
-                d[RAW] = Verdict.MATCH
-            v = self._shapes[shape] = MappingProxyType(d)
-        return v
-
-
-class _Row(Result):
-    """A unanimous probe's Result, each field read from the columns when asked for:
-    an exporter's pass over 30,000 results builds only what it reads."""
-
-    __slots__ = ("_index", "_table")
-    _index: int
-    _table: Results
-
-    def __init__(self, table: Results, index: int) -> None:
-        # Result's own slots stay empty: the properties below stand in for them.
-        object.__setattr__(self, "_table", table)
-        object.__setattr__(self, "_index", index)
-
-    @property
-    def probe(self) -> Probe:
-        return self._table._probes[self._index]
-
-    @property
-    def raw(self) -> Reading:
-        b, j = self._table._where(self._index)
-        return raw_result(b.raw[j])
-
-    @property
-    def reference(self) -> Truth | None:
-        b, j = self._table._where(self._index)
-        return _truth(b.refs[j])
-
-    @property
-    def readings(self) -> Mapping[str, Reading | None]:
-        b, j = self._table._where(self._index)
-        return {n: c.reading(j) for n, c in zip(self._table._layers, b.layers, strict=True)}
-
-    @property
-    def verdicts(self) -> Mapping[str, Verdict]:
-        b, j = self._table._where(self._index)
-        return self._table._verdicts(b, j)
-
-    @property
-    def attempts(self) -> int:
-        return self._table._where(self._index)[0].attempt
-
-    @property
-    def mismatches(self) -> dict[str, Verdict]:
-        return {}  # unanimous: every verdict is MATCH or ABSENT
+    def results(self, probes: list[Probe], layers: list[str]) -> Results:
+        return Results(probes, layers, self.batches, self.batch, self.position, self.judged)
 
 
 @dataclass
@@ -508,7 +307,7 @@ class Sweeper:
             for j, i in enumerate(pending):
                 readings = {layer.name: c.reading(j)
                             for layer, c in zip(self.layers, columns, strict=True)}
-                sample = RefSample(_truth(ref_before[j]), _truth(ref_after[j]), readings)
+                sample = RefSample(truth_of(ref_before[j]), truth_of(ref_after[j]), readings)
                 earlier = history.setdefault(i, [])
                 verdicts = judge_by_reference(sample, final=final, earlier=earlier)
                 if verdicts is None:
@@ -523,26 +322,19 @@ class Sweeper:
         return [judged[i] for i in range(n)]
 
     def _sweep(self, p: _Plan, started: float, t0: float) -> Sweep:
-        """A sweep with the raw layer (the multicall) bracketing the others."""
+        """A sweep with the raw layer (the multicall) bracketing the others: attempts
+        until every probe has a verdict or the attempts run out."""
         n = len(p.probes)
-        batches: list[_Batch] = []
-        # Every probe first points at the first attempt's batch, at its own position.
-        batch = array("B", bytes(n))
-        position = array("l", range(n))
-        judged: dict[int, Result] = {}
+        progress = _Progress.start(n)
         pending = list(range(n))
-        history: dict[int, list[Sample]] = {}
         for attempt in range(1, self.attempts + 1):
-            final = attempt == self.attempts
-            calls = p.calls if len(pending) == n else p.calls.subset(pending)
-            pending = self._attempt(p, pending, calls, attempt, final, batches, batch,
-                                    position, judged, history)
+            pending = self._attempt(p, progress, pending, attempt,
+                                    final=attempt == self.attempts)
             if not pending:
                 break
-        results = Results(p.probes, [layer.name for layer in self.layers], batches, batch,
-                          position, judged)
+        results = progress.results(p.probes, [layer.name for layer in self.layers])
         duration = time.perf_counter() - t0
-        log.debug("sweep", probes=n, judged=len(judged), seconds=round(duration, 4))
+        log.debug("sweep", probes=n, judged=len(progress.judged), seconds=round(duration, 4))
         return Sweep(self.host.identity, results, len(p.domids), started, duration,
                      [layer.name for layer in self.layers])
 
@@ -557,11 +349,13 @@ class Sweeper:
             return columns
         return Columns.of(layer.read_many(probes, calls))
 
-    def _attempt(self, p: _Plan, pending: list[int], calls: Calls, attempt: int,
-                 final: bool, batches: list[_Batch], batch: array[int],
-                 position: array[int], judged: dict[int, Result],
-                 history: dict[int, list[Sample]]) -> list[int]:
+    def _attempt(self, p: _Plan, progress: _Progress, pending: list[int], attempt: int,
+                 *, final: bool) -> list[int]:
+        """One bracketed read of the pending probes: reference, raw, every layer, raw,
+        reference. Unanimous probes stay in the batch's columns; the others go to the
+        judge. Returns the probes to read again."""
         dev = self.host.dev
+        calls = p.calls if len(pending) == len(p.probes) else p.calls.subset(pending)
         probes = [p.probes[i] for i in pending] if len(pending) < len(p.probes) \
             else p.probes
         refs_before = self._references()
@@ -573,15 +367,15 @@ class Sweeper:
         ref_after = refs_after.column(p, pending)
         agree = unanimous(raw_before, raw_after, ref_before, ref_after,
                           [(c.values, c.errnos, c.absent) for c in columns])
-        index = len(batches)
+        index = len(progress.batches)
         whole = len(pending) == len(p.probes)  # every probe, in plan order
-        batches.append(_Batch(attempt, range(len(pending)) if whole else pending,
-                              raw_before, ref_before, [_compact(c) for c in columns]))
+        progress.batches.append(Batch(attempt, range(len(pending)) if whole else pending,
+                                      raw_before, ref_before, [_compact(c) for c in columns]))
         again = []
         for j, i in enumerate(pending):
             if agree[j]:
                 if index:  # the first batch is where every probe points already
-                    batch[i], position[i] = index, j
+                    progress.batch[i], progress.position[i] = index, j
                 continue
             probe = p.probes[i]
             readings = {layer.name: c.reading(j) for layer, c in zip(self.layers, columns,
@@ -589,15 +383,16 @@ class Sweeper:
             via_ref = frozenset(layer.name for layer in self.layers
                                 if i in p.via_reference[layer.name])
             raw = raw_result(raw_before[j])
-            sample = Sample(raw, raw_result(raw_after[j]), _truth(ref_before[j]),
-                            _truth(ref_after[j]), readings, via_ref)
-            earlier = history.setdefault(i, [])
+            sample = Sample(raw, raw_result(raw_after[j]), truth_of(ref_before[j]),
+                            truth_of(ref_after[j]), readings, via_ref)
+            earlier = progress.history.setdefault(i, [])
             verdicts = judge(sample, final=final, earlier=earlier)
             if verdicts is None:
                 earlier.append(sample)
                 again.append(i)
                 continue
-            judged[i] = Result(probe, raw, sample.ref_before, readings, verdicts, attempt)
+            progress.judged[i] = Result(probe, raw, sample.ref_before, readings, verdicts,
+                                        attempt)
         return again
 
 
@@ -612,10 +407,6 @@ def _compact(c: Columns) -> Columns:
         return Columns(array("q", c.values), array("i", c.errnos), widths, c.absent)
     except (OverflowError, TypeError):
         return c  # a layer returned something wider; keep it as it is
-
-
-def _truth(ref: Ref) -> Truth | None:
-    return Truth.exact(ref) if isinstance(ref, int) else ref
 
 
 def _call(probe: Probe, address: dict[int, int]) -> tuple[int, Args]:

@@ -50,7 +50,8 @@ from xenprobe.consumers import Consumers
 from xenprobe.exporter import layer_absent
 from xenprobe.judge import RAW
 from xenprobe.quantities import CENSUS, GUEST_SET, Probe, Quantity, Subject
-from xenprobe.sweep import Result, Sweep
+from xenprobe.results import Result
+from xenprobe.sweep import Sweep
 
 PREFIX = "xenprobe"
 
