@@ -143,3 +143,15 @@ def test_bits_and_risks(u: int) -> None:
     # A value at risk of aliasing really does alias through the pvops ioctl path.
     if Risk.ERRNO_ALIAS in risks:
         assert glibc_ioctl(pvops_kernel(u)).failed
+
+
+def test_a_raw_error_against_a_wide_reference_is_an_error_not_an_alias() -> None:
+    """The raw result keeps 64 bits: a hypervisor that answers -EINTR has not aliased a
+    value whose low 32 bits read as -4, though the reference's range (maximum_ram_page:
+    [total_pages, 2^52)) holds such values. Through an int path, the same reading may be
+    one. (Found by test_faults' random fault sequences once the reference lost its upper
+    bound max_mfn + 1.)"""
+    wide = Truth.between(4194304, 1 << 52)
+    eintr = Reading(-1, 4, 64)
+    assert classify(wide, eintr, through_int=False) is Verdict.ERROR
+    assert classify(wide, eintr) is Verdict.ALIASED_ERRNO

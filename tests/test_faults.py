@@ -251,9 +251,12 @@ def test_eintr_that_never_passes_is_a_clean_exit_3(tmp_path: Path) -> None:
     p, _, _ = check(tmp_path, with_faults([
         {"layer": "driver", "op": "any", "errno": "EINTR", "count": -1}]))
     assert p.returncode == 3
-    assert p.stdout == "" and "Traceback" not in p.stderr
+    assert "Traceback" not in p.stderr
     assert f"still failed with EINTR (Interrupted system call) after {RETRIES} retries" \
         in p.stderr
+    # Under --json the error is JSON on stdout too (docs/json.md), with the same code.
+    error = json.loads(p.stdout)
+    assert error["exit_code"] == 3 and "still failed with EINTR" in error["error"]["message"]
 
 
 @pytest.mark.parametrize(("fault", "call"), [
@@ -392,7 +395,8 @@ def test_random_fault_sequences_never_make_a_truncation(
     p, report, _ = check(tmp_path, with_faults(faults, domains))
     assert "Traceback" not in p.stderr, p.stderr
     if p.returncode == 3:  # a fault the agent cannot probe through: said so, cleanly
-        assert p.stdout == "" and p.stderr.startswith("xenprobe: error: "), p.stderr
+        assert p.stderr.startswith("xenprobe: error: "), p.stderr
+        assert json.loads(p.stdout)["exit_code"] == 3  # under --json, the error as JSON
         return
     assert p.returncode == 0, (p.returncode, p.stderr, faults, domains)
     assert report is not None

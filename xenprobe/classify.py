@@ -117,20 +117,23 @@ def _value_verdict(truth: Truth, r: Reading) -> Verdict:
     return Verdict.OTHER
 
 
-def _alias(truth: Truth, errno: int) -> bool:
-    """Could a value in the truth have been turned into -1/errno by an int return path?"""
+def _alias(truth: Truth, errno: int, through_int: bool = True) -> bool:
+    """Could a value in the truth have been turned into -1/errno by an int return path?
+    (`through_int` False: the reading kept 64 bits, as the hypervisor's own raw result
+    does, so only a value in the 64-bit errno range could read as an error.)"""
     if not 1 <= errno <= MAX_ERRNO:
         return False
     # int truncation: a value whose low 32 bits read as -errno.
-    if _first_congruent(truth.lo, truth.hi, U32 - errno, U32) is not None:
+    if through_int and _first_congruent(truth.lo, truth.hi, U32 - errno, U32) is not None:
         return True
     # 64-bit path: the value itself is in the errno range.
     return truth.contains(U64 - errno)
 
 
-def classify(truth: Truth, reading: Reading) -> Verdict:
+def classify(truth: Truth, reading: Reading, *, through_int: bool = True) -> Verdict:
     """How `reading` relates to `truth`. Never returns DRIFT or ABSENT: those are
-    decided by the sampler, which knows whether the quantity moved."""
+    decided by the sampler, which knows whether the quantity moved. `through_int` False
+    for the raw result against its reference: no int path lies between them."""
     if truth.is_error:
         if reading.failed:
             return Verdict.MATCH if reading.errno == truth.errno else Verdict.CHANGED_ERROR
@@ -138,7 +141,8 @@ def classify(truth: Truth, reading: Reading) -> Verdict:
     if reading.failed:
         # An errno no value in the truth can turn into is the layer's own failure: worth
         # counting, but nothing was truncated.
-        return Verdict.ALIASED_ERRNO if _alias(truth, reading.errno) else Verdict.ERROR
+        return (Verdict.ALIASED_ERRNO if _alias(truth, reading.errno, through_int)
+                else Verdict.ERROR)
     return _value_verdict(truth, reading)
 
 

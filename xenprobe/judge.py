@@ -58,8 +58,8 @@ def _needs(v: Verdict, u: int) -> bool:
     return u % U32 >= U32 - 4095  # ALIASED_ERRNO
 
 
-def _moved_verdict(span: Truth | None, reading: Reading, ends: Sequence[Truth] = ()
-                   ) -> Verdict:
+def _moved_verdict(span: Truth | None, reading: Reading, ends: Sequence[Truth] = (),
+                   *, through_int: bool = True) -> Verdict:
     """A reading taken while the quantity moved: a conversion counts only if it explains
     the reading by a value in the span and happens to every value the quantity was read
     at (`ends`, the reads before and after); anything else is drift. A value that jumped
@@ -68,7 +68,7 @@ def _moved_verdict(span: Truth | None, reading: Reading, ends: Sequence[Truth] =
         # Low 32 bits name one value only within a 2^32 window: a value that moved by
         # more in one sample jumped (a garbage answer), and nothing can be told from it.
         return Verdict.DRIFT
-    v = classify(span, reading)
+    v = classify(span, reading, through_int=through_int)
     if v not in _EXPLAINED:
         return Verdict.DRIFT
     if all(_needs(v, t.lo) and _needs(v, t.hi) for t in ends):
@@ -112,11 +112,13 @@ def judge(sample: Sample, *, final: bool, earlier: Sequence[Sample] = ()
         if not raw_stable:
             verdicts[RAW] = Verdict.DRIFT
         elif ref_stable:
-            verdicts[RAW] = classify(sample.ref_before, sample.raw_before)
+            verdicts[RAW] = classify(sample.ref_before, sample.raw_before,
+                                     through_int=False)
         else:
             verdicts[RAW] = _moved_verdict(_span(sample.ref_before, sample.ref_after),
                                            sample.raw_before,
-                                           (sample.ref_before, sample.ref_after))
+                                           (sample.ref_before, sample.ref_after),
+                                           through_int=False)
     # EINTR or EAGAIN still there after the transport's retries is no answer: a layer
     # saying so did not change an error, and a layer compared with a hypervisor saying
     # so has nothing to be compared with.
