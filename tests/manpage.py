@@ -12,21 +12,13 @@ import re
 import sys
 
 from xenprobe import cli
-from xenprobe.errors import ExitCode
+from xenprobe.errors import EXIT_CODES
 from xenprobe.exporter import config as cfg
 
 # Fixed, so the page does not change with the day it was generated; bump with the prose.
 DATE = "2026-11-27"
 
-EXIT_STATUS = {
-    ExitCode.OK: "every layer agrees with the hypervisor's own result",
-    ExitCode.MISMATCH: "a truncation class was found (check); the report says which",
-    ExitCode.USAGE: "usage or configuration error (bad option, config file or scenario)",
-    ExitCode.CANNOT_PROBE: "cannot probe: no privcmd device, not root, not the control "
-                           "domain, the hypervisor refused, an unknown Xen release, or the "
-                           "mock host is not installed",
-}
-INTERNAL_ERROR_TEXT = "internal error: a bug in xenprobe (please report it)"
+# The exit codes are xenprobe's own table (errors.EXIT_CODES, also every --help's).
 
 DESCRIPTION = [
     "xenprobe issues read-only hypercalls through /dev/xen/privcmd on a Xen control "
@@ -131,9 +123,8 @@ def render() -> str:
             out += [".PP", roff(sub.description)]
         out += [".PP", _usage(sub), *_options(sub)]
     out += [".SH EXIT STATUS"]
-    for code, text in [*((int(c), t) for c, t in EXIT_STATUS.items()),
-                       (cli.INTERNAL_ERROR, INTERNAL_ERROR_TEXT)]:
-        out += [".TP", rf"\fB{code}\fR", roff(text)]
+    for code, text in EXIT_CODES:
+        out += [".TP", rf"\fB{int(code)}\fR", roff(text)]
     out += [".SH FILES"]
     for path, text in FILES:
         out += [".TP", rf"\fI{roff(path)}\fR", roff(text)]

@@ -25,6 +25,7 @@ import pytest
 from prometheus_client.registry import CollectorRegistry
 
 from tests.exporter_util import Serve, make_ca, make_cert, samples, value, wait_for
+from xenprobe import revision
 from xenprobe.exporter import server
 from xenprobe.exporter.config import Listen
 from xenprobe.exporter.state import Health
@@ -144,7 +145,8 @@ def test_idle_and_slow_clients_do_not_lock_out_a_tls_scrape(tmp_path: Path, pki:
                 status, body = scrape(serve.port, context, ("prometheus", "secret"))
                 assert status == 200
                 assert value(samples(body.decode()), "xenprobe_build_info",
-                             version=__import__("xenprobe").__version__) == 1
+                             version=__import__("xenprobe").__version__,
+                             revision=revision.revision()) == 1
                 threading.Event().wait(DRIP / 2)
 
 

@@ -25,7 +25,27 @@ def main() -> int:
     except Exception as e:  # a broken installation
         _say(f"xenprobe: internal error: cannot load xenprobe: {type(e).__name__}: {e}")
         return 4
-    return run()
+    code = run()
+    _settle()
+    return code
+
+
+def _settle() -> None:
+    """Flush stdout and stderr now; one that cannot take its last bytes (a full or
+    broken stream: every failure was already reported or counted) gets /dev/null, so the
+    interpreter's own flush at exit cannot turn the exit code into 120."""
+    import os  # noqa: PLC0415
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+            except Exception:  # no descriptor to redirect: nothing more to lose
+                pass
 
 
 def _out_of_memory(e: ImportError) -> bool:
