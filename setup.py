@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Build steps pyproject.toml cannot express: the cffi transport, the mock device library,
 and the source revision stamped into the package (xenprobe/revision.py)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """cffi build script for xenprobe._transport (out-of-line API mode)."""
 
 import os

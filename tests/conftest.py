@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Settings and session fixtures for every test below tests/ (the unit tiers and the
 real-Xen tier)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The conversions each layer applies to a hypervisor result, written from the facts in
 shared/reference/xen-abi.md 1.3 and 2.3 (not from xenprobe's code), for tests to build
 readings with."""

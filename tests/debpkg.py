@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The Debian packages built from this checkout (tests/build-deb), once per test session.
 
 tests/test_deb.py inspects them; tests/realxen/test_service.py installs the production

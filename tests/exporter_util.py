@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Helpers for the exporter tests: a real `xenprobe serve --mock` subprocess, the
 systemd notify socket it talks to, scrapes, and throw-away TLS certificates.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Real processes holding a privcmd device open, for the consumers-at-risk tests: a
 32-bit program built here (gcc -m32, no libc) and this Python (64-bit), on a real file
 standing in for the device or on the mock host's own device; Pythons that map a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What libxenctrl 4.17 returns for each probe on a mock scenario, predicted from the
 scenario and libxc's documented code paths (xen-abi.md 6.2, tools/libs/ctrl at
 RELEASE-4.17.0), independently of xenprobe's libxc layer and classifier.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """xenprobe(1), written from the command line parser itself, so the man page's options are
 exactly `--help`'s. The prose around them (what xenprobe is, files, exit status) is here.
 

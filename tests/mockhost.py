@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Running xenprobe (or any Python snippet) on the mock host, for tests."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What each layer should return on a mock scenario, predicted from the scenario file and
 the documented conversions (tests/conversions.py), independently of xenprobe's classifier.
 """

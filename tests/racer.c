@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Racers for tests/test_race.py, built there with the system gcc.
  *

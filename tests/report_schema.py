@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Validation of `check --json` output against the schema xenprobe ships
 (xenprobe/schema/report.schema.json). Only tests need jsonschema; xenprobe does not."""
 

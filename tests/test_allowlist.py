@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The read-only allow-list in native code, checked directly (no device needed).
 
 The end-to-end proof, that refused requests never reach the device, is in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Bad input for `xenprobe serve` that test_cli.py covers for `check`: each exits with its
 documented code and one clear message, before a port is bound. And files that exist but
 cannot be read (a config file, a certificate), as a user who may not read them.

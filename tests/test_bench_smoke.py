@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The benchmark (python -m tests.bench) still runs: tiny hosts, one round, no timings
 checked. The figures themselves are for people; see tests/bench/__main__.py."""
 

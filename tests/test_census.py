@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The census, the probe list, the native allow-list and the refusal proof in step.
 
 Every census row (xenprobe.census) is probed, refused by name in the refusal proof

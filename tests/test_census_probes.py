@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The census quantities on the mock host: probed where the hypervisor answers them,
 absent (not planned, not an error) where it answers -ENOSYS, and DR6's resting value
 judged as what it is: an unsigned register read back as a negative int."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A person at a big host (tests/bench/scenario.py's 1,000 and 10,000 domains): the
 default output stays a few screens, --summary is one screen, --mismatches shows every
 subject in mismatch and nothing else, --quantity and --domain narrow, and the exit code

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The classifier against every 64-bit value, with the layers' real conversions."""
 
 from __future__ import annotations

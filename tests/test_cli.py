@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Bad input and hostile hosts: a clear message, a documented exit code, no traceback."""
 
 from __future__ import annotations

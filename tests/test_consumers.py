@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Consumers at risk: which other processes hold privcmd open, the libxenctrl each maps,
 and what that makes of its memory ops (int_path, multicall, unknown, error_only).
 

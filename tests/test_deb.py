@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The Debian packages: what an operator gets from `apt install ./xenprobe_*.deb`.
 
 Built once per session by tests/build-deb (dpkg-buildpackage with debhelper and pybuild,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Property tests for every decoder between the hypervisor's bytes and xenprobe's values
 (test_layouts.py has the Layout round trips): a getdomaininfo record to DomainInfo, the
 sweep's fast (domain, tot_pages, max_pages) unpacking, getdomaininfolist in chunks

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What the collectors export for hand-made sweeps: names, labels, values, the
 per-domain cap, counters across sweeps and reloads, health, and the series bound."""
 

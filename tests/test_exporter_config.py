@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The daemon's configuration: every key's bad values are refused with a message that
 names the key and where it came from; flags override the file; the CLI exits 2."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`xenprobe serve` as systemd runs it: a real subprocess on the mock host, a real
 notify socket. READY/STATUS/WATCHDOG/RELOADING/STOPPING, SIGHUP and SIGTERM, the
 watchdog on a hung hypercall, and configuration errors that start nothing."""

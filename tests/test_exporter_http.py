@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The HTTP(S) endpoint of a real `xenprobe serve`: pages, content negotiation, TLS,
 basic auth, client certificates, and a web config changed while it runs."""
 

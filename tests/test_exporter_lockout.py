@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Nobody can lock a scraper out of `xenprobe serve` without credentials: hundreds of
 idle connections and of clients dripping a header line every 2 s (plain and TLS) leave
 a legitimate scrape answered, a request head must arrive complete within a bounded

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The sd_notify protocol against a real AF_UNIX datagram socket, as systemd has."""
 
 from __future__ import annotations

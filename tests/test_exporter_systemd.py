@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The systemd units: `systemd-analyze verify` accepts them and `systemd-analyze
 security` rates xenprobe.service's exposure.
 

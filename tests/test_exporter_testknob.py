@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """XENPROBE_TEST_HANG_SWEEP: the test-only knob that makes a sweep block, so that the
 systemd watchdog can be tested on a real hypervisor (tests/realxen/test_service.py).
 Off by default, and refused (exit 2, nothing started) outside XENPROBE_TEST_MODE=1."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Textfile output for node_exporter: atomic replacement, permissions, no leftovers,
 no timestamps; `check --textfile` and `serve` with a textfile, with the daemon's
 findings (consumers at risk included) and the check's own retries."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The exporter-toolkit web config: what parses, what is refused (by key), basic auth,
 and re-reading on change."""
 

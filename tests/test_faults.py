@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fault injection: each fault kind of the mock host on its own (a ctypes client, as in
 test_mock_device.py), then what the agent makes of it (`xenprobe check --json` on the
 healthy host with the fault added), then random fault sequences (hypothesis).

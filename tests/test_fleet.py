@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A fleet behind one real Prometheus: several `xenprobe serve --mock` exporters on
 loopback (a healthy host, a 12 TiB one, a ballooning one, one whose hypervisor denies a
 memory op with EPERM, as an XSM policy would, and one stopped), scraped every second, with

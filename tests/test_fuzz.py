@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The atheris fuzz targets in tests/fuzz, each run for a bounded time: scenario files,
 the daemon's config (file and flags), the web config, and struct decoding. Any uncaught
 exception but the documented error types fails the run, with the input that caused it.

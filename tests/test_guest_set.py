@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Values a domU sets by itself (quantities.GUEST_SET): marked in check's output and in
 the metrics, where the alert XenprobeGuestSetValueMisread reads them."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`check --json` is output a machine can rely on: a format version, every key in the
 schema that ships with xenprobe (xenprobe/schema/report.schema.json, docs/json.md), JSON
 on stdout even on errors with the documented exit codes, and the same value spelled the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Drift is never called truncation: bracketed samples of a moving value."""
 
 from __future__ import annotations

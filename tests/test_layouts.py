@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The ABI tables against the facts in shared/reference/xen-abi.md."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The libxc layer with Debian's real libxenctrl 4.17 on the mock host.
 
 Every shipped scenario runs: the 4.17 ones find libxenctrl.so.4.17 by SONAME through

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The read-only guard on libxenctrl's own path to privcmd (native/transport/guard.c).
 
 Debian's real libxenctrl 4.17 runs on the mock host. After the libxc layer installs the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Log lines carry their priority to the journal, and only to the journal."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """xenprobe(1) follows `--help`: docs/xenprobe.1 is what tests/manpage.py writes from the
 real parser, every option `--help` prints is on the page, and groff reads it cleanly."""
 

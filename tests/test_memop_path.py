@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """How a libxenctrl issues memory ops, read from the file that is loaded
 (xenprobe.memop_path), and the per-release tables that must agree with it."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Tests for the mock Xen host (native/mock, an LD_PRELOAD library).
 
 Each test writes a compiled scenario, runs a short Python child under

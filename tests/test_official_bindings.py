@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Xen's own Python bindings (xen.lowlevel.xc from Debian's xen-utils-4.17) on the mock
 host, against xenprobe's raw readings and the scenario.
 

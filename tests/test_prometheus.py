@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A real Prometheus (Debian's `prometheus` package; tests/run-all installs it) scrapes
 `xenprobe serve --mock large-memory` on loopback, plainly and over TLS with basic auth,
 and loads the shipped alert rules. promtool lints the exposition and unit-tests the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A PVH dom0 before Xen 4.15.1 has no multicall (x86/hvm/hypercall.c@RELEASE-4.14.6:
 127-157,220-224: no entry in hvm_hypercall_table, so -ENOSYS), hence no raw layer.
 `check` still reads every other layer, judges it against the independent reference

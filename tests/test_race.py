@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The read-only allow-list under attack from other threads: what is checked is exactly
 what is issued.
 

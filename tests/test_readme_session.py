@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """README's "A session" is real: each command in its console blocks is run, and its
 output and exit status must be what README shows.  A line of ``...`` (indented or not)
 stands for lines left out; everything else must match line for line."""

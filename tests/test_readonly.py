@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The read-only proof: every request off the allow-list is refused in native code
 before it reaches the device, checked against the mock device's own request log.
 

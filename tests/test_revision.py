@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """xenprobe_build_info's revision: stamped at build time from git (xenprobe/revision.py,
 run by setup.py for build_py and sdist), carried by an sdist, "unknown" otherwise."""
 

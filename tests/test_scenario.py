@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Scenario files: every shipped one loads; bad ones are refused with the key named."""
 
 from __future__ import annotations

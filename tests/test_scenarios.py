@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Every shipped scenario, end to end: `xenprobe check --json --mock NAME` in a process
 of its own on the native mock host. Readings and verdicts are compared with what the
 scenario and the documented layer conversions predict (tests/model.py)."""

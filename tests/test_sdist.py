@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The source release: `python -m build` makes an sdist that carries the whole tree, and
 `pip install xenprobe-*.tar.gz` in a fresh virtual environment builds and runs it.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """README's series count is measured, not typed: a real `xenprobe serve --mock
 large-memory` is scraped after its first sweep, its series are counted, and the figure
 README gives ("The large-memory scrape above has N.") must be that count. The count is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Soak: `xenprobe serve` on the mock host, with faults injected and a guest ballooning,
 scraped on loopback by parallel scrapers for a bounded time. Every scrape must be
 answered (200, valid exposition), and the daemon's memory and thread count must stay

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The sweep's bulk path against the per-probe one it stands in for.
 
 judge.unanimous decides, column-wise, which samples judge() would find all MATCH; the

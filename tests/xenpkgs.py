@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Debian's real Xen user-space libraries, fetched once and cached, for tests.
 
 Per release (RELEASES): libxenctrl.so.<release> (in libxenmisc<release>: Debian has no

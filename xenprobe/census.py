@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The rc census as data: every hypercall path whose *successful* return value carries
 data through the `long rc` -> privcmd `int` -> glibc path, and what xenprobe does with it.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Independent references for the census quantities (quantities.CENSUS).
 
 A pure mapping from facts the dom0 kernel publishes (read by `read_facts`) to the value

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Classify how a layer's reading relates to the value it should have carried.
 
 Pure functions. A truth is either an error (an errno) or a closed interval of unsigned

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Command line: `xenprobe check` (one-shot diagnostic), `xenprobe serve` (the daemon and
 Prometheus exporter) and `xenprobe scenarios`.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Consumers at risk: the other processes on the host that hold the privcmd device open
 (qemu, xenstored, a toolstack, a monitoring agent...), and whether each can read a
 hypercall result wrong. docs/consumers.md has the sources behind every verdict.

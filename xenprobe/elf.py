@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The SONAME of a shared library file, read from its ELF dynamic section.
 
 A library named by path (not by SONAME through the loader) says which release it was

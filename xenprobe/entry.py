@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The program's entry point (console script and `python -m xenprobe`).
 
 It loads the command line inside a guard: a failure to even import xenprobe (no memory

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Errors a user can meet, each with the exit code the CLI documents.
 
 EXIT_CODES is the one statement of what each code means: `--help` prints it (as the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Reading the small input files a person names (config, scenario): never blocks on a
 FIFO or a device, never slurps /dev/zero, and fails with an OSError whose strerror is
 fit for a one-line message."""

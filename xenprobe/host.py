@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The Xen host as xenprobe sees it through privcmd: which release, which interface
 versions, physinfo and the domain list. An I/O shell: decoding lives in abi.layouts."""
 

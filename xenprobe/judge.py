@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Turn one bracketed sample of a quantity into verdicts, without false alarms.
 
 A sample is: the independent reference and the raw hypercall result read before the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The layer ladder: each way a hypercall result reaches user space, one entry each.
 
 The raw 64-bit result (a multicall entry's `result`) is the truth the rungs below are

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The libxc layer: each quantity as a C program linked against libxenctrl reads it.
 
 libxenctrl is loaded in cffi's ABI mode (no compiler, no Xen headers) by the SONAME of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """structlog set-up: a console renderer for a person at a terminal, JSON lines otherwise.
 
 When stderr is the journal (systemd says so in ``JOURNAL_STREAM``), each line starts with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Which path a libxenctrl file takes for memory ops: the int ioctl, or a multicall.
 
 Up to 4.15.0, libxenctrl's do_memory_op issues XENMEM_* through xencall2(), whose int

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Run xenprobe against the mock Xen host: the native library under LD_PRELOAD.
 
 The compiled scenario travels in a memfd, so nothing is left behind in /tmp and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What xenprobe probes: each quantity, the hypercall that reads it, and for whom."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Why a host has no raw layer, and what can still be concluded without it.
 
 The raw layer is the hypervisor's own 64-bit result, read from a one-entry multicall.

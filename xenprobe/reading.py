@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A value as one layer returned it: the integer, the errno beside it, and its width."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Present a sweep: a table per quantity for a person, JSON for a machine.
 
 A person at a big host picks a view (View): the summary only, the mismatches only, some

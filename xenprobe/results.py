@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """A sweep's results, kept as the columns they were read in.
 
 A sweep of a big host reads tens of thousands of probes, nearly all unanimous (every

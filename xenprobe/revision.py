@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The source revision xenprobe was built from, for xenprobe_build_info.
 
 One source: the file REVISION inside the package, written when the package is built

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Mock host scenarios: TOML files that describe a Xen host and how its layers misbehave.
 
 `load` validates a scenario and names the offending key on any error; `compile_text`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Standard streams that may be closed, full or a broken pipe.
 
 A report that did not reach its reader must never look like "every layer agrees", and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """One sweep: every probe, every layer, bracketed by raw and reference reads.
 
 Built for hosts with thousands of domains. Each attempt issues the whole batch at

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Thin shell over the native transport (native/transport): device, buffers, hypercalls."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The rc census's other read-only paths (xenprobe/census.py), modelled when the scenario
  * has the directive

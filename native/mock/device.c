@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * libc interposition: the mock sits *below* libc's public entry points so
  * that xenprobe's native code and an unmodified libxenctrl reach it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Fault kinds beyond the hypervisor's `fault` and `hang` rules (hypervisor.c): a Linux
  * driver that fails a request before it reaches Xen, latency, garbage and short

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The emulated hypervisor: the read-only hypercalls xenprobe and libxc use.
  *

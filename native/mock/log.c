@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The request log: one JSON object per line in $XENPROBE_MOCK_LOG.
  *

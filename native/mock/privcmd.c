@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The Linux privcmd driver (drivers/xen/privcmd.c), as far as xenprobe and
  * libxc reach it: HYPERCALL, DM_OP, RESTRICT; everything else is -ENOTTY.

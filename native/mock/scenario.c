@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The compiled scenario: a line-oriented text file that xenprobe's Python
  * side produces from TOML.  Parsed once per process into static state.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The read-only allow-list on libxenctrl's own path to privcmd (guard.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The one way a hypercall leaves xenprobe (transport.c), shared by every entry point
  * of the transport and by the guard on libxenctrl's path (guard.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The Linux privcmd ioctl ABI xenprobe uses (include/uapi/xen/privcmd.h).
  * Declared here because the uapi header includes Xen headers Debian does not ship.

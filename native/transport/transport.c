@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Issues hypercalls through the Linux privcmd device, three ways: the glibc
  * ioctl() a tool normally uses, the raw ioctl system call, and a multicall

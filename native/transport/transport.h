@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * xenprobe's native transport: the only code that talks to the privcmd device.
  *

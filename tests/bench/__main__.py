@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """xenprobe's benchmark on the mock host: `python -m tests.bench` (see --help).
 
 For each host size (domains), three processes run on the same mock host side by side,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The benchmark's measuring processes, run on the mock host (LD_PRELOAD) by __main__.
 
     python -m tests.bench.child xenprobe   xenprobe's sweeps, in this process

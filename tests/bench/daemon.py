@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`xenprobe serve` on the mock host: resident memory, CPU time per sweep, /metrics.
 
 Two runs per host size, as a production daemon sees it:

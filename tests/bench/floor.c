@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The floor for xenprobe's benchmark: the hypercalls of one xenprobe sweep attempt,
  * issued from C with nothing else, batched the same way, against the same (mock) host.

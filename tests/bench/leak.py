@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """RSS over many sweeps, run on the mock host by __main__: the daemon's own per-sweep
 code, in a loop without the wait between sweeps.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Mock host scenarios with N domains for the benchmark (Xen 4.17, realistic sizes).
 
 Most guests are ordinary: 512 MiB to 32 GiB, PV or HVM, a few vCPUs. A fixed share is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fuzz target: the daemon's configuration, as a file (config.load) and as one flag
 (config.build with an override). Either a Config or ConfigError; anything else is a
 crash. The first byte picks the mode and, for a flag, the key.

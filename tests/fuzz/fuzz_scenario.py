@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fuzz target: mock host scenario files (xenprobe.scenario.parse, then compile_text).
 
 Any TOML text either parses into a Scenario that compiles for the mock, or raises

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fuzz target: decoding what the hypervisor writes back. Every struct layout of every
 release decodes any bytes (ValueError only when there are too few); a decoded
 getdomaininfo record becomes a DomainInfo; a decoded physinfo gets its sanity check; a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fuzz target: the exporter-toolkit web config file (webconfig.parse). Either a
 WebConfig or ConfigError naming the key; anything else is a crash, and so is the
 catch-all ConfigError ("cannot use it: ...") that parse gives for input its checks did

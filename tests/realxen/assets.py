@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fetch and cache everything needed to boot real Xen + a Linux dom0 under QEMU.
 
 Nothing is installed into the host: packages are fetched with ``apt-get download`` and

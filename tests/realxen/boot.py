@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Boot real Xen + a Linux dom0 under QEMU (TCG) and run one shell script in dom0.
 
 The script runs as root in ``chroot /host`` where /host is the *host's* root file system

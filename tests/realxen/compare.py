@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Independent checks of xenprobe reports, shared by this tier's tests.
 
 Nothing here imports xenprobe's classifier: each verdict's meaning is restated as a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Fixtures for the real-Xen tier: boot real Xen 4.14 / 4.17 / 4.20 with a Linux dom0 in QEMU.
 
 This tier is meant to run in CI.  It is skipped only when XENPROBE_SKIP_REALXEN=1;

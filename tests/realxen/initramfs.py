@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Build the busybox initramfs that turns the real dom0 into a test runner.
 
 The initramfs does not contain the test: ``/init`` reads it from the read-write 9p

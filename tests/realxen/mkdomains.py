@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Create paused PV domains that hold memory: Debian's libxenctrl, or raw hypercalls.
 
 Test harness only (the agent stays read-only): runs as root inside the QEMU dom0 with

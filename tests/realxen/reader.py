@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Independent minimal privcmd reader (plain ctypes; imports nothing from xenprobe).
 
 Run as root inside a Xen dom0; it only issues read-only hypercalls.  The real-Xen tests

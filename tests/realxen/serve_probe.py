@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Run `xenprobe serve` on loopback inside dom0 for a few sweeps and fetch /metrics.
 
 Runs with the system python3 (the client is plain urllib); the server is started with

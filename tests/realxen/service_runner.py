@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Runs inside the systemd dom0 (test_service.py): xenprobe.service as an operator has it.
 
 Started by xenprobe-test-runner.service with Debian's /usr/bin/python3 (standard library

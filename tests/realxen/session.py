@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The one boot per Xen release that this tier's tests share (the "session boot").
 
 Booting costs 15-25 s under TCG, and a cold `xenprobe` start over 9p about as much, so

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Boot real Xen with a dom0 whose PID 1 is the host's systemd (the "systemd boot").
 
 The plain boot (boot.py) chroots into the host root and runs one shell script as PID

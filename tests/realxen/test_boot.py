@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Smoke test per Xen release: boot, run the independent reader in dom0, check facts."""
 
 from __future__ import annotations

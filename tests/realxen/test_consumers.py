@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Consumers at risk on real Xen 4.17: processes holding the real /dev/xen/privcmd in the
 real dom0, each judged by the libxenctrl it really maps (Debian's 4.14 from bullseye and
 4.17 from bookworm), a 32-bit program's privcmd ioctl as the real kernel answers it, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The mock host against the real one.
 
 test_mock_reproduces_the_real_report: a scenario is written from what the independent

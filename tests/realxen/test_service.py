@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """xenprobe.service for real: systemd as PID 1 in a real Xen 4.17 / 4.20 dom0.
 
 One systemd boot per release (systemd_boot.py) runs service_runner.py, which installs

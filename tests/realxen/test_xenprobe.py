@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """xenprobe on a real hypervisor: Xen 4.14, 4.17 and 4.20 under QEMU, one shared boot each.
 
 In that boot (session.py) dom0 runs `xenprobe check --json` and, afterwards, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Numbers of the census's read-only paths xenprobe probes beyond the memory queries
 (xen/include/public/{xen,version,memory,hypfs}.h, RELEASE-4.17.0; unchanged 4.13-4.22)."""
 

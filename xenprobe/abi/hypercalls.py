@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Hypercall numbers, subops and reserved domain ids (xen/include/public/*.h)."""
 
 from typing import Final

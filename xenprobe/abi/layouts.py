@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Struct layouts, one table per ABI revision, with offsets as gdb `ptype /o` shows them.
 
 Sources: xen/include/public/sysctl.h and domctl.h at each RELEASE tag (see

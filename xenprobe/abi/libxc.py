@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """libxenctrl's C interface per Xen release: which functions exist and how they are declared.
 
 Written from xen-abi.md section 6 and checked against tools/include/xenctrl.h (before

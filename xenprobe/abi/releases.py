@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What changed between Xen releases, one row per release (xen-abi.md sections 4-6).
 
 `sysctl` and `domctl` are XEN_SYSCTL_INTERFACE_VERSION and XEN_DOMCTL_INTERFACE_VERSION:

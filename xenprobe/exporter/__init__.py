@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`xenprobe serve`: a background sweep loop and a Prometheus exporter serving its results.
 
 Modules, one idea each: config (TOML + flags, validated), metrics (names and the pure

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """prometheus_client Collectors: the daemon's (the last sweep plus what spans sweeps)
 and the one-shot one behind `check --textfile`. Neither issues a hypercall: they only
 read what a sweep already produced.

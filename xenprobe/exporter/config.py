@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The daemon's configuration: a TOML file, every key overridable by a `serve` flag.
 
 Validation is all-or-nothing and names the key (and where it came from) in every

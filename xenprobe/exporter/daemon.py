@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """`xenprobe serve`: the sweep thread, the HTTP thread, and the main thread that owns
 signals and talks to systemd.
 

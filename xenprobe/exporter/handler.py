@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What one HTTP request gets: the request head parsed, judged by the web config in
 force when it arrived (basic auth, response headers), and answered as bytes.
 

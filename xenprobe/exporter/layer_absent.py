@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Metrics for a sweep without the raw layer (xenprobe.rawlayer): that it is missing and
 why, and how many readings nothing could judge. Kept apart from metrics.py so the
 families a raw-less host adds are in one place.

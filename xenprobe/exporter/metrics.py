@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Metric names, HELP texts and labels, and the pure mapping from one sweep to families.
 
 Everything a sweep says is exported from here, for the daemon's collector and for the

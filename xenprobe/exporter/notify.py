@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """systemd's sd_notify protocol: datagrams of NAME=value lines on $NOTIFY_SOCKET.
 
 Written out rather than taken from a library: it is one socket and a few strings, see

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The HTTP(S) endpoint: a landing page at /, the metrics at /metrics, liveness at
 /-/healthy (what each request gets is `handler`; this module moves the bytes).
 

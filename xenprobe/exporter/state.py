@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """What the sweep thread publishes and everyone else reads: the last sweep, health, and
 the counters that span sweeps (kept here, so a reload never resets them).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """Atomic writes for node_exporter's textfile collector.
 
 The text is written, flushed to disk and made readable by node_exporter's user in a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-only
 """The exporter-toolkit web configuration file (`--web.config.file` of Go exporters).
 
 Same YAML, same keys and same meaning where Python's ssl module can do it:
