@@ -131,17 +131,23 @@ def judge(sample: Sample, *, final: bool, earlier: Sequence[Sample] = ()
         if (r is not None and r.errno in RETRYABLE) or (
                 no_answer and name != RAW and name not in sample.via_reference):
             verdicts[name] = Verdict.ERROR if v is Verdict.CHANGED_ERROR else Verdict.DRIFT
+    return _confirmed(verdicts, sample, earlier, final=final)
+
+
+def _confirmed(verdicts: dict[str, Verdict], sample: object, earlier: Sequence[object],
+               *, final: bool) -> dict[str, Verdict] | None:
+    """The verdicts, or None to look again. A layer's own failure (EINTR, EAGAIN...) may
+    pass: look again. An unexplained disagreement between equal raw reads may be a value
+    that moved and came back; an error where the other side has a value, or another
+    error, may be a domain that came or went, or a layer's passing failure: look again,
+    and call it a mismatch only if every look saw exactly the same readings."""
     if Verdict.ERROR in verdicts.values() and not final:
-        return None  # a layer's own failure (EINTR, EAGAIN...) may pass: try again
+        return None
     if not _UNCONFIRMED.keys().isdisjoint(verdicts.values()):
-        # An unexplained disagreement between equal raw reads may be a value that moved
-        # and came back; an error where the other side has a value, or another error,
-        # may be a domain that came or went, or a layer's passing failure. Look again;
-        # call it a mismatch only if every look saw exactly the same readings.
         if not final:
             return None
         if any(e != sample for e in earlier):
-            verdicts = {k: _UNCONFIRMED.get(v, v) for k, v in verdicts.items()}
+            return {k: _UNCONFIRMED.get(v, v) for k, v in verdicts.items()}
     return verdicts
 
 
@@ -183,14 +189,7 @@ def judge_by_reference(sample: RefSample, *, final: bool,
         if v in _ERROR_CLASSES and r is not None and r.errno in RETRYABLE:
             v = Verdict.ERROR if v is Verdict.CHANGED_ERROR else Verdict.DRIFT
         verdicts[name] = v
-    if Verdict.ERROR in verdicts.values() and not final:
-        return None
-    if not _UNCONFIRMED.keys().isdisjoint(verdicts.values()):
-        if not final:
-            return None
-        if any(e != sample for e in earlier):
-            verdicts = {k: _UNCONFIRMED.get(v, v) for k, v in verdicts.items()}
-    return verdicts
+    return _confirmed(verdicts, sample, earlier, final=final)
 
 # Mismatches reported only when every look agreed, and what they are when looks differ:
 # the value moved (drift), or the layer failed for its own passing reason (error).
