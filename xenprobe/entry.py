@@ -16,16 +16,13 @@ def main() -> int:
         from xenprobe.cli import main as run  # noqa: PLC0415 (the point of this module)
     except KeyboardInterrupt:
         return 130
-    except (MemoryError, ImportError) as e:
-        if isinstance(e, ImportError) and not _out_of_memory(e):
-            _say(f"xenprobe: internal error: cannot load xenprobe: {e}")
-            return 4
-        _say("xenprobe: error: not enough memory to load xenprobe "
-             "(is the address space limited, ulimit -v / RLIMIT_AS?)")
-        return 3
-    except Exception as e:  # a broken installation
+    except Exception as e:
+        if isinstance(e, MemoryError) or _out_of_memory(e) or _address_space_limited():
+            _say("xenprobe: error: not enough memory to load xenprobe "
+                 "(is the address space limited, ulimit -v / RLIMIT_AS?)")
+            return 3
         _say(f"xenprobe: internal error: cannot load xenprobe: {type(e).__name__}: {e}")
-        return 4
+        return 4  # a broken installation
     code = run()
     _settle()
     return code
@@ -49,10 +46,23 @@ def _settle() -> None:
                 pass
 
 
-def _out_of_memory(e: ImportError) -> bool:
+def _out_of_memory(e: Exception) -> bool:
     """dlopen(3)'s words when mmap fails under RLIMIT_AS."""
     text = str(e)
     return "failed to map segment" in text or "Cannot allocate memory" in text
+
+
+def _address_space_limited() -> bool:
+    """Whether an address-space limit is set: then a load that fails in C code (a
+    SystemError "error return without exception set" from an allocation that found no
+    room, seen under a 20 MiB RLIMIT_AS) is the limit, not a broken installation."""
+    try:
+        import resource  # noqa: PLC0415
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except Exception:
+        return False
+    return soft != resource.RLIM_INFINITY
 
 
 def _say(line: str) -> None:
