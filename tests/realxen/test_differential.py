@@ -80,7 +80,9 @@ def _probing() -> list[str]:
     out = []
     for name in shipped():
         sc = load(name)
-        if sc.role == "dom0" and sc.device == "present" and not sc.hangs:
+        # A host without multicalls (pvh-dom0) has no raw reading for the reader to
+        # confirm against; tests/test_pvh.py covers it.
+        if sc.role == "dom0" and sc.device == "present" and not sc.hangs and sc.multicall:
             out.append(name)
     return out
 
