@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from xenprobe._transport import ffi, lib
+from xenprobe._transport import lib
 
+from tests.test_allowlist import check, entry
 from tests.test_readonly import REFUSED_BY_NAME
 from xenprobe.abi import hypercalls as hc
 from xenprobe.census import ROWS, Build, Effect, Row, Status, by_status, markdown_table
@@ -23,17 +24,6 @@ from xenprobe.quantities import CALLS
 ALLOWED_OUTSIDE_CENSUS = {
     *((hc.XEN_VERSION, n) for n in (1, 2, 3, 4, 5, 6, 8, 9)),  # strings, structs
 }
-
-
-def check(op: int, arg0: int) -> int:
-    return int(lib.xp_check(op, ffi.new("uint64_t[5]", [arg0, 0, 0, 0, 0])))
-
-
-def entry(op: int, arg0: int) -> int:
-    e = ffi.new("xp_multicall_entry *")
-    e.op = op
-    e.args[0] = arg0
-    return int(lib.xp_check_entry(e))
 
 
 def allowed(row: Row) -> bool:

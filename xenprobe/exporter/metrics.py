@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno as errnos
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -237,11 +238,8 @@ def _guest_set(sweep: Sweep) -> list[Metric]:
         "the domain sets itself: a guest can make dom0 tools read a fake error or a wrong "
         "value. Every guest-set quantity, layer and verdict, 0 when none." + FROM_SWEEP,
         labels=["quantity", "layer", "verdict"])
-    counts = guest_set_counts(sweep)
-    known = [(q.value, layer, v) for q in GUEST_SET for layer in LAYERS
-             for v in MISMATCH_VERDICTS]
-    for key in sorted(set(counts) | set(known)):
-        mismatch.add_metric(list(key), counts.get(key, 0))
+    _with_zeros(mismatch, guest_set_counts(sweep),
+                all_mismatch_labels(q.value for q in GUEST_SET))
     return [info, mismatch]
 
 
@@ -276,17 +274,24 @@ def _verdicts(sweep: Sweep) -> list[Metric]:
         "(layer raw: the hypervisor's own result against an independent reference). "
         "Every quantity, layer and verdict, 0 when none." + FROM_SWEEP,
         labels=["quantity", "layer", "verdict"])
-    counts = mismatch_counts(sweep)
-    for key in sorted(set(counts) | set(all_mismatch_labels(probed(sweep)))):
-        mismatch.add_metric(list(key), counts.get(key, 0))
+    quantities = probed(sweep)
+    _with_zeros(mismatch, mismatch_counts(sweep), all_mismatch_labels(quantities))
     drift = GaugeMetricFamily(
         f"{PREFIX}_drift", "Subjects whose value moved while it was being read, so no "
         "verdict could be reached (not a mismatch). Every quantity and layer, 0 when none."
         + FROM_SWEEP, labels=["quantity", "layer"])
-    drifts = drift_counts(sweep)
-    for pair in sorted(set(drifts) | set(all_drift_labels(probed(sweep)))):
-        drift.add_metric(list(pair), drifts.get(pair, 0))
+    _with_zeros(drift, drift_counts(sweep), all_drift_labels(quantities))
     return [mismatch, drift]
+
+
+_Labels = TypeVar("_Labels", bound=tuple[str, ...])
+
+
+def _with_zeros(family: GaugeMetricFamily, counts: Mapping[_Labels, int],
+                known: Iterable[_Labels]) -> None:
+    """A sample for every label set seen or known, 0 where none was counted."""
+    for key in sorted(set(counts) | set(known)):
+        family.add_metric(list(key), counts.get(key, 0))
 
 
 def probed(sweep: Sweep) -> set[str]:

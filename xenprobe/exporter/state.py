@@ -111,9 +111,10 @@ class State:
             # Events, not states: a subject entering a mismatch state counts once, however
             # many sweeps it stays there (so the rate does not depend on `interval`).
             # Drifts and layer errors are readings, each one an event of its own.
-            for key in metrics.all_mismatch_labels(metrics.probed(sweep)):
+            quantities = metrics.probed(sweep)
+            for key in metrics.all_mismatch_labels(quantities):
                 self._mismatches[key] += 0  # a census quantity's, known from now on
-            for pair in metrics.all_drift_labels(metrics.probed(sweep)):
+            for pair in metrics.all_drift_labels(quantities):
                 self._drifts[pair] += 0
             now = metrics.mismatch_states(sweep)
             self._mismatches.update(metrics.transitions(self._in_mismatch, now))
