@@ -66,14 +66,15 @@ def test_every_census_quantity_of_a_420_pv_dom0_is_probed_and_agrees() -> None:
 
 
 def test_calls_a_host_does_not_answer_are_absent_not_errors(tmp_path: Path) -> None:
-    """A PVH dom0 on 4.17: no get_debugreg (PV table only), no *2 subops (4.20+)."""
+    """A PVH dom0 on 4.17: no get_debugreg and no kexec_op (PV table only), no *2 subops
+    (4.20+); VCPUOP_is_up is in the HVM table too."""
     text = PV_DOM0.replace('release = "4.20"', 'release = "4.17"').replace(
         "id = 0\nmemory", "id = 0\nhvm = true\nmemory")
     path = scenario_file(tmp_path, "pvh-417", text)
     code, report = check_json(str(path))
     assert set(by_quantity(report)) == {"xen_pagesize", "build_id_size",
                                         "sharing_freed_pages", "sharing_shared_pages",
-                                        "hypfs_version"}
+                                        "hypfs_version", "vcpu_is_up"}
     assert code == 0 and report["summary"]["mismatches"] == 0
 
 

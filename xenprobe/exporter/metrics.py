@@ -122,7 +122,7 @@ def mismatch_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
 
 
 # A subject, as the same across sweeps: the missing-domain probe's id changes as domains
-# come and go, but it is the same probe.
+# come and go, but it is the same probe. A vCPU is keyed by its id.
 SubjectKey = tuple[str, str, int | None]
 MismatchState = tuple[SubjectKey, str, str]  # (subject, layer, verdict)
 
@@ -133,7 +133,8 @@ def mismatch_states(sweep: Sweep) -> set[MismatchState]:
     for r in sweep.mismatches:
         p = r.probe
         key = (p.quantity.value, p.subject.value,
-               None if p.subject is Subject.MISSING else p.domid)
+               None if p.subject is Subject.MISSING
+               else p.vcpu if p.subject is Subject.VCPU else p.domid)
         out.update((key, layer, v.value) for layer, v in r.mismatches.items())
     return out
 
