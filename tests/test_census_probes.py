@@ -102,7 +102,8 @@ def test_census_reads_are_one_entry_multicalls_and_plain_ioctls(tmp_path: Path) 
     entries = read_log(log)
     pairs = {(e["op"], e["subop"], e.get("via")) for e in entries
              if e["kind"] in ("hypercall", "multicall_entry") and e["op"] != 13}
-    for op, sub in ((9, 6), (42, 0), (12, 18), (12, 19), (17, 7), (17, 10), (17, 14)):
+    for op, sub in ((9, 6), (42, 0), (12, 18), (12, 19), (17, 7), (17, 10), (17, 14),
+                    (24, 3), (37, 6)):
         assert (op, sub, "multicall") in pairs, (op, sub)
         assert (op, sub, "ioctl") in pairs, (op, sub)
         assert (op, sub, "syscall") in pairs, (op, sub)
