@@ -208,7 +208,7 @@ static int64_t hypfs_op(struct scenario *s, const uint64_t *args)
 
 /* VCPUOP_is_up(vcpuid, NULL) on one of the caller's own vCPUs: do_vcpu_op looks it up
  * with domain_vcpu(current->domain, vcpuid) first, -ENOENT past its vCPUs
- * (arch/x86/domain.c@4.17:1505-1506, common/domain.c@4.13:1415-1416), then answers
+ * (arch/x86/domain.c@4.17:1505-1506; common/domain.c@4.13:1415-1416 up to 4.16), then answers
  * !(v->pause_flags & VPF_down) (common/domain.c@4.17:1649-1651). vcpu_op is in the PV
  * and the HVM table alike (include/hypercall-defs.c@4.17:252). A PV kernel takes an
  * offline CPU down with VCPUOP_down (xen_pv_play_dead, arch/x86/xen/smp_pv.c); a PVH
