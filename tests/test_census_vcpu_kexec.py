@@ -203,3 +203,25 @@ def test_cpu_lists_and_the_vcpu_reference() -> None:
     assert vcpu_reference(facts("PVH", "0-3", "0-1,3"), 0) is None
     # Unreadable lists: no reference.
     assert vcpu_reference(Facts("PV", 4096, None, None, None), 0) is None
+
+
+def test_the_series_do_not_grow_with_dom0s_vcpus(tmp_path: Path) -> None:
+    """vcpu_is_up is one quantity in the metrics, whatever dom0's vCPU count: the
+    textfile of a 4-vCPU and a 256-vCPU dom0 has the same series, none naming a vCPU;
+    only xenprobe_probes' value says how many were read."""
+    series = {}
+    for vcpus in (4, 256):
+        # The same scenario name: xenprobe_mock_info carries it.
+        (tmp_path / str(vcpus)).mkdir()
+        path = tmp_path / str(vcpus) / "host.toml"
+        path.write_text(PV_DOM0.replace("vcpus = 4", f"vcpus = {vcpus}", 1))
+        prom = tmp_path / f"vcpus{vcpus}.prom"
+        code, report = check_json(str(path), "--textfile", str(prom))
+        assert code == 1
+        assert len(rows(report, "vcpu_is_up")) == vcpus
+        lines = [ln for ln in prom.read_text().splitlines() if ln.startswith("xenprobe_")]
+        series[vcpus] = {ln.rsplit(" ", 1)[0]: ln.rsplit(" ", 1)[1] for ln in lines}
+    assert series[4].keys() == series[256].keys()
+    assert not any("vcpu=" in s or 'domid="vcpu' in s for s in series[4])
+    key = 'xenprobe_probes{quantity="vcpu_is_up"}'
+    assert (float(series[4][key]), float(series[256][key])) == (4, 256)
