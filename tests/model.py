@@ -41,8 +41,17 @@ CENSUS_CONSTANTS = {"xen_pagesize": 4096, "debug_register_6": 0xFFFF0FF0,
                     "hypfs_version": 1}
 
 
-def true_value(s: Scenario, quantity: str, domid: int | None) -> int | None:
+def true_value(s: Scenario, quantity: str, domid: int | None,
+               vcpu: int | None = None) -> int | None:
     """The quantity as the scenario defines it; None when the domain does not exist."""
+    if quantity == "vcpu_is_up":
+        # A PV kernel takes its offline vCPUs down (VCPUOP_down); a PVH one does not.
+        me = next(d for d in s.domains if d.domid == s.self_domid)
+        assert vcpu is not None and vcpu < me.vcpus
+        return 0 if vcpu in me.offline_vcpus and not me.hvm else 1
+    if quantity in ("kexec_status_default", "kexec_status_crash"):
+        # The type's slot bit: 1 after the one load the scenario names.
+        return int(quantity.removeprefix("kexec_status_") in s.kexec_loaded)
     if quantity == "xen_version":
         return (s.release.major << 16) | s.release.minor
     if quantity in CENSUS_CONSTANTS:
@@ -75,8 +84,9 @@ def hypervisor_result(s: Scenario, quantity: str, value: int | None) -> int:
     return s64(r)
 
 
-def expect(s: Scenario, quantity: str, domid: int | None) -> Expected:
-    value = true_value(s, quantity, domid)
+def expect(s: Scenario, quantity: str, domid: int | None,
+           vcpu: int | None = None) -> Expected:
+    value = true_value(s, quantity, domid, vcpu)
     raw = hypervisor_result(s, quantity, value)
     kernel = pvops_kernel(raw) if s.driver == "pvops" else xenlinux_kernel(raw)
     return Expected(raw, value, glibc_syscall(kernel), glibc_ioctl(kernel))

@@ -12,7 +12,8 @@ from xenprobe._transport import ffi, lib
 from xenprobe.abi import hypercalls as hc
 
 ALLOWED_MEMORY_OPS = {2, 3, 4, 14, 18, 19}
-ALLOWED_CENSUS = {(9, 6), (42, 0)}  # get_debugreg(DR6), hypfs get_version
+# get_debugreg(DR6), hypfs get_version, VCPUOP_is_up, KEXEC_CMD_kexec_status
+ALLOWED_CENSUS = {(9, 6), (42, 0), (24, 3), (37, 6)}
 ALLOWED_XEN_VERSION = set(range(15))
 BY_STRUCT = {hc.MULTICALL, hc.SYSCTL, hc.DOMCTL}  # contents checked on a private copy
 
@@ -70,6 +71,19 @@ def test_get_debugreg_dr6_only_and_hypfs_get_version_only() -> None:
     for arg0 in [*range(1 << 12), 1 << 31, (1 << 32) | 6, (1 << 32), (1 << 64) - 1,
                  (1 << 63) | 6]:
         for op, allowed in ((9, 6), (42, 0)):
+            expect = arg0 == allowed
+            assert (check(op, arg0) == 0) is expect, (op, arg0)
+            assert (entry(op, arg0) == 0) is expect, (op, arg0)
+
+
+def test_vcpu_is_up_only_and_kexec_status_only() -> None:
+    """vcpu_op(int cmd, ...) takes the low 32 bits, kexec_op(unsigned long op, ...) all
+    64 (include/hypercall-defs.c@4.17:113,185): either way the list compares all 64, so
+    3 or 6 with a high bit set is refused. VCPUOP_down (2), VCPUOP_up (1), KEXEC_CMD_kexec
+    (0), kexec_load (4) and kexec_unload (5) are among the refused."""
+    for arg0 in [*range(1 << 12), 1 << 31, (1 << 32) | 3, (1 << 32) | 6, (1 << 64) - 1,
+                 (1 << 63) | 3, (1 << 63) | 6]:
+        for op, allowed in ((24, 3), (37, 6)):
             expect = arg0 == allowed
             assert (check(op, arg0) == 0) is expect, (op, arg0)
             assert (entry(op, arg0) == 0) is expect, (op, arg0)

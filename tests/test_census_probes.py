@@ -66,14 +66,15 @@ def test_every_census_quantity_of_a_420_pv_dom0_is_probed_and_agrees() -> None:
 
 
 def test_calls_a_host_does_not_answer_are_absent_not_errors(tmp_path: Path) -> None:
-    """A PVH dom0 on 4.17: no get_debugreg (PV table only), no *2 subops (4.20+)."""
+    """A PVH dom0 on 4.17: no get_debugreg and no kexec_op (PV table only), no *2 subops
+    (4.20+); VCPUOP_is_up is in the HVM table too."""
     text = PV_DOM0.replace('release = "4.20"', 'release = "4.17"').replace(
         "id = 0\nmemory", "id = 0\nhvm = true\nmemory")
     path = scenario_file(tmp_path, "pvh-417", text)
     code, report = check_json(str(path))
     assert set(by_quantity(report)) == {"xen_pagesize", "build_id_size",
                                         "sharing_freed_pages", "sharing_shared_pages",
-                                        "hypfs_version"}
+                                        "hypfs_version", "vcpu_is_up"}
     assert code == 0 and report["summary"]["mismatches"] == 0
 
 
@@ -101,7 +102,8 @@ def test_census_reads_are_one_entry_multicalls_and_plain_ioctls(tmp_path: Path) 
     entries = read_log(log)
     pairs = {(e["op"], e["subop"], e.get("via")) for e in entries
              if e["kind"] in ("hypercall", "multicall_entry") and e["op"] != 13}
-    for op, sub in ((9, 6), (42, 0), (12, 18), (12, 19), (17, 7), (17, 10), (17, 14)):
+    for op, sub in ((9, 6), (42, 0), (12, 18), (12, 19), (17, 7), (17, 10), (17, 14),
+                    (24, 3), (37, 6)):
         assert (op, sub, "multicall") in pairs, (op, sub)
         assert (op, sub, "ioctl") in pairs, (op, sub)
         assert (op, sub, "syscall") in pairs, (op, sub)

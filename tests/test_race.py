@@ -35,8 +35,9 @@ RACER_SONAME = "libxenprobe_racer.so"
 # By value: (op, arg0); by struct: (op, cmd). As test_readonly.ALLOWED.
 ALLOWED = {(12, 2), (12, 3), (12, 4), (12, 14), (35, 3), (35, 6), (36, 5),
            *((17, n) for n in range(15)),
-           # The census's pairs (xenprobe/census.py): sharing counts, DR6, hypfs version.
-           (12, 18), (12, 19), (9, 6), (42, 0)}
+           # The census's pairs (xenprobe/census.py): sharing counts, DR6, hypfs version,
+           # VCPUOP_is_up, KEXEC_CMD_kexec_status.
+           (12, 18), (12, 19), (9, 6), (42, 0), (24, 3), (37, 6)}
 
 
 @pytest.fixture(scope="module")
@@ -194,14 +195,16 @@ print(json.dumps(race(flip, both)))
     # The census's pairs, each flipping to a state-changing neighbour, through both batch
     # layers and the multicall batch: get_debugreg <-> set_debugreg (op 9 <-> 8), hypfs
     # get_version <-> write_contents (0 <-> 4), the sharing counts <-> increase and
-    # decrease_reservation (18 <-> 0, 19 <-> 1).
+    # decrease_reservation (18 <-> 0, 19 <-> 1), VCPUOP_is_up <-> VCPUOP_down (3 <-> 2),
+    # kexec_status <-> KEXEC_CMD_kexec (6 <-> 0).
     "census_pairs": """
-N = 4
-c = Calls([9, 42, 12, 12], [6, 0, 0, 0, 0] + [0] * 5 + [18, 0, 0, 0, 0] + [19, 0, 0, 0, 0])
+N = 6
+c = Calls([9, 42, 12, 12, 24, 37], [6, 0, 0, 0, 0] + [0] * 5 + [18, 0, 0, 0, 0]
+          + [19, 0, 0, 0, 0] + [3, 1, 0, 0, 0] + [6, 0, 0, 0, 0])
 rets, errs = ffi.new("int64_t[]", N), ffi.new("int[]", N)
 results = ffi.new("int64_t[]", N)
 flip = [(addr(c.ops), 9, 8), (addr(c.args + 5), 0, 4), (addr(c.args + 10), 18, 0),
-        (addr(c.args + 15), 19, 1)]
+        (addr(c.args + 15), 19, 1), (addr(c.args + 20), 3, 2), (addr(c.args + 25), 6, 0)]
 def three():
     k1 = outcome(lib.xp_hypercall_many(fd, N, c.ops, c.args, 0, rets, errs, err))
     k2 = outcome(lib.xp_hypercall_many(fd, N, c.ops, c.args, 1, rets, errs, err))

@@ -19,9 +19,10 @@ from typing import Any
 from tests.mockhost import env_for, read_log, run_check
 from xenprobe.scenario import load, shipped
 
-# memory_op queries and sharing counts, get_debugreg(6), hypfs get_version, xen_version.
+# memory_op queries and sharing counts, get_debugreg(6), hypfs get_version, xen_version,
+# VCPUOP_is_up, KEXEC_CMD_kexec_status.
 BY_VALUE = {(12, 2), (12, 3), (12, 4), (12, 14), (12, 18), (12, 19), (9, 6), (42, 0),
-            *((17, n) for n in range(15))}
+            (24, 3), (37, 6), *((17, n) for n in range(15))}
 ALLOWED = {(35, 3), (35, 6), (36, 5), *BY_VALUE}
 
 # Runs on the mock host: tries every forbidden request through every transport path.
@@ -91,10 +92,11 @@ def test_forbidden_requests_never_reach_the_device(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     counts = json.loads(p.stdout)
     assert counts["issued"] == 0
-    # 64 ops x 64 subops x 4 paths, less the 23 allowed and the 3 struct ops; 2 x 261
+    # 64 ops x 64 subops x 4 paths, less the 25 allowed and the 3 struct ops; 2 x 261
     # sysctl/domctl commands, less the 3 allowed, x 4 paths; one nested multicall; 64 x 5
     # continuation encodings x 4 paths; 7 xen_version subops x 2 paths.
-    assert counts["refused"] == 4 * (64 * 64 - 3 * 64 - 23) + 4 * (2 * 261 - 3) + 1 \
+    assert counts["refused"] == 4 * (64 * 64 - 3 * 64 - len(BY_VALUE)) \
+        + 4 * (2 * 261 - 3) + 1 \
         + 4 * 64 * 5 + 2 * 7
     entries = read_log(log)
     assert [e["kind"] for e in entries] == ["open", "close"], "only the device open/close"

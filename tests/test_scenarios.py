@@ -46,7 +46,7 @@ def test_readings_and_verdicts_follow_the_model(
     for r in report["results"]:
         if r["domid"] in moving:
             continue  # see test_drift_is_never_truncation
-        e = expect(s, r["quantity"], r["domid"])
+        e = expect(s, r["quantity"], r["domid"], r["vcpu"])
         where = f"{name}: {r['quantity']} {r['subject']} {r['domid']}"
         assert r["raw"]["value"] == e.raw, where
         for layer, predicted in (("syscall", e.syscall), ("ioctl", e.ioctl)):

@@ -59,15 +59,6 @@ PROBED, REFUSED, OUT = Status.PROBED, Status.REFUSED, Status.OUT_OF_REACH
 # attack" issue); the allow-list grows by them once that path covers platform_op.
 _BY_STRUCT = ("subop inside a struct: needs the copy-once-check-issue path for "
               "platform_op/sysctl-livepatch before it may go on the allow-list")
-_NOT_YET = "read-only and reachable, not yet a quantity (issue 16, remaining work)"
-_IS_UP = (_NOT_YET + ": one subject per dom0 vCPU (vcpuid in arg1, bounded by dom0's "
-          "max_vcpus); the reference would be /sys/devices/system/cpu/cpuN/online")
-_KEXEC = (_NOT_YET + ": the op is by value (checkable like memory_op) but the image "
-          "type sits in a struct xen_kexec_status the call points to; PV only; and every "
-          "kexec_op, status included, holds the KEXEC_FLAG_IN_HYPERCALL bit for its "
-          "duration (common/kexec.c@4.17:1226,1263), so a concurrent kexec load or unload "
-          "gets a continuation: read-only for data, not free of effect")
-
 ROWS: tuple[Row, ...] = (
     # 1a. Read-only, default x86 build.
     Row("K1", "memory_op", hc.MEMORY_OP, "XENMEM_maximum_ram_page", 2,
@@ -105,7 +96,7 @@ ROWS: tuple[Row, ...] = (
         "common/kernel.c@4.20:556,568 @4.22:551,563", PROBED),
     Row("R4", "vcpu_op", 24, "VCPUOP_is_up", 3,
         "0 or 1 for one of the caller's own vCPUs", R, D, "PV+PVH",
-        "common/domain.c@4.13:1480 @4.17:1650 @4.22:2219", OUT, _IS_UP),
+        "common/domain.c@4.13:1480 @4.17:1650 @4.22:2219", PROBED),
     Row("R5", "platform_op", 7, "XENPF_get_dom0_console", 64,
         "sizeof(dom0_vga_console_info) = 40 (4.18+)", R, D, "PV+PVH",
         "arch/x86/platform_hypercall.c@4.18:879 @4.22:929", OUT, _BY_STRUCT, True),
@@ -118,8 +109,8 @@ ROWS: tuple[Row, ...] = (
         "payload entries copied", R, D, "PV+PVH",
         "common/livepatch.c@4.13:1049 @4.17:1250 @4.22:1392", OUT, _BY_STRUCT, True),
     Row("R8", "kexec_op", 37, "KEXEC_CMD_kexec_status", 6,
-        "0 or 1: an image is loaded", R, D, "PV",
-        "common/kexec.c@4.13:1209 @4.17:1213 @4.22:1213", OUT, _KEXEC),
+        "0 or 1: the image type's slot bit (1 after one load)", R, D, "PV",
+        "common/kexec.c@4.13:1209 @4.17:1213 @4.22:1213", PROBED),
     Row("R9", "hypfs_op", 42, "XEN_HYPFS_OP_get_version", 0,
         "XEN_HYPFS_VERSION = 1 (4.14+)", R, D, "PV+PVH",
         "common/hypfs.c@4.14:414 @4.17:695 @4.22:696", PROBED),

@@ -17,6 +17,7 @@ from xenprobe.classify import Truth
 from xenprobe.quantities import Quantity
 
 SYS_HYPERVISOR = Path("/sys/hypervisor")
+SYS_CPU = Path("/sys/devices/system/cpu")
 
 # DR6 bits a vCPU's register can hold. Every bit of the reset value 0xFFFF0FF0 stays set
 # except the active-low RTM (16) and BLD (11) status bits, which a #DB may clear
@@ -34,16 +35,20 @@ class Facts:
     extraversion: str | None      # /sys/hypervisor/version/extra
     capabilities: str | None      # /sys/hypervisor/properties/capabilities
     changeset: str | None         # /sys/hypervisor/properties/changeset
+    cpus_possible: frozenset[int] | None = None  # /sys/devices/system/cpu/possible
+    cpus_online: frozenset[int] | None = None    # /sys/devices/system/cpu/online
 
 
 def references(f: Facts) -> dict[Quantity, Truth | None]:
     """What each census quantity should read, from the facts alone."""
     dr6: Truth | None = None
+    kexec: Truth | None = None
     if f.guest_type == "PV":
         dr6 = Truth.between(DR6_LOWEST, DR6_HIGHEST)
     elif f.guest_type in ("PVH", "HVM"):
         # get_debugreg is in the PV hypercall table only (include/hypercall-defs.c@4.17:234).
         dr6 = Truth.error(errno.ENOSYS)
+        kexec = Truth.error(errno.ENOSYS)
 
     def length(text: str | None) -> Truth | None:
         # The kernel prints the xen_version string with "%s\n" (drivers/xen/sys-hypervisor.c);
@@ -66,7 +71,33 @@ def references(f: Facts) -> dict[Quantity, Truth | None]:
         Quantity.SHARING_FREED_PAGES: None,
         Quantity.SHARING_SHARED_PAGES: None,
         Quantity.HYPFS_VERSION: None,
+        # kexec_status answers the slot bit of the image type (common/kexec.c@4.17:
+        # 1210-1213), which nothing in Linux publishes: /sys/kernel/kexec_*_loaded are
+        # Linux's own kexec images, not Xen's. On a PVH dom0 kexec_op is not in the
+        # table (include/hypercall-defs.c@4.17:274): ENOSYS.
+        Quantity.KEXEC_STATUS_DEFAULT: kexec,
+        Quantity.KEXEC_STATUS_CRASH: kexec,
     }
+
+
+def vcpu_reference(f: Facts, vcpu: int) -> Truth | None:
+    """What VCPUOP_is_up should answer for one of dom0's own vCPUs, or None.
+
+    Only a PV dom0 has one: there Linux CPU n is vCPU n (xen_setup_vcpu_info_placement
+    in arch/x86/xen/enlighten.c), Linux brings a CPU up with VCPUOP_up and takes an
+    offlined one down with VCPUOP_down, waiting until is_up says 0 (xen_pv_cpu_up,
+    xen_pv_cpu_die, xen_pv_play_dead in arch/x86/xen/smp_pv.c), and Xen creates every
+    vCPU but vCPU 0 down (common/domain.c@4.17:262; pv/dom0_build.c@4.17:1039). So a
+    possible CPU is up in Xen exactly when it is online in Linux, between transitions
+    (which the sweep's look-again rule sees as drift). A PVH dom0 offlines a CPU without
+    VCPUOP_down, so an offline CPU may still be up in Xen: no reference there. A vCPU
+    Linux does not know (beyond its possible CPUs) has no reference either.
+    """
+    if f.guest_type != "PV" or f.cpus_possible is None or f.cpus_online is None:
+        return None
+    if vcpu not in f.cpus_possible:
+        return None
+    return Truth.exact(1 if vcpu in f.cpus_online else 0)
 
 
 def _text(path: Path) -> str | None:
@@ -76,10 +107,29 @@ def _text(path: Path) -> str | None:
         return None
 
 
-def read_facts(root: Path = SYS_HYPERVISOR) -> Facts:
+def cpu_list(text: str | None) -> frozenset[int] | None:
+    """A sysfs CPU list ("0-3,5", "" for none; lib/bitmap.c's %*pbl), or None if it
+    cannot be read as one."""
+    if text is None:
+        return None
+    cpus: set[int] = set()
+    try:
+        for part in filter(None, text.strip().split(",")):
+            first, _, last = part.partition("-")
+            lo, hi = int(first), int(last or first)
+            if lo < 0 or hi < lo:
+                return None
+            cpus.update(range(lo, hi + 1))
+    except ValueError:
+        return None
+    return frozenset(cpus)
+
+
+def read_facts(root: Path = SYS_HYPERVISOR, cpu: Path = SYS_CPU) -> Facts:
     if _text(root / "type") != "xen":
         return Facts(None, os.sysconf("SC_PAGE_SIZE"), None, None, None)
     return Facts(_text(root / "guest_type"), os.sysconf("SC_PAGE_SIZE"),
                  _text(root / "version" / "extra"),
                  _text(root / "properties" / "capabilities"),
-                 _text(root / "properties" / "changeset"))
+                 _text(root / "properties" / "changeset"),
+                 cpu_list(_text(cpu / "possible")), cpu_list(_text(cpu / "online")))

@@ -71,6 +71,7 @@ class DomainInfo:
     tot_pages: int
     max_pages: int
     handle: bytes = bytes(16)
+    max_vcpu_id: int = 0
 
 
 class Host:
@@ -291,7 +292,8 @@ class Host:
 def _domain(d: dict[str, int | bytes]) -> DomainInfo:
     handle = d["handle"]
     return DomainInfo(int(d["domain"]), int(d["flags"]), int(d["tot_pages"]),
-                      int(d["max_pages"]), handle if isinstance(handle, bytes) else bytes(16))
+                      int(d["max_pages"]), handle if isinstance(handle, bytes) else bytes(16),
+                      int(d.get("max_vcpu_id", 0)))
 
 
 MAX_FRAMES = 1 << 52  # 2^64 bytes of address space in 4 KiB frames

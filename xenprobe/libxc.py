@@ -37,7 +37,7 @@ from cffi import FFI
 from xenprobe import elf, guard, memop_path
 from xenprobe.abi import hypercalls as hc
 from xenprobe.abi.libxc import Signatures, Version, known, signatures, soname
-from xenprobe.quantities import Probe, Quantity, Subject
+from xenprobe.quantities import KEXEC_TYPE, Probe, Quantity, Subject
 from xenprobe.reading import Columns, Reading
 from xenprobe.transport import Args
 
@@ -285,7 +285,11 @@ class LibxcLayer:
             return "xc_get_tot_pages"
         if op == hc.MEMORY_OP and "xc_memory_op" in self.signatures.names:
             return "xc_memory_op"
-        return None  # get_debugreg, hypfs_op, the *2 lengths: libxenctrl has no call
+        if q in KEXEC_TYPE and "xc_kexec_status" in self.signatures.names:
+            return "xc_kexec_status"
+        # get_debugreg, hypfs_op, the *2 lengths, VCPUOP_is_up: libxenctrl has no call
+        # (xc_vcpu_getinfo reads domctl getvcpuinfo, another hypercall).
+        return None
 
     def read(self, probe: Probe) -> Reading | None:
         fn = self.offers(probe)
@@ -315,6 +319,10 @@ class LibxcLayer:
         if fn == "xc_get_tot_pages":
             ffi.errno = 0
             return _status(int(lib.xc_get_tot_pages(xch, domid)), int(ffi.errno), 64)
+        if fn == "xc_kexec_status":
+            ffi.errno = 0
+            return _status(int(lib.xc_kexec_status(xch, KEXEC_TYPE[probe.quantity])),
+                           int(ffi.errno), 32)
         _, cmd = probe.call
         self._domid[0] = domid
         ffi.errno = 0

@@ -29,6 +29,11 @@ class Quantity(enum.StrEnum):
     SHARING_FREED_PAGES = "sharing_freed_pages"
     SHARING_SHARED_PAGES = "sharing_shared_pages"
     HYPFS_VERSION = "hypfs_version"
+    # Per vCPU of the caller's own domain (Subject.VCPU): VCPUOP_is_up.
+    VCPU_IS_UP = "vcpu_is_up"
+    # kexec_op status, one per image type (PV only).
+    KEXEC_STATUS_DEFAULT = "kexec_status_default"
+    KEXEC_STATUS_CRASH = "kexec_status_crash"
 
 
 # (hypercall, cmd) per quantity; per-domain ones take a pointer to a domid_t.
@@ -49,16 +54,33 @@ CALLS: dict[Quantity, tuple[int, int]] = {
     Quantity.SHARING_FREED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_freed_pages),
     Quantity.SHARING_SHARED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_shared_pages),
     Quantity.HYPFS_VERSION: (co.HYPFS_OP, co.XEN_HYPFS_OP_get_version),
+    # vcpuid by value in arg1, arg2 NULL.
+    Quantity.VCPU_IS_UP: (co.VCPU_OP, co.VCPUOP_is_up),
+    # arg1 points to a struct xen_kexec_status holding the image type (KEXEC_TYPE).
+    Quantity.KEXEC_STATUS_DEFAULT: (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
+    Quantity.KEXEC_STATUS_CRASH: (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
+}
+
+KEXEC_TYPE: dict[Quantity, int] = {
+    Quantity.KEXEC_STATUS_DEFAULT: co.KEXEC_TYPE_DEFAULT,
+    Quantity.KEXEC_STATUS_CRASH: co.KEXEC_TYPE_CRASH,
 }
 
 # Host-wide census quantities, probed where the hypervisor offers them: a release
 # without the subop (the *2 ones before 4.20, hypfs before 4.14), a build without the
-# feature, or a dom0 that cannot issue it (get_debugreg on PVH) answers -ENOSYS, and
-# the quantity is absent there rather than an error.
+# feature, or a dom0 that cannot issue it (get_debugreg and kexec_op on PVH) answers
+# -ENOSYS, and the quantity is absent there rather than an error. VCPU_IS_UP is asked
+# of vCPU 0, which every domain has, and then probed once per vCPU of dom0 (PER_VCPU).
 CENSUS = (Quantity.XEN_PAGESIZE, Quantity.BUILD_ID_SIZE, Quantity.EXTRAVERSION_LEN,
           Quantity.CAPABILITIES_LEN, Quantity.CHANGESET_LEN, Quantity.COMMANDLINE_LEN,
           Quantity.DEBUG_REGISTER_6, Quantity.SHARING_FREED_PAGES,
-          Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION)
+          Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION, Quantity.VCPU_IS_UP,
+          Quantity.KEXEC_STATUS_DEFAULT, Quantity.KEXEC_STATUS_CRASH)
+
+# Census quantities read once per vCPU of the caller's own domain. Their number is
+# dom0's vCPU count (getdomaininfo's max_vcpu_id + 1), which Xen bounds; the metrics
+# carry no vCPU label (per quantity only), so the series count does not grow with it.
+PER_VCPU = (Quantity.VCPU_IS_UP,)
 
 PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
               Quantity.MAXIMUM_GPFN)
@@ -87,6 +109,7 @@ class Subject(enum.StrEnum):
     DOMAIN = "domain"
     SELF = "self"        # DOMID_SELF: the caller, i.e. dom0
     MISSING = "missing"  # a domain id that does not exist: the error path
+    VCPU = "vcpu"        # one of the caller's own vCPUs (VCPUOP_is_up's vcpuid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +117,7 @@ class Probe:
     quantity: Quantity
     subject: Subject
     domid: int | None = None  # the domid passed (DOMID_SELF for SELF)
+    vcpu: int | None = None   # the vcpuid passed (VCPU only)
 
     @property
     def call(self) -> tuple[int, int]:
@@ -112,6 +136,8 @@ class Probe:
             return f"dom{self.domid}"
         if self.subject is Subject.MISSING:
             return f"missing(dom{self.domid})"
+        if self.subject is Subject.VCPU:
+            return f"vcpu{self.vcpu}"
         return self.subject.value
 
 
@@ -124,14 +150,26 @@ def missing_domid(existing: Iterable[int]) -> int:
     raise RuntimeError("every domain id is in use")
 
 
-def plan(domids: Iterable[int], offered: Iterable[Quantity] = ()) -> list[Probe]:
+def census_probe(q: Quantity) -> Probe:
+    """The probe that tells whether the hypervisor offers a census quantity: vCPU 0 for
+    the per-vCPU ones (every domain has it), the host for the rest."""
+    return Probe(q, Subject.VCPU, vcpu=0) if q in PER_VCPU else Probe(q, Subject.HOST)
+
+
+def plan(domids: Iterable[int], offered: Iterable[Quantity] = (),
+         vcpus: int = 1) -> list[Probe]:
     """Every probe for a host with these domains, in a stable order; `offered` are the
-    CENSUS quantities the hypervisor answers (see `offered`)."""
+    CENSUS quantities the hypervisor answers (see `offered`), `vcpus` the caller's own
+    vCPU count (the PER_VCPU quantities are read for each)."""
     ids = sorted(set(domids))
     probes = [Probe(Quantity.XEN_VERSION, Subject.HOST),
               Probe(Quantity.MAXIMUM_RAM_PAGE, Subject.HOST)]
     have = set(offered)
-    probes += [Probe(q, Subject.HOST) for q in CENSUS if q in have]
+    for q in CENSUS:
+        if q in have and q in PER_VCPU:
+            probes += [Probe(q, Subject.VCPU, vcpu=v) for v in range(max(1, vcpus))]
+        elif q in have:
+            probes.append(Probe(q, Subject.HOST))
     probes += [Probe(q, Subject.SELF, hc.DOMID_SELF) for q in FOR_SELF]
     probes += [Probe(q, Subject.DOMAIN, d) for d in ids for q in PER_DOMAIN]
     probes.append(Probe(Quantity.CURRENT_RESERVATION, Subject.MISSING, missing_domid(ids)))

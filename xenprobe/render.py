@@ -18,7 +18,7 @@ from xenprobe.classify import Truth, Verdict
 from xenprobe.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.host import MAX_FRAMES
 from xenprobe.judge import RAW
-from xenprobe.quantities import Quantity, Subject
+from xenprobe.quantities import PER_VCPU, Quantity, Subject
 from xenprobe.rawlayer import PRESENT
 from xenprobe.reading import Reading
 from xenprobe.results import Result
@@ -164,6 +164,11 @@ def _domids(sweep: Sweep) -> set[int]:
             if r.probe.subject is Subject.DOMAIN and r.probe.domid is not None}
 
 
+# The caller's own vCPUs are host-wide to a person reading the table (dom0's), and many.
+_HOST_WIDE = frozenset({Subject.HOST, Subject.VCPU})
+_MANY = frozenset({Subject.DOMAIN, Subject.VCPU})
+
+
 def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
             fold_calm_host: bool = False) -> list[str]:
     """The table per quantity: each shown subject, one row per layer. With
@@ -180,7 +185,7 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
     mismatch_cap = None if v.narrowed else SHOW_MISMATCHING
     widths = (18, 10, 34, 14)
     for quantity, results in by_quantity.items():
-        if fold_calm_host and all(r.probe.subject is Subject.HOST and not r.mismatches
+        if fold_calm_host and all(r.probe.subject in _HOST_WIDE and not r.mismatches
                                   for r in results):
             folded.append(quantity.value)
             continue
@@ -189,7 +194,8 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
                 + "VALUE".ljust(widths[2]) + "VERDICT".ljust(widths[3]) + "BITS / RISK"]
         shown_calm = shown_bad = hidden_calm = hidden_bad = 0
         for r in results:
-            per_domain = r.probe.subject is Subject.DOMAIN and not v.domains
+            # Capped like a domain's rows: a big dom0 has hundreds of vCPUs.
+            per_domain = r.probe.subject in _MANY and not v.domains
             if not r.mismatches:
                 if per_domain and shown_calm >= calm_cap:
                     hidden_calm += 1
@@ -208,11 +214,12 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
                 vtext = s.verdict(verdict, widths[3]) if verdict else "".ljust(widths[3])
                 out.append(("  " + subject.ljust(widths[0]) + layer.ljust(widths[1])
                             + value.ljust(widths[2]) + vtext + note).rstrip())
+        what = "vCPUs" if quantity in PER_VCPU else "domains"
         if hidden_bad:
-            out.append(s(f"  ... and {hidden_bad} more domains in mismatch (see them all: "
+            out.append(s(f"  ... and {hidden_bad} more {what} in mismatch (see them all: "
                          f"--mismatches --quantity {quantity.value})", "red"))
         if hidden_calm:
-            out.append(f"  ... and {hidden_calm} more domains where every layer agrees")
+            out.append(f"  ... and {hidden_calm} more {what} where every layer agrees")
     if folded:
         out += ["", f"every layer agrees on the host-wide {', '.join(folded)} (counts in the "
                     "table above; see them: --quantity NAME)"]
@@ -417,6 +424,7 @@ def _result_json(r: Result, layers: list[str]) -> dict[str, Any]:
         "quantity": r.probe.quantity.value,
         "subject": r.probe.subject.value,
         "domid": r.probe.domid,
+        "vcpu": r.probe.vcpu,
         "raw": r.raw.as_json() if r.raw is not None else None,
         "raw_verdict": r.verdicts[RAW].value if RAW in r.verdicts else None,
         "reference": _truth_json(r.reference),

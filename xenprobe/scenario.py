@@ -60,7 +60,13 @@ class Domain:
     vcpus: int
     balloon: Balloon | None = None
     vanish_after: int | None = None  # lookups before the domain disappears
+    # The caller's own vCPUs its kernel has taken offline (census scenarios): down in
+    # Xen on a PV dom0 (VCPUOP_down), still up on a PVH one.
+    offline_vcpus: tuple[int, ...] = ()
 
+
+# The most vCPUs the mock's census model gives a dom0 (native/mock/census.c MAX_VCPUS).
+MAX_CENSUS_VCPUS = 4096
 
 FAULT_KINDS = ("errno", "delay", "garbage", "short")
 FAULT_LAYERS = ("hypervisor", "driver")
@@ -121,6 +127,9 @@ class Scenario:
     changeset: str = "xenprobe-mock"     # XENVER_changeset's text (char[64])
     commandline: str = ""                # XENVER_commandline's text (char[1024])
     build_id_size: int = 20              # a SHA-1 build-id note
+    # kexec image types loaded once since boot ("default", "crash"): their
+    # KEXEC_CMD_kexec_status slot bit reads 1 (native/mock/census.c).
+    kexec_loaded: tuple[str, ...] = ()
 
     @property
     def guest_type(self) -> str:
@@ -291,6 +300,10 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     changeset = hyp.line("changeset", "xenprobe-mock", 64)
     commandline = hyp.line("commandline", "", 1024)
     build_id_size = hyp.int_in("build_id_size", 1, 1 << 16, 20)
+    kexec_loaded = tuple(hyp.get("kexec_loaded", list, []))
+    if not set(kexec_loaded) <= {"default", "crash"} or \
+            len(set(kexec_loaded)) != len(kexec_loaded):
+        raise hyp.fail("kexec_loaded", 'expected a list of "default" and "crash"')
     hangs = tuple(_hang(hyp, h) for h in hyp.get("hang", list, []))
     hyp.done()
 
@@ -302,6 +315,10 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     ids = [d.domid for d in domains]
     if len(set(ids)) != len(ids):
         raise top.fail("domain", "domain ids must be unique")
+    me = next((d for d in domains if d.domid == self_domid), None)
+    if census and me is not None and me.vcpus > MAX_CENSUS_VCPUS:
+        raise top.fail("domain", f"the census model gives the caller at most "
+                       f"{MAX_CENSUS_VCPUS} vCPUs")
 
     top.used.add("fault")
     faults = tuple(_fault(source, f, i) for i, f in enumerate(doc.get("fault", [])))
@@ -320,7 +337,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
                     self_domid, domains, faults, hangs, census, changeset, commandline,
-                    build_id_size)
+                    build_id_size, kexec_loaded)
 
 
 def _domain(source: str, raw: Any, index: int) -> Domain:
@@ -339,6 +356,11 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
     hvm = d.get("hvm", bool, False)
     max_gpfn = d.pages("max_gpfn", max(max_pages, 1) - 1)
     vcpus = d.int_in("vcpus", 1, U32_MAX, 1)
+    offline = d.get("offline_vcpus", list, [])
+    if not all(isinstance(v, int) and 0 < v < min(vcpus, MAX_CENSUS_VCPUS) for v in offline) \
+            or len(set(offline)) != len(offline):
+        raise d.fail("offline_vcpus", "expected distinct vCPU ids from 1 to vcpus-1 "
+                     "(vCPU 0 cannot be offlined)")
     vanish_after = d.get("vanish_after", int, ANY)
     if vanish_after == ANY:
         vanish_after = None
@@ -357,7 +379,8 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
             raise b.fail("max", "Xen counts a domain's pages in 32 bits (16 TiB at most)")
         b.done()
     d.done()
-    return Domain(domid, tot, max_pages, max_gpfn, hvm, vcpus, balloon, vanish_after)
+    return Domain(domid, tot, max_pages, max_gpfn, hvm, vcpus, balloon, vanish_after,
+                  tuple(sorted(offline)))
 
 
 def _op(r: _Reader, key: str) -> int:
@@ -426,7 +449,9 @@ def _domain_record(s: Scenario, d: Domain) -> bytes:
         "tot_pages": d.tot_pages,
         "max_pages": d.max_pages,
         "shared_info_frame": 0x1000 + d.domid,
-        "nr_online_vcpus": d.vcpus,
+        # getdomaininfo counts the vCPUs not down (common/domctl.c@RELEASE-4.17.0:92);
+        # only a PV kernel takes its offline vCPUs down.
+        "nr_online_vcpus": d.vcpus - (0 if d.hvm else len(d.offline_vcpus)),
         "max_vcpu_id": d.vcpus - 1,
         # Deterministic per domain, so two runs of a scenario compare byte for byte.
         "handle": uuid.uuid5(uuid.NAMESPACE_OID, f"xenprobe-{s.name}-{d.domid}").bytes,
@@ -496,6 +521,10 @@ def compile_text(s: Scenario) -> str:
         lines.append(f"census_text changeset {s.changeset.encode().hex() or '-'}")
         lines.append(f"census_text commandline {s.commandline.encode().hex() or '-'}")
         lines.append(f"census_build_id_size {s.build_id_size}")
+        if dom0 is not None:
+            lines.append(f"census_vcpus {dom0.vcpus}")
+            lines += [f"census_vcpu_offline {v}" for v in dom0.offline_vcpus]
+        lines += [f"census_kexec_loaded {t}" for t in s.kexec_loaded]
     return "\n".join(lines) + "\n"
 
 

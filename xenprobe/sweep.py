@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from xenprobe.census_refs import read_facts, references
+from xenprobe.census_refs import Facts, read_facts, references, vcpu_reference
 from xenprobe.classify import Truth
 from xenprobe.errors import CannotProbe
 from xenprobe.host import (
@@ -41,7 +41,16 @@ from xenprobe.judge import (
     unanimous,
 )
 from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
-from xenprobe.quantities import CENSUS, Probe, Quantity, Subject, offered, plan
+from xenprobe.quantities import (
+    CENSUS,
+    KEXEC_TYPE,
+    Probe,
+    Quantity,
+    Subject,
+    census_probe,
+    offered,
+    plan,
+)
 from xenprobe.rawlayer import RawAbsent
 from xenprobe.reading import Columns, raw_result
 from xenprobe.results import Batch, Result, Results, Summary, truth_of
@@ -83,6 +92,7 @@ class _References:
     version: int | None
     self_domid: int | None
     census: Mapping[Quantity, Truth | None] = field(default_factory=dict)
+    facts: Facts | None = None  # what the census references come from (vCPUs online)
 
     def truth(self, probe: Probe) -> Truth | None:
         ref = self.ref(probe)
@@ -91,6 +101,10 @@ class _References:
     def ref(self, probe: Probe) -> Ref:
         """truth(), with an exact page count as a plain int (see judge.Ref)."""
         q = probe.quantity
+        if q is Quantity.VCPU_IS_UP:
+            if self.facts is None or probe.vcpu is None:
+                return None
+            return vcpu_reference(self.facts, probe.vcpu)
         if q in _CENSUS:
             return self.census.get(q)
         if q is Quantity.MAXIMUM_RAM_PAGE:
@@ -133,6 +147,7 @@ class _References:
 
 
 _ESRCH = Truth.error(errnos.ESRCH)
+_INVALID_MAX_VCPU_ID = 0xFFFF_FFFF  # XEN_INVALID_MAX_VCPU_ID, public/domctl.h@4.17:142
 _CENSUS = frozenset(CENSUS)
 
 
@@ -154,8 +169,8 @@ class _Plan:
 
     @staticmethod
     def build(domids: tuple[int, ...], layers: Sequence[Layer],
-              census: tuple[Quantity, ...] = ()) -> _Plan:
-        probes = plan(domids, census)
+              census: tuple[Quantity, ...] = (), vcpus: int = 1) -> _Plan:
+        probes = plan(domids, census, vcpus)
         ids = sorted({p.domid for p in probes if p.domid is not None})
         slots = Buffer(2 * max(1, len(ids)))
         address = {}
@@ -210,6 +225,7 @@ class _Known:
 
     self_domid: int | object | None = _UNKNOWN  # asked once per Host
     offered: tuple[Quantity, ...] | None = None  # census quantities, asked once per Host
+    vcpus: int = 1  # the caller's own vCPU count (getdomaininfo), asked with `offered`
     # One plan per set of layers (by identity; the plan keeps them alive).
     plans: dict[tuple[int, ...], _Plan] = field(default_factory=dict)
     # Set once the multicall answered ENOSYS: the hypervisor will not grow one.
@@ -237,10 +253,11 @@ class Sweeper:
             domains = {d.domid: (d.tot_pages, d.max_pages) for d in listed}
         else:
             domains = self.host.domain_pages()
-        census = references(read_facts()) if self._offered() else {}
+        facts = read_facts() if self._offered() else None
+        census = references(facts) if facts is not None else {}
         return _References(self.host.physinfo(), domains, sys_hypervisor_version(),
                            known.self_domid if isinstance(known.self_domid, int) else None,
-                           census)
+                           census, facts)
 
     def _offered(self) -> tuple[Quantity, ...]:
         """The census quantities this hypervisor answers (anything but -ENOSYS), asked
@@ -248,15 +265,29 @@ class Sweeper:
         4.15.1) through the ioctl system call, whose errno tells ENOSYS as well."""
         known = self._known
         if known.offered is None:
-            calls = Calls.of([_call(Probe(q, Subject.HOST), {}) for q in CENSUS])
+            calls = Calls.of([_call(census_probe(q), {}) for q in CENSUS])
             try:
                 raw = list(self.host.dev.multicall_values(calls))
             except CannotProbe:
                 values, errs = self.host.dev.many_values(calls, syscall=True)
                 raw = [-e if e else v for v, e in zip(values, errs, strict=True)]
             known.offered = offered(raw)
-            log.debug("census_offered", quantities=[q.value for q in known.offered])
+            if Quantity.VCPU_IS_UP in known.offered:
+                known.vcpus = self._own_vcpus()
+            log.debug("census_offered", quantities=[q.value for q in known.offered],
+                      vcpus=known.vcpus)
         return known.offered
+
+    def _own_vcpus(self) -> int:
+        """The caller's vCPU count: its getdomaininfo max_vcpu_id + 1, the highest vCPU
+        id it has (common/domctl.c@RELEASE-4.17.0:75,85), which Xen bounds. Where the
+        caller cannot be told among the domains, or has no vCPU id (~0U), vCPU 0 alone."""
+        listed = self.host.domains()
+        me = self.host.self_domid(listed)
+        for d in listed:
+            if d.domid == me and d.max_vcpu_id < _INVALID_MAX_VCPU_ID:
+                return d.max_vcpu_id + 1
+        return 1
 
     def _planned(self, domids: tuple[int, ...]) -> _Plan:
         plans = self._known.plans
@@ -268,7 +299,7 @@ class Sweeper:
                 p.slots.close()
             elif len(plans) >= _PLANS_KEPT:
                 plans.pop(next(iter(plans))).slots.close()
-            p = plans[key] = _Plan.build(domids, self.layers, census)
+            p = plans[key] = _Plan.build(domids, self.layers, census, self._known.vcpus)
         return p
 
     def sweep(self) -> Sweep:
@@ -412,6 +443,25 @@ def _compact(c: Columns) -> Columns:
 
 def _call(probe: Probe, address: dict[int, int]) -> tuple[int, Args]:
     op, cmd = probe.call
+    if probe.subject is Subject.VCPU:
+        return op, args5(cmd, probe.vcpu or 0)  # VCPUOP_is_up(vcpuid, NULL)
+    kexec_type = KEXEC_TYPE.get(probe.quantity)
+    if kexec_type is not None:
+        return op, args5(cmd, _kexec_status(kexec_type))
     if probe.domid is None:
         return op, args5(cmd)
     return op, args5(cmd, address[probe.domid])
+
+
+@functools.cache
+def _kexec_statuses() -> Buffer:
+    """One struct xen_kexec_status ({uint8_t type}) per image type, at the offset of its
+    type, kept for the process: kexec_status only reads it (common/kexec.c@4.17:1199-1214)."""
+    buf = Buffer(max(KEXEC_TYPE.values()) + 1)
+    for t in KEXEC_TYPE.values():
+        buf.view[t] = bytes([t])
+    return buf
+
+
+def _kexec_status(kexec_type: int) -> int:
+    return _kexec_statuses().address + kexec_type

@@ -14,6 +14,11 @@
  *   xen_version 11-14 (4.20+)    common/kernel.c@4.20:507-568 (commit e3bb1b6525)
  *   memory_op 18/19              arch/x86/x86_64/mm.c@4.17:1003-1007
  *   hypfs_op get_version (4.14+) common/hypfs.c@4.17:686-696
+ *   vcpu_op VCPUOP_is_up         arch/x86/domain.c@4.17:1499-1506 (-ENOENT past the
+ *                                caller's vCPUs), common/domain.c@4.17:1649-1651
+ *   kexec_op kexec_status (PV)   common/kexec.c@4.17:1199-1214,1216-1265
+ *
+ * and, for the vCPUs, the dom0 kernel's /sys/devices/system/cpu/{possible,online}.
  *
  * Like faults.c, the state lives here: scenario.c hands over the directive.
  */
@@ -26,13 +31,20 @@
 #include "mock.h"
 
 #define HC_GET_DEBUGREG 9
+#define HC_VCPU_OP      24
+#define HC_KEXEC_OP     37
 #define HC_HYPFS_OP     42
+
+#define MAX_VCPUS 4096              /* the mock's bound; Xen's own is far above a dom0's */
 
 enum { OFF, DOM0_PV, DOM0_PVH };
 static int model = OFF;
 static char changeset[64] = "xenprobe-mock";
 static char commandline[1024];
 static uint32_t build_id_size = 20;
+static uint32_t vcpus = 1;                     /* the dom0's own vCPUs */
+static uint8_t vcpu_offline[MAX_VCPUS];        /* offline in the dom0 kernel */
+static unsigned long kexec_flags;              /* KEXEC_FLAG_{DEFAULT,CRASH}_POS bits */
 
 const char *census_changeset(void) { return changeset; }
 const char *census_commandline(void) { return commandline; }
@@ -74,6 +86,33 @@ int census_directive(const char *name, char **arg, int narg, char *msg, size_t l
             return -1;
         }
         build_id_size = (uint32_t)v;
+        return 0;
+    }
+    if (!strcmp(name, "census_vcpus") || !strcmp(name, "census_vcpu_offline")) {
+        int count = !strcmp(name, "census_vcpus");
+        unsigned long v;
+        char *end;
+        if (narg != 1 || (v = strtoul(arg[0], &end, 10), *end) ||
+            (count ? v == 0 || v > MAX_VCPUS : v == 0 || v >= vcpus)) {
+            /* vCPU 0 cannot be offlined: xen_pv_cpu_disable refuses it (smp_pv.c) */
+            snprintf(msg, len, count ? "census_vcpus: expected 1..%d"
+                                     : "census_vcpu_offline: expected 1..vcpus-1", MAX_VCPUS);
+            return -1;
+        }
+        if (count)
+            vcpus = (uint32_t)v;
+        else
+            vcpu_offline[v] = 1;
+        return 0;
+    }
+    if (!strcmp(name, "census_kexec_loaded")) {
+        int crash = narg == 1 && !strcmp(arg[0], "crash");
+        if (narg != 1 || (!crash && strcmp(arg[0], "default"))) {
+            snprintf(msg, len, "census_kexec_loaded: expected default or crash");
+            return -1;
+        }
+        /* One load since boot flips the type's slot bit to 1 (kexec_swap_images). */
+        kexec_flags |= 1UL << crash;
         return 0;
     }
     if (strcmp(name, "census"))
@@ -167,6 +206,42 @@ static int64_t hypfs_op(struct scenario *s, const uint64_t *args)
     return 1;                       /* XEN_HYPFS_VERSION */
 }
 
+/* VCPUOP_is_up(vcpuid, NULL) on one of the caller's own vCPUs: do_vcpu_op looks it up
+ * with domain_vcpu(current->domain, vcpuid) first, -ENOENT past its vCPUs
+ * (arch/x86/domain.c@4.17:1505-1506; common/domain.c@4.13:1415-1416 up to 4.16), then answers
+ * !(v->pause_flags & VPF_down) (common/domain.c@4.17:1649-1651). vcpu_op is in the PV
+ * and the HVM table alike (include/hypercall-defs.c@4.17:252). A PV kernel takes an
+ * offline CPU down with VCPUOP_down (xen_pv_play_dead, arch/x86/xen/smp_pv.c); a PVH
+ * one does not (xen_hvm_cpu_die, arch/x86/xen/smp_hvm.c), so its vCPU stays up. */
+static int64_t vcpu_is_up(uint64_t vcpuid)
+{
+    uint32_t id = (uint32_t)vcpuid;     /* unsigned int vcpuid */
+
+    if (id >= vcpus)
+        return -ENOENT;
+    return model == DOM0_PV && vcpu_offline[id] ? 0 : 1;
+}
+
+/* kexec_status: PV only (include/hypercall-defs.c@4.17:274); xsm_kexec(XSM_PRIV)
+ * (common/kexec.c@4.17:1222); copies the 1-byte struct xen_kexec_status, -EINVAL for a
+ * type other than default (0) and crash (1) (:1205-1211), and answers the type's slot
+ * bit, KEXEC_FLAG_*_POS (:1213), which kexec_swap_images flips on each load and
+ * unload (:875). */
+static int64_t kexec_status(struct scenario *s, uint64_t arg)
+{
+    uint8_t type;
+
+    if (model != DOM0_PV)
+        return -ENOSYS;
+    if (s->role == ROLE_DOMU)
+        return -EPERM;
+    if (uread(&type, arg, 1))
+        return -EFAULT;
+    if (type > 1)
+        return -EINVAL;
+    return (kexec_flags >> type) & 1;
+}
+
 int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc)
 {
     uint64_t sub = r->args[0];
@@ -179,6 +254,16 @@ int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc)
         return 1;
     case HC_HYPFS_OP:
         *rc = hypfs_op(s, r->args);
+        return 1;
+    case HC_VCPU_OP:
+        if ((int)sub != 3)
+            return 0;                   /* other VCPUOPs: not modelled */
+        *rc = vcpu_is_up(r->args[1]);
+        return 1;
+    case HC_KEXEC_OP:
+        if (sub != 6)
+            return 0;                   /* other kexec ops: not modelled */
+        *rc = kexec_status(s, r->args[1]);
         return 1;
     case HC_MEMORY_OP:
         if (sub != 18 && sub != 19)
@@ -197,11 +282,36 @@ int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc)
     }
 }
 
+/* The dom0 kernel's CPU lists as drivers/base/cpu.c prints them ("%*pbl\n"): every
+ * vCPU is a possible CPU, the offline ones are left out of `online`. */
+static int cpu_list(char *buf, size_t cap, int online)
+{
+    size_t n = 0;
+
+    for (uint32_t lo = 0; lo < vcpus; lo++) {
+        uint32_t hi = lo;
+        if (online && vcpu_offline[lo])
+            continue;
+        while (hi + 1 < vcpus && !(online && vcpu_offline[hi + 1]))
+            hi++;
+        n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, n ? ",%u" : "%u", lo);
+        if (hi > lo)
+            n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "-%u", hi);
+        lo = hi;
+    }
+    n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "\n");
+    return n < cap ? (int)n : -ENOENT;
+}
+
 /* drivers/xen/sys-hypervisor.c: guest_type_show and changeset_show print "%s\n". */
 int census_sysfs(const char *path, char *buf, size_t cap)
 {
     if (model == OFF)
         return -ENOENT;
+    if (!strcmp(path, "/sys/devices/system/cpu/possible"))
+        return cpu_list(buf, cap, 0);
+    if (!strcmp(path, "/sys/devices/system/cpu/online"))
+        return cpu_list(buf, cap, 1);
     if (!strcmp(path, "/sys/hypervisor/guest_type"))
         return snprintf(buf, cap, "%s\n", model == DOM0_PV ? "PV" : "PVH");
     return snprintf(buf, cap, "%s\n", changeset);

@@ -210,6 +210,8 @@ static int classify(const char *path)
         "/sys/hypervisor/properties/capabilities",
         "/sys/hypervisor/guest_type",             /* torvalds/linux@4a4c29c96dde */
         "/sys/hypervisor/properties/changeset",
+        "/sys/devices/system/cpu/possible",       /* census.c's dom0 vCPUs */
+        "/sys/devices/system/cpu/online",
     };
 
     if (!path || path[0] != '/')
@@ -237,6 +239,8 @@ static int served_content(const struct scenario *s, const char *path,
             return -ENOENT;
         return snprintf(buf, cap, "%s", s->role == ROLE_DOM0 ? "control_d\n" : "");
     }
+    if (!strncmp(path, "/sys/devices/system/cpu/", 24))
+        return census_sysfs(path, buf, cap);
     if (!s->sys_hypervisor)
         return -ENOENT;
     if (!strcmp(path, "/sys/hypervisor/properties/changeset"))

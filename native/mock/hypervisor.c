@@ -278,7 +278,11 @@ static void decode(struct hv_req *r)
         break;
     case 9:                             /* get_debugreg(int reg) */
     case 42:                            /* hypfs_op(unsigned int cmd, ...) */
+    case 37:                            /* kexec_op(unsigned long op, ...) */
         r->subop = (int64_t)r->args[0];
+        break;
+    case 24:                            /* vcpu_op(int cmd, unsigned int vcpuid, ...) */
+        r->subop = (int)r->args[0];
         break;
     case HC_SYSCTL:
     case HC_DOMCTL:

@@ -19,8 +19,10 @@
 #define HYPERVISOR_memory_op   12
 #define HYPERVISOR_multicall   13
 #define HYPERVISOR_xen_version 17
+#define HYPERVISOR_vcpu_op     24 /* public/xen.h@RELEASE-4.17.0:98 */
 #define HYPERVISOR_sysctl      35
 #define HYPERVISOR_domctl      36
+#define HYPERVISOR_kexec_op    37 /* public/xen.h@RELEASE-4.17.0:111 */
 #define HYPERVISOR_hypfs_op    42
 
 /* Where an op's subop travels. */
@@ -39,6 +41,8 @@ static const struct {
     {HYPERVISOR_xen_version, BY_VALUE, 0},
     {HYPERVISOR_get_debugreg, BY_VALUE, 0},
     {HYPERVISOR_hypfs_op, BY_VALUE, 0},
+    {HYPERVISOR_vcpu_op, BY_VALUE, 0},   /* cmd in arg0, vcpuid in arg1 */
+    {HYPERVISOR_kexec_op, BY_VALUE, 0},  /* op in arg0 (unsigned long), struct in arg1 */
     {HYPERVISOR_sysctl, IN_STRUCT, 136}, /* struct xen_sysctl, every release */
     {HYPERVISOR_domctl, IN_STRUCT, 144}, /* struct xen_domctl, every release */
 };
@@ -57,6 +61,8 @@ static const struct {
     {HYPERVISOR_memory_op,  18},  /* XENMEM_get_sharing_freed_pages: x86/x86_64/mm.c@RELEASE-4.17.0:1004 (0 without CONFIG_MEM_SHARING: asm/mem_sharing.h@RELEASE-4.17.0:121-129); global count, arg unused */
     {HYPERVISOR_memory_op,  19},  /* XENMEM_get_sharing_shared_pages: x86/x86_64/mm.c@RELEASE-4.17.0:1007; same */
     {HYPERVISOR_get_debugreg, 6}, /* DR6 of the calling vCPU, PV only: x86/pv/misc-hypercalls.c@RELEASE-4.17.0:31-40; only DR6 is probed */
+    {HYPERVISOR_vcpu_op,     3},  /* VCPUOP_is_up: public/vcpu.h@RELEASE-4.17.0:57; common/domain.c@RELEASE-4.17.0:1649-1651 returns !(v->pause_flags & VPF_down) for one of the caller's own vCPUs, arg unused */
+    {HYPERVISOR_kexec_op,    6},  /* KEXEC_CMD_kexec_status: public/kexec.h@RELEASE-4.17.0:221-224; common/kexec.c@RELEASE-4.17.0:1199-1214 reads the type, returns a flag bit, any type (-EINVAL past 1); the IN_HYPERCALL bit it holds (:1226,1263) only makes a concurrent kexec_op retry */
     {HYPERVISOR_hypfs_op,    0},  /* XEN_HYPFS_OP_get_version: common/hypfs.c@RELEASE-4.17.0:689-696; returns XEN_HYPFS_VERSION, reads nothing else */
     {HYPERVISOR_xen_version, 0},  /* XENVER_version: public/version.h@RELEASE-4.17.0; every XENVER_ subop reports */
     {HYPERVISOR_xen_version, 1},  /* XENVER_extraversion */

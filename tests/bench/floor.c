@@ -15,7 +15,8 @@
  * is optimised away. No allow-list, no classification: that is xenprobe's own cost.
  *
  * Probes (xenprobe/quantities.py plan()): xen_version, maximum_ram_page, the census
- * quantities the host answers, current/maximum_reservation of DOMID_SELF, current/maximum_reservation and
+ * quantities the host answers (VCPUOP_is_up once per vCPU of dom0, the caller),
+ * current/maximum_reservation of DOMID_SELF, current/maximum_reservation and
  * maximum_gpfn of each domain, current_reservation of one missing domain id.
  *
  * Usage: floor SYSCTL_INTERFACE RECORD_SIZE [LIBXENCTRL]
@@ -48,26 +49,36 @@
 #define LIST_CHUNK 1024
 #define MULTICALL_MAX 4096
 #define SYSCTL_SIZE 136
+#define VCPU_OP 24
+#define VCPUOP_IS_UP 3
+#define MAX_VCPUS 4096                /* the mock's bound on dom0's vCPUs (census.c) */
 
 struct privcmd_hypercall { uint64_t op, arg[5]; };
 struct entry { uint64_t op, result, args[6]; };
 
-enum { Q_VERSION, Q_RAM, Q_CUR, Q_MAX, Q_GPFN, Q_CENSUS };
+enum { Q_VERSION, Q_RAM, Q_CUR, Q_MAX, Q_GPFN, Q_CENSUS, Q_VCPU };
 struct probe { int q; uint16_t domid; int self; };
 
-/* The census quantities the benchmark host (a PV dom0 on Xen 4.17 with the census
- * modelled, tests/bench/scenario.py) answers, in xenprobe's order (quantities.CENSUS):
- * page size, build-id size, DR6, the two sharing counts, hypfs' version. By value. */
-static const struct { uint64_t op, cmd; } census[] = {
-    {17, 7}, {17, 10}, {9, 6}, {12, 18}, {12, 19}, {42, 0},
+/* The host-wide census quantities the benchmark host (a PV dom0 on Xen 4.17 with the
+ * census modelled, tests/bench/scenario.py) answers, in xenprobe's order
+ * (quantities.CENSUS): page size, build-id size, DR6, the two sharing counts, hypfs'
+ * version, then (after VCPUOP_is_up per vCPU, Q_VCPU) kexec_status of the default and
+ * the crash image, whose arg1 points to a one-byte struct xen_kexec_status. */
+static const struct { uint64_t op, cmd; int kexec_type; } census[] = {
+    {17, 7, -1}, {17, 10, -1}, {9, 6, -1}, {12, 18, -1}, {12, 19, -1}, {42, 0, -1},
+    {37, 6, 0}, {37, 6, 1},
 };
 #define NCENSUS (sizeof(census) / sizeof(census[0]))
+#define NBEFORE_VCPUS 6               /* census[] entries before vcpu_is_up */
+static uint8_t *kexec_types;          /* {0, 1}: struct xen_kexec_status per type */
+static size_t nvcpus = 1;             /* dom0's: its record's max_vcpu_id + 1 */
 
 /* libxenctrl, as xenprobe declares it for 4.17 (xenprobe/abi/libxc.py). */
 typedef struct xc_interface_core xc_interface;
 static struct {
     xc_interface *xch;
     int (*version)(xc_interface *, int, void *);
+    int (*kexec_status)(xc_interface *, int);
     int (*maximum_ram_page)(xc_interface *, unsigned long *);
     int (*maximum_gpfn)(xc_interface *, uint32_t, unsigned long *);
     long (*get_tot_pages)(xc_interface *, uint32_t);
@@ -133,6 +144,11 @@ static uint64_t list_domains(void)
             const uint8_t *r = records + i * record_size;
             uint64_t tot, most;
             memcpy(&domids[ndomids++], r, 2);
+            if (domids[ndomids - 1] == 0) {
+                uint32_t max_vcpu_id;
+                memcpy(&max_vcpu_id, r + 68, 4);
+                nvcpus = max_vcpu_id < MAX_VCPUS ? (size_t)max_vcpu_id + 1 : 1;
+            }
             memcpy(&tot, r + 8, 8);
             memcpy(&most, r + 16, 8);
             sum += tot + most;
@@ -192,8 +208,12 @@ static void plan(void)
     domid_slots[ndomids + 1] = missing;
     probes[n++] = (struct probe){Q_VERSION, 0, 0};
     probes[n++] = (struct probe){Q_RAM, 0, 0};
-    for (size_t c = 0; c < NCENSUS; c++)
+    for (size_t c = 0; c < NCENSUS; c++) {
+        if (c == NBEFORE_VCPUS)
+            for (size_t v = 0; v < nvcpus; v++)
+                probes[n++] = (struct probe){Q_VCPU, (uint16_t)v, 0};
         probes[n++] = (struct probe){Q_CENSUS, (uint16_t)c, 0};
+    }
     probes[n++] = (struct probe){Q_CUR, DOMID_SELF, 1};
     probes[n++] = (struct probe){Q_MAX, DOMID_SELF, 1};
     for (size_t i = 0; i < ndomids; i++)
@@ -208,14 +228,19 @@ static void plan(void)
             continue;
         }
         if (p->q == Q_CENSUS) {
+            int t = census[p->domid].kexec_type;
             calls[i] = (struct privcmd_hypercall){census[p->domid].op,
-                                                  {census[p->domid].cmd}};
+                {census[p->domid].cmd, t < 0 ? 0 : (uint64_t)(uintptr_t)&kexec_types[t]}};
+            continue;
+        }
+        if (p->q == Q_VCPU) {  /* vcpu_op(VCPUOP_is_up, vcpuid, NULL) */
+            calls[i] = (struct privcmd_hypercall){VCPU_OP, {VCPUOP_IS_UP, p->domid}};
             continue;
         }
         uint16_t *slot = p->q == Q_RAM ? NULL
                        : p->self ? &domid_slots[ndomids]
                        : i == n - 1 ? &domid_slots[ndomids + 1]
-                       : &domid_slots[(i - 4 - NCENSUS) / 3];
+                       : &domid_slots[(i - 4 - NCENSUS - nvcpus) / 3];
         calls[i] = (struct privcmd_hypercall){MEMORY_OP,
                                               {(uint64_t)cmd[p->q], (uint64_t)(uintptr_t)slot}};
     }
@@ -271,14 +296,20 @@ static void layer_libxc(void)
             via_libxc[i] = xc.maximum_gpfn(xc.xch, p->domid, &out) ? -1 : (int64_t)out;
             break;
         case Q_CENSUS:
-            /* xc_version for the page size, xc_memory_op for the sharing counts; the
-             * others have no libxenctrl call (xenprobe's libxc column is absent). */
+            /* xc_version for the page size, xc_memory_op for the sharing counts,
+             * xc_kexec_status for kexec; the others have no libxenctrl call
+             * (xenprobe's libxc column is absent). */
             if (census[p->domid].op == 17 && census[p->domid].cmd == 7)
                 via_libxc[i] = xc.version(xc.xch, 7, NULL);
             else if (census[p->domid].op == 12)
                 via_libxc[i] = xc.memory_op(xc.xch, (unsigned)census[p->domid].cmd, NULL, 0);
+            else if (census[p->domid].kexec_type >= 0)
+                via_libxc[i] = xc.kexec_status(xc.xch, census[p->domid].kexec_type);
             else
                 via_libxc[i] = raw_before[i];
+            break;
+        case Q_VCPU:
+            via_libxc[i] = raw_before[i];  /* no libxenctrl call for VCPUOP_is_up */
             break;
         case Q_CUR:
             if (!p->self) {
@@ -340,7 +371,8 @@ static void *symbol(void *lib, const char *name)
 int main(int argc, char **argv)
 {
     char line[16];
-    size_t most = DOMID_FIRST_RESERVED + 2, probes_most = 3 * most + 8 + NCENSUS;
+    size_t most = DOMID_FIRST_RESERVED + 2,
+           probes_most = 3 * most + 8 + NCENSUS + MAX_VCPUS;
 
     if (argc < 3) {
         fprintf(stderr, "usage: floor SYSCTL_INTERFACE RECORD_SIZE [LIBXENCTRL]\n");
@@ -366,6 +398,7 @@ int main(int argc, char **argv)
         *(void **)&xc.maximum_gpfn = symbol(lib, "xc_domain_maximum_gpfn");
         *(void **)&xc.get_tot_pages = symbol(lib, "xc_get_tot_pages");
         *(void **)&xc.memory_op = symbol(lib, "xc_memory_op");
+        *(void **)&xc.kexec_status = symbol(lib, "xc_kexec_status");
         xc.xch = open_xc(NULL, NULL, 0);
         if (!xc.xch) {
             perror("floor: xc_interface_open");
@@ -377,6 +410,9 @@ int main(int argc, char **argv)
     records = locked(LIST_CHUNK * record_size);
     domid_slots = locked(most * sizeof(*domid_slots));
     entries = locked(MULTICALL_MAX * sizeof(*entries));
+    kexec_types = locked(2);
+    kexec_types[0] = 0;
+    kexec_types[1] = 1;
     domids = calloc(most, sizeof(*domids));
     probes = calloc(probes_most, sizeof(*probes));
     calls = calloc(probes_most, sizeof(*calls));

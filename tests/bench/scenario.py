@@ -24,13 +24,15 @@ from pathlib import Path
 GIB_PAGES = 1 << 18  # 4 KiB pages in a GiB
 SIZES_GIB = (0.5, 1, 2, 4, 8, 16, 32)
 SEED = 20240601
+DOM0_VCPUS = 16  # vcpu_is_up is probed once for each
 
 
 def domains(n: int) -> list[dict[str, int | bool]]:
     """dom0 plus n - 1 guests, as [[domain]] tables."""
     rng = random.Random(SEED)
     out: list[dict[str, int | bool]] = [
-        {"id": 0, "tot_pages": 16 * GIB_PAGES, "max_pages": 16 * GIB_PAGES, "vcpus": 16}]
+        {"id": 0, "tot_pages": 16 * GIB_PAGES, "max_pages": 16 * GIB_PAGES,
+         "vcpus": DOM0_VCPUS}]
     for i in range(1, n):
         gib = rng.choice(SIZES_GIB)
         tot = int(gib * GIB_PAGES)
@@ -60,7 +62,8 @@ def toml(n: int) -> str:
              "", "[host]", f"total_pages = {total}", f"max_page = {max_page}",
              "nr_cpus = 256", "",
              # A PV dom0 with the census's other read-only calls (get_debugreg, hypfs,
-             # the sharing counts, build-id size): tests/bench/floor.c issues them too.
+             # the sharing counts, build-id size, VCPUOP_is_up per dom0 vCPU, kexec
+             # status): tests/bench/floor.c issues them too.
              "[hypervisor]", "census = true", ""]
     for d in doms:
         lines.append("[[domain]]")

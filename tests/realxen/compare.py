@@ -25,7 +25,8 @@ DOMINF_HVM_GUEST = 1 << 1  # xen/include/public/domctl.h
 # Agent layer name -> the reader's reading of the same path.
 READER_PATH = {"ioctl": "ioctl", "syscall": "syscall"}
 
-Probe = tuple[str, int | None]  # (quantity, domid as passed: DOMID_SELF for self)
+# (quantity, domid as passed: DOMID_SELF for self; the vcpuid for a vcpu subject)
+Probe = tuple[str, int | None]
 
 
 def int_path_verdict(raw: int) -> str:
@@ -35,11 +36,25 @@ def int_path_verdict(raw: int) -> str:
 
 
 def probe_key(result: dict[str, Any]) -> Probe:
+    if result["subject"] == "vcpu":
+        return (result["quantity"], result["vcpu"])
     return (result["quantity"], result["domid"])
 
 
 def reader_probes(reader: dict[str, Any]) -> dict[Probe, dict[str, Any]]:
-    return {(p["quantity"], p["domid"]): p for p in reader.get("probes", [])}
+    return {(p["quantity"], p["vcpu"] if p.get("vcpu") is not None else p["domid"]): p
+            for p in reader.get("probes", [])}
+
+
+def cpu_list(text: str | None) -> set[int] | None:
+    """A sysfs CPU list ("0-3,5"), restated here (compare.py imports no xenprobe)."""
+    if text is None:
+        return None
+    out: set[int] = set()
+    for part in filter(None, text.strip().split(",")):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def raw_failed(raw: int) -> bool:
@@ -142,6 +157,14 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
     linux = reader.get("linux", {})
     sys_hyp = (linux.get("sys_hypervisor") or {}).get("type") == "xen"
     text = reader["xen_text"]
+    # dom0's CPUs its kernel has offline, and the kexec image types whose status bit
+    # reads 1 (a negative reading: -ENOSYS on PVH, nothing to model).
+    cpus = linux.get("cpus") or {}
+    possible, online = cpu_list(cpus.get("possible")), cpu_list(cpus.get("online"))
+    offline = sorted(possible - online) if possible is not None and online is not None \
+        else []
+    kexec = [q.removeprefix("kexec_status_")
+             for q, v in (reader.get("kexec_status") or {}).items() if v == 1]
     lines = [
         f"description = {_toml_str(description)}",
         "",
@@ -173,6 +196,7 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
         f"changeset = {_toml_str(text['changeset'])}",
         f"commandline = {_toml_str(text['commandline'])}",
         f"build_id_size = {int(reader['build_id_size'])}",
+        f"kexec_loaded = [{', '.join(_toml_str(t) for t in kexec)}]",
     ]
     for d in reader["domains"]:
         gpfn = probes[("maximum_gpfn", d["domain"])]["multicall"]
@@ -186,6 +210,8 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
             f"hvm = {'true' if d['flags'] & DOMINF_HVM_GUEST else 'false'}",
             f"vcpus = {max(1, d['max_vcpu_id'] + 1)}",
         ]
+        if d["domain"] == 0 and offline:
+            lines.append(f"offline_vcpus = [{', '.join(map(str, offline))}]")
     return "\n".join(lines) + "\n"
 
 
@@ -207,16 +233,19 @@ def diff_reports(real: dict[str, Any], mock: dict[str, Any]) -> list[str]:
         cmp(f"host.{key}", real["host"].get(key), mock["host"].get(key))
     for key in ("domains", "layers", "notes", "exit_code", "summary"):
         cmp(key, real.get(key), mock.get(key))
-    real_probes = [(r["quantity"], r["subject"], r["domid"]) for r in real["results"]]
-    mock_probes = [(r["quantity"], r["subject"], r["domid"]) for r in mock["results"]]
+    def key(r: dict[str, Any]) -> tuple[str, str, int | None, int | None]:
+        return (r["quantity"], r["subject"], r["domid"], r.get("vcpu"))
+
+    real_probes = [key(r) for r in real["results"]]
+    mock_probes = [key(r) for r in mock["results"]]
     cmp("probes", real_probes, mock_probes)
-    mock_by = {(r["quantity"], r["subject"], r["domid"]): r for r in mock["results"]}
+    mock_by = {key(r): r for r in mock["results"]}
     for r in real["results"]:
-        key = (r["quantity"], r["subject"], r["domid"])
-        m = mock_by.get(key)
+        m = mock_by.get(key(r))
         if m is None:
             continue
-        where = f"{r['quantity']}/{r['subject']}/{r['domid']}"
+        where = f"{r['quantity']}/{r['subject']}/{r['domid']}" + (
+            f"/{r['vcpu']}" if r.get("vcpu") is not None else "")
         for f in RESULT_FIELDS:
             cmp(f"{where}.{f}", r.get(f), m.get(f))
         for layer in sorted(set(r["layers"]) | set(m["layers"])):

@@ -41,9 +41,15 @@ XENMEM_maximum_ram_page = 2
 XENMEM_current_reservation = 3
 XENMEM_maximum_reservation = 4
 XENMEM_maximum_gpfn = 14
-# The census's other read-only paths (xen/include/public/{xen,version,memory,hypfs}.h).
+# The census's other read-only paths (xen/include/public/{xen,version,memory,hypfs,
+# vcpu,kexec}.h).
 HYPERVISOR_get_debugreg = 9
+HYPERVISOR_vcpu_op = 24
+HYPERVISOR_kexec_op = 37
 HYPERVISOR_hypfs_op = 42
+VCPUOP_is_up = 3
+KEXEC_CMD_kexec_status = 6
+KEXEC_TYPE_DEFAULT, KEXEC_TYPE_CRASH = 0, 1
 XENVER_capabilities, XENVER_changeset, XENVER_commandline = 3, 4, 9
 XENVER_TEXT_LEN = {XENVER_capabilities: 1024, XENVER_changeset: 64, XENVER_commandline: 1024}
 XEN_SYSCTL_physinfo = 3
@@ -70,7 +76,8 @@ SYS_ioctl = 16  # x86-64
 GETDOMAININFO_STABLE = 96  # bytes of xen_domctl_getdomaininfo decoded (see getdomaininfo)
 
 # Each quantity xenprobe probes: (hypercall, cmd, takes a domid).  xen_version's cmd
-# XENVER_version takes no argument; the memory_op ones a pointer to a domid_t.
+# XENVER_version takes no argument; the memory_op ones a pointer to a domid_t.  The
+# subjects of VCPU_ARG and KEXEC_TYPE take another argument (below).
 QUANTITIES: dict[str, tuple[int, int, bool]] = {
     "xen_version": (HYPERVISOR_xen_version, XENVER_version, False),
     "maximum_ram_page": (HYPERVISOR_memory_op, XENMEM_maximum_ram_page, False),
@@ -88,7 +95,15 @@ QUANTITIES: dict[str, tuple[int, int, bool]] = {
     "sharing_freed_pages": (HYPERVISOR_memory_op, 18, False),
     "sharing_shared_pages": (HYPERVISOR_memory_op, 19, False),
     "hypfs_version": (HYPERVISOR_hypfs_op, 0, False),
+    "vcpu_is_up": (HYPERVISOR_vcpu_op, VCPUOP_is_up, False),
+    "kexec_status_default": (HYPERVISOR_kexec_op, KEXEC_CMD_kexec_status, False),
+    "kexec_status_crash": (HYPERVISOR_kexec_op, KEXEC_CMD_kexec_status, False),
 }
+# vcpu_op(VCPUOP_is_up, vcpuid, NULL): the vcpuid by value in the second argument.
+VCPU_ARG = ("vcpu_is_up",)
+# kexec_op(KEXEC_CMD_kexec_status, &status): struct xen_kexec_status { uint8_t type; }.
+KEXEC_TYPE = {"kexec_status_default": KEXEC_TYPE_DEFAULT,
+              "kexec_status_crash": KEXEC_TYPE_CRASH}
 
 
 def _load_libc() -> ctypes.CDLL:
@@ -210,13 +225,20 @@ def memory_op_ioctl(subop: int, domid: int | None) -> tuple[int, int]:
         return hypercall(HYPERVISOR_memory_op, subop, arg)
 
 
-def multicall_one(op: int, cmd: int, domid: int | None) -> int:
-    """op(cmd, &domid) in a one-entry multicall: the raw signed 64-bit result."""
+def multicall_one(op: int, cmd: int, domid: int | None, by_value: int | None = None,
+                  byte: int | None = None) -> int:
+    """op(cmd, &domid) in a one-entry multicall: the raw signed 64-bit result.  With
+    `by_value`, op(cmd, by_value) instead; with `byte`, op(cmd, &byte)."""
     with HypercallBuffer() as buf:
         arg = 0
         if domid is not None:
             buf.write(1024, struct.pack("<H", domid))
             arg = buf.addr + 1024
+        elif byte is not None:
+            buf.write(1024, bytes([byte]))
+            arg = buf.addr + 1024
+        elif by_value is not None:
+            arg = by_value
         entry = struct.pack("<8Q", op, 0, cmd, arg, 0, 0, 0, 0)
         buf.write(0, entry)
         ret, err = hypercall(HYPERVISOR_multicall, buf.addr, 1)
@@ -230,13 +252,16 @@ def memory_op_multicall(subop: int, domid: int | None) -> int:
     return multicall_one(HYPERVISOR_memory_op, subop, domid)
 
 
-def read_probe(quantity: str, domid: int | None) -> dict[str, Any]:
+def read_probe(quantity: str, subject: int | None) -> dict[str, Any]:
     """One quantity for one subject through every path: the raw 64-bit result (a
     multicall, read before and after the others), glibc's int ioctl() and the kernel's
-    long (syscall(SYS_ioctl))."""
+    long (syscall(SYS_ioctl)).  The subject is a domid, or for vcpu_is_up a vcpuid."""
     op, cmd, per_domain = QUANTITIES[quantity]
-    if per_domain != (domid is not None):
-        raise ValueError(f"{quantity}: domid {domid} given wrongly")
+    vcpu = subject if quantity in VCPU_ARG else None
+    domid = None if quantity in VCPU_ARG else subject
+    if per_domain != (domid is not None) or (quantity in VCPU_ARG) != (vcpu is not None):
+        raise ValueError(f"{quantity}: subject {subject} given wrongly")
+    kexec_type = KEXEC_TYPE.get(quantity)
 
     def plain(call: Any) -> dict[str, int]:
         with HypercallBuffer() as buf:
@@ -244,14 +269,19 @@ def read_probe(quantity: str, domid: int | None) -> dict[str, Any]:
             if domid is not None:
                 buf.write(0, struct.pack("<H", domid))
                 arg = buf.addr
+            elif kexec_type is not None:
+                buf.write(0, bytes([kexec_type]))
+                arg = buf.addr
+            elif vcpu is not None:
+                arg = vcpu
             ret, err = call(op, cmd, arg)
             return {"ret": ret, "errno": err}
 
-    before = _guard(multicall_one, op, cmd, domid)
+    before = _guard(multicall_one, op, cmd, domid, vcpu, kexec_type)
     ioctl = plain(hypercall)
     syscall = plain(hypercall_syscall)
-    after = _guard(multicall_one, op, cmd, domid)
-    return {"quantity": quantity, "domid": domid, "multicall": before,
+    after = _guard(multicall_one, op, cmd, domid, vcpu, kexec_type)
+    return {"quantity": quantity, "domid": domid, "vcpu": vcpu, "multicall": before,
             "multicall_after": after, "ioctl": ioctl, "syscall": syscall}
 
 
@@ -419,14 +449,18 @@ def linux_view() -> dict[str, Any]:
         fields = rest.split()
         if fields and fields[0].isdigit():
             meminfo[name] = int(fields[0])
-    return {"sys_hypervisor": hyp, "balloon": balloon, "meminfo": meminfo}
+    # The kernel's CPU lists (drivers/base/cpu.c): a PV dom0's CPU n is its vCPU n.
+    cpus = {k: _read_text(f"/sys/devices/system/cpu/{k}") for k in ("possible", "online")}
+    return {"sys_hypervisor": hyp, "balloon": balloon, "meminfo": meminfo, "cpus": cpus}
 
 
 def probes_from(path: str) -> list[tuple[str, int | None]]:
-    """The (quantity, domid) pairs of a `xenprobe check --json` report."""
+    """The (quantity, subject) pairs of a `xenprobe check --json` report: the domid, or
+    the vcpuid of a vcpu subject."""
     with open(path) as fh:
         report = json.load(fh)
-    return [(r["quantity"], r["domid"]) for r in report.get("results", [])]
+    return [(r["quantity"], r.get("vcpu") if r["subject"] == "vcpu" else r["domid"])
+            for r in report.get("results", [])]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -475,6 +509,10 @@ def read_all(
                         ("commandline", XENVER_commandline))}
     # XENVER_build_id with a NULL argument: the note's size (or -errno without one).
     out["build_id_size"] = _guard(multicall_one, HYPERVISOR_xen_version, 10, None)
+    # KEXEC_CMD_kexec_status of each image type (-ENOSYS on a PVH dom0).
+    out["kexec_status"] = {q: _guard(multicall_one, HYPERVISOR_kexec_op,
+                                     KEXEC_CMD_kexec_status, None, None, t)
+                           for q, t in KEXEC_TYPE.items()}
     mem: dict[str, Any] = {}
     for name, subop, domid in MEMORY_QUERIES:
         ret, err = memory_op_ioctl(subop, domid)

@@ -31,6 +31,7 @@ from .compare import (
     DOMID_SELF,
     READER_PATH,
     U32,
+    cpu_list,
     int_path_verdict,
     mismatches,
     parse_metrics,
@@ -88,7 +89,29 @@ CENSUS_CHECKS = {
     "sharing_freed_pages": lambda raw, r: (raw == 0, "no shared frames"),
     "sharing_shared_pages": lambda raw, r: (raw == 0, "no shared frames"),
     "hypfs_version": lambda raw, r: (raw == XEN_HYPFS_VERSION, "XEN_HYPFS_VERSION"),
+    # Nothing in the test dom0 runs kexec-tools, so no image was ever loaded: each
+    # type's slot bit is still 0 (common/kexec.c kexec_status), as the reader read it.
+    "kexec_status_default": lambda raw, r: (
+        raw == 0 == r["kexec_status"]["kexec_status_default"], "no kexec image loaded"),
+    "kexec_status_crash": lambda raw, r: (
+        raw == 0 == r["kexec_status"]["kexec_status_crash"], "no kexec image loaded"),
 }
+
+
+def vcpu_is_up_check(raw: int, vcpu: int, r: dict[str, Any]) -> tuple[bool, str]:
+    """A PV dom0's CPU n is its vCPU n, and Linux takes an offline CPU down with
+    VCPUOP_down (arch/x86/xen/smp_pv.c): up in Xen exactly when online in Linux. A PVH
+    dom0 does not take it down, so there only vCPUs online in Linux must be up."""
+    cpus = r["linux"]["cpus"]
+    online = cpu_list(cpus["online"])
+    possible = cpu_list(cpus["possible"])
+    pv = r["linux"]["sys_hypervisor"]["guest_type"] == "PV"
+    why = f"possible {cpus['possible']!r}, online {cpus['online']!r}, PV {pv}"
+    if online is None or possible is None or vcpu not in possible:
+        return False, why
+    if pv:
+        return raw == (1 if vcpu in online else 0), why
+    return raw == 1 if vcpu in online else raw in (0, 1), why
 X86_DR6_DEFAULT = 0xFFFF0FF0
 XEN_HYPFS_VERSION = 1  # xen/include/public/hypfs.h
 
@@ -182,6 +205,8 @@ def test_every_raw_reading_agrees_with_an_independent_source(s: Session) -> None
             # capped at 2^32 without CONFIG_BIGMEM: x86/mm.c get_upper_mfn_bound).
             ok = phys["total_pages"] <= raw
             why = f"physinfo total_pages {phys['total_pages']}"
+        elif q == "vcpu_is_up":
+            ok, why = vcpu_is_up_check(raw, res["vcpu"], r)
         elif q in CENSUS_CHECKS:
             ok, why = CENSUS_CHECKS[q](raw, r)
         elif res["subject"] == "missing":
@@ -459,9 +484,11 @@ def test_libxc_layer_on_real_xen(s: Session, realxen: RealXen) -> None:
         lx, io = res["layers"]["libxc"], res["layers"]["ioctl"]
         q, raw = res["quantity"], res["raw"]["value"]
         if q in CENSUS_QUANTITIES:
-            # libxc has a function for three census quantities only (docs/census.md):
-            # xc_version's page size, and xc_memory_op's sharing counts from 4.17.
-            offered = q == "xen_pagesize" or (q.startswith("sharing_") and release != "4.14")
+            # libxc has a function for five census quantities only (docs/census.md):
+            # xc_version's page size, xc_memory_op's sharing counts from 4.17, and
+            # xc_kexec_status for both image types.
+            offered = q == "xen_pagesize" or (q.startswith("sharing_") and release != "4.14") \
+                or q.startswith("kexec_status_")
             assert (lx["verdict"] != "absent") is offered, res
             if not offered:
                 continue

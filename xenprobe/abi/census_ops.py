@@ -1,12 +1,23 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Numbers of the census's read-only paths xenprobe probes beyond the memory queries
-(xen/include/public/{xen,version,memory,hypfs}.h, RELEASE-4.17.0; unchanged 4.13-4.22)."""
+(xen/include/public/{xen,version,memory,hypfs,vcpu,kexec}.h, RELEASE-4.17.0; unchanged
+4.13-4.22)."""
 
 from typing import Final
 
 # xen.h: hypercall numbers.
 GET_DEBUGREG: Final = 9
+VCPU_OP: Final = 24
+KEXEC_OP: Final = 37
 HYPFS_OP: Final = 42
+
+# vcpu.h: VCPUOP_is_up(vcpuid, NULL) answers 0 or 1 for one of the caller's own vCPUs.
+VCPUOP_is_up: Final = 3
+
+# kexec.h: KEXEC_CMD_kexec_status takes a struct xen_kexec_status { uint8_t type; }.
+KEXEC_CMD_kexec_status: Final = 6
+KEXEC_TYPE_DEFAULT: Final = 0
+KEXEC_TYPE_CRASH: Final = 1
 
 # version.h: subops whose success rc is a number or a length.
 XENVER_pagesize: Final = 7

@@ -75,6 +75,10 @@ FUNCTIONS: tuple[Function, ...] = (
              "int xc_domain_getinfolist(xc_interface *xch, uint32_t first_domain, "
              "unsigned int max_domains, xc_domaininfo_t *info);"),
     Function("xc_physinfo", "int xc_physinfo(xc_interface *xch, xc_physinfo_t *info);"),
+    Function("xc_kexec_status", "int xc_kexec_status(xc_interface *xch, int type);",
+             note="kexec_op KEXEC_CMD_kexec_status through xencall2 (the int ioctl); "
+                  "tools/libs/ctrl/xc_kexec.c@RELEASE-4.17.0:130-152, "
+                  "tools/libxc/xc_kexec.c@RELEASE-4.13.0:130"),
     Function("xc_memory_op",
              "long xc_memory_op(xc_interface *xch, unsigned int cmd, void *arg, size_t len);",
              since=(4, 17), note="exported from 4.17 (commit 108d145df8); before, internal "

@@ -26,7 +26,9 @@ Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each; xenprobe_d
 xenprobe_drifts_total Q*L each; xenprobe_probes and xenprobe_raw_bit_length Q each,
 xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N;
 xenprobe_guest_set_mismatch G*L*V and xenprobe_guest_set_info G; and, on a host without
-the raw layer (layer_absent.py), 1 + Q*L more. With the defaults:
+the raw layer (layer_absent.py), 1 + Q*L more. A census quantity (quantities.CENSUS)
+counts in Q only on a host that answers it; vcpu_is_up is one quantity however many
+vCPUs dom0 has (no label names a vCPU), so no series grows with them. With the defaults:
 280 + 40 + 30 + 36 + 100 + 58 + C. tests/test_series_count.py counts a real scrape
 (README's figure comes from it). The textfile has no counters: Q*L*V + Q*L + Q*(R+2) + N
 plus its fixed series.
@@ -122,7 +124,7 @@ def mismatch_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
 
 
 # A subject, as the same across sweeps: the missing-domain probe's id changes as domains
-# come and go, but it is the same probe.
+# come and go, but it is the same probe. A vCPU is keyed by its id.
 SubjectKey = tuple[str, str, int | None]
 MismatchState = tuple[SubjectKey, str, str]  # (subject, layer, verdict)
 
@@ -133,7 +135,8 @@ def mismatch_states(sweep: Sweep) -> set[MismatchState]:
     for r in sweep.mismatches:
         p = r.probe
         key = (p.quantity.value, p.subject.value,
-               None if p.subject is Subject.MISSING else p.domid)
+               None if p.subject is Subject.MISSING
+               else p.vcpu if p.subject is Subject.VCPU else p.domid)
         out.update((key, layer, v.value) for layer, v in r.mismatches.items())
     return out
 
@@ -246,7 +249,8 @@ def _guest_set(sweep: Sweep) -> list[Metric]:
 def _per_quantity(sweep: Sweep) -> list[Metric]:
     probes = GaugeMetricFamily(
         f"{PREFIX}_probes", "Subjects probed per quantity (host, dom0 through "
-        "DOMID_SELF, each domain, and one missing domain)." + FROM_SWEEP,
+        "DOMID_SELF, each domain, one missing domain, and each of dom0's own vCPUs for "
+        "vcpu_is_up)." + FROM_SWEEP,
         labels=["quantity"])
     bits = GaugeMetricFamily(
         f"{PREFIX}_raw_bit_length", "Bits needed to hold the hypervisor's raw 64-bit "
