@@ -29,6 +29,9 @@ class Quantity(enum.StrEnum):
     SHARING_FREED_PAGES = "sharing_freed_pages"
     SHARING_SHARED_PAGES = "sharing_shared_pages"
     HYPFS_VERSION = "hypfs_version"
+    # platform_op: its arg0 points to a struct (platform_requests.py).
+    DOM0_CONSOLE_SIZE = "dom0_console_size"
+    RESOURCE_OP_DONE = "resource_op_done"
 
 
 # (hypercall, cmd) per quantity; per-domain ones take a pointer to a domid_t.
@@ -49,7 +52,12 @@ CALLS: dict[Quantity, tuple[int, int]] = {
     Quantity.SHARING_FREED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_freed_pages),
     Quantity.SHARING_SHARED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_shared_pages),
     Quantity.HYPFS_VERSION: (co.HYPFS_OP, co.XEN_HYPFS_OP_get_version),
+    Quantity.DOM0_CONSOLE_SIZE: (co.PLATFORM_OP, co.XENPF_get_dom0_console),
+    Quantity.RESOURCE_OP_DONE: (co.PLATFORM_OP, co.XENPF_resource_op),
 }
+
+# The quantities whose arg0 is the address of a struct xen_platform_op carrying the cmd.
+BY_STRUCT = (Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE)
 
 # Host-wide census quantities, probed where the hypervisor offers them: a release
 # without the subop (the *2 ones before 4.20, hypfs before 4.14), a build without the
@@ -58,7 +66,19 @@ CALLS: dict[Quantity, tuple[int, int]] = {
 CENSUS = (Quantity.XEN_PAGESIZE, Quantity.BUILD_ID_SIZE, Quantity.EXTRAVERSION_LEN,
           Quantity.CAPABILITIES_LEN, Quantity.CHANGESET_LEN, Quantity.COMMANDLINE_LEN,
           Quantity.DEBUG_REGISTER_6, Quantity.SHARING_FREED_PAGES,
-          Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION)
+          Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION,
+          Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE)
+
+# Answers that mean "not offered here" besides -ENOSYS, for the platform_op quantities:
+# -EPERM from XSM (xsm_platform_op is XSM_PRIV; a FLASK policy may deny a command), and
+# for get_dom0_console -ENODEV, Xen 4.22+'s answer without CONFIG_VIDEO
+# (x86/platform_hypercall.c@RELEASE-4.22.0:924-927; before 4.22 such a build answers
+# -ENOSYS, the case being compiled out).
+_ABSENT: dict[Quantity, frozenset[int]] = {
+    Quantity.DOM0_CONSOLE_SIZE: frozenset({errno.ENOSYS, errno.EPERM, errno.ENODEV}),
+    Quantity.RESOURCE_OP_DONE: frozenset({errno.ENOSYS, errno.EPERM}),
+}
+_ENOSYS = frozenset({errno.ENOSYS})
 
 PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
               Quantity.MAXIMUM_GPFN)
@@ -140,5 +160,7 @@ def plan(domids: Iterable[int], offered: Iterable[Quantity] = ()) -> list[Probe]
 
 def offered(raw: Iterable[int]) -> tuple[Quantity, ...]:
     """The CENSUS quantities whose raw results (in CENSUS order, signed 64-bit) are not
-    -ENOSYS: those the hypervisor, its build and this dom0's type offer."""
-    return tuple(q for q, r in zip(CENSUS, raw, strict=True) if r != -errno.ENOSYS)
+    -ENOSYS (nor another answer _ABSENT lists): those the hypervisor, its build and this
+    dom0's type offer."""
+    return tuple(q for q, r in zip(CENSUS, raw, strict=True)
+                 if -r not in _ABSENT.get(q, _ENOSYS))

@@ -41,7 +41,8 @@ from xenprobe.judge import (
     unanimous,
 )
 from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
-from xenprobe.quantities import CENSUS, Probe, Quantity, Subject, offered, plan
+from xenprobe.platform_requests import PlatformRequests
+from xenprobe.quantities import BY_STRUCT, CENSUS, Probe, Quantity, Subject, offered, plan
 from xenprobe.rawlayer import RawAbsent
 from xenprobe.reading import Columns, raw_result
 from xenprobe.results import Batch, Result, Results, Summary, truth_of
@@ -154,7 +155,8 @@ class _Plan:
 
     @staticmethod
     def build(domids: tuple[int, ...], layers: Sequence[Layer],
-              census: tuple[Quantity, ...] = ()) -> _Plan:
+              census: tuple[Quantity, ...] = (),
+              requests: PlatformRequests | None = None) -> _Plan:
         probes = plan(domids, census)
         ids = sorted({p.domid for p in probes if p.domid is not None})
         slots = Buffer(2 * max(1, len(ids)))
@@ -162,7 +164,7 @@ class _Plan:
         for i, domid in enumerate(ids):
             struct.pack_into("<H", slots.view, 2 * i, domid)
             address[domid] = slots.address + 2 * i
-        calls = Calls.of([_call(p, address) for p in probes])
+        calls = Calls.of([_call(p, address, requests) for p in probes])
         current: tuple[list[int], list[int]] = ([], [])
         maximum: tuple[list[int], list[int]] = ([], [])
         others = []
@@ -214,6 +216,8 @@ class _Known:
     plans: dict[tuple[int, ...], _Plan] = field(default_factory=dict)
     # Set once the multicall answered ENOSYS: the hypervisor will not grow one.
     raw_absent: RawAbsent | None = None
+    # The structs the platform_op quantities point to, made when first asked for.
+    requests: PlatformRequests | None = None
 
 
 _KNOWN: weakref.WeakKeyDictionary[Host, _Known] = weakref.WeakKeyDictionary()
@@ -248,7 +252,8 @@ class Sweeper:
         4.15.1) through the ioctl system call, whose errno tells ENOSYS as well."""
         known = self._known
         if known.offered is None:
-            calls = Calls.of([_call(Probe(q, Subject.HOST), {}) for q in CENSUS])
+            calls = Calls.of([_call(Probe(q, Subject.HOST), {}, self._requests())
+                              for q in CENSUS])
             try:
                 raw = list(self.host.dev.multicall_values(calls))
             except CannotProbe:
@@ -257,6 +262,17 @@ class Sweeper:
             known.offered = offered(raw)
             log.debug("census_offered", quantities=[q.value for q in known.offered])
         return known.offered
+
+    def _requests(self) -> PlatformRequests:
+        known = self._known
+        if known.requests is None:
+            known.requests = PlatformRequests()
+        return known.requests
+
+    def _fresh(self) -> None:
+        """The platform_op requests as asked: Xen writes into them (platform_requests)."""
+        if self._known.requests is not None:
+            self._known.requests.reset()
 
     def _planned(self, domids: tuple[int, ...]) -> _Plan:
         plans = self._known.plans
@@ -268,7 +284,8 @@ class Sweeper:
                 p.slots.close()
             elif len(plans) >= _PLANS_KEPT:
                 plans.pop(next(iter(plans))).slots.close()
-            p = plans[key] = _Plan.build(domids, self.layers, census)
+            requests = self._requests() if set(census) & set(BY_STRUCT) else None
+            p = plans[key] = _Plan.build(domids, self.layers, census, requests)
         return p
 
     def sweep(self) -> Sweep:
@@ -342,6 +359,7 @@ class Sweeper:
     def _read(self, layer: Layer, probes: list[Probe], calls: Calls,
               raw: array[int] | None) -> Columns:
         bulk = getattr(layer, "read_columns", None)
+        self._fresh()
         if isinstance(layer, SyscallLayer | IoctlLayer):
             # The raw results let the int paths tell an alias from a transient EINTR.
             return layer.read_columns(probes, calls, raw)
@@ -360,8 +378,10 @@ class Sweeper:
         probes = [p.probes[i] for i in pending] if len(pending) < len(p.probes) \
             else p.probes
         refs_before = self._references()
+        self._fresh()
         raw_before = dev.multicall_values(calls)
         columns = [self._read(layer, probes, calls, raw_before) for layer in self.layers]
+        self._fresh()
         raw_after = dev.multicall_values(calls)
         refs_after = self._references()
         ref_before = refs_before.column(p, pending)
@@ -410,8 +430,12 @@ def _compact(c: Columns) -> Columns:
         return c  # a layer returned something wider; keep it as it is
 
 
-def _call(probe: Probe, address: dict[int, int]) -> tuple[int, Args]:
+def _call(probe: Probe, address: dict[int, int],
+          requests: PlatformRequests | None) -> tuple[int, Args]:
     op, cmd = probe.call
+    if probe.quantity in BY_STRUCT:
+        assert requests is not None
+        return op, args5(requests.address(probe.quantity))
     if probe.domid is None:
         return op, args5(cmd)
     return op, args5(cmd, address[probe.domid])
