@@ -35,7 +35,9 @@ XC_VERSION = {"xen_version": 0, "xen_pagesize": 7}
 # through the pointer; the *2 subops have none; get_debugreg and hypfs_op are not libxc's).
 NO_LIBXC_CALL = ("build_id_size", "extraversion_len", "capabilities_len", "changeset_len",
                  "commandline_len", "debug_register_6", "hypfs_version",
-                 "dom0_console_size", "resource_op_done")
+                 "dom0_console_size")
+# xc_resource_op with one op: one platform_op, its int rc returned (xc_resource.c@4.17:22-41).
+PLATFORM = {"resource_op_done": 61}
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def expected(s: Scenario, quantity: str, subject: str, domid: int | None) -> Rea
     """The reading xenprobe's libxc layer should report; None where it offers none."""
     if quantity in NO_LIBXC_CALL:
         return None
-    if quantity in XC_VERSION:
+    if quantity in XC_VERSION or quantity in PLATFORM:
         raw = hypervisor_result(s, quantity, true_value(s, quantity, None))
         kernel = pvops_kernel(raw) if s.driver == "pvops" else xenlinux_kernel(raw)
         return glibc_ioctl(kernel)
@@ -112,6 +114,9 @@ def call(s: Scenario, quantity: str, subject: str, domid: int | None) -> Call:
     """The one hypercall libxc 4.17 makes for a probe."""
     if quantity in XC_VERSION:
         return Call(17, XC_VERSION[quantity], None,
+                    hypervisor_result(s, quantity, true_value(s, quantity, None)))
+    if quantity in PLATFORM:
+        return Call(7, PLATFORM[quantity], None,
                     hypervisor_result(s, quantity, true_value(s, quantity, None)))
     if quantity == "current_reservation" and subject != "self":
         assert domid is not None
