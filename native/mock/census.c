@@ -263,7 +263,7 @@ static int64_t platform_op(struct scenario *s, const struct hv_req *r)
     if (r->interface_version != XENPF_INTERFACE_VERSION)
         return -EACCES;                         /* :228-229 */
     if (s->role == ROLE_DOMU)
-        return -EPERM;                          /* xsm_platform_op(XSM_PRIV): dummy.h@4.20 */
+        return -EPERM;                          /* xsm_platform_op(XSM_PRIV): xsm/dummy.h@4.20:673-677 */
     switch (r->subop) {
     case 61: return resource_op(s, r);
     case 64: return dom0_console(s, r);
