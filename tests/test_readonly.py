@@ -22,7 +22,9 @@ from xenprobe.scenario import load, shipped
 # memory_op queries and sharing counts, get_debugreg(6), hypfs get_version, xen_version.
 BY_VALUE = {(12, 2), (12, 3), (12, 4), (12, 14), (12, 18), (12, 19), (9, 6), (42, 0),
             *((17, n) for n in range(15))}
-ALLOWED = {(35, 3), (35, 6), (36, 5), *BY_VALUE}
+# By struct: sysctl physinfo/getdomaininfolist, domctl getdomaininfo, platform_op
+# resource_op (MSR_READ entries only) and get_dom0_console.
+ALLOWED = {(35, 3), (35, 6), (36, 5), (7, 61), (7, 64), *BY_VALUE}
 
 # Runs on the mock host: tries every forbidden request through every transport path.
 FORBIDDEN = r"""
@@ -126,6 +128,8 @@ def test_every_scenario_sweep_stays_on_the_allow_list(tmp_path: Path) -> None:
         if load(name).device == "present":
             assert calls, name
         assert set(calls) <= ALLOWED, (name, set(calls) - ALLOWED)
+        # resource_op reached the hypervisor with MSR_READ (0) entries only.
+        assert {c for e in entries for c in e.get("resource_cmds", [])} <= {0}, name
         # The only ioctl xenprobe issues is IOCTL_PRIVCMD_HYPERCALL.
         assert {e["cmd"] for e in entries if "cmd" in e and e["kind"] != "multicall_entry"} \
             <= {0x00305000}
