@@ -306,6 +306,29 @@ out = race(flip, three)
 out["guard_refused"] = guard.refused()
 print(json.dumps(out))
 """,
+    # The guard's path with platform_op (libxenctrl's xc_resource_op): the struct's cmd
+    # (resource_op <-> cpu_hotadd) and its entry's cmd (MSR_READ <-> MSR_WRITE), alone
+    # and as a multicall entry, as xc_resource_op issues more than one op.
+    "guard_platform_op": """
+from xenprobe import guard
+assert guard.install([sys.argv[3]]) == 1
+IV = 0x03000001
+r, ent = Buffer(136), Buffer(24)
+r.view[0:24] = struct.pack("<IIIIQ", 61, IV, 1, 0, ent.address)
+ent.view[0:24] = struct.pack("<IIQQ", 0, 0, 0x10, 0)
+hp = ffi.new("uint64_t[6]", [7, r.address, 0, 0, 0, 0])
+m = Buffer(64)
+ents = ffi.cast("xp_multicall_entry *", m.ptr)
+ents[0].op, ents[0].args[0] = 7, r.address
+hm = ffi.new("uint64_t[6]", [13, m.address, 1, 0, 0, 0])
+def call(h):
+    rc = racer.racer_ioctl(fd, HYPERCALL, addr(h))
+    return "issued" if rc != -1 else f"errno {ffi.errno}"
+out = race([(r.address, word(61, IV), word(58, IV)), (ent.address, 0, 1)],
+           lambda: call(hp) + "/" + call(hm))
+out["guard_refused"] = guard.refused()
+print(json.dumps(out))
+""",
     # A Python thread rewriting the Calls of the high-level API during the sweep paths.
     "python_thread": """
 from xenprobe.errors import Refused
@@ -345,7 +368,8 @@ print(json.dumps(out))
 
 
 # Races whose allowed request needs a host that models it (pv-dom0: the census's calls).
-SCENARIO = {"platform_op_struct": "pv-dom0", "resource_op_entries": "pv-dom0"}
+SCENARIO = {"platform_op_struct": "pv-dom0", "resource_op_entries": "pv-dom0",
+            "guard_platform_op": "pv-dom0"}
 
 
 def run_race(name: str, tmp: Path, racer: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -367,7 +391,7 @@ def test_nothing_forbidden_reaches_the_device_while_native_threads_rewrite_the_r
     # Once the racers stop, the allowed request goes through, on every path raced.
     after = out.pop("after")
     assert set(after.split("/")) == {"issued"}, out
-    if name == "guard":
+    if name in ("guard", "guard_platform_op"):
         assert out.pop("guard_refused") > 0, out  # the forbidden variants were raced in
     # What the racing calls came to, for the record (-rA shows it): how often each path
     # saw the allowed and the forbidden request is up to the scheduler.
