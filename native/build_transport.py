@@ -35,6 +35,15 @@ ffi.cdef(
     int xp_check_entry(const xp_multicall_entry *e);
     int xp_check_sysctl_cmd(uint32_t cmd);
     int xp_check_domctl_cmd(uint32_t cmd);
+    int xp_check_platform_cmd(uint32_t cmd);
+    int xp_check_resource_count(uint32_t nr_entries);
+    typedef struct xp_resource_entry {
+        uint32_t cmd;
+        uint32_t rsvd;
+        uint64_t idx;
+        uint64_t val;
+    } xp_resource_entry;
+    int xp_check_resource_entries(const xp_resource_entry *entries, uint32_t n);
     void xp_refusal(uint64_t out[3]);
     int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err);
     int xp_hypercall_syscall(int fd, uint64_t op, const uint64_t args[5], long *ret, int *err);
@@ -50,9 +59,10 @@ ffi.cdef(
 )
 ffi.set_source(
     "xenprobe._transport",
-    '#include "transport.h"\n#include "guard.h"\n'
+    '#include "transport.h"\n#include "guard.h"\n#include "platform_abi.h"\n'
     "int xp_check_sysctl_cmd(uint32_t cmd);\n"
     "int xp_check_domctl_cmd(uint32_t cmd);\n"
+    "int xp_check_platform_cmd(uint32_t cmd);\n"
     "int xp_check_entry(const xp_multicall_entry *e);\n",
     sources=[f"{HERE}/transport.c", f"{HERE}/allowlist.c", f"{HERE}/guard.c"],
     include_dirs=[HERE],

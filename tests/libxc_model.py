@@ -34,9 +34,12 @@ XC_VERSION = {"xen_version": 0, "xen_pagesize": 7}
 # Census quantities libxenctrl has no call for (build_id's xc_version case reads len
 # through the pointer; the *2 subops have none; get_debugreg and hypfs_op are not libxc's).
 NO_LIBXC_CALL = ("build_id_size", "extraversion_len", "capabilities_len", "changeset_len",
-                 "commandline_len", "debug_register_6", "hypfs_version", "vcpu_is_up")
+                 "commandline_len", "debug_register_6", "hypfs_version", "vcpu_is_up",
+                 "dom0_console_size")
 # xc_kexec_status(xch, type): xencall2 -> ioctl(), an int (xc_kexec.c@4.17:130-152).
 KEXEC_STATUS = {"kexec_status_default": 0, "kexec_status_crash": 1}
+# xc_resource_op with one op: one platform_op, its int rc returned (xc_resource.c@4.17:22-41).
+PLATFORM = {"resource_op_done": 61}
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def expected(s: Scenario, quantity: str, subject: str, domid: int | None) -> Rea
     """The reading xenprobe's libxc layer should report; None where it offers none."""
     if quantity in NO_LIBXC_CALL:
         return None
-    if quantity in XC_VERSION or quantity in KEXEC_STATUS:
+    if quantity in XC_VERSION or quantity in KEXEC_STATUS or quantity in PLATFORM:
         raw = hypervisor_result(s, quantity, true_value(s, quantity, None))
         kernel = pvops_kernel(raw) if s.driver == "pvops" else xenlinux_kernel(raw)
         return glibc_ioctl(kernel)
@@ -116,6 +119,9 @@ def call(s: Scenario, quantity: str, subject: str, domid: int | None) -> Call:
                     hypervisor_result(s, quantity, true_value(s, quantity, None)))
     if quantity in KEXEC_STATUS:
         return Call(37, 6, None, hypervisor_result(s, quantity, true_value(s, quantity, None)))
+    if quantity in PLATFORM:
+        return Call(7, PLATFORM[quantity], None,
+                    hypervisor_result(s, quantity, true_value(s, quantity, None)))
     if quantity == "current_reservation" and subject != "self":
         assert domid is not None
         info = _getdomaininfo(s, domid)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import pytest
 from xenprobe._transport import ffi, lib
 
+from xenprobe.abi import census_ops as co
 from xenprobe.abi import hypercalls as hc
 
 ALLOWED_MEMORY_OPS = {2, 3, 4, 14, 18, 19}
 # get_debugreg(DR6), hypfs get_version, VCPUOP_is_up, KEXEC_CMD_kexec_status
 ALLOWED_CENSUS = {(9, 6), (42, 0), (24, 3), (37, 6)}
 ALLOWED_XEN_VERSION = set(range(15))
-BY_STRUCT = {hc.MULTICALL, hc.SYSCTL, hc.DOMCTL}  # contents checked on a private copy
+BY_STRUCT = {hc.MULTICALL, hc.SYSCTL, hc.DOMCTL, co.PLATFORM_OP}  # checked on a private copy
 
 
 def check(op: int, arg0: int) -> int:
@@ -37,8 +38,9 @@ def test_every_hypercall_number(op: int) -> None:
                     or (op, arg0) in ALLOWED_CENSUS)
         allowed = by_value or op in BY_STRUCT
         assert (check(op, arg0) == 0) is allowed, (op, arg0)
-        # Inside a multicall only the by-value read-only ops are allowed.
-        assert (entry(op, arg0) == 0) is by_value, (op, arg0)
+        # Inside a multicall only the by-value read-only ops are allowed, and platform_op,
+        # whose struct xp_issue copies and judges like a single call's.
+        assert (entry(op, arg0) == 0) is (by_value or op == co.PLATFORM_OP), (op, arg0)
 
 
 def test_memory_op_continuation_bits_are_another_request() -> None:
@@ -87,3 +89,28 @@ def test_vcpu_is_up_only_and_kexec_status_only() -> None:
             expect = arg0 == allowed
             assert (check(op, arg0) == 0) is expect, (op, arg0)
             assert (entry(op, arg0) == 0) is expect, (op, arg0)
+
+
+def test_platform_op_commands() -> None:
+    """resource_op and get_dom0_console only: XENPF_cpu_hotadd (census S5) and every other
+    command below 2^16 and at the top of the 32-bit field are refused."""
+    for cmd in [*range(1 << 16), *range((1 << 32) - 256, 1 << 32), 1 << 31]:
+        expect = cmd in {co.XENPF_resource_op, co.XENPF_get_dom0_console}
+        assert (lib.xp_check_platform_cmd(cmd) == 0) is expect, cmd
+    assert lib.xp_check_platform_cmd(co.XENPF_cpu_hotadd) != 0
+
+
+def test_resource_op_entries_read_msrs_only() -> None:
+    """1 to RESOURCE_ACCESS_MAX_ENTRIES entries, each XEN_RESOURCE_OP_MSR_READ; an
+    MSR_WRITE (census S6) or any other cmd at any position refuses the whole op."""
+    for n in [0, *range(co.RESOURCE_ACCESS_MAX_ENTRIES + 1, 300), (1 << 32) - 1]:
+        assert lib.xp_check_resource_count(n) != 0, n
+    for n in range(1, co.RESOURCE_ACCESS_MAX_ENTRIES + 1):
+        assert lib.xp_check_resource_count(n) == 0, n
+        entries = ffi.new("xp_resource_entry[]", n)
+        assert lib.xp_check_resource_entries(entries, n) == 0
+        for at in range(n):
+            for cmd in [co.XEN_RESOURCE_OP_MSR_WRITE, 2, 0xFF, 1 << 31, (1 << 32) - 1]:
+                entries[at].cmd = cmd
+                assert lib.xp_check_resource_entries(entries, n) != 0, (n, at, cmd)
+            entries[at].cmd = co.XEN_RESOURCE_OP_MSR_READ

@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from xenprobe._transport import lib
+from xenprobe._transport import ffi, lib
 
 from tests.test_allowlist import check, entry
 from tests.test_readonly import REFUSED_BY_NAME
+from xenprobe.abi import census_ops as co
 from xenprobe.abi import hypercalls as hc
 from xenprobe.census import ROWS, Build, Effect, Row, Status, by_status, markdown_table
 from xenprobe.quantities import CALLS
@@ -26,9 +27,21 @@ ALLOWED_OUTSIDE_CENSUS = {
 }
 
 
+# The entries of the census's resource_op rows: R6 reads an MSR, S6 writes one.
+RESOURCE_ENTRY_CMD = {"R6": co.XEN_RESOURCE_OP_MSR_READ, "S6": co.XEN_RESOURCE_OP_MSR_WRITE}
+
+
 def allowed(row: Row) -> bool:
     """Whether the native allow-list lets this row's request through."""
     if row.by_struct:
+        if row.op == co.PLATFORM_OP:
+            ok = int(lib.xp_check_platform_cmd(row.subop)) == 0
+            if row.key in RESOURCE_ENTRY_CMD:
+                e = ffi.new("xp_resource_entry[1]")
+                e[0].cmd = RESOURCE_ENTRY_CMD[row.key]
+                ok = ok and int(lib.xp_check_resource_count(1)) == 0 \
+                    and int(lib.xp_check_resource_entries(e, 1)) == 0
+            return ok
         if row.op == hc.SYSCTL:
             return int(lib.xp_check_sysctl_cmd(row.subop)) == 0
         if row.op == hc.DOMCTL:
@@ -66,9 +79,12 @@ def test_refused_rows_are_named_in_the_refusal_proof_and_refused(row: Row) -> No
     name, op, subop, where = REFUSED_BY_NAME[row.key]
     assert (op, subop) == (row.op, row.subop)
     assert name.split()[0] == row.subop_name.split()[0]
-    assert (where == "struct") is row.by_struct
+    assert (where != "value") is row.by_struct
     assert not allowed(row)
-    assert entry(row.op, row.subop) != 0
+    if row.op != co.PLATFORM_OP:
+        assert entry(row.op, row.subop) != 0
+    # A platform_op multicall entry's struct is copied and judged like a single call's
+    # (transport.c); test_readonly.py proves S5 and S6 refused inside a multicall.
 
 
 def test_the_refusal_proof_names_nothing_the_census_lacks() -> None:
@@ -85,7 +101,7 @@ def test_the_allow_list_holds_nothing_the_census_does_not_explain() -> None:
     by_value = {(r.op, r.subop) for r in ROWS if not r.by_struct}
     for op in range(64):
         for sub in range(64):
-            if op in (hc.MULTICALL, hc.SYSCTL, hc.DOMCTL):
+            if op in (hc.MULTICALL, hc.SYSCTL, hc.DOMCTL, co.PLATFORM_OP):
                 continue  # struct-carrying: their cmds are checked below
             if check(op, sub) == 0:
                 assert (op, sub) in by_value | ALLOWED_OUTSIDE_CENSUS, (op, sub)
@@ -95,6 +111,9 @@ def test_the_allow_list_holds_nothing_the_census_does_not_explain() -> None:
         hc.XEN_SYSCTL_physinfo, hc.XEN_SYSCTL_getdomaininfolist]
     assert [c for c in range(1 << 10) if lib.xp_check_domctl_cmd(c) == 0] == [
         hc.XEN_DOMCTL_getdomaininfo]
+    # platform_op cmds on the list are the census's probed rows R6 and R5.
+    probed = {r.subop for r in by_status(Status.PROBED) if r.op == co.PLATFORM_OP}
+    assert [c for c in range(1 << 10) if lib.xp_check_platform_cmd(c) == 0] == sorted(probed)
 
 
 def test_the_readme_table_has_every_row() -> None:

@@ -54,7 +54,8 @@ def test_every_census_quantity_of_a_420_pv_dom0_is_probed_and_agrees() -> None:
     assert set(got) == CENSUS_NAMES
     expected = {"xen_pagesize": 4096, "build_id_size": 20, "extraversion_len": len(".1"),
                 "changeset_len": len("xenprobe-mock"), "commandline_len": 0,
-                "sharing_freed_pages": 0, "sharing_shared_pages": 0, "hypfs_version": 1}
+                "sharing_freed_pages": 0, "sharing_shared_pages": 0, "hypfs_version": 1,
+                "dom0_console_size": 40, "resource_op_done": 1}
     for name, value in expected.items():
         assert got[name]["raw"]["value"] == value, name
         assert got[name]["layers"]["ioctl"]["verdict"] == "match", name
@@ -63,18 +64,23 @@ def test_every_census_quantity_of_a_420_pv_dom0_is_probed_and_agrees() -> None:
     assert got["capabilities_len"]["raw_verdict"] == "match"
     assert got["changeset_len"]["raw_verdict"] == "match"
     assert got["hypfs_version"]["raw_verdict"] is None
+    # sizeof(dom0_vga_console_info) from the ABI's layout; the entries asked.
+    assert got["dom0_console_size"]["raw_verdict"] == "match"
+    assert got["resource_op_done"]["raw_verdict"] == "match"
 
 
 def test_calls_a_host_does_not_answer_are_absent_not_errors(tmp_path: Path) -> None:
     """A PVH dom0 on 4.17: no get_debugreg and no kexec_op (PV table only), no *2 subops
-    (4.20+); VCPUOP_is_up is in the HVM table too."""
+    (4.20+), no get_dom0_console (4.18+); VCPUOP_is_up and platform_op's resource_op are
+    in the HVM table too (include/hypercall-defs.c@4.17:231)."""
     text = PV_DOM0.replace('release = "4.20"', 'release = "4.17"').replace(
         "id = 0\nmemory", "id = 0\nhvm = true\nmemory")
     path = scenario_file(tmp_path, "pvh-417", text)
     code, report = check_json(str(path))
     assert set(by_quantity(report)) == {"xen_pagesize", "build_id_size",
                                         "sharing_freed_pages", "sharing_shared_pages",
-                                        "hypfs_version", "vcpu_is_up"}
+                                        "hypfs_version", "vcpu_is_up",
+                                        "resource_op_done"}
     assert code == 0 and report["summary"]["mismatches"] == 0
 
 
@@ -83,7 +89,9 @@ def test_hypfs_arrives_in_414(tmp_path: Path) -> None:
     path = scenario_file(tmp_path, "pv-413", text)
     _, report = check_json(str(path))
     assert "hypfs_version" not in by_quantity(report)
+    assert "dom0_console_size" not in by_quantity(report)  # 4.18+
     assert "debug_register_6" in by_quantity(report)
+    assert "resource_op_done" in by_quantity(report)  # every release
 
 
 def test_a_scenario_without_the_census_model_keeps_its_report() -> None:
@@ -103,7 +111,7 @@ def test_census_reads_are_one_entry_multicalls_and_plain_ioctls(tmp_path: Path) 
     pairs = {(e["op"], e["subop"], e.get("via")) for e in entries
              if e["kind"] in ("hypercall", "multicall_entry") and e["op"] != 13}
     for op, sub in ((9, 6), (42, 0), (12, 18), (12, 19), (17, 7), (17, 10), (17, 14),
-                    (24, 3), (37, 6)):
+                    (24, 3), (37, 6), (7, 61), (7, 64)):
         assert (op, sub, "multicall") in pairs, (op, sub)
         assert (op, sub, "ioctl") in pairs, (op, sub)
         assert (op, sub, "syscall") in pairs, (op, sub)
@@ -120,3 +128,15 @@ def test_capabilities_keep_the_trailing_blank_real_xen_has(tmp_path: Path) -> No
     got = by_quantity(report)["capabilities_len"]
     assert got["raw"]["value"] == len(caps) == 61
     assert got["raw_verdict"] == "match"  # the kernel's sysfs copy, blank included
+
+
+def test_a_platform_op_xsm_denies_is_absent_not_a_mismatch(tmp_path: Path) -> None:
+    """A FLASK policy may deny platform_op commands (xsm_platform_op): -EPERM means the
+    quantity is not offered to this dom0, as -ENOSYS does, not a finding."""
+    text = PV_DOM0 + "\n[[fault]]\nop = \"platform_op\"\nerrno = \"EPERM\"\ncount = -1\n"
+    path = scenario_file(tmp_path, "pf-eperm", text)
+    code, report = check_json(str(path))
+    got = by_quantity(report)
+    assert "dom0_console_size" not in got and "resource_op_done" not in got
+    assert "xen_pagesize" in got
+    assert code == 1 and report["summary"]["mismatches"] == 2  # DR6 alone, as ever

@@ -36,8 +36,9 @@ RACER_SONAME = "libxenprobe_racer.so"
 ALLOWED = {(12, 2), (12, 3), (12, 4), (12, 14), (35, 3), (35, 6), (36, 5),
            *((17, n) for n in range(15)),
            # The census's pairs (xenprobe/census.py): sharing counts, DR6, hypfs version,
-           # VCPUOP_is_up, KEXEC_CMD_kexec_status.
-           (12, 18), (12, 19), (9, 6), (42, 0), (24, 3), (37, 6)}
+           # VCPUOP_is_up, KEXEC_CMD_kexec_status, platform_op's resource_op (MSR_READ
+           # entries only) and get_dom0_console.
+           (12, 18), (12, 19), (9, 6), (42, 0), (24, 3), (37, 6), (7, 61), (7, 64)}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,10 @@ def forbidden(log: list[dict[str, Any]]) -> list[tuple[int, int | None]]:
         key = (e["op"], e.get("cmd_raw", e.get("subop")))
         if key not in ALLOWED:
             seen.append(key)
+        # A resource_op reaches Xen only with MSR_READ (0) entries (the mock logs the
+        # entries it read through the struct's handle).
+        if key == (7, 61) and set(e.get("resource_cmds", [])) - {0}:
+            seen.append((7, 61, *e["resource_cmds"]))
     return seen
 
 
@@ -180,6 +185,62 @@ def both():
 print(json.dumps(race([(s.address, word(3), word(2)), (d.address, word(5), word(2))],
       both)))
 """,
+    # platform_op's cmd inside its struct: resource_op <-> cpu_hotadd (61 <-> 58, census
+    # S5) and get_dom0_console <-> cpu_hotadd, alone and as a multicall entry.
+    "platform_op_struct": """
+IV = 0x03000001
+r, c, ent = Buffer(136), Buffer(136), Buffer(24)
+r.view[0:24] = struct.pack("<IIIIQ", 61, IV, 1, 0, ent.address)
+ent.view[0:24] = struct.pack("<IIQQ", 0, 0, 0x10, 0)
+c.view[0:8] = struct.pack("<II", 64, IV)
+a_r = ffi.new("uint64_t[5]", [r.address, 0, 0, 0, 0])
+a_c = ffi.new("uint64_t[5]", [c.address, 0, 0, 0, 0])
+m = Buffer(2 * 64)
+ents = ffi.cast("xp_multicall_entry *", m.ptr)
+ents[0].op, ents[0].args[0] = 7, r.address
+ents[1].op, ents[1].args[0] = 7, c.address
+def three():
+    k1 = outcome(lib.xp_hypercall_ioctl(fd, 7, a_r, ret, err), ret[0])
+    k2 = outcome(lib.xp_hypercall_syscall(fd, 7, a_c, lret, err), lret[0])
+    k3 = outcome(lib.xp_multicall(fd, ents, 2, ret, err), ret[0])
+    return "/".join((k1, k2, k3))
+print(json.dumps(race([(r.address, word(61, IV), word(58, IV)),
+                       (c.address, word(64, IV), word(58, IV))], three)))
+""",
+    # A resource_op's entries behind its handle: the middle entry's cmd MSR_READ <->
+    # MSR_WRITE (0 <-> 1, census S6); the count 1 <-> 3 over entries whose last two
+    # write; the handle itself between all-read entries and writing ones. Through both
+    # single-call paths, both batch layers and the multicall batch.
+    "resource_op_entries": """
+IV = 0x03000001
+def op(n, entries):
+    b = Buffer(136)
+    b.view[0:24] = struct.pack("<IIIIQ", 61, IV, n, 0, entries.address)
+    return b
+def entries(*cmds):
+    e = Buffer(24 * len(cmds))
+    for i, cmd in enumerate(cmds):
+        e.view[24 * i:24 * i + 24] = struct.pack("<IIQQ", cmd, 0, 0x10, 0)
+    return e
+mid, tail, good, bad = entries(0, 0, 0), entries(0, 1, 1), entries(0, 0, 0), entries(1, 1, 1)
+o_mid, o_tail, o_handle = op(3, mid), op(1, tail), op(3, good)
+addrs = [o.address for o in (o_mid, o_tail, o_handle)]
+N = len(addrs)
+c = Calls([7] * N, [w for a in addrs for w in (a, 0, 0, 0, 0)])
+a = ffi.new("uint64_t[5]", [o_mid.address, 0, 0, 0, 0])
+rets, errs = ffi.new("int64_t[]", N), ffi.new("int[]", N)
+results = ffi.new("int64_t[]", N)
+def five():
+    k1 = outcome(lib.xp_hypercall_ioctl(fd, 7, a, ret, err), ret[0])
+    k2 = outcome(lib.xp_hypercall_syscall(fd, 7, a, lret, err), lret[0])
+    k3 = outcome(lib.xp_hypercall_many(fd, N, c.ops, c.args, 0, rets, errs, err))
+    k4 = outcome(lib.xp_hypercall_many(fd, N, c.ops, c.args, 1, rets, errs, err))
+    k5 = outcome(lib.xp_multicall_many(fd, N, c.ops, c.args, results, ret, err), ret[0])
+    return "/".join((k1, k2, k3, k4, k5))
+flip = [(mid.address + 24, 0, 1), (o_tail.address + 8, 1, 3),
+        (o_handle.address + 16, good.address, bad.address)]
+print(json.dumps(race(flip, five)))
+""",
     # A batch re-read ops[i] and args[5i] after checking them all.
     "hypercall_many": """
 N = 16
@@ -248,6 +309,29 @@ out = race(flip, three)
 out["guard_refused"] = guard.refused()
 print(json.dumps(out))
 """,
+    # The guard's path with platform_op (libxenctrl's xc_resource_op): the struct's cmd
+    # (resource_op <-> cpu_hotadd) and its entry's cmd (MSR_READ <-> MSR_WRITE), alone
+    # and as a multicall entry, as xc_resource_op issues more than one op.
+    "guard_platform_op": """
+from xenprobe import guard
+assert guard.install([sys.argv[3]]) == 1
+IV = 0x03000001
+r, ent = Buffer(136), Buffer(24)
+r.view[0:24] = struct.pack("<IIIIQ", 61, IV, 1, 0, ent.address)
+ent.view[0:24] = struct.pack("<IIQQ", 0, 0, 0x10, 0)
+hp = ffi.new("uint64_t[6]", [7, r.address, 0, 0, 0, 0])
+m = Buffer(64)
+ents = ffi.cast("xp_multicall_entry *", m.ptr)
+ents[0].op, ents[0].args[0] = 7, r.address
+hm = ffi.new("uint64_t[6]", [13, m.address, 1, 0, 0, 0])
+def call(h):
+    rc = racer.racer_ioctl(fd, HYPERCALL, addr(h))
+    return "issued" if rc != -1 else f"errno {ffi.errno}"
+out = race([(r.address, word(61, IV), word(58, IV)), (ent.address, 0, 1)],
+           lambda: call(hp) + "/" + call(hm))
+out["guard_refused"] = guard.refused()
+print(json.dumps(out))
+""",
     # A Python thread rewriting the Calls of the high-level API during the sweep paths.
     "python_thread": """
 from xenprobe.errors import Refused
@@ -286,9 +370,14 @@ print(json.dumps(out))
 }
 
 
+# Races whose allowed request needs a host that models it (pv-dom0: the census's calls).
+SCENARIO = {"platform_op_struct": "pv-dom0", "resource_op_entries": "pv-dom0",
+            "guard_platform_op": "pv-dom0"}
+
+
 def run_race(name: str, tmp: Path, racer: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     log = tmp / f"{name}.jsonl"
-    env = env_for(load("healthy"), tmp, log)
+    env = env_for(load(SCENARIO.get(name, "healthy")), tmp, log)
     p = subprocess.run([sys.executable, "-c", PRELUDE + RACES[name], str(racer),
                         str(SECONDS), RACER_SONAME], env=env, text=True,
                        capture_output=True, timeout=60 + 4 * SECONDS, check=False)
@@ -305,7 +394,7 @@ def test_nothing_forbidden_reaches_the_device_while_native_threads_rewrite_the_r
     # Once the racers stop, the allowed request goes through, on every path raced.
     after = out.pop("after")
     assert set(after.split("/")) == {"issued"}, out
-    if name == "guard":
+    if name in ("guard", "guard_platform_op"):
         assert out.pop("guard_refused") > 0, out  # the forbidden variants were raced in
     # What the racing calls came to, for the record (-rA shows it): how often each path
     # saw the allowed and the forbidden request is up to the scheduler.

@@ -23,7 +23,9 @@ from xenprobe.scenario import load, shipped
 # VCPUOP_is_up, KEXEC_CMD_kexec_status.
 BY_VALUE = {(12, 2), (12, 3), (12, 4), (12, 14), (12, 18), (12, 19), (9, 6), (42, 0),
             (24, 3), (37, 6), *((17, n) for n in range(15))}
-ALLOWED = {(35, 3), (35, 6), (36, 5), *BY_VALUE}
+# By struct: sysctl physinfo/getdomaininfolist, domctl getdomaininfo, platform_op
+# resource_op (MSR_READ entries only) and get_dom0_console.
+ALLOWED = {(35, 3), (35, 6), (36, 5), (7, 61), (7, 64), *BY_VALUE}
 
 # Runs on the mock host: tries every forbidden request through every transport path.
 FORBIDDEN = r"""
@@ -42,7 +44,7 @@ def attempt(fn):
 with Privcmd() as dev, Buffer(4096) as ctl:
     for op in range(64):
         for sub in range(64):
-            if (op, sub) in ALLOWED or op in (13, 35, 36):
+            if (op, sub) in ALLOWED or op in (7, 13, 35, 36):
                 continue
             a = args5(sub)
             attempt(lambda: dev.ioctl(op, a))
@@ -50,18 +52,33 @@ with Privcmd() as dev, Buffer(4096) as ctl:
             attempt(lambda: dev.many([(12, args5(2)), (op, a)], syscall=False))
             # A multicall hiding a forbidden entry behind an allowed one.
             attempt(lambda: dev.multicall([(17, args5(0)), (op, a)]))
-    # sysctl/domctl commands other than physinfo, getdomaininfolist, getdomaininfo: every
-    # command 0-255, and the edges of the 32-bit field, through both single-call paths.
-    for op, allowed in ((35, {3, 6}), (36, {5})):
+    # sysctl/domctl commands other than physinfo, getdomaininfolist, getdomaininfo, and
+    # platform_op commands other than resource_op and get_dom0_console: every command
+    # 0-255, and the edges of the 32-bit field, through every path.
+    for op, allowed in ((35, {3, 6}), (36, {5}), (7, {61, 64})):
         for cmd in [*range(256), 0x100, 0x7FFF, 0xFFFF, 0x8000_0000, 0xFFFF_FFFF]:
             if cmd in allowed:
                 continue
-            ctl.view[0:8] = struct.pack("<II", cmd, 0x15)
+            ctl.view[0:8] = struct.pack("<II", cmd, 0x3000001 if op == 7 else 0x15)
             attempt(lambda: dev.ioctl(op, args5(ctl.address)))
             attempt(lambda: dev.syscall(op, args5(ctl.address)))
-            # struct-carrying ops and nested multicalls are never allowed in a multicall.
-            attempt(lambda: dev.multicall([(op, args5(ctl.address))]))
+            # sysctl/domctl are never allowed in a multicall; a platform_op entry's
+            # struct is copied and judged like a single call's.
+            attempt(lambda: dev.multicall([(17, args5(0)), (op, args5(ctl.address))]))
             attempt(lambda: dev.many([(op, args5(ctl.address))], syscall=True))
+    # XENPF_resource_op is allowed only with 1-3 entries, every one MSR_READ (0): an
+    # MSR_WRITE (1) or unknown cmd at any position, no entries, too many, no array.
+    entries = ctl.address + 2048
+    bad = [(1, [1]), (2, [0, 1]), (3, [0, 0, 1]), (3, [1, 0, 0]), (1, [2]),
+           (1, [0xFFFF_FFFF]), (0, []), (4, [0, 0, 0, 0]), (0xFFFF_FFFF, [0, 0, 0])]
+    for nr, cmds in bad + [(1, None)]:
+        ctl.view[0:24] = struct.pack("<IIIIQ", 61, 0x3000001, nr, 0, 0 if cmds is None else entries)
+        for i, c in enumerate(cmds or []):
+            ctl.view[2048 + 24 * i:2048 + 24 * (i + 1)] = struct.pack("<IIQQ", c, 0, 0x10, 0)
+        attempt(lambda: dev.ioctl(7, args5(ctl.address)))
+        attempt(lambda: dev.syscall(7, args5(ctl.address)))
+        attempt(lambda: dev.multicall([(17, args5(0)), (7, args5(ctl.address))]))
+        attempt(lambda: dev.many([(12, args5(2)), (7, args5(ctl.address))], syscall=False))
     attempt(lambda: dev.multicall([(13, args5(0, 1))]))
     # Every memory_op subop with continuation bits (cmd >> 6: a start extent, another
     # request), and xen_version past the last read-only subop, on every path.
@@ -92,12 +109,12 @@ def test_forbidden_requests_never_reach_the_device(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     counts = json.loads(p.stdout)
     assert counts["issued"] == 0
-    # 64 ops x 64 subops x 4 paths, less the 25 allowed and the 3 struct ops; 2 x 261
-    # sysctl/domctl commands, less the 3 allowed, x 4 paths; one nested multicall; 64 x 5
-    # continuation encodings x 4 paths; 7 xen_version subops x 2 paths.
-    assert counts["refused"] == 4 * (64 * 64 - 3 * 64 - len(BY_VALUE)) \
-        + 4 * (2 * 261 - 3) + 1 \
-        + 4 * 64 * 5 + 2 * 7
+    # 64 ops x 64 subops x 4 paths, less the by-value allowed and the 4 struct ops; 3 x
+    # 261 sysctl/domctl/platform_op commands, less the 5 allowed, x 4 paths; 10
+    # resource_op shapes x 4 paths; one nested multicall; 64 x 5 continuation encodings
+    # x 4 paths; 7 xen_version subops x 2 paths.
+    assert counts["refused"] == 4 * (64 * 64 - 4 * 64 - len(BY_VALUE)) \
+        + 4 * (3 * 261 - 5) + 4 * 10 + 1 + 4 * 64 * 5 + 2 * 7
     entries = read_log(log)
     assert [e["kind"] for e in entries] == ["open", "close"], "only the device open/close"
 
@@ -112,6 +129,8 @@ def test_every_scenario_sweep_stays_on_the_allow_list(tmp_path: Path) -> None:
         if load(name).device == "present":
             assert calls, name
         assert set(calls) <= ALLOWED, (name, set(calls) - ALLOWED)
+        # resource_op reached the hypervisor with MSR_READ (0) entries only.
+        assert {c for e in entries for c in e.get("resource_cmds", [])} <= {0}, name
         # The only ioctl xenprobe issues is IOCTL_PRIVCMD_HYPERCALL.
         assert {e["cmd"] for e in entries if "cmd" in e and e["kind"] != "multicall_entry"} \
             <= {0x00305000}
@@ -128,7 +147,7 @@ REFUSED_BY_NAME = {
     "S3": ("SCHEDOP_watchdog", 29, 6, "value"),
     "S4": ("PHYSDEVOP_dbgp_op", 33, 29, "value"),
     "S5": ("XENPF_cpu_hotadd", 7, 58, "struct"),
-    "S6": ("XENPF_resource_op (MSR write)", 7, 61, "struct"),
+    "S6": ("XENPF_resource_op (MSR write)", 7, 61, "msr-write"),
     "S7": ("XEN_DOMCTL_memory_mapping", 36, 39, "struct"),
     "S8": ("XEN_ARGO_OP_sendv", 39, 3, "value"),
 }
@@ -147,6 +166,12 @@ with Privcmd() as dev, Buffer(4096) as ctl:
         if where == "struct":
             # cmd and interface_version lead platform_op's and domctl's structs.
             ctl.view[0:8] = struct.pack("<II", sub, 0x15)
+            a = args5(ctl.address)
+        elif where == "msr-write":
+            # One XEN_RESOURCE_OP_MSR_WRITE (1) entry of MSR_IA32_CMT_EVTSEL (0xc8d), the
+            # MSR Xen lets it write (x86/platform_hypercall.c@RELEASE-4.20.0:97-107).
+            ctl.view[0:24] = struct.pack("<IIIIQ", sub, 0x3000001, 1, 0, ctl.address + 2048)
+            ctl.view[2048:2072] = struct.pack("<IIQQ", 1, 0, 0xC8D, 0)
             a = args5(ctl.address)
         else:
             a = args5(sub, 0, 0)

@@ -56,9 +56,11 @@ PROBED, REFUSED, OUT = Status.PROBED, Status.REFUSED, Status.OUT_OF_REACH
 # Why the struct-carrying read-only rows wait: their subop is inside a struct the
 # hypervisor reads after the check, so they need the copy-once-check-issue path that
 # sysctl/domctl have (native/transport/transport.c, being reworked in the "Hold under
-# attack" issue); the allow-list grows by them once that path covers platform_op.
+# attack" issue); the allow-list grows by them once that path covers them. platform_op
+# has it (transport.c's pf_in: the struct and resource_op's entries).
 _BY_STRUCT = ("subop inside a struct: needs the copy-once-check-issue path for "
-              "platform_op/sysctl-livepatch before it may go on the allow-list")
+              "sysctl-livepatch before it may go on the allow-list")
+
 ROWS: tuple[Row, ...] = (
     # 1a. Read-only, default x86 build.
     Row("K1", "memory_op", hc.MEMORY_OP, "XENMEM_maximum_ram_page", 2,
@@ -98,13 +100,13 @@ ROWS: tuple[Row, ...] = (
         "0 or 1 for one of the caller's own vCPUs", R, D, "PV+PVH",
         "common/domain.c@4.13:1480 @4.17:1650 @4.22:2219", PROBED),
     Row("R5", "platform_op", 7, "XENPF_get_dom0_console", 64,
-        "sizeof(dom0_vga_console_info) = 40 (4.18+)", R, D, "PV+PVH",
-        "arch/x86/platform_hypercall.c@4.18:879 @4.22:929", OUT, _BY_STRUCT, True),
+        "sizeof(dom0_vga_console_info) = 40 (4.18+, CONFIG_VIDEO)", R, D, "PV+PVH",
+        "arch/x86/platform_hypercall.c@4.18:879 @4.22:929; "
+        "drivers/video/vga.c@4.18:200-204", PROBED, by_struct=True),
     Row("R6", "platform_op", 7, "XENPF_resource_op (MSR_READ only)", 61,
         "nr_done (<= 3)", R, D, "PV+PVH",
-        "arch/x86/platform_hypercall.c@4.13:777 @4.17:808 @4.22:887", OUT,
-        _BY_STRUCT + "; read-only only if every entry is MSR_READ, so the entries "
-        "must be copied and checked too", True),
+        "arch/x86/platform_hypercall.c@4.13:777 @4.17:808 @4.22:887", PROBED,
+        by_struct=True),
     Row("R7", "sysctl", hc.SYSCTL, "XEN_SYSCTL_livepatch_op / LIVEPATCH_LIST", 27,
         "payload entries copied", R, D, "PV+PVH",
         "common/livepatch.c@4.13:1049 @4.17:1250 @4.22:1392", OUT, _BY_STRUCT, True),

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xenprobe.abi import census_ops as co
+from xenprobe.abi.platform import DOM0_VGA_CONSOLE_INFO
 from xenprobe.classify import Truth
+from xenprobe.platform_requests import RESOURCE_ENTRIES
 from xenprobe.quantities import Quantity
 
 SYS_HYPERVISOR = Path("/sys/hypervisor")
@@ -77,6 +79,12 @@ def references(f: Facts) -> dict[Quantity, Truth | None]:
         # table (include/hypercall-defs.c@4.17:274): ENOSYS.
         Quantity.KEXEC_STATUS_DEFAULT: kexec,
         Quantity.KEXEC_STATUS_CRASH: kexec,
+        # sizeof(struct dom0_vga_console_info), from the ABI's layout (4.18+; absent before).
+        Quantity.DOM0_CONSOLE_SIZE: Truth.exact(DOM0_VGA_CONSOLE_INFO.size),
+        # nr_done of a read of MSR_IA32_TSC, which Xen always allows and never fails
+        # (x86/platform_hypercall.c@RELEASE-4.13.0:65-75,132-136 .. @RELEASE-4.20.0:78-79,
+        # 169-174): every entry asked.
+        Quantity.RESOURCE_OP_DONE: Truth.exact(RESOURCE_ENTRIES),
     }
 
 

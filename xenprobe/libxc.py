@@ -37,6 +37,7 @@ from cffi import FFI
 from xenprobe import elf, guard, memop_path
 from xenprobe.abi import hypercalls as hc
 from xenprobe.abi.libxc import Signatures, Version, known, signatures, soname
+from xenprobe.platform_requests import RESOURCE_CPU, RESOURCE_ENTRIES, resource_entries
 from xenprobe.quantities import KEXEC_TYPE, Probe, Quantity, Subject
 from xenprobe.reading import Columns, Reading
 from xenprobe.transport import Args
@@ -228,6 +229,8 @@ class LibxcLayer:
         self._close = weakref.finalize(self, self.lib.xc_interface_close, xch)
         self._domid = self.ffi.new("uint16_t *")
         self._ulong = self.ffi.new("unsigned long *")
+        self._resource_op = self.ffi.new("xc_resource_op_t *")
+        self._resource_entries = self.ffi.new("char[]", len(resource_entries()))
         # offers() per (quantity, subject): the answer depends on nothing else.
         self._offers: dict[tuple[Quantity, Subject], str | None] = {}
         log.debug("libxc_open", library=library.path, release=_name(library.release),
@@ -287,8 +290,11 @@ class LibxcLayer:
             return "xc_memory_op"
         if q in KEXEC_TYPE and "xc_kexec_status" in self.signatures.names:
             return "xc_kexec_status"
-        # get_debugreg, hypfs_op, the *2 lengths, VCPUOP_is_up: libxenctrl has no call
-        # (xc_vcpu_getinfo reads domctl getvcpuinfo, another hypercall).
+        if q is Quantity.RESOURCE_OP_DONE and "xc_resource_op" in self.signatures.names:
+            return "xc_resource_op"
+        # get_debugreg, hypfs_op, the *2 lengths, get_dom0_console, VCPUOP_is_up:
+        # libxenctrl has no call (xc_vcpu_getinfo reads domctl getvcpuinfo, another
+        # hypercall).
         return None
 
     def read(self, probe: Probe) -> Reading | None:
@@ -316,6 +322,15 @@ class LibxcLayer:
             ffi.errno = 0
             return _status(int(lib.xc_version(xch, probe.call[1], ffi.NULL)),
                            int(ffi.errno), 32)
+        if fn == "xc_resource_op":
+            # One op, so one platform_op through do_platform_op's int (xc_resource.c@4.17:
+            # 22-41); the same entries the other layers ask for, in memory libxc bounces.
+            op = self._resource_op
+            op.result, op.cpu, op.nr_entries = 0, RESOURCE_CPU, RESOURCE_ENTRIES
+            ffi.memmove(self._resource_entries, resource_entries(), len(resource_entries()))
+            op.entries = self._resource_entries
+            ffi.errno = 0
+            return _status(int(lib.xc_resource_op(xch, 1, op)), int(ffi.errno), 32)
         if fn == "xc_get_tot_pages":
             ffi.errno = 0
             return _status(int(lib.xc_get_tot_pages(xch, domid)), int(ffi.errno), 64)

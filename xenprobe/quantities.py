@@ -34,6 +34,9 @@ class Quantity(enum.StrEnum):
     # kexec_op status, one per image type (PV only).
     KEXEC_STATUS_DEFAULT = "kexec_status_default"
     KEXEC_STATUS_CRASH = "kexec_status_crash"
+    # platform_op: its arg0 points to a struct (platform_requests.py).
+    DOM0_CONSOLE_SIZE = "dom0_console_size"
+    RESOURCE_OP_DONE = "resource_op_done"
 
 
 # (hypercall, cmd) per quantity; per-domain ones take a pointer to a domid_t.
@@ -59,12 +62,17 @@ CALLS: dict[Quantity, tuple[int, int]] = {
     # arg1 points to a struct xen_kexec_status holding the image type (KEXEC_TYPE).
     Quantity.KEXEC_STATUS_DEFAULT: (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
     Quantity.KEXEC_STATUS_CRASH: (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
+    Quantity.DOM0_CONSOLE_SIZE: (co.PLATFORM_OP, co.XENPF_get_dom0_console),
+    Quantity.RESOURCE_OP_DONE: (co.PLATFORM_OP, co.XENPF_resource_op),
 }
 
 KEXEC_TYPE: dict[Quantity, int] = {
     Quantity.KEXEC_STATUS_DEFAULT: co.KEXEC_TYPE_DEFAULT,
     Quantity.KEXEC_STATUS_CRASH: co.KEXEC_TYPE_CRASH,
 }
+
+# The quantities whose arg0 is the address of a struct xen_platform_op carrying the cmd.
+BY_STRUCT = (Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE)
 
 # Host-wide census quantities, probed where the hypervisor offers them: a release
 # without the subop (the *2 ones before 4.20, hypfs before 4.14), a build without the
@@ -75,12 +83,24 @@ CENSUS = (Quantity.XEN_PAGESIZE, Quantity.BUILD_ID_SIZE, Quantity.EXTRAVERSION_L
           Quantity.CAPABILITIES_LEN, Quantity.CHANGESET_LEN, Quantity.COMMANDLINE_LEN,
           Quantity.DEBUG_REGISTER_6, Quantity.SHARING_FREED_PAGES,
           Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION, Quantity.VCPU_IS_UP,
-          Quantity.KEXEC_STATUS_DEFAULT, Quantity.KEXEC_STATUS_CRASH)
+          Quantity.KEXEC_STATUS_DEFAULT, Quantity.KEXEC_STATUS_CRASH,
+          Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE)
 
 # Census quantities read once per vCPU of the caller's own domain. Their number is
 # dom0's vCPU count (getdomaininfo's max_vcpu_id + 1), which Xen bounds; the metrics
 # carry no vCPU label (per quantity only), so the series count does not grow with it.
 PER_VCPU = (Quantity.VCPU_IS_UP,)
+
+# Answers that mean "not offered here" besides -ENOSYS, for the platform_op quantities:
+# -EPERM from XSM (xsm_platform_op is XSM_PRIV; a FLASK policy may deny a command), and
+# for get_dom0_console -ENODEV, Xen 4.22+'s answer without CONFIG_VIDEO
+# (x86/platform_hypercall.c@RELEASE-4.22.0:924-927; before 4.22 such a build answers
+# -ENOSYS, the case being compiled out).
+_ABSENT: dict[Quantity, frozenset[int]] = {
+    Quantity.DOM0_CONSOLE_SIZE: frozenset({errno.ENOSYS, errno.EPERM, errno.ENODEV}),
+    Quantity.RESOURCE_OP_DONE: frozenset({errno.ENOSYS, errno.EPERM}),
+}
+_ENOSYS = frozenset({errno.ENOSYS})
 
 PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
               Quantity.MAXIMUM_GPFN)
@@ -178,5 +198,7 @@ def plan(domids: Iterable[int], offered: Iterable[Quantity] = (),
 
 def offered(raw: Iterable[int]) -> tuple[Quantity, ...]:
     """The CENSUS quantities whose raw results (in CENSUS order, signed 64-bit) are not
-    -ENOSYS: those the hypervisor, its build and this dom0's type offer."""
-    return tuple(q for q, r in zip(CENSUS, raw, strict=True) if r != -errno.ENOSYS)
+    -ENOSYS (nor another answer _ABSENT lists): those the hypervisor, its build and this
+    dom0's type offer."""
+    return tuple(q for q, r in zip(CENSUS, raw, strict=True)
+                 if -r not in _ABSENT.get(q, _ENOSYS))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xenprobe import files
+from xenprobe.abi import census_ops as co
 from xenprobe.abi import hypercalls as hc
 from xenprobe.abi.layouts import DOMINF_HVM_GUEST, DOMINF_RUNNING
 from xenprobe.abi.releases import (
@@ -39,7 +40,7 @@ ERRNOS = {"EPERM": 1, "ENOENT": 2, "ESRCH": 3, "EINTR": 4, "EIO": 5, "EAGAIN": 1
           "ENOMEM": 12, "EACCES": 13, "EFAULT": 14, "EBUSY": 16, "EINVAL": 22,
           "ENOSYS": 38}
 OPS = {"memory_op": hc.MEMORY_OP, "xen_version": hc.XEN_VERSION, "sysctl": hc.SYSCTL,
-       "domctl": hc.DOMCTL, "multicall": hc.MULTICALL}
+       "domctl": hc.DOMCTL, "multicall": hc.MULTICALL, "platform_op": co.PLATFORM_OP}
 
 
 @dataclass(frozen=True)

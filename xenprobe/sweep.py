@@ -41,7 +41,9 @@ from xenprobe.judge import (
     unanimous,
 )
 from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
+from xenprobe.platform_requests import PlatformRequests
 from xenprobe.quantities import (
+    BY_STRUCT,
     CENSUS,
     KEXEC_TYPE,
     Probe,
@@ -169,7 +171,8 @@ class _Plan:
 
     @staticmethod
     def build(domids: tuple[int, ...], layers: Sequence[Layer],
-              census: tuple[Quantity, ...] = (), vcpus: int = 1) -> _Plan:
+              census: tuple[Quantity, ...] = (), vcpus: int = 1,
+              requests: PlatformRequests | None = None) -> _Plan:
         probes = plan(domids, census, vcpus)
         ids = sorted({p.domid for p in probes if p.domid is not None})
         slots = Buffer(2 * max(1, len(ids)))
@@ -177,7 +180,7 @@ class _Plan:
         for i, domid in enumerate(ids):
             struct.pack_into("<H", slots.view, 2 * i, domid)
             address[domid] = slots.address + 2 * i
-        calls = Calls.of([_call(p, address) for p in probes])
+        calls = Calls.of([_call(p, address, requests) for p in probes])
         current: tuple[list[int], list[int]] = ([], [])
         maximum: tuple[list[int], list[int]] = ([], [])
         others = []
@@ -230,6 +233,8 @@ class _Known:
     plans: dict[tuple[int, ...], _Plan] = field(default_factory=dict)
     # Set once the multicall answered ENOSYS: the hypervisor will not grow one.
     raw_absent: RawAbsent | None = None
+    # The structs the platform_op quantities point to, made when first asked for.
+    requests: PlatformRequests | None = None
 
 
 _KNOWN: weakref.WeakKeyDictionary[Host, _Known] = weakref.WeakKeyDictionary()
@@ -265,7 +270,8 @@ class Sweeper:
         4.15.1) through the ioctl system call, whose errno tells ENOSYS as well."""
         known = self._known
         if known.offered is None:
-            calls = Calls.of([_call(census_probe(q), {}) for q in CENSUS])
+            calls = Calls.of([_call(census_probe(q), {}, self._requests())
+                              for q in CENSUS])
             try:
                 raw = list(self.host.dev.multicall_values(calls))
             except CannotProbe:
@@ -289,6 +295,17 @@ class Sweeper:
                 return d.max_vcpu_id + 1
         return 1
 
+    def _requests(self) -> PlatformRequests:
+        known = self._known
+        if known.requests is None:
+            known.requests = PlatformRequests()
+        return known.requests
+
+    def _fresh(self) -> None:
+        """The platform_op requests as asked: Xen writes into them (platform_requests)."""
+        if self._known.requests is not None:
+            self._known.requests.reset()
+
     def _planned(self, domids: tuple[int, ...]) -> _Plan:
         plans = self._known.plans
         key = tuple(id(layer) for layer in self.layers)
@@ -299,7 +316,9 @@ class Sweeper:
                 p.slots.close()
             elif len(plans) >= _PLANS_KEPT:
                 plans.pop(next(iter(plans))).slots.close()
-            p = plans[key] = _Plan.build(domids, self.layers, census, self._known.vcpus)
+            requests = self._requests() if set(census) & set(BY_STRUCT) else None
+            p = plans[key] = _Plan.build(domids, self.layers, census, self._known.vcpus,
+                                         requests)
         return p
 
     def sweep(self) -> Sweep:
@@ -373,6 +392,7 @@ class Sweeper:
     def _read(self, layer: Layer, probes: list[Probe], calls: Calls,
               raw: array[int] | None) -> Columns:
         bulk = getattr(layer, "read_columns", None)
+        self._fresh()
         if isinstance(layer, SyscallLayer | IoctlLayer):
             # The raw results let the int paths tell an alias from a transient EINTR.
             return layer.read_columns(probes, calls, raw)
@@ -391,8 +411,10 @@ class Sweeper:
         probes = [p.probes[i] for i in pending] if len(pending) < len(p.probes) \
             else p.probes
         refs_before = self._references()
+        self._fresh()
         raw_before = dev.multicall_values(calls)
         columns = [self._read(layer, probes, calls, raw_before) for layer in self.layers]
+        self._fresh()
         raw_after = dev.multicall_values(calls)
         refs_after = self._references()
         ref_before = refs_before.column(p, pending)
@@ -441,13 +463,17 @@ def _compact(c: Columns) -> Columns:
         return c  # a layer returned something wider; keep it as it is
 
 
-def _call(probe: Probe, address: dict[int, int]) -> tuple[int, Args]:
+def _call(probe: Probe, address: dict[int, int],
+          requests: PlatformRequests | None) -> tuple[int, Args]:
     op, cmd = probe.call
     if probe.subject is Subject.VCPU:
         return op, args5(cmd, probe.vcpu or 0)  # VCPUOP_is_up(vcpuid, NULL)
     kexec_type = KEXEC_TYPE.get(probe.quantity)
     if kexec_type is not None:
         return op, args5(cmd, _kexec_status(kexec_type))
+    if probe.quantity in BY_STRUCT:
+        assert requests is not None
+        return op, args5(requests.address(probe.quantity))
     if probe.domid is None:
         return op, args5(cmd)
     return op, args5(cmd, address[probe.domid])

@@ -17,6 +17,11 @@
  *   vcpu_op VCPUOP_is_up         arch/x86/domain.c@4.17:1499-1506 (-ENOENT past the
  *                                caller's vCPUs), common/domain.c@4.17:1649-1651
  *   kexec_op kexec_status (PV)   common/kexec.c@4.17:1199-1214,1216-1265
+ *   platform_op resource_op (61), MSR_READ of MSR_IA32_TSC
+ *                                arch/x86/platform_hypercall.c@4.20:44,69-93,109-216,789-852
+ *   platform_op get_dom0_console (64, 4.18+)
+ *                                arch/x86/platform_hypercall.c@4.20:885-896,
+ *                                drivers/video/vga.c@4.20:200-204
  *
  * and, for the vCPUs, the dom0 kernel's /sys/devices/system/cpu/{possible,online}.
  *
@@ -27,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mock.h"
 
@@ -242,6 +248,104 @@ static int64_t kexec_status(struct scenario *s, uint64_t arg)
     return (kexec_flags >> type) & 1;
 }
 
+/* ---- platform_op (x86/platform_hypercall.c@RELEASE-4.20.0 unless said) ---- */
+
+#define XENPF_INTERFACE_VERSION 0x03000001
+#define MSR_IA32_TSC 0x10
+#define DOM0_CONSOLE_INFO_SIZE 40     /* sizeof(struct dom0_vga_console_info) */
+
+/* check_resource_access (:109-153) and resource_access (:155-216) for the MSRs every
+ * host lets a dom0 read: MSR_IA32_TSC alone (msr_read_allowed :78-79; the CMT, TSX,
+ * MCU_OPT and PPIN MSRs depend on CPU features the mock does not model, so they get
+ * -EPERM here, as on a CPU without them). Writes are allowed only to the CMT MSRs with
+ * cpu_has_pqe (:97-107): -EPERM. Returns nr_done; a failed entry gets its -errno in
+ * u.ret, and the entries up to it are handed back (:819-848). */
+static int64_t resource_op(struct scenario *s, const struct hv_req *r)
+{
+    uint32_t nr, cpu, done = 0, max_cpu = 0;
+    uint64_t handle;
+    uint8_t res[sizeof(r->res)];                /* Xen's xmalloc'd copy; r->res is logged */
+
+    memcpy(res, r->res, sizeof(res));
+
+    memcpy(&nr, r->in.raw + 8, 4);
+    if (nr == 0)
+        return 0;                               /* :796-797 */
+    if (nr > RESOURCE_MAX_ENTRIES)
+        return -EINVAL;                         /* :798-802 */
+    if (r->nres != nr)
+        return -EFAULT;                         /* copy_from_guest failed (:813-818) */
+    memcpy(&cpu, r->in.raw + 12, 4);
+    memcpy(&handle, r->in.raw + 16, 8);
+    for (; done < nr; done++) {
+        uint8_t *e = res + done * RESOURCE_ENTRY_SIZE;
+        uint32_t cmd, rsvd;
+        uint64_t idx;
+        int32_t err = 0;
+        memcpy(&cmd, e, 4);
+        memcpy(&rsvd, e + 4, 4);
+        memcpy(&idx, e + 8, 8);
+        if (rsvd)
+            err = -EINVAL;
+        else if (cmd > 1)
+            err = -EOPNOTSUPP;
+        else if (idx >> 32)
+            err = -EINVAL;
+        else if (cmd == 1 || idx != MSR_IA32_TSC)
+            err = -EPERM;
+        if (err) {
+            memcpy(e, &err, 4);
+            break;
+        }
+    }
+    if (done == 0)                              /* :822-829: entry 0's error only */
+        return uwrite(handle, res, RESOURCE_ENTRY_SIZE) ? -EFAULT : 0;
+    if (s->physinfo_len >= 16)
+        memcpy(&max_cpu, s->physinfo + 12, 4);  /* physinfo's max_cpu_id */
+    if (cpu > max_cpu)
+        return -ENODEV;                         /* :831-836 */
+    for (uint32_t i = 0; i < done; i++) {
+        /* The scaled system time, not the raw TSC (:169-174): nanoseconds here. */
+        struct timespec ts;
+        uint64_t ns;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        memcpy(res + i * RESOURCE_ENTRY_SIZE + 16, &ns, 8);
+    }
+    if (uwrite(handle, res, (size_t)(done < nr ? done + 1 : nr) * RESOURCE_ENTRY_SIZE))
+        return -EFAULT;
+    return done;
+}
+
+/* XENPF_get_dom0_console (4.18+; platform.h@4.18:608-615): with CONFIG_VIDEO, part of a
+ * default x86 build (drivers/video/Kconfig@4.20: VGA default y selects VIDEO), Xen
+ * copies its boot console info, whatever it holds (fill_console_start_info always
+ * returns 1: drivers/video/vga.c@4.18:200-204 .. @4.22:199-203), and returns its size.
+ * The mock has no boot console: video_type 0, all zero. */
+static int64_t dom0_console(struct scenario *s, const struct hv_req *r)
+{
+    static const uint8_t info[DOM0_CONSOLE_INFO_SIZE];
+
+    if (!release_at_least(s, 4, 18))
+        return -ENOSYS;                         /* the switch's default (:899-901) */
+    return uwrite(r->args[0] + 8, info, sizeof(info)) ? -EFAULT : DOM0_CONSOLE_INFO_SIZE;
+}
+
+static int64_t platform_op(struct scenario *s, const struct hv_req *r)
+{
+    if (r->copied)
+        return -EFAULT;                         /* :225-226 */
+    if (r->interface_version != XENPF_INTERFACE_VERSION)
+        return -EACCES;                         /* :228-229 */
+    if (s->role == ROLE_DOMU)
+        return -EPERM;                          /* xsm_platform_op(XSM_PRIV): xsm/dummy.h@4.20:673-677 */
+    switch (r->subop) {
+    case 61: return resource_op(s, r);
+    case 64: return dom0_console(s, r);
+    default: return -ENOSYS;                    /* others: not modelled */
+    }
+}
+
 int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc)
 {
     uint64_t sub = r->args[0];
@@ -264,6 +368,9 @@ int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc)
         if (sub != 6)
             return 0;                   /* other kexec ops: not modelled */
         *rc = kexec_status(s, r->args[1]);
+        return 1;
+    case HC_PLATFORM_OP:
+        *rc = platform_op(s, r);
         return 1;
     case HC_MEMORY_OP:
         if (sub != 18 && sub != 19)

@@ -284,6 +284,22 @@ static void decode(struct hv_req *r)
     case 24:                            /* vcpu_op(int cmd, unsigned int vcpuid, ...) */
         r->subop = (int)r->args[0];
         break;
+    case HC_PLATFORM_OP:
+        /* x86/platform_hypercall.c@4.20:225-229: the struct, then its version. */
+        r->copied = uread(r->in.raw, r->args[0], PLATFORM_OP_SIZE);
+        if (r->copied)
+            break;
+        r->subop = get32(r->in.raw);
+        r->has_iv = 1;
+        r->interface_version = get32(r->in.raw + 4);
+        if (r->subop == 61) {
+            /* XENPF_resource_op: nr_entries, cpu, then the entries' handle (:795-815). */
+            uint32_t nr = get32(r->in.raw + 8);
+            if (nr >= 1 && nr <= RESOURCE_MAX_ENTRIES &&
+                !uread(r->res, get64(r->in.raw + 16), (size_t)nr * RESOURCE_ENTRY_SIZE))
+                r->nres = nr;
+        }
+        break;
     case HC_SYSCTL:
     case HC_DOMCTL:
         r->copied = uread(r->in.raw, r->args[0],

@@ -119,6 +119,18 @@ void jb_req(struct jbuf *j, const struct hv_req *req, size_t nargs)
         jb_u64(j, "interface_version", req->interface_version);
     if (req->has_domain)
         jb_u64(j, "domain", req->domain);
+    if (req->nres) {
+        /* XENPF_resource_op: each entry's cmd (0 MSR_READ, 1 MSR_WRITE) and MSR. */
+        uint64_t cmds[RESOURCE_MAX_ENTRIES], msrs[RESOURCE_MAX_ENTRIES];
+        for (uint32_t i = 0; i < req->nres; i++) {
+            uint32_t c;
+            memcpy(&c, req->res + i * RESOURCE_ENTRY_SIZE, 4);
+            memcpy(&msrs[i], req->res + i * RESOURCE_ENTRY_SIZE + 8, 8);
+            cmds[i] = c;
+        }
+        jb_u64s(j, "resource_cmds", cmds, req->nres);
+        jb_u64s(j, "resource_msrs", msrs, req->nres);
+    }
 }
 
 void jb_finish(struct jbuf *j)

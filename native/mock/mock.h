@@ -18,6 +18,7 @@
 #include <pthread.h>
 
 /* ---- ABI constants (see shared/reference/xen-abi.md) ---- */
+#define HC_PLATFORM_OP 7
 #define HC_MEMORY_OP   12
 #define HC_MULTICALL   13
 #define HC_XEN_VERSION 17
@@ -28,6 +29,9 @@
 #define DOMID_FIRST_RESERVED 0x7FF0
 #define DOMID_SELF           0x7FF0
 
+#define PLATFORM_OP_SIZE     136   /* struct xen_platform_op */
+#define RESOURCE_ENTRY_SIZE  24    /* struct xenpf_resource_entry */
+#define RESOURCE_MAX_ENTRIES 3     /* RESOURCE_ACCESS_MAX_ENTRIES */
 #define SYSCTL_SIZE          136
 #define DOMCTL_SIZE          144
 #define UNION_SIZE           128   /* both wrappers pad their union to 128 */
@@ -120,9 +124,13 @@ struct hv_req {
     int      has_domain;   uint32_t domain;
     int      copied;           /* 0, or -EFAULT if the copy-in failed */
     union {
-        uint8_t  raw[DOMCTL_SIZE];  /* sysctl (136) or domctl (144) copy */
+        uint8_t  raw[DOMCTL_SIZE];  /* sysctl (136), domctl (144) or platform_op (136) copy */
         uint16_t domid;             /* memory_op 3/4/14 */
     } in;
+    /* XENPF_resource_op: its entries, copied in as Xen does before acting on them
+     * (nres 0 when there were none, too many, or they could not be read). */
+    uint32_t nres;
+    uint8_t  res[RESOURCE_MAX_ENTRIES * RESOURCE_ENTRY_SIZE];
 };
 
 enum { VIA_IOCTL, VIA_SYSCALL, VIA_MULTICALL };

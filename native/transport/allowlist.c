@@ -13,6 +13,7 @@
  */
 #include <string.h>
 
+#include "platform_abi.h"
 #include "transport.h"
 
 #define HYPERVISOR_get_debugreg 9 /* public/xen.h@RELEASE-4.17.0:86-110 */
@@ -45,6 +46,9 @@ static const struct {
     {HYPERVISOR_kexec_op, BY_VALUE, 0},  /* op in arg0 (unsigned long), struct in arg1 */
     {HYPERVISOR_sysctl, IN_STRUCT, 136}, /* struct xen_sysctl, every release */
     {HYPERVISOR_domctl, IN_STRUCT, 144}, /* struct xen_domctl, every release */
+    /* struct xen_platform_op: cmd, interface_version, a union padded to 128 bytes,
+     * public/platform.h@RELEASE-4.13.0:621-648 .. @RELEASE-4.22.0:670-700 */
+    {HYPERVISOR_platform_op, IN_STRUCT, XP_PLATFORM_OP_SIZE},
 };
 
 /* One row per allowed pair. A memory_op subop is the whole cmd: continuation bits
@@ -82,6 +86,10 @@ static const struct {
     {HYPERVISOR_sysctl,      3},  /* XEN_SYSCTL_physinfo: public/sysctl.h@RELEASE-4.17.0; fills in physinfo */
     {HYPERVISOR_sysctl,      6},  /* XEN_SYSCTL_getdomaininfolist: same; fills in domain records */
     {HYPERVISOR_domctl,      5},  /* XEN_DOMCTL_getdomaininfo: public/domctl.h@RELEASE-4.17.0; fills in one record */
+    {HYPERVISOR_platform_op, 61}, /* XENPF_resource_op, MSR_READ entries only (xp_check_resource_op):
+                                   * x86/platform_hypercall.c@RELEASE-4.20.0:109-153,789-852; returns nr_done */
+    {HYPERVISOR_platform_op, 64}, /* XENPF_get_dom0_console (4.18+): x86/platform_hypercall.c@RELEASE-4.20.0:885-896;
+                                   * fills in the boot console info, returns its size */
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -130,6 +138,11 @@ int xp_check_domctl_cmd(uint32_t cmd)
     return xp_check_cmd(HYPERVISOR_domctl, cmd);
 }
 
+int xp_check_platform_cmd(uint32_t cmd)
+{
+    return xp_check_cmd(HYPERVISOR_platform_op, cmd);
+}
+
 int xp_check_entry(const xp_multicall_entry *e)
 {
     enum carrier c;
@@ -141,9 +154,33 @@ int xp_check_entry(const xp_multicall_entry *e)
         return XP_DENY_NESTED;
     if (!carrier_of(e->op, &c, &size))
         return XP_DENY_OP;
+    /* A platform_op entry's struct is copied and judged by xp_issue (transport.c). */
+    if (e->op == HYPERVISOR_platform_op)
+        return XP_ALLOWED;
     if (c != BY_VALUE)
         return XP_DENY_NESTED;
     return is_allowed(e->op, e->args[0]) ? XP_ALLOWED : XP_DENY_SUBOP;
+}
+
+/* XENPF_resource_op: how many entries its private copy may hold. Xen refuses more than
+ * RESOURCE_ACCESS_MAX_ENTRIES (3) and does nothing for none
+ * (x86/platform_hypercall.c@RELEASE-4.13.0:39,759-766 .. @RELEASE-4.22.0:45); xenprobe
+ * asks for one or more. */
+int xp_check_resource_count(uint32_t nr_entries)
+{
+    return nr_entries >= 1 && nr_entries <= XP_RESOURCE_MAX ? XP_ALLOWED : XP_DENY_ARGS;
+}
+
+/* Every entry of a XENPF_resource_op, as copied: only XEN_RESOURCE_OP_MSR_READ (0) reads;
+ * XEN_RESOURCE_OP_MSR_WRITE (1, census S6) writes an MSR, and Xen answers other cmds
+ * -EOPNOTSUPP (public/platform.h@RELEASE-4.17.0:557-579). The cmd is the entry's first
+ * 32-bit word. Which MSRs may be read is Xen's own whitelist (msr_read_allowed). */
+int xp_check_resource_entries(const xp_resource_entry *entries, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (entries[i].cmd != 0)
+            return XP_DENY_SUBOP;
+    return XP_ALLOWED;
 }
 
 int xp_check(uint64_t op, const uint64_t args[5])

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "issue.h"
+#include "platform_abi.h"
 #include "privcmd_abi.h"
 #include "transport.h"
 
@@ -60,6 +61,7 @@ int xp_close(int fd)
  * (a Python Buffer, whose address the caller keeps) never becomes a private copy. */
 static void *spare_page;         /* xp_alloc/xp_free: the caller's buffers */
 static void *spare_private_page; /* the private copies xp_issue makes */
+static void *spare_pf_page;      /* ... of a multicall's platform_op structs */
 
 /* Our own pid, for process_vm_readv/writev: asked once and again in a forked child,
  * not on every copy (a system call each, and the copies are on every request). */
@@ -72,6 +74,7 @@ static void in_child(void)
     self = getpid();
     spare_page = NULL;
     spare_private_page = NULL;
+    spare_pf_page = NULL;
 }
 
 __attribute__((constructor)) static void at_load(void)
@@ -236,18 +239,171 @@ static int check_entries(const xp_multicall_entry *e, uint64_t n, int *err)
     return XP_ALLOWED;
 }
 
+/* ------------------------------------------------------------------ platform_op */
+
+/*
+ * A platform_op's private copy: its struct and, for XENPF_resource_op, the entries its
+ * guest handle points to. Xen reads the entries through that handle after reading the
+ * struct (x86/platform_hypercall.c@RELEASE-4.20.0:813), so they are copied once and
+ * judged too, and the copy's handle is rewritten to the copied entries.
+ */
+struct pf_copy {
+    uint8_t op[XP_PLATFORM_OP_SIZE];
+    xp_resource_entry entries[XP_RESOURCE_MAX];
+    uint64_t user;         /* the caller's struct */
+    uint64_t user_entries; /* the caller's entries array; 0 for any other cmd */
+    uint32_t nr;
+};
+
+/* Copies the platform_op at `user` into *pc and judges the copy: 0, ready to issue with
+ * arg0 = pc->op; EFAULT, a part of it could not be read; or XP_REFUSED. */
+static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
+                 uint64_t index, int *err)
+{
+    xp_resource_op ro;
+    uint32_t cmd;
+    int v;
+
+    pc->user = user;
+    pc->nr = 0;
+    pc->user_entries = 0;
+    if (user == 0)
+        return refuse(err, XP_DENY_ARGS, HYPERVISOR_platform_op, 0, index);
+    if (mem->in(pc->op, user, sizeof(pc->op)))
+        return EFAULT;
+    memcpy(&cmd, pc->op, sizeof(cmd));
+    if ((v = xp_check_cmd(HYPERVISOR_platform_op, cmd)) != XP_ALLOWED)
+        return refuse(err, v, HYPERVISOR_platform_op, cmd, index);
+    if (cmd != XENPF_resource_op)
+        return 0;
+    memcpy(&ro, pc->op + XP_RESOURCE_OP_AT, sizeof(ro));
+    /* The count checked is the count copied and the count Xen is given. */
+    if (xp_check_resource_count(ro.nr_entries) != XP_ALLOWED || ro.entries == 0)
+        return refuse(err, XP_DENY_ARGS, HYPERVISOR_platform_op, cmd, index);
+    if (mem->in(pc->entries, ro.entries, ro.nr_entries * sizeof(xp_resource_entry)))
+        return EFAULT;
+    if ((v = xp_check_resource_entries(pc->entries, ro.nr_entries)) != XP_ALLOWED)
+        return refuse(err, v, HYPERVISOR_platform_op, cmd, index);
+    pc->nr = ro.nr_entries;
+    pc->user_entries = ro.entries;
+    ro.entries = (uint64_t)(uintptr_t)pc->entries;
+    memcpy(pc->op + XP_RESOURCE_OP_AT, &ro, sizeof(ro));
+    return 0;
+}
+
+/* Hands back what Xen wrote (the struct: get_dom0_console's info; the entries:
+ * resource_op's values and a failed entry's -errno), the struct with the caller's own
+ * handle: 0 or EFAULT. */
+static int pf_out(const struct pf_copy *pc, uint64_t user, const struct xp_access *mem)
+{
+    uint8_t op[XP_PLATFORM_OP_SIZE];
+
+    memcpy(op, pc->op, sizeof(op));
+    if (pc->nr) {
+        xp_resource_op ro;
+        memcpy(&ro, op + XP_RESOURCE_OP_AT, sizeof(ro));
+        ro.entries = pc->user_entries;
+        memcpy(op + XP_RESOURCE_OP_AT, &ro, sizeof(ro));
+    }
+    if (mem->out(user, op, sizeof(op)))
+        return EFAULT;
+    if (pc->nr && mem->out(pc->user_entries, pc->entries, pc->nr * sizeof(xp_resource_entry)))
+        return EFAULT;
+    return 0;
+}
+
+static int issue_platform_op(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
+                             const struct xp_access *mem, long *ret, int *err)
+{
+    uint64_t user = hc->arg[0];
+    struct pf_copy *pc = alloc_from(&spare_private_page, sizeof(*pc), err);
+    int v;
+
+    if (!pc)
+        return -1;
+    if ((v = pf_in(pc, user, mem, NO_INDEX, err)) != 0) {
+        free_to(&spare_private_page, pc, sizeof(*pc));
+        if (v != EFAULT)
+            return v;
+        /* Nothing to check, so nothing issued; the kernel would say the same. */
+        *ret = -1;
+        *err = EFAULT;
+        return 0;
+    }
+    hc->arg[0] = (uint64_t)(uintptr_t)pc->op;
+    errno = 0;
+    *ret = send(fd, hc);
+    *err = *ret == -1 ? errno : 0;
+    if (pf_out(pc, user, mem)) {
+        *ret = -1;
+        *err = EFAULT;
+    }
+    hc->arg[0] = user;
+    free_to(&spare_private_page, pc, sizeof(*pc));
+    return 0;
+}
+
+static size_t count_platform_ops(const xp_multicall_entry *e, uint64_t n)
+{
+    size_t k = 0;
+    for (uint64_t i = 0; i < n; i++)
+        k += e[i].op == HYPERVISOR_platform_op;
+    return k;
+}
+
+/* A multicall's platform_op entries: each one's struct copied into pcs[] (locked memory
+ * of this call) and judged; the entry's arg0 rewritten to its copy. */
+static int pf_entries_in(xp_multicall_entry *e, uint64_t n, struct pf_copy *pcs, int *err)
+{
+    size_t k = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (e[i].op != HYPERVISOR_platform_op)
+            continue;
+        /* The struct is the caller's, wherever the entries came from. */
+        int v = pf_in(&pcs[k], e[i].args[0], &xp_caller_memory, i, err);
+        if (v == EFAULT) {
+            *err = EFAULT;
+            return EFAULT;
+        }
+        if (v)
+            return v;
+        e[i].args[0] = (uint64_t)(uintptr_t)pcs[k++].op;
+    }
+    return 0;
+}
+
+/* After the multicall: each platform_op entry's arg0 back to the caller's struct, and
+ * what Xen wrote handed back. 0 or EFAULT. */
+static int pf_entries_out(xp_multicall_entry *e, uint64_t n, const struct pf_copy *pcs)
+{
+    size_t k = 0;
+    int rc = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (e[i].op != HYPERVISOR_platform_op)
+            continue;
+        e[i].args[0] = pcs[k].user;
+        if (pf_out(&pcs[k], pcs[k].user, &xp_caller_memory))
+            rc = EFAULT;
+        k++;
+    }
+    return rc;
+}
+
 /* ------------------------------------------------------------------ copy, check, issue */
 
 int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
              const struct xp_access *mem, long *ret, int *err)
 {
     uint64_t user = hc->arg[0];
-    size_t size;
+    size_t size, npf = 0;
+    struct pf_copy *pcs = NULL;
     void *copy;
     int v = xp_check(hc->op, hc->arg);
 
     if (v != XP_ALLOWED)
         return refuse(err, v, hc->op, hc->arg[0], NO_INDEX);
+    if (hc->op == HYPERVISOR_platform_op)
+        return issue_platform_op(fd, hc, send, mem, ret, err);
     if (hc->op == HYPERVISOR_multicall) {
         /* The count checked is the count the copy is sized by and the count issued:
          * all three are this one private word. */
@@ -275,6 +431,22 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
     }
     if (hc->op == HYPERVISOR_multicall) {
         v = check_entries(copy, hc->arg[1], err);
+        if (v == XP_ALLOWED && (npf = count_platform_ops(copy, hc->arg[1]))) {
+            pcs = alloc_from(&spare_pf_page, npf * sizeof(*pcs), err);
+            if (!pcs) {
+                free_to(&spare_private_page, copy, size);
+                return -1;
+            }
+            v = pf_entries_in(copy, hc->arg[1], pcs, err);
+            if (v == EFAULT) {
+                /* A struct that cannot be read: nothing issued, as for the entries. */
+                free_to(&spare_pf_page, pcs, npf * sizeof(*pcs));
+                free_to(&spare_private_page, copy, size);
+                *ret = -1;
+                *err = EFAULT;
+                return 0;
+            }
+        }
     } else {
         uint32_t cmd;
         memcpy(&cmd, copy, sizeof(cmd));
@@ -283,6 +455,7 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
             v = refuse(err, v, hc->op, cmd, NO_INDEX);
     }
     if (v != XP_ALLOWED) {
+        free_to(&spare_pf_page, pcs, npf * sizeof(*pcs));
         free_to(&spare_private_page, copy, size);
         return v;
     }
@@ -290,6 +463,11 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
     errno = 0;
     *ret = send(fd, hc);
     *err = *ret == -1 ? errno : 0;
+    if (pcs && pf_entries_out(copy, hc->arg[1], pcs)) {
+        *ret = -1;
+        *err = EFAULT;
+    }
+    free_to(&spare_pf_page, pcs, npf * sizeof(*pcs));
     /* Xen writes its answer into the struct (or the entries' results): hand it back. A
      * caller that unmapped its struct meanwhile gets what Xen's copy_to_guest gives. */
     if (mem->out(user, copy, size)) {
@@ -381,6 +559,16 @@ static int batch_in(struct batch *b, unsigned count, const uint64_t *ops, const 
             free(b->ops);
             return refuse(err, v, e.op, e.args[0], i);
         }
+        if (e.op == HYPERVISOR_platform_op) {
+            /* Judged here too, so a batch with a refused struct issues none of its
+             * calls; each is copied and judged again when it is issued (xp_issue). */
+            struct pf_copy pc;
+            v = pf_in(&pc, e.args[0], &xp_caller_memory, i, err);
+            if (v != 0 && v != EFAULT) {
+                free(b->ops);
+                return v;
+            }
+        }
     }
     return 0;
 }
@@ -417,7 +605,8 @@ int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
         int why;
         memcpy(hc.arg, &b.args[5 * (size_t)i], sizeof(hc.arg));
         /* Checked again in xp_issue, on the same private words: the same verdict. */
-        if ((rc = xp_issue(fd, &hc, send, &xp_known_memory, &v, &why))) {
+        /* A by-value call reads no memory; a platform_op's struct is the caller's. */
+        if ((rc = xp_issue(fd, &hc, send, &xp_caller_memory, &v, &why))) {
             *err = why;
             break;
         }

@@ -42,9 +42,9 @@ from xenprobe.scenario import load as load_scenario
 ROOT = Path(__file__).resolve().parents[2]
 FLOOR_C = Path(__file__).with_name("floor.c")
 # The census quantities a PV dom0 on Xen 4.17 answers (floor.c's census[]): page size,
-# build-id size, DR6, two sharing counts, hypfs' version, two kexec image types, and
-# VCPUOP_is_up for each of dom0's vCPUs.
-CENSUS_PROBES = 8 + scenario.DOM0_VCPUS
+# build-id size, DR6, two sharing counts, hypfs' version, two kexec image types,
+# resource_op's nr_done, and VCPUOP_is_up for each of dom0's vCPUs.
+CENSUS_PROBES = 9 + scenario.DOM0_VCPUS
 
 
 @dataclass

@@ -63,10 +63,13 @@ struct probe { int q; uint16_t domid; int self; };
  * census modelled, tests/bench/scenario.py) answers, in xenprobe's order
  * (quantities.CENSUS): page size, build-id size, DR6, the two sharing counts, hypfs'
  * version, then (after VCPUOP_is_up per vCPU, Q_VCPU) kexec_status of the default and
- * the crash image, whose arg1 points to a one-byte struct xen_kexec_status. */
+ * the crash image, whose arg1 points to a one-byte struct xen_kexec_status, and
+ * platform_op's resource_op (get_dom0_console is 4.18+), whose arg0 is pf_buf. */
+#define PLATFORM_OP 7
+#define XENPF_RESOURCE_OP 61
 static const struct { uint64_t op, cmd; int kexec_type; } census[] = {
     {17, 7, -1}, {17, 10, -1}, {9, 6, -1}, {12, 18, -1}, {12, 19, -1}, {42, 0, -1},
-    {37, 6, 0}, {37, 6, 1},
+    {37, 6, 0}, {37, 6, 1}, {PLATFORM_OP, XENPF_RESOURCE_OP, -1},
 };
 #define NCENSUS (sizeof(census) / sizeof(census[0]))
 #define NBEFORE_VCPUS 6               /* census[] entries before vcpu_is_up */
@@ -83,13 +86,18 @@ static struct {
     int (*maximum_gpfn)(xc_interface *, uint32_t, unsigned long *);
     long (*get_tot_pages)(xc_interface *, uint32_t);
     long (*memory_op)(xc_interface *, unsigned int, void *, size_t);
+    int (*resource_op)(xc_interface *, uint32_t, void *);
 } xc;
+
+/* struct xc_resource_op (xenctrl.h), as xenprobe's libxc layer fills it. */
+struct xc_resource_op { uint64_t result; uint32_t cpu, nr_entries; void *entries; };
 
 static int fd;
 static uint32_t sysctl_if;
 static size_t record_size;
 static uint8_t *sysctl_buf, *records;
 static uint16_t *domid_slots;         /* one domid_t per domain, pointed to by memory_op */
+static uint8_t *pf_buf;               /* struct xen_platform_op at 0, its entry at 256 */
 static struct entry *entries;
 static uint16_t *domids;
 static size_t ndomids;
@@ -231,6 +239,8 @@ static void plan(void)
             int t = census[p->domid].kexec_type;
             calls[i] = (struct privcmd_hypercall){census[p->domid].op,
                 {census[p->domid].cmd, t < 0 ? 0 : (uint64_t)(uintptr_t)&kexec_types[t]}};
+            if (census[p->domid].op == PLATFORM_OP)
+                calls[i].arg[0] = (uint64_t)(uintptr_t)pf_buf;
             continue;
         }
         if (p->q == Q_VCPU) {  /* vcpu_op(VCPUOP_is_up, vcpuid, NULL) */
@@ -301,6 +311,10 @@ static void layer_libxc(void)
              * (xenprobe's libxc column is absent). */
             if (census[p->domid].op == 17 && census[p->domid].cmd == 7)
                 via_libxc[i] = xc.version(xc.xch, 7, NULL);
+            else if (census[p->domid].op == PLATFORM_OP) {
+                struct xc_resource_op op = {0, 0, 1, pf_buf + 256};
+                via_libxc[i] = xc.resource_op(xc.xch, 1, &op);
+            }
             else if (census[p->domid].op == 12)
                 via_libxc[i] = xc.memory_op(xc.xch, (unsigned)census[p->domid].cmd, NULL, 0);
             else if (census[p->domid].kexec_type >= 0)
@@ -399,6 +413,7 @@ int main(int argc, char **argv)
         *(void **)&xc.get_tot_pages = symbol(lib, "xc_get_tot_pages");
         *(void **)&xc.memory_op = symbol(lib, "xc_memory_op");
         *(void **)&xc.kexec_status = symbol(lib, "xc_kexec_status");
+        *(void **)&xc.resource_op = symbol(lib, "xc_resource_op");
         xc.xch = open_xc(NULL, NULL, 0);
         if (!xc.xch) {
             perror("floor: xc_interface_open");
@@ -407,6 +422,16 @@ int main(int argc, char **argv)
     }
     /* Hypercall buffers locked, as xenprobe's and libxencall's are. */
     sysctl_buf = locked(4096);
+    /* platform_op resource_op: cmd 61, XENPF_INTERFACE_VERSION, one entry on CPU 0, the
+     * entry an MSR_READ (0) of MSR_IA32_TSC (0x10) (xenprobe/platform_requests.py). */
+    pf_buf = locked(4096);
+    {
+        uint32_t head[4] = {XENPF_RESOURCE_OP, 0x03000001, 1, 0};
+        uint64_t handle = (uint64_t)(uintptr_t)(pf_buf + 256), idx = 0x10;
+        memcpy(pf_buf, head, sizeof(head));
+        memcpy(pf_buf + 16, &handle, 8);
+        memcpy(pf_buf + 256 + 8, &idx, 8);
+    }
     records = locked(LIST_CHUNK * record_size);
     domid_slots = locked(most * sizeof(*domid_slots));
     entries = locked(MULTICALL_MAX * sizeof(*entries));

@@ -52,6 +52,14 @@ KEXEC_CMD_kexec_status = 6
 KEXEC_TYPE_DEFAULT, KEXEC_TYPE_CRASH = 0, 1
 XENVER_capabilities, XENVER_changeset, XENVER_commandline = 3, 4, 9
 XENVER_TEXT_LEN = {XENVER_capabilities: 1024, XENVER_changeset: 64, XENVER_commandline: 1024}
+# platform_op (xen/include/public/platform.h): struct xen_platform_op is cmd,
+# interface_version and a 128-byte union; resource_op's union member is nr_entries, cpu
+# and a handle to 24-byte entries {cmd, rsvd, idx, val}. One MSR_READ of MSR_IA32_TSC
+# (0x10) on CPU 0, which Xen lets every dom0 read.
+HYPERVISOR_platform_op = 7
+XENPF_INTERFACE_VERSION = 0x03000001
+XENPF_resource_op, XENPF_get_dom0_console = 61, 64
+XEN_RESOURCE_OP_MSR_READ, MSR_IA32_TSC = 0, 0x10
 XEN_SYSCTL_physinfo = 3
 XEN_SYSCTL_getdomaininfolist = 6
 XEN_DOMCTL_getdomaininfo = 5
@@ -98,7 +106,11 @@ QUANTITIES: dict[str, tuple[int, int, bool]] = {
     "vcpu_is_up": (HYPERVISOR_vcpu_op, VCPUOP_is_up, False),
     "kexec_status_default": (HYPERVISOR_kexec_op, KEXEC_CMD_kexec_status, False),
     "kexec_status_crash": (HYPERVISOR_kexec_op, KEXEC_CMD_kexec_status, False),
+    # arg0 points to a struct xen_platform_op (PLATFORM_CMDS).
+    "dom0_console_size": (HYPERVISOR_platform_op, XENPF_get_dom0_console, False),
+    "resource_op_done": (HYPERVISOR_platform_op, XENPF_resource_op, False),
 }
+PLATFORM_CMDS = {XENPF_get_dom0_console, XENPF_resource_op}
 # vcpu_op(VCPUOP_is_up, vcpuid, NULL): the vcpuid by value in the second argument.
 VCPU_ARG = ("vcpu_is_up",)
 # kexec_op(KEXEC_CMD_kexec_status, &status): struct xen_kexec_status { uint8_t type; }.
@@ -225,21 +237,36 @@ def memory_op_ioctl(subop: int, domid: int | None) -> tuple[int, int]:
         return hypercall(HYPERVISOR_memory_op, subop, arg)
 
 
-def multicall_one(op: int, cmd: int, domid: int | None, by_value: int | None = None,
-                  byte: int | None = None) -> int:
-    """op(cmd, &domid) in a one-entry multicall: the raw signed 64-bit result.  With
-    `by_value`, op(cmd, by_value) instead; with `byte`, op(cmd, &byte)."""
+def _args(buf: HypercallBuffer, at: int, op: int, cmd: int, domid: int | None,
+          vcpu: int | None = None, kexec_type: int | None = None) -> tuple[int, int]:
+    """arg0 and arg1 of one request, its memory written into buf at `at`: (cmd, &domid),
+    (cmd, vcpuid), (cmd, &kexec_type) or (cmd, NULL); for platform_op
+    (&struct xen_platform_op, 0)."""
+    if op == HYPERVISOR_platform_op and cmd in PLATFORM_CMDS:
+        entries = buf.addr + at + 256
+        buf.write(at, struct.pack("<IIIIQ", cmd, XENPF_INTERFACE_VERSION,
+                                  1 if cmd == XENPF_resource_op else 0, 0,
+                                  entries if cmd == XENPF_resource_op else 0).ljust(136, b"\0"))
+        buf.write(at + 256, struct.pack("<IIQQ", XEN_RESOURCE_OP_MSR_READ, 0, MSR_IA32_TSC, 0))
+        return buf.addr + at, 0
+    if vcpu is not None:
+        return cmd, vcpu
+    if kexec_type is not None:
+        buf.write(at, bytes([kexec_type]))
+        return cmd, buf.addr + at
+    if domid is None:
+        return cmd, 0
+    buf.write(at, struct.pack("<H", domid))
+    return cmd, buf.addr + at
+
+
+def multicall_one(op: int, cmd: int, domid: int | None, vcpu: int | None = None,
+                  kexec_type: int | None = None) -> int:
+    """op(cmd, &domid) in a one-entry multicall (or the other shapes of _args): the raw
+    signed 64-bit result."""
     with HypercallBuffer() as buf:
-        arg = 0
-        if domid is not None:
-            buf.write(1024, struct.pack("<H", domid))
-            arg = buf.addr + 1024
-        elif byte is not None:
-            buf.write(1024, bytes([byte]))
-            arg = buf.addr + 1024
-        elif by_value is not None:
-            arg = by_value
-        entry = struct.pack("<8Q", op, 0, cmd, arg, 0, 0, 0, 0)
+        arg0, arg1 = _args(buf, 1024, op, cmd, domid, vcpu, kexec_type)
+        entry = struct.pack("<8Q", op, 0, arg0, arg1, 0, 0, 0, 0)
         buf.write(0, entry)
         ret, err = hypercall(HYPERVISOR_multicall, buf.addr, 1)
         _check(ret, err, "multicall")
@@ -265,16 +292,7 @@ def read_probe(quantity: str, subject: int | None) -> dict[str, Any]:
 
     def plain(call: Any) -> dict[str, int]:
         with HypercallBuffer() as buf:
-            arg = 0
-            if domid is not None:
-                buf.write(0, struct.pack("<H", domid))
-                arg = buf.addr
-            elif kexec_type is not None:
-                buf.write(0, bytes([kexec_type]))
-                arg = buf.addr
-            elif vcpu is not None:
-                arg = vcpu
-            ret, err = call(op, cmd, arg)
+            ret, err = call(op, *_args(buf, 0, op, cmd, domid, vcpu, kexec_type))
             return {"ret": ret, "errno": err}
 
     before = _guard(multicall_one, op, cmd, domid, vcpu, kexec_type)

@@ -95,6 +95,12 @@ CENSUS_CHECKS = {
         raw == 0 == r["kexec_status"]["kexec_status_default"], "no kexec image loaded"),
     "kexec_status_crash": lambda raw, r: (
         raw == 0 == r["kexec_status"]["kexec_status_crash"], "no kexec image loaded"),
+    # sizeof(struct dom0_vga_console_info) as Xen compiles it (xen.h, 4.18+; only probed
+    # where the hypervisor answers it).
+    "dom0_console_size": lambda raw, r: (raw == DOM0_VGA_CONSOLE_INFO_SIZE,
+                                         "sizeof(dom0_vga_console_info) 40"),
+    # nr_done of one MSR_READ of MSR_IA32_TSC, which Xen always allows: the entry asked.
+    "resource_op_done": lambda raw, r: (raw == 1, "one entry asked"),
 }
 
 
@@ -114,6 +120,7 @@ def vcpu_is_up_check(raw: int, vcpu: int, r: dict[str, Any]) -> tuple[bool, str]
     return raw == 1 if vcpu in online else raw in (0, 1), why
 X86_DR6_DEFAULT = 0xFFFF0FF0
 XEN_HYPFS_VERSION = 1  # xen/include/public/hypfs.h
+DOM0_VGA_CONSOLE_INFO_SIZE = 40  # xen/include/public/xen.h, gcc on x86-64
 
 
 @pytest.fixture
@@ -484,11 +491,11 @@ def test_libxc_layer_on_real_xen(s: Session, realxen: RealXen) -> None:
         lx, io = res["layers"]["libxc"], res["layers"]["ioctl"]
         q, raw = res["quantity"], res["raw"]["value"]
         if q in CENSUS_QUANTITIES:
-            # libxc has a function for five census quantities only (docs/census.md):
-            # xc_version's page size, xc_memory_op's sharing counts from 4.17, and
-            # xc_kexec_status for both image types.
-            offered = q == "xen_pagesize" or (q.startswith("sharing_") and release != "4.14") \
-                or q.startswith("kexec_status_")
+            # libxc has a function for six census quantities only (docs/census.md):
+            # xc_version's page size, xc_memory_op's sharing counts from 4.17,
+            # xc_kexec_status for both image types, and xc_resource_op's nr_done.
+            offered = q in ("xen_pagesize", "resource_op_done") or (
+                q.startswith("sharing_") and release != "4.14") or q.startswith("kexec_status_")
             assert (lx["verdict"] != "absent") is offered, res
             if not offered:
                 continue
@@ -534,3 +541,16 @@ def test_dr6_comes_back_sign_flipped_on_every_pv_dom0(s: Session) -> None:
     assert p["multicall"] == p["multicall_after"] == X86_DR6_DEFAULT
     assert p["ioctl"] == p["syscall"] == {"ret": -61456, "errno": 0}
     assert s.check is not None and s.check["exit_code"] == 1
+
+
+def test_platform_op_census_quantities_by_release(s: Session, realxen: RealXen) -> None:
+    """XENPF_resource_op's nr_done on every release, XENPF_get_dom0_console's size from
+    4.18 (before, platform_op's default case answers -ENOSYS: the quantity is absent)."""
+    got = {r["quantity"]: r for r in results(s)}
+    assert got["resource_op_done"]["raw"]["value"] == 1, got.get("resource_op_done")
+    assert ("dom0_console_size" in got) is (realxen.release == "4.20"), sorted(got)
+    for q in ("resource_op_done", "dom0_console_size"):
+        if q in got:
+            assert got[q]["raw_verdict"] == "match", got[q]
+            assert {v["verdict"] for k, v in got[q]["layers"].items()
+                    if k != "libxc"} == {"match"}, got[q]

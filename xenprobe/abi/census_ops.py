@@ -42,3 +42,21 @@ X86_DR6_DEFAULT: Final = 0xFFFF0FF0
 
 # version.h: xen_extraversion_t is char[16].
 XENVER_EXTRAVERSION_BUF: Final = 16
+
+# platform.h: platform_op (hypercall 7) and the two read-only commands probed.
+# struct xen_platform_op is cmd, interface_version and a 128-byte union, every release
+# (platform.h@RELEASE-4.13.0:620-648 .. @RELEASE-4.22.0:670-700).
+PLATFORM_OP: Final = 7
+XENPF_INTERFACE_VERSION: Final = 0x03000001
+XENPF_PLATFORM_OP_SIZE: Final = 136
+XENPF_resource_op: Final = 61
+XENPF_get_dom0_console: Final = 64  # 4.18+
+XENPF_cpu_hotadd: Final = 58        # census S5, refused
+XEN_RESOURCE_OP_MSR_READ: Final = 0
+XEN_RESOURCE_OP_MSR_WRITE: Final = 1  # census S6, refused
+XENPF_RESOURCE_ENTRY_SIZE: Final = 24  # u.cmd/u.ret, rsvd, idx, val
+RESOURCE_ACCESS_MAX_ENTRIES: Final = 3
+# The MSR the resource_op probe reads: Xen allows reading it on every host
+# (msr_read_allowed, x86/platform_hypercall.c@RELEASE-4.20.0:78-79) and answers the
+# scaled system time instead of the raw TSC (:169-173).
+MSR_IA32_TSC: Final = 0x10

@@ -4,7 +4,9 @@
 Written from xen-abi.md section 6 and checked against tools/include/xenctrl.h (before
 4.15: tools/libxc/include/xenctrl.h) at every RELEASE-4.13.0 ... RELEASE-4.22.0 tag.
 Only the read-only functions xenprobe may call are listed. Struct types stay opaque:
-xenprobe never lets libxenctrl fill a struct whose layout it would have to trust.
+xenprobe never lets libxenctrl fill a struct whose layout it would have to trust. The
+exception is xc_resource_op_t, which xenprobe fills in and libxenctrl only reads (and
+writes `result` into); its layout is the same at every release checked.
 
 libxenctrl is built per hypervisor release (SONAME libxenctrl.so.<major>.<minor>) and
 stamps that release's sysctl/domctl interface version into every request, so a library
@@ -31,6 +33,12 @@ typedef unsigned long xen_pfn_t;
 typedef struct xc_dominfo xc_dominfo_t;
 typedef struct xen_domctl_getdomaininfo xc_domaininfo_t;
 typedef struct xen_sysctl_physinfo xc_physinfo_t;
+typedef struct xc_resource_op {
+    uint64_t result;
+    uint32_t cpu;
+    uint32_t nr_entries;
+    void *entries;
+} xc_resource_op_t;
 """
 
 
@@ -83,6 +91,12 @@ FUNCTIONS: tuple[Function, ...] = (
              "long xc_memory_op(xc_interface *xch, unsigned int cmd, void *arg, size_t len);",
              since=(4, 17), note="exported from 4.17 (commit 108d145df8); before, internal "
                                  "do_memory_op"),
+    # xenctrl.h@RELEASE-4.13.0 (tools/libxc/include):2442-2456 .. @RELEASE-4.22.0
+    # (tools/include):2473-2487; entries are xenpf_resource_entry_t.
+    Function("xc_resource_op",
+             "int xc_resource_op(xc_interface *xch, uint32_t nr_ops, xc_resource_op_t *ops);",
+             note="one op: one platform_op whose int rc is the return value and "
+                  "ops->result (xc_resource.c@4.17:22-41); more: a multicall"),
 )
 
 
