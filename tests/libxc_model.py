@@ -34,7 +34,7 @@ XC_VERSION = {"xen_version": 0, "xen_pagesize": 7}
 # Census quantities libxenctrl has no call for (build_id's xc_version case reads len
 # through the pointer; the *2 subops have none; get_debugreg and hypfs_op are not libxc's).
 NO_LIBXC_CALL = ("build_id_size", "extraversion_len", "capabilities_len", "changeset_len",
-                 "commandline_len", "debug_register_6", "hypfs_version")
+                 "commandline_len", "debug_register_6", "hypfs_version", "livepatch_listed")
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,11 @@ ROWS: tuple[Row, ...] = (
         "must be copied and checked too", True),
     Row("R7", "sysctl", hc.SYSCTL, "XEN_SYSCTL_livepatch_op / LIVEPATCH_LIST", 27,
         "payload entries copied", R, D, "PV+PVH",
-        "common/livepatch.c@4.13:1049 @4.17:1250 @4.22:1392", OUT, _BY_STRUCT, True),
+        "common/livepatch.c@4.13:1049 @4.17:1250 @4.22:1392", PROBED,
+        "LIST asking for no entries (nr 0, what xc_livepatch_list_get_sizes asks): "
+        "rc 0, the payload count comes back in the struct's nr; only LIST passes the "
+        "allow-list's check of livepatch_op's own cmd; no raw reading (a sysctl never "
+        "goes in a multicall); absent on a build without CONFIG_LIVEPATCH", True),
     Row("R8", "kexec_op", 37, "KEXEC_CMD_kexec_status", 6,
         "0 or 1: an image is loaded", R, D, "PV",
         "common/kexec.c@4.13:1209 @4.17:1213 @4.22:1213", OUT, _KEXEC),

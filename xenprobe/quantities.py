@@ -29,6 +29,7 @@ class Quantity(enum.StrEnum):
     SHARING_FREED_PAGES = "sharing_freed_pages"
     SHARING_SHARED_PAGES = "sharing_shared_pages"
     HYPFS_VERSION = "hypfs_version"
+    LIVEPATCH_LISTED = "livepatch_listed"
 
 
 # (hypercall, cmd) per quantity; per-domain ones take a pointer to a domid_t.
@@ -49,6 +50,8 @@ CALLS: dict[Quantity, tuple[int, int]] = {
     Quantity.SHARING_FREED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_freed_pages),
     Quantity.SHARING_SHARED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_shared_pages),
     Quantity.HYPFS_VERSION: (co.HYPFS_OP, co.XEN_HYPFS_OP_get_version),
+    # A sysctl: the cmd in a struct (xenprobe.livepatch builds it), LIST inside it.
+    Quantity.LIVEPATCH_LISTED: (hc.SYSCTL, co.XEN_SYSCTL_livepatch_op),
 }
 
 # Host-wide census quantities, probed where the hypervisor offers them: a release
@@ -59,6 +62,11 @@ CENSUS = (Quantity.XEN_PAGESIZE, Quantity.BUILD_ID_SIZE, Quantity.EXTRAVERSION_L
           Quantity.CAPABILITIES_LEN, Quantity.CHANGESET_LEN, Quantity.COMMANDLINE_LEN,
           Quantity.DEBUG_REGISTER_6, Quantity.SHARING_FREED_PAGES,
           Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION)
+
+# Host-wide census quantities whose request is a struct (a sysctl): never in a
+# multicall, so they have no raw reading and are judged against the reference alone;
+# probed where the hypervisor offers them, like CENSUS. Planned after every other probe.
+BY_STRUCT = (Quantity.LIVEPATCH_LISTED,)
 
 PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
               Quantity.MAXIMUM_GPFN)
@@ -135,6 +143,7 @@ def plan(domids: Iterable[int], offered: Iterable[Quantity] = ()) -> list[Probe]
     probes += [Probe(q, Subject.SELF, hc.DOMID_SELF) for q in FOR_SELF]
     probes += [Probe(q, Subject.DOMAIN, d) for d in ids for q in PER_DOMAIN]
     probes.append(Probe(Quantity.CURRENT_RESERVATION, Subject.MISSING, missing_domid(ids)))
+    probes += [Probe(q, Subject.HOST) for q in BY_STRUCT if q in have]
     return probes
 
 

@@ -121,6 +121,9 @@ class Scenario:
     changeset: str = "xenprobe-mock"     # XENVER_changeset's text (char[64])
     commandline: str = ""                # XENVER_commandline's text (char[1024])
     build_id_size: int = 20              # a SHA-1 build-id note
+    # XEN_SYSCTL_livepatch_op LIST: payloads loaded, or None for a build without
+    # CONFIG_LIVEPATCH (default y on x86; Debian's builds have it).
+    livepatch_payloads: int | None = 0
 
     @property
     def guest_type(self) -> str:
@@ -291,6 +294,9 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     changeset = hyp.line("changeset", "xenprobe-mock", 64)
     commandline = hyp.line("commandline", "", 1024)
     build_id_size = hyp.int_in("build_id_size", 1, 1 << 16, 20)
+    livepatch = hyp.get("livepatch", bool, True)
+    # Xen caps one LIST at 1024 entries, not the count: a few thousand is plenty.
+    payloads = hyp.int_in("livepatch_payloads", 0, 4096, 0)
     hangs = tuple(_hang(hyp, h) for h in hyp.get("hang", list, []))
     hyp.done()
 
@@ -320,7 +326,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
                     self_domid, domains, faults, hangs, census, changeset, commandline,
-                    build_id_size)
+                    build_id_size, payloads if livepatch else None)
 
 
 def _domain(source: str, raw: Any, index: int) -> Domain:
@@ -496,6 +502,8 @@ def compile_text(s: Scenario) -> str:
         lines.append(f"census_text changeset {s.changeset.encode().hex() or '-'}")
         lines.append(f"census_text commandline {s.commandline.encode().hex() or '-'}")
         lines.append(f"census_build_id_size {s.build_id_size}")
+        lp = s.livepatch_payloads
+        lines.append(f"census_livepatch {'off' if lp is None else lp}")
     return "\n".join(lines) + "\n"
 
 

@@ -119,6 +119,8 @@ void jb_req(struct jbuf *j, const struct hv_req *req, size_t nargs)
         jb_u64(j, "interface_version", req->interface_version);
     if (req->has_domain)
         jb_u64(j, "domain", req->domain);
+    if (req->has_inner)
+        jb_u64(j, "inner", req->inner);
 }
 
 void jb_finish(struct jbuf *j)

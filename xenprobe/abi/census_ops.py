@@ -31,3 +31,8 @@ X86_DR6_DEFAULT: Final = 0xFFFF0FF0
 
 # version.h: xen_extraversion_t is char[16].
 XENVER_EXTRAVERSION_BUF: Final = 16
+
+# sysctl.h: XEN_SYSCTL_livepatch_op and its own cmd, inside the sysctl union
+# (@RELEASE-4.13.0:936,1063 ... @RELEASE-4.22.0:1105,1256; same numbers and layout).
+XEN_SYSCTL_livepatch_op: Final = 27
+XEN_SYSCTL_LIVEPATCH_LIST: Final = 2
