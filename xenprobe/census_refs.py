@@ -67,7 +67,7 @@ def references(f: Facts) -> dict[Quantity, Truth | None]:
         Quantity.SHARING_SHARED_PAGES: None,
         Quantity.HYPFS_VERSION: None,
         # LIST asking for no entries copies none, and rc is the number copied
-        # (common/livepatch.c@RELEASE-4.17.0:1196-1249, "return rc ? : idx" with idx 0;
+        # (common/livepatch.c@RELEASE-4.17.0:1163,1250, "return rc ? : idx" with idx 0;
         # xenprobe.livepatch): 0 on every build that has livepatch.
         Quantity.LIVEPATCH_LISTED: Truth.exact(0),
     }

@@ -3,7 +3,7 @@
 
 LIST returns in rc how many payload entries it copied into the caller's buffers, and
 leaves in the struct's `nr` how many payloads remain after them (common/livepatch.c
-@RELEASE-4.13.0:989-1049, @RELEASE-4.17.0:1159-1250, @RELEASE-4.22.0:1292-1392).
+@RELEASE-4.13.0:989-1049, @RELEASE-4.17.0:1159-1250, @RELEASE-4.22.0:1288-1392).
 xenprobe asks for none (nr = 0), the request libxenctrl's own
 xc_livepatch_list_get_sizes makes (tools/libs/ctrl/xc_misc.c@RELEASE-4.17.0:653-679):
 Xen then writes no buffer, returns 0 copied, and puts the payload count in `nr`. Asking

@@ -48,6 +48,9 @@ XENVER_capabilities, XENVER_changeset, XENVER_commandline = 3, 4, 9
 XENVER_TEXT_LEN = {XENVER_capabilities: 1024, XENVER_changeset: 64, XENVER_commandline: 1024}
 XEN_SYSCTL_physinfo = 3
 XEN_SYSCTL_getdomaininfolist = 6
+# sysctl livepatch_op and its own cmd LIST (xen/include/public/sysctl.h, 4.13-4.22).
+XEN_SYSCTL_livepatch_op = 27
+XEN_SYSCTL_LIVEPATCH_LIST = 2
 XEN_DOMCTL_getdomaininfo = 5
 
 DOMID_SELF = 0x7FF0
@@ -89,6 +92,9 @@ QUANTITIES: dict[str, tuple[int, int, bool]] = {
     "sharing_shared_pages": (HYPERVISOR_memory_op, 19, False),
     "hypfs_version": (HYPERVISOR_hypfs_op, 0, False),
 }
+# Quantities whose request is a sysctl struct (never in a multicall): read by
+# read_struct_probe, with no multicall reading.
+STRUCT_QUANTITIES = ("livepatch_listed",)
 
 
 def _load_libc() -> ctypes.CDLL:
@@ -253,6 +259,30 @@ def read_probe(quantity: str, domid: int | None) -> dict[str, Any]:
     after = _guard(multicall_one, op, cmd, domid)
     return {"quantity": quantity, "domid": domid, "multicall": before,
             "multicall_after": after, "ioctl": ioctl, "syscall": syscall}
+
+
+def livepatch_list(version: int, call: Any = None) -> dict[str, int]:
+    """sysctl livepatch_op LIST asking for no entries (idx 0, nr 0, NULL handles): the
+    return, errno, and what Xen wrote back into the struct (nr: payloads left, all of
+    them; version: the list's stamp, 1 until a payload is uploaded)."""
+    with HypercallBuffer() as buf:
+        buf.write(0, struct.pack("<IIII", XEN_SYSCTL_livepatch_op, version,
+                                 XEN_SYSCTL_LIVEPATCH_LIST, 0).ljust(SYSCTL_SIZE, b"\0"))
+        ret, err = (call or hypercall)(HYPERVISOR_sysctl, buf.addr)
+        stamp, _, left, _ = struct.unpack("<IIII", buf.read(16, 16))
+        return {"ret": ret, "errno": err, "nr": left, "version": stamp}
+
+
+def read_struct_probe(quantity: str, sysctl_version: int) -> dict[str, Any]:
+    """A STRUCT_QUANTITIES probe through glibc's ioctl and the ioctl system call; no
+    multicall (None), as a sysctl cannot be batched."""
+    if quantity not in STRUCT_QUANTITIES:
+        raise ValueError(quantity)
+    ioctl = livepatch_list(sysctl_version)
+    syscall = livepatch_list(sysctl_version, hypercall_syscall)
+    return {"quantity": quantity, "domid": None, "multicall": None,
+            "multicall_after": None, "ioctl": {"ret": ioctl["ret"], "errno": ioctl["errno"]},
+            "syscall": {"ret": syscall["ret"], "errno": syscall["errno"]}}
 
 
 def xen_extraversion() -> str:
@@ -462,7 +492,8 @@ def read_all(
     domctl_interface_version, getdomaininfo_0, getdomaininfo_nodom, domains (the
     getdomaininfolist records), getdomaininfo (domctl record per listed domain, by
     str(domid)), probes (read_probe of the host quantities, DOMID_SELF, every listed
-    domain and ``extra_probes``), linux (linux_view).
+    domain and ``extra_probes``; a STRUCT_QUANTITIES one without a multicall),
+    livepatch (livepatch_list: LIST with nr 0), linux (linux_view).
     """
     out: dict[str, Any] = {"reader": "tests/realxen/reader.py", "pid": os.getpid()}
     ver = xen_version()
@@ -515,7 +546,10 @@ def read_all(
     for probe in extra_probes or []:
         if probe not in wanted:
             wanted.append(probe)
-    out["probes"] = [read_probe(q, d) for q, d in wanted]
+    if isinstance(sv, int):
+        out["livepatch"] = _guard(livepatch_list, sv)
+    out["probes"] = [read_struct_probe(q, sv) if q in STRUCT_QUANTITIES and isinstance(sv, int)
+                     else read_probe(q, d) for q, d in wanted]
     out["linux"] = linux_view()
     return out
 
