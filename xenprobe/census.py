@@ -120,7 +120,8 @@ ROWS: tuple[Row, ...] = (
         "LIST asking for no entries (nr 0, what xc_livepatch_list_get_sizes asks): "
         "rc 0, the payload count comes back in the struct's nr; only LIST passes the "
         "allow-list's check of livepatch_op's own cmd; no raw reading (a sysctl never "
-        "goes in a multicall); absent on a build without CONFIG_LIVEPATCH", True),
+        "goes in a multicall); libxc xc_livepatch_list_get_sizes (4.14+); absent on a "
+        "build without CONFIG_LIVEPATCH", True),
     Row("R8", "kexec_op", 37, "KEXEC_CMD_kexec_status", 6,
         "0 or 1: an image is loaded", R, D, "PV",
         "common/kexec.c@4.13:1209 @4.17:1213 @4.22:1213", OUT, _KEXEC),

@@ -228,6 +228,8 @@ class LibxcLayer:
         self._close = weakref.finalize(self, self.lib.xc_interface_close, xch)
         self._domid = self.ffi.new("uint16_t *")
         self._ulong = self.ffi.new("unsigned long *")
+        self._nr = self.ffi.new("unsigned int *")       # livepatch LIST's payload count
+        self._totals = self.ffi.new("uint32_t[2]")      # ... its name and metadata sizes
         # offers() per (quantity, subject): the answer depends on nothing else.
         self._offers: dict[tuple[Quantity, Subject], str | None] = {}
         log.debug("libxc_open", library=library.path, release=_name(library.release),
@@ -285,7 +287,13 @@ class LibxcLayer:
             return "xc_get_tot_pages"
         if op == hc.MEMORY_OP and "xc_memory_op" in self.signatures.names:
             return "xc_memory_op"
-        return None  # get_debugreg, hypfs_op, the *2 lengths: libxenctrl has no call
+        if (q is Quantity.LIVEPATCH_LISTED
+                and "xc_livepatch_list_get_sizes" in self.signatures.names):
+            # LIST with nr 0, as xenprobe issues it; the ioctl's int when not 0 (4.14+).
+            return "xc_livepatch_list_get_sizes"
+        # get_debugreg, hypfs_op, the *2 lengths, and livepatch on 4.13 (only
+        # xc_livepatch_list, which returns 0, not LIST's rc): libxenctrl has no call.
+        return None
 
     def read(self, probe: Probe) -> Reading | None:
         fn = self.offers(probe)
@@ -312,6 +320,10 @@ class LibxcLayer:
             ffi.errno = 0
             return _status(int(lib.xc_version(xch, probe.call[1], ffi.NULL)),
                            int(ffi.errno), 32)
+        if fn == "xc_livepatch_list_get_sizes":
+            ffi.errno = 0
+            return _status(int(lib.xc_livepatch_list_get_sizes(
+                xch, self._nr, self._totals, self._totals + 1)), int(ffi.errno), 32)
         if fn == "xc_get_tot_pages":
             ffi.errno = 0
             return _status(int(lib.xc_get_tot_pages(xch, domid)), int(ffi.errno), 64)

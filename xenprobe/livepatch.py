@@ -13,7 +13,8 @@ is -E2BIG, @RELEASE-4.17.0:1166), so no int path can misread it either way.
 
 A sysctl struct cannot go in a multicall (the allow-list refuses struct-carrying ops
 there: their cmd lives behind a pointer), so this quantity has no raw reading; its
-layers are judged against the reference alone.
+layers (syscall, ioctl, and libxenctrl's xc_livepatch_list_get_sizes from 4.14) are
+judged against the reference alone.
 """
 
 from __future__ import annotations

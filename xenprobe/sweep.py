@@ -277,7 +277,7 @@ class Sweeper:
     def _by_struct(self, probe: Probe) -> dict[str, Reading | None]:
         """Every layer's reading of a BY_STRUCT probe: syscall and ioctl issue the
         struct themselves (a batch takes by-value calls only), other layers read it as
-        they read one probe (libxenctrl has no call returning LIST's rc: None)."""
+        they read one probe (libxc: xc_livepatch_list_get_sizes, the same request)."""
         lp = self._known.livepatch
         assert lp is not None and probe.quantity is Quantity.LIVEPATCH_LISTED
         out: dict[str, Reading | None] = {}

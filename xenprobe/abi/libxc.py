@@ -79,6 +79,11 @@ FUNCTIONS: tuple[Function, ...] = (
              "long xc_memory_op(xc_interface *xch, unsigned int cmd, void *arg, size_t len);",
              since=(4, 17), note="exported from 4.17 (commit 108d145df8); before, internal "
                                  "do_memory_op"),
+    Function("xc_livepatch_list_get_sizes",
+             "int xc_livepatch_list_get_sizes(xc_interface *xch, unsigned int *nr, "
+             "uint32_t *name_total_size, uint32_t *metadata_total_size);",
+             since=(4, 14), note="sysctl livepatch_op LIST with nr 0; returns do_sysctl's "
+                                 "int when non-zero, else 0 (xc_misc.c@RELEASE-4.17.0:653-679)"),
 )
 
 
