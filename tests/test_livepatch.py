@@ -139,3 +139,21 @@ def test_the_mock_lists_as_xen_does(tmp_path: Path, release: str, modern: bool) 
     assert got["past"]["rc"] == -22 and got["past"]["names"] == []
     assert got["big"]["rc"] == -7    # E2BIG
     assert got["pad"]["rc"] == -22 and got["lp_pad"]["rc"] == -22
+
+
+def test_probed_on_a_host_without_multicalls(tmp_path: Path) -> None:
+    """A PVH dom0 on 4.14 has no multicall at all: the whole sweep is judged against the
+    references, livepatch_listed among them, the same way."""
+    text = PV_DOM0.replace('release = "4.20"', 'release = "4.14"').replace(
+        "id = 0\nmemory", "id = 0\nhvm = true\nmemory")
+    path = tmp_path / "pvh414.toml"
+    path.write_text(text)
+    s = parse(text, str(path), "pvh414")
+    assert not s.multicall
+    code, report = check_json(str(path))
+    assert report["raw_layer"]["present"] is False
+    (r,) = listed(report)
+    assert (r["raw"], r["raw_verdict"], r["reference"]) == (None, "absent", {"lo": 0, "hi": 0})
+    assert {layer: v["verdict"] for layer, v in r["layers"].items()} == {
+        "syscall": "match", "ioctl": "match", "libxc": "absent"}
+    assert code == 0
