@@ -297,9 +297,12 @@ class Sweeper:
             probe = p.probes[i]
             earlier: list[RefSample] = []
             for attempt in range(1, self.attempts + 1):
-                before = self._references().truth(probe)
+                # Host-wide census references come from sysfs and the source alone:
+                # no getdomaininfolist or physinfo round for them.
+                before = references(read_facts()).get(probe.quantity)
                 readings = self._by_struct(probe)
-                sample = RefSample(before, self._references().truth(probe), readings)
+                after = references(read_facts()).get(probe.quantity)
+                sample = RefSample(before, after, readings)
                 verdicts = judge_by_reference(sample, final=attempt == self.attempts,
                                               earlier=earlier)
                 if verdicts is not None:

@@ -42,8 +42,9 @@ from xenprobe.scenario import load as load_scenario
 ROOT = Path(__file__).resolve().parents[2]
 FLOOR_C = Path(__file__).with_name("floor.c")
 # The census quantities a PV dom0 on Xen 4.17 answers (floor.c's census[]): page size,
-# build-id size, DR6, two sharing counts, hypfs' version.
-CENSUS_PROBES = 6
+# build-id size, DR6, two sharing counts, hypfs' version; and livepatch LIST (a sysctl,
+# no multicall: floor.c's livepatch()).
+CENSUS_PROBES = 7
 
 
 @dataclass
