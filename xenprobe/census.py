@@ -114,8 +114,9 @@ ROWS: tuple[Row, ...] = (
         "arch/x86/platform_hypercall.c@4.13:777 @4.17:808 @4.22:887", OUT,
         _BY_STRUCT + "; read-only only if every entry is MSR_READ, so the entries "
         "must be copied and checked too", True),
-    Row("R7", "sysctl", hc.SYSCTL, "XEN_SYSCTL_livepatch_op / LIVEPATCH_LIST", 27,
-        "payload entries copied", R, D, "PV+PVH",
+    Row("R7", "sysctl", hc.SYSCTL, "LIVEPATCH_LIST (2) in XEN_SYSCTL_livepatch_op", 27,
+        "payload entries copied, at most nr <= 1024: 0 for xenprobe's nr 0 (the count "
+        "comes back in the struct's nr)", R, D, "PV+PVH",
         "common/livepatch.c@4.13:1049 @4.17:1250 @4.22:1392", PROBED,
         "LIST asking for no entries (nr 0, what xc_livepatch_list_get_sizes asks): "
         "rc 0, the payload count comes back in the struct's nr; only LIST passes the "
