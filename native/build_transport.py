@@ -44,6 +44,7 @@ ffi.cdef(
         uint64_t val;
     } xp_resource_entry;
     int xp_check_resource_entries(const xp_resource_entry *entries, uint32_t n);
+    int xp_check_sysctl(const void *copy, size_t size);
     void xp_refusal(uint64_t out[3]);
     int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err);
     int xp_hypercall_syscall(int fd, uint64_t op, const uint64_t args[5], long *ret, int *err);
@@ -63,6 +64,7 @@ ffi.set_source(
     "int xp_check_sysctl_cmd(uint32_t cmd);\n"
     "int xp_check_domctl_cmd(uint32_t cmd);\n"
     "int xp_check_platform_cmd(uint32_t cmd);\n"
+    "int xp_check_sysctl(const void *copy, size_t size);\n"
     "int xp_check_entry(const xp_multicall_entry *e);\n",
     sources=[f"{HERE}/transport.c", f"{HERE}/allowlist.c", f"{HERE}/guard.c"],
     include_dirs=[HERE],

@@ -38,7 +38,8 @@ class Expected:
 # PV dom0's resting DR6, a default build without memory sharing.
 CENSUS_CONSTANTS = {"xen_pagesize": 4096, "debug_register_6": 0xFFFF0FF0,
                     "sharing_freed_pages": 0, "sharing_shared_pages": 0,
-                    "hypfs_version": 1, "dom0_console_size": 40, "resource_op_done": 1}
+                    "hypfs_version": 1, "dom0_console_size": 40, "resource_op_done": 1,
+                    "livepatch_listed": 0}
 
 
 def true_value(s: Scenario, quantity: str, domid: int | None,

@@ -6,6 +6,8 @@ test_readonly.py against the mock's request log."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from xenprobe._transport import ffi, lib
 
@@ -56,8 +58,32 @@ def test_memory_op_continuation_bits_are_another_request() -> None:
 def test_sysctl_and_domctl_commands() -> None:
     """Every command below 2^16 and the top of the 32-bit field."""
     for cmd in [*range(1 << 16), *range((1 << 32) - 256, 1 << 32), 1 << 31]:
-        assert (lib.xp_check_sysctl_cmd(cmd) == 0) is (cmd in {3, 6}), cmd
+        # 27, livepatch_op, passes this first check; its own cmd is checked next.
+        assert (lib.xp_check_sysctl_cmd(cmd) == 0) is (cmd in {3, 6, 27}), cmd
         assert (lib.xp_check_domctl_cmd(cmd) == 0) is (cmd == 5), cmd
+
+
+def sysctl_check(words: bytes, size: int = hc.SYSCTL_SIZE) -> int:
+    buf = ffi.new("uint8_t[]", max(size, len(words), 1))
+    ffi.memmove(buf, words, len(words))
+    return int(lib.xp_check_sysctl(buf, size))
+
+
+def test_sysctl_livepatch_op_is_allowed_with_list_inside_only() -> None:
+    """struct xen_sysctl { cmd 27, interface_version, union { livepatch_op { cmd, pad,
+    ... } } }: every inner cmd below 2^16 and the top of the 32-bit field; only LIST (2)
+    passes. UPLOAD (0) and ACTION (3) change the hypervisor; GET (1) returns no count."""
+    for inner in [*range(1 << 16), *range((1 << 32) - 256, 1 << 32), 1 << 31]:
+        words = struct.pack("<IIII", 27, 0x15, inner, 0)
+        assert (sysctl_check(words) == 0) is (inner == 2), inner
+    # The rest of the struct (interface version, pad, idx, nr, handles) is Xen's to judge.
+    assert sysctl_check(struct.pack("<IIIIIIII", 27, 0, 2, 7, 1, 2, 1024, 9)) == 0
+    # Other sysctl cmds are judged by their cmd alone; a livepatch_op cut short is not
+    # allowed; 2 at offset 8 of another cmd's struct allows nothing.
+    assert sysctl_check(struct.pack("<IIII", 3, 0x15, 0, 0)) == 0
+    assert sysctl_check(struct.pack("<IIII", 2, 0x15, 2, 0)) != 0
+    assert sysctl_check(struct.pack("<II", 27, 0x15), 8) != 0
+    assert sysctl_check(b"", 0) != 0
 
 
 def test_xen_version_subops_past_the_last() -> None:

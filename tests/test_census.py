@@ -106,9 +106,13 @@ def test_the_allow_list_holds_nothing_the_census_does_not_explain() -> None:
             if check(op, sub) == 0:
                 assert (op, sub) in by_value | ALLOWED_OUTSIDE_CENSUS, (op, sub)
     # sysctl/domctl cmds on the list are the struct reads xenprobe's references use
-    # (physinfo, getdomaininfolist, getdomaininfo): success rc 0, outside the census.
+    # (physinfo, getdomaininfolist, getdomaininfo): success rc 0, outside the census;
+    # and the census's own struct row, livepatch_op (R7, LIST only: test_allowlist.py).
+    by_struct = {r.subop for r in ROWS if r.by_struct and r.op == hc.SYSCTL
+                 and r.status is Status.PROBED}
+    assert by_struct == {co.XEN_SYSCTL_livepatch_op}
     assert [c for c in range(1 << 10) if lib.xp_check_sysctl_cmd(c) == 0] == [
-        hc.XEN_SYSCTL_physinfo, hc.XEN_SYSCTL_getdomaininfolist]
+        hc.XEN_SYSCTL_physinfo, hc.XEN_SYSCTL_getdomaininfolist, *sorted(by_struct)]
     assert [c for c in range(1 << 10) if lib.xp_check_domctl_cmd(c) == 0] == [
         hc.XEN_DOMCTL_getdomaininfo]
     # platform_op cmds on the list are the census's probed rows R6 and R5.

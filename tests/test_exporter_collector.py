@@ -23,7 +23,7 @@ from xenprobe.exporter.collector import DaemonCollector, one_shot_registry
 from xenprobe.exporter.config import Config
 from xenprobe.exporter.state import State
 from xenprobe.host import Identity
-from xenprobe.quantities import CENSUS, Probe, Quantity, Subject
+from xenprobe.quantities import CENSUS, UNBATCHED, Probe, Quantity, Subject
 from xenprobe.reading import Reading
 from xenprobe.results import Result
 from xenprobe.sweep import Sweep
@@ -138,7 +138,7 @@ def test_a_healthy_sweep_has_every_mismatch_series_at_zero() -> None:
     # Every host's quantities, and the census ones this host is probed for.
     probed = {dict(k)["quantity"] for k in mismatch}
     assert probed >= set(metrics.QUANTITIES)
-    assert probed - set(metrics.QUANTITIES) <= {q.value for q in CENSUS}
+    assert probed - set(metrics.QUANTITIES) <= {q.value for q in (*CENSUS, *UNBATCHED)}
     assert len(mismatch) == len(probed) * 4 * len(metrics.MISMATCH_VERDICTS)
     assert set(mismatch.values()) == {0}
     assert {dict(k)["layer"] for k in mismatch} == {"raw", "syscall", "ioctl", "libxc"}

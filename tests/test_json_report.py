@@ -102,7 +102,8 @@ def test_views_narrow_the_results_never_the_summary_or_exit_code(tmp_path: Path)
     assert code == 1
     views: list[tuple[list[str], Any]] = [
         (["--summary"], lambda r: False),
-        (["--mismatches"], lambda r: r["raw_verdict"] not in (None, "match", "drift")
+        (["--mismatches"], lambda r: r["raw_verdict"] not in (None, "match", "drift",
+                                                               "absent")
          or any(x["verdict"] in MISMATCH for x in r["layers"].values())),
         (["--quantity", "maximum_gpfn", "--quantity", "xen_version"],
          lambda r: r["quantity"] in ("maximum_gpfn", "xen_version")),

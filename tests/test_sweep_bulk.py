@@ -87,7 +87,7 @@ def test_unanimous_only_where_judge_says_all_match(batch: list[tuple[
 CHECK = r"""
 import json
 from xenprobe.host import Host
-from xenprobe.judge import Sample, judge
+from xenprobe.judge import RefSample, Sample, judge, judge_by_reference
 from xenprobe.layers import ladder
 from xenprobe.logs import configure
 from xenprobe.results import Results, Summary
@@ -103,8 +103,12 @@ for attempts in (1, 3):
     rebuilt = 0
     for r in results:
         via = frozenset(layer.name for layer in layers if layer.via_reference(r.probe))
-        again = judge(Sample(r.raw, r.raw, r.reference, r.reference, r.readings, via),
-                      final=True)
+        if r.raw is None:  # a UNBATCHED quantity: judged by the reference alone
+            again = judge_by_reference(RefSample(r.reference, r.reference, r.readings),
+                                       final=True)
+        else:
+            again = judge(Sample(r.raw, r.raw, r.reference, r.reference, r.readings, via),
+                          final=True)
         if r.attempts == 1 and not any(v.value == "drift" for v in r.verdicts.values()):
             assert dict(again) == dict(r.verdicts), (r, again)
             rebuilt += 1

@@ -53,14 +53,6 @@ R, S = Effect.READ_ONLY, Effect.STATE_CHANGING
 D, N = Build.DEFAULT, Build.NON_DEFAULT
 PROBED, REFUSED, OUT = Status.PROBED, Status.REFUSED, Status.OUT_OF_REACH
 
-# Why the struct-carrying read-only rows wait: their subop is inside a struct the
-# hypervisor reads after the check, so they need the copy-once-check-issue path that
-# sysctl/domctl have (native/transport/transport.c, being reworked in the "Hold under
-# attack" issue); the allow-list grows by them once that path covers them. platform_op
-# has it (transport.c's pf_in: the struct and resource_op's entries).
-_BY_STRUCT = ("subop inside a struct: needs the copy-once-check-issue path for "
-              "sysctl-livepatch before it may go on the allow-list")
-
 ROWS: tuple[Row, ...] = (
     # 1a. Read-only, default x86 build.
     Row("K1", "memory_op", hc.MEMORY_OP, "XENMEM_maximum_ram_page", 2,
@@ -107,9 +99,15 @@ ROWS: tuple[Row, ...] = (
         "nr_done (<= 3)", R, D, "PV+PVH",
         "arch/x86/platform_hypercall.c@4.13:777 @4.17:808 @4.22:887", PROBED,
         by_struct=True),
-    Row("R7", "sysctl", hc.SYSCTL, "XEN_SYSCTL_livepatch_op / LIVEPATCH_LIST", 27,
-        "payload entries copied", R, D, "PV+PVH",
-        "common/livepatch.c@4.13:1049 @4.17:1250 @4.22:1392", OUT, _BY_STRUCT, True),
+    Row("R7", "sysctl", hc.SYSCTL, "LIVEPATCH_LIST (2) in XEN_SYSCTL_livepatch_op", 27,
+        "payload entries copied, at most nr <= 1024: 0 for xenprobe's nr 0 (the count "
+        "comes back in the struct's nr)", R, D, "PV+PVH",
+        "common/livepatch.c@4.13:1049 @4.17:1250 @4.22:1392", PROBED,
+        "LIST asking for no entries (nr 0, what xc_livepatch_list_get_sizes asks): "
+        "rc 0, the payload count comes back in the struct's nr; only LIST passes the "
+        "allow-list's check of livepatch_op's own cmd; no raw reading (xenprobe's "
+        "guard keeps a sysctl out of multicalls); libxc xc_livepatch_list_get_sizes "
+        "(4.14+); absent on a build without CONFIG_LIVEPATCH", True),
     Row("R8", "kexec_op", 37, "KEXEC_CMD_kexec_status", 6,
         "0 or 1: the image type's slot bit (1 after one load)", R, D, "PV",
         "common/kexec.c@4.13:1209 @4.17:1213 @4.22:1213", PROBED),

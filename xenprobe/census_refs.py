@@ -85,6 +85,10 @@ def references(f: Facts) -> dict[Quantity, Truth | None]:
         # (x86/platform_hypercall.c@RELEASE-4.13.0:65-75,132-136 .. @RELEASE-4.20.0:78-79,
         # 169-174): every entry asked.
         Quantity.RESOURCE_OP_DONE: Truth.exact(RESOURCE_ENTRIES),
+        # LIST asking for no entries copies none, and rc is the number copied
+        # (common/livepatch.c@RELEASE-4.17.0:1163,1250, "return rc ? : idx" with idx 0;
+        # xenprobe.livepatch): 0 on every build that has livepatch.
+        Quantity.LIVEPATCH_LISTED: Truth.exact(0),
     }
 
 

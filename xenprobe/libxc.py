@@ -231,6 +231,8 @@ class LibxcLayer:
         self._ulong = self.ffi.new("unsigned long *")
         self._resource_op = self.ffi.new("xc_resource_op_t *")
         self._resource_entries = self.ffi.new("char[]", len(resource_entries()))
+        self._nr = self.ffi.new("unsigned int *")       # livepatch LIST's payload count
+        self._totals = self.ffi.new("uint32_t[2]")      # ... its name and metadata sizes
         # offers() per (quantity, subject): the answer depends on nothing else.
         self._offers: dict[tuple[Quantity, Subject], str | None] = {}
         log.debug("libxc_open", library=library.path, release=_name(library.release),
@@ -292,9 +294,14 @@ class LibxcLayer:
             return "xc_kexec_status"
         if q is Quantity.RESOURCE_OP_DONE and "xc_resource_op" in self.signatures.names:
             return "xc_resource_op"
-        # get_debugreg, hypfs_op, the *2 lengths, get_dom0_console, VCPUOP_is_up:
-        # libxenctrl has no call (xc_vcpu_getinfo reads domctl getvcpuinfo, another
-        # hypercall).
+        if (q is Quantity.LIVEPATCH_LISTED
+                and "xc_livepatch_list_get_sizes" in self.signatures.names):
+            # LIST with nr 0, as xenprobe issues it; the ioctl's int when not 0 (4.14+).
+            return "xc_livepatch_list_get_sizes"
+        # get_debugreg, hypfs_op, the *2 lengths, get_dom0_console, VCPUOP_is_up
+        # (xc_vcpu_getinfo reads domctl getvcpuinfo, another hypercall), and livepatch
+        # on 4.13 (only xc_livepatch_list, which returns 0, not LIST's rc): libxenctrl
+        # has no call.
         return None
 
     def read(self, probe: Probe) -> Reading | None:
@@ -331,6 +338,10 @@ class LibxcLayer:
             op.entries = self._resource_entries
             ffi.errno = 0
             return _status(int(lib.xc_resource_op(xch, 1, op)), int(ffi.errno), 32)
+        if fn == "xc_livepatch_list_get_sizes":
+            ffi.errno = 0
+            return _status(int(lib.xc_livepatch_list_get_sizes(
+                xch, self._nr, self._totals, self._totals + 1)), int(ffi.errno), 32)
         if fn == "xc_get_tot_pages":
             ffi.errno = 0
             return _status(int(lib.xc_get_tot_pages(xch, domid)), int(ffi.errno), 64)

@@ -37,6 +37,7 @@ class Quantity(enum.StrEnum):
     # platform_op: its arg0 points to a struct (platform_requests.py).
     DOM0_CONSOLE_SIZE = "dom0_console_size"
     RESOURCE_OP_DONE = "resource_op_done"
+    LIVEPATCH_LISTED = "livepatch_listed"
 
 
 # (hypercall, cmd) per quantity; per-domain ones take a pointer to a domid_t.
@@ -64,6 +65,8 @@ CALLS: dict[Quantity, tuple[int, int]] = {
     Quantity.KEXEC_STATUS_CRASH: (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
     Quantity.DOM0_CONSOLE_SIZE: (co.PLATFORM_OP, co.XENPF_get_dom0_console),
     Quantity.RESOURCE_OP_DONE: (co.PLATFORM_OP, co.XENPF_resource_op),
+    # A sysctl: the cmd in a struct (xenprobe.livepatch builds it), LIST inside it.
+    Quantity.LIVEPATCH_LISTED: (hc.SYSCTL, co.XEN_SYSCTL_livepatch_op),
 }
 
 KEXEC_TYPE: dict[Quantity, int] = {
@@ -72,7 +75,7 @@ KEXEC_TYPE: dict[Quantity, int] = {
 }
 
 # The quantities whose arg0 is the address of a struct xen_platform_op carrying the cmd.
-BY_STRUCT = (Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE)
+PLATFORM_STRUCT = (Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE)
 
 # Host-wide census quantities, probed where the hypervisor offers them: a release
 # without the subop (the *2 ones before 4.20, hypfs before 4.14), a build without the
@@ -101,6 +104,12 @@ _ABSENT: dict[Quantity, frozenset[int]] = {
     Quantity.RESOURCE_OP_DONE: frozenset({errno.ENOSYS, errno.EPERM}),
 }
 _ENOSYS = frozenset({errno.ENOSYS})
+
+# Host-wide census quantities whose request is a sysctl struct: xenprobe never puts
+# one in a multicall, so they have no raw reading and are judged against the reference
+# alone; probed where the hypervisor offers them, like CENSUS. Planned after every
+# other probe.
+UNBATCHED = (Quantity.LIVEPATCH_LISTED,)
 
 PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
               Quantity.MAXIMUM_GPFN)
@@ -193,6 +202,7 @@ def plan(domids: Iterable[int], offered: Iterable[Quantity] = (),
     probes += [Probe(q, Subject.SELF, hc.DOMID_SELF) for q in FOR_SELF]
     probes += [Probe(q, Subject.DOMAIN, d) for d in ids for q in PER_DOMAIN]
     probes.append(Probe(Quantity.CURRENT_RESERVATION, Subject.MISSING, missing_domid(ids)))
+    probes += [Probe(q, Subject.HOST) for q in UNBATCHED if q in have]
     return probes
 
 

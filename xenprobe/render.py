@@ -18,7 +18,7 @@ from xenprobe.classify import Truth, Verdict
 from xenprobe.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.host import MAX_FRAMES
 from xenprobe.judge import RAW
-from xenprobe.quantities import PER_VCPU, Quantity, Subject
+from xenprobe.quantities import PER_VCPU, UNBATCHED, Quantity, Subject
 from xenprobe.rawlayer import PRESENT
 from xenprobe.reading import Reading
 from xenprobe.results import Result
@@ -119,6 +119,8 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
     risk = ", ".join(r.at_risk)
     note = (f"{r.bits} bits" + (f"; at risk: {risk}" if risk else "")
             if r.bits is not None else "no raw layer (see note)")
+    if r.raw is None and r.probe.quantity in UNBATCHED:
+        note = "no raw reading: xenprobe never puts a sysctl in a multicall"
     if r.probe.guest_set:  # the domU sets this value itself (quantities.GUEST_SET)
         note += "; guest-set"
     raw = reading_text(r.raw) if r.raw is not None else "absent"

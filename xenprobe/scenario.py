@@ -131,6 +131,9 @@ class Scenario:
     # kexec image types loaded once since boot ("default", "crash"): their
     # KEXEC_CMD_kexec_status slot bit reads 1 (native/mock/census.c).
     kexec_loaded: tuple[str, ...] = ()
+    # XEN_SYSCTL_livepatch_op LIST: payloads loaded, or None for a build without
+    # CONFIG_LIVEPATCH (default y on x86; Debian's builds have it).
+    livepatch_payloads: int | None = 0
 
     @property
     def guest_type(self) -> str:
@@ -305,6 +308,9 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     if not set(kexec_loaded) <= {"default", "crash"} or \
             len(set(kexec_loaded)) != len(kexec_loaded):
         raise hyp.fail("kexec_loaded", 'expected a list of "default" and "crash"')
+    livepatch = hyp.get("livepatch", bool, True)
+    # Xen caps one LIST at 1024 entries, not the count: a few thousand is plenty.
+    payloads = hyp.int_in("livepatch_payloads", 0, 4096, 0)
     hangs = tuple(_hang(hyp, h) for h in hyp.get("hang", list, []))
     hyp.done()
 
@@ -338,7 +344,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
                     self_domid, domains, faults, hangs, census, changeset, commandline,
-                    build_id_size, kexec_loaded)
+                    build_id_size, kexec_loaded, payloads if livepatch else None)
 
 
 def _domain(source: str, raw: Any, index: int) -> Domain:
@@ -526,6 +532,8 @@ def compile_text(s: Scenario) -> str:
             lines.append(f"census_vcpus {dom0.vcpus}")
             lines += [f"census_vcpu_offline {v}" for v in dom0.offline_vcpus]
         lines += [f"census_kexec_loaded {t}" for t in s.kexec_loaded]
+        lp = s.livepatch_payloads
+        lines.append(f"census_livepatch {'off' if lp is None else lp}")
     return "\n".join(lines) + "\n"
 
 

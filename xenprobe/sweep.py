@@ -41,11 +41,13 @@ from xenprobe.judge import (
     unanimous,
 )
 from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
+from xenprobe.livepatch import LivepatchList
 from xenprobe.platform_requests import PlatformRequests
 from xenprobe.quantities import (
-    BY_STRUCT,
     CENSUS,
     KEXEC_TYPE,
+    PLATFORM_STRUCT,
+    UNBATCHED,
     Probe,
     Quantity,
     Subject,
@@ -54,7 +56,7 @@ from xenprobe.quantities import (
     plan,
 )
 from xenprobe.rawlayer import RawAbsent
-from xenprobe.reading import Columns, raw_result
+from xenprobe.reading import Columns, Reading, raw_result
 from xenprobe.results import Batch, Result, Results, Summary, truth_of
 from xenprobe.transport import Args, Buffer, Calls, NoMulticall, args5
 
@@ -135,7 +137,7 @@ class _References:
     def column(self, plan: _Plan, indices: Sequence[int]) -> list[Ref]:
         """ref() of the plan's probes at these positions. The per-domain probes, nearly
         all of them, are looked up in bulk."""
-        if len(indices) != len(plan.probes):
+        if len(indices) != len(plan.calls):
             return [self.ref(plan.probes[i]) for i in indices]
         out: list[Ref] = [None] * len(indices)  # maximum_gpfn: no reference
         pages = self.domains
@@ -150,7 +152,8 @@ class _References:
 
 _ESRCH = Truth.error(errnos.ESRCH)
 _INVALID_MAX_VCPU_ID = 0xFFFF_FFFF  # XEN_INVALID_MAX_VCPU_ID, public/domctl.h@4.17:142
-_CENSUS = frozenset(CENSUS)
+_UNBATCHED = frozenset(UNBATCHED)
+_CENSUS = frozenset(CENSUS) | _UNBATCHED
 
 
 @dataclass
@@ -161,7 +164,8 @@ class _Plan:
     domids: tuple[int, ...]
     offered: tuple[Quantity, ...]          # the census quantities this host answers
     probes: list[Probe]
-    calls: Calls
+    calls: Calls                           # for probes[:len(calls)]: the by-value ones
+    by_value: list[Probe]                  # probes[:len(calls)]; UNBATCHED ones follow
     slots: Buffer                          # the domid_t each per-domain call points to
     current: tuple[list[int], list[int]]   # positions and domids of current_reservation
     maximum: tuple[list[int], list[int]]   # ... and of maximum_reservation, per domain
@@ -174,17 +178,18 @@ class _Plan:
               census: tuple[Quantity, ...] = (), vcpus: int = 1,
               requests: PlatformRequests | None = None) -> _Plan:
         probes = plan(domids, census, vcpus)
+        by_value = [p for p in probes if p.quantity not in _UNBATCHED]
         ids = sorted({p.domid for p in probes if p.domid is not None})
         slots = Buffer(2 * max(1, len(ids)))
         address = {}
         for i, domid in enumerate(ids):
             struct.pack_into("<H", slots.view, 2 * i, domid)
             address[domid] = slots.address + 2 * i
-        calls = Calls.of([_call(p, address, requests) for p in probes])
+        calls = Calls.of([_call(p, address, requests) for p in by_value])
         current: tuple[list[int], list[int]] = ([], [])
         maximum: tuple[list[int], list[int]] = ([], [])
         others = []
-        for i, p in enumerate(probes):
+        for i, p in enumerate(by_value):
             if p.subject is Subject.DOMAIN and p.quantity is Quantity.CURRENT_RESERVATION:
                 current[0].append(i)
                 current[1].append(p.domid or 0)
@@ -195,8 +200,8 @@ class _Plan:
                 others.append(i)
         via = {layer.name: frozenset(i for i, p in enumerate(probes)
                                      if layer.via_reference(p)) for layer in layers}
-        return _Plan(domids, census, probes, calls, slots, current, maximum, others, via,
-                     tuple(layers))
+        return _Plan(domids, census, probes, calls, by_value, slots, current, maximum, others,
+                     via, tuple(layers))
 
 
 @dataclass
@@ -229,6 +234,7 @@ class _Known:
     self_domid: int | object | None = _UNKNOWN  # asked once per Host
     offered: tuple[Quantity, ...] | None = None  # census quantities, asked once per Host
     vcpus: int = 1  # the caller's own vCPU count (getdomaininfo), asked with `offered`
+    livepatch: LivepatchList | None = None  # its request buffer, once it is offered
     # One plan per set of layers (by identity; the plan keeps them alive).
     plans: dict[tuple[int, ...], _Plan] = field(default_factory=dict)
     # Set once the multicall answered ENOSYS: the hypervisor will not grow one.
@@ -277,7 +283,7 @@ class Sweeper:
             except CannotProbe:
                 values, errs = self.host.dev.many_values(calls, syscall=True)
                 raw = [-e if e else v for v, e in zip(values, errs, strict=True)]
-            known.offered = offered(raw)
+            known.offered = offered(raw) + self._offered_unbatched()
             if Quantity.VCPU_IS_UP in known.offered:
                 known.vcpus = self._own_vcpus()
             log.debug("census_offered", quantities=[q.value for q in known.offered],
@@ -306,6 +312,55 @@ class Sweeper:
         if self._known.requests is not None:
             self._known.requests.reset()
 
+    def _offered_unbatched(self) -> tuple[Quantity, ...]:
+        """The UNBATCHED quantities this hypervisor answers: livepatch LIST, asked once
+        through the ioctl system call (-ENOSYS: a build without CONFIG_LIVEPATCH)."""
+        lp = LivepatchList(self.host.dev, self.host.identity.sysctl)
+        r, _ = lp.read(syscall=True)
+        if r.failed and r.errno == errnos.ENOSYS:
+            lp.close()
+            return ()
+        self._known.livepatch = lp
+        return (Quantity.LIVEPATCH_LISTED,)
+
+    def _read_unbatched(self, probe: Probe) -> dict[str, Reading | None]:
+        """Every layer's reading of an UNBATCHED probe: syscall and ioctl issue the
+        struct themselves (a batch takes by-value calls only), other layers read it as
+        they read one probe (libxc: xc_livepatch_list_get_sizes, the same request)."""
+        lp = self._known.livepatch
+        assert lp is not None and probe.quantity is Quantity.LIVEPATCH_LISTED
+        out: dict[str, Reading | None] = {}
+        for layer in self.layers:
+            if isinstance(layer, SyscallLayer | IoctlLayer):
+                out[layer.name] = lp.read(syscall=isinstance(layer, SyscallLayer))[0]
+            else:
+                one = layer.read_many([probe], [])
+                out[layer.name] = one[0] if one else None
+        return out
+
+    def _judge_unbatched(self, p: _Plan) -> dict[int, Result]:
+        """The UNBATCHED probes (after the by-value ones in the plan), each read by every
+        layer and judged against the reference alone, as a host without multicalls is."""
+        judged: dict[int, Result] = {}
+        for i in range(len(p.calls), len(p.probes)):
+            probe = p.probes[i]
+            earlier: list[RefSample] = []
+            for attempt in range(1, self.attempts + 1):
+                # Host-wide census references come from sysfs and the source alone:
+                # no getdomaininfolist or physinfo round for them.
+                before = references(read_facts()).get(probe.quantity)
+                readings = self._read_unbatched(probe)
+                after = references(read_facts()).get(probe.quantity)
+                sample = RefSample(before, after, readings)
+                verdicts = judge_by_reference(sample, final=attempt == self.attempts,
+                                              earlier=earlier)
+                if verdicts is not None:
+                    judged[i] = Result(probe, None, sample.ref_before, readings, verdicts,
+                                       attempt)
+                    break
+                earlier.append(sample)
+        return judged
+
     def _planned(self, domids: tuple[int, ...]) -> _Plan:
         plans = self._known.plans
         key = tuple(id(layer) for layer in self.layers)
@@ -316,7 +371,7 @@ class Sweeper:
                 p.slots.close()
             elif len(plans) >= _PLANS_KEPT:
                 plans.pop(next(iter(plans))).slots.close()
-            requests = self._requests() if set(census) & set(BY_STRUCT) else None
+            requests = self._requests() if set(census) & set(PLATFORM_STRUCT) else None
             p = plans[key] = _Plan.build(domids, self.layers, census, self._known.vcpus,
                                          requests)
         return p
@@ -343,12 +398,12 @@ class Sweeper:
         (judge_by_reference), a Result each: hosts without multicalls are small and
         rare, and every probe needs the judge here anyway."""
         n = len(p.probes)
-        judged: dict[int, Result] = {}
+        judged = self._judge_unbatched(p)
         history: dict[int, list[RefSample]] = {}
-        pending = list(range(n))
+        pending = list(range(len(p.calls)))
         for attempt in range(1, self.attempts + 1):
             final = attempt == self.attempts
-            calls = p.calls if len(pending) == n else p.calls.subset(pending)
+            calls = p.calls if len(pending) == len(p.calls) else p.calls.subset(pending)
             probes = [p.probes[i] for i in pending]
             refs_before = self._references()
             columns = [self._read(layer, probes, calls, None) for layer in self.layers]
@@ -377,7 +432,8 @@ class Sweeper:
         until every probe has a verdict or the attempts run out."""
         n = len(p.probes)
         progress = _Progress.start(n)
-        pending = list(range(n))
+        progress.judged.update(self._judge_unbatched(p))
+        pending = list(range(len(p.calls)))
         for attempt in range(1, self.attempts + 1):
             pending = self._attempt(p, progress, pending, attempt,
                                     final=attempt == self.attempts)
@@ -407,9 +463,9 @@ class Sweeper:
         reference. Unanimous probes stay in the batch's columns; the others go to the
         judge. Returns the probes to read again."""
         dev = self.host.dev
-        calls = p.calls if len(pending) == len(p.probes) else p.calls.subset(pending)
-        probes = [p.probes[i] for i in pending] if len(pending) < len(p.probes) \
-            else p.probes
+        calls = p.calls if len(pending) == len(p.calls) else p.calls.subset(pending)
+        probes = [p.probes[i] for i in pending] if len(pending) < len(p.calls) \
+            else p.by_value
         refs_before = self._references()
         self._fresh()
         raw_before = dev.multicall_values(calls)
@@ -422,7 +478,7 @@ class Sweeper:
         agree = unanimous(raw_before, raw_after, ref_before, ref_after,
                           [(c.values, c.errnos, c.absent) for c in columns])
         index = len(progress.batches)
-        whole = len(pending) == len(p.probes)  # every probe, in plan order
+        whole = len(pending) == len(p.calls)  # every by-value probe, in plan order
         progress.batches.append(Batch(attempt, range(len(pending)) if whole else pending,
                                       raw_before, ref_before, [_compact(c) for c in columns]))
         again = []
@@ -471,7 +527,7 @@ def _call(probe: Probe, address: dict[int, int],
     kexec_type = KEXEC_TYPE.get(probe.quantity)
     if kexec_type is not None:
         return op, args5(cmd, _kexec_status(kexec_type))
-    if probe.quantity in BY_STRUCT:
+    if probe.quantity in PLATFORM_STRUCT:
         assert requests is not None
         return op, args5(requests.address(probe.quantity))
     if probe.domid is None:

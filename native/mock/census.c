@@ -24,6 +24,8 @@
  *                                drivers/video/vga.c@4.20:200-204
  *
  * and, for the vCPUs, the dom0 kernel's /sys/devices/system/cpu/{possible,online}.
+ *   sysctl livepatch_op LIST     common/livepatch.c@4.13:989-1049 @4.17:1159-1250
+ *                                (census_livepatch_op, called from hypervisor.c's sysctl)
  *
  * Like faults.c, the state lives here: scenario.c hands over the directive.
  */
@@ -51,6 +53,8 @@ static uint32_t build_id_size = 20;
 static uint32_t vcpus = 1;                     /* the dom0's own vCPUs */
 static uint8_t vcpu_offline[MAX_VCPUS];        /* offline in the dom0 kernel */
 static unsigned long kexec_flags;              /* KEXEC_FLAG_{DEFAULT,CRASH}_POS bits */
+/* Payloads loaded; -1: a build without CONFIG_LIVEPATCH (`census_livepatch N|off`). */
+static long livepatch_payloads = 0;
 
 const char *census_changeset(void) { return changeset; }
 const char *census_commandline(void) { return commandline; }
@@ -119,6 +123,21 @@ int census_directive(const char *name, char **arg, int narg, char *msg, size_t l
         }
         /* One load since boot flips the type's slot bit to 1 (kexec_swap_images). */
         kexec_flags |= 1UL << crash;
+        return 0;
+    }
+    if (!strcmp(name, "census_livepatch")) {
+        long v;
+        char *end;
+        if (narg == 1 && !strcmp(arg[0], "off")) {
+            livepatch_payloads = -1;
+            return 0;
+        }
+        if (narg != 1 || (v = strtol(arg[0], &end, 10)) < 0 || *end || !*arg[0] ||
+            v > 4096) {
+            snprintf(msg, len, "census_livepatch: expected 0..4096 or off");
+            return -1;
+        }
+        livepatch_payloads = v;
         return 0;
     }
     if (strcmp(name, "census"))
@@ -408,6 +427,100 @@ static int cpu_list(char *buf, size_t cap, int online)
     }
     n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "\n");
     return n < cap ? (int)n : -ENOENT;
+}
+
+/*
+ * XEN_SYSCTL_livepatch_op, given the sysctl union (op->u.livepatch) of the request's
+ * copy. CONFIG_LIVEPATCH is `default X86` (common/Kconfig@4.13:350-352 @4.17:362-364
+ * @4.22:499-501), and Debian's 4.14, 4.17 and 4.20 hypervisors have it. Without it the
+ * stub answers -ENOSYS (include/xen/livepatch.h@4.17:166-169) and nothing is copied
+ * back (common/sysctl.c@4.17:479-483,494-496).
+ *
+ * LIST as livepatch_list (common/livepatch.c@4.17:1159-1250; before 4.14 a fixed
+ * XEN_LIVEPATCH_NAME_SIZE stride per name and no metadata, @4.13:989-1049): payload k
+ * is "xenprobe-mock-k", CHECKED, rc 0, no metadata. It returns how many entries it
+ * copied and leaves in `nr` how many remain after them (all of them for nr == 0).
+ * Preemption (hypercall_preempt_check) is not modelled. UPLOAD, GET and ACTION are not
+ * modelled either (-ENOSYS): the allow-list never lets them through.
+ */
+#define LP_NAME_SIZE 128                /* XEN_LIVEPATCH_NAME_SIZE */
+
+static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+
+static int64_t livepatch_list(struct scenario *s, uint8_t *l)
+{
+    int modern = release_at_least(s, 4, 14);   /* name_total_size, metadata */
+    uint32_t idx_in = get32(l + 4), nr = get32(l + 8), cnt = (uint32_t)livepatch_payloads;
+    uint64_t status = get64(l + (modern ? 24 : 16)), name = get64(l + (modern ? 32 : 24));
+    uint64_t lens = get64(l + (modern ? 40 : 32)), mlens = modern ? get64(l + 56) : 0;
+    uint32_t idx = 0, i = 0, total = 0;
+    uint64_t name_offset = 0;
+    int64_t rc = 0;
+
+    if (nr > 1024)
+        return -E2BIG;
+    if (get32(l + 12))
+        return -EINVAL;                 /* pad */
+    if (nr && (!uaccess_ok(status, (uint64_t)nr * 8) || !uaccess_ok(lens, (uint64_t)nr * 4) ||
+               !(modern ? uaccess_ok(mlens, (uint64_t)nr * 4)
+                        : uaccess_ok(name, (uint64_t)nr * LP_NAME_SIZE))))
+        return -EINVAL;
+    if (idx_in >= cnt && cnt)
+        return -EINVAL;
+    for (uint32_t k = 0; k < cnt; k++) {
+        char text[LP_NAME_SIZE];
+        uint32_t name_len = (uint32_t)snprintf(text, sizeof(text), "xenprobe-mock-%u", k) + 1;
+        uint32_t st[2] = {1, 0}, zero = 0;      /* LIVEPATCH_STATE_CHECKED, rc 0 */
+
+        if (!nr) {
+            total += name_len;
+            continue;
+        }
+        if (idx_in > i++)
+            continue;
+        total += name_len;
+        if (modern && !uaccess_ok(name + name_offset, name_len)) {
+            rc = -EINVAL;
+            break;
+        }
+        if (uwrite(modern ? name + name_offset : name + (uint64_t)idx * LP_NAME_SIZE,
+                   text, name_len) ||
+            uwrite(lens + (uint64_t)idx * 4, &name_len, 4) ||
+            uwrite(status + (uint64_t)idx * 8, st, 8) ||
+            (modern && uwrite(mlens + (uint64_t)idx * 4, &zero, 4))) {
+            rc = -EFAULT;
+            break;
+        }
+        idx++;
+        name_offset += name_len;
+        if (idx >= nr)
+            break;
+    }
+    if (modern) {
+        put32(l + 16, total);           /* name_total_size */
+        put32(l + 20, 0);               /* metadata_total_size */
+    }
+    put32(l + 8, cnt - i);              /* nr: remaining */
+    put32(l + 0, 1 + cnt);              /* version: 1, + 1 per upload (@4.17:49,1109-1110) */
+    return rc ? rc : idx;               /* "rc ? : idx" */
+}
+
+int64_t census_livepatch_op(struct scenario *s, uint8_t *op)
+{
+    if (model == OFF || livepatch_payloads < 0)
+        return -ENOSYS;
+    if (get32(op + 4))
+        return -EINVAL;                 /* livepatch_op: pad (@4.17:2032-2033) */
+    switch (get32(op)) {
+    case 2:
+        return livepatch_list(s, op + 8);
+    case 0: case 1: case 3:
+        return -ENOSYS;                 /* not modelled */
+    default:
+        return -EOPNOTSUPP;             /* @4.17:2053-2054 */
+    }
 }
 
 /* drivers/xen/sys-hypervisor.c: guest_type_show and changeset_show print "%s\n". */

@@ -205,6 +205,12 @@ static int64_t sysctl(struct scenario *s, struct hv_req *r)
         put32(b + 24, n);
         break;
     }
+    case 27:                            /* XEN_SYSCTL_livepatch_op (census.c) */
+        rc = census_livepatch_op(s, b + 8);
+        /* copyback unless -ENOSYS/-EOPNOTSUPP, the rc kept (sysctl.c@4.17:479-483,494-496) */
+        if (rc == -ENOSYS || rc == -EOPNOTSUPP)
+            return rc;
+        return uwrite(r->args[0], b, SYSCTL_SIZE) ? -EFAULT : rc;
     default:
         return -ENOSYS;
     }
@@ -309,6 +315,10 @@ static void decode(struct hv_req *r)
         r->subop = get32(r->in.raw);
         r->has_iv = 1;
         r->interface_version = get32(r->in.raw + 4);
+        if (r->op == HC_SYSCTL && r->subop == 27) {
+            r->has_inner = 1;           /* struct xen_sysctl_livepatch_op's cmd */
+            r->inner = get32(r->in.raw + 8);
+        }
         if (r->op == HC_DOMCTL) {
             r->has_domain = 1;
             r->domain = get16(r->in.raw + 8);

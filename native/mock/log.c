@@ -131,6 +131,8 @@ void jb_req(struct jbuf *j, const struct hv_req *req, size_t nargs)
         jb_u64s(j, "resource_cmds", cmds, req->nres);
         jb_u64s(j, "resource_msrs", msrs, req->nres);
     }
+    if (req->has_inner)
+        jb_u64(j, "inner", req->inner);
 }
 
 void jb_finish(struct jbuf *j)

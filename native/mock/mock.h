@@ -122,6 +122,7 @@ struct hv_req {
     int      has_cmd_raw;  uint64_t cmd_raw;
     int      has_iv;       uint32_t interface_version;
     int      has_domain;   uint32_t domain;
+    int      has_inner;    uint32_t inner;  /* sysctl livepatch_op: its own cmd */
     int      copied;           /* 0, or -EFAULT if the copy-in failed */
     union {
         uint8_t  raw[DOMCTL_SIZE];  /* sysctl (136), domctl (144) or platform_op (136) copy */
@@ -194,6 +195,9 @@ int census_model(struct scenario *s, const struct hv_req *r, int64_t *rc);
 /* /sys/hypervisor/guest_type and properties/changeset as the census model's Linux
  * prints them, or -ENOENT without the model. */
 int census_sysfs(const char *path, char *buf, size_t cap);
+/* XEN_SYSCTL_livepatch_op on the request's sysctl union; its rc (sysctl copies the
+ * struct back unless it is -ENOSYS or -EOPNOTSUPP). */
+int64_t census_livepatch_op(struct scenario *s, uint8_t *op);
 /* XENVER_changeset's and XENVER_commandline's texts ("xenprobe-mock" and "" unless a
  * census scenario names them). */
 const char *census_changeset(void);

@@ -85,6 +85,7 @@ static const struct {
     {HYPERVISOR_xen_version, 14}, /* XENVER_commandline2: same */
     {HYPERVISOR_sysctl,      3},  /* XEN_SYSCTL_physinfo: public/sysctl.h@RELEASE-4.17.0; fills in physinfo */
     {HYPERVISOR_sysctl,      6},  /* XEN_SYSCTL_getdomaininfolist: same; fills in domain records */
+    {HYPERVISOR_sysctl,     27},  /* XEN_SYSCTL_livepatch_op: public/sysctl.h@RELEASE-4.17.0:1085; LIST only, checked by xp_check_nested */
     {HYPERVISOR_domctl,      5},  /* XEN_DOMCTL_getdomaininfo: public/domctl.h@RELEASE-4.17.0; fills in one record */
     {HYPERVISOR_platform_op, 61}, /* XENPF_resource_op, MSR_READ entries only (xp_check_resource_op):
                                    * x86/platform_hypercall.c@RELEASE-4.20.0:109-153,789-852; returns nr_done */
@@ -126,6 +127,60 @@ size_t xp_struct_size(uint64_t op)
 int xp_check_cmd(uint64_t op, uint32_t cmd)
 {
     return is_allowed(op, cmd) ? XP_ALLOWED : XP_DENY_SUBOP;
+}
+
+/*
+ * A sysctl that carries a command of its own: XEN_SYSCTL_livepatch_op. Its cmd sits at
+ * the start of the union (offset 8 of struct xen_sysctl, after cmd and
+ * interface_version), in struct xen_sysctl_livepatch_op (public/sysctl.h@RELEASE-4.13.0
+ * :936,1063 ... @RELEASE-4.22.0:1105,1256: the same layout in every release). Only LIST
+ * (2) is read-only: it copies the payload list out (common/livepatch.c@RELEASE-4.17.0
+ * :1159-1250). UPLOAD (0) and ACTION (3) change the hypervisor; GET (1) reads, but
+ * returns 0, not a count, so it is not probed and stays refused.
+ *
+ * LIST only writes into the buffers its handles name (__copy_to_guest_offset) and never
+ * reads them, so they need no private copy: the handles themselves are in the copy.
+ */
+#define XEN_SYSCTL_livepatch_op   27
+#define XEN_SYSCTL_LIVEPATCH_LIST 2
+#define SYSCTL_UNION_OFFSET       8
+
+static int check_livepatch_op(const uint8_t *sysctl, size_t size)
+{
+    uint32_t cmd;
+
+    if (size < SYSCTL_UNION_OFFSET + sizeof(cmd))
+        return XP_DENY_SUBOP;
+    memcpy(&cmd, sysctl + SYSCTL_UNION_OFFSET, sizeof(cmd));
+    return cmd == XEN_SYSCTL_LIVEPATCH_LIST ? XP_ALLOWED : XP_DENY_SUBOP;
+}
+
+/* The check after xp_check_cmd for a struct whose allowed cmd carries a command of its
+ * own, on the same private copy of `size` bytes; XP_ALLOWED for every other cmd. */
+int xp_check_nested(uint64_t op, const void *copy, size_t size)
+{
+    uint32_t cmd;
+
+    if (size < sizeof(cmd))
+        return XP_DENY_SUBOP;
+    memcpy(&cmd, copy, sizeof(cmd));
+    if (op == HYPERVISOR_sysctl && cmd == XEN_SYSCTL_livepatch_op)
+        return check_livepatch_op(copy, size);
+    return XP_ALLOWED;
+}
+
+/* A sysctl struct (its first `size` bytes) as xp_issue judges it: the cmd, then the
+ * command inside it. For tests and diagnostics. */
+int xp_check_sysctl(const void *copy, size_t size)
+{
+    uint32_t cmd;
+    int v;
+
+    if (size < sizeof(cmd))
+        return XP_DENY_SUBOP;
+    memcpy(&cmd, copy, sizeof(cmd));
+    v = xp_check_cmd(HYPERVISOR_sysctl, cmd);
+    return v != XP_ALLOWED ? v : xp_check_nested(HYPERVISOR_sysctl, copy, size);
 }
 
 int xp_check_sysctl_cmd(uint32_t cmd)

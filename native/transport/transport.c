@@ -29,6 +29,7 @@
 
 int xp_check_entry(const xp_multicall_entry *e);
 int xp_check_cmd(uint64_t op, uint32_t cmd);
+int xp_check_nested(uint64_t op, const void *copy, size_t size);
 size_t xp_struct_size(uint64_t op);
 
 #define HYPERVISOR_multicall 13
@@ -451,6 +452,8 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
         uint32_t cmd;
         memcpy(&cmd, copy, sizeof(cmd));
         v = xp_check_cmd(hc->op, cmd);
+        if (v == XP_ALLOWED) /* a command inside the command (sysctl livepatch_op) */
+            v = xp_check_nested(hc->op, copy, size);
         if (v != XP_ALLOWED)
             v = refuse(err, v, hc->op, cmd, NO_INDEX);
     }

@@ -43,8 +43,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOOR_C = Path(__file__).with_name("floor.c")
 # The census quantities a PV dom0 on Xen 4.17 answers (floor.c's census[]): page size,
 # build-id size, DR6, two sharing counts, hypfs' version, two kexec image types,
-# resource_op's nr_done, and VCPUOP_is_up for each of dom0's vCPUs.
-CENSUS_PROBES = 9 + scenario.DOM0_VCPUS
+# resource_op's nr_done, VCPUOP_is_up for each of dom0's vCPUs; and livepatch LIST (a
+# sysctl, no multicall: floor.c's livepatch()).
+CENSUS_PROBES = 10 + scenario.DOM0_VCPUS
 
 
 @dataclass

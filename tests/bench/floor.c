@@ -10,6 +10,8 @@
  *   syscall layer: one ioctl system call per probe (syscall(SYS_ioctl, ...))
  *   ioctl layer: one glibc ioctl() per probe
  *   libxc layer (optional): one libxenctrl call per probe, the function xenprobe calls
+ *   livepatch LIST (nr 0, a sysctl: no multicall) through syscall, ioctl and
+ *     xc_livepatch_list_get_sizes (with libxc), as xenprobe's UNBATCHED probe
  *   raw again, references again
  * and a trivial comparison (raw read twice alike, each layer equal to raw), so nothing
  * is optimised away. No allow-list, no classification: that is xenprobe's own cost.
@@ -87,6 +89,7 @@ static struct {
     long (*get_tot_pages)(xc_interface *, uint32_t);
     long (*memory_op)(xc_interface *, unsigned int, void *, size_t);
     int (*resource_op)(xc_interface *, uint32_t, void *);
+    int (*livepatch_sizes)(xc_interface *, unsigned int *, uint32_t *, uint32_t *);
 } xc;
 
 /* struct xc_resource_op (xenctrl.h), as xenprobe's libxc layer fills it. */
@@ -95,7 +98,7 @@ struct xc_resource_op { uint64_t result; uint32_t cpu, nr_entries; void *entries
 static int fd;
 static uint32_t sysctl_if;
 static size_t record_size;
-static uint8_t *sysctl_buf, *records;
+static uint8_t *sysctl_buf, *records, *livepatch_buf;
 static uint16_t *domid_slots;         /* one domid_t per domain, pointed to by memory_op */
 static uint8_t *pf_buf;               /* struct xen_platform_op at 0, its entry at 256 */
 static struct entry *entries;
@@ -348,10 +351,30 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* sysctl livepatch_op LIST asking for no entries (xenprobe/livepatch.py), through every
+ * layer xenprobe reads it with; 0 when every reading is rc 0. */
+static int livepatch(int with_libxc)
+{
+    uint32_t head[4] = {27, sysctl_if, 2, 0}, totals[2];
+    unsigned int nr;
+    long r[3] = {0, 0, 0};
+
+    memset(livepatch_buf, 0, SYSCTL_SIZE);
+    memcpy(livepatch_buf, head, sizeof(head));
+    struct privcmd_hypercall hc = {SYSCTL, {(uint64_t)(uintptr_t)livepatch_buf}};
+    r[0] = syscall(SYS_ioctl, fd, (unsigned long)IOCTL_PRIVCMD_HYPERCALL, &hc);
+    memcpy(livepatch_buf, head, sizeof(head));
+    r[1] = ioctl(fd, IOCTL_PRIVCMD_HYPERCALL, &hc);
+    if (with_libxc)
+        r[2] = xc.livepatch_sizes(xc.xch, &nr, &totals[0], &totals[1]);
+    return r[0] || r[1] || r[2];
+}
+
 static void sweep(int with_libxc)
 {
     double t0 = now();
     size_t agree = 0;
+    int agree_livepatch;
     uint64_t before, after;
 
     list_domains();
@@ -362,12 +385,14 @@ static void sweep(int with_libxc)
     layer_ioctl();
     if (with_libxc)
         layer_libxc();
+    agree_livepatch = !livepatch(with_libxc);
     multicall(raw_after);
     after = references();
     for (size_t i = 0; i < nprobes; i++)
         agree += raw_before[i] == raw_after[i] && via_syscall[i] == raw_before[i]
                  && via_ioctl[i] == raw_before[i]
                  && (!with_libxc || via_libxc[i] == raw_before[i]);
+    agree += (size_t)agree_livepatch;
     printf("%.9f %zu\n", now() - t0, before == after ? agree : 0);
     fflush(stdout);
 }
@@ -414,6 +439,7 @@ int main(int argc, char **argv)
         *(void **)&xc.memory_op = symbol(lib, "xc_memory_op");
         *(void **)&xc.kexec_status = symbol(lib, "xc_kexec_status");
         *(void **)&xc.resource_op = symbol(lib, "xc_resource_op");
+        *(void **)&xc.livepatch_sizes = symbol(lib, "xc_livepatch_list_get_sizes");
         xc.xch = open_xc(NULL, NULL, 0);
         if (!xc.xch) {
             perror("floor: xc_interface_open");
@@ -432,6 +458,7 @@ int main(int argc, char **argv)
         memcpy(pf_buf + 16, &handle, 8);
         memcpy(pf_buf + 256 + 8, &idx, 8);
     }
+    livepatch_buf = locked(4096);
     records = locked(LIST_CHUNK * record_size);
     domid_slots = locked(most * sizeof(*domid_slots));
     entries = locked(MULTICALL_MAX * sizeof(*entries));

@@ -21,6 +21,7 @@ INT32_MIN = -(1 << 31)
 MAX_ERRNO = 4095
 DOMID_SELF = 0x7FF0
 DOMINF_HVM_GUEST = 1 << 1  # xen/include/public/domctl.h
+ENOSYS = 38
 
 # Agent layer name -> the reader's reading of the same path.
 READER_PATH = {"ioctl": "ioctl", "syscall": "syscall"}
@@ -109,7 +110,7 @@ def mismatches(result: dict[str, Any]) -> dict[str, str]:
     """layer -> verdict for each layer (and "raw") whose verdict is not match/absent/drift."""
     out = {name: layer["verdict"] for name, layer in result["layers"].items()
            if layer["verdict"] not in ("match", "absent", "drift")}
-    if result.get("raw_verdict") not in (None, "match", "drift"):
+    if result.get("raw_verdict") not in (None, "match", "absent", "drift"):
         out["raw"] = result["raw_verdict"]
     return out
 
@@ -197,6 +198,7 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
         f"commandline = {_toml_str(text['commandline'])}",
         f"build_id_size = {int(reader['build_id_size'])}",
         f"kexec_loaded = [{', '.join(_toml_str(t) for t in kexec)}]",
+        *_livepatch_lines(reader.get("livepatch")),
     ]
     for d in reader["domains"]:
         gpfn = probes[("maximum_gpfn", d["domain"])]["multicall"]
@@ -213,6 +215,16 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
         if d["domain"] == 0 and offline:
             lines.append(f"offline_vcpus = [{', '.join(map(str, offline))}]")
     return "\n".join(lines) + "\n"
+
+
+def _livepatch_lines(lp: dict[str, Any] | None) -> list[str]:
+    """The scenario's livepatch keys from the reader's LIST (nr 0): the payload count Xen
+    wrote back, or a build without CONFIG_LIVEPATCH where LIST answered ENOSYS."""
+    if not lp or "ret" not in lp:
+        return []
+    if lp["ret"] == -1 and lp["errno"] == ENOSYS:
+        return ["livepatch = false"]
+    return [f"livepatch_payloads = {int(lp['nr'])}"]
 
 
 # ------------------------------------------------------------------ report vs report

@@ -62,6 +62,9 @@ XENPF_resource_op, XENPF_get_dom0_console = 61, 64
 XEN_RESOURCE_OP_MSR_READ, MSR_IA32_TSC = 0, 0x10
 XEN_SYSCTL_physinfo = 3
 XEN_SYSCTL_getdomaininfolist = 6
+# sysctl livepatch_op and its own cmd LIST (xen/include/public/sysctl.h, 4.13-4.22).
+XEN_SYSCTL_livepatch_op = 27
+XEN_SYSCTL_LIVEPATCH_LIST = 2
 XEN_DOMCTL_getdomaininfo = 5
 
 DOMID_SELF = 0x7FF0
@@ -116,6 +119,9 @@ VCPU_ARG = ("vcpu_is_up",)
 # kexec_op(KEXEC_CMD_kexec_status, &status): struct xen_kexec_status { uint8_t type; }.
 KEXEC_TYPE = {"kexec_status_default": KEXEC_TYPE_DEFAULT,
               "kexec_status_crash": KEXEC_TYPE_CRASH}
+# Quantities whose request is a sysctl struct (never in a multicall): read by
+# read_struct_probe, with no multicall reading.
+STRUCT_QUANTITIES = ("livepatch_listed",)
 
 
 def _load_libc() -> ctypes.CDLL:
@@ -301,6 +307,30 @@ def read_probe(quantity: str, subject: int | None) -> dict[str, Any]:
     after = _guard(multicall_one, op, cmd, domid, vcpu, kexec_type)
     return {"quantity": quantity, "domid": domid, "vcpu": vcpu, "multicall": before,
             "multicall_after": after, "ioctl": ioctl, "syscall": syscall}
+
+
+def livepatch_list(version: int, call: Any = None) -> dict[str, int]:
+    """sysctl livepatch_op LIST asking for no entries (idx 0, nr 0, NULL handles): the
+    return, errno, and what Xen wrote back into the struct (nr: payloads left, all of
+    them; version: the list's stamp, 1 until a payload is uploaded)."""
+    with HypercallBuffer() as buf:
+        buf.write(0, struct.pack("<IIII", XEN_SYSCTL_livepatch_op, version,
+                                 XEN_SYSCTL_LIVEPATCH_LIST, 0).ljust(SYSCTL_SIZE, b"\0"))
+        ret, err = (call or hypercall)(HYPERVISOR_sysctl, buf.addr)
+        stamp, _, left, _ = struct.unpack("<IIII", buf.read(16, 16))
+        return {"ret": ret, "errno": err, "nr": left, "version": stamp}
+
+
+def read_struct_probe(quantity: str, sysctl_version: int) -> dict[str, Any]:
+    """A STRUCT_QUANTITIES probe through glibc's ioctl and the ioctl system call; no
+    multicall (None), as a sysctl cannot be batched."""
+    if quantity not in STRUCT_QUANTITIES:
+        raise ValueError(quantity)
+    ioctl = livepatch_list(sysctl_version)
+    syscall = livepatch_list(sysctl_version, hypercall_syscall)
+    return {"quantity": quantity, "domid": None, "multicall": None,
+            "multicall_after": None, "ioctl": {"ret": ioctl["ret"], "errno": ioctl["errno"]},
+            "syscall": {"ret": syscall["ret"], "errno": syscall["errno"]}}
 
 
 def xen_extraversion() -> str:
@@ -514,7 +544,8 @@ def read_all(
     domctl_interface_version, getdomaininfo_0, getdomaininfo_nodom, domains (the
     getdomaininfolist records), getdomaininfo (domctl record per listed domain, by
     str(domid)), probes (read_probe of the host quantities, DOMID_SELF, every listed
-    domain and ``extra_probes``), linux (linux_view).
+    domain and ``extra_probes``; a STRUCT_QUANTITIES one without a multicall),
+    livepatch (livepatch_list: LIST with nr 0), linux (linux_view).
     """
     out: dict[str, Any] = {"reader": "tests/realxen/reader.py", "pid": os.getpid()}
     ver = xen_version()
@@ -571,7 +602,10 @@ def read_all(
     for probe in extra_probes or []:
         if probe not in wanted:
             wanted.append(probe)
-    out["probes"] = [read_probe(q, d) for q, d in wanted]
+    if isinstance(sv, int):
+        out["livepatch"] = _guard(livepatch_list, sv)
+    out["probes"] = [read_struct_probe(q, sv) if q in STRUCT_QUANTITIES and isinstance(sv, int)
+                     else read_probe(q, d) for q, d in wanted]
     out["linux"] = linux_view()
     return out
 

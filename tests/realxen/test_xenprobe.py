@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from xenprobe.quantities import CENSUS
+from xenprobe.quantities import CENSUS, UNBATCHED
 
 from .boot import EXPECTED_XEN_VERSION
 from .compare import (
@@ -136,8 +136,17 @@ def fail(sess: Session, what: str) -> AssertionError:
 
 
 def results(sess: Session) -> list[dict[str, Any]]:
+    """The results with a raw reading: every probe but the UNBATCHED ones (a sysctl
+    never goes in a multicall), which test_livepatch_list_on_real_xen covers."""
+    return [r for r in all_results(sess) if r["quantity"] not in UNBATCHED_QUANTITIES]
+
+
+def all_results(sess: Session) -> list[dict[str, Any]]:
     assert sess.check is not None
     return list(sess.check["results"])
+
+
+UNBATCHED_QUANTITIES = {q.value for q in UNBATCHED}
 
 
 def reader(sess: Session) -> dict[str, Any]:
@@ -150,7 +159,7 @@ def test_check_ran_and_exit_code_states_the_findings(s: Session) -> None:
     step = s.steps.get("check")
     if step is None or step.rc not in (0, 1):
         raise fail(s, f"xenprobe check exit status {step}; 0 or 1 expected")
-    found = [r for r in results(s) if mismatches(r)]
+    found = [r for r in all_results(s) if mismatches(r)]
     if s.check["exit_code"] != step.rc or step.rc != (1 if found else 0):
         raise fail(s, f"exit {step.rc}, JSON exit_code {s.check['exit_code']}, "
                       f"{len(found)} results with mismatches")
@@ -450,11 +459,11 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
         ("sysctl_interface", str(host["sysctl_interface"])), ("version", host["version"]),
     ): 1.0}
     # The serve sweeps see the same host as the check run (nothing changed in between).
-    per_quantity = Counter(res["quantity"] for res in results(s))
+    per_quantity = Counter(res["quantity"] for res in all_results(s))
     assert samples(m, "xenprobe_probes") == {
         (("quantity", q),): float(n) for q, n in per_quantity.items()}
     expected: Counter[tuple[str, str, str]] = Counter()
-    for res in results(s):
+    for res in all_results(s):
         for layer, verdict in mismatches(res).items():
             expected[(res["quantity"], layer, verdict)] += 1
     assert {k: n for k, n in samples(m, "xenprobe_mismatch").items() if n} == {
@@ -523,6 +532,28 @@ def test_libxc_layer_on_real_xen(s: Session, realxen: RealXen) -> None:
         assert not lost, lost
     print(f"Xen {release}: libxenctrl memory ops via {LIBXC_MEMOP_PATH[release]}",
           *rows, sep="\n  ")
+
+
+def test_livepatch_list_on_real_xen(s: Session) -> None:
+    """Census R7: Debian's hypervisors have CONFIG_LIVEPATCH (default y on x86), so
+    LIST answers; with nothing uploaded since boot its version is still 1 and nr (the
+    payloads left: all) 0 (common/livepatch.c@RELEASE-4.17.0:49,1245-1246). Asking for
+    no entries, rc is 0 entries copied on every path, which the agent reports as a
+    match against that reference, with no raw reading; Debian's libxenctrl (4.14+)
+    makes the same request in xc_livepatch_list_get_sizes and returns 0 too."""
+    lp = reader(s).get("livepatch")
+    assert lp == {"ret": 0, "errno": 0, "nr": 0, "version": 1}, lp
+    (res,) = [r for r in all_results(s) if r["quantity"] == "livepatch_listed"]
+    assert (res["subject"], res["raw"], res["raw_verdict"]) == ("host", None, "absent"), res
+    assert res["reference"] == {"lo": 0, "hi": 0}, res
+    p = reader_probes(reader(s))[("livepatch_listed", None)]
+    assert p["multicall"] is None
+    for layer in READER_PATH:
+        got = res["layers"][layer]
+        assert (got["value"], got["errno"], got["verdict"]) == (0, 0, "match"), res
+        assert reader_layer(p, layer) == (0, 0), p
+    got = res["layers"]["libxc"]
+    assert (got["value"], got["errno"], got["verdict"]) == (0, 0, "match"), res
 
 
 def test_dr6_comes_back_sign_flipped_on_every_pv_dom0(s: Session) -> None:

@@ -60,3 +60,8 @@ RESOURCE_ACCESS_MAX_ENTRIES: Final = 3
 # (msr_read_allowed, x86/platform_hypercall.c@RELEASE-4.20.0:78-79) and answers the
 # scaled system time instead of the raw TSC (:169-173).
 MSR_IA32_TSC: Final = 0x10
+
+# sysctl.h: XEN_SYSCTL_livepatch_op and its own cmd, inside the sysctl union
+# (@RELEASE-4.13.0:936,1063 ... @RELEASE-4.22.0:1105,1256; same numbers and layout).
+XEN_SYSCTL_livepatch_op: Final = 27
+XEN_SYSCTL_LIVEPATCH_LIST: Final = 2

@@ -97,6 +97,11 @@ FUNCTIONS: tuple[Function, ...] = (
              "int xc_resource_op(xc_interface *xch, uint32_t nr_ops, xc_resource_op_t *ops);",
              note="one op: one platform_op whose int rc is the return value and "
                   "ops->result (xc_resource.c@4.17:22-41); more: a multicall"),
+    Function("xc_livepatch_list_get_sizes",
+             "int xc_livepatch_list_get_sizes(xc_interface *xch, unsigned int *nr, "
+             "uint32_t *name_total_size, uint32_t *metadata_total_size);",
+             since=(4, 14), note="sysctl livepatch_op LIST with nr 0; returns do_sysctl's "
+                                 "int when non-zero, else 0 (xc_misc.c@RELEASE-4.17.0:653-679)"),
 )
 
 

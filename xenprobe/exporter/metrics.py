@@ -53,7 +53,7 @@ from xenprobe.classify import MISMATCHES, Risk, Verdict
 from xenprobe.consumers import Consumers
 from xenprobe.exporter import layer_absent
 from xenprobe.judge import RAW
-from xenprobe.quantities import CENSUS, GUEST_SET, Probe, Quantity, Subject
+from xenprobe.quantities import CENSUS, GUEST_SET, UNBATCHED, Probe, Quantity, Subject
 from xenprobe.results import Result
 from xenprobe.sweep import Sweep
 
@@ -65,10 +65,10 @@ FROM_SWEEP = " From the last sweep, taken in the background: scrapes never issue
 
 MISMATCH_VERDICTS = tuple(sorted(v.value for v in MISMATCHES))
 RISKS = tuple(r.value for r in Risk)
-# The quantities every host is probed for; the census quantities (quantities.CENSUS) only
+# The quantities every host is probed for; the census quantities (CENSUS, UNBATCHED) only
 # where the hypervisor offers them, so their series are known from the first sweep that
 # probes them, not before (zeros for all ten on every host would triple the series).
-QUANTITIES = tuple(q.value for q in Quantity if q not in CENSUS)
+QUANTITIES = tuple(q.value for q in Quantity if q not in CENSUS and q not in UNBATCHED)
 # Every layer a sweep can have (xenprobe.layers.ladder, plus raw): known before the first
 # sweep, so counters exist from the first scrape.
 LAYERS = (RAW, "syscall", "ioctl", "libxc")
