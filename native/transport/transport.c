@@ -280,7 +280,9 @@ static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
     /* The count checked is the count copied and the count Xen is given. */
     if (xp_check_resource_count(ro.nr_entries) != XP_ALLOWED || ro.entries == 0)
         return refuse(err, XP_DENY_ARGS, HYPERVISOR_platform_op, cmd, index);
-    if (mem->in(pc->entries, ro.entries, ro.nr_entries * sizeof(xp_resource_entry)))
+    /* Wherever the struct came from, the entries are where its handle says: read them
+     * as any caller's memory, so a bad handle is EFAULT (not a SIGSEGV in the guard). */
+    if (xp_caller_memory.in(pc->entries, ro.entries, ro.nr_entries * sizeof(xp_resource_entry)))
         return EFAULT;
     if ((v = xp_check_resource_entries(pc->entries, ro.nr_entries)) != XP_ALLOWED)
         return refuse(err, v, HYPERVISOR_platform_op, cmd, index);
@@ -307,7 +309,8 @@ static int pf_out(const struct pf_copy *pc, uint64_t user, const struct xp_acces
     }
     if (mem->out(user, op, sizeof(op)))
         return EFAULT;
-    if (pc->nr && mem->out(pc->user_entries, pc->entries, pc->nr * sizeof(xp_resource_entry)))
+    if (pc->nr && xp_caller_memory.out(pc->user_entries, pc->entries,
+                                       pc->nr * sizeof(xp_resource_entry)))
         return EFAULT;
     return 0;
 }
