@@ -56,10 +56,9 @@ PROBED, REFUSED, OUT = Status.PROBED, Status.REFUSED, Status.OUT_OF_REACH
 # Why the struct-carrying read-only rows wait: their subop is inside a struct the
 # hypervisor reads after the check, so they need the copy-once-check-issue path that
 # sysctl/domctl have (native/transport/transport.c, being reworked in the "Hold under
-# attack" issue); the allow-list grows by them once that path covers them. platform_op
-# has it (transport.c's pf_in: the struct and resource_op's entries).
+# attack" issue); the allow-list grows by them once that path covers platform_op.
 _BY_STRUCT = ("subop inside a struct: needs the copy-once-check-issue path for "
-              "sysctl-livepatch before it may go on the allow-list")
+              "platform_op/sysctl-livepatch before it may go on the allow-list")
 _NOT_YET = "read-only and reachable, not yet a quantity (issue 16, remaining work)"
 _IS_UP = (_NOT_YET + ": one subject per dom0 vCPU (vcpuid in arg1, bounded by dom0's "
           "max_vcpus); the reference would be /sys/devices/system/cpu/cpuN/online")
