@@ -8,13 +8,19 @@ test_readonly.py and test_allowlist.py; the races in test_race.py."""
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from tests.mockhost import env_for, read_log
+from xenprobe.abi.platform import DOM0_VGA_CONSOLE_INFO
+from xenprobe.platform_requests import PlatformRequests
+from xenprobe.quantities import CENSUS, Quantity, offered
 from xenprobe.scenario import Scenario, load, parse
 
 # Runs on the mock host (pv-dom0: Xen 4.20, census modelled).
@@ -94,3 +100,100 @@ def test_a_release_before_4_18_has_no_dom0_console(tmp_path: Path) -> None:
         assert out[f"{path_name} console"][:2] == [-1, 38], out
     assert out["multicall console"][:2] == [-38, 38], out
     assert out["ioctl tsc"][0] == 3, out
+
+
+# struct dom0_vga_console_info as xen/include/public/xen.h@RELEASE-4.20.0:915-959 has it,
+# compiled as Xen compiles it (the latest interface version): gcc says its size and
+# offsets, which xenprobe/abi/platform.py's layout (the reference of dom0_console_size)
+# must equal.
+CONSOLE_INFO_C = r"""
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#define __XEN_INTERFACE_VERSION__ 0x00040e00
+typedef struct dom0_vga_console_info {
+    uint8_t video_type;
+    union {
+        struct {
+            uint16_t font_height;
+            uint16_t cursor_x, cursor_y;
+            uint16_t rows, columns;
+        } text_mode_3;
+        struct {
+            uint16_t width, height;
+            uint16_t bytes_per_line;
+            uint16_t bits_per_pixel;
+            uint32_t lfb_base;
+            uint32_t lfb_size;
+            uint8_t  red_pos, red_size;
+            uint8_t  green_pos, green_size;
+            uint8_t  blue_pos, blue_size;
+            uint8_t  rsvd_pos, rsvd_size;
+#if __XEN_INTERFACE_VERSION__ >= 0x00030206
+            uint32_t gbl_caps;
+            uint16_t mode_attrs;
+            uint16_t pad;
+#endif
+#if __XEN_INTERFACE_VERSION__ >= 0x00040d00
+            uint32_t ext_lfb_base;
+#endif
+        } vesa_lfb;
+    } u;
+} dom0_vga_console_info_t;
+#define AT(f) printf("%s %zu\n", #f, offsetof(dom0_vga_console_info_t, u.vesa_lfb.f))
+int main(void)
+{
+    printf("size %zu\n", sizeof(dom0_vga_console_info_t));
+    printf("video_type %zu\n", offsetof(dom0_vga_console_info_t, video_type));
+    AT(width); AT(height); AT(bytes_per_line); AT(bits_per_pixel); AT(lfb_base);
+    AT(lfb_size); AT(red_pos); AT(red_size); AT(green_pos); AT(green_size); AT(blue_pos);
+    AT(blue_size); AT(rsvd_pos); AT(rsvd_size); AT(gbl_caps); AT(mode_attrs); AT(pad);
+    AT(ext_lfb_base);
+    return 0;
+}
+"""
+
+
+def test_the_console_info_layout_is_what_gcc_makes_of_xens_struct(tmp_path: Path) -> None:
+    gcc = shutil.which("gcc")
+    assert gcc is not None, "gcc is needed"
+    src, exe = tmp_path / "info.c", tmp_path / "info"
+    src.write_text(CONSOLE_INFO_C)
+    subprocess.run([gcc, "-std=gnu11", "-o", str(exe), str(src)], check=True, timeout=60)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=10, check=True)
+    got = dict(line.split() for line in out.stdout.splitlines())
+    assert int(got.pop("size")) == DOM0_VGA_CONSOLE_INFO.size == 40
+    assert {f.name: f.offset for f in DOM0_VGA_CONSOLE_INFO.fields} == \
+        {k: int(v) for k, v in got.items()}
+
+
+def test_the_requests_are_written_afresh() -> None:
+    """Xen writes into resource_op's entry (the value read; a failed entry's -errno over
+    its cmd): reset() puts back what is asked, so the next read is not refused."""
+    requests = PlatformRequests()
+    try:
+        at = requests.address(Quantity.RESOURCE_OP_DONE)
+        entries = struct.unpack_from("<Q", requests.buffer.view, at - requests.buffer.address
+                                     + 16)[0]
+        off = entries - requests.buffer.address
+        fresh = bytes(requests.buffer.view[0:requests.buffer.size])
+        requests.buffer.view[off:off + 4] = struct.pack("<i", -1)  # u.ret = -EPERM
+        requests.reset()
+        assert bytes(requests.buffer.view[0:requests.buffer.size]) == fresh
+        assert struct.unpack_from("<IIQ", requests.buffer.view, off) == (0, 0, 0x10)
+    finally:
+        requests.close()
+
+
+def test_absent_answers_of_the_platform_op_quantities() -> None:
+    """-ENOSYS for every census quantity; -EPERM (XSM) for both platform_op ones, and
+    -ENODEV (4.22 without CONFIG_VIDEO) for get_dom0_console: not offered, not findings."""
+    base = {q: 1 for q in CENSUS}
+    for q, err, gone in ((Quantity.DOM0_CONSOLE_SIZE, errno.ENODEV, True),
+                         (Quantity.DOM0_CONSOLE_SIZE, errno.EPERM, True),
+                         (Quantity.RESOURCE_OP_DONE, errno.EPERM, True),
+                         (Quantity.RESOURCE_OP_DONE, errno.ENODEV, False),
+                         (Quantity.HYPFS_VERSION, errno.EPERM, False),
+                         (Quantity.RESOURCE_OP_DONE, errno.ENOSYS, True)):
+        raw = [(-err if p is q else v) for p, v in base.items()]
+        assert (q not in offered(raw)) is gone, (q, err)

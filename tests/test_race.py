@@ -444,11 +444,21 @@ from xenprobe import guard
 from xenprobe.errors import Refused
 res = {}
 BAD = 0xdead0000
-for op in (35, 36, 13):
+for op in (35, 36, 13, 7):
     for path in ("ioctl", "syscall"):
         a = args5(BAD, 1)
         r = getattr(dev, path)(op, a)
         res[f"{path} {op}"] = [r.value, r.errno]
+# A resource_op whose struct is fine but whose entries handle is bad, alone and inside a
+# multicall: nothing can be checked, so nothing is issued.
+pf = Buffer(136)
+pf.view[0:24] = struct.pack("<IIIIQ", 61, 0x03000001, 1, 0, BAD)
+for path in ("ioctl", "syscall"):
+    r = getattr(dev, path)(7, args5(pf.address))
+    res[f"{path} resource_op entries"] = [r.value, r.errno]
+me = ffi.new("xp_multicall_entry[1]")
+me[0].op, me[0].args[0] = 7, pf.address
+res["multicall resource_op entries"] = [lib.xp_multicall(fd, me, 1, ret, err), ret[0], err[0]]
 # The request itself behind a bad pointer, on every native entry point.
 bad = ffi.cast("uint64_t *", BAD)
 res["xp_hypercall_ioctl args"] = [lib.xp_hypercall_ioctl(fd, 17, bad, ret, err), ret[0], err[0]]
@@ -472,6 +482,8 @@ res["guard request"] = [r, ffi.errno]
 hs = ffi.new("uint64_t[6]", [35, 8, 0, 0, 0, 0])
 r = racer.racer_ioctl(fd, HYPERCALL, addr(hs))
 res["guard sysctl"] = [r, ffi.errno]
+# (The guard reads a struct's entries with memcpy too: they are libxencall's buffers,
+# which /dev/xen/hypercall maps VM_IO, out of process_vm_readv's reach.)
 print(json.dumps(res))
 """
 
@@ -485,10 +497,13 @@ def test_bad_pointers_give_efault_not_a_crash(tmp_path: Path, racer: Path) -> No
     assert p.returncode == 0, (p.returncode, p.stderr)
     res = json.loads(p.stdout.splitlines()[-1])
     efault = 14
-    for op in (35, 36, 13):
+    for op in (35, 36, 13, 7):
         for path in ("ioctl", "syscall"):
             # What the kernel answers when it cannot read the request: -1, EFAULT.
             assert res[f"{path} {op}"] == [-1, efault], (path, op, res)
+    for path in ("ioctl", "syscall"):
+        assert res[f"{path} resource_op entries"] == [-1, efault], res
+    assert res["multicall resource_op entries"] == [0, -1, efault], res
     assert res["xp_hypercall_ioctl args"] == [0, -1, efault], res
     assert res["xp_hypercall_syscall args"] == [0, -1, efault], res
     assert res["xp_multicall entries"] == [0, -1, efault], res

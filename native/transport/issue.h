@@ -46,8 +46,8 @@ typedef long (*xp_send_fn)(int fd, struct privcmd_hypercall *hc);
  * caller's reach (a value on its own stack). A sysctl, domctl, platform_op or
  * multicall's struct is copied here (through `mem`), once, into locked memory of this
  * call; checked; issued with arg0 pointing at the copy; copied back afterwards. So are
- * a XENPF_resource_op's entries and a multicall's platform_op structs (always through
- * xp_caller_memory: they are the caller's, wherever the entries came from).
+ * a XENPF_resource_op's entries and a multicall's platform_op structs, through `mem`
+ * too: on the guard's path they are libxencall's buffers as well.
  *   0           issued, or answered as the kernel would without issuing (the struct
  *               could not be read: *ret -1, *err EFAULT); *ret is what send returned,
  *               *err its errno when *ret is -1, else 0;

@@ -281,6 +281,8 @@ static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
     /* The count checked is the count copied and the count Xen is given. */
     if (xp_check_resource_count(ro.nr_entries) != XP_ALLOWED || ro.entries == 0)
         return refuse(err, XP_DENY_ARGS, HYPERVISOR_platform_op, cmd, index);
+    /* The entries are read like the struct: on the guard's path they are libxencall's
+     * buffers, which process_vm_readv cannot read (/dev/xen/hypercall maps them VM_IO). */
     if (mem->in(pc->entries, ro.entries, ro.nr_entries * sizeof(xp_resource_entry)))
         return EFAULT;
     if ((v = xp_check_resource_entries(pc->entries, ro.nr_entries)) != XP_ALLOWED)
@@ -353,15 +355,16 @@ static size_t count_platform_ops(const xp_multicall_entry *e, uint64_t n)
 }
 
 /* A multicall's platform_op entries: each one's struct copied into pcs[] (locked memory
- * of this call) and judged; the entry's arg0 rewritten to its copy. */
-static int pf_entries_in(xp_multicall_entry *e, uint64_t n, struct pf_copy *pcs, int *err)
+ * of this call) through `mem`, as the entries were, and judged; the entry's arg0
+ * rewritten to its copy. */
+static int pf_entries_in(xp_multicall_entry *e, uint64_t n, struct pf_copy *pcs,
+                         const struct xp_access *mem, int *err)
 {
     size_t k = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (e[i].op != HYPERVISOR_platform_op)
             continue;
-        /* The struct is the caller's, wherever the entries came from. */
-        int v = pf_in(&pcs[k], e[i].args[0], &xp_caller_memory, i, err);
+        int v = pf_in(&pcs[k], e[i].args[0], mem, i, err);
         if (v == EFAULT) {
             *err = EFAULT;
             return EFAULT;
@@ -375,7 +378,8 @@ static int pf_entries_in(xp_multicall_entry *e, uint64_t n, struct pf_copy *pcs,
 
 /* After the multicall: each platform_op entry's arg0 back to the caller's struct, and
  * what Xen wrote handed back. 0 or EFAULT. */
-static int pf_entries_out(xp_multicall_entry *e, uint64_t n, const struct pf_copy *pcs)
+static int pf_entries_out(xp_multicall_entry *e, uint64_t n, const struct pf_copy *pcs,
+                          const struct xp_access *mem)
 {
     size_t k = 0;
     int rc = 0;
@@ -383,7 +387,7 @@ static int pf_entries_out(xp_multicall_entry *e, uint64_t n, const struct pf_cop
         if (e[i].op != HYPERVISOR_platform_op)
             continue;
         e[i].args[0] = pcs[k].user;
-        if (pf_out(&pcs[k], pcs[k].user, &xp_caller_memory))
+        if (pf_out(&pcs[k], pcs[k].user, mem))
             rc = EFAULT;
         k++;
     }
@@ -438,7 +442,7 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
                 free_to(&spare_private_page, copy, size);
                 return -1;
             }
-            v = pf_entries_in(copy, hc->arg[1], pcs, err);
+            v = pf_entries_in(copy, hc->arg[1], pcs, mem, err);
             if (v == EFAULT) {
                 /* A struct that cannot be read: nothing issued, as for the entries. */
                 free_to(&spare_pf_page, pcs, npf * sizeof(*pcs));
@@ -466,7 +470,7 @@ int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
     errno = 0;
     *ret = send(fd, hc);
     *err = *ret == -1 ? errno : 0;
-    if (pcs && pf_entries_out(copy, hc->arg[1], pcs)) {
+    if (pcs && pf_entries_out(copy, hc->arg[1], pcs, mem)) {
         *ret = -1;
         *err = EFAULT;
     }
@@ -672,8 +676,9 @@ int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
         }
         struct privcmd_hypercall hc = {.op = HYPERVISOR_multicall,
                                        .arg = {(uint64_t)(uintptr_t)e, n, 0, 0, 0}};
-        /* The entries are our own: no system call to read them. */
-        rc = xp_issue(fd, &hc, send_ioctl, &xp_known_memory, &r, err);
+        /* The entries are our own, but a platform_op entry's struct is the caller's: read
+         * through process_vm_readv, a bad pointer there is EFAULT. */
+        rc = xp_issue(fd, &hc, send_ioctl, &xp_caller_memory, &r, err);
         *ret = (int)r;
         if (rc || *ret != 0)
             break;
