@@ -96,6 +96,26 @@ def test_a_pvh_dom0_offline_vcpu_may_be_up_and_is_no_alarm(tmp_path: Path) -> No
     assert code == 0 and report["summary"]["mismatches"] == 0
 
 
+def test_a_vcpu_going_off_and_on_while_read_is_drift_never_truncation(
+        tmp_path: Path) -> None:
+    """vCPU 2 changes state (in Xen and in the kernel's CPU list alike) after every
+    VCPUOP_is_up read of it: the raw reads before and after the layers differ, the
+    sweep looks again, and what stays is drift, never a truncation-class verdict."""
+    path = variant(tmp_path, "flapping", offline="")
+    text = path.read_text().replace("vcpus = 4\n", "vcpus = 4\nflap_vcpu = [2, 1]\n", 1)
+    path.write_text(text)
+    parse(text, str(path), "flapping")
+    code, report = check_json(str(path))
+    up = {r["vcpu"]: r for r in rows(report, "vcpu_is_up")}
+    verdicts = {up[2]["raw_verdict"], *(v["verdict"] for v in up[2]["layers"].values())}
+    assert "drift" in verdicts and verdicts <= {"match", "drift", "absent", None}, up[2]
+    assert up[2]["attempts"] > 1
+    for v in (0, 1, 3):
+        assert {x["verdict"] for x in up[v]["layers"].values()} == {"match", "absent"}
+    assert report["summary"]["mismatches"] == 2  # DR6 only: drift is no mismatch
+    assert code == 1
+
+
 def test_kexec_status_is_each_types_slot_bit(tmp_path: Path) -> None:
     code, report = check_json(str(variant(tmp_path, "kdump", kexec='"crash"')))
     assert code == 1

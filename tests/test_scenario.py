@@ -73,6 +73,19 @@ def test_compiled_records_use_the_release_layout() -> None:
     (MINIMAL + "[[fault]]\nop = \"memory_op\"\nerrno = \"EWHAT\"\n",
      "fault[0].errno: expected one of"),
     (MINIMAL + "[[domain]]\nid = 0\nmemory = \"1 GiB\"\n", "domain ids must be unique"),
+    # The census model's vCPUs and kexec images.
+    (MINIMAL.replace("id = 0", "id = 0\nvcpus = 4\noffline_vcpus = [0]"),
+     "domain[0].offline_vcpus: expected distinct vCPU ids from 1 to vcpus-1"),
+    (MINIMAL.replace("id = 0", "id = 0\nvcpus = 4\noffline_vcpus = [4]"),
+     "domain[0].offline_vcpus: expected distinct vCPU ids"),
+    (MINIMAL.replace("id = 0", "id = 0\nvcpus = 4\noffline_vcpus = [true]"),
+     "domain[0].offline_vcpus: expected distinct vCPU ids"),
+    (MINIMAL.replace("id = 0", "id = 0\nvcpus = 4\nflap_vcpu = [2, 0]"),
+     "domain[0].flap_vcpu: expected [VCPU, EVERY]"),
+    (MINIMAL + "[hypervisor]\ncensus = true\nkexec_loaded = [\"crash\", \"crash\"]\n",
+     'hypervisor.kexec_loaded: expected a list of "default" and "crash"'),
+    (MINIMAL.replace("id = 0", "id = 0\nvcpus = 4097") + "[hypervisor]\ncensus = true\n",
+     "domain: the census model gives the caller at most 4096 vCPUs"),
 ])
 def test_bad_scenarios_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=None) as e:

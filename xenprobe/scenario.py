@@ -64,6 +64,9 @@ class Domain:
     # The caller's own vCPUs its kernel has taken offline (census scenarios): down in
     # Xen on a PV dom0 (VCPUOP_down), still up on a PVH one.
     offline_vcpus: tuple[int, ...] = ()
+    # (vCPU, every): that vCPU goes offline and online again after every `every`
+    # VCPUOP_is_up reads of it (census scenarios): the look-again rule's drift.
+    flap_vcpu: tuple[int, int] | None = None
 
 
 # The most vCPUs the mock's census model gives a dom0 (native/mock/census.c MAX_VCPUS).
@@ -364,10 +367,16 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
     max_gpfn = d.pages("max_gpfn", max(max_pages, 1) - 1)
     vcpus = d.int_in("vcpus", 1, U32_MAX, 1)
     offline = d.get("offline_vcpus", list, [])
-    if not all(isinstance(v, int) and 0 < v < min(vcpus, MAX_CENSUS_VCPUS) for v in offline) \
+    if not all(type(v) is int and 0 < v < min(vcpus, MAX_CENSUS_VCPUS) for v in offline) \
             or len(set(offline)) != len(offline):
         raise d.fail("offline_vcpus", "expected distinct vCPU ids from 1 to vcpus-1 "
                      "(vCPU 0 cannot be offlined)")
+    flap = d.get("flap_vcpu", list, [])
+    if flap and (len(flap) != 2 or not all(type(v) is int for v in flap)
+                 or not 0 < flap[0] < min(vcpus, MAX_CENSUS_VCPUS)
+                 or not 1 <= flap[1] <= U32_MAX):
+        raise d.fail("flap_vcpu", "expected [VCPU, EVERY]: a vCPU from 1 to vcpus-1 and "
+                     "a number of reads, 1 or more")
     vanish_after = d.get("vanish_after", int, ANY)
     if vanish_after == ANY:
         vanish_after = None
@@ -387,7 +396,7 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
         b.done()
     d.done()
     return Domain(domid, tot, max_pages, max_gpfn, hvm, vcpus, balloon, vanish_after,
-                  tuple(sorted(offline)))
+                  tuple(sorted(offline)), (flap[0], flap[1]) if flap else None)
 
 
 def _op(r: _Reader, key: str) -> int:
@@ -531,6 +540,8 @@ def compile_text(s: Scenario) -> str:
         if dom0 is not None:
             lines.append(f"census_vcpus {dom0.vcpus}")
             lines += [f"census_vcpu_offline {v}" for v in dom0.offline_vcpus]
+            if dom0.flap_vcpu is not None:
+                lines.append(f"census_vcpu_flap {dom0.flap_vcpu[0]} {dom0.flap_vcpu[1]}")
         lines += [f"census_kexec_loaded {t}" for t in s.kexec_loaded]
         lp = s.livepatch_payloads
         lines.append(f"census_livepatch {'off' if lp is None else lp}")

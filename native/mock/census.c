@@ -31,6 +31,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,9 @@ static uint8_t vcpu_offline[MAX_VCPUS];        /* offline in the dom0 kernel */
 static unsigned long kexec_flags;              /* KEXEC_FLAG_{DEFAULT,CRASH}_POS bits */
 /* Payloads loaded; -1: a build without CONFIG_LIVEPATCH (`census_livepatch N|off`). */
 static long livepatch_payloads = 0;
+/* A vCPU the dom0 kernel takes offline and online again: after every `flap_every`
+ * VCPUOP_is_up reads of it, it changes state in Xen and in the kernel's CPU list alike. */
+static uint32_t flap_id, flap_every, flap_reads;
 
 const char *census_changeset(void) { return changeset; }
 const char *census_commandline(void) { return commandline; }
@@ -113,6 +118,18 @@ int census_directive(const char *name, char **arg, int narg, char *msg, size_t l
             vcpus = (uint32_t)v;
         else
             vcpu_offline[v] = 1;
+        return 0;
+    }
+    if (!strcmp(name, "census_vcpu_flap")) {
+        unsigned long id, every;
+        char *e1, *e2;
+        if (narg != 2 || (id = strtoul(arg[0], &e1, 10), *e1) || id == 0 || id >= vcpus ||
+            (every = strtoul(arg[1], &e2, 10), *e2) || every == 0 || every > UINT32_MAX) {
+            snprintf(msg, len, "census_vcpu_flap: expected ID (1..vcpus-1) EVERY (>= 1)");
+            return -1;
+        }
+        flap_id = (uint32_t)id;
+        flap_every = (uint32_t)every;
         return 0;
     }
     if (!strcmp(name, "census_kexec_loaded")) {
@@ -241,10 +258,16 @@ static int64_t hypfs_op(struct scenario *s, const uint64_t *args)
 static int64_t vcpu_is_up(uint64_t vcpuid)
 {
     uint32_t id = (uint32_t)vcpuid;     /* unsigned int vcpuid */
+    int64_t rc;
 
     if (id >= vcpus)
         return -ENOENT;
-    return model == DOM0_PV && vcpu_offline[id] ? 0 : 1;
+    pthread_mutex_lock(&hv_lock);
+    rc = model == DOM0_PV && vcpu_offline[id] ? 0 : 1;
+    if (flap_every && id == flap_id && ++flap_reads % flap_every == 0)
+        vcpu_offline[id] = !vcpu_offline[id];
+    pthread_mutex_unlock(&hv_lock);
+    return rc;
 }
 
 /* kexec_status: PV only (include/hypercall-defs.c@4.17:274); xsm_kexec(XSM_PRIV)
@@ -414,6 +437,7 @@ static int cpu_list(char *buf, size_t cap, int online)
 {
     size_t n = 0;
 
+    pthread_mutex_lock(&hv_lock);       /* a flapping vCPU changes under us */
     for (uint32_t lo = 0; lo < vcpus; lo++) {
         uint32_t hi = lo;
         if (online && vcpu_offline[lo])
@@ -426,6 +450,7 @@ static int cpu_list(char *buf, size_t cap, int online)
         lo = hi;
     }
     n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "\n");
+    pthread_mutex_unlock(&hv_lock);
     return n < cap ? (int)n : -ENOENT;
 }
 

@@ -245,15 +245,15 @@ def diff_reports(real: dict[str, Any], mock: dict[str, Any]) -> list[str]:
         cmp(f"host.{key}", real["host"].get(key), mock["host"].get(key))
     for key in ("domains", "layers", "notes", "exit_code", "summary"):
         cmp(key, real.get(key), mock.get(key))
-    def key(r: dict[str, Any]) -> tuple[str, str, int | None, int | None]:
+    def probe_id(r: dict[str, Any]) -> tuple[str, str, int | None, int | None]:
         return (r["quantity"], r["subject"], r["domid"], r.get("vcpu"))
 
-    real_probes = [key(r) for r in real["results"]]
-    mock_probes = [key(r) for r in mock["results"]]
+    real_probes = [probe_id(r) for r in real["results"]]
+    mock_probes = [probe_id(r) for r in mock["results"]]
     cmp("probes", real_probes, mock_probes)
-    mock_by = {key(r): r for r in mock["results"]}
+    mock_by = {probe_id(r): r for r in mock["results"]}
     for r in real["results"]:
-        m = mock_by.get(key(r))
+        m = mock_by.get(probe_id(r))
         if m is None:
             continue
         where = f"{r['quantity']}/{r['subject']}/{r['domid']}" + (
