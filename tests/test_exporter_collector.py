@@ -258,6 +258,31 @@ def test_the_textfile_has_what_metrics_has_of_a_sweep() -> None:
     assert same == {k: served.get(k) for k in same}
 
 
+def test_scrapes_between_sweeps_share_the_findings_and_a_new_sweep_replaces_them() -> None:
+    """The findings families are built once per sweep (scrapes of a big host would walk
+    its mismatches each time), and every new sweep, new consumer list or new per-domain
+    cap is served at once."""
+    state = State(Config())
+    state.sweep_succeeded(healthy())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DaemonCollector(state.snapshot))
+    first = render(registry)
+    assert nonzero(first, "xenprobe_mismatch") == {}
+    assert render(registry) == first
+    state.sweep_succeeded(troubled())
+    second = render(registry)
+    assert nonzero(second, "xenprobe_mismatch") != {}
+    assert series(second, "xenprobe_privcmd_consumers") == {}
+    state.consumers_seen(CONSUMERS)
+    third = render(registry)
+    assert value(third, "xenprobe_privcmd_consumers", verdict="int_path") == 1
+    assert nonzero(third, "xenprobe_mismatch") == nonzero(second, "xenprobe_mismatch")
+    state.reloaded(replace(state.snapshot().config, max_domain_series=1))
+    capped = render(registry)
+    assert len(series(capped, "xenprobe_domain_mismatch")) < \
+        len(series(third, "xenprobe_domain_mismatch"))
+
+
 def test_retries_add_up_but_the_textfile_gets_the_last_sweeps() -> None:
     state = State(Config())
     state.retried(Counter(RETRIED))

@@ -28,6 +28,10 @@ class DaemonCollector(Collector):
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self._snapshot = snapshot
         self._process = psutil.Process()
+        # The findings families of the last sweep served, and what they were built from:
+        # they change only with a new sweep, while scrapes come as often as Prometheus
+        # likes, and building them walks the sweep's mismatches (thousands on a big host).
+        self._findings: tuple[tuple[object, ...], list[Metric]] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # keeps CollectorRegistry.register() from calling collect()
@@ -37,12 +41,23 @@ class DaemonCollector(Collector):
         yield metrics.build_info()
         if s.scenario is not None:
             yield metrics.mock_info(s.scenario)
-        yield from metrics.findings_families(s.sweep, s.config.max_domain_series,
-                                             s.consumers)
+        yield from self._findings_of(s)
         yield from _health(s)
         yield from _counters(s)
         yield from _config(s)
         yield from self._agent()
+
+    def _findings_of(self, s: Snapshot) -> list[Metric]:
+        """findings_families of the snapshot, built once per sweep. prometheus_client
+        only reads a family when it renders it, so concurrent scrapes may share one."""
+        key = (s.sweep, s.config.max_domain_series, s.consumers)
+        cached = self._findings
+        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+            return cached[1]
+        families = metrics.findings_families(s.sweep, s.config.max_domain_series,
+                                             s.consumers)
+        self._findings = (key, families)
+        return families
 
     def _agent(self) -> Iterator[Metric]:
         # prometheus_client's ProcessCollector already exports CPU, memory and file
