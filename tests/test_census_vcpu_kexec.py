@@ -245,3 +245,47 @@ def test_the_series_do_not_grow_with_dom0s_vcpus(tmp_path: Path) -> None:
     assert not any("vcpu=" in s or 'domid="vcpu' in s for s in series[4])
     key = 'xenprobe_probes{quantity="vcpu_is_up"}'
     assert (float(series[4][key]), float(series[256][key])) == (4, 256)
+
+
+# Runs on the mock host: a sweep, then a fork whose child sweeps with its own Host.
+FORKED_SWEEP = r"""
+import json, os
+from xenprobe.host import Host
+from xenprobe.layers import ladder
+from xenprobe.logs import configure
+from xenprobe.sweep import Sweeper
+from xenprobe.transport import Privcmd
+configure("warning")
+
+def host_wide():
+    dev = Privcmd(); host = Host(dev)
+    sweep = Sweeper(host, ladder(dev, host.identity)).sweep()
+    return {f"{r.probe.quantity.value} {r.probe.label}":
+            [None if r.raw is None else r.raw.value, r.readings["syscall"].value]
+            for r in sweep.results if r.probe.domid is None}
+
+print(json.dumps(host_wide()), flush=True)
+pid = os.fork()
+if pid == 0:
+    try:
+        print(json.dumps(host_wide()), flush=True)
+    finally:
+        os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_forked_child_asks_from_its_own_memory(tmp_path: Path) -> None:
+    """The census's request structs (kexec status, platform_op, livepatch LIST) live in
+    locked hypercall memory, which a child does not inherit (MADV_DONTFORK): a child
+    that sweeps must not point Xen at its parent's pages, where it would find other
+    bytes or none, and must read every host-wide quantity as its parent did."""
+    env = env_for(load("pv-dom0"), tmp_path)
+    p = subprocess.run([sys.executable, "-c", FORKED_SWEEP], env=env, text=True,
+                       capture_output=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    parent, child = (json.loads(line) for line in p.stdout.splitlines())
+    assert parent["kexec_status_default host"] == parent["kexec_status_crash host"] == [0, 0]
+    assert parent["resource_op_done host"] == [1, 1]
+    assert parent["livepatch_listed host"] == [None, 0]
+    assert child == parent, p.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno as errnos
 import functools
+import os
 import struct
 import time
 import weakref
@@ -536,9 +537,11 @@ def _call(probe: Probe, address: dict[int, int],
 
 
 @functools.cache
-def _kexec_statuses() -> Buffer:
+def _kexec_statuses(pid: int) -> Buffer:
     """One struct xen_kexec_status ({uint8_t type}) per image type, at the offset of its
-    type, kept for the process: kexec_status only reads it (common/kexec.c@4.17:1199-1214)."""
+    type, kept for the process: kexec_status only reads it (common/kexec.c@4.17:1199-1214).
+    Per pid: hypercall memory is not inherited (MADV_DONTFORK), so a forked child that
+    used its parent's address would point Xen at whatever it has there."""
     buf = Buffer(max(KEXEC_TYPE.values()) + 1)
     for t in KEXEC_TYPE.values():
         buf.view[t] = bytes([t])
@@ -546,4 +549,4 @@ def _kexec_statuses() -> Buffer:
 
 
 def _kexec_status(kexec_type: int) -> int:
-    return _kexec_statuses().address + kexec_type
+    return _kexec_statuses(os.getpid()).address + kexec_type
