@@ -11,6 +11,7 @@ is built when one is read. Probes that needed the classifier keep the Result `ju
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -75,6 +76,14 @@ class Summary:
         if (r.raw is not None and r.raw.failed) or any(
                 x is not None and x.failed for x in r.readings.values()):
             self.failed.append(r)
+
+    def with_verdict(self, verdict: Verdict) -> Counter[tuple[str, str]]:
+        """(quantity, layer) -> subjects given this verdict."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for (q, layer, v), n in self.verdicts.items():
+            if v is verdict:
+                counts[(q.value, layer)] += n
+        return counts
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,7 @@ PREFIX = "xenprobe"
 
 def unjudged_counts(sweep: Sweep) -> Counter[tuple[str, str]]:
     """(quantity, layer) -> readings left unjudged (no raw layer, no exact reference)."""
-    counts: Counter[tuple[str, str]] = Counter()
-    for (q, layer, v), n in sweep.summary.verdicts.items():
-        if v is Verdict.UNJUDGED:
-            counts[(q.value, layer)] += n
-    return counts
+    return sweep.summary.with_verdict(Verdict.UNJUDGED)
 
 
 def families(sweep: Sweep, from_sweep: str) -> list[Metric]:

@@ -151,11 +151,7 @@ def transitions(before: set[MismatchState], now: set[MismatchState]
 
 def drift_counts(sweep: Sweep) -> Counter[tuple[str, str]]:
     """(quantity, layer) -> subjects whose reading drifted while being read."""
-    counts: Counter[tuple[str, str]] = Counter()
-    for (q, layer, v), n in sweep.summary.verdicts.items():
-        if v is Verdict.DRIFT:
-            counts[(q.value, layer)] += n
-    return counts
+    return sweep.summary.with_verdict(Verdict.DRIFT)
 
 
 def layer_errors(sweep: Sweep) -> Counter[tuple[str, str]]:
