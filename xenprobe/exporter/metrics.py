@@ -13,7 +13,7 @@ samples: the first event would never alert.
 
 Series bound. Whatever the number of domains, a scrape returns at most
 
-    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + N + G*(L*V + 1) + C
+    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + 2*N + G*(L*V + 1) + C
 
 series, where Q = 5 quantities, L = 4 layers (raw, syscall, ioctl, libxc), V = 7 mismatch
 verdicts, R = 4 risks, E = the errnos: the len(ERRNOS) always exported plus any other
@@ -24,14 +24,15 @@ MAX_CONSUMER_SERIES xenprobe_privcmd_consumer_info, 2 unreadable-process counts,
 scan_complete gauge, and prometheus_client's process_* and python_info).
 Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each; xenprobe_drift and
 xenprobe_drifts_total Q*L each; xenprobe_probes and xenprobe_raw_bit_length Q each,
-xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N;
-xenprobe_guest_set_mismatch G*L*V and xenprobe_guest_set_info G; and, on a host without
+xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N, and
+xenprobe_domain_info at most N (one per domain among those); xenprobe_guest_set_mismatch
+G*L*V and xenprobe_guest_set_info G; and, on a host without
 the raw layer (layer_absent.py), 1 + Q*L more. A census quantity (quantities.CENSUS)
 counts in Q only on a host that answers it; vcpu_is_up is one quantity however many
 vCPUs dom0 has (no label names a vCPU), so no series grows with them. With the defaults:
-280 + 40 + 30 + 36 + 100 + 58 + C. tests/test_series_count.py counts a real scrape
-(README's figure comes from it). The textfile has no counters: Q*L*V + Q*L + Q*(R+2) + N
-plus its fixed series.
+280 + 40 + 30 + 36 + 200 + 58 + C. tests/test_series_count.py counts a real scrape
+(README's figure comes from it). The textfile has no counters: Q*L*V + Q*L + Q*(R+2) +
+2*N plus its fixed series.
 """
 
 from __future__ import annotations
@@ -338,7 +339,21 @@ def _domain_mismatches(sweep: Sweep, limit: int) -> list[Metric]:
     dropped = gauge("domain_mismatch_series_dropped",
                     "xenprobe_domain_mismatch series left out because of the "
                     "max_domain_series cap." + FROM_SWEEP, max(0, len(rows) - limit))
-    return [family, dropped]
+    return [family, dropped, _domain_info(sweep, [labels[3] for _, labels in rows[:limit]])]
+
+
+def _domain_info(sweep: Sweep, domids: Iterable[str]) -> Metric:
+    """The UUID of each numbered domain in xenprobe_domain_mismatch, to join on domid:
+    domain ids are handed out afresh when a domain is created again, the UUID stays.
+    Only those domains, so the series stay within max_domain_series."""
+    info = InfoMetricFamily(
+        f"{PREFIX}_domain", "The UUID of each domain that has a xenprobe_domain_mismatch "
+        "series, for joining on domid." + FROM_SWEEP, labels=["domid"])
+    for domid in sorted({d for d in domids if d.isdigit()}, key=int):
+        uuid = sweep.uuid(int(domid))
+        if uuid is not None:
+            info.add_metric([domid], {"uuid": uuid})
+    return info
 
 
 def _domain_order(probe: Probe) -> tuple[int, int]:
