@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.exporter_util import Serve
 from tests.mockhost import check_json, run_check
 from xenprobe import legend
 from xenprobe.abi.releases import getdomaininfo_for_domctl
@@ -140,3 +141,39 @@ def test_uuid_text_is_libxl_s() -> None:
     handle = bytes(range(16))
     assert uuid_text(handle) == "00010203-0405-0607-0809-0a0b0c0d0e0f"
     assert uuid_text(handle) == str(uuid.UUID(bytes=handle))
+
+
+# -- metric HELP texts and label values -------------------------------------------------
+
+# Labels whose values are names the host gives (a process's comm and executable, a
+# library's path): free text by nature. Every other label value is a word.
+FREE_TEXT_LABELS = frozenset({"comm", "exe", "libxenctrl"})
+
+
+def exposition(tmp_path: Path) -> str:
+    """A real scrape of `serve --mock large-memory`, and the textfile of one check."""
+    with Serve("large-memory", "--interval", "60") as serve:
+        serve.after_sweeps(1)
+        status, _, body = serve.get()
+    assert status == 200
+    prom = tmp_path / "x.prom"
+    run_check(["check", "--mock", "large-memory", "--textfile", str(prom)])
+    return body.decode() + prom.read_text()
+
+
+def test_every_help_text_is_one_sentence_and_every_label_value_a_word(
+        tmp_path: Path) -> None:
+    text = exposition(tmp_path)
+    helps = re.findall(r"^# HELP (xenprobe_\w+) (.*)$", text, re.M)
+    assert len({name for name, _ in helps}) > 30
+    for name, help_text in helps:
+        # One sentence: one full stop, at the end (a clause may follow a comma).
+        assert help_text.endswith(".") and not re.search(r"[.!?;]\s", help_text[:-1]), \
+            (name, help_text)
+    for family in text_string_to_metric_families(text):
+        if not family.name.startswith("xenprobe_"):
+            continue
+        for sample in family.samples:
+            for label, value in sample.labels.items():
+                if label not in FREE_TEXT_LABELS:
+                    assert re.fullmatch(r"[\w.:/+-]*", value), (sample.name, label, value)
