@@ -276,7 +276,7 @@ def domain_lines(sweep: Sweep, domids: list[int], s: Style) -> list[str]:
     """The domains in the tables by UUID: a domain id is handed out afresh each time a
     domain is created (a reboot of the guest, a migration, a restore), its UUID stays.
     Names are not shown: they live in xenstore (/local/domain/<id>/name), which
-    xenprobe does not read (docs/words.md)."""
+    xenprobe does not read (docs/check.md, "Domain names")."""
     out = [s("domains by UUID (a domain id changes when the domain is created again)",
              "bold")]
     cells = [f"dom{d}".ljust(10) + (sweep.uuid(d) or "- (gone)").ljust(38) for d in domids]
