@@ -107,6 +107,8 @@ class Calls(Sequence[tuple[int, Args]]):
 class Buffer:
     """Locked, page-aligned memory a hypercall may point into."""
 
+    ptr: Any = None  # also when __init__ raised: nothing for close() to free
+
     def __init__(self, size: int) -> None:
         err = ffi.new("int *")
         ptr = lib.xp_alloc(size, err)
@@ -115,7 +117,7 @@ class Buffer:
                 f"cannot lock {size} bytes of hypercall buffer: {os.strerror(err[0])}",
                 "raise RLIMIT_MEMLOCK (LimitMEMLOCK= in the unit) or run as root")
         self.size = size
-        self.ptr: Any = ptr
+        self.ptr = ptr
         self.view = ffi.buffer(ptr, size)
         self.address = int(ffi.cast("uintptr_t", ptr))
 
