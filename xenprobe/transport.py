@@ -20,6 +20,7 @@ _DENIALS = {
     3: "only by-value read-only ops may go inside a multicall",
     4: "multicall entry count out of range",
     5: "missing argument",
+    6: "an argument points into the transport's private copies",
 }
 
 Args = tuple[int, int, int, int, int]
