@@ -74,7 +74,10 @@ int xp_close(int fd)
  * (MADV_DONTNEED: the next owner reads zeros) and made PROT_NONE again.
  */
 #define GUARD_PAGES 16u          /* 64 KiB: far beyond any offset or step of a write */
-#define SPAN_PAGES  (1u << 16)   /* 256 MiB of address space; memory only when used */
+/* 16 MiB of address space, memory only when used: a 4096-entry multicall's copy is
+ * 256 KiB and a sweep's batch 48 bytes a call (a 10,000-domain sweep's about 2 MiB).
+ * Address space, not memory, but it counts against RLIMIT_AS, which some units set. */
+#define SPAN_PAGES  (1u << 12)
 #define SPAN_BYTES  ((size_t)SPAN_PAGES * PAGE)
 #define GUARD_BYTES ((size_t)GUARD_PAGES * PAGE)
 
