@@ -133,6 +133,11 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     aliases = {"listen_address": ["--web.listen-address"],
                "web_config_file": ["--web.config.file"]}
     for key in cfg.KEYS:
+        if key == "watch":  # `--watch` alone means true
+            serve.add_argument(cfg.flag(key), dest=f"config_{key}", nargs="?",
+                               const="true", metavar=cfg.METAVARS[key],
+                               help=cfg.HELP[key])
+            continue
         serve.add_argument(cfg.flag(key), *aliases.get(key, []), dest=f"config_{key}",
                            metavar=cfg.METAVARS[key], help=cfg.HELP[key])
     serve.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
