@@ -273,3 +273,53 @@ def test_terminal_view(host: WatchHost) -> None:
     assert len(damaged) == 1 and "viewer" in damaged[0] and "maximum_gpfn dom 3" in damaged[0]
     assert "raw 0x100000004 (4294967300) -> 4" in damaged[0]
     assert out.splitlines()[-1].startswith("-- ") and "damaged 1 (truncated=1)" in out
+
+
+# Threads of one process, each reading one domain's maximum_gpfn over and over.
+THREADS = r"""
+import ctypes, os, sys, threading
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open("/dev/xen/privcmd", os.O_RDWR)
+def reader(dom, n):
+    domid = ctypes.c_uint16(dom)
+    hc = (ctypes.c_uint64 * 6)(12, 14, ctypes.addressof(domid), 0, 0, 0)
+    for _ in range(n):
+        libc.ioctl(fd, 0x305000, hc)
+doms = [int(d) for d in sys.argv[2:]]
+ts = [threading.Thread(target=reader, args=(d, int(sys.argv[1]))) for d in doms]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+EXPECTED_RAW = {3: 0x100000004, 4: 0x80000000, 5: 0xFFFFFFFE, 6: 0x10FFFF}
+
+
+def test_pairing_holds_across_threads_and_processes(host: WatchHost) -> None:
+    p = started(host, "--all")
+    script = host.root / "threads.py"
+    script.write_text(THREADS)
+    procs = [subprocess.Popen([sys.executable, str(script), "150", "3", "4", "5", "6"],
+                              env=host.consumer_env) for _ in range(3)]
+    for c in procs:
+        assert c.wait(timeout=120) == 0
+    time.sleep(1.5)
+    lines, err = stop(p)
+    calls = [x for x in lines if x["event"] == "call"]
+    summary = lines[-1]
+    # Every call reported is paired with its own result: the domain its thread read
+    # and that domain's value, never another thread's or process's.
+    by_tid: dict[int, set[int]] = {}
+    for c in calls:
+        assert c["raw"] == EXPECTED_RAW[c["domid"]], c
+        by_tid.setdefault(c["tid"], set()).add(c["domid"])
+    assert all(len(d) == 1 for d in by_tid.values())
+    # The process, when it was still there to ask (else null: never a guess).
+    assert {c["pid"] for c in calls} <= {c.pid for c in procs} | {None}
+    # What was not read was counted lost: 2 events a call.
+    total = 3 * 4 * 150
+    read = 2 * summary["calls"] + summary["unpaired"]["no_entry"] + \
+        summary["unpaired"]["no_result"]
+    assert read + summary["lost"] == 2 * total, (summary, err)
+    assert summary["unpaired"]["other_kind"] == 0 and summary["unpaired"]["unparsed"] == 0
+    print(f"{total} calls from 12 threads in 3 processes: {summary['calls']} paired, "
+          f"{summary['lost']} events lost")

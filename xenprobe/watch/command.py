@@ -59,6 +59,11 @@ def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: i
             signal.signal(s, handler)
     tally = session.tally
     code = ExitCode.MISMATCH if tally.damaged_total else ExitCode.OK
+    if session.failure is not None:
+        print(f"xenprobe: error: the watch stopped early: {session.failure}",
+              file=sys.stderr)
+        if code == ExitCode.OK:
+            code = ExitCode.CANNOT_PROBE
     if out.broken is not None and code == ExitCode.OK:
         code = ExitCode.NOT_DELIVERED
     unpaired = {"no_result": session.pairer.unanswered, "no_entry": session.pairer.orphans,
