@@ -164,6 +164,17 @@ def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     watch.add_argument("--buffer-kb", type=int, default=1024, metavar="KB",
                        help="the trace buffer per CPU (default 1024); events lost to a "
                             "full buffer are counted and reported")
+    service = watch.add_mutually_exclusive_group()
+    service.add_argument("--arm-for-service", action="store_true",
+                         help="for xenprobe.service's ExecStartPre: arm the probes for "
+                              "serve --watch and exit (only if the config's watch key "
+                              "is true)")
+    service.add_argument("--disarm-for-service", action="store_true",
+                         help="for xenprobe.service's ExecStopPost: remove the probes "
+                              "--arm-for-service armed")
+    watch.add_argument("--config", metavar="PATH",
+                       help=f"with --arm-for-service: the config file (default "
+                            f"{cfg.DEFAULT_PATH})")
 
 
 def _given_before_command(argv: Sequence[str], command: str, option: str) -> bool:
@@ -340,6 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "watch":
             from xenprobe.watch import command  # noqa: PLC0415 (check starts faster)
 
+            if args.arm_for_service:
+                return command.arm_for_service(Path(args.config) if args.config else None)
+            if args.disarm_for_service:
+                return command.disarm_service()
             return command.run(as_json=args.json, everything=args.all,
                                duration=args.duration, buffer_kb=args.buffer_kb)
         return _check(args, argv)

@@ -75,14 +75,17 @@ class WatchLoop:
         paths = Paths.from_environment()
         try:
             tracefs = arming.preflight(paths)
-            _module, points = arming.locate(paths)
-            with arming.armed(paths, tracefs, points, BUFFER_KB) as armed:
-                with self._lock:
-                    self._counts.armed = True
-                log.info("watch_armed", hypercall=f"privcmd_ioctl+{points.hypercall:#x}")
-                session = Session(armed, self, everything=True)
-                session.run(self._stop.is_set, None)
-                self.tick(session.tally)
+            if arming.service_armed(paths):
+                # Armed by the unit's ExecStartPre (outside the sandbox): only read.
+                with arming.attached(paths, tracefs) as armed:
+                    log.info("watch_attached", instance=str(armed.instance.path))
+                    self._read(armed)
+            else:
+                _module, points = arming.locate(paths)
+                with arming.armed(paths, tracefs, points, BUFFER_KB) as armed:
+                    log.info("watch_armed",
+                             hypercall=f"privcmd_ioctl+{points.hypercall:#x}")
+                    self._read(armed)
         except XenprobeError as e:
             log.error("watch_failed", error=e.message)
             with self._lock:
@@ -94,6 +97,15 @@ class WatchLoop:
         finally:
             with self._lock:
                 self._counts.armed = False
+
+    def _read(self, armed: arming.Armed) -> None:
+        with self._lock:
+            self._counts.armed = True
+        session = Session(armed, self, everything=True)
+        session.run(self._stop.is_set, None)
+        self.tick(session.tally)
+        if session.failure is not None:
+            raise arming.CannotWatch(f"the watch stopped: {session.failure}")
 
     def call(self, call: Call, process: Process, tally: Tally) -> None:
         if (process.tgid or call.pid) == os.getpid():
