@@ -7,6 +7,7 @@ from Debian's own packages, in a copy of the tree), which fails on any lintian e
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import xenprobe
+from tests import manpage
 from tests.debpkg import DebianPackages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +73,28 @@ def test_command_units_config_and_rules_where_debian_puts_them(
                for f in files)
     dashboards = sorted((ROOT / "dashboards").glob("*.json"))
     assert {f"usr/share/xenprobe/dashboards/{d.name}" for d in dashboards} <= files
+
+
+def test_the_man_page_names_every_file_the_packages_install(
+        debian_packages: DebianPackages) -> None:
+    """FILES in xenprobe(1) covers both packages' contents: each installed file is
+    listed, or lies in a listed directory (a path ending in /), or matches a listed
+    pattern; and each listed path but the one the timer writes is installed."""
+    installed = set()
+    for deb in (debian_packages.production, debian_packages.mock):
+        out = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                             check=True).stdout
+        installed |= {line.split()[5].removeprefix("./") for line in out.splitlines()
+                      if not line.startswith("d")}  # files and links, not directories
+    listed = [path.lstrip("/") for path, _ in manpage.FILES]
+    written = "var/lib/prometheus/node-exporter/xenprobe.prom"
+
+    def names(pattern: str, f: str) -> bool:
+        return fnmatch.fnmatch(f, pattern + "*" if pattern.endswith("/") else pattern)
+    assert not sorted(f for f in installed if not any(names(p, f) for p in listed))
+    for p in listed:
+        if p != written:
+            assert any(names(p, f) for f in installed), f"xenprobe(1) names {p}: not installed"
 
 
 def test_the_config_is_a_conffile(debian_packages: DebianPackages, tmp_path: Path) -> None:

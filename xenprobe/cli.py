@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from xenprobe import __version__, consumers, logs, mock, render, streams
+from xenprobe import __version__, consumers, legend, logs, mock, render, streams
 from xenprobe.abi.hypercalls import DOMID_FIRST_RESERVED
 from xenprobe.errors import (
     EPILOG_HEAD,
@@ -46,7 +46,7 @@ class _Formatter(argparse.HelpFormatter):
     """Wraps the description as usual; the exit code table comes pre-formatted."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if text.startswith(EPILOG_HEAD):
+        if text.startswith((EPILOG_HEAD, legend.HEAD)):
             return text
         return super()._fill_text(text, width, indent)
 
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
                         "after the command")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)",
-                           epilog=exit_code_help(),
+                           epilog=legend.help_text() + "\n\n" + exit_code_help(),
                            formatter_class=_Formatter)
     # SUPPRESS: the subcommand's default must not overwrite a global --log-level.
     check.add_argument("--log-level", choices=cfg.LOG_LEVELS, default=argparse.SUPPRESS,
