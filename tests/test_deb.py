@@ -114,9 +114,11 @@ def test_units_run_usr_bin_and_name_the_man_page_and_differ_from_the_source_only
         assert len(packaged) == len(source)
         changed = [(s, p) for s, p in zip(source, packaged, strict=True) if s != p]
         for s, p in changed:
-            assert s.startswith("ExecStart=/usr/local/bin/xenprobe ")
+            # ExecStart=, and the +/- prefixed ExecStartPre=/ExecStopPost= helpers.
+            assert re.match(r"Exec[A-Za-z]*=[-+]*/usr/local/bin/xenprobe ", s), s
             assert p == s.replace("/usr/local/bin/xenprobe", "/usr/bin/xenprobe", 1)
-        assert not any(line.startswith("ExecStart=/usr/local") for line in packaged)
+        assert not any("/usr/local" in line for line in packaged
+                       if line.startswith("Exec"))
     service = (root / UNIT_DIR / "xenprobe.service").read_text()
     assert "ExecStart=/usr/bin/xenprobe serve" in service
 

@@ -17,6 +17,7 @@ from xenprobe.consumers import Consumers
 from xenprobe.exporter import metrics
 from xenprobe.exporter.metrics import counter, gauge
 from xenprobe.exporter.state import Snapshot
+from xenprobe.exporter.watching import WatchCounts, known_ops
 from xenprobe.sweep import Sweep
 
 PROC_STATUS = Path("/proc/self/status")
@@ -25,8 +26,10 @@ PROC_STATUS = Path("/proc/self/status")
 class DaemonCollector(Collector):
     """Serves a Snapshot of the daemon's State."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot],
+                 watch: Callable[[], WatchCounts] | None = None) -> None:
         self._snapshot = snapshot
+        self._watch = watch
         self._process = psutil.Process()
         # The findings families of the last sweep served, and what they were built from:
         # they change only with a new sweep, while scrapes come as often as Prometheus
@@ -45,6 +48,8 @@ class DaemonCollector(Collector):
         yield from _health(s)
         yield from _counters(s)
         yield from _config(s)
+        if self._watch is not None:
+            yield from _watch(self._watch())
         yield from self._agent()
 
     def _findings_of(self, s: Snapshot) -> list[Metric]:
@@ -117,6 +122,24 @@ def _counters(s: Snapshot) -> Iterator[Metric]:
     yield counter("textfile_write_errors", "Failed writes of the textfile.", [],
                   [((), s.textfile_errors)])
     yield metrics.retries_total(s.retries)
+
+
+def _watch(w: WatchCounts) -> Iterator[Metric]:
+    yield gauge("watch_armed", "1 while serve --watch has its kprobes armed (0: not "
+                "armed, see the log's watch_failed line).", int(w.armed))
+    yield counter("watch_calls", "Privcmd hypercalls of other processes the watch saw, "
+                  "by op (xenprobe's own are in the sweep metrics).", ["op"],
+                  [((op,), w.calls.get(op, 0)) for op in known_ops()])
+    yield counter("watch_damaged_calls", "Privcmd hypercalls whose result reached the "
+                  "calling process damaged, by op, subop, verdict and process name "
+                  "(comm); at most max_domain_series series, the rest under "
+                  "subop/process \"_other\".", ["op", "subop", "verdict", "process"],
+                  w.damaged.items())
+    yield gauge("watch_series_dropped", "Damaged calls counted under _other because "
+                "the series cap was reached.", w.dropped)
+    yield counter("watch_lost_events", "Trace events the kernel lost before the watch "
+                  "read them (per-CPU overruns): calls that may have gone unjudged.",
+                  [], [((), w.lost)])
 
 
 def _config(s: Snapshot) -> Iterator[Metric]:
