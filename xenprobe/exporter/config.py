@@ -9,6 +9,10 @@ reload leaves the running configuration untouched.
 from __future__ import annotations
 
 import difflib
+
+# The codec socket.getaddrinfo and _check_host encode host names with, loaded at
+# import: a process that can no longer read the standard library (a dropped user) has it.
+import encodings.idna  # noqa: F401
 import math
 import re
 import tomllib
@@ -189,9 +193,27 @@ def parse_listen(value: object, where: _Where) -> Listen:
                          f"127.0.0.1:{DEFAULT_PORT} or [::1]:{DEFAULT_PORT}), got {value!r}")
     host = m.group(1) if m.group(1) is not None else m.group(3)
     port_text = m.group(2) if m.group(1) is not None else m.group(4)
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    # ASCII digits only: str.isdigit() and int() also take Arabic-Indic or fullwidth
+    # digits (a port nobody reading the flag would expect), and isdigit() takes a
+    # superscript 2, which int() refuses.
+    if not re.fullmatch(r"[0-9]+", port_text) or not 0 <= int(port_text) <= 65535:
         raise where.fail(f"the port must be a number from 0 to 65535, got {port_text!r}")
+    _check_host(host, where)
     return Listen(host, int(port_text))
+
+
+def _check_host(host: str, where: _Where) -> None:
+    """A host that socket.getaddrinfo can be asked about: it encodes a str host with the
+    'idna' codec first, which raises UnicodeError (not gaierror) for a label longer than
+    63 characters, an empty label ('a..b') or a character IDNA cannot map."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in host):
+        raise where.fail(f"the host {host!r} contains a control character")
+    try:
+        host.encode("idna")
+    except UnicodeError as e:
+        why = re.search(r"\(UnicodeError: (.*)\)$", str(e))
+        raise where.fail(f"the host {host!r} is not a valid host name: "
+                         f"{why.group(1) if why else e}") from None
 
 
 def _textfile(value: object, where: _Where) -> Path | None:
