@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -350,3 +351,23 @@ def test_every_input_path(inputs: Path, case: Case) -> None:
         assert _fill(case.phrase, inputs) in err, err
     else:
         assert p.stdout  # the report
+
+
+def test_port_in_use_fails_before_privcmd_is_opened(tmp_path: Path) -> None:
+    """A port in use is found before the device is opened: on a host where privcmd would
+    be refused too, the error is the port (issue 23)."""
+    config = tmp_path / "xenprobe.toml"
+    config.write_text("")
+    with socket.socket() as held:  # the test's own, so no other process matters
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        p = subprocess.run([sys.executable, "-m", "xenprobe", "serve", "--mock",
+                            scenario_file(tmp_path, linux='device = "eacces"'),
+                            "--config", str(config), "--listen-address",
+                            f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=DEADLINE, check=False)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"xenprobe: error: listen_address 127.0.0.1:{port}: "
+                               "cannot listen: Address already in use"), p.stderr
+    assert "privcmd" not in p.stderr

@@ -69,7 +69,7 @@ KEYS = tuple(f.name for f in fields(Config))
 
 # One line per key for `--help` and the example config.
 HELP = {
-    "listen_address": f"host:port to serve on (default :{DEFAULT_PORT}, every address)",
+    "listen_address": "host:port to serve on (an empty host: every address)",
     "web_config_file": "exporter-toolkit web configuration (TLS, basic auth); YAML",
     "interval": "seconds between sweeps (a number, or a duration such as 30s or 1m)",
     "attempts": "samples per quantity before a moving value is called drift",
@@ -85,6 +85,22 @@ METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE", "interval"
             "attempts": "N", "sweep_timeout": "SECONDS", "stale_after": "INTERVALS",
             "max_domain_series": "N", "textfile": "PATH", "log_level": "LEVEL",
             "log_format": "FORMAT"}
+
+
+# Prometheus's and its exporters' names for the same flags, accepted beside ours.
+PROMETHEUS_FLAGS = {"listen_address": ("--web.listen-address",),
+                    "web_config_file": ("--web.config.file",),
+                    "log_level": ("--log.level",), "log_format": ("--log.format",)}
+
+
+def default_text(key: str) -> str:
+    """The built-in default of `key` as `--help` shows it."""
+    value = getattr(Config(), key)
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 class _Where:

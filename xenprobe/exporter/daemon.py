@@ -323,7 +323,6 @@ class Daemon:
         if web.users and web.tls is None:
             log.warning("basic_auth_without_tls",
                         note="passwords cross the network in clear text")
-        device = Device.open()  # CannotProbe: not dom0, no device, not root
         state = State(config, self.scenario)
         watcher = SafeWatcher(None)
         watcher.replace(config.web_config_file, web)
@@ -331,10 +330,13 @@ class Daemon:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         registry.register(DaemonCollector(lambda: state.snapshot(watcher.last_ok)))
+        # The port before the device: a port in use (a setting) fails first, and no
+        # hypercall is issued by a daemon that could not have served it.
+        server = Server(config.listen_address, App(registry, watcher, state.health))
         try:
-            server = Server(config.listen_address, App(registry, watcher, state.health))
+            device = Device.open()  # CannotProbe: not dom0, no device, not root
         except BaseException:
-            device.close()
+            server.stop()
             raise
         self.state, self.watcher, self.server = state, watcher, server
         self.loop = SweepLoop(state, device, self.hang_at)
