@@ -266,7 +266,7 @@ def test_textfile_not_written_keeps_the_report_and_says_so(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["serve", "--help"],
-                                  ["--version"]])
+                                  ["--version"], ["scenarios"]])
 def test_help_to_a_full_stdout(argv: list[str]) -> None:
     with open("/dev/full", "wb") as full:
         p = subprocess.run([sys.executable, "-m", "xenprobe", *argv], stdout=full,
