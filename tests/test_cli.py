@@ -341,6 +341,7 @@ def test_top_level_log_level_default_is_each_commands() -> None:
     ("--web-config-file", "--web.config.file"),
     ("--log-level", "--log.level"),
     ("--log-format", "--log.format"),
+    ("--telemetry-path", "--web.telemetry-path"),
 ])
 def test_serve_takes_prometheus_flag_names(tmp_path: Path, flag: str, alias: str) -> None:
     """Prometheus's and node_exporter's names work beside ours (issue 23): a bad value

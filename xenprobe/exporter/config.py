@@ -51,6 +51,7 @@ class Listen:
 class Config:
     listen_address: Listen = Listen("", DEFAULT_PORT)
     web_config_file: Path | None = None
+    telemetry_path: str = "/metrics"
     interval: float = 30.0
     attempts: int = 3
     sweep_timeout: float = 30.0
@@ -71,6 +72,7 @@ KEYS = tuple(f.name for f in fields(Config))
 HELP = {
     "listen_address": "host:port to serve on (an empty host: every address)",
     "web_config_file": "exporter-toolkit web configuration (TLS, basic auth); YAML",
+    "telemetry_path": "the URL path the metrics are served on",
     "interval": "seconds between sweeps (a number, or a duration such as 30s or 1m)",
     "attempts": "samples per quantity before a moving value is called drift",
     "sweep_timeout": "a sweep running longer is stuck: stop the systemd watchdog",
@@ -81,7 +83,8 @@ HELP = {
     "log_format": "auto (JSON unless stderr is a terminal), json or console",
 }
 
-METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE", "interval": "SECONDS",
+METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE",
+            "telemetry_path": "URLPATH", "interval": "SECONDS",
             "attempts": "N", "sweep_timeout": "SECONDS", "stale_after": "INTERVALS",
             "max_domain_series": "N", "textfile": "PATH", "log_level": "LEVEL",
             "log_format": "FORMAT"}
@@ -90,6 +93,7 @@ METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE", "interval"
 # Prometheus's and its exporters' names for the same flags, accepted beside ours.
 PROMETHEUS_FLAGS = {"listen_address": ("--web.listen-address",),
                     "web_config_file": ("--web.config.file",),
+                    "telemetry_path": ("--web.telemetry-path",),
                     "log_level": ("--log.level",), "log_format": ("--log.format",)}
 
 
@@ -232,6 +236,20 @@ def _check_host(host: str, where: _Where) -> None:
                          f"{why.group(1) if why else e}") from None
 
 
+# An absolute URL path of RFC 3986 path characters (3.3: pchar and "/"), which the
+# request's path is compared with as it arrives.
+_URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+_OTHER_PAGES = ("/", "/-/healthy")  # handler.respond's other pages
+
+
+def _telemetry_path(value: object, where: _Where) -> str:
+    if not isinstance(value, str) or not _URL_PATH.fullmatch(value):
+        raise where.fail(f"expected a URL path such as /metrics, got {value!r}")
+    if value in _OTHER_PAGES:
+        raise where.fail(f"{value} is the path of another page")
+    return value
+
+
 def _textfile(value: object, where: _Where) -> Path | None:
     path = _path(value, where)
     if path is None:
@@ -266,6 +284,7 @@ _Validator = Callable[[object, _Where], Any]
 VALIDATORS: dict[str, _Validator] = {
     "listen_address": parse_listen,
     "web_config_file": _web_config,
+    "telemetry_path": _telemetry_path,
     # At least a second between sweeps: each takes the hypervisor's domctl/sysctl locks.
     "interval": lambda v, w: _seconds(v, w, 1, 86400),
     "attempts": lambda v, w: _integer(v, w, 1, 100),

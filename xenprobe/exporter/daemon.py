@@ -332,7 +332,8 @@ class Daemon:
         registry.register(DaemonCollector(lambda: state.snapshot(watcher.last_ok)))
         # The port before the device: a port in use (a setting) fails first, and no
         # hypercall is issued by a daemon that could not have served it.
-        server = Server(config.listen_address, App(registry, watcher, state.health))
+        server = Server(config.listen_address, App(registry, watcher, state.health,
+                                                   config.telemetry_path))
         try:
             device = Device.open()  # CannotProbe: not dom0, no device, not root
         except BaseException:
@@ -417,6 +418,7 @@ class Daemon:
             self.state.reloaded(None)
         else:
             self.watcher.replace(config.web_config_file, web)
+            self.server.app.telemetry_path = config.telemetry_path
             self.state.reloaded(config)
             configure_logging(config)
             self.loop.wake()
