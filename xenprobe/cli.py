@@ -2,7 +2,8 @@
 """Command line: `xenprobe check` (one-shot diagnostic), `xenprobe serve` (the daemon and
 Prometheus exporter) and `xenprobe scenarios`.
 
-Exit codes: xenprobe.errors.EXIT_CODES, printed by every `--help` (README "Exit codes").
+Exit codes: xenprobe.errors.EXIT_CODES, printed by `xenprobe --help` (README "Exit
+codes"); each command's `--help` prints those it can return (errors.COMMAND_CODES).
 A report that could not be delivered (stdout closed, full, a broken pipe; a textfile not
 written) is never exit 0: see xenprobe.streams.
 """
@@ -135,7 +136,8 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve = sub.add_parser(
         "serve", help="sweep in the background and serve the results to Prometheus",
         description="Sweeps every --interval seconds in the background and serves the "
-                    "last sweep on /metrics (scrapes never issue hypercalls). Settings "
+                    "last sweep on /metrics or --telemetry-path (scrapes never issue "
+                    "hypercalls). Settings "
                     f"come from --config (default {cfg.DEFAULT_PATH}, optional); each "
                     "flag overrides its key. SIGHUP re-reads the file.",
         epilog=exit_code_help("serve"), formatter_class=_Formatter)

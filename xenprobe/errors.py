@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Errors a user can meet, each with the exit code the CLI documents.
 
-EXIT_CODES is the one statement of what each code means: `--help` prints it (as the
-parsers' epilog), and README and the man page are tested against that output.
+EXIT_CODES is the one statement of what each code means: `xenprobe --help` prints it
+(as the parser's epilog), and README and the man page are tested against that output.
+COMMAND_CODES narrows it to what each command can return, for that command's `--help`.
 """
 
 from __future__ import annotations
