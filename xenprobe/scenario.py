@@ -32,6 +32,10 @@ from xenprobe.errors import ScenarioError
 
 PAGE = 4096
 U32_MAX = 0xFFFFFFFF
+# The widest counts the native mock holds: rule counts and lookups are int64_t,
+# balloon periods uint64_t (native/mock/mock.h, faults.c).
+I64_MAX = (1 << 63) - 1
+U64_MAX = (1 << 64) - 1
 XENVER_capabilities_len = 1024
 _UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
           "PiB": 1 << 50}
@@ -327,8 +331,8 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
         raise top.fail("domain", "domain ids must be unique")
     me = next((d for d in domains if d.domid == self_domid), None)
     if census and me is not None and me.vcpus > MAX_CENSUS_VCPUS:
-        raise top.fail("domain", f"the census model gives the caller at most "
-                       f"{MAX_CENSUS_VCPUS} vCPUs")
+        raise top.fail(f"domain[{domains.index(me)}].vcpus", f"the census model gives "
+                       f"the caller at most {MAX_CENSUS_VCPUS} vCPUs")
 
     top.used.add("fault")
     faults = tuple(_fault(source, f, i) for i, f in enumerate(doc.get("fault", [])))
@@ -380,17 +384,19 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
     vanish_after = d.get("vanish_after", int, ANY)
     if vanish_after == ANY:
         vanish_after = None
-    elif vanish_after < 0:
-        raise d.fail("vanish_after", "expected a number of lookups, 0 or more")
+    elif not 0 <= vanish_after <= I64_MAX:
+        raise d.fail("vanish_after", f"expected a number of lookups, 0 to {I64_MAX:#x}")
     elif domid == 0:
         raise d.fail("vanish_after", "domain 0 cannot vanish")
     balloon = None
     if "balloon" in raw:
         b = _Reader(source, _table(d, "balloon"), f"domain[{index}].balloon")
-        balloon = Balloon(b.int_in("step", -U32_MAX, U32_MAX), b.get("every", int, 1),
+        balloon = Balloon(b.int_in("step", -U32_MAX, U32_MAX), b.int_in("every", 1, U64_MAX, 1),
                           b.pages("min", tot), b.pages("max", max_pages))
-        if balloon.every < 1 or not balloon.low <= tot <= balloon.high:
-            raise b.fail("min", "needs every >= 1 and min <= tot_pages <= max")
+        if balloon.step == 0:  # the mock's balloon moves every `every` reads
+            raise b.fail("step", "expected a non-zero number of pages")
+        if not balloon.low <= tot <= balloon.high:
+            raise b.fail("min", "needs min <= tot_pages <= max")
         if balloon.high > U32_MAX:
             raise b.fail("max", "Xen counts a domain's pages in 32 bits (16 TiB at most)")
         b.done()
@@ -421,8 +427,8 @@ def _fault(source: str, raw: Any, index: int) -> Fault:
     if not ANY <= subop <= 0xFFFFFFFF:
         raise f.fail("subop", "expected -1 (any) or 0..2^32-1")
     count = f.get("count", int, 1)
-    if count == 0 or count < ANY:
-        raise f.fail("count", "expected a positive number, or -1 for always")
+    if count == 0 or not ANY <= count <= I64_MAX:
+        raise f.fail("count", f"expected 1 to {I64_MAX:#x}, or -1 for always")
     errno, via, usec = 0, "any", 0
     if kind == "errno":
         name = f.get("errno", str)
