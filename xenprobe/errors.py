@@ -13,7 +13,7 @@ import textwrap
 
 class ExitCode(enum.IntEnum):
     OK = 0             # every layer agrees (no raw layer: none judged disagrees)
-    MISMATCH = 1       # a truncation class was found
+    MISMATCH = 1       # a truncation class was found, or a raw result wrong at the source
     USAGE = 2          # usage or configuration error
     CANNOT_PROBE = 3   # no device, not root, not dom0, hypervisor refused, unknown release
     INTERNAL = 4       # a bug in xenprobe
@@ -26,7 +26,8 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
                   "the report was delivered; for serve: stopped cleanly (SIGTERM, "
                   "SIGINT)"),
     (ExitCode.MISMATCH, "a truncation class was found (truncated, sign_flipped, clamped, "
-                        "aliased_errno, lost_error, changed_error, other); also when the "
+                        "aliased_errno, lost_error, changed_error, other), or a raw result "
+                        "wrong at the source (forged_errno, out_of_range); also when the "
                         "report could not be delivered in full (see 5)"),
     (ExitCode.USAGE, "usage or configuration error: bad flag, unreadable or invalid "
                      "scenario, config or web config file"),
