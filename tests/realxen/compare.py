@@ -208,7 +208,8 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
             f"id = {d['domain']}",
             f"tot_pages = {d['tot_pages']}",
             f"max_pages = {d['max_pages']}",
-            f"max_gpfn = {gpfn}",
+            # As Xen's unsigned long: a PV guest's max_pfn may make it read negative.
+            f"max_gpfn = {gpfn % 2**64:#x}",
             f"hvm = {'true' if d['flags'] & DOMINF_HVM_GUEST else 'false'}",
             f"vcpus = {max(1, d['max_vcpu_id'] + 1)}",
         ]

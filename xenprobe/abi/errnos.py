@@ -85,15 +85,9 @@ def _per_domain(subop: int) -> tuple[Path, ...]:
         Path(_MEM, subop, e.EPERM, _ALL, "xsm_memory_stat_reservation (XSM_TARGET), dummy "
              "module: common/memory.c@4.14:1261 @4.17:1507 @4.20:1510; "
              "include/xsm/dummy.h@4.14:226-230 @4.17:260-265 @4.20:260-265"),
-        Path(_MEM, subop, e.EACCES, _ALL, "the same hook under FLASK (avc_has_perm)"),
+        Path(_MEM, subop, e.EACCES, _ALL, "the same hook under FLASK: "
+             "xsm/flask/avc.c@4.14:762 @4.17:762 @4.20:762"),
     )
-
-
-def _security(op: int, subop: int, where: str) -> tuple[Path, ...]:
-    """A hypercall's own XSM check: -EPERM (dummy, or FLASK on an unknown command),
-    -EACCES (FLASK)."""
-    return (Path(op, subop, e.EPERM, _ALL, where),
-            Path(op, subop, e.EACCES, _ALL, where + " under FLASK"))
 
 
 def _platform(subop: int) -> tuple[Path, ...]:
@@ -155,26 +149,31 @@ PATHS: tuple[Path, ...] = (
     *_varbuf(co.XENVER_commandline2),
     Path(co.GET_DEBUGREG, co.DR6, e.ENODEV, _ALL, "x86emul_read_dr fails: "
          "arch/x86/pv/misc-hypercalls.c@4.14:36 @4.17:40 @4.20:28"),
-    Path(co.GET_DEBUGREG, co.DR6, e.ENOSYS, _ALL, "a PVH dom0: no get_debugreg in HVM's "
-         "table (arch/x86/hvm/hypercall.c@4.14:124-160)"),
+    Path(co.GET_DEBUGREG, co.DR6, e.ENOSYS, _ALL, "a PVH dom0: PV only "
+         "(arch/x86/hvm/hypercall.c@4.14:126-160 has none; "
+         "include/hypercall-defs.c@4.17:234 @4.20:241)"),
     Path(co.HYPFS_OP, 0, e.EPERM, _ALL, "xsm_hypfs_op (XSM_PRIV): "
          "common/hypfs.c@4.14:405-406 @4.17:686-687 @4.20:686-687"),
     Path(co.HYPFS_OP, 0, e.EINVAL, _ALL, "an argument given: "
          "common/hypfs.c@4.14:410-412 @4.17:691-693 @4.20:691-693"),
-    Path(co.HYPFS_OP, 0, e.ENOSYS, _ALL, "a build without CONFIG_HYPFS"),
+    Path(co.HYPFS_OP, 0, e.ENOSYS, _ALL, "a build without CONFIG_HYPFS: "
+         "arch/x86/pv/hypercall.c@4.14:88-89; include/hypercall-defs.c@4.17:284-285 "
+         "@4.20:291-292"),
     Path(co.VCPU_OP, co.VCPUOP_is_up, e.ENOENT, _ALL, "no such vCPU: "
          "common/domain.c@4.14:1352-1353; arch/x86/domain.c@4.17:1505-1506 "
          "@4.20:1575-1576"),
     Path(co.KEXEC_OP, co.KEXEC_CMD_kexec_status, e.EPERM, _ALL, "xsm_kexec (XSM_PRIV): "
          "common/kexec.c@4.14:1219-1221 @4.17:1222-1224 @4.20:1222-1224"),
-    Path(co.KEXEC_OP, co.KEXEC_CMD_kexec_status, e.EACCES, _ALL, "the same under FLASK"),
+    Path(co.KEXEC_OP, co.KEXEC_CMD_kexec_status, e.EACCES, _ALL, "the same under FLASK: "
+         "xsm/flask/avc.c@4.14:762 @4.17:762 @4.20:762"),
     Path(co.KEXEC_OP, co.KEXEC_CMD_kexec_status, e.EFAULT, _ALL, "copy of the status: "
          "common/kexec.c@4.14:1202-1203 @4.17:1205-1206 @4.20:1205-1206"),
     Path(co.KEXEC_OP, co.KEXEC_CMD_kexec_status, e.EINVAL, _ALL, "a type past crash: "
          "common/kexec.c@4.14:1207-1208 @4.17:1210-1211 @4.20:1210-1211"),
-    Path(co.KEXEC_OP, co.KEXEC_CMD_kexec_status, e.ENOSYS, _ALL, "a PVH dom0 (no "
-         "kexec_op in HVM's table, arch/x86/hvm/hypercall.c@4.14:124-160) or a build "
-         "without CONFIG_KEXEC"),
+    Path(co.KEXEC_OP, co.KEXEC_CMD_kexec_status, e.ENOSYS, _ALL, "a PVH dom0 (PV only: "
+         "arch/x86/hvm/hypercall.c@4.14:126-160 has none; include/hypercall-defs.c@4.17:"
+         "273-274 @4.20:280-281) or a build without CONFIG_KEXEC "
+         "(arch/x86/pv/hypercall.c@4.14:77-78)"),
     *_platform(co.XENPF_resource_op),
     Path(_PF, co.XENPF_resource_op, e.EINVAL, _ALL, "more than 3 entries: "
          "arch/x86/platform_hypercall.c@4.14:726-729 @4.17:756-759 @4.20:798-801"),
@@ -202,7 +201,8 @@ PATHS: tuple[Path, ...] = (
     Path(hc.SYSCTL, co.XEN_SYSCTL_livepatch_op, e.EINVAL, _ALL, "pad or bad version: "
          "common/livepatch.c@4.14:1164-1177 @4.17:1169-1182 @4.20:1240-1253"),
     Path(hc.SYSCTL, co.XEN_SYSCTL_livepatch_op, e.ENOSYS, _ALL, "a build without "
-         "CONFIG_LIVEPATCH"),
+         "CONFIG_LIVEPATCH: include/xen/livepatch.h@4.14:166-168 @4.17:166-168 "
+         "@4.20:158-160"),
 )
 
 
