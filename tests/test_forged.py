@@ -86,6 +86,16 @@ def test_real_errors_stay_plain() -> None:
                      "libxc": Verdict.ABSENT}, raw
 
 
+def test_no_answer_is_not_forged() -> None:
+    """EINTR / EAGAIN still there after the retries is no answer (judge's rule), never a
+    forged errno, though maximum_gpfn cannot return them."""
+    for raw in (-errno.EINTR, -errno.EAGAIN):
+        s = _sample(raw, GPFN_ERRNOS - {errno.ESRCH})
+        v = judge(s, final=True, earlier=[s, s])
+        assert v is not None and RAW not in v, (raw, v)
+        assert not {x for x in v.values() if x.is_source_finding}, (raw, v)
+
+
 def test_out_of_range_leaves_the_layers_verdicts() -> None:
     s = _sample(-(1 << 63), GPFN_ERRNOS)
     v = judge(s, final=True, earlier=[s, s])

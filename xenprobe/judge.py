@@ -143,6 +143,8 @@ def _judge_source(verdicts: dict[str, Verdict], sample: Sample) -> None:
     """The raw result against Xen's own convention (classify.at_source), whatever the
     reference says: a forged errno or an out-of-range value is the raw verdict, and a
     layer that handed the forged error on unchanged did not "match" anything real."""
+    if sample.raw_before.errno in RETRYABLE:
+        return  # no answer (below): not an answer Xen could not give either
     found = at_source(sample.raw_before, sample.can_return)
     if found is None:
         return
