@@ -243,10 +243,9 @@ def unanimous(raw_before: Sequence[int], raw_after: Sequence[int],
     A conservative test: True only where raw read the same value twice and it is not
     negative (an error, or out of range at the source), the reference stayed the same
     exact value and equals it, and every present layer returned that very value without
-    errno. Then classify() can only say MATCH
-    (x % 2^64 lies in the one-value truth), whichever of raw or reference a layer is
-    judged against, as the two are equal. Anything else is False and goes to `judge`,
-    the single source of every other verdict.
+    errno. Then classify() can only say MATCH (x % 2^64 lies in the one-value truth),
+    whichever of raw or reference a layer is judged against, as the two are equal.
+    Anything else is False and goes to `judge`, the single source of every other verdict.
     """
     # A negative raw result is an error or out of range (classify.at_source): judged.
     ok = [a == b and a >= 0 for a, b in zip(raw_before, raw_after, strict=True)]

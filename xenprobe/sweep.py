@@ -516,7 +516,6 @@ class Sweeper:
                                         attempt)
         return again
 
-
     def _can_return(self, probe: Probe, before: _References, after: _References
                     ) -> frozenset[int] | None:
         """The errnos this probe's raw call can return (abi.errnos, for the release the
