@@ -32,6 +32,7 @@ from .boot import EXPECTED_XEN_VERSION
 from .compare import (
     DOMID_SELF,
     READER_PATH,
+    SOURCE_FINDINGS,
     U32,
     cpu_list,
     int_path_verdict,
@@ -44,6 +45,7 @@ from .compare import (
     reference_holds,
     relation_holds,
     samples,
+    source_findings,
 )
 from .session import DOMAIN_BACKENDS, SERVE_SWEEPS, Session, serve_ready
 
@@ -376,9 +378,6 @@ def test_the_error_path_gives_esrch_everywhere(s: Session) -> None:
     assert p["ioctl"] == p["syscall"] == {"ret": -1, "errno": ESRCH}
 
 
-SOURCE_FINDINGS = ("forged_errno", "out_of_range", "passed_forged")
-
-
 def at_source(res: dict[str, Any]) -> bool:
     """A raw result wrong at the source (docs/forged-errnos.md)."""
     return res["raw_verdict"] in SOURCE_FINDINGS
@@ -532,6 +531,15 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
     assert {k: n for k, n in samples(m, "xenprobe_mismatch").items() if n} == {
         (("layer", layer), ("quantity", q), ("verdict", v)): float(n)
         for (q, layer, v), n in expected.items()}
+    # The guests' forged errnos and out-of-range value (session.FORGED_MAX_PFN).
+    found: Counter[tuple[str, str, str]] = Counter()
+    for res in all_results(s):
+        for layer, verdict in source_findings(res).items():
+            found[(res["quantity"], layer, verdict)] += 1
+    assert found[("maximum_gpfn", "raw", "forged_errno")] == 2, found
+    assert {k: n for k, n in samples(m, "xenprobe_source_finding").items() if n} == {
+        (("layer", layer), ("quantity", q), ("verdict", v)): float(n)
+        for (q, layer, v), n in found.items()}
 
 
 # How each release's libxenctrl issues memory ops (xenprobe.memop_path, read from the
