@@ -266,7 +266,8 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
               if (note := getattr(layer, "note", ""))]
     notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
               for call, why in sorted(retries.items())]
-    code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
+    code = (ExitCode.MISMATCH if result.mismatches or result.source_findings
+            else ExitCode.OK)
     if args.json:
         report = json.dumps(render.as_json(result, scenario=scenario, exit_code=code,
                                            notes=notes, consumers=users, retries=retries,

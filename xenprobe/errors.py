@@ -14,7 +14,7 @@ import textwrap
 
 class ExitCode(enum.IntEnum):
     OK = 0             # every layer agrees (no raw layer: none judged disagrees)
-    MISMATCH = 1       # a truncation class was found
+    MISMATCH = 1       # a truncation class was found, or a raw result wrong at the source
     USAGE = 2          # usage or configuration error
     CANNOT_PROBE = 3   # no device, not root, not dom0, hypervisor refused, unknown release
     INTERNAL = 4       # a bug in xenprobe
@@ -27,7 +27,8 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
                   "the report was delivered; for serve: stopped cleanly (SIGTERM, "
                   "SIGINT); for watch: no damaged call seen"),
     (ExitCode.MISMATCH, "a truncation class was found (truncated, sign_flipped, clamped, "
-                        "aliased_errno, lost_error, changed_error, other); also when the "
+                        "aliased_errno, lost_error, changed_error, other), or a raw result "
+                        "wrong at the source (forged_errno, out_of_range); also when the "
                         "report could not be delivered in full (see 5); for watch: a "
                         "damaged call was seen"),
     (ExitCode.USAGE, "usage or configuration error: bad flag (a --textfile whose "

@@ -369,6 +369,17 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
             raise d.fail(key, "Xen counts a domain's pages in 32 bits (16 TiB at most)")
     hvm = d.get("hvm", bool, False)
     max_gpfn = d.pages("max_gpfn", max(max_pages, 1) - 1)
+    if "max_pfn" in raw:
+        # A PV guest's own shared_info.arch.max_pfn, any 64-bit value it writes; Xen
+        # answers XENMEM_maximum_gpfn with (max_pfn ?: 1) - 1 (domain_get_maximum_gpfn,
+        # arch/x86/mm.c@RELEASE-4.14.0:469-475 @RELEASE-4.17.0:481-490
+        # @RELEASE-4.20.0:477-486), which wraps to -errno or below for values near 2^64.
+        if hvm:
+            raise d.fail("max_pfn", "is a PV guest's shared_info field: an HVM domain's "
+                         "maximum_gpfn is its p2m's (give max_gpfn)")
+        if "max_gpfn" in raw:
+            raise d.fail("max_pfn", "give either max_pfn (PV) or max_gpfn, not both")
+        max_gpfn = ((d.pages("max_pfn") or 1) - 1) % (1 << 64)
     vcpus = d.int_in("vcpus", 1, U32_MAX, 1)
     offline = d.get("offline_vcpus", list, [])
     if not all(type(v) is int and 0 < v < min(vcpus, MAX_CENSUS_VCPUS) for v in offline) \

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from xenprobe.abi.errnos import can_return
 from xenprobe.census_refs import Facts, read_facts, references, vcpu_reference
 from xenprobe.classify import Truth
 from xenprobe.errors import CannotProbe
@@ -97,6 +98,14 @@ class Sweep:
         if isinstance(self.results, Results):
             return self.results.mismatches()
         return [r for r in self.results if r.mismatches]
+
+    @property
+    def source_findings(self) -> list[Result]:
+        """Results whose raw value was wrong where Xen returned it (a forged errno, out
+        of range), with the layers that passed it on."""
+        if isinstance(self.results, Results):
+            return self.results.source_findings()
+        return [r for r in self.results if r.source_findings]
 
     @functools.cached_property
     def summary(self) -> Summary:
@@ -512,7 +521,8 @@ class Sweeper:
                                 if i in p.via_reference[layer.name])
             raw = raw_result(raw_before[j])
             sample = Sample(raw, raw_result(raw_after[j]), truth_of(ref_before[j]),
-                            truth_of(ref_after[j]), readings, via_ref)
+                            truth_of(ref_after[j]), readings, via_ref,
+                            self._can_return(probe, refs_before, refs_after))
             earlier = progress.history.setdefault(i, [])
             verdicts = judge(sample, final=final, earlier=earlier)
             if verdicts is None:
@@ -522,6 +532,21 @@ class Sweeper:
             progress.judged[i] = Result(probe, raw, sample.ref_before, readings, verdicts,
                                         attempt)
         return again
+
+    def _can_return(self, probe: Probe, before: _References, after: _References
+                    ) -> frozenset[int] | None:
+        """The errnos this probe's raw call can return (abi.errnos, for the release the
+        host runs). ESRCH only where a domain can be missing: not for DOMID_SELF (the
+        caller, always found: common/domain.c@RELEASE-4.17.0:885-888), nor for a
+        domain getdomaininfo listed both before and after the raw reads."""
+        release = self.host.identity.release
+        known = can_return(*probe.call, (release.major, release.minor))
+        if known is None or errnos.ESRCH not in known:
+            return known
+        exists = probe.subject is Subject.SELF or (
+            probe.subject is Subject.DOMAIN and probe.domid in before.domains
+            and probe.domid in after.domains)
+        return known - {errnos.ESRCH} if exists else known
 
 
 def _compact(c: Columns) -> Columns:
