@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from tests.exporter_util import Serve
 from tests.mockhost import env_for, read_log, run_check
 from tests.report_schema import validate
 from xenprobe import xenstore
@@ -215,3 +216,17 @@ def test_a_scenario_name_is_validated(name: str, problem: str) -> None:
             f"[[domain]]\nid = 0\nmemory = \"4 GiB\"\nname = {name}\n")
     with pytest.raises(ScenarioError, match=r"domain\[0\]\.name: .*" + problem):
         parse(text, "bad.toml", "bad")
+
+
+def test_serve_sends_xenstored_only_xs_read_and_exports_the_names(tmp_path: Path) -> None:
+    """Three sweeps of the daemon: each reads the names again, with XS_READ alone."""
+    log = tmp_path / "mock.log"
+    env = dict(os.environ, XENPROBE_MOCK_LOG=str(log))
+    with Serve(str(named(tmp_path, NAMES)), "--interval", "1", env=env) as serve:
+        parsed = serve.after_sweeps(3)
+    info = {dict(labels)["domid"]: dict(labels).get("name")
+            for name, labels in parsed if name == "xenprobe_domain_info"}
+    assert info == {"3": "hana-prod-01", "4": None}
+    messages = [e for e in read_log(log) if e["kind"] == "xenstore"]
+    assert len(messages) >= 9, messages  # three sweeps of three domains
+    assert {(e["type"], e["tx_id"]) for e in messages} == {(xenstore.XS_READ, 0)}

@@ -121,6 +121,9 @@ class _Channel:
             raise Failed(f"{self.where}: a reply of {length} bytes, above "
                          f"XENSTORE_PAYLOAD_MAX")
         body = self._receive(length)
+        # xenstored echoes req_id (xs_wire.h); through /dev/xen/xenbus the kernel puts
+        # the caller's back (xs_send, drivers/xen/xenbus/xenbus_xs.c,
+        # torvalds/linux@0755a4e3: caller_req_id).
         if got_id != req_id:
             raise Failed(f"{self.where}: reply to request {got_id}, not {req_id}")
         if kind == XS_ERROR:
