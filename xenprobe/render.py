@@ -298,14 +298,30 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
 def domain_lines(sweep: Sweep, domids: list[int], s: Style) -> list[str]:
     """The domains in the tables by UUID: a domain id is handed out afresh each time a
     domain is created (a reboot of the guest, a migration, a restore), its UUID stays.
-    Names are not shown: they live in xenstore (/local/domain/<id>/name), which
-    xenprobe does not read (docs/check.md, "Domain names")."""
+    Beside it the name xenstore holds, where it could be read (docs/check.md, "Domain
+    names"): then one a line."""
     out = [s("domains by UUID (a domain id changes when the domain is created again)",
              "bold")]
-    cells = [f"dom{d}".ljust(10) + (sweep.uuid(d) or "- (gone)").ljust(38) for d in domids]
-    for i in range(0, len(cells), 2):  # two a line: a big host shows dozens
-        out.append(("  " + "".join(cells[i:i + 2])).rstrip())
+    cells = [f"dom{d}".ljust(10) + (sweep.uuid(d) or "- (gone)").ljust(38)
+             + _name_cell(sweep, d) for d in domids]
+    per_line = 1 if sweep.names else 2  # two a line: a big host shows dozens
+    for i in range(0, len(cells), per_line):
+        out.append(("  " + "".join(cells[i:i + per_line])).rstrip())
     return out
+
+
+NAME_WIDTH = 24  # a longer name is cut in the table; the JSON carries it whole
+
+
+def _name_cell(sweep: Sweep, domid: int) -> str:
+    """The domain's name, cut to NAME_WIDTH, and a column's gap; "" on a host where no
+    name could be read (the column is left out)."""
+    if not sweep.names:
+        return ""
+    name = sweep.name(domid) or "-"
+    if len(name) > NAME_WIDTH:
+        name = name[:NAME_WIDTH - 1] + "\u2026"
+    return name.ljust(NAME_WIDTH + 2)
 
 
 def legend_lines(shown: _Shown, s: Style) -> list[str]:
@@ -377,9 +393,10 @@ def top_domain_lines(sweep: Sweep, s: Style) -> list[str]:
     if total > len(top):
         head += f", the {len(top)} with most mismatched readings"
     out = [s(head, "bold"), "  " + "DOMAIN".ljust(10) + "UUID".ljust(38)
+           + ("NAME".ljust(NAME_WIDTH + 2) if sweep.names else "")
            + "READINGS".ljust(10) + "QUANTITIES"]
-    out += ["  " + f"dom{d}".ljust(10) + (sweep.uuid(d) or "-").ljust(38) + str(k).ljust(10)
-            + ", ".join(qs) for d, k, qs in top]
+    out += ["  " + f"dom{d}".ljust(10) + (sweep.uuid(d) or "-").ljust(38)
+            + _name_cell(sweep, d) + str(k).ljust(10) + ", ".join(qs) for d, k, qs in top]
     return out
 
 
@@ -523,8 +540,9 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
             "verdicts": {k: n for k, n in sorted(counts.items()) if n},
             "by_quantity": [{"quantity": q, "layer": layer, "verdicts": c}
                             for (q, layer), c in breakdown(sweep).items()],
-            "top_domains": [{"domid": d, "uuid": sweep.uuid(d), "mismatches": k,
-                             "quantities": qs} for d, k, qs in top_domains(sweep)],
+            "top_domains": [{"domid": d, "uuid": sweep.uuid(d), "name": sweep.name(d),
+                             "mismatches": k, "quantities": qs}
+                            for d, k, qs in top_domains(sweep)],
         },
         "consumers": consumers.as_json() if consumers is not None else None,
         "retries": retries or {},
@@ -533,13 +551,15 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
 
 
 def _result_json(r: Result, layers: list[str], sweep: Sweep) -> dict[str, Any]:
-    # The domain's UUID (getdomaininfo's handle), for a numbered domain only.
-    uuid = sweep.uuid(r.probe.domid) if r.probe.subject is Subject.DOMAIN else None
+    # The domain's UUID (getdomaininfo's handle) and xenstore name, for a numbered
+    # domain only.
+    numbered = r.probe.subject is Subject.DOMAIN
     return {
         "quantity": r.probe.quantity.value,
         "subject": r.probe.subject.value,
         "domid": r.probe.domid,
-        "uuid": uuid,
+        "uuid": sweep.uuid(r.probe.domid) if numbered else None,
+        "name": sweep.name(r.probe.domid) if numbered else None,
         "vcpu": r.probe.vcpu,
         "raw": r.raw.as_json() if r.raw is not None else None,
         "raw_verdict": r.verdicts[RAW].value if RAW in r.verdicts else None,

@@ -71,10 +71,14 @@ class Domain:
     # (vCPU, every): that vCPU goes offline and online again after every `every`
     # VCPUOP_is_up reads of it (census scenarios): the look-again rule's drift.
     flap_vcpu: tuple[int, int] | None = None
+    # What the toolstack wrote to xenstore's /local/domain/<id>/name (None: no node).
+    name: str | None = None
 
 
 # The most vCPUs the mock's census model gives a dom0 (native/mock/census.c MAX_VCPUS).
 MAX_CENSUS_VCPUS = 4096
+
+NAME_MAX = 2048  # bytes of a domain's name in the mock's xenstore
 
 FAULT_KINDS = ("errno", "delay", "garbage", "short")
 FAULT_LAYERS = ("hypervisor", "driver")
@@ -141,6 +145,8 @@ class Scenario:
     # XEN_SYSCTL_livepatch_op LIST: payloads loaded, or None for a build without
     # CONFIG_LIVEPATCH (default y on x86; Debian's builds have it).
     livepatch_payloads: int | None = 0
+    # Whether dom0 runs xenstored (native/mock/xenstore.c answers its reads).
+    xenstored: bool = True
 
     @property
     def guest_type(self) -> str:
@@ -300,6 +306,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     device = linux.choice("device", ("present", "absent", "eacces"), "present")
     sys_hyp = linux.get("sys_hypervisor", bool, True)
     self_domid = linux.int_in("self_domid", 0, hc.DOMID_FIRST_RESERVED - 1, 0)
+    xenstored = linux.get("xenstored", bool, True)
     linux.done()
 
     hyp = _Reader(source, _table(top, "hypervisor"), "hypervisor")
@@ -351,7 +358,8 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
                     self_domid, domains, faults, hangs, census, changeset, commandline,
-                    build_id_size, kexec_loaded, payloads if livepatch else None)
+                    build_id_size, kexec_loaded, payloads if livepatch else None,
+                    xenstored)
 
 
 def _domain(source: str, raw: Any, index: int) -> Domain:
@@ -411,9 +419,14 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
         if balloon.high > U32_MAX:
             raise b.fail("max", "Xen counts a domain's pages in 32 bits (16 TiB at most)")
         b.done()
+    name = d.get("name", str) if "name" in raw else None
+    if name is not None and (not name or "\0" in name or len(name.encode()) > NAME_MAX):
+        # xenstored refuses a node above quota_max_entry_size, 2048 bytes by default
+        # (tools/xenstore/xenstored_core.c@RELEASE-4.17.0:107); xl writes a C string.
+        raise d.fail("name", f"expected 1 to {NAME_MAX} bytes of text without NUL")
     d.done()
     return Domain(domid, tot, max_pages, max_gpfn, hvm, vcpus, balloon, vanish_after,
-                  tuple(sorted(offline)), (flap[0], flap[1]) if flap else None)
+                  tuple(sorted(offline)), (flap[0], flap[1]) if flap else None, name)
 
 
 def _op(r: _Reader, key: str) -> int:
@@ -542,6 +555,9 @@ def compile_text(s: Scenario) -> str:
         if d.balloon:
             b = d.balloon
             lines.append(f"balloon {d.domid} {b.step} {b.every} {b.low} {b.high}")
+    lines.append(f"xenstored {int(s.xenstored)}")
+    lines += [f"xenstore_name {d.domid} {d.name.encode().hex()}" for d in s.domains
+              if d.name is not None]
     lines += [f"vanish {d.domid} {d.vanish_after}" for d in s.domains
               if d.vanish_after is not None]
     lines += [_fault_line(f) for f in s.faults]

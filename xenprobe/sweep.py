@@ -11,6 +11,7 @@ before. Results are kept as columns too, and a Result object is built when it is
 
 from __future__ import annotations
 
+import dataclasses
 import errno as errnos
 import functools
 import os
@@ -62,6 +63,7 @@ from xenprobe.rawlayer import RawAbsent
 from xenprobe.reading import Columns, Reading, raw_result
 from xenprobe.results import Batch, Result, Results, Summary, truth_of
 from xenprobe.transport import Args, Buffer, Calls, NoMulticall, args5
+from xenprobe.xenstore import Names
 
 log = structlog.get_logger("xenprobe.sweep")
 
@@ -87,6 +89,12 @@ class Sweep:
     # domid -> handle (the domain's UUID, 16 bytes) of the domains listed at the start:
     # domain ids are reused after every reboot, the UUID names the same domain.
     handles: Mapping[int, bytes] = field(default_factory=dict)
+    # domid -> name, for the listed domains whose xenstore name could be read.
+    names: Mapping[int, str] = field(default_factory=dict)
+
+    def name(self, domid: int | None) -> str | None:
+        """A domain's name from xenstore, or None where it could not be read."""
+        return self.names.get(domid) if domid is not None else None
 
     def uuid(self, domid: int | None) -> str | None:
         """A domain's UUID as toolstacks print it, or None for a domain not listed."""
@@ -266,6 +274,8 @@ class _Known:
     raw_absent: RawAbsent | None = None
     # The structs the platform_op quantities point to, made when first asked for.
     requests: PlatformRequests | None = None
+    # Domain names from xenstore; it remembers why they were last absent.
+    names: Names = field(default_factory=Names)
 
 
 _KNOWN: weakref.WeakKeyDictionary[Host, _Known] = weakref.WeakKeyDictionary()
@@ -402,6 +412,10 @@ class Sweeper:
         return p
 
     def sweep(self) -> Sweep:
+        swept = self._swept()
+        return dataclasses.replace(swept, names=self._known.names.read(swept.handles))
+
+    def _swept(self) -> Sweep:
         started = time.time()
         t0 = time.perf_counter()
         handles = self.host.domain_handles()

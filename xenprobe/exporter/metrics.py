@@ -375,16 +375,19 @@ def _domain_mismatches(sweep: Sweep, limit: int) -> list[Metric]:
 
 
 def _domain_info(sweep: Sweep, domids: Iterable[str]) -> Metric:
-    """The UUID of each numbered domain in xenprobe_domain_mismatch, to join on domid:
-    domain ids are handed out afresh when a domain is created again, the UUID stays.
-    Only those domains, so the series stay within max_domain_series."""
+    """The UUID of each numbered domain in xenprobe_domain_mismatch, and its xenstore
+    name where it could be read, to join on domid: domain ids are handed out afresh
+    when a domain is created again, the UUID stays. Only those domains, so the series
+    stay within max_domain_series."""
     info = InfoMetricFamily(
-        f"{PREFIX}_domain", "The UUID of each domain that has a xenprobe_domain_mismatch "
-        "series, for joining on domid" + FROM_SWEEP, labels=["domid"])
+        f"{PREFIX}_domain", "The UUID and name of each domain that has a "
+        "xenprobe_domain_mismatch series, for joining on domid" + FROM_SWEEP,
+        labels=["domid"])
     for domid in sorted({d for d in domids if d.isdigit()}, key=int):
         uuid = sweep.uuid(int(domid))
         if uuid is not None:
-            info.add_metric([domid], {"uuid": uuid})
+            name = sweep.name(int(domid))
+            info.add_metric([domid], {"uuid": uuid, **({"name": name} if name else {})})
     return info
 
 
