@@ -6,8 +6,7 @@ Each test is an attack that was tried against the transport on the mock host and
 words that are not pointers aimed at the span, Xen's writes aimed at the transport's
 read-only data, a forked child that exits normally and aims at its fresh span, the
 DM_OP probe of the guard raced, and xp_alloc at the edges of its sizes. The attacks
-that got through are in the review's report, not here (docs/readonly.md, "Known blind
-spots").
+that got through are reported on issue 20, not tested here: a test of them would fail.
 """
 
 from __future__ import annotations
