@@ -55,8 +55,11 @@ def requests(log: list[dict[str, Any]]) -> Counter[tuple[int, Any]]:
 # Aimed at a private copy found the way a caller can: a fresh mapping of the copy's
 # size lands where a just-freed one was. Before the span, entry 0's answer (1024 bytes
 # of XENVER_commandline) turned 16 later entries of the judged copy into op 0
-# (set_trap_table) on every run, through xp_multicall and Privcmd.ioctl(13, ...).
+# (set_trap_table) on every run, through xp_multicall and Privcmd.ioctl(13, ...). Now a
+# buffer Xen writes must be a live hypercall buffer of the caller's (xp_alloc): the
+# freed one is none, so the multicall is refused before anything is issued.
 PREDICTED = r"""
+from xenprobe.errors import Refused
 N = 4096
 res = {}
 for path in ("xp_multicall", "ioctl 13"):
@@ -69,9 +72,12 @@ for path in ("xp_multicall", "ioctl 13"):
         e[i].op = 17
     e[0].args[0], e[0].args[1] = 9, where + 64
     if path == "xp_multicall":
-        res[path] = [lib.xp_multicall(fd, e, N, ret, err), ret[0]]
+        res[path] = [lib.xp_multicall(fd, e, N, ret, err), err[0]]
     else:
-        res[path] = [0, dev.ioctl(13, args5(ents.address, N)).value]
+        try:
+            res[path] = [0, dev.ioctl(13, args5(ents.address, N)).value]
+        except Refused as x:
+            res[path] = str(x)
 print(json.dumps(res))
 """
 
@@ -79,10 +85,11 @@ print(json.dumps(res))
 def test_a_write_aimed_at_where_the_private_copy_would_be_changes_nothing(
         tmp_path: Path, racer: Path) -> None:  # noqa: F811
     out, log = run(PREDICTED, tmp_path, racer, "healthy")
-    assert out == {"xp_multicall": [0, 0], "ioctl 13": [0, 0]}, out
+    assert out["xp_multicall"] == [-1000, 7], out  # XP_DENY_WRITE
+    assert out["ioctl 13"] == ("hypercall 13, entry 0: 17/9: the hypervisor would write "
+                               "outside the caller's hypercall buffers"), out
     assert forbidden(log) == [], requests(log)
-    # Every entry arrived as judged: 4095 XENVER_version and one commandline, twice.
-    assert requests(log) == Counter({(17, 0): 2 * 4095, (17, 9): 2, (13, None): 2})
+    assert requests(log) == Counter(), requests(log)
 
 
 # Every allowed call that writes through a pointer, with that pointer at a place in the
@@ -297,13 +304,45 @@ print(json.dumps(res))
 """
 
 
-def test_a_write_from_below_the_span_stops_at_its_guard(tmp_path: Path,
-                                                       racer: Path) -> None:  # noqa: F811
+def test_a_write_from_below_the_span_is_not_issued(tmp_path: Path,
+                                                   racer: Path) -> None:  # noqa: F811
+    # The page below the span is the caller's, but no hypercall buffer (xp_alloc): Xen
+    # may not write there at all, so the multicall is refused before issue
+    # (XP_DENY_WRITE) and nothing below the span is written. The guard that stops an
+    # ascending write is now each buffer's own (the next test).
     out, log = run(BELOW, tmp_path, racer, "healthy", before=HOLE)
     assert out["below"], "the page below the span was taken before the test could map it"
+    assert out["rc"] == [-1000, -1], out
+    assert not out["written"], out
+    assert requests(log) == Counter(), requests(log)
+
+
+# Every hypercall buffer is followed by its own PROT_NONE guard: a write that starts in
+# the buffer's last 512 bytes (XENVER_commandline: 1024 bytes) stops there, the entry
+# gets -EFAULT as from Xen's copy_to_guest, and every later entry is read as judged.
+REGION_END = r"""
+N = 4096
+buf = Buffer(4096)
+ents = Buffer(N * 64)
+e = ffi.cast("xp_multicall_entry *", ents.ptr)
+for i in range(N):
+    e[i].op = 17
+e[0].args[0], e[0].args[1] = 9, buf.address + 4096 - 512
+buf.view[:] = b"\xff" * 4096
+res = {"rc": [lib.xp_multicall(fd, e, N, ret, err), ret[0]]}
+res["results"] = sorted(set(int(ffi.cast("int64_t", e[i].result)) for i in range(1, N)))
+res["entry 0"] = int(ffi.cast("int64_t", e[0].result))
+res["written"] = bytes(buf.view[4096 - 512:]) != b"\xff" * 512
+print(json.dumps(res))
+"""
+
+
+def test_a_write_past_a_buffers_end_stops_at_its_guard(tmp_path: Path,
+                                                       racer: Path) -> None:  # noqa: F811
+    out, log = run(REGION_END, tmp_path, racer, "healthy")
     assert out["rc"] == [0, 0], out
-    assert out["entry 0"] == -14, out  # -EFAULT: stopped at the guard
-    assert out["written"], out  # the part below the guard was written, as Xen does
+    assert out["entry 0"] == -14, out  # -EFAULT: stopped at the buffer's guard
+    assert out["written"], out  # the part inside the buffer was written, as Xen does
     assert out["results"] == [0x40011], out  # the mock's XENVER_version, 4095 times
     assert requests(log) == Counter({(17, 0): 4095, (17, 9): 1, (13, None): 1})
 

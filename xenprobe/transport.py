@@ -21,6 +21,7 @@ _DENIALS = {
     4: "multicall entry count out of range",
     5: "missing argument",
     6: "an argument points into the transport's private copies",
+    7: "the hypervisor would write outside the caller's hypercall buffers",
 }
 
 Args = tuple[int, int, int, int, int]

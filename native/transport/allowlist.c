@@ -25,6 +25,7 @@
 #define HYPERVISOR_domctl      36
 #define HYPERVISOR_kexec_op    37 /* public/xen.h@RELEASE-4.17.0:111 */
 #define HYPERVISOR_hypfs_op    42
+#define XEN_SYSCTL_livepatch_op 27
 
 /* Where an op's subop travels. */
 enum carrier {
@@ -95,6 +96,78 @@ static const struct {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * Where Xen writes, beside where it reads: the argument words and struct handles each
+ * allowed pair writes through. The transport lets Xen write only into the caller's
+ * hypercall buffers (xp_alloc; on the guard's path, anywhere but the transport's own
+ * memory and the issuing thread's stack), so a word named here must point there or be
+ * 0. A word not named here is only read (memory_op's domid, kexec_status's struct) or
+ * unused, and may point anywhere outside the span. Private copies (a sysctl, domctl
+ * or platform_op struct, resource_op's entries, multicall entries) are what Xen writes
+ * instead of the caller's, and are handed back by the transport.
+ */
+#define ARG(k) (1u << (k))
+static const struct {
+    uint64_t op;
+    uint64_t subop;         /* the by-value subop, or the struct's cmd */
+    unsigned args;          /* arguments Xen writes through (ARG(k)) */
+    uint8_t handles[6];     /* byte offsets of the struct's handles Xen writes through */
+} writes[] = {
+    /* xen_version writes its answer at arg1 for every subop but XENVER_version (0) and
+     * XENVER_pagesize (7), which take no buffer: common/kernel.c@RELEASE-4.17.0:474-660,
+     * @RELEASE-4.20.0:577-760 (get_features, build_id and the 4.20 varbufs read the
+     * buffer first, then write it; build_id and the varbufs accept a NULL buffer and
+     * then only return the size). */
+    {HYPERVISOR_xen_version, 1, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 2, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 3, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 4, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 5, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 6, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 8, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 9, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 10, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 11, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 12, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 13, ARG(1), {0}},
+    {HYPERVISOR_xen_version, 14, ARG(1), {0}},
+    /* XEN_SYSCTL_getdomaininfolist: the records go to its buffer handle, at offset 8 of
+     * the union (struct offset 16): common/sysctl.c@RELEASE-4.17.0:98. */
+    {HYPERVISOR_sysctl, 6, 0, {16}},
+    /* XEN_SYSCTL_livepatch_op LIST writes through status, name and len, and from
+     * sysctl interface 0x15 (4.17) also metadata and metadata_len
+     * (common/livepatch.c@RELEASE-4.17.0:1217-1231). In struct xen_sysctl they sit at
+     * 32, 40, 48 before 0x15 and, after name_total_size and metadata_total_size, at
+     * 40-72 from it (public/sysctl.h, struct xen_sysctl_livepatch_list): every word
+     * from 32 to 72 is judged as a handle (the two sizes, which xenprobe sends as 0,
+     * share the word at 32). */
+    {HYPERVISOR_sysctl, XEN_SYSCTL_livepatch_op, 0, {32, 40, 48, 56, 64, 72}},
+};
+
+/* The arguments of a by-value op Xen writes through (ARG(k) bits). */
+unsigned xp_written_args(uint64_t op, uint64_t subop)
+{
+    for (size_t i = 0; i < COUNT(writes); i++)
+        if (writes[i].op == op && writes[i].subop == subop)
+            return writes[i].args;
+    return 0;
+}
+
+/* The handles of a struct with this cmd that Xen writes through: their byte offsets in
+ * at[] (at most 6), and how many. */
+size_t xp_written_handles(uint64_t op, uint32_t cmd, size_t at[6])
+{
+    size_t n = 0;
+    for (size_t i = 0; i < COUNT(writes); i++) {
+        if (writes[i].op != op || writes[i].subop != cmd)
+            continue;
+        for (size_t k = 0; k < 6 && writes[i].handles[k]; k++)
+            at[n++] = writes[i].handles[k];
+        break;
+    }
+    return n;
+}
+
 static int carrier_of(uint64_t op, enum carrier *c, size_t *size)
 {
     for (size_t i = 0; i < COUNT(carriers); i++) {
@@ -141,7 +214,6 @@ int xp_check_cmd(uint64_t op, uint32_t cmd)
  * LIST only writes into the buffers its handles name (__copy_to_guest_offset) and never
  * reads them, so they need no private copy: the handles themselves are in the copy.
  */
-#define XEN_SYSCTL_livepatch_op   27
 #define XEN_SYSCTL_LIVEPATCH_LIST 2
 #define SYSCTL_UNION_OFFSET       8
 

@@ -114,7 +114,8 @@ static int guard_hypercall(int fd, const void *arg)
         errno = EFAULT;
         return -1;
     }
-    rc = xp_issue(fd, &hc, send_real, &xp_known_memory, &ret, &err);
+    rc = xp_issue(fd, &hc, send_real, &xp_known_memory,
+                  (uintptr_t)__builtin_frame_address(0), &ret, &err);
     if (rc == XP_REFUSED)
         return refuse();
     if (rc) {

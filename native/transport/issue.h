@@ -28,6 +28,11 @@ int xp_copy_out(uint64_t dst, const void *src, size_t n);
 struct xp_access {
     int (*in)(void *dst, uint64_t src, size_t n);
     int (*out)(uint64_t dst, const void *src, size_t n);
+    /* Whether Xen may write where this word of the request points (a word allowlist.c
+     * says Xen writes through): into a live xp_alloc region (the caller's memory), or
+     * anywhere but the transport's own data and the issuing thread's stack (the
+     * guard's: libxencall's buffers). */
+    int (*xen_may_write)(uint64_t word);
 };
 
 /* Any caller's memory: xp_copy_in/out, a bad pointer is EFAULT (a system call each). */
@@ -48,7 +53,11 @@ typedef long (*xp_send_fn)(int fd, struct privcmd_hypercall *hc);
  * caller's reach (a value on its own stack). A sysctl, domctl, platform_op or
  * multicall's struct is copied here (through `mem`), once, into locked pages of the
  * private span; checked; issued with arg0 pointing at the copy; copied back afterwards.
- * A request with a word pointing into the span is refused (XP_DENY_PRIVATE). So are
+ * A request with a word pointing into the span is refused (XP_DENY_PRIVATE), and so
+ * is one whose struct or entries the transport would hand back into its own memory or
+ * into the frames below `outer` (the entry point's frame). A word Xen writes through
+ * (allowlist.c, `writes`) must point where mem->xen_may_write allows
+ * (XP_DENY_WRITE). So are
  * a XENPF_resource_op's entries and a multicall's platform_op structs, through `mem`
  * too: on the guard's path they are libxencall's buffers as well.
  *   0           issued, or answered as the kernel would without issuing (the struct
@@ -58,6 +67,6 @@ typedef long (*xp_send_fn)(int fd, struct privcmd_hypercall *hc);
  *   -1          cannot (no locked memory): *err is the errno.
  */
 int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
-             const struct xp_access *mem, long *ret, int *err);
+             const struct xp_access *mem, uintptr_t outer, long *ret, int *err);
 
 #endif

@@ -7,12 +7,15 @@
  * Every entry point, and the guard on libxenctrl's path (guard.c), goes through
  * xp_issue() (issue.h): the request is copied once out of the caller's memory into
  * the private span (below: out of reach of every write an allowed call makes), the
- * allow-list judges the copy, and the copy is issued. The
+ * allow-list judges the copy, and the copy is issued. A word Xen writes through must
+ * point into a hypercall buffer of the caller's (xp_alloc, below). The
  * caller's memory is read with process_vm_readv on our own process, so a bad pointer
  * gives EFAULT, as the kernel would, instead of a SIGSEGV.
  */
 #define _GNU_SOURCE
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -32,6 +35,8 @@ int xp_check_entry(const xp_multicall_entry *e);
 int xp_check_cmd(uint64_t op, uint32_t cmd);
 int xp_check_nested(uint64_t op, const void *copy, size_t size);
 size_t xp_struct_size(uint64_t op);
+unsigned xp_written_args(uint64_t op, uint64_t subop);
+size_t xp_written_handles(uint64_t op, uint32_t cmd, size_t at[6]);
 
 #define HYPERVISOR_multicall 13
 #define PAGE 4096u
@@ -202,11 +207,20 @@ static void *span_alloc(size_t bytes, int lock, int *err)
     return p;
 }
 
+/* Whether [p, p + n pages) is whole pages of the span: what span_free and private_free
+ * take, and nothing else, whatever a frame that held the pointer has become. */
+static int span_pages_of(const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)span;
+    return span && a >= lo && (a - lo) % PAGE == 0 && n <= SPAN_PAGES &&
+           (a - lo) / PAGE + n <= SPAN_PAGES;
+}
+
 static void span_free(void *p, size_t bytes)
 {
     size_t n = span_pages(bytes), at;
 
-    if (!p)
+    if (!p || !span_pages_of(p, n))
         return;
     at = (size_t)((uint8_t *)p - span) / PAGE;
     munlock(p, n * PAGE); /* harmless on pages that were never locked */
@@ -236,7 +250,7 @@ static void *private_alloc(size_t bytes, int *err)
 
 static void private_free(void *p, size_t bytes)
 {
-    if (!p)
+    if (!p || !span_pages_of(p, span_pages(bytes)))
         return;
     if (bytes <= PAGE) {
         /* Zeroed, so a later owner never sees an earlier request's bytes. */
@@ -250,10 +264,151 @@ static void private_free(void *p, size_t bytes)
 
 /* ------------------------------------------------------------------ the caller's buffers */
 
-/* One freed single-page buffer kept for the next xp_alloc of at most a page. Never a
- * page of the span: a page handed to a caller (a Python Buffer, whose address the
- * caller keeps) never becomes a private copy. */
-static void *spare_page;
+/*
+ * Where Xen may write, on the transport's own entry points: only into memory the caller
+ * got from xp_alloc, as libxencall's callers only hand Xen its bounce buffers. Each such
+ * region is followed by REGION_GUARD bytes of PROT_NONE that are never made accessible,
+ * so a write that starts inside a region (every write of an allowed call starts at one
+ * of its words and goes upwards: docs/readonly.md) ends in the region or stops at its
+ * guard. The transport's data, every stack, the heap and the span are no region.
+ *
+ * The regions are listed here, in the library's own data (out of reach of Xen and of
+ * the transport's own writes, see own_data), under a lock that every entry point holds
+ * for reading from judging to the end of issuing: a region cannot be freed, and its
+ * address given to something else, while a call judged to write into it is in flight.
+ */
+#define REGION_GUARD ((size_t)16 * PAGE)
+#define MAX_REGIONS 4096u
+
+static struct region {
+    uintptr_t lo;
+    size_t len; /* 0: a free slot */
+} regions[MAX_REGIONS];
+static size_t regions_top; /* no region at or above this slot */
+static pthread_rwlock_t regions_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+/* Whether a (xp_alloc'd, live) region holds address a. Under regions_lock. */
+static int region_holds(uint64_t a)
+{
+    for (size_t i = 0; i < regions_top; i++)
+        if (regions[i].len && a - regions[i].lo < regions[i].len)
+            return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the transport's own memory */
+
+/* The library's writable segments (RELRO, .data, .bss: the span's bounds, its page map,
+ * the region list, the guard's saved ioctl), found once at load. Each is preceded by the
+ * library's read-only segments, which Xen cannot write, so an ascending write from
+ * below stops before it. */
+#define MAX_SEGMENTS 4
+static uintptr_t own_lo[MAX_SEGMENTS], own_hi[MAX_SEGMENTS];
+static size_t own_n;
+
+/* The stack of the thread that loaded the library when it is the main thread
+ * (pthread_getattr_np reads /proc/self/maps for that one: asked once). */
+static uintptr_t main_lo, main_hi;
+
+/* Whether [a, a + n) meets [lo, hi). */
+static int meets(uint64_t a, uint64_t n, uintptr_t lo, uintptr_t hi)
+{
+    uint64_t end = a + n < a ? UINT64_MAX : a + n;
+    return a < hi && end > lo;
+}
+
+static int own_data(uint64_t a, uint64_t n)
+{
+    uint64_t span_lo = (uint64_t)(uintptr_t)span - GUARD_BYTES;
+    if (span && meets(a, n, span_lo, span_lo + SPAN_BYTES + 2 * GUARD_BYTES))
+        return 1;
+    for (size_t i = 0; i < own_n; i++)
+        if (meets(a, n, own_lo[i], own_hi[i]))
+            return 1;
+    return 0;
+}
+
+/* The calling thread's whole stack block (with its TLS and thread descriptor, which
+ * glibc keeps at the top of a thread's stack). Not cached in thread-local memory: the
+ * main thread's TLS is heap. */
+static void thread_stack(uintptr_t *lo, uintptr_t *hi)
+{
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    pthread_attr_t a;
+    void *addr;
+    size_t size;
+
+    if (main_hi && sp >= main_lo && sp < main_hi) {
+        *lo = main_lo;
+        *hi = main_hi;
+        return;
+    }
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        int ok = pthread_attr_getstack(&a, &addr, &size) == 0;
+        pthread_attr_destroy(&a);
+        if (ok && sp - (uintptr_t)addr < size) {
+            *lo = (uintptr_t)addr;
+            *hi = (uintptr_t)addr + size;
+            return;
+        }
+    }
+    /* Not known (a stack glibc did not make): 8 MiB either side of this frame. */
+    *lo = sp > (8u << 20) ? sp - (8u << 20) : 0;
+    *hi = sp + (8u << 20);
+}
+
+/* Where the transport itself writes for its caller (status out-parameters, result
+ * arrays, a struct or entries handed back): never its own data, nor the frames below
+ * the entry point's (`outer`, __builtin_frame_address of the entry point), which hold
+ * what it has still to do. 64 KiB is far more than those frames take. */
+static int own_out(uint64_t a, uint64_t n, uintptr_t outer)
+{
+    return own_data(a, n) || meets(a, n, outer - (64u << 10), outer + 16);
+}
+
+/* Where Xen may write, judged per written word (allowlist.c, xp_written_args and
+ * xp_written_handles). 0 is no buffer: Xen checks for a null handle and writes nothing,
+ * or its write faults on the NULL page. */
+static int into_region(uint64_t w)
+{
+    return w == 0 || region_holds(w);
+}
+
+/* On the guard's path the buffers are libxencall's, not xp_alloc's: Xen may write
+ * anywhere but the transport's own data and the issuing thread's stack (docs/readonly.md
+ * says what that leaves). Below each of them is memory Xen cannot write. */
+static int outside_own(uint64_t w)
+{
+    uintptr_t lo, hi;
+    if (w == 0)
+        return 1;
+    thread_stack(&lo, &hi);
+    return !own_data(w, 1) && !meets(w, 1, lo, hi);
+}
+
+static int find_own(struct dl_phdr_info *info, size_t size, void *marker)
+{
+    uintptr_t m = (uintptr_t)marker;
+    int mine = 0;
+
+    (void)size;
+    for (size_t i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        mine |= ph->p_type == PT_LOAD && m - lo < ph->p_memsz;
+    }
+    if (!mine)
+        return 0;
+    for (size_t i = 0; i < info->dlpi_phnum && own_n < MAX_SEGMENTS; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        own_lo[own_n] = lo & ~(uintptr_t)(PAGE - 1);
+        own_hi[own_n++] = (lo + ph->p_memsz + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+    }
+    return 1;
+}
 
 /* Our own pid, for process_vm_readv/writev: asked once and again in a forked child,
  * not on every copy (a system call each, and the copies are on every request). */
@@ -261,77 +416,123 @@ static pid_t self;
 
 static void before_fork(void)
 {
+    pthread_rwlock_wrlock(&regions_lock);
     pthread_mutex_lock(&span_lock);
 }
 
 static void in_parent(void)
 {
     pthread_mutex_unlock(&span_lock);
+    pthread_rwlock_unlock(&regions_lock);
 }
 
-/* In a forked child: its own pid; the kept pages and the span are MADV_DONTFORK, so the
- * child has none of them: it must not hand them out or free them, and it reserves the
- * span afresh at the same addresses (nothing else can have been mapped there yet: the
- * child runs nothing before this handler). Only the forking thread lives on in the
- * child, so no copy of the parent's is in use here. */
+/* In a forked child: its own pid; the regions, the kept page and the span are
+ * MADV_DONTFORK, so the child has none of them: it must not hand them out, free them
+ * or let Xen write there, and it reserves the span afresh at the same addresses
+ * (nothing else can have been mapped there yet: the child runs nothing before this
+ * handler). Only the forking thread lives on in the child, so no copy of the parent's
+ * is in use here. */
 static void in_child(void)
 {
     self = getpid();
-    spare_page = NULL;
     spare_private_page = NULL;
     memset(span_used, 0, sizeof(span_used));
+    memset(regions, 0, sizeof(regions));
+    regions_top = 0;
     pthread_mutex_init(&span_lock, NULL);
+    pthread_rwlock_init(&regions_lock, NULL);
     if (span)
         span = reserve(span - GUARD_BYTES);
 }
 
 __attribute__((constructor)) static void at_load(void)
 {
+    pthread_attr_t a;
+    void *addr;
+    size_t size;
+
     self = getpid();
     span = reserve(NULL);
+    dl_iterate_phdr(find_own, (void *)&own_n);
+    if (syscall(SYS_gettid) == self && pthread_getattr_np(pthread_self(), &a) == 0) {
+        if (pthread_attr_getstack(&a, &addr, &size) == 0) {
+            main_lo = (uintptr_t)addr;
+            main_hi = (uintptr_t)addr + size;
+        }
+        pthread_attr_destroy(&a);
+    }
     pthread_atfork(before_fork, in_parent, in_child);
 }
 
 /* Hypercall buffers are locked and not inherited by children, as libxencall keeps
- * them: the hypervisor must never find a buffer paged out. */
+ * them: the hypervisor must never find a buffer paged out. Each is followed by its
+ * PROT_NONE guard and listed as a region Xen may write. */
 void *xp_alloc(size_t bytes, int *err)
 {
-    size_t len;
-    void *p;
+    size_t len, slot;
+    uint8_t *p;
 
-    /* Rounded up to whole pages: a size that cannot be is no size to map. */
-    if (bytes > SIZE_MAX - (PAGE - 1)) {
+    /* Rounded up to whole pages, plus the guard: a size that cannot be is no size. */
+    if (bytes > SIZE_MAX - (PAGE - 1) - REGION_GUARD) {
         *err = ENOMEM;
         return NULL;
     }
     len = bytes ? (bytes + PAGE - 1) / PAGE * PAGE : PAGE;
-    if (len == PAGE && (p = __atomic_exchange_n(&spare_page, NULL, __ATOMIC_ACQUIRE))) {
-        *err = 0;
-        return p;
-    }
-    p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+    p = mmap(NULL, len + REGION_GUARD, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
         *err = errno;
         return NULL;
     }
-    madvise(p, len, MADV_DONTFORK);
+    if (mmap(p, len, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_LOCKED, -1, 0) == MAP_FAILED) {
+        *err = errno;
+        munmap(p, len + REGION_GUARD);
+        return NULL;
+    }
+    madvise(p, len + REGION_GUARD, MADV_DONTFORK);
+    pthread_rwlock_wrlock(&regions_lock);
+    for (slot = 0; slot < MAX_REGIONS && regions[slot].len; slot++)
+        ;
+    if (slot < MAX_REGIONS) {
+        regions[slot].lo = (uintptr_t)p;
+        regions[slot].len = len;
+        if (slot >= regions_top)
+            regions_top = slot + 1;
+    }
+    pthread_rwlock_unlock(&regions_lock);
+    if (slot == MAX_REGIONS) {
+        munmap(p, len + REGION_GUARD);
+        *err = ENOMEM;
+        return NULL;
+    }
     *err = 0;
     return p;
 }
 
+/* Frees a region xp_alloc handed out, by its start; anything else (a page of the span,
+ * a part of a region, another process's region) is left alone. The size is the one
+ * recorded: the caller's is not needed. Waits for the calls in flight. */
 void xp_free(void *p, size_t bytes)
 {
-    size_t len = bytes ? (bytes + PAGE - 1) / PAGE * PAGE : PAGE;
+    size_t len = 0;
+
+    (void)bytes;
     if (!p)
         return;
-    if (len == PAGE) {
-        memset(p, 0, PAGE);
-        p = __atomic_exchange_n(&spare_page, p, __ATOMIC_RELEASE);
-        if (!p)
-            return;
+    pthread_rwlock_wrlock(&regions_lock);
+    for (size_t i = 0; i < regions_top; i++) {
+        if (regions[i].len && regions[i].lo == (uintptr_t)p) {
+            len = regions[i].len;
+            regions[i].len = 0;
+            break;
+        }
     }
-    munmap(p, len);
+    while (regions_top && !regions[regions_top - 1].len)
+        regions_top--;
+    pthread_rwlock_unlock(&regions_lock);
+    if (len)
+        munmap(p, len + REGION_GUARD);
 }
 
 /* ------------------------------------------------------------------ caller memory */
@@ -408,8 +609,8 @@ static int known_out(uint64_t dst, const void *src, size_t n)
     return 0;
 }
 
-const struct xp_access xp_caller_memory = {xp_copy_in, xp_copy_out};
-const struct xp_access xp_known_memory = {known_in, known_out};
+const struct xp_access xp_caller_memory = {xp_copy_in, xp_copy_out, into_region};
+const struct xp_access xp_known_memory = {known_in, known_out, outside_own};
 
 /* ------------------------------------------------------------------ refusals */
 
@@ -453,7 +654,7 @@ struct pf_copy {
 /* Copies the platform_op at `user` into *pc and judges the copy: 0, ready to issue with
  * arg0 = pc->op (or pc->unreadable: a part of it could not be read); or XP_REFUSED. */
 static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
-                 uint64_t index, int *err)
+                 uint64_t index, uintptr_t outer, int *err)
 {
     xp_resource_op ro;
     uint32_t cmd;
@@ -466,6 +667,9 @@ static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
     pc->unreadable = 0;
     if (user == 0)
         return refuse(err, XP_DENY_ARGS, HYPERVISOR_platform_op, 0, index);
+    /* The transport hands Xen's answer back there: never into its own memory. */
+    if (own_out(user, sizeof(pc->op), outer))
+        return refuse(err, XP_DENY_PRIVATE, HYPERVISOR_platform_op, 0, index);
     if (mem->in(pc->op, user, sizeof(pc->op))) {
         pc->unreadable = 1;
         return 0;
@@ -490,6 +694,8 @@ static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
     }
     if ((v = xp_check_resource_entries(pc->entries, ro.nr_entries)) != XP_ALLOWED)
         return refuse(err, v, HYPERVISOR_platform_op, cmd, index);
+    if (own_out(ro.entries, ro.nr_entries * sizeof(xp_resource_entry), outer))
+        return refuse(err, XP_DENY_PRIVATE, HYPERVISOR_platform_op, cmd, index);
     pc->nr = ro.nr_entries;
     pc->user_entries = ro.entries;
     ro.entries = (uint64_t)(uintptr_t)pc->entries;
@@ -523,13 +729,14 @@ static int pf_out(const struct pf_copy *pc, const struct xp_access *mem)
  * rewritten to its copy. 0 (*unreadable set when a part could not be read) or
  * XP_REFUSED. */
 static int pf_entries_in(xp_multicall_entry *e, uint64_t n, struct pf_copy *pcs,
-                         const struct xp_access *mem, int *unreadable, int *err)
+                         const struct xp_access *mem, uintptr_t outer, int *unreadable,
+                         int *err)
 {
     size_t k = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (e[i].op != HYPERVISOR_platform_op)
             continue;
-        int v = pf_in(&pcs[k], e[i].args[0], mem, i, err);
+        int v = pf_in(&pcs[k], e[i].args[0], mem, i, outer, err);
         if (v)
             return v;
         *unreadable |= pcs[k].unreadable;
@@ -567,9 +774,37 @@ static size_t count_platform_ops(const xp_multicall_entry *e, uint64_t n)
 
 /* ------------------------------------------------------------------ copy, check, issue */
 
+/* Whether every argument Xen writes through for this by-value call points where it may
+ * write (mem->xen_may_write). A platform_op's struct is a private copy. */
+static int writes_allowed(uint64_t op, const uint64_t args[5], const struct xp_access *mem)
+{
+    unsigned which = op == HYPERVISOR_platform_op ? 0 : xp_written_args(op, args[0]);
+    for (unsigned k = 0; k < 5; k++)
+        if ((which >> k & 1) && !mem->xen_may_write(args[k]))
+            return 0;
+    return 1;
+}
+
+/* The same for the handles of a copied struct whose allowed cmd is `cmd`. */
+static int handles_allowed(uint64_t op, uint32_t cmd, const void *copy, size_t size,
+                           const struct xp_access *mem)
+{
+    size_t at[6], n = xp_written_handles(op, cmd, at);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t w;
+        if (at[i] + sizeof(w) > size)
+            return 0;
+        memcpy(&w, (const uint8_t *)copy + at[i], sizeof(w));
+        if (!mem->xen_may_write(w))
+            return 0;
+    }
+    return 1;
+}
+
 /* Every entry of a multicall, as the hypervisor will read them: its op and subop, and
  * none of its words pointing into the span (where Xen would write). */
-static int check_entries(const xp_multicall_entry *e, uint64_t n, int *err)
+static int check_entries(const xp_multicall_entry *e, uint64_t n,
+                         const struct xp_access *mem, int *err)
 {
     for (uint64_t i = 0; i < n; i++) {
         int v = xp_check_entry(&e[i]);
@@ -577,6 +812,8 @@ static int check_entries(const xp_multicall_entry *e, uint64_t n, int *err)
             return refuse(err, v, e[i].op, e[i].args[0], i);
         if (any_in_span(e[i].args, 6))
             return refuse(err, XP_DENY_PRIVATE, e[i].op, e[i].args[0], i);
+        if (!writes_allowed(e[i].op, e[i].args, mem))
+            return refuse(err, XP_DENY_WRITE, e[i].op, e[i].args[0], i);
     }
     return XP_ALLOWED;
 }
@@ -590,6 +827,7 @@ struct judged {
     struct pf_copy *pcs;         /* platform_op structs: `npf` of them */
     size_t npf;
     int unreadable;              /* a part could not be read: -1/EFAULT, nothing issued */
+    uintptr_t outer;             /* the entry point's frame (own_out) */
 };
 
 static void release(struct judged *j)
@@ -619,11 +857,14 @@ static int judge(struct judged *j, const struct xp_access *mem, int *err)
      * its arguments point. */
     if (any_in_span(hc->arg, 5))
         return refuse(err, XP_DENY_PRIVATE, hc->op, hc->arg[0], NO_INDEX);
+    if (hc->op != HYPERVISOR_multicall && xp_struct_size(hc->op) == 0 &&
+        !writes_allowed(hc->op, hc->arg, mem))
+        return refuse(err, XP_DENY_WRITE, hc->op, hc->arg[0], NO_INDEX);
     if (hc->op == HYPERVISOR_platform_op) {
         if (!(j->pcs = private_alloc(sizeof(*j->pcs), err)))
             return -1;
         j->npf = 1;
-        if ((v = pf_in(j->pcs, j->user, mem, NO_INDEX, err))) {
+        if ((v = pf_in(j->pcs, j->user, mem, NO_INDEX, j->outer, err))) {
             release(j);
             return v;
         }
@@ -642,6 +883,9 @@ static int judge(struct judged *j, const struct xp_access *mem, int *err)
     }
     if (j->user == 0)
         return refuse(err, XP_DENY_ARGS, hc->op, 0, NO_INDEX);
+    /* The answer is handed back there after the call: never into our own memory. */
+    if (own_out(j->user, j->size, j->outer))
+        return refuse(err, XP_DENY_PRIVATE, hc->op, 0, NO_INDEX);
     if (!(j->copy = private_alloc(j->size, err)))
         return -1;
     if (mem->in(j->copy, j->user, j->size)) {
@@ -650,13 +894,14 @@ static int judge(struct judged *j, const struct xp_access *mem, int *err)
         return 0;
     }
     if (hc->op == HYPERVISOR_multicall) {
-        v = check_entries(j->copy, hc->arg[1], err);
+        v = check_entries(j->copy, hc->arg[1], mem, err);
         if (v == XP_ALLOWED && (j->npf = count_platform_ops(j->copy, hc->arg[1]))) {
             if (!(j->pcs = private_alloc(j->npf * sizeof(*j->pcs), err))) {
                 release(j);
                 return -1;
             }
-            v = pf_entries_in(j->copy, hc->arg[1], j->pcs, mem, &j->unreadable, err);
+            v = pf_entries_in(j->copy, hc->arg[1], j->pcs, mem, j->outer, &j->unreadable,
+                              err);
         }
     } else {
         uint32_t cmd;
@@ -667,6 +912,8 @@ static int judge(struct judged *j, const struct xp_access *mem, int *err)
         /* Its handles (getdomaininfolist's buffer, LIST's arrays) are where Xen writes. */
         if (v == XP_ALLOWED && struct_in_span(j->copy, j->size))
             v = XP_DENY_PRIVATE;
+        if (v == XP_ALLOWED && !handles_allowed(hc->op, cmd, j->copy, j->size, mem))
+            v = XP_DENY_WRITE;
         if (v != XP_ALLOWED)
             v = refuse(err, v, hc->op, cmd, NO_INDEX);
     }
@@ -710,9 +957,9 @@ static void issue_judged(int fd, struct judged *j, xp_send_fn send,
 }
 
 int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
-             const struct xp_access *mem, long *ret, int *err)
+             const struct xp_access *mem, uintptr_t outer, long *ret, int *err)
 {
-    struct judged j = {.hc = *hc};
+    struct judged j = {.hc = *hc, .outer = outer};
     int v = judge(&j, mem, err);
 
     if (v)
@@ -733,9 +980,30 @@ static long send_syscall(int fd, struct privcmd_hypercall *hc)
     return syscall(SYS_ioctl, fd, (unsigned long)IOCTL_PRIVCMD_HYPERCALL, hc);
 }
 
-/* op is a value; the 5 arguments are copied out of the caller's memory here, once. */
+/* Status out-parameters the transport writes (ret, err): never into its own memory.
+ * Such a call writes nothing and returns -1. */
+static int bad_status(const void *ret, size_t size, const int *err, uintptr_t outer)
+{
+    return own_out((uint64_t)(uintptr_t)ret, size, outer) ||
+           own_out((uint64_t)(uintptr_t)err, sizeof(*err), outer);
+}
+
+/* A request from the caller's memory, judged and issued while no region it may have
+ * Xen write into can be freed. */
+static int issue_caller(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
+                        uintptr_t outer, long *ret, int *err)
+{
+    int rc;
+    pthread_rwlock_rdlock(&regions_lock);
+    rc = xp_issue(fd, hc, send, &xp_caller_memory, outer, ret, err);
+    pthread_rwlock_unlock(&regions_lock);
+    return rc;
+}
+
+/* op is a value; the 5 arguments are copied out of the caller's memory here, once. The
+ * answer is kept in this frame and handed to the caller's out-parameters last. */
 static int issue_user(int fd, uint64_t op, const uint64_t args[5], xp_send_fn send,
-                      long *ret, int *err)
+                      uintptr_t outer, long *ret, int *err)
 {
     struct privcmd_hypercall hc = {.op = op};
     if (xp_copy_in(hc.arg, (uint64_t)(uintptr_t)args, sizeof(hc.arg))) {
@@ -743,30 +1011,50 @@ static int issue_user(int fd, uint64_t op, const uint64_t args[5], xp_send_fn se
         *err = EFAULT;
         return 0;
     }
-    return xp_issue(fd, &hc, send, &xp_caller_memory, ret, err);
+    return issue_caller(fd, &hc, send, outer, ret, err);
 }
 
 int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err)
 {
+    uintptr_t outer = (uintptr_t)__builtin_frame_address(0);
     long r = -1;
-    int rc = issue_user(fd, op, args, send_ioctl, &r, err);
+    int e = 0, rc;
+
+    if (bad_status(ret, sizeof(*ret), err, outer))
+        return -1;
+    rc = issue_user(fd, op, args, send_ioctl, outer, &r, &e);
     *ret = (int)r; /* glibc's ioctl() returned an int */
+    *err = e;
     return rc;
 }
 
 int xp_hypercall_syscall(int fd, uint64_t op, const uint64_t args[5], long *ret, int *err)
 {
-    *ret = -1;
-    return issue_user(fd, op, args, send_syscall, ret, err);
+    uintptr_t outer = (uintptr_t)__builtin_frame_address(0);
+    long r = -1;
+    int e = 0, rc;
+
+    if (bad_status(ret, sizeof(*ret), err, outer))
+        return -1;
+    rc = issue_user(fd, op, args, send_syscall, outer, &r, &e);
+    *ret = r;
+    *err = e;
+    return rc;
 }
 
 int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, int *err)
 {
+    uintptr_t outer = (uintptr_t)__builtin_frame_address(0);
     struct privcmd_hypercall hc = {.op = HYPERVISOR_multicall,
                                    .arg = {(uint64_t)(uintptr_t)entries, count, 0, 0, 0}};
     long r = -1;
-    int rc = xp_issue(fd, &hc, send_ioctl, &xp_caller_memory, &r, err);
+    int e = 0, rc;
+
+    if (bad_status(ret, sizeof(*ret), err, outer))
+        return -1;
+    rc = issue_caller(fd, &hc, send_ioctl, outer, &r, &e);
     *ret = (int)r;
+    *err = e;
     return rc;
 }
 
@@ -790,7 +1078,7 @@ static void batch_free(struct batch *b)
 
 /* 0, XP_REFUSED, or -1 with *err (EFAULT: a bad array; ENOMEM). */
 static int batch_in(struct batch *b, unsigned count, const uint64_t *ops, const uint64_t *args,
-                    int *err)
+                    uintptr_t outer, int *err)
 {
     size_t k = 0;
 
@@ -822,13 +1110,15 @@ static int batch_in(struct batch *b, unsigned count, const uint64_t *ops, const 
         v = xp_check_entry(&e);
         if (v == XP_ALLOWED && any_in_span(e.args, 5))
             v = XP_DENY_PRIVATE;
+        if (v == XP_ALLOWED && !writes_allowed(e.op, e.args, &xp_caller_memory))
+            v = XP_DENY_WRITE;
         if (v != XP_ALLOWED) {
             batch_free(b);
             return refuse(err, v, e.op, e.args[0], i);
         }
         /* A platform_op's struct: copied and judged once, here; the copy is issued. */
         if (e.op == HYPERVISOR_platform_op &&
-            (v = pf_in(&b->pcs[k++], e.args[0], &xp_caller_memory, i, err))) {
+            (v = pf_in(&b->pcs[k++], e.args[0], &xp_caller_memory, i, outer, err))) {
             batch_free(b);
             return v;
         }
@@ -836,40 +1126,45 @@ static int batch_in(struct batch *b, unsigned count, const uint64_t *ops, const 
     return 0;
 }
 
-/* Result arrays the batch writes into: not in the span (xp_copy_out, like Xen, stops
- * at a guard, so only a start inside matters). */
-static int results_in_span(const void *a, const void *b)
-{
-    return in_span((uint64_t)(uintptr_t)a) || in_span((uint64_t)(uintptr_t)b);
-}
-
 /*
  * Many by-value hypercalls (memory_op queries, xen_version) and platform_ops, one ioctl
  * each: the per-domain ioctl and syscall layers of a sweep. args holds 5 words per call;
- * rets/errs get one slot per call, written when the batch is done.
+ * rets/errs get one slot per call. Everything handed back to the caller (the platform_op
+ * structs, rets, errs, *err) is written after the last call was issued: nothing the
+ * transport writes for the caller can change a call still to come.
  */
 int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
                       int use_syscall, int64_t *rets, int *errs, int *err)
 {
+    uintptr_t outer = (uintptr_t)__builtin_frame_address(0);
     xp_send_fn send = use_syscall ? send_syscall : send_ioctl;
     struct batch b;
     int64_t *r;
-    int *e, rc = 0;
+    int *e, rc = 0, why = 0;
     size_t k = 0;
 
+    if (own_out((uint64_t)(uintptr_t)err, sizeof(*err), outer))
+        return -1;
     if (count == 0) {
         *err = 0;
         return 0;
     }
-    if (results_in_span(rets, errs)) {
+    /* Result arrays the batch writes into: never the transport's own memory. */
+    if (own_out((uint64_t)(uintptr_t)rets, (uint64_t)count * sizeof(*rets), outer) ||
+        own_out((uint64_t)(uintptr_t)errs, (uint64_t)count * sizeof(*errs), outer)) {
         *err = EFAULT;
         return -1;
     }
-    if ((rc = batch_in(&b, count, ops, args, err)))
+    pthread_rwlock_rdlock(&regions_lock);
+    if ((rc = batch_in(&b, count, ops, args, outer, &why))) {
+        pthread_rwlock_unlock(&regions_lock);
+        *err = why;
         return rc;
+    }
     r = malloc((size_t)count * (sizeof(*r) + sizeof(*e)));
     if (!r) {
         batch_free(&b);
+        pthread_rwlock_unlock(&regions_lock);
         *err = ENOMEM;
         return -1;
     }
@@ -878,32 +1173,35 @@ int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
         struct privcmd_hypercall hc = {.op = b.ops[i]};
         struct pf_copy *pc = hc.op == HYPERVISOR_platform_op ? &b.pcs[k++] : NULL;
         long v = -1;
-        int why = EFAULT;
+        int fail = EFAULT;
         memcpy(hc.arg, &b.args[5 * (size_t)i], sizeof(hc.arg));
         if (pc)
             hc.arg[0] = (uint64_t)(uintptr_t)pc->op;
         if (!pc || !pc->unreadable) {
             errno = 0;
             v = send(fd, &hc);
-            why = v == -1 ? errno : 0;
-            if (pc && pf_out(pc, &xp_caller_memory)) {
-                v = -1;
-                why = EFAULT;
-            }
+            fail = v == -1 ? errno : 0;
         }
         /* glibc's ioctl() returned an int; the system call a long. */
         r[i] = use_syscall ? v : (int)v;
-        e[i] = why;
+        e[i] = fail;
     }
+    pthread_rwlock_unlock(&regions_lock);
+    /* What Xen wrote into the platform_op structs, handed back to the caller's. */
+    for (size_t p = 0; p < b.npf; p++) {
+        if (!b.pcs[p].unreadable && pf_out(&b.pcs[p], &xp_caller_memory)) {
+            r[b.pcs[p].at] = -1;
+            e[b.pcs[p].at] = EFAULT;
+        }
+    }
+    batch_free(&b);
     if (xp_copy_out((uint64_t)(uintptr_t)rets, r, (size_t)count * sizeof(*r)) ||
         xp_copy_out((uint64_t)(uintptr_t)errs, e, (size_t)count * sizeof(*e))) {
-        *err = EFAULT;
+        why = EFAULT;
         rc = -1;
-    } else {
-        *err = 0;
     }
     free(r);
-    batch_free(&b);
+    *err = why;
     return rc;
 }
 
@@ -913,41 +1211,48 @@ int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
  * of the batch (a platform_op entry pointing at its judged struct) and issued as they
  * are. results[i] gets entry i's 64-bit result. A multicall that fails as a whole
  * (*ret != 0; -1/EFAULT: a platform_op struct of it could not be read, and it was not
- * issued) ends the batch: results from it on are left untouched.
+ * issued) ends the batch: results from it on are left untouched. Results, platform_op
+ * answers, *ret and *err are handed back after the last multicall.
  */
 int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
                       int64_t *results, int *ret, int *err)
 {
-    unsigned most = count < XP_MULTICALL_MAX ? count : XP_MULTICALL_MAX;
-    size_t bytes = (size_t)most * sizeof(xp_multicall_entry), k = 0;
+    uintptr_t outer = (uintptr_t)__builtin_frame_address(0);
+    unsigned most = count < XP_MULTICALL_MAX ? count : XP_MULTICALL_MAX, done = 0;
+    size_t bytes = (size_t)most * sizeof(xp_multicall_entry), k = 0, answered = 0;
     xp_multicall_entry *e;
     int64_t *out;
     struct batch b;
-    int rc;
+    int rc, status = 0, why = 0;
 
+    if (bad_status(ret, sizeof(*ret), err, outer))
+        return -1;
     *ret = 0;
     *err = 0;
     if (count == 0)
         return 0;
-    if (results_in_span(results, results)) {
+    if (own_out((uint64_t)(uintptr_t)results, (uint64_t)count * sizeof(*results), outer)) {
         *err = EFAULT;
         return -1;
     }
-    if ((rc = batch_in(&b, count, ops, args, err)))
+    pthread_rwlock_rdlock(&regions_lock);
+    if ((rc = batch_in(&b, count, ops, args, outer, &why))) {
+        pthread_rwlock_unlock(&regions_lock);
+        *err = why;
         return rc;
-    e = private_alloc(bytes, err);
-    out = malloc((size_t)most * sizeof(*out));
+    }
+    e = private_alloc(bytes, &why);
+    out = malloc((size_t)count * sizeof(*out));
     if (!e || !out) {
-        if (!*err)
-            *err = ENOMEM;
         free(out);
         private_free(e, bytes);
         batch_free(&b);
+        pthread_rwlock_unlock(&regions_lock);
+        *err = why ? why : ENOMEM;
         return -1;
     }
     for (unsigned start = 0; start < count; start += most) {
         unsigned n = count - start < most ? count - start : most;
-        size_t first = k;
         int unreadable = 0;
         long r;
         memset(e, 0, (size_t)n * sizeof(*e));
@@ -961,37 +1266,39 @@ int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
         }
         if (unreadable) {
             /* Nothing of it could be checked whole, so none of it is issued. */
-            *ret = -1;
-            *err = EFAULT;
+            status = -1;
+            why = EFAULT;
             break;
         }
         struct privcmd_hypercall hc = {.op = HYPERVISOR_multicall,
                                        .arg = {(uint64_t)(uintptr_t)e, n, 0, 0, 0}};
         errno = 0;
         r = send_ioctl(fd, &hc);
-        *ret = (int)r;
-        *err = r == -1 ? errno : 0;
-        if (*ret != 0)
+        status = (int)r;
+        why = r == -1 ? errno : 0;
+        if (status != 0)
             break;
         for (unsigned i = 0; i < n; i++)
-            out[i] = (int64_t)e[i].result;
-        if (xp_copy_out((uint64_t)(uintptr_t)(results + start), out, (size_t)n * sizeof(*out))) {
-            *err = EFAULT;
-            rc = -1;
-            break;
+            out[start + i] = (int64_t)e[i].result;
+        done = start + n;
+        answered = k;
+    }
+    pthread_rwlock_unlock(&regions_lock);
+    /* What Xen wrote into the issued multicalls' platform_op structs, handed back. */
+    for (size_t p = 0; p < answered; p++) {
+        if (pf_out(&b.pcs[p], &xp_caller_memory)) {
+            status = -1;
+            why = EFAULT;
         }
-        /* What Xen wrote into this multicall's platform_op structs, handed back. */
-        for (size_t p = first; p < k; p++) {
-            if (pf_out(&b.pcs[p], &xp_caller_memory)) {
-                *ret = -1;
-                *err = EFAULT;
-            }
-        }
-        if (*ret != 0)
-            break;
+    }
+    if (done && xp_copy_out((uint64_t)(uintptr_t)results, out, (size_t)done * sizeof(*out))) {
+        why = EFAULT;
+        rc = -1;
     }
     free(out);
     private_free(e, bytes);
     batch_free(&b);
+    *ret = status;
+    *err = why;
     return rc;
 }

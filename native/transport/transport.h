@@ -29,13 +29,20 @@ enum xp_verdict {
     XP_DENY_NESTED = 3,      /* multicall entry that is not a by-value op */
     XP_DENY_COUNT = 4,       /* multicall with no entries or too many */
     XP_DENY_ARGS = 5,        /* arguments the read-only op never takes */
-    XP_DENY_PRIVATE = 6,     /* a word of the request points into the private span */
+    XP_DENY_PRIVATE = 6,     /* a word of the request points into the private span, or
+                              * the transport would write its own memory for it */
+    XP_DENY_WRITE = 7,       /* Xen would write outside the caller's hypercall buffers */
 };
 
 int xp_open(int *err);
 int xp_close(int fd);
 
+/* A hypercall buffer: locked pages followed by a PROT_NONE guard, not inherited by a
+ * forked child. The only memory Xen may write for a request of the entry points below
+ * (docs/readonly.md, "Where Xen may write"). */
 void *xp_alloc(size_t bytes, int *err);
+/* Frees a buffer xp_alloc handed out, found by its start (its recorded size is used);
+ * any other pointer is left alone. Waits for requests in flight. */
 void xp_free(void *p, size_t bytes);
 
 /* Checks one hypercall without issuing it (for diagnostics and tests). */
@@ -55,7 +62,9 @@ void xp_private_span(uint64_t out[2]);
 
 /* Every entry point below copies the caller's request once, out of the caller's reach,
  * checks the copy and issues the copy (issue.h). A request it cannot read gives what the
- * kernel would: -1 and EFAULT, with nothing issued. */
+ * kernel would: -1 and EFAULT, with nothing issued. A ret or err pointer into the
+ * transport's own memory (its data, the span, its frames) gets -1 and nothing written;
+ * they are written after the last call issued. */
 
 /* What glibc's ioctl() gives: int return, errno when it is -1. */
 int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err);
