@@ -71,6 +71,8 @@ HOST_TOOLS: dict[str, str] = {
 # Re-resolve package versions after this long (seconds); 0 forces it each time.
 DEFAULT_TTL_S = 7 * 24 * 3600
 MANIFEST_FORMAT = 1
+# Bumped when _keep_kernel keeps other files: part of the unpacked directory's name.
+KERNEL_KEEP_FORMAT = 3
 
 _BOOKWORM_SUITES = ("bookworm", "bookworm-updates", "bookworm-security")
 # bookworm suite in a host entry -> suite to use for another family's private state.
@@ -518,10 +520,16 @@ def _find_one(tree: Path, patterns: list[str]) -> Path:
 
 
 def _materialize(
-    cache: Path, apt: PrivateApt, package: str, version: str, keep: Callable[[Path, Path], None]
+    cache: Path,
+    apt: PrivateApt,
+    package: str,
+    version: str,
+    keep: Callable[[Path, Path], None],
+    tag: str = "",
 ) -> Path:
-    """Ensure pkgs/<package>_<version>/ exists, filled by keep(tree, dest)."""
-    final = cache / "pkgs" / f"{package}_{_safe(version)}"
+    """Ensure pkgs/<package>_<version><tag>/ exists, filled by keep(tree, dest); ``tag``
+    names the format of what keep() keeps."""
+    final = cache / "pkgs" / f"{package}_{_safe(version)}{tag}"
     if (final / ".complete").exists():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -592,7 +600,8 @@ def _resolve_and_fetch(cache: Path) -> Assets:
     if not m:
         raise AssetError(f"cannot resolve {KERNEL_META_PACKAGE} depends: {meta.get('depends')}")
     kpkg = m.group(1)
-    kdir = _materialize(cache, bookworm, kpkg, candidate(bookworm, kpkg), _keep_kernel)
+    kdir = _materialize(cache, bookworm, kpkg, candidate(bookworm, kpkg), _keep_kernel,
+                        tag=f"+k{KERNEL_KEEP_FORMAT}")
     bdir = _materialize(
         cache, bookworm, BUSYBOX_PACKAGE, candidate(bookworm, BUSYBOX_PACKAGE), _keep_busybox
     )
