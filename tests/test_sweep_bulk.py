@@ -75,7 +75,8 @@ def test_unanimous_only_where_judge_says_all_match(batch: list[tuple[
             expected[RAW] = Verdict.MATCH
         if agree[i]:
             assert verdicts == expected
-        elif (raw == raw_after and not -4095 <= raw <= -1 and rb == ra == raw % U64
+        # A negative raw result is an errno or out of range at the source: never plain.
+        elif (raw == raw_after and raw >= 0 and rb == ra == raw % U64
               and isinstance(rb, int)
               and all(absent or (v == raw and not e) for v, e, absent, _ in layers)):
             raise AssertionError("unanimous missed a plain agreement")
@@ -86,6 +87,8 @@ def test_unanimous_only_where_judge_says_all_match(batch: list[tuple[
 # the results.
 CHECK = r"""
 import json
+import errno
+from xenprobe.abi.errnos import can_return
 from xenprobe.host import Host
 from xenprobe.judge import RefSample, Sample, judge, judge_by_reference
 from xenprobe.layers import ladder
@@ -95,6 +98,21 @@ from xenprobe.sweep import Sweeper
 from xenprobe.transport import Privcmd
 configure("warning")
 dev = Privcmd(); host = Host(dev); layers = ladder(dev, host.identity)
+release = host.identity.release
+listed = {d.domid for d in host.domains()}  # the mock's domains stay put here
+
+
+# What the sweep hands judge(): the call's errnos, less ESRCH for a subject that exists
+# (Sweeper._can_return, here with the domain list instead of the references).
+def errnos_of(probe):
+    known = can_return(*probe.call, (release.major, release.minor))
+    if known is None or errno.ESRCH not in known:
+        return known
+    exists = probe.subject.name == "SELF" or (
+        probe.subject.name == "DOMAIN" and probe.domid in listed)
+    return known - {errno.ESRCH} if exists else known
+
+
 out = []
 for attempts in (1, 3):
     sweep = Sweeper(host, layers, attempts).sweep()
@@ -107,8 +125,8 @@ for attempts in (1, 3):
             again = judge_by_reference(RefSample(r.reference, r.reference, r.readings),
                                        final=True)
         else:
-            again = judge(Sample(r.raw, r.raw, r.reference, r.reference, r.readings, via),
-                          final=True)
+            again = judge(Sample(r.raw, r.raw, r.reference, r.reference, r.readings, via,
+                                 errnos_of(r.probe)), final=True)
         if r.attempts == 1 and not any(v.value == "drift" for v in r.verdicts.values()):
             assert dict(again) == dict(r.verdicts), (r, again)
             rebuilt += 1
