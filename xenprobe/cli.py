@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from xenprobe import __version__, consumers, logs, mock, render, streams
+from xenprobe import __version__, consumers, impact, logs, mock, render, streams
 from xenprobe.abi.hypercalls import DOMID_FIRST_RESERVED
 from xenprobe.errors import (
     EPILOG_HEAD,
@@ -214,7 +214,9 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
               if (note := getattr(layer, "note", ""))]
     notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
               for call, why in sorted(retries.items())]
-    code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
+    # Exit 1 only for a finding some consumer would read wrong and use (xenprobe.impact):
+    # a harmless one is reported all the same.
+    code = ExitCode.MISMATCH if impact.acts(result.summary.verdicts) else ExitCode.OK
     if args.json:
         report = json.dumps(render.as_json(result, scenario=scenario, exit_code=code,
                                            notes=notes, consumers=users, retries=retries,

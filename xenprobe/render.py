@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from xenprobe import __version__
+from xenprobe import __version__, impact
 from xenprobe.classify import Truth, Verdict
 from xenprobe.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.host import MAX_FRAMES
@@ -152,6 +152,9 @@ def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
             out += ["", *summary_table(sweep, s)]
         out += _detail(sweep, v, s, SHOW_AGREEING_BIG_HOST if big else SHOW_AGREEING,
                        fold_calm_host=big and not v.narrowed)
+    found = impact.findings(sweep.summary.verdicts)
+    if found:
+        out += ["", *impact_lines(found, s)]
     if consumers is not None:
         out += ["", *consumer_lines(consumers, s)]
     out += ["", summary_line(sweep, s)]
@@ -377,6 +380,24 @@ def summary_line(sweep: Sweep, s: Style | None = None) -> str:
     return style(text, "red")
 
 
+_IMPACT_STYLE = {impact.Impact.HARMLESS: "green", impact.Impact.EXPOSURE: "yellow",
+                 impact.Impact.HARMFUL: "red"}
+
+
+def impact_lines(found: list[impact.Finding], s: Style) -> list[str]:
+    """One line per quantity and assessment: its layers, the impact, why, what to do
+    (xenprobe.impact). Only a finding other than harmless makes the exit code 1."""
+    grouped: dict[tuple[str, impact.Assessment], list[str]] = defaultdict(list)
+    for f in found:
+        grouped[(f.quantity.value, f.assessment)].append(f.layer)
+    out = [s("impact (what each mismatch means for the host's consumers)", "bold")]
+    for (q, a), layers in grouped.items():
+        out.append(f"  {q} ({', '.join(sorted(layers))}): "
+                   + s(a.impact.value, _IMPACT_STYLE[a.impact]) + f": {a.reason}")
+        out.append(f"    what to do: {a.action}")
+    return out
+
+
 def _truth_json(t: Truth | None) -> dict[str, int] | None:
     if t is None:
         return None
@@ -415,6 +436,7 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
             "top_domains": [{"domid": d, "mismatches": k, "quantities": qs}
                             for d, k, qs in top_domains(sweep)],
         },
+        "findings": [f.as_json() for f in impact.findings(sweep.summary.verdicts)],
         "consumers": consumers.as_json() if consumers is not None else None,
         "retries": retries or {},
         "exit_code": exit_code,
