@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import psutil
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from xenprobe.consumers import Consumers
 from xenprobe.exporter import metrics
-from xenprobe.exporter.metrics import counter, gauge
+from xenprobe.exporter.families import gauge
+from xenprobe.exporter.metrics import counter
 from xenprobe.exporter.state import Snapshot
 from xenprobe.sweep import Sweep
 
@@ -68,12 +69,10 @@ class DaemonCollector(Collector):
             threads = self._process.num_threads()
         except psutil.Error:
             return
-        yield gauge("agent_threads", "Threads of the xenprobe process.", threads)
+        yield gauge("agent_threads", threads)
         locked = _locked_bytes()
         if locked is not None:
-            yield gauge("agent_locked_memory_bytes",
-                        "Memory the xenprobe process has locked (hypercall buffers).",
-                        locked)
+            yield gauge("agent_locked_memory_bytes", locked)
 
 
 def _locked_bytes() -> int | None:
@@ -88,49 +87,30 @@ def _locked_bytes() -> int | None:
 
 def _health(s: Snapshot) -> Iterator[Metric]:
     h = s.health
-    yield gauge("up", "1 when the last sweep succeeded and its data is fresh (see "
-                "xenprobe_stale); 0 when xenprobe cannot read the hypervisor.", int(h.up))
-    yield gauge("stale", "1 when the last good sweep is older than stale_after intervals "
-                "or a sweep has been stuck in a hypercall for longer than sweep_timeout "
-                "(the served values are then old).", int(h.stale))
-    yield gauge("sweep_running_seconds", "How long the sweep in progress has been "
-                "running; 0 between sweeps.", round(h.running_for, 3))
-    yield gauge("last_successful_sweep_timestamp_seconds", "Unix time the last "
-                "successful sweep finished; 0 before the first.", s.last_success)
-    yield gauge("sweep_interval_seconds", "Configured seconds between sweeps.",
-                s.config.interval)
+    yield gauge("up", int(h.up))
+    yield gauge("stale", int(h.stale))
+    yield gauge("sweep_running_seconds", round(h.running_for, 3))
+    yield gauge("last_successful_sweep_timestamp_seconds", s.last_success)
+    yield gauge("sweep_interval_seconds", s.config.interval)
 
 
 def _counters(s: Snapshot) -> Iterator[Metric]:
-    yield counter("sweeps", "Sweeps finished, successful or not.", [], [((), s.sweeps)])
-    yield counter("sweep_failures", "Sweeps that failed, by reason (cannot_probe: the "
-                  "hypervisor or device refused; refused: xenprobe's own read-only "
-                  "allow-list refused a request, a bug; internal: a bug).", ["reason"],
+    yield counter("xenprobe_sweeps_total", [((), s.sweeps)])
+    yield counter("xenprobe_sweep_failures_total",
                   [((r,), n) for r, n in s.failures.items()])
-    yield counter("mismatches", "Subjects that entered this mismatch state: one event "
-                  "per subject each time it goes from another state into this one (a "
-                  "mismatch that lasts counts once, whatever the interval; the first "
-                  "sweep counts every mismatch it finds). Never reset by a reload.",
-                  ["quantity", "layer", "verdict"], s.mismatches.items())
-    yield counter("drifts", "Readings that drifted while being read: each sweep adds "
-                  "the readings that moved in it.", ["quantity", "layer"], s.drifts.items())
-    yield counter("layer_errors", "Readings a layer returned as an error, by errno "
-                  "(layer raw: the hypervisor's own result): each sweep adds its failed "
-                  "readings; the deliberate ESRCH of the missing-domain probe is not "
-                  "counted. The common errnos are exported at 0 from the start.",
-                  ["layer", "errno"], s.layer_errors.items())
-    yield counter("textfile_write_errors", "Failed writes of the textfile.", [],
-                  [((), s.textfile_errors)])
+    # A mismatch that lasts counts once, whatever the interval; the first sweep counts
+    # every mismatch it finds; a reload never resets them.
+    yield counter("xenprobe_mismatches_total", s.mismatches.items())
+    yield counter("xenprobe_drifts_total", s.drifts.items())
+    yield counter("xenprobe_layer_errors_total", s.layer_errors.items())
+    yield counter("xenprobe_textfile_write_errors_total", [((), s.textfile_errors)])
     yield metrics.retries_total(s.retries)
 
 
 def _config(s: Snapshot) -> Iterator[Metric]:
-    yield gauge("config_last_reload_successful", "1 when the last configuration load "
-                "(start or SIGHUP) succeeded.", int(s.config_reload_ok))
-    yield gauge("config_last_reload_success_timestamp_seconds", "Unix time of the last "
-                "successful configuration load.", s.config_reload_time)
-    yield gauge("web_config_last_reload_successful", "1 when the web configuration "
-                "file last parsed (it is re-read when it changes).", int(s.web_config_ok))
+    yield gauge("config_last_reload_successful", int(s.config_reload_ok))
+    yield gauge("config_last_reload_success_timestamp_seconds", s.config_reload_time)
+    yield gauge("web_config_last_reload_successful", int(s.web_config_ok))
 
 
 class OneShotCollector(Collector):
@@ -154,12 +134,9 @@ class OneShotCollector(Collector):
         yield metrics.build_info()
         if self.scenario is not None:
             yield metrics.mock_info(self.scenario)
-        yield GaugeMetricFamily("xenprobe_up", "1 when the sweep succeeded; 0 when "
-                                "xenprobe could not read the hypervisor.",
-                                value=int(self.sweep is not None))
+        yield gauge("up", int(self.sweep is not None))
         if self.sweep is not None:
-            yield gauge("last_successful_sweep_timestamp_seconds", "Unix time the sweep "
-                        "finished.",
+            yield gauge("last_successful_sweep_timestamp_seconds",
                         self.sweep.started + self.sweep.duration)
         yield from metrics.findings_families(self.sweep, self.max_domain_series,
                                              self.consumers)
