@@ -31,6 +31,7 @@ from xenprobe.errors import (
     XenprobeError,
     exit_code_help,
 )
+from xenprobe.exporter import collectors
 from xenprobe.exporter import config as cfg
 from xenprobe.host import Host
 from xenprobe.layers import ladder
@@ -136,6 +137,18 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                            metavar=cfg.METAVARS[key], help=cfg.HELP[key])
     serve.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
                        help="serve the built-in mock host (default scenario: healthy)")
+    # node_exporter's habits: a flag per quantity group, and no process_* metrics.
+    for group, members in collectors.GROUPS.items():
+        serve.add_argument(f"--collector.{group}", dest="collector_toggles",
+                           action="append_const", const=f"+{group}",
+                           help=f"export the {group} group (default: on): "
+                                + ", ".join(q.value for q in members))
+        serve.add_argument(f"--no-collector.{group}", dest="collector_toggles",
+                           action="append_const", const=f"-{group}",
+                           help=f"leave the {group} group out of the exports")
+    serve.add_argument("--web.disable-exporter-metrics",
+                       dest="config_disable_exporter_metrics", action="store_const",
+                       const="true", help="leave out process_* and python_info")
 
 
 def _given_before_command(argv: Sequence[str], command: str, option: str) -> bool:
@@ -147,6 +160,10 @@ def _given_before_command(argv: Sequence[str], command: str, option: str) -> boo
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     overrides = {key: value for key in cfg.KEYS
                  if (value := getattr(args, f"config_{key}")) is not None}
+    if args.collector_toggles:  # after --disabled-collectors, on top of the file's
+        overrides["disabled_collectors"] = ",".join(
+            [*overrides.get("disabled_collectors", "").split(","),
+             *args.collector_toggles])
     if "log_level" not in overrides and _given_before_command(argv, "serve",
                                                               "--log-level"):
         overrides["log_level"] = args.log_level

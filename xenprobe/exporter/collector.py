@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from xenprobe.consumers import Consumers
-from xenprobe.exporter import metrics
+from xenprobe.exporter import collectors, metrics
 from xenprobe.exporter.families import gauge
 from xenprobe.exporter.metrics import counter
 from xenprobe.exporter.state import Snapshot
@@ -44,19 +44,22 @@ class DaemonCollector(Collector):
             yield metrics.mock_info(s.scenario)
         yield from self._findings_of(s)
         yield from _health(s)
-        yield from _counters(s)
+        yield from (metrics.without(m, collectors.left_out(s.config.disabled_collectors))
+                    for m in _counters(s))
         yield from _config(s)
         yield from self._agent()
 
     def _findings_of(self, s: Snapshot) -> list[Metric]:
         """findings_families of the snapshot, built once per sweep. prometheus_client
         only reads a family when it renders it, so concurrent scrapes may share one."""
-        key = (s.sweep, s.config.max_domain_series, s.consumers)
+        left_out = collectors.left_out(s.config.disabled_collectors)
+        key = (s.sweep, s.config.max_domain_series, s.consumers, left_out)
         cached = self._findings
-        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        if cached is not None and all(a is b or a == b
+                                      for a, b in zip(cached[0], key, strict=True)):
             return cached[1]
         families = metrics.findings_families(s.sweep, s.config.max_domain_series,
-                                             s.consumers)
+                                             s.consumers, left_out)
         self._findings = (key, families)
         return families
 
@@ -113,6 +116,24 @@ def _config(s: Snapshot) -> Iterator[Metric]:
     yield gauge("web_config_last_reload_successful", int(s.web_config_ok))
 
 
+class ExporterMetrics(Collector):
+    """prometheus_client's process_* and python_info, unless `disabled()` says not
+    (--web.disable-exporter-metrics; read at each scrape, so a reload applies it)."""
+
+    def __init__(self, disabled: Callable[[], bool], collectors: Iterable[Collector]
+                 ) -> None:
+        self._disabled = disabled
+        self._collectors = tuple(collectors)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        if not self._disabled():
+            for c in self._collectors:
+                yield from c.collect()
+
+
 class OneShotCollector(Collector):
     """One sweep (or a failure to sweep), for node_exporter's textfile collector: the
     daemon's findings families, but no counters and no process metrics, which mean
@@ -120,8 +141,10 @@ class OneShotCollector(Collector):
 
     def __init__(self, sweep: Sweep | None, max_domain_series: int,
                  scenario: str | None = None, *, consumers: Consumers | None = None,
-                 retries: Mapping[tuple[str, str], int] | None = None) -> None:
+                 retries: Mapping[tuple[str, str], int] | None = None,
+                 left_out: frozenset[str] = frozenset()) -> None:
         self.sweep = sweep
+        self.left_out = left_out
         self.max_domain_series = max_domain_series
         self.scenario = scenario
         self.consumers = consumers
@@ -139,16 +162,17 @@ class OneShotCollector(Collector):
             yield gauge("last_successful_sweep_timestamp_seconds",
                         self.sweep.started + self.sweep.duration)
         yield from metrics.findings_families(self.sweep, self.max_domain_series,
-                                             self.consumers)
+                                             self.consumers, self.left_out)
         if self.retries is not None:
             yield metrics.sweep_retries(self.retries)
 
 
 def one_shot_registry(sweep: Sweep | None, max_domain_series: int,
                       scenario: str | None = None, *, consumers: Consumers | None = None,
-                      retries: Mapping[tuple[str, str], int] | None = None
-                      ) -> CollectorRegistry:
+                      retries: Mapping[tuple[str, str], int] | None = None,
+                      left_out: frozenset[str] = frozenset()) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OneShotCollector(sweep, max_domain_series, scenario,
-                                       consumers=consumers, retries=retries))
+                                       consumers=consumers, retries=retries,
+                                       left_out=left_out))
     return registry

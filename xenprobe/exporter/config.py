@@ -19,6 +19,7 @@ from typing import Any
 
 from xenprobe import files
 from xenprobe.errors import ConfigError
+from xenprobe.exporter import collectors
 
 DEFAULT_PATH = Path("/etc/xenprobe/xenprobe.toml")
 
@@ -55,6 +56,8 @@ class Config:
     textfile: Path | None = None
     log_level: str = "info"
     log_format: str = "auto"
+    disabled_collectors: tuple[str, ...] = ()  # collectors.GROUPS left out of the exports
+    disable_exporter_metrics: bool = False     # no process_* and python_info
 
     @property
     def stale_seconds(self) -> float:
@@ -75,12 +78,16 @@ HELP = {
     "textfile": "also write each sweep to this *.prom file (node_exporter textfile)",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "log_format": "auto (JSON unless stderr is a terminal), json or console",
+    "disabled_collectors": "quantity groups left out of the exports, comma-separated "
+                           "(see --no-collector.GROUP)",
+    "disable_exporter_metrics": "true: leave out process_* and python_info",
 }
 
 METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE", "interval": "SECONDS",
             "attempts": "N", "sweep_timeout": "SECONDS", "stale_after": "INTERVALS",
             "max_domain_series": "N", "textfile": "PATH", "log_level": "LEVEL",
-            "log_format": "FORMAT"}
+            "log_format": "FORMAT", "disabled_collectors": "GROUPS",
+            "disable_exporter_metrics": "BOOL"}
 
 
 class _Where:
@@ -157,6 +164,29 @@ def _integer(value: object, where: _Where, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise where.fail(f"must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _groups(value: object, where: _Where) -> tuple[str, ...]:
+    """A list of collectors.GROUPS (the file), or the flags' comma list of toggles."""
+    if isinstance(value, str):
+        names = collectors.toggled((), value)
+    elif isinstance(value, list) and all(isinstance(x, str) for x in value):
+        names = tuple(sorted(set(value)))
+    else:
+        raise where.fail(f"expected a list of collector groups, got {value!r}")
+    unknown = [n for n in names if n not in collectors.GROUPS]
+    if unknown:
+        raise where.fail(f"unknown collector group {unknown[0]!r} (known: "
+                         f"{', '.join(collectors.GROUPS)})")
+    return names
+
+
+def _boolean(value: object, where: _Where) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise where.fail(f"expected true or false, got {value!r}")
 
 
 def _choice(value: object, where: _Where, choices: tuple[str, ...]) -> str:
@@ -237,6 +267,8 @@ VALIDATORS: dict[str, _Validator] = {
     "textfile": _textfile,
     "log_level": lambda v, w: _choice(v, w, LOG_LEVELS),
     "log_format": lambda v, w: _choice(v, w, LOG_FORMATS),
+    "disabled_collectors": _groups,
+    "disable_exporter_metrics": _boolean,
 }
 
 
@@ -291,6 +323,10 @@ def build(table: Mapping[str, Any] | None, source: Path | None,
         where = _Where(f"config file {source}: {key}", source.parent if source else None)
         values[key] = VALIDATORS[key](value, where)
     for key, text in (overrides or {}).items():
+        if key == "disabled_collectors":  # the flags toggle groups on the file's list
+            _groups(text, _Where(flag(key), None))
+            values[key] = collectors.toggled(values.get(key, ()), text)
+            continue
         values[key] = VALIDATORS[key](text, _Where(flag(key), None))
     return replace(Config(), **values)
 

@@ -180,8 +180,10 @@ def mock_info(scenario: str) -> Metric:
     return m
 
 
-def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
-    """Every family a successful sweep yields (no counters: those span sweeps)."""
+def sweep_families(sweep: Sweep, max_domain_series: int,
+                   left_out: frozenset[str] = frozenset()) -> list[Metric]:
+    """Every family a successful sweep yields (no counters: those span sweeps), without
+    the quantities `left_out` (collectors.left_out)."""
     ident = sweep.identity
     xen = info_family("xenprobe_xen_info")
     # One spelling for one value: the interface versions are decimal integers here and
@@ -196,11 +198,17 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
     ]
     out += _per_quantity(sweep)
     out += _verdicts(sweep)
-    out += [mismatched_readings(sweep)]
+    out += [mismatched_readings(sweep, left_out)]
     out += _guest_set(sweep)
     out += _domain_mismatches(sweep, max_domain_series)
     out += layer_absent.families(sweep)
-    return out
+    return [without(f, left_out) for f in out] if left_out else out
+
+
+def without(family: Metric, left_out: frozenset[str]) -> Metric:
+    """The family without the samples of the quantities left out."""
+    family.samples = [s for s in family.samples if s.labels.get("quantity") not in left_out]
+    return family
 
 
 def guest_set_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
@@ -249,9 +257,10 @@ def _verdicts(sweep: Sweep) -> list[Metric]:
     return [mismatch, drift]
 
 
-def mismatched_readings(sweep: Sweep) -> Metric:
+def mismatched_readings(sweep: Sweep, left_out: frozenset[str] = frozenset()) -> Metric:
     family = gauge_family("xenprobe_mismatched_readings")
-    for which, n in impact.readings_by_impact(sweep.summary.verdicts).items():
+    verdicts = {k: n for k, n in sweep.summary.verdicts.items() if k[0] not in left_out}
+    for which, n in impact.readings_by_impact(verdicts).items():
         family.add_metric([which.value], n)
     return family
 
@@ -299,10 +308,12 @@ def _domain_order(probe: Probe) -> tuple[int, int]:
 
 
 def findings_families(sweep: Sweep | None, max_domain_series: int,
-                      consumers: Consumers | None) -> list[Metric]:
+                      consumers: Consumers | None,
+                      left_out: frozenset[str] = frozenset()) -> list[Metric]:
     """What one sweep found, for /metrics and the textfile alike: the sweep's families
     (when it succeeded) and the privcmd consumers looked up after it (when looked up)."""
-    out = sweep_families(sweep, max_domain_series) if sweep is not None else []
+    out = (sweep_families(sweep, max_domain_series, left_out) if sweep is not None
+           else [])
     if consumers is not None:
         out += consumer_families(consumers)
     return out
