@@ -5,6 +5,8 @@ code are held to what the consumer census says of its quantities and layers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.mockhost import check_json, run_check
@@ -106,3 +108,9 @@ def test_impact_by_layer() -> None:
         impact.Impact.HARMLESS: 1, impact.Impact.EXPOSURE: 0, impact.Impact.HARMFUL: 0}
     verdicts[(Quantity.MAXIMUM_RAM_PAGE, "libxc", Verdict.TRUNCATED)] = 2
     assert impact.acts(verdicts)
+
+
+def test_the_alerts_doc_has_the_impact_table() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "alerts.md").read_text()
+    assert impact.markdown_table() in doc, "regenerate: python3 -c 'from xenprobe " \
+        "import impact; print(impact.markdown_table())'"

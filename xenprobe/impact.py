@@ -233,3 +233,16 @@ def readings_by_impact(verdicts: Mapping[tuple[Quantity, str, Verdict], int]
 def acts(verdicts: Mapping[tuple[Quantity, str, Verdict], int]) -> bool:
     """Whether any finding asks something of the operator (exit 1)."""
     return any(f.assessment.impact is not Impact.HARMLESS for f in findings(verdicts))
+
+
+def markdown_table() -> str:
+    """The table as docs/alerts.md shows it: one row per quantity and its impact per
+    layer (raw, syscall, ioctl, libxc)."""
+    layers = (RAW, "syscall", "ioctl", "libxc")
+    rows = ["| Quantity | " + " | ".join(layers) + " | Consumers | Why |",
+            "|---|" + "---|" * len(layers) + "---|---|"]
+    for q, row in ROWS.items():
+        cells = [assess(q, layer).impact.value for layer in layers]
+        who = "; ".join(f"{c.who} ({c.cites})" for c in row.consumers)
+        rows.append(f"| `{q.value}` | " + " | ".join(cells) + f" | {who} | {row.why} |")
+    return "\n".join(rows)

@@ -153,8 +153,8 @@ def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
         out += _detail(sweep, v, s, SHOW_AGREEING_BIG_HOST if big else SHOW_AGREEING,
                        fold_calm_host=big and not v.narrowed)
     found = impact.findings(sweep.summary.verdicts)
-    if found:
-        out += ["", *impact_lines(found, s)]
+    if found:  # the summary view fits a screen: one line, no reasons
+        out += ["", impact_brief(found, s)] if v.summary else ["", *impact_lines(found, s)]
     if consumers is not None:
         out += ["", *consumer_lines(consumers, s)]
     out += ["", summary_line(sweep, s)]
@@ -396,6 +396,18 @@ def impact_lines(found: list[impact.Finding], s: Style) -> list[str]:
                    + s(a.impact.value, _IMPACT_STYLE[a.impact]) + f": {a.reason}")
         out.append(f"    what to do: {a.action}")
     return out
+
+
+def impact_brief(found: list[impact.Finding], s: Style) -> str:
+    """The findings' impacts on one line: each impact, its readings and quantities."""
+    parts = []
+    for which in impact.Impact:
+        these = [f for f in found if f.assessment.impact is which]
+        if these:
+            names = sorted({f.quantity.value for f in these})
+            parts.append(s(which.value, _IMPACT_STYLE[which])
+                         + f" {sum(f.readings for f in these)} ({', '.join(names)})")
+    return "impact: " + "; ".join(parts) + " (reasons: leave out --summary)"
 
 
 def _truth_json(t: Truth | None) -> dict[str, int] | None:
