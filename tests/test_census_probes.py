@@ -41,8 +41,9 @@ def test_dr6_resting_value_is_sign_flipped_by_the_int_path() -> None:
         # privcmd's int: -61456, outside glibc's errno window, so no errno either.
         assert (got["value"], got["errno"], got["verdict"]) == (-61456, 0, "sign_flipped")
     assert dr6["layers"]["libxc"]["verdict"] == "absent"  # libxenctrl has no call for it
-    # DR6 is the only mismatch this healthy PV dom0 has.
-    assert code == 1
+    # DR6 is the only mismatch this healthy PV dom0 has, and a harmless one: only the
+    # dom0 kernel reads DR6 (xenprobe/impact.py), so the check exits 0.
+    assert code == 0
     assert {(r["quantity"], layer) for r in report["results"]
             for layer, v in r["layers"].items() if v["verdict"] not in ("match", "absent")
             } == {("debug_register_6", "ioctl"), ("debug_register_6", "syscall")}
@@ -139,4 +140,5 @@ def test_a_platform_op_xsm_denies_is_absent_not_a_mismatch(tmp_path: Path) -> No
     got = by_quantity(report)
     assert "dom0_console_size" not in got and "resource_op_done" not in got
     assert "xen_pagesize" in got
-    assert code == 1 and report["summary"]["mismatches"] == 2  # DR6 alone, as ever
+    # DR6 alone, as ever: shown, and harmless (xenprobe/impact.py), so exit 0.
+    assert code == 0 and report["summary"]["mismatches"] == 2

@@ -68,12 +68,12 @@ def test_each_dom0_vcpu_is_a_subject_and_agrees_with_linux() -> None:
         assert (r["subject"], r["raw"]["value"], r["reference"], r["raw_verdict"]) == (
             "host", 0, None, None)  # no image loaded; nothing in Linux says Xen's
         assert layer_values(r) == {"ioctl": (0, 0, "match"), "syscall": (0, 0, "match")}
-    assert code == 1  # DR6's sign flip, nothing else (test_census_probes.py)
+    assert code == 0  # DR6's harmless sign flip, nothing else (test_census_probes.py)
 
 
 def test_a_pv_dom0_offline_vcpu_is_down_in_xen_and_expected_down(tmp_path: Path) -> None:
     code, report = check_json(str(variant(tmp_path, "pv-offline", offline="2")))
-    assert code == 1
+    assert code == 0
     up = {r["vcpu"]: r for r in rows(report, "vcpu_is_up")}
     assert up[2]["raw"]["value"] == 0
     assert up[2]["reference"] == {"lo": 0, "hi": 0}
@@ -113,12 +113,12 @@ def test_a_vcpu_going_off_and_on_while_read_is_drift_never_truncation(
     for v in (0, 1, 3):
         assert {x["verdict"] for x in up[v]["layers"].values()} == {"match", "absent"}
     assert report["summary"]["mismatches"] == 2  # DR6 only: drift is no mismatch
-    assert code == 1
+    assert code == 0
 
 
 def test_kexec_status_is_each_types_slot_bit(tmp_path: Path) -> None:
     code, report = check_json(str(variant(tmp_path, "kdump", kexec='"crash"')))
-    assert code == 1
+    assert code == 0
     got = {q: rows(report, q)[0] for q in KEXEC}
     assert got["kexec_status_crash"]["raw"]["value"] == 1
     assert got["kexec_status_default"]["raw"]["value"] == 0
@@ -237,7 +237,7 @@ def test_the_series_do_not_grow_with_dom0s_vcpus(tmp_path: Path) -> None:
         path.write_text(PV_DOM0.replace("vcpus = 4", f"vcpus = {vcpus}", 1))
         prom = tmp_path / f"vcpus{vcpus}.prom"
         code, report = check_json(str(path), "--textfile", str(prom))
-        assert code == 1
+        assert code == 0
         assert len(rows(report, "vcpu_is_up")) == vcpus
         lines = [ln for ln in prom.read_text().splitlines() if ln.startswith("xenprobe_")]
         series[vcpus] = {ln.rsplit(" ", 1)[0]: ln.rsplit(" ", 1)[1] for ln in lines}

@@ -41,6 +41,14 @@ def test_every_view_of_a_big_host(host: Path) -> None:
     print(f"\n{host.name}: default {len(lines)} lines", end="")
     assert len(lines) < 200
     assert "verdicts by quantity and layer" in default  # a big host opens with the counts
+    # The impact of each finding on one line, as in --summary; the reasons a narrower
+    # view away (the alerts branch's impact section, folded since the words branch's
+    # domain and legend sections took the room).
+    assert re.search(r"^impact: harmless \d+ \(.*\); exposure \d+ \(maximum_gpfn, "
+                     r"maximum_ram_page\) \(reasons: --quantity NAME, or --json\)$",
+                     default, re.M)
+    _, narrowed = check(host, "--quantity", "maximum_gpfn")
+    assert "maximum_gpfn (ioctl): exposure: " in narrowed and "what to do: " in narrowed
     assert re.search(r"\.\.\. and \d+ more domains in mismatch \(see them all: "
                      r"--mismatches --quantity maximum_gpfn\)", default)
 

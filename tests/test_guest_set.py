@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Values a domU sets by itself (quantities.GUEST_SET): marked in check's output and in
-the metrics, where the alert XenprobeGuestSetValueMisread reads them."""
+the metrics (no alert of their own: alerts follow impact, docs/alerts.md)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_output_and_metrics_mark_guest_set_values(tmp_path: Path) -> None:
                                                        line.index("}")].split(","))
             key = tuple(labels[k].strip('"') for k in ("quantity", "layer", "verdict"))
             got[(key[0], key[1], key[2])] = int(float(line.rsplit(" ", 1)[1]))
-    got = {k: n for k, n in got.items() if n}  # every known series is exported, at 0 too
+    got = {k: n for k, n in got.items() if n}
     assert got == expected
     table = run_check(["check", "--mock", "large-memory"]).stdout
     assert "32 bits; at risk: compat, errno_alias, int32; guest-set" in table

@@ -76,7 +76,7 @@ def test_absent_on_a_build_without_livepatch(tmp_path: Path) -> None:
     path = variant(tmp_path, "nolp", extra="livepatch = false")
     code, report = check_json(str(path))
     assert listed(report) == []
-    assert code == 1  # DR6's sign flip, as on every PV dom0; nothing else
+    assert code == 0  # DR6's harmless sign flip, as on every PV dom0; nothing else
     assert {r["quantity"] for r in report["results"]
             if any(v["verdict"] not in ("match", "absent") for v in r["layers"].values())
             } == {"debug_register_6"}

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """A real Prometheus (Debian's `prometheus` package; tests/run-all installs it) scrapes
 `xenprobe serve --mock large-memory` on loopback, plainly and over TLS with basic auth,
-and loads the shipped alert rules. promtool lints the exposition and unit-tests the
+and loads the shipped alert rules; another scrapes every shipped scenario and evaluates
+the shipped rules unchanged: exactly the alerts the impact model says fire
+(xenprobe/impact.py, docs/alerts.md). promtool lints the exposition and unit-tests the
 rules."""
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,8 @@ from tests.holders import (
     stop,
 )
 from tests.mockhost import env_for, fault, run_check, variant
-from xenprobe.scenario import load
+from tests.scrapes import NOT_DOM0, int_path_holder, own_host
+from xenprobe.scenario import load, shipped
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"
@@ -154,10 +159,11 @@ def test_prometheus_stores_the_mismatches(setup: Setup) -> None:
     for r in result:
         assert r["metric"]["instance"] == f"127.0.0.1:{setup.plain.port}"
         assert r["value"][1] == "1"  # one subject each
-    # Healthy quantities are at 0, from the first scrape; healthy domains have no series.
-    assert setup.query('xenprobe_mismatch{quantity="xen_version"} > 0') == []
-    assert len(setup.query('xenprobe_mismatch{job="xenprobe",quantity="xen_version"}')) \
-        == 4 * 7
+    # Healthy quantities and domains have no series; every impact has one.
+    assert setup.query('xenprobe_mismatch{quantity="xen_version"}') == []
+    impacts = {r["metric"]["impact"]: r["value"][1] for r in setup.query(
+        'xenprobe_mismatched_readings{job="xenprobe"}')}
+    assert impacts == {"harmless": "7", "exposure": "3", "harmful": "0"}
     assert setup.query('xenprobe_domain_mismatch{domid="0"}') == []
     domains = setup.query('xenprobe_domain_mismatch{job="xenprobe"}')
     assert {r["metric"]["domid"] for r in domains} == {"3", "4"}
@@ -200,35 +206,24 @@ def test_the_alert_rules_load_and_match_real_data(setup: Setup) -> None:
                                                     for r in rules.values()), {
         n: (r["health"], r.get("lastError")) for n, r in rules.items()}
 
-    def mismatch_alerts() -> list[dict[str, Any]] | None:
-        alerts = [a for a in setup.api("alerts")["alerts"]
-                  if a["labels"]["alertname"] == "XenprobeMismatch"
-                  and a["labels"]["job"] == "xenprobe"]
-        return alerts if len(alerts) == len(LARGE_MEMORY) else None
-
-    alerts = wait_for("XenprobeMismatch pending for every mismatch", mismatch_alerts)
-    assert {a["state"] for a in alerts} == {"pending"}  # `for: 15m` has not passed
-    assert not [a for a in setup.api("alerts")["alerts"]
-                if a["labels"]["alertname"] in ("XenprobeDown", "XenprobeBug")]
-
-    def guest_set_alerts() -> list[dict[str, Any]] | None:
-        # large-memory: dom3's own 10 TiB and dom4's gpfn 0xFFFFFFFE, misread by the
-        # ioctl and syscall layers (tests/test_guest_set.py).
+    def exposure_alerts() -> list[dict[str, Any]] | None:
         return [a for a in setup.api("alerts")["alerts"]
-                if a["labels"]["alertname"] == "XenprobeGuestSetValueMisread"
+                if a["labels"]["alertname"] == "XenprobeIntPathExposure"
                 and a["labels"]["job"] == "xenprobe"] or None
 
-    guest = wait_for("XenprobeGuestSetValueMisread pending", guest_set_alerts)
-    assert {a["state"] for a in guest} == {"pending"}  # `for: 5m` has not passed
-    assert {(a["labels"]["quantity"], a["labels"]["verdict"]) for a in guest} == {
-        ("current_reservation", "sign_flipped"), ("maximum_gpfn", "sign_flipped"),
-        ("maximum_gpfn", "aliased_errno")}
+    # One warning for the host's 10 mismatched readings (3 of them exposure).
+    (alert,) = wait_for("XenprobeIntPathExposure pending", exposure_alerts)
+    assert alert["state"] == "pending"  # `for: 15m` has not passed
+    assert alert["labels"]["severity"] == "warning"
+    assert not [a for a in setup.api("alerts")["alerts"]
+                if a["labels"]["alertname"] in ("XenprobeDown", "XenprobeBug",
+                                                "XenprobeConsumersReadWrongValues")]
 
 
 def test_an_int_path_consumer_alerts_on_real_data(setup: Setup, tmp_path: Path) -> None:
     """A process mapping libxenctrl 4.14 (a stand-in of that SONAME) opens the mock's
     device: large-memory has memory_op values past INT_MAX, so XenprobeConsumerAtRisk
-    goes pending once the next sweep has seen it."""
+    goes pending once the next sweep has seen it, critical, naming the program."""
     lib = build_stand_in_libxenctrl(tmp_path / "lib", "4.14")
     holder = start([sys.executable, "-c", HOLD64_WITH_LIB, "/dev/xen/privcmd", str(lib)],
                    env=env_for(load("large-memory"), tmp_path))
@@ -243,9 +238,111 @@ def test_an_int_path_consumer_alerts_on_real_data(setup: Setup, tmp_path: Path) 
     finally:
         stop([holder])
     assert alert["state"] == "pending"  # `for: 15m` has not passed
+    assert alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["libxenctrl"] == "4.14"
+    assert alert["labels"]["exe"] and alert["labels"]["comm"]
     assert alert["annotations"]["summary"] == (
-        f"Processes on 127.0.0.1:{setup.plain.port} read memory_op results through "
-        "libxenctrl's int path")
+        f"{alert['labels']['comm']} on 127.0.0.1:{setup.plain.port} maps libxenctrl 4.14, "
+        "which reads this host's values wrong")
+
+
+# -- every shipped scenario, the shipped rules unchanged -----------------------------------
+
+# Which alerts the impact model says each shipped scenario fires (pending or firing), one
+# per scenario and alert: none for a harmless finding (pv-dom0's DR6, xen-default's and
+# pvh-dom0's dom0 maximum_reservation), one warning for a host whose size exposes
+# int-path consumers (not one per mismatch), a critical one for a process mapping
+# libxenctrl 4.14 there (large-memory has one) and for values every consumer reads wrong
+# (compat-clamp: a 32-bit dom0 kernel's clamped max_page). domu is not a control domain:
+# serve exits 3, and its target is down.
+EXPECTED = {
+    "healthy": set(), "balloon": set(), "hotplug-below-ram": set(), "pv-dom0": set(),
+    "xen-default": set(),
+    "pvh-dom0": {"XenprobeRawLayerAbsent"},
+    "large-memory": {"XenprobeIntPathExposure", "XenprobeConsumerAtRisk"},
+    "huge-address-space": {"XenprobeIntPathExposure"},
+    "compat-clamp": {"XenprobeConsumersReadWrongValues"},
+    "int-path": {"XenprobeIntPathExposure"},  # no holder on its host here
+    # Guests forging max_pfn: errnos maximum_gpfn cannot return (harmful: HVM save and
+    # dump-core read it), and the out-of-range one truncated by the int paths.
+    "pv-guest-max-pfn": {"XenprobeForgedAtSource", "XenprobeIntPathExposure"},
+    "domu": {"XenprobeTargetDown"},
+}
+
+
+@pytest.fixture(scope="module")
+def every(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    prometheus = tool("prometheus")
+    d = tmp_path_factory.mktemp("every")
+    shutil.copy(SYSTEMD / "xenprobe-alerts.yml", d / "xenprobe-alerts.yml")
+    with ExitStack() as stack:
+        stack.enter_context(int_path_holder(d, own_host("large-memory")))
+        serves = {name: stack.enter_context(Serve(name, "--interval", "5",
+                                                  env=own_host(name)))
+                  for name in shipped() if name != NOT_DOM0}
+        for serve in serves.values():
+            serve.after_sweeps(1)
+        down = free_port()
+        p = run_check(["serve", "--mock", NOT_DOM0, "--listen-address",
+                       f"127.0.0.1:{down}"])
+        assert p.returncode == 3, p.stderr  # not a control domain: nothing to scrape
+        ports = {**{n: s.port for n, s in serves.items()}, NOT_DOM0: down}
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
+                       "evaluation_interval": "1s"},
+            "rule_files": [str(d / "xenprobe-alerts.yml")],
+            "scrape_configs": [{"job_name": "xenprobe", "static_configs": [
+                {"targets": [f"127.0.0.1:{port}"], "labels": {"instance": name}}
+                for name, port in sorted(ports.items())]}],
+        }
+        (d / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        log = stack.enter_context((d / "prometheus.log").open("wb"))
+        proc = subprocess.Popen(
+            [prometheus, f"--config.file={d / 'prometheus.yml'}",
+             f"--storage.tsdb.path={d / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+             "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT)
+        stack.enter_context(terminated(proc))
+        setup = Setup(f"http://127.0.0.1:{port}", serves["large-memory"],
+                      serves["large-memory"])
+
+        def scraped() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError("prometheus exited: "
+                                     + (d / "prometheus.log").read_text())
+            try:
+                return len(setup.query('count_over_time(up{job="xenprobe"}[1m]) >= 3')) \
+                    == len(ports)
+            except OSError:
+                return False
+
+        wait_for("every scenario scraped 3 times", scraped, every=0.5)
+        yield setup
+
+
+def test_every_shipped_scenario_fires_exactly_what_its_impact_says(every: Setup) -> None:
+    assert set(EXPECTED) == set(shipped())
+    start = time.time()
+
+    def evaluated_since() -> bool:
+        groups = every.api("rules")["groups"]
+        return all(g["lastEvaluation"] > time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                       time.gmtime(start + 2))
+                   for g in groups)
+
+    wait_for("two rule evaluations after every target's third scrape", evaluated_since,
+             every=0.5)
+    alerts = every.api("alerts")["alerts"]
+    got: dict[str, list[str]] = {name: [] for name in EXPECTED}
+    for a in alerts:
+        got[a["labels"]["instance"]].append(a["labels"]["alertname"])
+    assert {n: sorted(v) for n, v in got.items()} == {
+        n: sorted(v) for n, v in EXPECTED.items()}  # each once: no duplicate per host
+    severity = {a["labels"]["alertname"]: a["labels"]["severity"] for a in alerts}
+    assert severity["XenprobeIntPathExposure"] == "warning"
+    assert severity["XenprobeConsumerAtRisk"] == "critical"
+    assert severity["XenprobeConsumersReadWrongValues"] == "critical"
+    assert severity["XenprobeForgedAtSource"] == "critical"
 
 
 def promtool(*args: str, stdin: bytes | None = None, cwd: Path | None = None

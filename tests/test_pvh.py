@@ -60,7 +60,7 @@ def test_layers_are_judged_against_an_exact_reference() -> None:
     assert r["layers"]["ioctl"]["verdict"] == "aliased_errno"
     cur = _result(report, "current_reservation", 0)
     assert cur["layers"]["ioctl"]["verdict"] == "match"
-    assert code == 1
+    assert code == 0  # harmless: no tool issues maximum_reservation (xenprobe/impact.py)
 
 
 def test_no_reference_means_unjudged_not_clean_nor_mismatch() -> None:
@@ -132,7 +132,7 @@ def test_pvh_4_15_0_has_no_multicall_and_4_15_1_has(tmp_path: Path) -> None:
 
 def test_promtool_finds_nothing_to_lint_without_the_raw_layer(tmp_path: Path) -> None:
     prom = tmp_path / "xenprobe.prom"
-    assert run_check(["check", "--mock", SCENARIO, "--textfile", str(prom)]).returncode == 1
+    assert run_check(["check", "--mock", SCENARIO, "--textfile", str(prom)]).returncode == 0
     p = promtool("check", "metrics", stdin=prom.read_bytes())
     assert p.returncode == 0 and p.stdout + p.stderr == b"", p.stdout + p.stderr
     # No raw value, so no bit length is claimed.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import structlog
 
-from xenprobe import __version__, consumers, legend, logs, mock, render, streams
+from xenprobe import __version__, consumers, impact, legend, logs, mock, render, streams
 from xenprobe.abi.hypercalls import DOMID_FIRST_RESERVED
 from xenprobe.errors import (
     EPILOG_HEAD,
@@ -32,6 +32,7 @@ from xenprobe.errors import (
     XenprobeError,
     exit_code_help,
 )
+from xenprobe.exporter import collectors
 from xenprobe.exporter import config as cfg
 from xenprobe.host import Host
 from xenprobe.layers import ladder
@@ -156,6 +157,18 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                            help=f"{cfg.HELP[key]} (default: {cfg.default_text(key)})")
     serve.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
                        help="serve the built-in mock host (default scenario: healthy)")
+    # node_exporter's habits: a flag per quantity group, and no process_* metrics.
+    for group, members in collectors.GROUPS.items():
+        serve.add_argument(f"--collector.{group}", dest="collector_toggles",
+                           action="append_const", const=f"+{group}",
+                           help=f"export the {group} group (default: on): "
+                                + ", ".join(q.value for q in members))
+        serve.add_argument(f"--no-collector.{group}", dest="collector_toggles",
+                           action="append_const", const=f"-{group}",
+                           help=f"leave the {group} group out of the exports")
+    serve.add_argument("--web.disable-exporter-metrics",
+                       dest="config_disable_exporter_metrics", action="store_const",
+                       const="true", help="leave out process_* and python_info")
 
 
 def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -196,6 +209,10 @@ def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     overrides = {key: value for key in cfg.KEYS
                  if (value := getattr(args, f"config_{key}")) is not None}
+    if args.collector_toggles:  # after --disabled-collectors, on top of the file's
+        overrides["disabled_collectors"] = ",".join(
+            [*overrides.get("disabled_collectors", "").split(","),
+             *args.collector_toggles])
     if "log_level" not in overrides and args.log_level is not None:  # before `serve`
         overrides["log_level"] = args.log_level
     path = Path(args.config) if args.config else cfg.DEFAULT_PATH
@@ -266,8 +283,12 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
               if (note := getattr(layer, "note", ""))]
     notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
               for call, why in sorted(retries.items())]
-    code = (ExitCode.MISMATCH if result.mismatches or result.source_findings
-            else ExitCode.OK)
+    # Exit 1 only for a finding some consumer would read wrong and use (xenprobe.impact):
+    # a harmless one is reported all the same. A raw result wrong at the source reaches
+    # every consumer of its quantity, so it counts wherever one reads it (source_impact).
+    acts = (impact.acts(result.summary.verdicts)
+            or impact.source_acts(r.probe.quantity for r in result.source_findings))
+    code = ExitCode.MISMATCH if acts else ExitCode.OK
     if args.json:
         report = json.dumps(render.as_json(result, scenario=scenario, exit_code=code,
                                            notes=notes, consumers=users, retries=retries,

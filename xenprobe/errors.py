@@ -13,8 +13,9 @@ import textwrap
 
 
 class ExitCode(enum.IntEnum):
-    OK = 0             # every layer agrees (no raw layer: none judged disagrees)
-    MISMATCH = 1       # a truncation class was found, or a raw result wrong at the source
+    OK = 0             # no finding a consumer would read wrong (xenprobe.impact)
+    MISMATCH = 1       # a finding a consumer would read wrong (exposure or harmful),
+                       # or a raw result wrong at the source that some consumer reads
     USAGE = 2          # usage or configuration error
     CANNOT_PROBE = 3   # no device, not root, not dom0, hypervisor refused, unknown release
     INTERNAL = 4       # a bug in xenprobe
@@ -22,15 +23,16 @@ class ExitCode(enum.IntEnum):
 
 
 EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
-    (ExitCode.OK, "every layer agrees (drift is not a disagreement; without the raw "
-                  "layer: no mismatch among the readings a reference could judge), and "
-                  "the report was delivered; for serve: stopped cleanly (SIGTERM, "
-                  "SIGINT); for watch: no damaged call seen"),
-    (ExitCode.MISMATCH, "a truncation class was found (truncated, sign_flipped, clamped, "
-                        "aliased_errno, lost_error, changed_error, other), or a raw result "
-                        "wrong at the source (forged_errno, out_of_range); also when the "
-                        "report could not be delivered in full (see 5); for watch: a "
-                        "damaged call was seen"),
+    (ExitCode.OK, "no mismatch that a consumer would read and use: every layer agrees, "
+                  "or each finding is harmless (shown with why; drift is not a "
+                  "disagreement), and the report was delivered; for serve: stopped "
+                  "cleanly (SIGTERM, SIGINT); for watch: no damaged call seen"),
+    (ExitCode.MISMATCH, "a mismatch of impact exposure or harmful was found (truncated, "
+                        "sign_flipped, clamped, aliased_errno, lost_error, changed_error, "
+                        "other, where a consumer reads it: docs/alerts.md), or a raw "
+                        "result wrong at the source (forged_errno, out_of_range) of a "
+                        "quantity some consumer reads; also when the report could not be "
+                        "delivered in full (see 5); for watch: a damaged call was seen"),
     (ExitCode.USAGE, "usage or configuration error: bad flag (a --textfile whose "
                      "directory does not exist too: nothing is probed), unreadable or "
                      "invalid scenario, config or web config file, a port in use"),

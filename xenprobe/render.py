@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from xenprobe import __version__, legend
+from xenprobe import __version__, impact, legend
 from xenprobe.classify import Truth, Verdict
 from xenprobe.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.host import MAX_FRAMES
@@ -199,6 +199,16 @@ def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
             out += ["", *domain_lines(sweep, sorted(shown.domids), s)]
         if shown.verdicts:
             out += ["", *legend_lines(shown, s)]
+    found = impact.findings(sweep.summary.verdicts)
+    if found:
+        # The summary view fits a screen, and a big host's default view opens with the
+        # counts like it: one line there, the reasons a narrower view away.
+        if v.summary:
+            out += ["", impact_brief(found, s, "leave out --summary")]
+        elif big and not v.narrowed:
+            out += ["", impact_brief(found, s, "--quantity NAME, or --json")]
+        else:
+            out += ["", *impact_lines(found, s)]
     if consumers is not None:
         out += ["", *consumer_lines(consumers, s)]
     out += ["", summary_line(sweep, s)]
@@ -501,7 +511,44 @@ def _source_text(sweep: Sweep) -> str:
         text += f", {guest} of them values the guest sets (its doing, not Xen's)"
     if passed:
         text += f"; {passed} readings passed a forged error on"
+    by_impact: dict[impact.Impact, set[str]] = defaultdict(set)
+    for r in found:
+        q = r.probe.quantity
+        by_impact[impact.source_impact(q)].add(q.value)
+    text += "; impact " + ", ".join(f"{i.value} ({', '.join(sorted(qs))})"
+                                    for i, qs in sorted(by_impact.items()))
     return text + "."
+
+
+_IMPACT_STYLE = {impact.Impact.HARMLESS: "green", impact.Impact.EXPOSURE: "yellow",
+                 impact.Impact.HARMFUL: "red"}
+
+
+def impact_lines(found: list[impact.Finding], s: Style) -> list[str]:
+    """One line per quantity and assessment: its layers, the impact, why, what to do
+    (xenprobe.impact). Only a finding other than harmless makes the exit code 1."""
+    grouped: dict[tuple[str, impact.Assessment], list[str]] = defaultdict(list)
+    for f in found:
+        grouped[(f.quantity.value, f.assessment)].append(f.layer)
+    out = [s("impact (what each mismatch means for the host's consumers)", "bold")]
+    for (q, a), layers in grouped.items():
+        out.append(f"  {q} ({', '.join(sorted(layers))}): "
+                   + s(a.impact.value, _IMPACT_STYLE[a.impact]) + f": {a.reason}")
+        out.append(f"    what to do: {a.action}")
+    return out
+
+
+def impact_brief(found: list[impact.Finding], s: Style, where: str) -> str:
+    """The findings' impacts on one line: each impact, its readings and quantities, and
+    `where` the reasons are."""
+    parts = []
+    for which in impact.Impact:
+        these = [f for f in found if f.assessment.impact is which]
+        if these:
+            names = sorted({f.quantity.value for f in these})
+            parts.append(s(which.value, _IMPACT_STYLE[which])
+                         + f" {sum(f.readings for f in these)} ({', '.join(names)})")
+    return "impact: " + "; ".join(parts) + f" (reasons: {where})"
 
 
 def _truth_json(t: Truth | None) -> dict[str, int] | None:
@@ -544,6 +591,7 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
                              "mismatches": k, "quantities": qs}
                             for d, k, qs in top_domains(sweep)],
         },
+        "findings": [f.as_json() for f in impact.findings(sweep.summary.verdicts)],
         "consumers": consumers.as_json() if consumers is not None else None,
         "retries": retries or {},
         "exit_code": exit_code,

@@ -266,13 +266,16 @@ class Runner:
         self.ev["targets"] = json.loads(get(f"{PROM}/api/v1/targets"))
         self.ev["rules"] = json.loads(get(f"{PROM}/api/v1/rules"))
 
-        def mismatch_alert() -> dict[str, Any] | None:
-            a = json.loads(get(f"{PROM}/api/v1/alerts"))
-            names = {x["labels"].get("alertname") for x in a["data"]["alerts"]}
-            return a if "XenprobeMismatch" in names else None
-        # The rules are evaluated every 2 s; give it a few rounds, then record what is.
-        self.ev["alerts"] = (wait("XenprobeMismatch pending", mismatch_alert, self.left(60))
-                             or json.loads(get(f"{PROM}/api/v1/alerts")))
+        def harmless_seen() -> dict[str, Any] | None:
+            q = query('xenprobe_mismatched_readings{impact="harmless"} > 0')
+            return q if q["data"]["result"] else None
+        # The domains' maximum_reservation past INT_MAX is a harmless finding (no tool
+        # issues that memory op: xenprobe/impact.py): in the metrics, never an alert.
+        # The rules are evaluated every 2 s; give them a few rounds, then record them.
+        self.ev["harmless"] = wait("harmless readings in Prometheus", harmless_seen,
+                                   self.left(60))
+        time.sleep(6)
+        self.ev["alerts"] = json.loads(get(f"{PROM}/api/v1/alerts"))
 
     def reload(self) -> None:
         before_text = get(METRICS)

@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import psutil
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from xenprobe.consumers import Consumers
-from xenprobe.exporter import metrics
-from xenprobe.exporter.metrics import counter, gauge
+from xenprobe.exporter import collectors, metrics
+from xenprobe.exporter.families import gauge
+from xenprobe.exporter.metrics import counter
 from xenprobe.exporter.state import Snapshot
 from xenprobe.exporter.watching import WatchCounts, known_ops
 from xenprobe.sweep import Sweep
@@ -46,7 +47,8 @@ class DaemonCollector(Collector):
             yield metrics.mock_info(s.scenario)
         yield from self._findings_of(s)
         yield from _health(s)
-        yield from _counters(s)
+        yield from (metrics.without(m, collectors.left_out(s.config.disabled_collectors))
+                    for m in _counters(s))
         yield from _config(s)
         if self._watch is not None:
             yield from _watch(self._watch())
@@ -55,12 +57,14 @@ class DaemonCollector(Collector):
     def _findings_of(self, s: Snapshot) -> list[Metric]:
         """findings_families of the snapshot, built once per sweep. prometheus_client
         only reads a family when it renders it, so concurrent scrapes may share one."""
-        key = (s.sweep, s.config.max_domain_series, s.consumers)
+        left_out = collectors.left_out(s.config.disabled_collectors)
+        key = (s.sweep, s.config.max_domain_series, s.consumers, left_out)
         cached = self._findings
-        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        if cached is not None and all(a is b or a == b
+                                      for a, b in zip(cached[0], key, strict=True)):
             return cached[1]
         families = metrics.findings_families(s.sweep, s.config.max_domain_series,
-                                             s.consumers)
+                                             s.consumers, left_out)
         self._findings = (key, families)
         return families
 
@@ -73,12 +77,10 @@ class DaemonCollector(Collector):
             threads = self._process.num_threads()
         except psutil.Error:
             return
-        yield gauge("agent_threads", "Threads of the xenprobe process.", threads)
+        yield gauge("agent_threads", threads)
         locked = _locked_bytes()
         if locked is not None:
-            yield gauge("agent_locked_memory_bytes",
-                        "Memory the xenprobe process has locked (hypercall buffers).",
-                        locked)
+            yield gauge("agent_locked_memory_bytes", locked)
 
 
 def _locked_bytes() -> int | None:
@@ -93,62 +95,57 @@ def _locked_bytes() -> int | None:
 
 def _health(s: Snapshot) -> Iterator[Metric]:
     h = s.health
-    yield gauge("up", "1 when the last sweep succeeded and its data is fresh, 0 when "
-                "xenprobe cannot read the hypervisor.", int(h.up))
-    yield gauge("stale", "1 when the served values are old (the last good sweep is older "
-                "than stale_after intervals, or a sweep is stuck past sweep_timeout).",
-                int(h.stale))
-    yield gauge("sweep_running_seconds", "How long the sweep in progress has been "
-                "running, 0 between sweeps.", round(h.running_for, 3))
-    yield gauge("last_successful_sweep_timestamp_seconds", "Unix time the last "
-                "successful sweep finished, 0 before the first.", s.last_success)
-    yield gauge("sweep_interval_seconds", "Configured seconds between sweeps.",
-                s.config.interval)
+    yield gauge("up", int(h.up))
+    yield gauge("stale", int(h.stale))
+    yield gauge("sweep_running_seconds", round(h.running_for, 3))
+    yield gauge("last_successful_sweep_timestamp_seconds", s.last_success)
+    yield gauge("sweep_interval_seconds", s.config.interval)
 
 
 def _counters(s: Snapshot) -> Iterator[Metric]:
-    yield counter("sweeps", "Sweeps finished, successful or not.", [], [((), s.sweeps)])
-    yield counter("sweep_failures", "Sweeps that failed, by reason (cannot_probe, or "
-                  "refused and internal, which are bugs).", ["reason"],
+    yield counter("xenprobe_sweeps_total", [((), s.sweeps)])
+    yield counter("xenprobe_sweep_failures_total",
                   [((r,), n) for r, n in s.failures.items()])
-    yield counter("mismatches", "Subjects that entered this mismatch, once each time "
-                  "one does, however long it lasts.",
-                  ["quantity", "layer", "verdict"], s.mismatches.items())
-    yield counter("drifts", "Readings whose value moved while it was read, summed over "
-                  "sweeps.", ["quantity", "layer"], s.drifts.items())
-    yield counter("layer_errors", "Readings a layer returned as an error, by errno, "
-                  "summed over sweeps (the missing-domain probe's ESRCH left out).",
-                  ["layer", "errno"], s.layer_errors.items())
-    yield counter("textfile_write_errors", "Failed writes of the textfile.", [],
-                  [((), s.textfile_errors)])
+    # A mismatch that lasts counts once, whatever the interval; the first sweep counts
+    # every mismatch it finds; a reload never resets them.
+    yield counter("xenprobe_mismatches_total", s.mismatches.items())
+    yield counter("xenprobe_drifts_total", s.drifts.items())
+    yield counter("xenprobe_layer_errors_total", s.layer_errors.items())
+    yield counter("xenprobe_textfile_write_errors_total", [((), s.textfile_errors)])
     yield metrics.retries_total(s.retries)
 
 
 def _watch(w: WatchCounts) -> Iterator[Metric]:
-    yield gauge("watch_armed", "1 while serve --watch has its kprobes armed (0: not "
-                "armed, see the log's watch_failed line).", int(w.armed))
-    yield counter("watch_calls", "Privcmd hypercalls of other processes the watch saw, "
-                  "by op (xenprobe's own are in the sweep metrics).", ["op"],
+    yield gauge("watch_armed", int(w.armed))
+    yield counter("xenprobe_watch_calls_total",
                   [((op,), w.calls.get(op, 0)) for op in known_ops()])
-    yield counter("watch_damaged_calls", "Privcmd hypercalls whose result reached the "
-                  "calling process damaged, by op, subop, verdict and process name "
-                  "(comm); at most max_domain_series series, the rest under "
-                  "subop/process \"_other\".", ["op", "subop", "verdict", "process"],
-                  w.damaged.items())
-    yield gauge("watch_series_dropped", "Damaged calls counted under _other because "
-                "the series cap was reached.", w.dropped)
-    yield counter("watch_lost_events", "Trace events the kernel lost before the watch "
-                  "read them (per-CPU overruns): calls that may have gone unjudged.",
-                  [], [((), w.lost)])
+    yield counter("xenprobe_watch_damaged_calls_total", w.damaged.items())
+    yield gauge("watch_series_dropped", w.dropped)
+    yield counter("xenprobe_watch_lost_events_total", [((), w.lost)])
 
 
 def _config(s: Snapshot) -> Iterator[Metric]:
-    yield gauge("config_last_reload_successful", "1 when the last configuration load "
-                "(start or SIGHUP) succeeded.", int(s.config_reload_ok))
-    yield gauge("config_last_reload_success_timestamp_seconds", "Unix time of the last "
-                "successful configuration load.", s.config_reload_time)
-    yield gauge("web_config_last_reload_successful", "1 when the web configuration "
-                "file last parsed, as re-read on each change.", int(s.web_config_ok))
+    yield gauge("config_last_reload_successful", int(s.config_reload_ok))
+    yield gauge("config_last_reload_success_timestamp_seconds", s.config_reload_time)
+    yield gauge("web_config_last_reload_successful", int(s.web_config_ok))
+
+
+class ExporterMetrics(Collector):
+    """prometheus_client's process_* and python_info, unless `disabled()` says not
+    (--web.disable-exporter-metrics; read at each scrape, so a reload applies it)."""
+
+    def __init__(self, disabled: Callable[[], bool], collectors: Iterable[Collector]
+                 ) -> None:
+        self._disabled = disabled
+        self._collectors = tuple(collectors)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        if not self._disabled():
+            for c in self._collectors:
+                yield from c.collect()
 
 
 class OneShotCollector(Collector):
@@ -158,8 +155,10 @@ class OneShotCollector(Collector):
 
     def __init__(self, sweep: Sweep | None, max_domain_series: int,
                  scenario: str | None = None, *, consumers: Consumers | None = None,
-                 retries: Mapping[tuple[str, str], int] | None = None) -> None:
+                 retries: Mapping[tuple[str, str], int] | None = None,
+                 left_out: frozenset[str] = frozenset()) -> None:
         self.sweep = sweep
+        self.left_out = left_out
         self.max_domain_series = max_domain_series
         self.scenario = scenario
         self.consumers = consumers
@@ -172,24 +171,22 @@ class OneShotCollector(Collector):
         yield metrics.build_info()
         if self.scenario is not None:
             yield metrics.mock_info(self.scenario)
-        yield GaugeMetricFamily("xenprobe_up", "1 when the sweep succeeded, 0 when "
-                                "xenprobe could not read the hypervisor.",
-                                value=int(self.sweep is not None))
+        yield gauge("up", int(self.sweep is not None))
         if self.sweep is not None:
-            yield gauge("last_successful_sweep_timestamp_seconds", "Unix time the sweep "
-                        "finished.",
+            yield gauge("last_successful_sweep_timestamp_seconds",
                         self.sweep.started + self.sweep.duration)
         yield from metrics.findings_families(self.sweep, self.max_domain_series,
-                                             self.consumers)
+                                             self.consumers, self.left_out)
         if self.retries is not None:
             yield metrics.sweep_retries(self.retries)
 
 
 def one_shot_registry(sweep: Sweep | None, max_domain_series: int,
                       scenario: str | None = None, *, consumers: Consumers | None = None,
-                      retries: Mapping[tuple[str, str], int] | None = None
-                      ) -> CollectorRegistry:
+                      retries: Mapping[tuple[str, str], int] | None = None,
+                      left_out: frozenset[str] = frozenset()) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(OneShotCollector(sweep, max_domain_series, scenario,
-                                       consumers=consumers, retries=retries))
+                                       consumers=consumers, retries=retries,
+                                       left_out=left_out))
     return registry

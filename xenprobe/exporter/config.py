@@ -23,6 +23,7 @@ from typing import Any
 
 from xenprobe import files
 from xenprobe.errors import ConfigError
+from xenprobe.exporter import collectors
 
 DEFAULT_PATH = Path("/etc/xenprobe/xenprobe.toml")
 
@@ -61,6 +62,8 @@ class Config:
     log_level: str = "info"
     log_format: str = "auto"
     watch: bool = False
+    disabled_collectors: tuple[str, ...] = ()  # collectors.GROUPS left out of the exports
+    disable_exporter_metrics: bool = False     # no process_* and python_info
 
     @property
     def stale_seconds(self) -> float:
@@ -84,13 +87,17 @@ HELP = {
     "log_format": "auto (JSON unless stderr is a terminal), json or console",
     "watch": "also watch every process's privcmd hypercalls (xenprobe watch) and export "
              "the damaged ones; needs a writable tracefs (true or false; read at start)",
+    "disabled_collectors": "quantity groups left out of the exports, comma-separated "
+                           "(see --no-collector.GROUP)",
+    "disable_exporter_metrics": "true: leave out process_* and python_info",
 }
 
 METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE",
             "telemetry_path": "URLPATH", "interval": "SECONDS",
             "attempts": "N", "sweep_timeout": "SECONDS", "stale_after": "INTERVALS",
             "max_domain_series": "N", "textfile": "PATH", "log_level": "LEVEL",
-            "log_format": "FORMAT", "watch": "BOOL"}
+            "log_format": "FORMAT", "watch": "BOOL", "disabled_collectors": "GROUPS",
+            "disable_exporter_metrics": "BOOL"}
 
 
 # Prometheus's and its exporters' names for the same flags, accepted beside ours.
@@ -184,6 +191,21 @@ def _integer(value: object, where: _Where, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise where.fail(f"must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _groups(value: object, where: _Where) -> tuple[str, ...]:
+    """A list of collectors.GROUPS (the file), or the flags' comma list of toggles."""
+    if isinstance(value, str):
+        names = collectors.toggled((), value)
+    elif isinstance(value, list) and all(isinstance(x, str) for x in value):
+        names = tuple(sorted(set(value)))
+    else:
+        raise where.fail(f"expected a list of collector groups, got {value!r}")
+    unknown = [n for n in names if n not in collectors.GROUPS]
+    if unknown:
+        raise where.fail(f"unknown collector group {unknown[0]!r} (known: "
+                         f"{', '.join(collectors.GROUPS)})")
+    return names
 
 
 def _boolean(value: object, where: _Where) -> bool:
@@ -306,6 +328,8 @@ VALIDATORS: dict[str, _Validator] = {
     "log_level": lambda v, w: _choice(v, w, LOG_LEVELS),
     "log_format": lambda v, w: _choice(v, w, LOG_FORMATS),
     "watch": _boolean,
+    "disabled_collectors": _groups,
+    "disable_exporter_metrics": _boolean,
 }
 
 
@@ -360,6 +384,10 @@ def build(table: Mapping[str, Any] | None, source: Path | None,
         where = _Where(f"config file {source}: {key}", source.parent if source else None)
         values[key] = VALIDATORS[key](value, where)
     for key, text in (overrides or {}).items():
+        if key == "disabled_collectors":  # the flags toggle groups on the file's list
+            _groups(text, _Where(flag(key), None))
+            values[key] = collectors.toggled(values.get(key, ()), text)
+            continue
         values[key] = VALIDATORS[key](text, _Where(flag(key), None))
     return replace(Config(), **values)
 

@@ -39,9 +39,9 @@ from prometheus_client.registry import CollectorRegistry
 
 from xenprobe import __version__, consumers, logs
 from xenprobe.errors import ConfigError, Refused, XenprobeError
+from xenprobe.exporter import collectors, textfile, webconfig
 from xenprobe.exporter import config as configuration
-from xenprobe.exporter import textfile, webconfig
-from xenprobe.exporter.collector import DaemonCollector, one_shot_registry
+from xenprobe.exporter.collector import DaemonCollector, ExporterMetrics, one_shot_registry
 from xenprobe.exporter.config import Config
 from xenprobe.exporter.notify import Notifier
 from xenprobe.exporter.server import App, Server
@@ -224,6 +224,8 @@ class SweepLoop:
             return
         s = self.state.snapshot()
         registry = one_shot_registry(sweep, config.max_domain_series, self.state.scenario,
+                                     left_out=collectors.left_out(
+                                         config.disabled_collectors),
                                      consumers=s.consumers, retries=s.sweep_retries)
         try:
             textfile.write_registry(config.textfile, registry)
@@ -328,8 +330,9 @@ class Daemon:
         watcher = SafeWatcher(None)
         watcher.replace(config.web_config_file, web)
         registry = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
+        registry.register(ExporterMetrics(
+            lambda: state.config.disable_exporter_metrics,
+            (ProcessCollector(registry=None), PlatformCollector(registry=None))))
         # The watch is read at start only: a reload does not arm or disarm it.
         self.watch = WatchLoop(config.max_domain_series) if config.watch else None
         registry.register(DaemonCollector(lambda: state.snapshot(watcher.last_ok),

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from xenprobe.classify import Verdict
+from xenprobe.exporter.families import gauge_family
 from xenprobe.sweep import Sweep
 
 PREFIX = "xenprobe"
@@ -24,19 +25,14 @@ def unjudged_counts(sweep: Sweep) -> Counter[tuple[str, str]]:
     return sweep.summary.with_verdict(Verdict.UNJUDGED)
 
 
-def families(sweep: Sweep, from_sweep: str) -> list[Metric]:
-    """The families; from_sweep ends each HELP (metrics.FROM_SWEEP)."""
-    absent = GaugeMetricFamily(
-        f"{PREFIX}_layer_absent", "1 when a layer could not be read at all, with why "
-        "(pvh_no_multicall, multicall_enosys), so a clean xenprobe_mismatch proves less"
-        + from_sweep, labels=["layer", "reason"])
+def families(sweep: Sweep) -> list[Metric]:
+    """The families (names, HELP and labels: metrics.FAMILIES). Without the raw layer
+    only readings an exact reference pins are judged: a clean xenprobe_mismatch then
+    proves less (pvh_no_multicall: a PVH dom0 before Xen 4.15.1 has no multicall)."""
+    absent = gauge_family(f"{PREFIX}_layer_absent")
     if sweep.raw_absent is not None:
         absent.add_metric(["raw", sweep.raw_absent.reason], 1)
-    unjudged = GaugeMetricFamily(
-        f"{PREFIX}_unjudged", "Subjects whose reading by this layer nothing could judge "
-        "(no raw layer and no exact reference), neither a match nor a mismatch"
-        + from_sweep,
-        labels=["quantity", "layer"])
+    unjudged = gauge_family(f"{PREFIX}_unjudged")
     for (quantity, layer), n in sorted(unjudged_counts(sweep).items()):
         unjudged.add_metric([quantity, layer], n)
     return [absent, unjudged]

@@ -1,39 +1,38 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Metric names, HELP texts and labels, and the pure mapping from one sweep to families.
+"""The pure mapping from one sweep to metric families (names, HELP and labels: families.py).
 
 Everything a sweep says is exported from here, for the daemon's collector and for the
 one-shot textfile alike. Names follow Prometheus conventions: the `xenprobe_` prefix,
 base units (seconds, bits), `_total` on counters, `_info` pseudo-metrics with value 1.
 
-Known label values exist from the first scrape, at 0: every quantity x layer x verdict of
-xenprobe_mismatch (and its counter), every quantity x layer of xenprobe_drift, every
-layer x errno of ERRNOS in xenprobe_layer_errors_total, every known retry. A series that
-is born at its first non-zero value is invisible to increase() and rate(), which need two
-samples: the first event would never alert.
+Which series exist (docs/metrics.md): the label sets an alert reads with increase()
+exist from the first scrape at 0 (xenprobe_layer_errors_total{layer="raw"} for each of
+ERRNOS, every reason of xenprobe_sweep_failures_total, every known retry), and
+xenprobe_mismatched_readings has every impact from the first sweep: a series born at its
+first non-zero value is invisible to increase() and rate(), which need two samples. The
+detail gauges (xenprobe_mismatch, _drift, _at_risk, _guest_set_mismatch) have a series
+only where non-zero, and the detail counters (xenprobe_mismatches_total, _drifts_total,
+other layers' errors) appear at their first event: zeros for every quantity x layer x
+verdict were 1,176 of pv-dom0's 1,607 series, and no alert reads them.
 
 Series bound. Whatever the number of domains, a scrape returns at most
 
-    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + 2*N + G*(L*V + 1) + Q*(L + 1) + C
+    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + I + 2*N + G*(L*V + 1) + Q*(L + 1) + C
 
-series, where Q = 5 quantities, L = 4 layers (raw, syscall, ioctl, libxc), V = 7 mismatch
-verdicts, R = 4 risks, E = the errnos: the len(ERRNOS) always exported plus any other
-seen (bounded by the Linux errno table, about 134), N = `max_domain_series` (default 100),
-G = 2 guest-set quantities (current_reservation, maximum_gpfn) and C a constant
-(xenprobe's fixed series, the 9 known retries, 4 consumer counts by verdict, up to
-MAX_CONSUMER_SERIES xenprobe_privcmd_consumer_info, 2 unreadable-process counts, the
-scan_complete gauge, and prometheus_client's process_* and python_info).
-Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each; xenprobe_drift and
-xenprobe_drifts_total Q*L each; xenprobe_probes and xenprobe_raw_bit_length Q each,
-xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N, and
-xenprobe_domain_info at most N (one per domain among those); xenprobe_guest_set_mismatch
-G*L*V and xenprobe_guest_set_info G; xenprobe_source_finding Q*(L + 1) (raw's
-forged_errno and out_of_range, each other layer's passed_forged); and, on a host without
-the raw layer (layer_absent.py), 1 + Q*L more. A census quantity (quantities.CENSUS)
-counts in Q only on a host that answers it; vcpu_is_up is one quantity however many
-vCPUs dom0 has (no label names a vCPU), so no series grows with them. With the defaults:
-280 + 40 + 30 + 36 + 200 + 58 + 25 + C. tests/test_series_count.py counts a real scrape
-(docs/metrics.md's figure comes from it). The textfile has no counters: Q*L*V + Q*L +
-Q*(R+2) + 2*N + G*(L*V + 1) + Q*(L + 1) plus its fixed series.
+series, where Q = the quantities the host is probed for (5, and up to 16 census ones),
+L = 4 layers (raw, syscall, ioctl, libxc), V = 7 mismatch verdicts, R = 4 risks, E = the
+errnos seen (bounded by the Linux errno table, about 134), I = 3 impacts,
+N = `max_domain_series` (default 100: xenprobe_domain_mismatch, and xenprobe_domain_info
+for the domains among those), Q*(L + 1) xenprobe_source_finding (raw's forged_errno and
+out_of_range, each other layer's passed_forged), G = 2 guest-set quantities (current_reservation,
+maximum_gpfn) and C a constant (xenprobe's fixed series, the 9 known retries, 4 consumer
+counts by verdict, up to MAX_CONSUMER_SERIES xenprobe_privcmd_consumer_info, 2
+unreadable-process counts, the scan_complete gauge, and prometheus_client's process_*
+and python_info). That is the worst case, every label set in mismatch at once; a host
+exports what it has: the shipped scenarios 90 to 120 series (tests/test_series_count.py
+counts a real scrape of each and holds it to 400). vcpu_is_up is one quantity however
+many vCPUs dom0 has (no label names a vCPU), so no series grows with them. The textfile
+has no counters. serve --watch adds the xenprobe_watch_* families (exporter/watching.py).
 """
 
 from __future__ import annotations
@@ -44,27 +43,26 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from prometheus_client.metrics_core import (
-    CounterMetricFamily,
     GaugeMetricFamily,
-    InfoMetricFamily,
     Metric,
 )
 
-from xenprobe import __version__, revision
+from xenprobe import __version__, impact, revision
 from xenprobe.classify import MISMATCHES, Risk, Verdict
 from xenprobe.consumers import Consumers
 from xenprobe.exporter import layer_absent
+from xenprobe.exporter.families import (
+    counter_family,
+    gauge,
+    gauge_family,
+    info_family,
+)
 from xenprobe.judge import RAW
 from xenprobe.quantities import CENSUS, GUEST_SET, UNBATCHED, Probe, Quantity, Subject
 from xenprobe.results import Result
 from xenprobe.sweep import Sweep
 
 PREFIX = "xenprobe"
-
-# Ends the HELP of every metric derived from sweep data, as the exporter guidelines ask
-# when values are cached rather than collected at scrape time. Each HELP is one sentence
-# (tests/test_words.py); details are in docs/metrics.md.
-FROM_SWEEP = ", from the last sweep (taken in the background: scrapes never issue hypercalls)."
 
 MISMATCH_VERDICTS = tuple(sorted(v.value for v in MISMATCHES))
 RISKS = tuple(r.value for r in Risk)
@@ -92,6 +90,7 @@ RETRIES = (*((call, why) for call in ("ioctl", "multicall", "syscall")
 # changes as domains come and go, so it is not used as a label value).
 SELF = "self"
 MISSING = "missing"
+
 
 
 def errno_name(e: int) -> str:
@@ -178,30 +177,23 @@ def layer_errors(sweep: Sweep) -> Counter[tuple[str, str]]:
 # -- families ------------------------------------------------------------------------
 
 def build_info() -> Metric:
-    m = InfoMetricFamily(f"{PREFIX}_build", "xenprobe's version and the source revision "
-                         "it was built from (git describe, or unknown).")
+    m = info_family("xenprobe_build_info")
     m.add_metric([], {"version": __version__, "revision": revision.revision()})
     return m
 
 
 def mock_info(scenario: str) -> Metric:
-    m = InfoMetricFamily(f"{PREFIX}_mock",
-                         "Present only on xenprobe's built-in mock host, whose data "
-                         "is simulated.")
+    m = info_family("xenprobe_mock_info")
     m.add_metric([], {"scenario": scenario})
     return m
 
 
-def gauge(name: str, help_text: str, value: float) -> Metric:
-    return GaugeMetricFamily(f"{PREFIX}_{name}", help_text, value=value)
-
-
-def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
-    """Every family a successful sweep yields (no counters: those span sweeps)."""
+def sweep_families(sweep: Sweep, max_domain_series: int,
+                   left_out: frozenset[str] = frozenset()) -> list[Metric]:
+    """Every family a successful sweep yields (no counters: those span sweeps), without
+    the quantities `left_out` (collectors.left_out)."""
     ident = sweep.identity
-    xen = InfoMetricFamily(f"{PREFIX}_xen", "The hypervisor's version, its row of "
-                           "xenprobe's ABI tables and the sysctl and domctl interface "
-                           "versions it accepts (decimal)" + FROM_SWEEP)
+    xen = info_family("xenprobe_xen_info")
     # One spelling for one value: the interface versions are decimal integers here and
     # in check --json's host (XEN_SYSCTL_INTERFACE_VERSION 0x15 is "21").
     xen.add_metric([], {"version": ident.version, "release": ident.release.name,
@@ -209,17 +201,23 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
                         "domctl_interface": str(ident.domctl)})
     out: list[Metric] = [
         xen,
-        gauge("domains", "Domains on the host" + FROM_SWEEP, sweep.domains),
-        gauge("sweep_duration_seconds", "How long the sweep took" + FROM_SWEEP,
-              sweep.duration),
+        gauge("domains", sweep.domains),
+        gauge("sweep_duration_seconds", sweep.duration),
     ]
     out += _per_quantity(sweep)
     out += _verdicts(sweep)
+    out += [mismatched_readings(sweep, left_out)]
     out += _guest_set(sweep)
     out += _source_findings(sweep)
     out += _domain_mismatches(sweep, max_domain_series)
-    out += layer_absent.families(sweep, FROM_SWEEP)
-    return out
+    out += layer_absent.families(sweep)
+    return [without(f, left_out) for f in out] if left_out else out
+
+
+def without(family: Metric, left_out: frozenset[str]) -> Metric:
+    """The family without the samples of the quantities left out."""
+    family.samples = [s for s in family.samples if s.labels.get("quantity") not in left_out]
+    return family
 
 
 def guest_set_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
@@ -234,17 +232,11 @@ def guest_set_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
 
 
 def _guest_set(sweep: Sweep) -> list[Metric]:
-    info = InfoMetricFamily(
-        f"{PREFIX}_guest_set", "Quantities a domU sets by itself for its own domain, "
-        "with how (balloon, max_pfn_or_p2m)" + FROM_SWEEP, labels=["quantity"])
+    info = info_family("xenprobe_guest_set_info", ("quantity",))
     for q, how in GUEST_SET.items():
         info.add_metric([q.value], {"how": how})
-    mismatch = GaugeMetricFamily(
-        f"{PREFIX}_guest_set_mismatch", "Subjects of xenprobe_mismatch whose value a domU "
-        "sets itself, so a guest can make dom0's tools misread it" + FROM_SWEEP,
-        labels=["quantity", "layer", "verdict"])
-    _with_zeros(mismatch, guest_set_counts(sweep),
-                all_mismatch_labels(q.value for q in GUEST_SET))
+    mismatch = gauge_family("xenprobe_guest_set_mismatch")
+    _present(mismatch, guest_set_counts(sweep))
     return [info, mismatch]
 
 
@@ -259,96 +251,61 @@ def source_finding_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
 
 
 def _source_findings(sweep: Sweep) -> list[Metric]:
-    family = GaugeMetricFamily(
-        f"{PREFIX}_source_finding", "Subjects whose hypervisor result is wrong at the "
-        "source (raw: forged_errno or out_of_range) or that a layer passed on "
-        "(passed_forged), by quantity, layer and verdict" + FROM_SWEEP,
-        labels=["quantity", "layer", "verdict"])
-    _with_zeros(family, source_finding_counts(sweep), all_source_finding_labels(
-        probed(sweep)))
+    family = gauge_family("xenprobe_source_finding")
+    for (q, layer, v), n in sorted(source_finding_counts(sweep).items()):
+        if n:  # only non-zero series, as the other detail gauges
+            family.add_metric([q, layer, v, impact.source_impact(Quantity(q)).value], n)
     return [family]
 
 
 def _per_quantity(sweep: Sweep) -> list[Metric]:
-    probes = GaugeMetricFamily(
-        f"{PREFIX}_probes", "Probes per quantity, one per subject read (the host, dom0 "
-        "through DOMID_SELF, each domain, a missing domain, each of dom0's vCPUs)"
-        + FROM_SWEEP,
-        labels=["quantity"])
-    bits = GaugeMetricFamily(
-        f"{PREFIX}_raw_bit_length", "The most bits the hypervisor's raw result needs "
-        "over the quantity's subjects (above 31 an int path sign-flips it, above 32 "
-        "truncates it)" + FROM_SWEEP, labels=["quantity"])
-    risk = GaugeMetricFamily(
-        f"{PREFIX}_at_risk", "Subjects whose raw value a narrower consumer would get "
-        "wrong, by risk (int32, uint32, compat, errno_alias), a risk and not a mismatch"
-        + FROM_SWEEP, labels=["quantity", "risk"])
+    probes = gauge_family("xenprobe_probes")
+    bits = gauge_family("xenprobe_raw_bit_length")
+    risk = gauge_family("xenprobe_at_risk")
     summary = sweep.summary
     for q in sorted(summary.probes, key=lambda q: q.value):
         probes.add_metric([q.value], summary.probes[q])
         if q in summary.bits:  # none without a raw layer
             bits.add_metric([q.value], summary.bits[q])
         for kind in Risk:
-            risk.add_metric([q.value, kind.value], summary.at_risk.get((q, kind), 0))
+            if n := summary.at_risk.get((q, kind), 0):
+                risk.add_metric([q.value, kind.value], n)
     return [probes, bits, risk]
 
 
 def _verdicts(sweep: Sweep) -> list[Metric]:
-    mismatch = GaugeMetricFamily(
-        f"{PREFIX}_mismatch", "Subjects whose reading by this layer is a mismatch, by "
-        "verdict (layer raw: the hypervisor's result against the reference)" + FROM_SWEEP,
-        labels=["quantity", "layer", "verdict"])
-    quantities = probed(sweep)
-    _with_zeros(mismatch, mismatch_counts(sweep), all_mismatch_labels(quantities))
-    drift = GaugeMetricFamily(
-        f"{PREFIX}_drift", "Subjects whose value moved while this layer read it, which "
-        "is not a mismatch" + FROM_SWEEP, labels=["quantity", "layer"])
-    _with_zeros(drift, drift_counts(sweep), all_drift_labels(quantities))
+    # Only non-zero series: a gauge needs no zero for increase(), and zeros for every
+    # quantity x layer x verdict were most of a scrape (588 of pv-dom0's 1,607 series).
+    # The alerts read xenprobe_mismatched_readings, which has every impact from the start.
+    mismatch = gauge_family("xenprobe_mismatch")
+    _present(mismatch, mismatch_counts(sweep))
+    drift = gauge_family("xenprobe_drift")
+    _present(drift, drift_counts(sweep))
     return [mismatch, drift]
+
+
+def mismatched_readings(sweep: Sweep, left_out: frozenset[str] = frozenset()) -> Metric:
+    family = gauge_family("xenprobe_mismatched_readings")
+    verdicts = {k: n for k, n in sweep.summary.verdicts.items() if k[0] not in left_out}
+    for which, n in impact.readings_by_impact(verdicts).items():
+        family.add_metric([which.value], n)
+    return family
 
 
 _Labels = TypeVar("_Labels", bound=tuple[str, ...])
 
 
-def _with_zeros(family: GaugeMetricFamily, counts: Mapping[_Labels, int],
-                known: Iterable[_Labels]) -> None:
-    """A sample for every label set seen or known, 0 where none was counted."""
-    for key in sorted(set(counts) | set(known)):
-        family.add_metric(list(key), counts.get(key, 0))
-
-
-def probed(sweep: Sweep) -> set[str]:
-    """The quantities this host is probed for: every host's, and the census ones its
-    hypervisor offers."""
-    # From the summary, counted once per sweep: walking the results would build every
-    # Result of the columns again on each scrape (10,000 domains: 30,000 of them).
-    return set(QUANTITIES) | {q.value for q in sweep.summary.probes}
-
-
-def all_mismatch_labels(quantities: Iterable[str] = QUANTITIES
-                        ) -> list[tuple[str, str, str]]:
-    """Every (quantity, layer, verdict) of xenprobe_mismatch and its counter."""
-    return [(q, layer, v) for q in sorted(quantities) for layer in LAYERS
-            for v in MISMATCH_VERDICTS]
-
-
-def all_source_finding_labels(quantities: Iterable[str] = QUANTITIES
-                              ) -> list[tuple[str, str, str]]:
-    """Every (quantity, layer, verdict) of xenprobe_source_finding: raw's two verdicts,
-    and passed_forged for each layer below."""
-    return [(q, layer, v) for q in sorted(quantities)
-            for layer, v in ((RAW, Verdict.FORGED_ERRNO.value),
-                             (RAW, Verdict.OUT_OF_RANGE.value),
-                             *((layer, Verdict.PASSED_FORGED.value)
-                               for layer in LAYERS if layer != RAW))]
-
-
-def all_drift_labels(quantities: Iterable[str] = QUANTITIES) -> list[tuple[str, str]]:
-    return [(q, layer) for q in sorted(quantities) for layer in LAYERS]
+def _present(family: GaugeMetricFamily, counts: Mapping[_Labels, int]) -> None:
+    """A sample for every label set counted, none for those at 0."""
+    for key in sorted(counts):
+        if counts[key]:
+            family.add_metric(list(key), counts[key])
 
 
 def all_layer_error_labels() -> list[tuple[str, str]]:
-    return [(layer, e) for layer in LAYERS for e in ERRNOS]
+    """The xenprobe_layer_errors_total series at 0 from the start: the raw layer's, which
+    XenprobeHypervisorErrors reads with increase()."""
+    return [(RAW, e) for e in ERRNOS]
 
 
 def _domain_mismatches(sweep: Sweep, limit: int) -> list[Metric]:
@@ -362,15 +319,10 @@ def _domain_mismatches(sweep: Sweep, limit: int) -> list[Metric]:
                                                   v.value, domid]))
     # Lowest domain ids first, so the same series survive the cap from sweep to sweep.
     rows.sort()
-    family = GaugeMetricFamily(
-        f"{PREFIX}_domain_mismatch", "1 for each domain whose reading by this layer is "
-        "a mismatch, at most max_domain_series series (domid self: DOMID_SELF, missing: "
-        "an unused id)" + FROM_SWEEP, labels=["quantity", "layer", "verdict", "domid"])
+    family = gauge_family("xenprobe_domain_mismatch")
     for _, labels in rows[:limit]:
         family.add_metric(labels, 1)
-    dropped = gauge("domain_mismatch_series_dropped",
-                    "xenprobe_domain_mismatch series left out by the "
-                    "max_domain_series cap" + FROM_SWEEP, max(0, len(rows) - limit))
+    dropped = gauge("domain_mismatch_series_dropped", max(0, len(rows) - limit))
     return [family, dropped, _domain_info(sweep, [labels[3] for _, labels in rows[:limit]])]
 
 
@@ -379,10 +331,7 @@ def _domain_info(sweep: Sweep, domids: Iterable[str]) -> Metric:
     name where it could be read, to join on domid: domain ids are handed out afresh
     when a domain is created again, the UUID stays. Only those domains, so the series
     stay within max_domain_series."""
-    info = InfoMetricFamily(
-        f"{PREFIX}_domain", "The UUID and name of each domain that has a "
-        "xenprobe_domain_mismatch series, for joining on domid" + FROM_SWEEP,
-        labels=["domid"])
+    info = info_family("xenprobe_domain_info", ("domid",))
     for domid in sorted({d for d in domids if d.isdigit()}, key=int):
         uuid = sweep.uuid(int(domid))
         if uuid is not None:
@@ -400,10 +349,12 @@ def _domain_order(probe: Probe) -> tuple[int, int]:
 
 
 def findings_families(sweep: Sweep | None, max_domain_series: int,
-                      consumers: Consumers | None) -> list[Metric]:
+                      consumers: Consumers | None,
+                      left_out: frozenset[str] = frozenset()) -> list[Metric]:
     """What one sweep found, for /metrics and the textfile alike: the sweep's families
     (when it succeeded) and the privcmd consumers looked up after it (when looked up)."""
-    out = sweep_families(sweep, max_domain_series) if sweep is not None else []
+    out = (sweep_families(sweep, max_domain_series, left_out) if sweep is not None
+           else [])
     if consumers is not None:
         out += consumer_families(consumers)
     return out
@@ -417,39 +368,28 @@ MAX_CONSUMER_SERIES = 16
 
 
 def consumer_families(c: Consumers) -> list[Metric]:
-    count = GaugeMetricFamily(
-        f"{PREFIX}_privcmd_consumers", "Other processes holding privcmd open, by what "
-        "their memory ops get (int_path, multicall, unknown, error_only), looked up after "
-        "each sweep.", labels=["verdict"])
+    count = gauge_family("xenprobe_privcmd_consumers")
     for verdict, n in c.by_verdict().items():
         count.add_metric([verdict], n)
-    info = InfoMetricFamily(
-        f"{PREFIX}_privcmd_consumer", "A process holding privcmd open, with the "
-        f"libxenctrl it maps and its verdict, at most {MAX_CONSUMER_SERIES} series "
-        "with int_path first.",
-        labels=["pid", "comm", "exe", "libxenctrl", "verdict"])
+    info = info_family("xenprobe_privcmd_consumer_info",
+                       ("pid", "comm", "exe", "libxenctrl", "verdict"))
     for p in c.ordered()[:MAX_CONSUMER_SERIES]:
         lib = p.libxenctrl
         info.add_metric([str(p.pid), p.name, p.exe,
                          "" if lib is None else lib.release or lib.path,
                          p.verdict.value], {})
-    unreadable = GaugeMetricFamily(
-        f"{PREFIX}_privcmd_consumers_unreadable_processes", "Processes the consumer "
-        "scan could not read, by what (fds or maps), non-zero when xenprobe lacks "
-        "CAP_SYS_PTRACE.", labels=["reason"])
+    unreadable = gauge_family("xenprobe_privcmd_consumers_unreadable_processes")
     for reason, n in c.unreadable_by_reason().items():
         unreadable.add_metric([reason], n)
-    complete = gauge("privcmd_consumers_scan_complete", "1 when the consumer scan read "
-                     "every process, so that a count of 0 means none.", int(c.complete))
+    complete = gauge("privcmd_consumers_scan_complete", int(c.complete))
     return [count, info, unreadable, complete]
 
 
 # -- counters (values kept by the daemon across sweeps and reloads) -------------------
 
-def counter(name: str, help_text: str, labels: Iterable[str],
-            values: Iterable[tuple[tuple[str, ...], float]]) -> Metric:
-    """A counter family; `name` without `_total` (prometheus_client appends it)."""
-    m = CounterMetricFamily(f"{PREFIX}_{name}", help_text, labels=list(labels))
+def counter(name: str, values: Iterable[tuple[tuple[str, ...], float]]) -> Metric:
+    """A counter family of the table; `name` as exposed, with `_total`."""
+    m = counter_family(name)
     for key, value in sorted(values):
         m.add_metric(list(key), value)
     return m
@@ -457,23 +397,15 @@ def counter(name: str, help_text: str, labels: Iterable[str],
 
 # -- retries: a counter in the daemon, the one sweep's count in the textfile ----------
 
-RETRY_WHY = ("by call and reason (EINTR, EAGAIN, or invalid: an answer that cannot be "
-             "right)")
-RETRY_LABELS = ("call", "reason")
-
-
 def retries_total(values: Mapping[tuple[str, str], int]) -> Metric:
-    return counter("retries", "Requests issued again, " + RETRY_WHY + ".",
-                   RETRY_LABELS, values.items())
+    return counter("xenprobe_retries_total", values.items())
 
 
 def sweep_retries(values: Mapping[tuple[str, str], int]) -> Metric:
     """The retries of one sweep, for a file each run rewrites. A gauge, not a counter:
     each file holds one run's count from 0, so two runs that both retried twice would
     look to increase() like no retry at all, and a smaller count like a counter reset."""
-    m = GaugeMetricFamily(f"{PREFIX}_sweep_retries", "Requests issued again in this "
-                          "sweep, " + RETRY_WHY + ".",
-                          labels=list(RETRY_LABELS))
+    m = gauge_family("xenprobe_sweep_retries")
     for key, n in sorted(values.items()):
         if n:
             m.add_metric(list(key), n)

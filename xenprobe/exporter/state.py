@@ -82,13 +82,11 @@ class State:
     _in_mismatch: set[metrics.MismatchState] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        # Every known label set at 0 from the first scrape, before any sweep: a counter
-        # born at 1 gives increase() and rate() nothing to compare, so the first event
-        # would never alert.
-        for key in metrics.all_mismatch_labels():
-            self._mismatches[key] += 0
-        for pair in metrics.all_drift_labels():
-            self._drifts[pair] += 0
+        # The label sets an alert reads with increase() at 0 from the first scrape,
+        # before any sweep: a counter born at 1 gives increase() nothing to compare, so
+        # the first event would never alert (XenprobeHypervisorErrors: layer raw). The
+        # other counters' series appear at their first event: zeros for every quantity x
+        # layer x verdict were most of a scrape, and no alert reads them.
         for pair in metrics.all_layer_error_labels():
             self._layer_errors[pair] += 0
         for pair in metrics.RETRIES:
@@ -111,11 +109,6 @@ class State:
             # Events, not states: a subject entering a mismatch state counts once, however
             # many sweeps it stays there (so the rate does not depend on `interval`).
             # Drifts and layer errors are readings, each one an event of its own.
-            quantities = metrics.probed(sweep)
-            for key in metrics.all_mismatch_labels(quantities):
-                self._mismatches[key] += 0  # a census quantity's, known from now on
-            for pair in metrics.all_drift_labels(quantities):
-                self._drifts[pair] += 0
             now = metrics.mismatch_states(sweep)
             self._mismatches.update(metrics.transitions(self._in_mismatch, now))
             self._in_mismatch = now
