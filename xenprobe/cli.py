@@ -88,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
                             "printed and the exit code is 5 unless a mismatch was "
                             "found)")
     _serve_parser(sub)
+    _watch_parser(sub)
     sub.add_parser("scenarios", help="list the mock host scenarios shipped with xenprobe")
     return p
 
@@ -136,6 +137,28 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                            metavar=cfg.METAVARS[key], help=cfg.HELP[key])
     serve.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
                        help="serve the built-in mock host (default scenario: healthy)")
+
+
+def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    watch = sub.add_parser(
+        "watch", help="watch every process's privcmd hypercalls (issues none)",
+        description="Shows each privcmd hypercall of any process whose result the "
+                    "process received damaged (truncated, sign-flipped, an errno "
+                    "alias...), beside the hypervisor's own 64-bit result, read from "
+                    "kprobes on the running xen_privcmd module. Issues no hypercall. "
+                    "Stops on SIGINT, SIGTERM or --duration. docs/watch.md.",
+        epilog=exit_code_help(), formatter_class=_Formatter)
+    watch.add_argument("--log-level", choices=cfg.LOG_LEVELS, default=argparse.SUPPRESS,
+                       help="how much to log on stderr (default: warning)")
+    watch.add_argument("--json", action="store_true",
+                       help="JSON lines: ready, one per reported call, summary")
+    watch.add_argument("--all", action="store_true", help="report every call, not "
+                       "only damaged ones")
+    watch.add_argument("--duration", type=float, metavar="SECONDS",
+                       help="stop after this many seconds")
+    watch.add_argument("--buffer-kb", type=int, default=1024, metavar="KB",
+                       help="the trace buffer per CPU (default 1024); events lost to a "
+                            "full buffer are counted and reported")
 
 
 def _given_before_command(argv: Sequence[str], command: str, option: str) -> bool:
@@ -282,6 +305,10 @@ def _textfile_path(value: str) -> Path:
 def _json_error(argv: Sequence[str], code: int, message: str, hint: str = "") -> None:
     """`check --json` answers in JSON even when it fails: a script reads stdout (the
     human message stays on stderr too)."""
+    if "watch" in argv and "--json" in argv[argv.index("watch"):]:
+        streams.deliver(json.dumps({"event": "error", "exit_code": code,
+                                    "message": message}) + "\n")
+        return
     if "check" in argv and "--json" in argv[argv.index("check"):]:
         streams.deliver(json.dumps(render.error_json(code, message, hint), indent=2) + "\n")
 
@@ -305,6 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _scenarios()
         if args.command == "serve":
             return _serve(args, argv)
+        if args.command == "watch":
+            from xenprobe.watch import command  # noqa: PLC0415 (check starts faster)
+
+            return command.run(as_json=args.json, everything=args.all,
+                               duration=args.duration, buffer_kb=args.buffer_kb)
         return _check(args, argv)
     except XenprobeError as e:
         streams.say(f"xenprobe: error: {e.message}")

@@ -743,6 +743,52 @@ def _resolve_and_fetch(cache: Path) -> Assets:
     )
 
 
+# ------------------------------------------------------------- privcmd modules
+
+# The kernels whose xen-privcmd module the watch's probe-point finder is tested on
+# (family -> package; None: the family's linux-image-amd64 meta package's kernel).
+# bullseye's 5.10.0-32 is the last build before the XSA-466 hypercall rework (the
+# hypercall-page call path), kept in bullseye main by its last point release.
+PRIVCMD_KERNELS: dict[str, str | None] = {
+    "bullseye": "linux-image-5.10.0-32-amd64",
+    "bookworm": None,
+    "trixie": None,
+}
+
+
+def _keep_privcmd(tree: Path, dest: Path) -> None:
+    """The module file exactly as the package ships it (.ko, or .ko.xz on trixie)."""
+    ko = _find_one(tree, ["lib/modules/*/kernel/drivers/xen/xen-privcmd.ko*",
+                          "usr/lib/modules/*/kernel/drivers/xen/xen-privcmd.ko*"])
+    shutil.copyfile(ko, dest / ko.name)
+    (dest / "release").write_text(ko.parts[ko.parts.index("modules") + 1] + "\n")
+
+
+def privcmd_modules() -> dict[str, tuple[str, str, Path]]:
+    """family -> (package, version, the shipped xen-privcmd module file), fetched once
+    into the shared cache (pkgs/<package>_<version>/)."""
+    out: dict[str, tuple[str, str, Path]] = {}
+    with cache_lock() as cache:
+        entries = host_sources()
+        for family, named in PRIVCMD_KERNELS.items():
+            apt = PrivateApt(cache / "apt" / family, family)
+            if not (cache / "apt" / family / "lists").is_dir() or not any(
+                    (cache / "apt" / family / "lists").glob("*Packages*")):
+                apt.setup(entries)
+                apt.update()
+            package = named
+            if package is None:
+                meta = apt.show(KERNEL_META_PACKAGE)
+                m = _KERNEL_DEP.search(meta.get("depends", ""))
+                if not m:
+                    raise AssetError(f"{family}: cannot resolve {KERNEL_META_PACKAGE}")
+                package = m.group(1)
+            version = apt.show(package)["version"]
+            where = _materialize(cache, apt, package, version, _keep_privcmd)
+            out[family] = (package, version, _find_one(where, ["xen-privcmd.ko*"]))
+    return out
+
+
 def _load_manifest(cache: Path) -> tuple[Assets, float] | None:
     path = cache / "manifest.json"
     try:

@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The watch's pure parts: the trace_pipe line parser, the judge, pairing and the
+reading of a kprobe_events listing."""
+
+from __future__ import annotations
+
+import pytest
+
+from xenprobe.classify import Verdict
+from xenprobe.watch import probes
+from xenprobe.watch.judge import judge
+from xenprobe.watch.pairing import Pairer
+from xenprobe.watch.trace_line import TraceEvent, lost, parse
+
+
+def line(comm: str, pid: int, cpu: int, ts: float, event: str, where: str, args: str,
+         *, flags: str | None = "....", tgid: int | None = None) -> str:
+    """A line as trace_print_context() + print_kprobe_event() print it."""
+    head = f"{comm:>16}-{pid:<7} "
+    if tgid is not None:
+        head += f"({tgid:7d}) "
+    head += f"[{cpu:03d}] "
+    if flags is not None:
+        head += flags
+    secs, usec = int(ts), round((ts - int(ts)) * 1e6)
+    return f"{head} {secs:5d}.{usec:06d}: {event}: ({where}){args}\n"
+
+
+ENTRY = "privcmd_ioctl+0x0/0xbe0 [xen_privcmd]"
+AFTER = "privcmd_ioctl+0x251/0xbe0 [xen_privcmd]"
+
+
+def entry_args(op: int, a0: int = 0, a1: int = 0, sub: int = 0, dom: int = 0,
+               ddom: int = 0, cmd: int = probes.IOCTL_PRIVCMD_HYPERCALL) -> str:
+    return (f" cmd={cmd:#x} op={op:#x} a0={a0:#x} a1={a1:#x} sub={sub} dom={dom} "
+            f"ddom={ddom}")
+
+
+def test_parses_the_kernels_line() -> None:
+    ev = parse(line("guest-pfn 1-2", 1234, 1, 123.000456, "result", AFTER,
+                    " rax=0x100000004", flags="d..1."))
+    assert ev is not None
+    assert (ev.comm, ev.pid, ev.cpu, ev.event) == ("guest-pfn 1-2", 1234, 1, "result")
+    assert ev.time == pytest.approx(123.000456)
+    assert ev.fields == {"rax": 0x100000004}
+    assert ev.where == AFTER
+
+
+def test_parses_with_tgid_and_without_irq_info() -> None:
+    ev = parse(line("xl", 77, 0, 5.5, "call", ENTRY, entry_args(12, 14, 0x7ff0),
+                    flags=None, tgid=70))
+    assert ev is not None and ev.pid == 77 and ev.fields["a0"] == 14
+
+
+def test_rejects_what_is_not_a_kprobe_line() -> None:
+    assert parse("") is None
+    assert parse("# tracer: nop\n") is None
+    assert parse(line("x", 1, 0, 1.0, "e", ENTRY, " s=(fault)")) is None
+    assert lost("CPU:1 [LOST 42 EVENTS]\n") == 42
+    assert lost("CPU:1 [LOST x EVENTS]") == 0
+
+
+@pytest.mark.parametrize(("raw", "delivered", "verdict"), [
+    (0x100000004, 4, Verdict.TRUNCATED),            # maximum_gpfn of a big PV domain
+    (0x80000000, -0x80000000, Verdict.SIGN_FLIPPED),
+    (0xFFFF0FF0, -61456, Verdict.SIGN_FLIPPED),     # DR6's reset value
+    (0xFFFFFFFE, -2, Verdict.ALIASED_ERRNO),        # reads as -1/ENOENT
+    ((1 << 64) - 14, -14, Verdict.MATCH),           # -EFAULT passes intact
+    (5, 5, Verdict.MATCH),
+    (0x7FFFFFFF, 0x7FFFFFFF, Verdict.MATCH),
+])
+def test_judge(raw: int, delivered: int, verdict: Verdict) -> None:
+    signed, given, v = judge(raw)
+    assert given == delivered and v == verdict
+    assert signed == (raw - (1 << 64) if raw >= 1 << 63 else raw)
+
+
+def _ev(comm: str, pid: int, event: str, args: str, cpu: int = 0, ts: float = 1.0
+        ) -> TraceEvent:
+    ev = parse(line(comm, pid, cpu, ts, event, AFTER if event != "call" else ENTRY, args))
+    assert ev is not None
+    return ev
+
+
+def test_pairs_per_task_never_across() -> None:
+    p = Pairer()
+    assert p.feed(_ev("a", 10, "call", entry_args(12, 14, 0, dom=3))) is None
+    assert p.feed(_ev("b", 11, "call", entry_args(9, 6), cpu=1)) is None
+    b = p.feed(_ev("b", 11, "result", " rax=0xffff0ff0", cpu=1))
+    a = p.feed(_ev("a", 10, "result", " rax=0x100000004"))
+    assert b is not None and a is not None
+    assert (a.pid, a.op, a.op_name, a.subop, a.subop_name, a.domid) == (
+        10, 12, "memory_op", 14, "maximum_gpfn", 3)
+    assert (a.raw, a.delivered, a.verdict) == (0x100000004, 4, Verdict.TRUNCATED)
+    assert (b.pid, b.op_name, b.subop, b.domid, b.verdict) == (
+        11, "get_debugreg", None, None, Verdict.SIGN_FLIPPED)
+    # A result with no entry of its own task is never paired with another's.
+    assert p.feed(_ev("a", 10, "call", entry_args(17, 0))) is None
+    assert p.feed(_ev("c", 12, "result", " rax=0x5")) is None
+    assert p.orphans == 1
+
+
+def test_counts_entries_without_result_and_other_ioctls() -> None:
+    p = Pairer()
+    p.feed(_ev("a", 10, "call", entry_args(12, 3)))
+    p.feed(_ev("a", 10, "call", entry_args(12, 3)))
+    assert p.unanswered == 1
+    # IOCTL_PRIVCMD_MMAPBATCH_V2 and friends issue no hypercall of their own here.
+    p.feed(_ev("a", 11, "call", entry_args(0, cmd=0x205004)))
+    assert p.feed(_ev("a", 11, "result", " rax=0x0")) is None
+    assert p.orphans == 1
+
+
+def test_dm_op_names_its_domain() -> None:
+    p = Pairer()
+    p.feed(_ev("qemu", 20, "call", entry_args(0x10007, cmd=probes.IOCTL_PRIVCMD_DM_OP)))
+    c = p.feed(_ev("qemu", 20, "dm_result", " rax=0x0"))
+    assert c is not None and (c.ioctl, c.op_name, c.domid, c.verdict) == (
+        "dm_op", "dm_op", 7, Verdict.MATCH)
+    # A DM_OP entry is not paired with a HYPERCALL result.
+    p.feed(_ev("qemu", 20, "call", entry_args(0x10007, cmd=probes.IOCTL_PRIVCMD_DM_OP)))
+    assert p.feed(_ev("qemu", 20, "result", " rax=0x0")) is None
+    assert p.mismatched == 1
+
+
+def test_domctl_and_efault() -> None:
+    p = Pairer()
+    p.feed(_ev("xl", 5, "call", entry_args(36, 0x7000, sub=5, ddom=9)))
+    c = p.feed(_ev("xl", 5, "result", " rax=0x0"))
+    assert c is not None and (c.op_name, c.subop_name, c.domid) == (
+        "domctl", "getdomaininfo", 9)
+    # -EFAULT: the struct could not be read, so neither could the watch's fetch.
+    p.feed(_ev("xl", 5, "call", entry_args(36, 0x7000, sub=5, ddom=9)))
+    c = p.feed(_ev("xl", 5, "result", " rax=0xfffffffffffffff2"))
+    assert c is not None and (c.subop, c.domid, c.raw) == (None, None, -14)
+
+
+def test_listed_events() -> None:
+    listing = ("p:kprobes/other privcmd_ioctl\n"
+               "p:xenprobe_watch/call xen_privcmd:privcmd_ioctl cmd=%si:x32\n"
+               "p:xenprobe_watch/result xen_privcmd:privcmd_ioctl+0x251 rax=%ax:x64\n"
+               "-:xenprobe_watch/call\n")
+    assert probes.listed_events(listing) == ["result"]
+    assert probes.listed_events(listing, "kprobes") == ["other"]

@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The watch's probe-point finder on the real xen-privcmd modules of Debian's bullseye
+(5.10.0-32, the hypercall-page path), bookworm (6.1) and trixie (6.12) kernels.
+
+The expected offsets come from an independent reading of the same file: binutils'
+objdump disassembly and relocations (never from the finder's own output), and, for the
+builds the reference measured live (shared/reference/privcmd-watch.md, section 2),
+from those measurements."""
+
+from __future__ import annotations
+
+import lzma
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from xenprobe.watch import probe_point
+from xenprobe.watch.elf64 import Module
+
+# Measured on real Xen in the reference (build -> (HYPERCALL, DM_OP) offsets).
+MEASURED = {"5.10.223-1": (0x269, 0x9E5), "6.1.192-3": (0x251, 0xB15),
+            "6.12.118-1": (0x66A, 0xC03)}
+
+
+@pytest.fixture(scope="module")
+def modules() -> dict[str, tuple[str, str, Path]]:
+    from tests.realxen import assets
+
+    try:
+        return assets.privcmd_modules()
+    except assets.AssetError as e:
+        pytest.skip(f"Debian kernel packages not available: {str(e)[:300]}")
+
+
+def _elf(path: Path) -> bytes:
+    raw = path.read_bytes()
+    return lzma.decompress(raw) if path.suffix == ".xz" else raw
+
+
+_INSN = re.compile(r"^\s*([0-9a-f]+):\s+(.*)$")
+_RELOC = re.compile(r"^\s*([0-9a-f]+): (R_X86_64_\w+)\s+(\S+)$")
+
+
+def objdump_expectation(elf: Path) -> tuple[int, int | None]:
+    """(HYPERCALL, DM_OP) probe offsets read from objdump's listing of privcmd_ioctl:
+    the movslq %eax that follows (past nops, clac and the movb to
+    xen_in_preemptible_hcall) a call of the hypercall, where the call's op came from
+    memory (privcmd_call) or is dm_op (mov $0x29,%eax / hypercall_page+0x520)."""
+    out = subprocess.run(["objdump", "-d", "-r", "--no-show-raw-insn", str(elf)],
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"^([0-9a-f]+) <privcmd_ioctl>:\n(.*?)(?:\n\n|\Z)", out, re.S | re.M)
+    assert m, "objdump lists no privcmd_ioctl"
+    start = int(m[1], 16)
+    insns: list[tuple[int, str, str]] = []  # (address, text, relocation target)
+    for line in m[2].splitlines():
+        if r := _RELOC.match(line):
+            a, t, target = insns[-1]
+            insns[-1] = (a, t, r[3])
+        elif i := _INSN.match(line):
+            insns.append((int(i[1], 16), " ".join(i[2].split()), ""))
+    hypercall = dm_op = None
+    for n, (_a, text, target) in enumerate(insns):
+        is_call = text == "call *%rax" or (text.startswith("call") and (
+            target.startswith("__SCT__xen_hypercall") or target.startswith("hypercall_page")))
+        if not is_call:
+            continue
+        k = n + 1
+        while k < len(insns) and (insns[k][1] in ("nop", "clac")
+                                  or "xen_in_preemptible_hcall" in insns[k][2]):
+            k += 1
+        if not (k < len(insns) and insns[k][1].startswith("movslq %eax,")):
+            continue
+        before = [t for _, t, _ in insns[max(0, n - 8):n] if t not in ("nop", "stac")]
+        if target == "hypercall_page+0x51c" or "mov $0x29,%eax" in before:
+            dm_op = insns[k][0] - start
+        elif text == "call *%rax" or any(re.match(r"mov 0x\w+\(%rsp\),%rax", t)
+                                         for t in before[-2:]):
+            hypercall = insns[k][0] - start
+    assert hypercall is not None, "objdump shows no HYPERCALL site"
+    return hypercall, dm_op
+
+
+def readelf_build_id(elf: Path) -> bytes:
+    out = subprocess.run(["readelf", "-n", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", out)
+    assert m
+    return bytes.fromhex(m[1])
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils not installed")
+@pytest.mark.parametrize("family", ["bullseye", "bookworm", "trixie"])
+def test_finds_the_offsets_objdump_shows(family: str, modules: dict[str, tuple[str, str, Path]],
+                                         tmp_path: Path) -> None:
+    package, version, path = modules[family]
+    elf = tmp_path / "xen-privcmd.ko"
+    elf.write_bytes(_elf(path))
+    found = probe_point.find(elf.read_bytes())
+    expected = objdump_expectation(elf)
+    print(f"{package} {version}: HYPERCALL +{found.hypercall:#x} DM_OP "
+          f"+{(found.dm_op or 0):#x} ({found.path})")
+    assert (found.hypercall, found.dm_op) == expected
+    assert found.build_id == readelf_build_id(elf)
+    assert found.path == ("hypercall_page" if family == "bullseye" else "static_call")
+    if version in MEASURED:
+        assert (found.hypercall, found.dm_op) == MEASURED[version]
+
+
+def _hypercall_site_bytes(data: bytes) -> tuple[int, int]:
+    """File offset of privcmd_ioctl's HYPERCALL narrowing instruction (via the finder's
+    result and the symbol table), and its section's file offset."""
+    m = Module(data)
+    fn = m.function("privcmd_ioctl")
+    assert fn is not None
+    text = m.sections[fn.section]
+    return text.offset + fn.value + probe_point.find(data).hypercall, text.offset
+
+
+def test_refuses_when_the_narrowing_is_not_next(modules: dict[str, tuple[str, str, Path]]
+                                                ) -> None:
+    data = bytearray(_elf(modules["bookworm"][2]))
+    at, _ = _hypercall_site_bytes(bytes(data))
+    assert data[at + 1] == 0x63
+    data[at:at + 3] = b"\x48\x89\xc5"  # mov %rax,%rbp: not a narrowing
+    with pytest.raises(probe_point.NotCertain):
+        probe_point.find(bytes(data))
+
+
+def test_refuses_an_unknown_instruction_before_the_narrowing(
+        modules: dict[str, tuple[str, str, Path]]) -> None:
+    for family in ("bullseye", "bookworm"):
+        data = bytearray(_elf(modules[family][2]))
+        at, _ = _hypercall_site_bytes(bytes(data))
+        # The byte before the narrowing is one of the NOPs after the call: make it an
+        # instruction the finder does not know (a one-byte `cld`).
+        assert data[at - 1] == 0x90
+        data[at - 1] = 0xFC
+        with pytest.raises(probe_point.NotCertain):
+            probe_point.find(bytes(data))
+
+
+def test_refuses_what_is_not_a_module() -> None:
+    for data in (b"", b"\x7fELF" + b"\0" * 60, b"not an elf file at all" * 10):
+        with pytest.raises(probe_point.NotCertain):
+            probe_point.find(data)
+
+
+def test_refuses_a_truncated_module(modules: dict[str, tuple[str, str, Path]]) -> None:
+    data = _elf(modules["bookworm"][2])
+    # Debian's modules end in a signature (~Module signature appended~) after the ELF
+    # data: cut inside the ELF file itself, the last cut inside its section table.
+    shoff = int.from_bytes(data[0x28:0x30], "little")
+    shend = shoff + int.from_bytes(data[0x3A:0x3C], "little") * int.from_bytes(
+        data[0x3C:0x3E], "little")
+    for cut in (100, shoff // 2, shend - 10):
+        with pytest.raises(probe_point.NotCertain):
+            probe_point.find(data[:cut])

@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""`xenprobe watch`: arm, read until SIGINT/SIGTERM/--duration, disarm, summarise.
+Exit 1 if a damaged call was seen, 0 if none, 3 if it cannot watch (errors.py)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from types import FrameType
+
+from xenprobe.errors import ExitCode, UsageError
+from xenprobe.watch import arming, probes, report
+from xenprobe.watch.paths import Paths
+from xenprobe.watch.session import Session
+
+MIN_BUFFER_KB, MAX_BUFFER_KB = 64, 1 << 20
+
+
+def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: int) -> int:
+    if duration is not None and not 0 < duration <= 366 * 86400:
+        raise UsageError("--duration must be a positive number of seconds (at most a year)")
+    if not MIN_BUFFER_KB <= buffer_kb <= MAX_BUFFER_KB:
+        raise UsageError(f"--buffer-kb must be between {MIN_BUFFER_KB} and {MAX_BUFFER_KB}")
+    paths = Paths.from_environment()
+    tracefs = arming.preflight(paths)
+    module, points = arming.locate(paths)
+    out = report.Output(sys.stdout)
+    sink: report.JsonSink | report.TerminalSink = (
+        report.JsonSink(out) if as_json else report.TerminalSink(out))
+    stop = {"signal": 0}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
+    try:
+        with arming.armed(paths, tracefs, points, buffer_kb) as armed:
+            dm_op = None if points.dm_op is None else f"privcmd_ioctl+{points.dm_op:#x}"
+            ready = {
+                "event": "ready", "tracefs": str(tracefs.root), "group": probes.GROUP,
+                "instance": probes.INSTANCE, "module": str(module),
+                "build_id": (points.build_id or b"").hex(), "path": points.path,
+                "probes": {"hypercall": f"privcmd_ioctl+{points.hypercall:#x}",
+                           "dm_op": dm_op},
+                "clock": arming.CLOCK, "buffer_kb": buffer_kb}
+            if as_json:
+                report.JsonSink(out).emit(ready)
+            else:
+                dm = f", DM_OP at {dm_op}" if dm_op else ""
+                out.line(f"xenprobe watch: armed HYPERCALL at privcmd_ioctl+"
+                         f"{points.hypercall:#x}{dm} ({module}); Ctrl-C stops")
+            session = Session(armed, sink, everything=everything)
+            deadline = None if duration is None else time.monotonic() + duration
+            session.run(lambda: bool(stop["signal"]) or out.broken is not None, deadline)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    tally = session.tally
+    code = ExitCode.MISMATCH if tally.damaged_total else ExitCode.OK
+    if out.broken is not None and code == ExitCode.OK:
+        code = ExitCode.NOT_DELIVERED
+    unpaired = {"no_result": session.pairer.unanswered, "no_entry": session.pairer.orphans,
+                "other_kind": session.pairer.mismatched, "unparsed": session.unparsed}
+    summary = report.summary_json(tally, unpaired=unpaired,
+                                  duration=time.monotonic() - started, exit_code=int(code))
+    if as_json:
+        report.JsonSink(out).emit(summary)
+    else:
+        out.line(report.tally_line(tally) + " (final)")
+    if out.broken is not None:
+        print(f"xenprobe: error: the watch's output broke: {out.broken}", file=sys.stderr)
+    return int(code)

@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Pairing a call's entry event with its result event.
+
+A task (the trace line's pid is the thread id) has at most one ioctl in flight, and
+its events reach trace_pipe in the order of the instance's global trace clock, so a
+result event belongs to the same task's last entry event. Events are never paired
+across tasks. An entry that never gets a result (a request privcmd refused before the
+hypercall: -EFAULT copying it in, an op >= 128) is replaced by the task's next one
+and counted; a result without an entry (the watch armed between the two) is counted,
+never judged. Stateful, with its state here; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from xenprobe.abi import watch_names as names
+from xenprobe.classify import Verdict
+from xenprobe.watch import probes
+from xenprobe.watch.judge import judge
+from xenprobe.watch.trace_line import TraceEvent
+
+MAX_PENDING = 65536  # tasks with an entry and no result yet (bounded memory)
+
+
+@dataclass(frozen=True)
+class Call:
+    time: float
+    pid: int
+    comm: str
+    cpu: int
+    ioctl: str            # "hypercall" or "dm_op"
+    op: int
+    subop: int | None
+    domid: int | None
+    raw: int              # signed 64-bit
+    delivered: int
+    verdict: Verdict
+
+    @property
+    def op_name(self) -> str | None:
+        return names.OPS.get(self.op)
+
+    @property
+    def subop_name(self) -> str | None:
+        if self.subop is None:
+            return None
+        if self.op == names.MEMORY_OP:
+            return names.MEMORY_SUBOPS.get(self.subop)
+        if self.op == names.XEN_VERSION:
+            return names.XEN_VERSION_SUBOPS.get(self.subop)
+        return names.CMD_IN_STRUCT.get(self.op, {}).get(self.subop)
+
+    @property
+    def damaged(self) -> bool:
+        return self.verdict.is_mismatch
+
+
+class Pairer:
+    def __init__(self) -> None:
+        self._pending: OrderedDict[int, TraceEvent] = OrderedDict()
+        self.unanswered = 0    # entries replaced before a result came
+        self.orphans = 0       # results without an entry
+        self.mismatched = 0    # a result of the other kind than the entry's ioctl
+
+    def feed(self, ev: TraceEvent) -> Call | None:
+        if ev.event == probes.CALL:
+            cmd = ev.fields.get("cmd")
+            if cmd not in (probes.IOCTL_PRIVCMD_HYPERCALL, probes.IOCTL_PRIVCMD_DM_OP):
+                return None  # another privcmd ioctl (mmap, restrict...): no hypercall here
+            if self._pending.pop(ev.pid, None) is not None:
+                self.unanswered += 1
+            self._pending[ev.pid] = ev
+            if len(self._pending) > MAX_PENDING:
+                self._pending.popitem(last=False)
+                self.unanswered += 1
+            return None
+        if ev.event not in (probes.RESULT, probes.DM_RESULT):
+            return None
+        entry = self._pending.pop(ev.pid, None)
+        if entry is None:
+            self.orphans += 1
+            return None
+        wanted = (probes.IOCTL_PRIVCMD_HYPERCALL if ev.event == probes.RESULT
+                  else probes.IOCTL_PRIVCMD_DM_OP)
+        if entry.fields.get("cmd") != wanted:
+            self.mismatched += 1
+            return None
+        return _call(entry, ev)
+
+
+def _call(entry: TraceEvent, result: TraceEvent) -> Call:
+    f = entry.fields
+    raw, given, verdict = judge(result.fields.get("rax", 0))
+    failed_copy = raw == -14  # -EFAULT: the memory the domain id was read from is bad
+    if f["cmd"] == probes.IOCTL_PRIVCMD_DM_OP:
+        # struct privcmd_dm_op: domid_t dom in the low 16 bits of the first word.
+        return Call(result.time, result.pid, result.comm, result.cpu, "dm_op",
+                    names.DM_OP, None, f.get("op", 0) & 0xFFFF, raw, given, verdict)
+    op = f.get("op", 0)
+    subop: int | None = None
+    domid: int | None = None
+    if op == names.MEMORY_OP:
+        subop = f.get("a0", 0) & names.MEMOP_CMD_MASK
+        if subop in names.MEMORY_SUBOPS_WITH_DOMID and not failed_copy:
+            domid = f.get("dom")
+    elif op == names.XEN_VERSION:
+        subop = f.get("a0")
+    elif op in names.CMD_IN_STRUCT and not failed_copy:
+        subop = f.get("sub")
+        if op == names.DOMCTL:
+            domid = f.get("ddom")
+    return Call(result.time, result.pid, result.comm, result.cpu, "hypercall", op,
+                subop, domid, raw, given, verdict)

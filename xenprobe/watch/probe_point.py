@@ -1,0 +1,191 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Where in `privcmd_ioctl` the hypervisor's full 64-bit result can be read: the
+instruction right after the hypercall returns, before the compiler narrows `%rax` to
+the `int` it keeps (`int ret` in privcmd_ioctl(), drivers/xen/privcmd.c@v6.1:851-854;
+`int ret` in HYPERVISOR_dm_op(), arch/x86/include/asm/xen/hypercall.h@v6.1:503-508).
+
+Pure: the bytes of the module file in, two offsets (or a refusal) out. Nothing is
+guessed. A call site is recognised only by a relocation the linker must resolve:
+- `call __SCT__xen_hypercall` (a static call, Linux 5.10.0-46 and later builds:
+  the XSA-466 rework), or
+- a call into `hypercall_page`: `call hypercall_page+32*op` for a fixed op, and, for
+  privcmd's own HYPERCALL, `add $hypercall_page,%rax; call *%rax` (5.10.0-32's
+  privcmd_call(): hypercall.h@v5.10:247-255).
+After the call only instructions known not to touch `%rax` may come (1-byte NOPs, the
+STAC/CLAC alternatives as the file holds them or as patched, the
+`movb $0,%gs:xen_in_preemptible_hcall` of a preemptible hypercall) and then the
+narrowing itself, `movslq %eax,%reg` (REX.W 63 /r, ModRM mod=11 rm=000) or `cltq`.
+Anything else, or not exactly one site of a kind, is a refusal: a probe on another
+instruction boundary would be accepted by the kernel and read the wrong value.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from xenprobe.abi.hypercalls import MEMORY_OP
+from xenprobe.watch.elf64 import Module, NotAModule, Relocation
+
+FUNCTION = "privcmd_ioctl"
+STATIC_CALL = "__SCT__xen_hypercall"
+HYPERCALL_PAGE = "hypercall_page"
+PREEMPTIBLE = "xen_in_preemptible_hcall"
+DM_OP = 41  # __HYPERVISOR_dm_op, xen/include/public/xen.h
+HYPERCALL_ENTRY = 32  # bytes per hypercall_page entry (hypercall.h: hypercall_page[])
+
+R_X86_64_PC32 = 2
+R_X86_64_PLT32 = 4
+R_X86_64_32S = 11
+CALL_RELOCS = (R_X86_64_PC32, R_X86_64_PLT32)
+
+# Instructions that may sit between the call and the narrowing: they leave %rax alone.
+NOPS = (b"\x90",)
+UACCESS = (b"\x0f\x01\xca", b"\x0f\x01\xcb")  # clac, stac (patched alternatives)
+MOV_EAX_IMM = 0xB8  # mov $imm32,%eax
+MAX_GAP = 16  # bytes searched before a static call for the op's constant
+
+
+class NotCertain(Exception):
+    """The probe point cannot be found with certainty in this module."""
+
+
+@dataclass(frozen=True)
+class Site:
+    call: int          # section offset of the call instruction
+    op: int | None     # the hypercall it issues, when the code fixes it; None: the caller's
+    probe: int         # offset from the function's start of the narrowing instruction
+
+
+@dataclass(frozen=True)
+class ProbePoints:
+    function_size: int
+    hypercall: int            # privcmd_ioctl+hypercall: IOCTL_PRIVCMD_HYPERCALL's result
+    dm_op: int | None         # privcmd_ioctl+dm_op: IOCTL_PRIVCMD_DM_OP's, if found
+    build_id: bytes | None
+    path: str                 # "static_call" or "hypercall_page"
+
+
+def find(data: bytes) -> ProbePoints:
+    """The probe points in a xen-privcmd module file, or NotCertain saying why."""
+    try:
+        module = Module(data)
+        fn = module.function(FUNCTION)
+        if fn is None:
+            raise NotCertain(f"no function {FUNCTION} in the module")
+        text = module.sections[fn.section]
+        code = module.bytes_of(text)
+        relocs = module.relocations(text)
+    except NotAModule as e:
+        raise NotCertain(str(e)) from None
+    except IndexError:
+        raise NotCertain(f"{FUNCTION}'s section is missing") from None
+    lo, hi = fn.value, fn.value + fn.size
+    if not 0 <= lo < hi <= len(code):
+        raise NotCertain(f"{FUNCTION} lies outside its section")
+    inside = [r for r in relocs if lo <= r.offset < hi]
+    at = {r.offset: r for r in inside}
+    sites = [_site(code, at, r, lo, hi) for r in inside if _is_call_reloc(code, r)]
+    sites += [_indirect_site(code, at, r, lo, hi) for r in inside
+              if r.symbol.name == HYPERCALL_PAGE and r.type == R_X86_64_32S]
+    if not sites:
+        raise NotCertain(f"no hypercall in {FUNCTION}: neither {STATIC_CALL} nor "
+                         f"{HYPERCALL_PAGE} is called")
+    path = "static_call" if any(r.symbol.name == STATIC_CALL for r in inside) \
+        else "hypercall_page"
+    dynamic = [s for s in sites if s.op is None]
+    if len(dynamic) != 1:
+        raise NotCertain(f"{len(dynamic)} hypercall sites with the caller's op in "
+                         f"{FUNCTION} (privcmd_call is one)")
+    dm = [s for s in sites if s.op == DM_OP]
+    unknown = [s for s in sites if s.op not in (None, DM_OP, MEMORY_OP)]
+    if unknown:
+        raise NotCertain(f"unexpected hypercall {unknown[0].op} in {FUNCTION}")
+    if dynamic[0].probe < 0:
+        raise NotCertain("the HYPERCALL site is not followed by the narrowing to int")
+    return ProbePoints(fn.size, dynamic[0].probe,
+                       dm[0].probe if len(dm) == 1 and dm[0].probe >= 0 else None,
+                       module.build_id(), path)
+
+
+def _is_call_reloc(code: bytes, r: Relocation) -> bool:
+    return (r.type in CALL_RELOCS and r.offset >= 1 and code[r.offset - 1] == 0xE8
+            and r.symbol.name in (STATIC_CALL, HYPERCALL_PAGE))
+
+
+def _site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: int, hi: int) -> Site:
+    call = r.offset - 1
+    if r.symbol.name == HYPERCALL_PAGE:
+        # call hypercall_page+32*op: the PC-relative addend is the entry minus 4.
+        entry = r.addend + 4
+        if entry % HYPERCALL_ENTRY:
+            raise NotCertain(f"a call into the middle of {HYPERCALL_PAGE} entry")
+        op: int | None = entry // HYPERCALL_ENTRY
+    else:
+        op = _loaded_op(code, call, lo)
+    return Site(call, op, _narrowing(code, at, call + 5, lo, hi))
+
+
+def _indirect_site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: int,
+                   hi: int) -> Site:
+    """`add $hypercall_page,%rax` (48 05 imm32) directly followed by `call *%rax`
+    (ff d0): privcmd_call() on the hypercall-page path; op is the caller's."""
+    add = r.offset - 2
+    if add < lo or code[add:add + 2] != b"\x48\x05" or r.addend != 0:
+        raise NotCertain(f"a reference to {HYPERCALL_PAGE} that is not add $page,%rax")
+    call = add + 6
+    if code[call:call + 2] != b"\xff\xd0":
+        raise NotCertain(f"add ${HYPERCALL_PAGE},%rax not followed by call *%rax")
+    return Site(call, None, _narrowing(code, at, call + 2, lo, hi))
+
+
+def _loaded_op(code: bytes, call: int, lo: int) -> int | None:
+    """The hypercall a static-call site issues when the code loads it as a constant
+    shortly before the call (`mov $op,%eax`, then only instructions that leave %eax
+    alone), else None (privcmd_call() loads the caller's op from memory)."""
+    for start in range(call - 5, max(lo, call - 5 - MAX_GAP) - 1, -1):
+        if code[start] == MOV_EAX_IMM and _leaves_eax(code, start + 5, call):
+            return int(struct.unpack_from("<I", code, start + 1)[0])
+    return None
+
+
+def _leaves_eax(code: bytes, pc: int, end: int) -> bool:
+    """Whether code[pc:end] decodes exactly as NOPs, STAC/CLAC and register-to-register
+    64-bit moves whose destination is not %rax."""
+    while pc < end:
+        b = code[pc:pc + 3]
+        if b[:1] in NOPS:
+            pc += 1
+        elif b in UACCESS:
+            pc += 3
+        elif (len(b) == 3 and b[0] in (0x48, 0x49, 0x4C, 0x4D) and b[1] == 0x89
+              and b[2] >> 6 == 3 and not (b[2] & 7 == 0 and not b[0] & 1)):
+            pc += 3  # mov %r64,%r64 (89 /r: rm is the destination; REX.B extends it)
+        else:
+            return False
+    return pc == end
+
+
+def _narrowing(code: bytes, at: dict[int, Relocation], pc: int, lo: int, hi: int) -> int:
+    """Offset from the function start of the instruction that narrows %rax after a call
+    returning at `pc`; -1 when something unknown comes first."""
+    while pc < hi:
+        b = code[pc:pc + 3]
+        if b[:1] in NOPS:
+            pc += 1
+        elif b in UACCESS:
+            pc += 3
+        elif b == b"\x65\xc6\x05" and _reloc_to(at, pc + 3, PREEMPTIBLE):
+            pc += 8  # movb $imm8,%gs:xen_in_preemptible_hcall(%rip)
+        elif b[:2] == b"\x48\x98":
+            return pc - lo  # cltq
+        elif b[:1] in (b"\x48", b"\x4c") and b[1:2] == b"\x63" and b[2] & 0xC7 == 0xC0:
+            return pc - lo  # movslq %eax,%reg
+        else:
+            return -1
+    return -1
+
+
+def _reloc_to(at: dict[int, Relocation], offset: int, name: str) -> bool:
+    r = at.get(offset)
+    return r is not None and r.symbol.name == name and r.type == R_X86_64_PC32

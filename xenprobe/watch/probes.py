@@ -1,0 +1,75 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The watch's kprobe events: their definitions (Documentation/trace/kprobetrace.rst,
+the `kprobe_events` syntax) and the reading of a `kprobe_events` listing.
+
+Group and instance are the watch's own names; nothing here names another group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xenprobe.watch.probe_point import FUNCTION, ProbePoints
+
+GROUP = "xenprobe_watch"
+INSTANCE = "xenprobe_watch"
+MODULE = "xen_privcmd"
+CALL = "call"            # privcmd_ioctl entry: the request, from the caller's memory
+RESULT = "result"        # after the HYPERCALL's hypercall: %rax, Xen's 64-bit result
+DM_RESULT = "dm_result"  # after the DM_OP's hypercall
+
+# include/uapi/xen/privcmd.h: _IOC(_IOC_NONE, 'P', 0, sizeof(privcmd_hypercall_t)) and
+# _IOC(_IOC_NONE, 'P', 5, sizeof(struct privcmd_dm_op)).
+IOCTL_PRIVCMD_HYPERCALL = 0x00305000
+IOCTL_PRIVCMD_DM_OP = 0x00105005
+
+# Entry: %si is the ioctl cmd, %dx the user pointer (x86-64 SysV: privcmd_ioctl(file,
+# cmd, data)). struct privcmd_hypercall { __u64 op; __u64 arg[5]; }; struct
+# privcmd_dm_op { domid_t dom; __u16 num; const privcmd_dm_op_buf_t __user *ubufs; }.
+# `sub` is the first u32 of what arg[0] points to (sysctl, domctl and platform_op's
+# cmd), `dom` the u16 arg[1] points to (memory_op 3/4/14: a domid_t *), `ddom` the
+# u16 at arg[0]+8 (xen_domctl.domain). A fetch that faults is only used where Xen
+# reads the same memory (the call then fails with -EFAULT and no domain is shown).
+CALL_ARGS = ("cmd=%si:x32 op=+u0(%dx):x64 a0=+u8(%dx):x64 a1=+u16(%dx):x64 "
+             "sub=+u0(+u8(%dx)):u32 dom=+u0(+u16(%dx)):u16 ddom=+u8(+u8(%dx)):u16")
+RESULT_ARGS = "rax=%ax:x64"
+
+
+@dataclass(frozen=True)
+class Definition:
+    name: str
+    text: str   # the line written to kprobe_events
+
+    @property
+    def removal(self) -> str:
+        return f"-:{GROUP}/{self.name}"
+
+
+def definitions(points: ProbePoints) -> tuple[Definition, ...]:
+    target = f"{MODULE}:{FUNCTION}"
+    out = [Definition(CALL, f"p:{GROUP}/{CALL} {target} {CALL_ARGS}"),
+           Definition(RESULT, f"p:{GROUP}/{RESULT} {target}+{points.hypercall:#x} "
+                              f"{RESULT_ARGS}")]
+    if points.dm_op is not None:
+        out.append(Definition(DM_RESULT, f"p:{GROUP}/{DM_RESULT} {target}+"
+                                         f"{points.dm_op:#x} {RESULT_ARGS}"))
+    return tuple(out)
+
+
+def listed_events(listing: str, group: str = GROUP) -> list[str]:
+    """Names of `group`'s events in a kprobe_events listing. The kernel lists each
+    definition as `p:GROUP/EVENT TARGET ARGS` (trace_kprobe.c probes_seq_show);
+    `-:GROUP/EVENT` lines, which only a log of writes holds, remove one."""
+    names: list[str] = []
+    for line in listing.splitlines():
+        head = line.split(maxsplit=1)[0] if line.strip() else ""
+        kind, _, event = head.partition(":")
+        g, _, name = event.partition("/")
+        if g != group or not name:
+            continue
+        if kind == "-":
+            if name in names:
+                names.remove(name)
+        elif kind in ("p", "r") and name not in names:
+            names.append(name)
+    return names

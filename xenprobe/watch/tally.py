@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""The running tally of a watch: calls seen, damaged calls by verdict and by process,
+events lost. State with one owner (the session); pure otherwise."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from xenprobe.watch.attribution import Process
+from xenprobe.watch.pairing import Call
+
+MAX_PROCESSES = 1000  # distinct processes kept in the tally; the rest are counted apart
+
+
+@dataclass
+class Tally:
+    calls: int = 0
+    by_op: Counter[str] = field(default_factory=Counter)
+    damaged: Counter[str] = field(default_factory=Counter)             # by verdict
+    by_process: dict[tuple[int, str], Counter[str]] = field(default_factory=dict)
+    exe: dict[tuple[int, str], str] = field(default_factory=dict)
+    other_processes: Counter[str] = field(default_factory=Counter)     # past the bound
+    lost: int = 0
+
+    def add(self, call: Call, process: Process) -> None:
+        self.calls += 1
+        self.by_op[call.op_name or str(call.op)] += 1
+        if not call.damaged:
+            return
+        self.damaged[call.verdict.value] += 1
+        key = (process.tgid or call.pid, call.comm)
+        if key not in self.by_process and len(self.by_process) >= MAX_PROCESSES:
+            self.other_processes[call.verdict.value] += 1
+            return
+        self.by_process.setdefault(key, Counter())[call.verdict.value] += 1
+        self.exe.setdefault(key, process.exe)
+
+    @property
+    def damaged_total(self) -> int:
+        return sum(self.damaged.values())
+
+    def processes_json(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = [
+            {"pid": pid, "comm": comm, "exe": self.exe.get((pid, comm), ""),
+             "damaged": sum(v.values()), "verdicts": dict(sorted(v.items()))}
+            for (pid, comm), v in self.by_process.items()]
+        return sorted(rows, key=lambda r: (-int(str(r["damaged"])), int(str(r["pid"]))))
