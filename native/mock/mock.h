@@ -175,6 +175,12 @@ struct mock_file {             /* one open file description of privcmd */
 long privcmd_ioctl(struct mock_file *mf, uint32_t cmd, uint64_t arg,
                    int via, struct jbuf *j);
 
+/* ---- the kernel's tracing of privcmd_ioctl (tracing.c) ---- */
+/* The kprobe at privcmd_ioctl's entry (every ioctl), and the one after the hypercall
+ * returns (dm: the DM_OP one), as defined and enabled in XENPROBE_MOCK_TRACEFS. */
+void tracing_entry(uint32_t cmd, uint64_t arg);
+void tracing_result(int dm, int64_t rax);
+
 /* ---- fault kinds beyond fault/hang (faults.c) ---- */
 /* A scenario directive scenario.c does not know: 1 = not a fault directive, 0 = parsed,
  * -1 = invalid (the problem in msg). */

@@ -50,6 +50,8 @@ static long hypercall(struct mock_file *mf, uint64_t arg, int via,
     uaccess_begin();
     r = hv_hypercall(&req, seq, via);
     uaccess_end();
+    /* The instruction after privcmd_call() returns: %rax is Xen's whole result. */
+    tracing_result(0, r);
     jb_req(j, &req, 5);
     jb_i64(j, "result", r);
     return r;
@@ -103,6 +105,7 @@ static long dm_op(struct mock_file *mf, uint64_t arg, struct jbuf *j)
     req.args[0] = dom;
     req.args[1] = num;
     r = hv_hypercall(&req, seq, VIA_IOCTL);
+    tracing_result(1, r);  /* after HYPERVISOR_dm_op()'s hypercall */
     jb_i64(j, "result", r);
     return r;
 }
@@ -130,6 +133,7 @@ long privcmd_ioctl(struct mock_file *mf, uint32_t cmd, uint64_t arg,
     struct scenario *s = scenario_get();
     long ret;
 
+    tracing_entry(cmd, arg);  /* a kprobe at privcmd_ioctl+0 sees every ioctl */
     switch (cmd) {
     case IOCTL_PRIVCMD_HYPERCALL:
         ret = hypercall(mf, arg, via, j);
