@@ -13,19 +13,28 @@ by side, one QEMU CPU each.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
 import pytest
 
+from tests import watchhost
+from tests.mockhost import env_for
+from xenprobe.scenario import parse
+
 from .conftest import RealXen
 from .watch_boot import (
     DEBUGREGS,
+    GROUP,
     LIBXC_CALLERS,
     WATCH_DOMAINS,
     Call,
     WatchBoot,
     boot,
+    kprobe_lines,
     maximum_gpfn,
     narrowed,
     pair,
@@ -356,3 +365,114 @@ def test_cost_figures(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None
     assert reported <= damaged and bsum["damaged"] == reported
     assert (wb.text("kprobe_events.bench"), wb.text("instances.bench")) == (
         wb.text("kprobe_events.before"), wb.text("instances.before"))
+
+
+# The mock host's domains for the differential: the real boot's damaged domains, with
+# the same domids and maximum_gpfn (as tests/watchhost.py's scenario writes them).
+_MOCK_HEAD = """
+description = "differential: the real watch boot's domains"
+[xen]
+release = "4.17"
+[host]
+memory = "16 GiB"
+max_page = 4456448
+[[domain]]
+id = 0
+memory = "2 GiB"
+max_memory = "2 GiB"
+"""
+# Fields of a trace line that name this run rather than the call: the task's pid, its
+# CPU, the time, the user address of the domid (a1), and the irq-info flags, which the
+# mock prints as "d...." (native/mock/tracing.c: the watch does not read them) while
+# the real kernels print "....." / "..Zff" (6.x) or 4 columns (5.10).
+_RUN_FIELDS = ("a1",)
+
+
+def _function_size(ko: Any) -> int:
+    """privcmd_ioctl's size as the kernel's %pS prints it: for a module symbol, the
+    distance to the next symbol of its section (kernel/module/kallsyms.c
+    find_kallsyms_symbol, "nextval"; kernel/module.c in 5.10), alignment padding
+    included, not the ELF symbol's st_size."""
+    out = subprocess.run(["nm", "-n", "--defined-only", str(ko)], capture_output=True,
+                         text=True, check=True).stdout
+    text = [(int(a, 16), name) for a, kind, name in
+            (x.split() for x in out.splitlines() if len(x.split()) == 3)
+            if kind in "tT"]
+    at = [n for n, (_a, name) in enumerate(text) if name == "privcmd_ioctl"]
+    assert len(at) == 1 and at[0] + 1 < len(text), out
+    return text[at[0] + 1][0] - text[at[0]][0]
+
+
+def test_mock_trace_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any,
+                                            request: pytest.FixtureRequest) -> None:
+    """Issue 22 item 6: the mock host's privcmd tracing (native/mock/tracing.c), given
+    the same probe definitions, the same domains and the same calls as the real boot,
+    prints the same lines as the real kernel, field by field: the column layout, the
+    task name, the event, the probed place (symbol+offset/size [module]), and every
+    argument's name, order and value; only what names the run differs."""
+    if wb.release == "4.20":
+        # Found by this test: trixie's 6.12 is built with IBT and privcmd_ioctl opens
+        # with ENDBR64, so the kernel puts an entry probe 4 bytes in
+        # (arch/x86/kernel/kprobes/core.c arch_adjust_kprobe_addr, since v5.18) and
+        # prints "privcmd_ioctl+0x4/0xce0"; the mock prints "+0x0" whatever the module.
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="mock: entry probe after ENDBR64 printed at +0x0"))
+    gpfn = _domains(wb)
+    damaged = {d: v for d, v in gpfn.items() if v != narrowed(v)}
+    real = [ln for ln in parse_trace(wb.text("trace.txt"))
+            if ln.comm == "privcmd_caller" and ln.event in ("hc", "raw")][:2 * len(gpfn)]
+    real_text = [x for x in wb.text("trace.txt").splitlines() if " privcmd_caller-" in x
+                 and (": hc: " in x or ": raw: " in x)][:2 * len(gpfn)]
+    # The real lines of the damaged domains' calls, in the order they were made.
+    pairs = [(real[i], real[i + 1], real_text[i], real_text[i + 1])
+             for i in range(0, len(real), 2) if int(real[i].args["dom"]) in damaged]
+    assert len(pairs) == len(damaged)
+
+    module = wb.module_file
+    scen = _MOCK_HEAD + "".join(
+        f'[[domain]]\nid = {d}\nmemory = "1 GiB"\nhvm = true\nmax_gpfn = {v:#x}\n'
+        for d, v in damaged.items())
+    root = tmp_path / "root"
+    tracefs = root / "sys/kernel/tracing"
+    (tracefs / "instances").mkdir(parents=True)
+    # The hand-armed definitions of the real boot, minus the return probe (the mock
+    # models kprobes on privcmd_ioctl's entry and after the hypercall, not kretprobes).
+    (tracefs / "kprobe_events").write_text("\n".join(kprobe_lines(wb.offset)[:2]) + "\n")
+    env = env_for(parse(scen, str(tmp_path / "d.toml"), "differential"), tmp_path)
+    env.pop("XENPROBE_LIBXENCTRL", None)
+    env["XENPROBE_MOCK_TRACEFS"] = str(tracefs)
+    env["XENPROBE_MOCK_PRIVCMD_TEXT"] = (f"hypercall={wb.offset:#x} "
+                                         f"size={_function_size(module):#x}")
+    inst = tracefs / "instances" / GROUP
+    # The instance is made and the events enabled by a process on the mock host (its
+    # mkdir is the mock's), which holds the FIFO open while the consumer runs.
+    maker = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, time; os.mkdir(sys.argv[1]); "
+         "open(sys.argv[1] + '/set_event', 'w').write(sys.argv[2]); print(flush=True); "
+         "time.sleep(60)", str(inst), f"{GROUP}:hc\n{GROUP}:raw\n"],
+        env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert maker.stdout is not None and maker.stdout.readline() == "\n"
+        fifo = os.open(inst / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        host = watchhost.WatchHost(root, tracefs, module, env, env)
+        got = host.consumer(*(f"12,14,{d}" for d in damaged), name="privcmd_caller")
+        assert [r for r, _e in got] == [
+            -1 if -4095 <= narrowed(v) < 0 else narrowed(v) for v in damaged.values()]
+        mock_text = os.read(fifo, 1 << 16).decode().splitlines()
+        os.close(fifo)
+    finally:
+        maker.kill()
+        maker.wait()
+    mock = parse_trace("\n".join(mock_text))
+    assert len(mock) == 2 * len(damaged), mock_text
+    for n, (rhc, rraw, rhc_text, rraw_text) in enumerate(pairs):
+        for r, m, r_text, m_text in ((rhc, mock[2 * n], rhc_text, mock_text[2 * n]),
+                                     (rraw, mock[2 * n + 1], rraw_text, mock_text[2 * n + 1])):
+            # The context columns: "%16s-%-7d [%03d] FLAGS %5lu.%06lu: "
+            for text in (r_text, m_text):
+                assert text[16] == "-" and text[:16].strip() == r.comm, text
+            assert (m.comm, m.event, m.where) == (r.comm, r.event, r.where), (m_text, r_text)
+            assert list(m.args) == list(r.args), (m_text, r_text)
+            for key in r.args:
+                if key not in _RUN_FIELDS:
+                    assert m.args[key] == r.args[key], (key, m_text, r_text)

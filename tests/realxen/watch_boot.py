@@ -450,6 +450,7 @@ class WatchBoot:
     offset: int
     kernel_release: str
     module_build_id: str
+    module_file: Path  # the uncompressed xen_privcmd.ko the dom0 loaded
     results: dict[str, str] = field(default_factory=dict)
 
     def text(self, name: str) -> str:
@@ -501,4 +502,4 @@ def boot(xen: Booter, assets: Any) -> WatchBoot:
         name, rc, ms = line.split()
         steps[name] = Step(int(rc), int(ms))
     return WatchBoot(xen.release, run, steps, point.hypercall, own.kernel_release,
-                     build_id(ko))
+                     build_id(ko), ko)
