@@ -72,6 +72,9 @@ ROOT_MODULES: tuple[str, ...] = (
     "xen_privcmd",
     "xenfs",
     "overlay",
+    # /dev/xen/gntdev and /dev/xen/evtchn: xenstored (and so the real xl) needs both.
+    "xen_gntdev",
+    "xen_evtchn",
 )
 
 # Host programs that must be installed (binary -> Debian package that provides it).
@@ -87,7 +90,7 @@ HOST_TOOLS: dict[str, str] = {
 DEFAULT_TTL_S = 7 * 24 * 3600
 MANIFEST_FORMAT = 2
 # Bumped when _keep_kernel keeps other files: part of the unpacked directory's name.
-KERNEL_KEEP_FORMAT = 2
+KERNEL_KEEP_FORMAT = 3
 
 _BOOKWORM_SUITES = ("bookworm", "bookworm-updates", "bookworm-security")
 # bookworm suite in a host entry -> suite to use for another family's private state.

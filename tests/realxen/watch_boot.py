@@ -122,8 +122,11 @@ def xl_lines(xen_root: Path) -> tuple[list[str], list[str]]:
         ' > "$R/xenstored.out" 2>&1',
         "sleep 2",
     ], [
-        f'step xl_info $XL_ENV {bin_}/xl info > "$R/xl_info.out" 2>"$R/xl_info.err"',
-        f'step xl_list $XL_ENV {bin_}/xl list > "$R/xl_list.out" 2>"$R/xl_list.err"',
+        # Bounded: without a store, libxl waits for one.
+        f'step xl_info timeout 120 $XL_ENV {bin_}/xl info > "$R/xl_info.out"'
+        ' 2>"$R/xl_info.err"',
+        f'step xl_list timeout 120 $XL_ENV {bin_}/xl list > "$R/xl_list.out"'
+        ' 2>"$R/xl_list.err"',
     ]
 
 
@@ -235,7 +238,7 @@ def watch_lines(xl_while: list[str]) -> list[str]:
         "mount -t tmpfs -o mode=0755 tmpfs /run || exit 97",
         "wait_ready() {  # FILE PID: until the watch says it is armed, or dies",
         "    i=0",
-        "    until grep -q '\"event\": \"ready\"' \"$1\" 2>/dev/null; do",
+        "    until grep -q '\"event\": *\"ready\"' \"$1\" 2>/dev/null; do",
         '        kill -0 "$2" 2>/dev/null || return 1',
         f'        i=$((i + 1)); [ "$i" -gt {READY_WAIT_S * 2} ] && return 1',
         "        sleep 0.5",
@@ -283,21 +286,21 @@ BURST_PROCS, BURST_THREADS = 4, 2
 BURST_CALLS = {"4.14": 125_000, "4.17": 125_000, "4.20": 12_500}  # per thread
 BENCH_BUFFER_KB = 16384
 _FOLD_AWK = r"""
-function num(k) {
-    if (!match($0, "\"" k "\": -?[0-9]+")) return "null"
-    return substr($0, RSTART + length(k) + 4, RLENGTH - length(k) - 4)
+function num(k,    v) {
+    if (!match($0, "\"" k "\": *-?[0-9]+")) return "null"
+    v = substr($0, RSTART, RLENGTH); sub(/^"[^"]*": */, "", v); return v
 }
-function str(k) {
-    if (!match($0, "\"" k "\": \"[^\"]*\"")) return "null"
-    return substr($0, RSTART + length(k) + 5, RLENGTH - length(k) - 6)
+function str(k,    v) {
+    if (!match($0, "\"" k "\": *\"[^\"]*\"")) return "null"
+    v = substr($0, RSTART, RLENGTH); sub(/^"[^"]*": *"/, "", v); sub(/"$/, "", v); return v
 }
-/"event": "ready"/ { print > ready; close(ready); next }
-/"event": "call"/ {
+/"event": *"ready"/ { print > ready; close(ready); next }
+/"event": *"call"/ {
     n[num("tid") " " num("pid") " " num("domid") " " num("raw") " " num("delivered") " " \
       str("verdict") " " str("comm")]++
     next
 }
-/"event": "summary"/ { print > summary; next }
+/"event": *"summary"/ { print > summary; next }
 END { for (k in n) print k, n[k] }
 """
 
