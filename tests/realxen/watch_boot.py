@@ -219,7 +219,10 @@ def script(release: str, offset: int, xen_root: Path | None = None) -> str:
 VENV_PYTHON = HERE.parents[1] / ".venv" / "bin" / "python"
 PYCACHE = "pycache"
 PRIVCMD = "privcmd"  # the share's copy of the module file the watch reads
-READY_WAIT_S = 600  # a cold start of the checkout's Python under TCG on a loaded host
+# A cold start of the checkout's Python under TCG took up to about 2 minutes on a loaded
+# host; on 4.14 (5.10.0-32) a second start of the watch once never got ready: bounded.
+READY_WAIT_S = 300
+REAP_S = 120  # how long a signalled watch may take to exit before the boot goes on
 
 
 def snapshot(name: str) -> str:
@@ -240,6 +243,13 @@ def watch_lines(xl_while: list[str]) -> list[str]:
              f"{q(str(VENV_PYTHON))} -m xenprobe watch --json")
     return [
         "mount -t tmpfs -o mode=0755 tmpfs /run || exit 97",
+        "reap() {  # PID SECONDS: until PID has exited, at most SECONDS",
+        "    i=0",
+        '    while kill -0 "$1" 2>/dev/null; do',
+        '        i=$((i + 1)); [ "$i" -gt "$2" ] && return 1',
+        "        sleep 1",
+        "    done",
+        "}",
         "wait_ready() {  # FILE PID: until the watch says it is armed, or dies",
         "    i=0",
         "    until grep -q '\"event\": *\"ready\"' \"$1\" 2>/dev/null; do",
@@ -263,15 +273,17 @@ def watch_lines(xl_while: list[str]) -> list[str]:
           for x in xl_while),
         "sleep 5",  # the watch reads the last events
         'grep VmRSS /proc/"$WPID"/status >> "$R/watch.rss"',
-        'kill -TERM "$WPID"; wait "$WPID"; echo $? > "$R/watch.rc"',
+        f'kill -TERM "$WPID"; if reap "$WPID" {REAP_S}; then wait "$WPID";'
+        ' echo $? > "$R/watch.rc"; else echo "not reaped" > "$R/watch.rc"; fi',
         snapshot("watch"),
         # SIGKILL once armed: its group and instance stay behind ...
         f'{watch} > "$R/watch9.jsonl" 2> "$R/watch9.err" & WPID=$!',
         'step watch9_ready wait_ready "$R/watch9.jsonl" "$WPID"',
-        'kill -KILL "$WPID"; wait "$WPID"',
+        f'kill -KILL "$WPID"; reap "$WPID" {REAP_S} || echo watch9 >> "$R/not-reaped"',
         snapshot("killed"),
         # ... until the next start removes them, watches, and removes its own.
-        f'step watch_restart {watch} --duration 5 > "$R/watch_restart.jsonl"'
+        f'step watch_restart timeout {READY_WAIT_S + 60} {watch} --duration 5'
+        ' > "$R/watch_restart.jsonl"'
         ' 2> "$R/watch_restart.err"',
         snapshot("restart"),
     ]
@@ -361,7 +373,8 @@ def bench_lines(offset: int, release: str) -> list[str]:
         '$DOMS > "$R/burst.out"',
         'grep VmRSS /proc/"$(cat /tmp/watch.pid)"/status >> "$R/bench_watch.rss"',
         "sleep 10",
-        'kill -TERM "$(cat /tmp/watch.pid)"; wait "$FOLD"',
+        f'kill -TERM "$(cat /tmp/watch.pid)"; reap "$(cat /tmp/watch.pid)" {REAP_S}'
+        ' || echo burst_watch >> "$R/not-reaped"; reap "$FOLD" 30 && wait "$FOLD"',
         snapshot("burst"),
     ]
 
