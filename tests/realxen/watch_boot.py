@@ -250,6 +250,15 @@ def watch_lines(xl_while: list[str]) -> list[str]:
         "        sleep 1",
         "    done",
         "}",
+        "wait_enabled() {  # PID: until the watch's result probe is enabled, or it dies",
+        "    i=0",
+        '    until [ "$(cat "$T/instances/xenprobe_watch/events/xenprobe_watch/result/enable"'
+        ' 2>/dev/null)" = 1 ]; do',
+        '        kill -0 "$1" 2>/dev/null || return 1',
+        f'        i=$((i + 1)); [ "$i" -gt {READY_WAIT_S * 2} ] && return 1',
+        "        sleep 0.5",
+        "    done",
+        "}",
         "wait_ready() {  # FILE PID: until the watch says it is armed, or dies",
         "    i=0",
         "    until grep -q '\"event\": *\"ready\"' \"$1\" 2>/dev/null; do",
@@ -366,7 +375,9 @@ def bench_lines(offset: int, release: str) -> list[str]:
         ' | awk -v summary="$R/burst_watch.summary" -v ready="$R/burst_watch.ready"'
         f' {q(_FOLD_AWK)} > "$R/burst_watch.fold" & FOLD=$!',
         "sleep 1",
-        'step burst_watch_ready wait_ready "$R/burst_watch.ready" "$(cat /tmp/watch.pid)"',
+        # Its ready line is in the pipe, where mawk reads in blocks: wait for the
+        # result probe to be enabled in the watch's instance instead.
+        'step burst_watch_ready wait_enabled "$(cat /tmp/watch.pid)"',
         f'step bench_watch "$C/privcmd_caller" loop {calls} > "$R/bench_watch.out"',
         'grep VmRSS /proc/"$(cat /tmp/watch.pid)"/status > "$R/bench_watch.rss"',
         f'step burst "$C/privcmd_caller" burst {BURST_PROCS} {BURST_THREADS} {burst} '
