@@ -31,3 +31,20 @@ def validate(report: Any) -> None:
     if errors:
         raise AssertionError("check --json does not match report.schema.json:\n" + "\n".join(
             f"  at /{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:20]))
+
+
+@cache
+def _watch_validator() -> jsonschema.Draft202012Validator:
+    text = resources.files("xenprobe.schema").joinpath("watch.schema.json").read_text()
+    loaded = json.loads(text)
+    jsonschema.Draft202012Validator.check_schema(loaded)
+    return jsonschema.Draft202012Validator(loaded)
+
+
+def validate_watch(line: Any) -> None:
+    """Raise AssertionError naming where one `watch --json` line breaks its schema."""
+    errors = sorted(_watch_validator().iter_errors(line), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise AssertionError("watch --json line does not match watch.schema.json:\n"
+                             + "\n".join(f"  at /{'/'.join(map(str, e.absolute_path))}: "
+                                         f"{e.message}" for e in errors[:20]))

@@ -3,7 +3,7 @@
 documented code and one clear message, before a port is bound. And files that exist but
 cannot be read (a config file, a certificate), as a user who may not read them.
 
-README "Bad input" lists every case with its message, exit code and test.
+docs/exit-codes-and-streams.md "Bad input" lists every case with its message, exit code and test.
 """
 
 from __future__ import annotations

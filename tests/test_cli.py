@@ -274,7 +274,8 @@ def test_help_to_a_full_stdout(argv: list[str]) -> None:
     assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["serve", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["serve", "--help"],
+                                  ["watch", "--help"]])
 def test_help_lists_every_exit_code(argv: list[str]) -> None:
     p = run_check(argv)
     assert p.returncode == 0

@@ -7,6 +7,7 @@ from Debian's own packages, in a copy of the tree), which fails on any lintian e
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import xenprobe
+from tests import manpage
 from tests.debpkg import DebianPackages
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +75,28 @@ def test_command_units_config_and_rules_where_debian_puts_them(
     assert {f"usr/share/xenprobe/dashboards/{d.name}" for d in dashboards} <= files
 
 
+def test_the_man_page_names_every_file_the_packages_install(
+        debian_packages: DebianPackages) -> None:
+    """FILES in xenprobe(1) covers both packages' contents: each installed file is
+    listed, or lies in a listed directory (a path ending in /), or matches a listed
+    pattern; and each listed path but the one the timer writes is installed."""
+    installed = set()
+    for deb in (debian_packages.production, debian_packages.mock):
+        out = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                             check=True).stdout
+        installed |= {line.split()[5].removeprefix("./") for line in out.splitlines()
+                      if not line.startswith("d")}  # files and links, not directories
+    listed = [path.lstrip("/") for path, _ in manpage.FILES]
+    written = "var/lib/prometheus/node-exporter/xenprobe.prom"
+
+    def names(pattern: str, f: str) -> bool:
+        return fnmatch.fnmatch(f, pattern + "*" if pattern.endswith("/") else pattern)
+    assert not sorted(f for f in installed if not any(names(p, f) for p in listed))
+    for p in listed:
+        if p != written:
+            assert any(names(p, f) for f in installed), f"xenprobe(1) names {p}: not installed"
+
+
 def test_the_config_is_a_conffile(debian_packages: DebianPackages, tmp_path: Path) -> None:
     assert "/etc/xenprobe/xenprobe.toml" in _conffiles(debian_packages.production, tmp_path)
 
@@ -90,9 +114,11 @@ def test_units_run_usr_bin_and_name_the_man_page_and_differ_from_the_source_only
         assert len(packaged) == len(source)
         changed = [(s, p) for s, p in zip(source, packaged, strict=True) if s != p]
         for s, p in changed:
-            assert s.startswith("ExecStart=/usr/local/bin/xenprobe ")
+            # ExecStart=, and the +/- prefixed ExecStartPre=/ExecStopPost= helpers.
+            assert re.match(r"Exec[A-Za-z]*=[-+]*/usr/local/bin/xenprobe ", s), s
             assert p == s.replace("/usr/local/bin/xenprobe", "/usr/bin/xenprobe", 1)
-        assert not any(line.startswith("ExecStart=/usr/local") for line in packaged)
+        assert not any("/usr/local" in line for line in packaged
+                       if line.startswith("Exec"))
     service = (root / UNIT_DIR / "xenprobe.service").read_text()
     assert "ExecStart=/usr/bin/xenprobe serve" in service
 

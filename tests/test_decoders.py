@@ -74,6 +74,8 @@ def test_the_fast_page_unpacking_agrees_with_the_layout(layout: Layout, data: st
     pages = Host._pages.func(fake)  # type: ignore[attr-defined]
     assert list(pages.iter_unpack(raw)) == [
         (r["domain"], r["tot_pages"], r["max_pages"]) for r in records]
+    handles = Host._handles.func(fake)  # type: ignore[attr-defined]
+    assert list(handles.iter_unpack(raw)) == [(r["domain"], r["handle"]) for r in records]
 
 
 # -- getdomaininfolist in chunks, against a model of Xen's answer -------------------------

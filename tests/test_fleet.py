@@ -61,6 +61,7 @@ FIRES_FOR = {
     "XenprobeBug": set(),
     "XenprobeTextfileStale": set(),
     "XenprobeDomainSeriesDropped": set(),
+    "XenprobeWatchDamagedValue": set(),  # no serve --watch here, and never on the mock
 }
 
 

@@ -40,7 +40,7 @@ def test_page_is_what_the_parser_writes() -> None:
     assert PAGE.read_text() == manpage.render(), f"docs/xenprobe.1 is stale: {REGENERATE}"
 
 
-@pytest.mark.parametrize("command", [(), ("check",), ("serve",), ("scenarios",)])
+@pytest.mark.parametrize("command", [(), ("check",), ("serve",), ("watch",), ("scenarios",)])
 def test_every_option_in_help_is_on_the_page(command: tuple[str, ...]) -> None:
     options = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w.-]*", _help(*command)))
     assert options, "no option found in --help: the pattern no longer reads it"

@@ -104,3 +104,18 @@ def test_the_session_is_what_xenprobe_prints(step: Step) -> None:
     assert matches(step.shown, actual), "\n".join(
         ["README shows:", *step.shown, "", "xenprobe printed:", *actual])
     assert p.returncode == step.status
+
+
+def test_readme_is_at_most_20_kb() -> None:
+    """README is the operator's page; internals go to docs/ (the project's rule)."""
+    size = len(README.read_bytes())
+    assert size <= 20 * 1024, f"README.md is {size} bytes; move internals to docs/"
+
+
+def test_readme_keeps_the_two_commands_for_a_fresh_machine() -> None:
+    text = README.read_text()
+    section = text[text.index("\n## Two commands for a fresh machine\n"):]
+    section = section[:section.index("\n## ", 1)]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert blocks[0].strip().endswith(".venv/bin/xenprobe check --mock; fi; }")
+    assert blocks[1].strip() == "bash tests/run-all"

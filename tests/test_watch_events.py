@@ -142,3 +142,11 @@ def test_listed_events() -> None:
                "-:xenprobe_watch/call\n")
     assert probes.listed_events(listing) == ["result"]
     assert probes.listed_events(listing, "kprobes") == ["other"]
+
+
+def test_entries_left_waiting_are_counted_at_the_end() -> None:
+    p = Pairer()
+    p.feed(_ev("a", 10, "call", entry_args(12, 3)))
+    p.feed(_ev("b", 11, "call", entry_args(12, 3)))
+    p.finish()
+    assert p.unanswered == 2

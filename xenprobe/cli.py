@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from xenprobe import __version__, consumers, logs, mock, render, streams
+from xenprobe import __version__, consumers, legend, logs, mock, render, streams
 from xenprobe.abi.hypercalls import DOMID_FIRST_RESERVED
 from xenprobe.errors import (
     EPILOG_HEAD,
@@ -46,7 +46,7 @@ class _Formatter(argparse.HelpFormatter):
     """Wraps the description as usual; the exit code table comes pre-formatted."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if text.startswith(EPILOG_HEAD):
+        if text.startswith((EPILOG_HEAD, legend.HEAD)):
             return text
         return super()._fill_text(text, width, indent)
 
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
                         "after the command")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)",
-                           epilog=exit_code_help(),
+                           epilog=legend.help_text() + "\n\n" + exit_code_help(),
                            formatter_class=_Formatter)
     # SUPPRESS: the subcommand's default must not overwrite a global --log-level.
     check.add_argument("--log-level", choices=cfg.LOG_LEVELS, default=argparse.SUPPRESS,
@@ -133,6 +133,11 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     aliases = {"listen_address": ["--web.listen-address"],
                "web_config_file": ["--web.config.file"]}
     for key in cfg.KEYS:
+        if key == "watch":  # `--watch` alone means true
+            serve.add_argument(cfg.flag(key), dest=f"config_{key}", nargs="?",
+                               const="true", metavar=cfg.METAVARS[key],
+                               help=cfg.HELP[key])
+            continue
         serve.add_argument(cfg.flag(key), *aliases.get(key, []), dest=f"config_{key}",
                            metavar=cfg.METAVARS[key], help=cfg.HELP[key])
     serve.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
@@ -159,6 +164,17 @@ def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     watch.add_argument("--buffer-kb", type=int, default=1024, metavar="KB",
                        help="the trace buffer per CPU (default 1024); events lost to a "
                             "full buffer are counted and reported")
+    service = watch.add_mutually_exclusive_group()
+    service.add_argument("--arm-for-service", action="store_true",
+                         help="for xenprobe.service's ExecStartPre: arm the probes for "
+                              "serve --watch and exit (only if the config's watch key "
+                              "is true)")
+    service.add_argument("--disarm-for-service", action="store_true",
+                         help="for xenprobe.service's ExecStopPost: remove the probes "
+                              "--arm-for-service armed")
+    watch.add_argument("--config", metavar="PATH",
+                       help=f"with --arm-for-service: the config file (default "
+                            f"{cfg.DEFAULT_PATH})")
 
 
 def _given_before_command(argv: Sequence[str], command: str, option: str) -> bool:
@@ -335,6 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "watch":
             from xenprobe.watch import command  # noqa: PLC0415 (check starts faster)
 
+            if args.arm_for_service:
+                return command.arm_for_service(Path(args.config) if args.config else None)
+            if args.disarm_for_service:
+                return command.disarm_service()
             return command.run(as_json=args.json, everything=args.all,
                                duration=args.duration, buffer_kb=args.buffer_kb)
         return _check(args, argv)

@@ -24,16 +24,19 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
     (ExitCode.OK, "every layer agrees (drift is not a disagreement; without the raw "
                   "layer: no mismatch among the readings a reference could judge), and "
                   "the report was delivered; for serve: stopped cleanly (SIGTERM, "
-                  "SIGINT)"),
+                  "SIGINT); for watch: no damaged call seen"),
     (ExitCode.MISMATCH, "a truncation class was found (truncated, sign_flipped, clamped, "
                         "aliased_errno, lost_error, changed_error, other); also when the "
-                        "report could not be delivered in full (see 5)"),
+                        "report could not be delivered in full (see 5); for watch: a "
+                        "damaged call was seen"),
     (ExitCode.USAGE, "usage or configuration error: bad flag, unreadable or invalid "
                      "scenario, config or web config file"),
     (ExitCode.CANNOT_PROBE, "cannot probe: no privcmd device (not a Xen dom0), permission "
                             "denied (needs root), not dom0, hypervisor refused a call, "
                             "unknown Xen release, no interface version accepted, not "
-                            "enough memory"),
+                            "enough memory; for watch: cannot watch (tracefs not mounted, "
+                            "kprobes disabled, lockdown, not root, another watch holds "
+                            "the group, the probe point not found with certainty)"),
     (ExitCode.INTERNAL, "internal error: a bug in xenprobe (XENPROBE_DEBUG=1 prints the "
                         "traceback)"),
     (ExitCode.NOT_DELIVERED, "no mismatch was found, but the report was not delivered: "

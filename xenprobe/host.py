@@ -231,6 +231,14 @@ class Host:
         return {domid: (tot, most) for raw in self._listed()
                 for domid, tot, most in unpack(raw)}
 
+    def domain_handles(self) -> dict[int, bytes]:
+        """domid -> the domain's handle for every domain, from one getdomaininfolist
+        pass: getdomaininfo's `xen_domain_handle_t handle`, the 16 bytes of the UUID the
+        toolstack gave the domain (public/domctl.h). It names a domain across reboots;
+        a domain id is handed out afresh each time the domain is created."""
+        unpack = self._handles.iter_unpack
+        return {domid: handle for raw in self._listed() for domid, handle in unpack(raw)}
+
     def _listed(self) -> Iterator[bytes]:
         """The raw records of every domain, one chunk per getdomaininfolist call."""
         layout = self.identity.getdomaininfo
@@ -276,17 +284,27 @@ class Host:
         return ""
 
     @functools.cached_property
+    def _handles(self) -> struct.Struct:
+        """(domain, handle) of one record, the rest skipped as padding."""
+        return record_struct(self.identity.getdomaininfo, ("domain", "handle"))
+
+    @functools.cached_property
     def _pages(self) -> struct.Struct:
         """(domain, tot_pages, max_pages) of one record, the rest skipped as padding."""
-        layout = self.identity.getdomaininfo
-        fmt, at = "<", 0
-        for f in sorted((layout.field(n) for n in ("domain", "tot_pages", "max_pages")),
-                        key=lambda f: f.offset):
-            fmt += f"{f.offset - at}x{f.fmt}"
-            at = f.offset + f.size
-        packed = struct.Struct(fmt + f"{layout.size - at}x")
-        assert packed.size == layout.size
-        return packed
+        return record_struct(self.identity.getdomaininfo,
+                             ("domain", "tot_pages", "max_pages"))
+
+
+def record_struct(layout: Layout, names: tuple[str, ...]) -> struct.Struct:
+    """These fields of one getdomaininfo record in offset order (as each caller lists
+    them), the rest skipped as padding."""
+    fmt, at = "<", 0
+    for f in sorted((layout.field(n) for n in names), key=lambda f: f.offset):
+        fmt += f"{f.offset - at}x{f.fmt}"
+        at = f.offset + f.size
+    packed = struct.Struct(fmt + f"{layout.size - at}x")
+    assert packed.size == layout.size
+    return packed
 
 
 def _domain(d: dict[str, int | bytes]) -> DomainInfo:

@@ -117,19 +117,20 @@ PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
 FOR_SELF = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION)
 
 
-# What a domU sets by itself, and how (xen-project/xen). A guest that sets such a value
-# where a dom0 tool's int path misreads it (an -errno alias, a sign flip, a truncation)
-# makes that tool see a fake error or a wrong value: the operator's security concern.
+# What a domU sets by itself, and how, in one word (a metric label value). A guest that
+# sets such a value where a dom0 tool's int path misreads it (an -errno alias, a sign
+# flip, a truncation) makes that tool see a fake error or a wrong value: the operator's
+# security concern.
 GUEST_SET: dict[Quantity, str] = {
     # XENMEM_increase/decrease_reservation and populate_physmap on its own domain
     # (memory.c@RELEASE-4.17.0:1404-1406, XSM_TARGET: self allowed, :1435) move
     # tot_pages, up to the max_pages the toolstack set (page_alloc.c@RELEASE-4.17.0:2367).
-    Quantity.CURRENT_RESERVATION: "the guest balloons itself, up to its maximum",
+    Quantity.CURRENT_RESERVATION: "balloon",  # up to the maximum the toolstack set
     # PV: (arch_get_max_pfn(d) ?: 1) - 1, the max_pfn the guest writes into its own
     # shared_info (x86/mm.c@RELEASE-4.17.0:489, asm/shared.h@RELEASE-4.17.0:10-16,70):
     # any 64-bit value. HVM/PVH: the p2m's max_mapped_pfn (mm.c:485), which the guest
     # raises by populating or mapping high gfns.
-    Quantity.MAXIMUM_GPFN: "the guest sets it (PV: shared_info max_pfn; HVM: high gfns)",
+    Quantity.MAXIMUM_GPFN: "max_pfn_or_p2m",  # PV: shared_info max_pfn; HVM: high gfns
 }
 
 

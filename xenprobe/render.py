@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from xenprobe import __version__
+from xenprobe import __version__, legend
 from xenprobe.classify import Truth, Verdict
 from xenprobe.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.host import MAX_FRAMES
@@ -111,11 +111,30 @@ def truth_text(t: Truth | None) -> str:
     return str(t.lo) if t.lo == t.hi else f"{t.lo}..{t.hi}"
 
 
+def _sized(text: str, r: Result, value: int | None) -> str:
+    """A page count's row with its size in bytes beside it (legend.PAGES)."""
+    if value is None or value < 0 or r.probe.quantity not in legend.PAGES:
+        return text
+    return f"{text} = {legend.size_text(value)}"
+
+
+def _reference_text(r: Result) -> str:
+    """The reference, a page count's with its size: `N = S`, `N.. = S..`, `N..M = S..T`."""
+    t = r.reference
+    text = truth_text(t)
+    if t is None or t.is_error or r.probe.quantity not in legend.PAGES:
+        return text
+    size = legend.size_text
+    if t.hi >= MAX_FRAMES:
+        return f"{text} = {size(t.lo)}.."
+    return f"{text} = {size(t.lo)}" if t.lo == t.hi else f"{text} = {size(t.lo)}..{size(t.hi)}"
+
+
 def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, str]]:
     """(layer, value, verdict, note) rows of one result."""
     rows: list[tuple[str, str, Verdict | None, str]] = []
     if r.reference is not None:
-        rows.append(("reference", truth_text(r.reference), None, ""))
+        rows.append(("reference", _reference_text(r), None, ""))
     risk = ", ".join(r.at_risk)
     note = (f"{r.bits} bits" + (f"; at risk: {risk}" if risk else "")
             if r.bits is not None else "no raw layer (see note)")
@@ -123,7 +142,8 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
         note = "no raw reading: xenprobe never puts a sysctl in a multicall"
     if r.probe.guest_set:  # the domU sets this value itself (quantities.GUEST_SET)
         note += "; guest-set"
-    raw = reading_text(r.raw) if r.raw is not None else "absent"
+    raw = (_sized(reading_text(r.raw), r, None if r.raw.failed else r.raw.value)
+           if r.raw is not None else "absent")
     rows.append((RAW, raw, r.verdicts.get(RAW), note))
     for name in layers:
         rows.append((name, reading_text(r.readings.get(name)),
@@ -145,13 +165,18 @@ def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
     out += [f"note: {n}" for n in notes or []]
     out += [f"note: no domain {d} on this host" for d in sorted(v.domains - _domids(sweep))]
     big = sweep.domains > SHOW_AGREEING
+    shown = _Shown()
     if v.summary:
         out += ["", *summary_table(sweep, s), "", *top_domain_lines(sweep, s)]
     else:
         if big and not v.narrowed:
             out += ["", *summary_table(sweep, s)]
         out += _detail(sweep, v, s, SHOW_AGREEING_BIG_HOST if big else SHOW_AGREEING,
-                       fold_calm_host=big and not v.narrowed)
+                       fold_calm_host=big and not v.narrowed, shown=shown)
+        if shown.domids:
+            out += ["", *domain_lines(sweep, sorted(shown.domids), s)]
+        if shown.verdicts:
+            out += ["", *legend_lines(shown, s)]
     if consumers is not None:
         out += ["", *consumer_lines(consumers, s)]
     out += ["", summary_line(sweep, s)]
@@ -171,8 +196,17 @@ _HOST_WIDE = frozenset({Subject.HOST, Subject.VCPU})
 _MANY = frozenset({Subject.DOMAIN, Subject.VCPU})
 
 
+@dataclass
+class _Shown:
+    """What the detail tables showed, for the lines that explain them."""
+
+    domids: set[int] = field(default_factory=set)
+    verdicts: set[Verdict] = field(default_factory=set)
+    open_range: bool = False
+
+
 def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
-            fold_calm_host: bool = False) -> list[str]:
+            fold_calm_host: bool = False, shown: _Shown | None = None) -> list[str]:
     """The table per quantity: each shown subject, one row per layer. With
     `fold_calm_host` (a big host's default view, which opens with the summary table), a
     host-wide quantity every layer agrees on is named on one line instead of a table."""
@@ -185,13 +219,14 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
     # A person who named quantities or domains, or asked for the mismatches, wants every
     # one of those; the default view keeps a big host's quantity to a screenful.
     mismatch_cap = None if v.narrowed else SHOW_MISMATCHING
-    widths = (18, 10, 34, 14)
+    widths = (18, 10, 46, 14)  # VALUE: a 64-bit value, its hex and its size in bytes
     for quantity, results in by_quantity.items():
         if fold_calm_host and all(r.probe.subject in _HOST_WIDE and not r.mismatches
                                   for r in results):
             folded.append(quantity.value)
             continue
-        out += ["", s(quantity.value, "bold"),
+        unit = " (4 KiB pages)" if quantity in legend.PAGES else ""
+        out += ["", s(quantity.value, "bold") + unit,
                 "  " + "SUBJECT".ljust(widths[0]) + "LAYER".ljust(widths[1])
                 + "VALUE".ljust(widths[2]) + "VERDICT".ljust(widths[3]) + "BITS / RISK"]
         shown_calm = shown_bad = hidden_calm = hidden_bad = 0
@@ -208,10 +243,17 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
                     hidden_bad += 1
                     continue
                 shown_bad += per_domain
+            if shown is not None and r.probe.subject is Subject.DOMAIN \
+                    and r.probe.domid is not None:
+                shown.domids.add(r.probe.domid)
             for i, (layer, value, verdict, note) in enumerate(_rows(r, sweep.layers)):
                 if v.mismatches and layer in sweep.layers \
                         and not r.verdicts.get(layer, Verdict.ABSENT).is_mismatch:
                     continue  # the bad layers, with reference and raw for context
+                if shown is not None:
+                    if verdict is not None:
+                        shown.verdicts.add(verdict)
+                    shown.open_range |= layer == "reference" and value.endswith("..")
                 subject = r.probe.label if i == 0 else ""
                 vtext = s.verdict(verdict, widths[3]) if verdict else "".ljust(widths[3])
                 out.append(("  " + subject.ljust(widths[0]) + layer.ljust(widths[1])
@@ -227,6 +269,28 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
                     "table above; see them: --quantity NAME)"]
     if not by_quantity:
         out += ["", "Nothing to show in this view."]
+    return out
+
+
+def domain_lines(sweep: Sweep, domids: list[int], s: Style) -> list[str]:
+    """The domains in the tables by UUID: a domain id is handed out afresh each time a
+    domain is created (a reboot of the guest, a migration, a restore), its UUID stays.
+    Names are not shown: they live in xenstore (/local/domain/<id>/name), which
+    xenprobe does not read (docs/check.md, "Domain names")."""
+    out = [s("domains by UUID (a domain id changes when the domain is created again)",
+             "bold")]
+    cells = [f"dom{d}".ljust(10) + (sweep.uuid(d) or "- (gone)").ljust(38) for d in domids]
+    for i in range(0, len(cells), 2):  # two a line: a big host shows dozens
+        out.append(("  " + "".join(cells[i:i + 2])).rstrip())
+    return out
+
+
+def legend_lines(shown: _Shown, s: Style) -> list[str]:
+    """What the verdicts on screen (and the reference's open range) mean: legend.py."""
+    out = [s("what the verdicts on screen mean", "bold")]
+    out += legend.verdict_lines([v for v in Verdict if v in shown.verdicts])
+    if shown.open_range:
+        out.append("  " + legend.OPEN_RANGE)
     return out
 
 
@@ -289,9 +353,10 @@ def top_domain_lines(sweep: Sweep, s: Style) -> list[str]:
     head = f"domains in mismatch: {total}"
     if total > len(top):
         head += f", the {len(top)} with most mismatched readings"
-    out = [s(head, "bold"), "  " + "DOMAIN".ljust(10) + "READINGS".ljust(10) + "QUANTITIES"]
-    out += ["  " + f"dom{d}".ljust(10) + str(k).ljust(10) + ", ".join(qs)
-            for d, k, qs in top]
+    out = [s(head, "bold"), "  " + "DOMAIN".ljust(10) + "UUID".ljust(38)
+           + "READINGS".ljust(10) + "QUANTITIES"]
+    out += ["  " + f"dom{d}".ljust(10) + (sweep.uuid(d) or "-").ljust(38) + str(k).ljust(10)
+            + ", ".join(qs) for d, k, qs in top]
     return out
 
 
@@ -392,7 +457,7 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
     counts: Counter[str] = Counter()
     for (_, _, verdict), n in sweep.summary.verdicts.items():
         counts[verdict.value] += n
-    results = [] if v.summary else [_result_json(r, sweep.layers)
+    results = [] if v.summary else [_result_json(r, sweep.layers, sweep)
                                     for r in sweep.results if v.shows(r)]
     return {
         "format": FORMAT,
@@ -412,8 +477,8 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
             "verdicts": {k: n for k, n in sorted(counts.items()) if n},
             "by_quantity": [{"quantity": q, "layer": layer, "verdicts": c}
                             for (q, layer), c in breakdown(sweep).items()],
-            "top_domains": [{"domid": d, "mismatches": k, "quantities": qs}
-                            for d, k, qs in top_domains(sweep)],
+            "top_domains": [{"domid": d, "uuid": sweep.uuid(d), "mismatches": k,
+                             "quantities": qs} for d, k, qs in top_domains(sweep)],
         },
         "consumers": consumers.as_json() if consumers is not None else None,
         "retries": retries or {},
@@ -421,11 +486,14 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
     }
 
 
-def _result_json(r: Result, layers: list[str]) -> dict[str, Any]:
+def _result_json(r: Result, layers: list[str], sweep: Sweep) -> dict[str, Any]:
+    # The domain's UUID (getdomaininfo's handle), for a numbered domain only.
+    uuid = sweep.uuid(r.probe.domid) if r.probe.subject is Subject.DOMAIN else None
     return {
         "quantity": r.probe.quantity.value,
         "subject": r.probe.subject.value,
         "domid": r.probe.domid,
+        "uuid": uuid,
         "vcpu": r.probe.vcpu,
         "raw": r.raw.as_json() if r.raw is not None else None,
         "raw_verdict": r.verdicts[RAW].value if RAW in r.verdicts else None,

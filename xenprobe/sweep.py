@@ -16,6 +16,7 @@ import functools
 import os
 import struct
 import time
+import uuid
 import weakref
 from array import array
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,12 @@ from xenprobe.transport import Args, Buffer, Calls, NoMulticall, args5
 log = structlog.get_logger("xenprobe.sweep")
 
 ATTEMPTS = 3
+
+
+def uuid_text(handle: bytes) -> str:
+    """A domain handle as libxl and xl print it: its 16 bytes in order, in lowercase hex,
+    grouped 4-2-2-2-6 (tools/include/libxl_uuid.h@RELEASE-4.17.0: LIBXL_UUID_FMT)."""
+    return str(uuid.UUID(bytes=handle))
 _UNKNOWN = object()
 
 
@@ -76,6 +83,14 @@ class Sweep:
     duration: float
     layers: list[str] = field(default_factory=list)
     raw_absent: RawAbsent | None = None  # why there is no raw layer, if there is none
+    # domid -> handle (the domain's UUID, 16 bytes) of the domains listed at the start:
+    # domain ids are reused after every reboot, the UUID names the same domain.
+    handles: Mapping[int, bytes] = field(default_factory=dict)
+
+    def uuid(self, domid: int | None) -> str | None:
+        """A domain's UUID as toolstacks print it, or None for a domain not listed."""
+        handle = self.handles.get(domid) if domid is not None else None
+        return uuid_text(handle) if handle is not None else None
 
     @property
     def mismatches(self) -> list[Result]:
@@ -380,11 +395,12 @@ class Sweeper:
     def sweep(self) -> Sweep:
         started = time.time()
         t0 = time.perf_counter()
-        domids = tuple(self.host.domain_pages())
+        handles = self.host.domain_handles()
+        domids = tuple(handles)
         p = self._planned(domids)
         if self._known.raw_absent is None:
             try:
-                return self._sweep(p, started, t0)
+                return self._sweep(p, started, t0, handles)
             except NoMulticall:
                 self._known.raw_absent = RawAbsent.after_enosys(
                     sys_hypervisor_guest_type())
@@ -392,7 +408,7 @@ class Sweeper:
         results = self._sweep_without_raw(p)
         return Sweep(self.host.identity, results, len(p.domids), started,
                      time.perf_counter() - t0, [layer.name for layer in self.layers],
-                     self._known.raw_absent)
+                     self._known.raw_absent, handles)
 
     def _sweep_without_raw(self, p: _Plan) -> list[Result]:
         """Every probe read by every layer and judged against the reference alone
@@ -428,7 +444,8 @@ class Sweeper:
                 break
         return [judged[i] for i in range(n)]
 
-    def _sweep(self, p: _Plan, started: float, t0: float) -> Sweep:
+    def _sweep(self, p: _Plan, started: float, t0: float,
+               handles: Mapping[int, bytes]) -> Sweep:
         """A sweep with the raw layer (the multicall) bracketing the others: attempts
         until every probe has a verdict or the attempts run out."""
         n = len(p.probes)
@@ -444,7 +461,7 @@ class Sweeper:
         duration = time.perf_counter() - t0
         log.debug("sweep", probes=n, judged=len(progress.judged), seconds=round(duration, 4))
         return Sweep(self.host.identity, results, len(p.domids), started, duration,
-                     [layer.name for layer in self.layers])
+                     [layer.name for layer in self.layers], handles=handles)
 
     def _read(self, layer: Layer, probes: list[Probe], calls: Calls,
               raw: array[int] | None) -> Columns:

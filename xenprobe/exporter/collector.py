@@ -17,6 +17,7 @@ from xenprobe.consumers import Consumers
 from xenprobe.exporter import metrics
 from xenprobe.exporter.metrics import counter, gauge
 from xenprobe.exporter.state import Snapshot
+from xenprobe.exporter.watching import WatchCounts, known_ops
 from xenprobe.sweep import Sweep
 
 PROC_STATUS = Path("/proc/self/status")
@@ -25,8 +26,10 @@ PROC_STATUS = Path("/proc/self/status")
 class DaemonCollector(Collector):
     """Serves a Snapshot of the daemon's State."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot],
+                 watch: Callable[[], WatchCounts] | None = None) -> None:
         self._snapshot = snapshot
+        self._watch = watch
         self._process = psutil.Process()
         # The findings families of the last sweep served, and what they were built from:
         # they change only with a new sweep, while scrapes come as often as Prometheus
@@ -45,6 +48,8 @@ class DaemonCollector(Collector):
         yield from _health(s)
         yield from _counters(s)
         yield from _config(s)
+        if self._watch is not None:
+            yield from _watch(self._watch())
         yield from self._agent()
 
     def _findings_of(self, s: Snapshot) -> list[Metric]:
@@ -88,40 +93,53 @@ def _locked_bytes() -> int | None:
 
 def _health(s: Snapshot) -> Iterator[Metric]:
     h = s.health
-    yield gauge("up", "1 when the last sweep succeeded and its data is fresh (see "
-                "xenprobe_stale); 0 when xenprobe cannot read the hypervisor.", int(h.up))
-    yield gauge("stale", "1 when the last good sweep is older than stale_after intervals "
-                "or a sweep has been stuck in a hypercall for longer than sweep_timeout "
-                "(the served values are then old).", int(h.stale))
+    yield gauge("up", "1 when the last sweep succeeded and its data is fresh, 0 when "
+                "xenprobe cannot read the hypervisor.", int(h.up))
+    yield gauge("stale", "1 when the served values are old (the last good sweep is older "
+                "than stale_after intervals, or a sweep is stuck past sweep_timeout).",
+                int(h.stale))
     yield gauge("sweep_running_seconds", "How long the sweep in progress has been "
-                "running; 0 between sweeps.", round(h.running_for, 3))
+                "running, 0 between sweeps.", round(h.running_for, 3))
     yield gauge("last_successful_sweep_timestamp_seconds", "Unix time the last "
-                "successful sweep finished; 0 before the first.", s.last_success)
+                "successful sweep finished, 0 before the first.", s.last_success)
     yield gauge("sweep_interval_seconds", "Configured seconds between sweeps.",
                 s.config.interval)
 
 
 def _counters(s: Snapshot) -> Iterator[Metric]:
     yield counter("sweeps", "Sweeps finished, successful or not.", [], [((), s.sweeps)])
-    yield counter("sweep_failures", "Sweeps that failed, by reason (cannot_probe: the "
-                  "hypervisor or device refused; refused: xenprobe's own read-only "
-                  "allow-list refused a request, a bug; internal: a bug).", ["reason"],
+    yield counter("sweep_failures", "Sweeps that failed, by reason (cannot_probe, or "
+                  "refused and internal, which are bugs).", ["reason"],
                   [((r,), n) for r, n in s.failures.items()])
-    yield counter("mismatches", "Subjects that entered this mismatch state: one event "
-                  "per subject each time it goes from another state into this one (a "
-                  "mismatch that lasts counts once, whatever the interval; the first "
-                  "sweep counts every mismatch it finds). Never reset by a reload.",
+    yield counter("mismatches", "Subjects that entered this mismatch, once each time "
+                  "one does, however long it lasts.",
                   ["quantity", "layer", "verdict"], s.mismatches.items())
-    yield counter("drifts", "Readings that drifted while being read: each sweep adds "
-                  "the readings that moved in it.", ["quantity", "layer"], s.drifts.items())
-    yield counter("layer_errors", "Readings a layer returned as an error, by errno "
-                  "(layer raw: the hypervisor's own result): each sweep adds its failed "
-                  "readings; the deliberate ESRCH of the missing-domain probe is not "
-                  "counted. The common errnos are exported at 0 from the start.",
+    yield counter("drifts", "Readings whose value moved while it was read, summed over "
+                  "sweeps.", ["quantity", "layer"], s.drifts.items())
+    yield counter("layer_errors", "Readings a layer returned as an error, by errno, "
+                  "summed over sweeps (the missing-domain probe's ESRCH left out).",
                   ["layer", "errno"], s.layer_errors.items())
     yield counter("textfile_write_errors", "Failed writes of the textfile.", [],
                   [((), s.textfile_errors)])
     yield metrics.retries_total(s.retries)
+
+
+def _watch(w: WatchCounts) -> Iterator[Metric]:
+    yield gauge("watch_armed", "1 while serve --watch has its kprobes armed (0: not "
+                "armed, see the log's watch_failed line).", int(w.armed))
+    yield counter("watch_calls", "Privcmd hypercalls of other processes the watch saw, "
+                  "by op (xenprobe's own are in the sweep metrics).", ["op"],
+                  [((op,), w.calls.get(op, 0)) for op in known_ops()])
+    yield counter("watch_damaged_calls", "Privcmd hypercalls whose result reached the "
+                  "calling process damaged, by op, subop, verdict and process name "
+                  "(comm); at most max_domain_series series, the rest under "
+                  "subop/process \"_other\".", ["op", "subop", "verdict", "process"],
+                  w.damaged.items())
+    yield gauge("watch_series_dropped", "Damaged calls counted under _other because "
+                "the series cap was reached.", w.dropped)
+    yield counter("watch_lost_events", "Trace events the kernel lost before the watch "
+                  "read them (per-CPU overruns): calls that may have gone unjudged.",
+                  [], [((), w.lost)])
 
 
 def _config(s: Snapshot) -> Iterator[Metric]:
@@ -130,7 +148,7 @@ def _config(s: Snapshot) -> Iterator[Metric]:
     yield gauge("config_last_reload_success_timestamp_seconds", "Unix time of the last "
                 "successful configuration load.", s.config_reload_time)
     yield gauge("web_config_last_reload_successful", "1 when the web configuration "
-                "file last parsed (it is re-read when it changes).", int(s.web_config_ok))
+                "file last parsed, as re-read on each change.", int(s.web_config_ok))
 
 
 class OneShotCollector(Collector):
@@ -154,7 +172,7 @@ class OneShotCollector(Collector):
         yield metrics.build_info()
         if self.scenario is not None:
             yield metrics.mock_info(self.scenario)
-        yield GaugeMetricFamily("xenprobe_up", "1 when the sweep succeeded; 0 when "
+        yield GaugeMetricFamily("xenprobe_up", "1 when the sweep succeeded, 0 when "
                                 "xenprobe could not read the hypervisor.",
                                 value=int(self.sweep is not None))
         if self.sweep is not None:

@@ -55,6 +55,7 @@ class Config:
     textfile: Path | None = None
     log_level: str = "info"
     log_format: str = "auto"
+    watch: bool = False
 
     @property
     def stale_seconds(self) -> float:
@@ -75,12 +76,14 @@ HELP = {
     "textfile": "also write each sweep to this *.prom file (node_exporter textfile)",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "log_format": "auto (JSON unless stderr is a terminal), json or console",
+    "watch": "also watch every process's privcmd hypercalls (xenprobe watch) and export "
+             "the damaged ones; needs a writable tracefs (true or false; read at start)",
 }
 
 METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE", "interval": "SECONDS",
             "attempts": "N", "sweep_timeout": "SECONDS", "stale_after": "INTERVALS",
             "max_domain_series": "N", "textfile": "PATH", "log_level": "LEVEL",
-            "log_format": "FORMAT"}
+            "log_format": "FORMAT", "watch": "BOOL"}
 
 
 class _Where:
@@ -157,6 +160,14 @@ def _integer(value: object, where: _Where, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise where.fail(f"must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _boolean(value: object, where: _Where) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise where.fail(f"expected true or false, got {value!r}")
 
 
 def _choice(value: object, where: _Where, choices: tuple[str, ...]) -> str:
@@ -237,6 +248,7 @@ VALIDATORS: dict[str, _Validator] = {
     "textfile": _textfile,
     "log_level": lambda v, w: _choice(v, w, LOG_LEVELS),
     "log_format": lambda v, w: _choice(v, w, LOG_FORMATS),
+    "watch": _boolean,
 }
 
 

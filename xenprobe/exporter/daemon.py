@@ -46,6 +46,7 @@ from xenprobe.exporter.config import Config
 from xenprobe.exporter.notify import Notifier
 from xenprobe.exporter.server import App, Server
 from xenprobe.exporter.state import Health, State
+from xenprobe.exporter.watching import WatchLoop
 from xenprobe.host import Host
 from xenprobe.layers import Layer, ladder
 from xenprobe.sweep import Sweep, Sweeper
@@ -330,7 +331,10 @@ class Daemon:
         registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
-        registry.register(DaemonCollector(lambda: state.snapshot(watcher.last_ok)))
+        # The watch is read at start only: a reload does not arm or disarm it.
+        self.watch = WatchLoop(config.max_domain_series) if config.watch else None
+        registry.register(DaemonCollector(lambda: state.snapshot(watcher.last_ok),
+                                          self.watch.snapshot if self.watch else None))
         try:
             server = Server(config.listen_address, App(registry, watcher, state.health))
         except BaseException:
@@ -340,6 +344,8 @@ class Daemon:
         self.loop = SweepLoop(state, device, self.hang_at)
         with _Signals(self) as signals:
             self.loop.start()
+            if self.watch is not None:
+                self.watch.start()
             server.start()
             log.info("serving", address=server.address, version=__version__,
                      interval=config.interval, mock_scenario=self.scenario)
@@ -430,6 +436,8 @@ class Daemon:
         if not self.loop.stop(wait):
             # Only a hung hypercall keeps it; the thread is a daemon and dies with us.
             log.warning("sweep_thread_stuck", note="exiting without it")
+        if self.watch is not None and not self.watch.stop(STOP_WAIT):
+            log.warning("watch_thread_stuck", note="its probes stay until the next start")
         self.notifier.close()
         return 0
 

@@ -27,18 +27,15 @@ def unjudged_counts(sweep: Sweep) -> Counter[tuple[str, str]]:
 def families(sweep: Sweep, from_sweep: str) -> list[Metric]:
     """The families; from_sweep ends each HELP (metrics.FROM_SWEEP)."""
     absent = GaugeMetricFamily(
-        f"{PREFIX}_layer_absent", "1 when a layer could not be read at all in the last "
-        "sweep, with why (layer raw, reason pvh_no_multicall: a PVH dom0 before Xen "
-        "4.15.1 has no multicall; multicall_enosys: the multicall answered ENOSYS "
-        "otherwise). Without the raw layer only readings an exact reference pins are "
-        "judged: a clean xenprobe_mismatch then proves less. Only present series are "
-        "exported." + from_sweep, labels=["layer", "reason"])
+        f"{PREFIX}_layer_absent", "1 when a layer could not be read at all, with why "
+        "(pvh_no_multicall, multicall_enosys), so a clean xenprobe_mismatch proves less"
+        + from_sweep, labels=["layer", "reason"])
     if sweep.raw_absent is not None:
         absent.add_metric(["raw", sweep.raw_absent.reason], 1)
     unjudged = GaugeMetricFamily(
-        f"{PREFIX}_unjudged", "Subjects whose reading by this layer nothing could judge: "
-        "no raw layer, and no reference naming the exact value (neither a match nor a "
-        "mismatch). Only non-zero series are exported." + from_sweep,
+        f"{PREFIX}_unjudged", "Subjects whose reading by this layer nothing could judge "
+        "(no raw layer and no exact reference), neither a match nor a mismatch"
+        + from_sweep,
         labels=["quantity", "layer"])
     for (quantity, layer), n in sorted(unjudged_counts(sweep).items()):
         unjudged.add_metric([quantity, layer], n)

@@ -13,7 +13,7 @@ samples: the first event would never alert.
 
 Series bound. Whatever the number of domains, a scrape returns at most
 
-    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + N + G*(L*V + 1) + C
+    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + 2*N + G*(L*V + 1) + C
 
 series, where Q = 5 quantities, L = 4 layers (raw, syscall, ioctl, libxc), V = 7 mismatch
 verdicts, R = 4 risks, E = the errnos: the len(ERRNOS) always exported plus any other
@@ -24,14 +24,15 @@ MAX_CONSUMER_SERIES xenprobe_privcmd_consumer_info, 2 unreadable-process counts,
 scan_complete gauge, and prometheus_client's process_* and python_info).
 Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each; xenprobe_drift and
 xenprobe_drifts_total Q*L each; xenprobe_probes and xenprobe_raw_bit_length Q each,
-xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N;
-xenprobe_guest_set_mismatch G*L*V and xenprobe_guest_set_info G; and, on a host without
+xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N, and
+xenprobe_domain_info at most N (one per domain among those); xenprobe_guest_set_mismatch
+G*L*V and xenprobe_guest_set_info G; and, on a host without
 the raw layer (layer_absent.py), 1 + Q*L more. A census quantity (quantities.CENSUS)
 counts in Q only on a host that answers it; vcpu_is_up is one quantity however many
 vCPUs dom0 has (no label names a vCPU), so no series grows with them. With the defaults:
-280 + 40 + 30 + 36 + 100 + 58 + C. tests/test_series_count.py counts a real scrape
-(README's figure comes from it). The textfile has no counters: Q*L*V + Q*L + Q*(R+2) + N
-plus its fixed series.
+280 + 40 + 30 + 36 + 200 + 58 + C. tests/test_series_count.py counts a real scrape
+(README's figure comes from it). The textfile has no counters: Q*L*V + Q*L + Q*(R+2) +
+2*N plus its fixed series.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ from xenprobe.sweep import Sweep
 
 PREFIX = "xenprobe"
 
-# Appended to the HELP of every metric derived from sweep data, as the exporter
-# guidelines ask when values are cached rather than collected at scrape time.
-FROM_SWEEP = " From the last sweep, taken in the background: scrapes never issue hypercalls."
+# Ends the HELP of every metric derived from sweep data, as the exporter guidelines ask
+# when values are cached rather than collected at scrape time. Each HELP is one sentence
+# (tests/test_words.py); details are in docs/metrics.md.
+FROM_SWEEP = ", from the last sweep (taken in the background: scrapes never issue hypercalls)."
 
 MISMATCH_VERDICTS = tuple(sorted(v.value for v in MISMATCHES))
 RISKS = tuple(r.value for r in Risk)
@@ -169,17 +171,16 @@ def layer_errors(sweep: Sweep) -> Counter[tuple[str, str]]:
 # -- families ------------------------------------------------------------------------
 
 def build_info() -> Metric:
-    m = InfoMetricFamily(f"{PREFIX}_build", "xenprobe's version, and the source revision "
-                         "it was built from (git describe; unknown outside a git "
-                         "checkout).")
+    m = InfoMetricFamily(f"{PREFIX}_build", "xenprobe's version and the source revision "
+                         "it was built from (git describe, or unknown).")
     m.add_metric([], {"version": __version__, "revision": revision.revision()})
     return m
 
 
 def mock_info(scenario: str) -> Metric:
     m = InfoMetricFamily(f"{PREFIX}_mock",
-                         "Present only when xenprobe runs on its built-in mock host: "
-                         "the data is simulated, not read from a real hypervisor.")
+                         "Present only on xenprobe's built-in mock host, whose data "
+                         "is simulated.")
     m.add_metric([], {"scenario": scenario})
     return m
 
@@ -191,10 +192,9 @@ def gauge(name: str, help_text: str, value: float) -> Metric:
 def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
     """Every family a successful sweep yields (no counters: those span sweeps)."""
     ident = sweep.identity
-    xen = InfoMetricFamily(f"{PREFIX}_xen", "The hypervisor as detected: version, "
-                           "release row of xenprobe's ABI tables, and the sysctl and "
-                           "domctl interface versions it accepts (in decimal, as in "
-                           "check --json)." + FROM_SWEEP)
+    xen = InfoMetricFamily(f"{PREFIX}_xen", "The hypervisor's version, its row of "
+                           "xenprobe's ABI tables and the sysctl and domctl interface "
+                           "versions it accepts (decimal)" + FROM_SWEEP)
     # One spelling for one value: the interface versions are decimal integers here and
     # in check --json's host (XEN_SYSCTL_INTERFACE_VERSION 0x15 is "21").
     xen.add_metric([], {"version": ident.version, "release": ident.release.name,
@@ -202,8 +202,8 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
                         "domctl_interface": str(ident.domctl)})
     out: list[Metric] = [
         xen,
-        gauge("domains", "Domains on the host." + FROM_SWEEP, sweep.domains),
-        gauge("sweep_duration_seconds", "How long the sweep took." + FROM_SWEEP,
+        gauge("domains", "Domains on the host" + FROM_SWEEP, sweep.domains),
+        gauge("sweep_duration_seconds", "How long the sweep took" + FROM_SWEEP,
               sweep.duration),
     ]
     out += _per_quantity(sweep)
@@ -227,15 +227,13 @@ def guest_set_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
 
 def _guest_set(sweep: Sweep) -> list[Metric]:
     info = InfoMetricFamily(
-        f"{PREFIX}_guest_set", "Quantities a domU sets by itself for its own domain "
-        "(current_reservation by ballooning, maximum_gpfn through its shared_info or its "
-        "p2m), with how." + FROM_SWEEP, labels=["quantity"])
+        f"{PREFIX}_guest_set", "Quantities a domU sets by itself for its own domain, "
+        "with how (balloon, max_pfn_or_p2m)" + FROM_SWEEP, labels=["quantity"])
     for q, how in GUEST_SET.items():
         info.add_metric([q.value], {"how": how})
     mismatch = GaugeMetricFamily(
-        f"{PREFIX}_guest_set_mismatch", "Domains counted in xenprobe_mismatch whose value "
-        "the domain sets itself: a guest can make dom0 tools read a fake error or a wrong "
-        "value. Every guest-set quantity, layer and verdict, 0 when none." + FROM_SWEEP,
+        f"{PREFIX}_guest_set_mismatch", "Subjects of xenprobe_mismatch whose value a domU "
+        "sets itself, so a guest can make dom0's tools misread it" + FROM_SWEEP,
         labels=["quantity", "layer", "verdict"])
     _with_zeros(mismatch, guest_set_counts(sweep),
                 all_mismatch_labels(q.value for q in GUEST_SET))
@@ -244,19 +242,17 @@ def _guest_set(sweep: Sweep) -> list[Metric]:
 
 def _per_quantity(sweep: Sweep) -> list[Metric]:
     probes = GaugeMetricFamily(
-        f"{PREFIX}_probes", "Subjects probed per quantity (host, dom0 through "
-        "DOMID_SELF, each domain, one missing domain, and each of dom0's own vCPUs for "
-        "vcpu_is_up)." + FROM_SWEEP,
+        f"{PREFIX}_probes", "Probes per quantity, one per subject read (the host, dom0 "
+        "through DOMID_SELF, each domain, a missing domain, each of dom0's vCPUs)"
+        + FROM_SWEEP,
         labels=["quantity"])
     bits = GaugeMetricFamily(
-        f"{PREFIX}_raw_bit_length", "Bits needed to hold the hypervisor's raw 64-bit "
-        "result read as unsigned (its bit length): the maximum over the quantity's subjects. "
-        "Above 31 an int return path sign-flips it, above 32 truncates it."
-        + FROM_SWEEP, labels=["quantity"])
+        f"{PREFIX}_raw_bit_length", "The most bits the hypervisor's raw result needs "
+        "over the quantity's subjects (above 31 an int path sign-flips it, above 32 "
+        "truncates it)" + FROM_SWEEP, labels=["quantity"])
     risk = GaugeMetricFamily(
         f"{PREFIX}_at_risk", "Subjects whose raw value a narrower consumer would get "
-        "wrong (int32: sign flip, uint32: truncation, compat: clamped for 32-bit "
-        "callers, errno_alias: read as an error by glibc). A risk, not a mismatch."
+        "wrong, by risk (int32, uint32, compat, errno_alias), a risk and not a mismatch"
         + FROM_SWEEP, labels=["quantity", "risk"])
     summary = sweep.summary
     for q in sorted(summary.probes, key=lambda q: q.value):
@@ -270,16 +266,14 @@ def _per_quantity(sweep: Sweep) -> list[Metric]:
 
 def _verdicts(sweep: Sweep) -> list[Metric]:
     mismatch = GaugeMetricFamily(
-        f"{PREFIX}_mismatch", "Subjects whose value this layer got wrong, by verdict "
-        "(layer raw: the hypervisor's own result against an independent reference). "
-        "Every quantity, layer and verdict, 0 when none." + FROM_SWEEP,
+        f"{PREFIX}_mismatch", "Subjects whose reading by this layer is a mismatch, by "
+        "verdict (layer raw: the hypervisor's result against the reference)" + FROM_SWEEP,
         labels=["quantity", "layer", "verdict"])
     quantities = probed(sweep)
     _with_zeros(mismatch, mismatch_counts(sweep), all_mismatch_labels(quantities))
     drift = GaugeMetricFamily(
-        f"{PREFIX}_drift", "Subjects whose value moved while it was being read, so no "
-        "verdict could be reached (not a mismatch). Every quantity and layer, 0 when none."
-        + FROM_SWEEP, labels=["quantity", "layer"])
+        f"{PREFIX}_drift", "Subjects whose value moved while this layer read it, which "
+        "is not a mismatch" + FROM_SWEEP, labels=["quantity", "layer"])
     _with_zeros(drift, drift_counts(sweep), all_drift_labels(quantities))
     return [mismatch, drift]
 
@@ -329,16 +323,29 @@ def _domain_mismatches(sweep: Sweep, limit: int) -> list[Metric]:
     # Lowest domain ids first, so the same series survive the cap from sweep to sweep.
     rows.sort()
     family = GaugeMetricFamily(
-        f"{PREFIX}_domain_mismatch", "1 for each domain, quantity and layer currently in "
-        "mismatch (domid self: read through DOMID_SELF; missing: a domain id nobody "
-        "has). At most max_domain_series series, lowest domain ids first."
-        + FROM_SWEEP, labels=["quantity", "layer", "verdict", "domid"])
+        f"{PREFIX}_domain_mismatch", "1 for each domain whose reading by this layer is "
+        "a mismatch, at most max_domain_series series (domid self: DOMID_SELF, missing: "
+        "an unused id)" + FROM_SWEEP, labels=["quantity", "layer", "verdict", "domid"])
     for _, labels in rows[:limit]:
         family.add_metric(labels, 1)
     dropped = gauge("domain_mismatch_series_dropped",
-                    "xenprobe_domain_mismatch series left out because of the "
-                    "max_domain_series cap." + FROM_SWEEP, max(0, len(rows) - limit))
-    return [family, dropped]
+                    "xenprobe_domain_mismatch series left out by the "
+                    "max_domain_series cap" + FROM_SWEEP, max(0, len(rows) - limit))
+    return [family, dropped, _domain_info(sweep, [labels[3] for _, labels in rows[:limit]])]
+
+
+def _domain_info(sweep: Sweep, domids: Iterable[str]) -> Metric:
+    """The UUID of each numbered domain in xenprobe_domain_mismatch, to join on domid:
+    domain ids are handed out afresh when a domain is created again, the UUID stays.
+    Only those domains, so the series stay within max_domain_series."""
+    info = InfoMetricFamily(
+        f"{PREFIX}_domain", "The UUID of each domain that has a xenprobe_domain_mismatch "
+        "series, for joining on domid" + FROM_SWEEP, labels=["domid"])
+    for domid in sorted({d for d in domids if d.isdigit()}, key=int):
+        uuid = sweep.uuid(int(domid))
+        if uuid is not None:
+            info.add_metric([domid], {"uuid": uuid})
+    return info
 
 
 def _domain_order(probe: Probe) -> tuple[int, int]:
@@ -368,17 +375,15 @@ MAX_CONSUMER_SERIES = 16
 
 def consumer_families(c: Consumers) -> list[Metric]:
     count = GaugeMetricFamily(
-        f"{PREFIX}_privcmd_consumers", "Other processes holding the privcmd device open, "
-        "by what they get from a memory op: int_path (maps libxenctrl < 4.15.1, loses "
-        "results at or above 2^31), multicall (libxenctrl >= 4.16, keeps 64 bits), "
-        "unknown (no libxenctrl mapped, or not readable), error_only (32-bit: privcmd "
-        "ioctls fail with ENOTTY). Looked up after each sweep.", labels=["verdict"])
+        f"{PREFIX}_privcmd_consumers", "Other processes holding privcmd open, by what "
+        "their memory ops get (int_path, multicall, unknown, error_only), looked up after "
+        "each sweep.", labels=["verdict"])
     for verdict, n in c.by_verdict().items():
         count.add_metric([verdict], n)
     info = InfoMetricFamily(
         f"{PREFIX}_privcmd_consumer", "A process holding privcmd open, with the "
-        f"libxenctrl release it maps (\"\" for none) and its verdict. At most "
-        f"{MAX_CONSUMER_SERIES} series, int_path first, then lowest pid.",
+        f"libxenctrl it maps and its verdict, at most {MAX_CONSUMER_SERIES} series "
+        "with int_path first.",
         labels=["pid", "comm", "exe", "libxenctrl", "verdict"])
     for p in c.ordered()[:MAX_CONSUMER_SERIES]:
         lib = p.libxenctrl
@@ -386,16 +391,13 @@ def consumer_families(c: Consumers) -> list[Metric]:
                          "" if lib is None else lib.release or lib.path,
                          p.verdict.value], {})
     unreadable = GaugeMetricFamily(
-        f"{PREFIX}_privcmd_consumers_unreadable_processes", "What the consumer scan "
-        "could not read: fds (a process's descriptors, so whether it holds privcmd is "
-        "not known), maps (a holder's libraries, so its verdict is unknown). Non-zero: "
-        "xenprobe lacks CAP_SYS_PTRACE.", labels=["reason"])
+        f"{PREFIX}_privcmd_consumers_unreadable_processes", "Processes the consumer "
+        "scan could not read, by what (fds or maps), non-zero when xenprobe lacks "
+        "CAP_SYS_PTRACE.", labels=["reason"])
     for reason, n in c.unreadable_by_reason().items():
         unreadable.add_metric([reason], n)
     complete = gauge("privcmd_consumers_scan_complete", "1 when the consumer scan read "
-                     "every process (a count of 0 then means none), 0 when it could not "
-                     "look everywhere (unreadable processes, or a procfs that hides "
-                     "them).", int(c.complete))
+                     "every process, so that a count of 0 means none.", int(c.complete))
     return [count, info, unreadable, complete]
 
 
@@ -412,14 +414,13 @@ def counter(name: str, help_text: str, labels: Iterable[str],
 
 # -- retries: a counter in the daemon, the one sweep's count in the textfile ----------
 
-RETRY_WHY = ("by the transport after EINTR or EAGAIN (call ioctl, syscall or multicall), "
-             "or by xenprobe after an answer that cannot be right (reason invalid: "
-             "garbage or a short struct from physinfo, getdomaininfolist or xen_version).")
+RETRY_WHY = ("by call and reason (EINTR, EAGAIN, or invalid: an answer that cannot be "
+             "right)")
 RETRY_LABELS = ("call", "reason")
 
 
 def retries_total(values: Mapping[tuple[str, str], int]) -> Metric:
-    return counter("retries", "Requests issued again, summed over sweeps: " + RETRY_WHY,
+    return counter("retries", "Requests issued again, " + RETRY_WHY + ".",
                    RETRY_LABELS, values.items())
 
 
@@ -427,8 +428,8 @@ def sweep_retries(values: Mapping[tuple[str, str], int]) -> Metric:
     """The retries of one sweep, for a file each run rewrites. A gauge, not a counter:
     each file holds one run's count from 0, so two runs that both retried twice would
     look to increase() like no retry at all, and a smaller count like a counter reset."""
-    m = GaugeMetricFamily(f"{PREFIX}_sweep_retries", "Requests issued again during this "
-                          "sweep, " + RETRY_WHY + " Only non-zero series are exported.",
+    m = GaugeMetricFamily(f"{PREFIX}_sweep_retries", "Requests issued again in this "
+                          "sweep, " + RETRY_WHY + ".",
                           labels=list(RETRY_LABELS))
     for key, n in sorted(values.items()):
         if n:

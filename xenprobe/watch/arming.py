@@ -32,6 +32,11 @@ log = structlog.get_logger("xenprobe.watch")
 
 CLOCK = "global"  # one clock for all CPUs (trace_clock: "local" is per CPU)
 STATE_FORMAT = 1
+# Who owns what the state file names: a running `xenprobe watch` (it holds the lock),
+# or the xenprobe service (its ExecStartPre armed, its ExecStopPost disarms; the
+# sandboxed daemon only reads).
+INTERACTIVE = "interactive"
+SERVICE = "service"
 
 
 class CannotWatch(CannotProbe):
@@ -84,6 +89,88 @@ class Armed:
     events: tuple[str, ...]
 
 
+def _arm(tracefs: Tracefs, points: probe_point.ProbePoints, buffer_kb: int,
+         created: list[str]) -> Instance:
+    """Creates the instance and the events (their names appended to `created` as they
+    are defined) and enables them in the instance."""
+    instance = tracefs.make_instance(probes.INSTANCE)
+    instance.set_clock(CLOCK)
+    instance.set_buffer_kb(buffer_kb)
+    defs = probes.definitions(points)
+    for d in defs:
+        tracefs.define(d.text)
+        created.append(d.name)
+    for d in defs:
+        instance.enable(probes.GROUP, d.name)
+    return instance
+
+
+def arm_for_service(paths: Paths, tracefs: Tracefs, points: probe_point.ProbePoints,
+                    buffer_kb: int) -> None:
+    """The service's ExecStartPre (outside its sandbox): arm and leave armed for the
+    sandboxed daemon to read; the state file says the service owns them."""
+    lock = _claim(paths)
+    try:
+        _clean_leftovers(paths, tracefs, service_start=True)
+        _write_state(paths, [d.name for d in probes.definitions(points)], SERVICE)
+        created: list[str] = []
+        try:
+            _arm(tracefs, points, buffer_kb, created)
+        except TracefsError as e:
+            _disarm(paths, tracefs, created, True)
+            raise CannotWatch(f"cannot arm the probes: {e}") from None
+    finally:
+        os.close(lock)
+
+
+def disarm_service(paths: Paths, tracefs: Tracefs | None) -> bool:
+    """The service's ExecStopPost: remove what its state file names. False when there
+    was nothing of the service's to remove."""
+    lock = _claim(paths)
+    try:
+        state = _state(paths)
+        if state.get("mode") != SERVICE:
+            return False
+        recorded = state.get("events")
+        named = [e for e in recorded if isinstance(e, str)] \
+            if isinstance(recorded, list) else []
+        if tracefs is None:  # tracefs gone: nothing left in it to remove
+            with contextlib.suppress(FileNotFoundError):
+                (paths.run_dir / "watch.state").unlink()
+            return True
+        listed = probes.listed_events(tracefs.listing())
+        _disarm(paths, tracefs, [n for n in named if n in listed], True)
+        return True
+    finally:
+        os.close(lock)
+
+
+@contextlib.contextmanager
+def attached(paths: Paths, tracefs: Tracefs) -> Iterator[Armed]:
+    """The service's probes, armed by its ExecStartPre, read by the sandboxed daemon:
+    only trace_pipe is opened, nothing is created or removed here."""
+    state = _state(paths)
+    if state.get("mode") != SERVICE or not tracefs.has_instance(probes.INSTANCE):
+        raise CannotWatch("no probes armed for the service (its ExecStartPre `xenprobe "
+                          "watch --arm-for-service` did not run or failed)")
+    instance = Instance(tracefs.instance_path(probes.INSTANCE))
+    try:
+        pipe = instance.open_pipe()
+    except TracefsError as e:
+        raise CannotWatch(str(e)) from None
+    try:
+        recorded = state.get("events")
+        yield Armed(tracefs, instance, pipe,
+                    tuple(e for e in recorded if isinstance(e, str))
+                    if isinstance(recorded, list) else ())
+    finally:
+        os.close(pipe)
+
+
+def service_armed(paths: Paths) -> bool:
+    return _state(paths).get("mode") == SERVICE
+
+
 @contextlib.contextmanager
 def armed(paths: Paths, tracefs: Tracefs, points: probe_point.ProbePoints,
           buffer_kb: int) -> Iterator[Armed]:
@@ -98,14 +185,11 @@ def armed(paths: Paths, tracefs: Tracefs, points: probe_point.ProbePoints,
         instance: Instance | None = None
         pipe = -1
         try:
-            instance = tracefs.make_instance(probes.INSTANCE)
-            instance.set_clock(CLOCK)
-            instance.set_buffer_kb(buffer_kb)
-            for d in defs:
-                tracefs.define(d.text)
-                created.append(d.name)
-            for d in defs:
-                instance.enable(probes.GROUP, d.name)
+            made = tracefs.has_instance(probes.INSTANCE)
+            try:
+                instance = _arm(tracefs, points, buffer_kb, created)
+            finally:
+                made = made or tracefs.has_instance(probes.INSTANCE)
             pipe = instance.open_pipe()
             yield Armed(tracefs, instance, pipe, tuple(created))
         except TracefsError as e:
@@ -113,7 +197,7 @@ def armed(paths: Paths, tracefs: Tracefs, points: probe_point.ProbePoints,
         finally:
             if pipe >= 0:
                 os.close(pipe)
-            _disarm(paths, tracefs, created, instance is not None)
+            _disarm(paths, tracefs, created, made)
     finally:
         os.close(lock)
 
@@ -171,9 +255,9 @@ def _state(paths: Paths) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_state(paths: Paths, events: list[str]) -> None:
+def _write_state(paths: Paths, events: list[str], mode: str = INTERACTIVE) -> None:
     state = {"format": STATE_FORMAT, "pid": os.getpid(), "group": probes.GROUP,
-             "instance": probes.INSTANCE, "events": events}
+             "instance": probes.INSTANCE, "events": events, "mode": mode}
     tmp = paths.run_dir / "watch.state.tmp"
     try:
         tmp.write_text(json.dumps(state) + "\n")
@@ -183,10 +267,15 @@ def _write_state(paths: Paths, events: list[str]) -> None:
                           ) from None
 
 
-def _clean_leftovers(paths: Paths, tracefs: Tracefs) -> None:
-    """Remove what a dead watch's state file names; refuse when the group or the
-    instance exists and nothing proves it is a dead watch's."""
+def _clean_leftovers(paths: Paths, tracefs: Tracefs, *, service_start: bool = False
+                     ) -> None:
+    """Remove what a dead watch's state file names (or, when the service starts, what
+    its last run left); refuse when the group or the instance exists and nothing
+    proves it is a dead watch's."""
     state = _state(paths)
+    if state.get("mode") == SERVICE and not service_start:
+        raise CannotWatch("the xenprobe service has the probes armed (serve --watch): "
+                          "its metrics have the calls; or stop it first")
     try:
         listed = probes.listed_events(tracefs.listing())
     except TracefsError as e:

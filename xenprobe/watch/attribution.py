@@ -21,7 +21,7 @@ MAX_CACHED = 4096
 
 @dataclass(frozen=True)
 class Process:
-    tgid: int | None
+    tgid: int | None       # None: the task exited before the watch read its call
     exe: str
     libxenctrl: consumers.Library | None
     memop_path: str        # consumers.Verdict value: int_path, multicall, unknown, ...

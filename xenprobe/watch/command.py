@@ -7,14 +7,46 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from xenprobe.errors import ExitCode, UsageError
 from xenprobe.watch import arming, probes, report
 from xenprobe.watch.paths import Paths
 from xenprobe.watch.session import Session
+from xenprobe.watch.tracefs import Tracefs
 
 MIN_BUFFER_KB, MAX_BUFFER_KB = 64, 1 << 20
+SERVICE_BUFFER_KB = 1024
+
+
+def arm_for_service(config_path: Path | None) -> int:
+    """`xenprobe watch --arm-for-service`: the ExecStartPre of xenprobe.service, run
+    outside its sandbox. Arms only when the config's `watch` key is true."""
+    from xenprobe.exporter import config as cfg  # noqa: PLC0415
+
+    config = cfg.load(config_path or cfg.DEFAULT_PATH, explicit=config_path is not None,
+                      overrides={})
+    if not config.watch:
+        return int(ExitCode.OK)
+    paths = Paths.from_environment()
+    tracefs = arming.preflight(paths)
+    _module, points = arming.locate(paths)
+    arming.arm_for_service(paths, tracefs, points, SERVICE_BUFFER_KB)
+    print(f"xenprobe: watch probes armed for the service at privcmd_ioctl+"
+          f"{points.hypercall:#x}", file=sys.stderr)
+    return int(ExitCode.OK)
+
+
+def disarm_service() -> int:
+    """`xenprobe watch --disarm-for-service`: the service's ExecStopPost."""
+    paths = Paths.from_environment()
+    try:
+        tracefs: Tracefs | None = arming.preflight(paths)
+    except arming.CannotWatch:
+        tracefs = None  # no tracefs (or no kprobes) now: nothing can be armed in it
+    arming.disarm_service(paths, tracefs)
+    return int(ExitCode.OK)
 
 
 def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: int) -> int:
@@ -59,6 +91,11 @@ def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: i
             signal.signal(s, handler)
     tally = session.tally
     code = ExitCode.MISMATCH if tally.damaged_total else ExitCode.OK
+    if session.failure is not None:
+        print(f"xenprobe: error: the watch stopped early: {session.failure}",
+              file=sys.stderr)
+        if code == ExitCode.OK:
+            code = ExitCode.CANNOT_PROBE
     if out.broken is not None and code == ExitCode.OK:
         code = ExitCode.NOT_DELIVERED
     unpaired = {"no_result": session.pairer.unanswered, "no_entry": session.pairer.orphans,

@@ -64,6 +64,12 @@ class Pairer:
         self.orphans = 0       # results without an entry
         self.mismatched = 0    # a result of the other kind than the entry's ioctl
 
+    def finish(self) -> None:
+        """The watch stops: entries still waiting for a result never get one (lost, or
+        the call was in flight); count them."""
+        self.unanswered += len(self._pending)
+        self._pending.clear()
+
     def feed(self, ev: TraceEvent) -> Call | None:
         if ev.event == probes.CALL:
             cmd = ev.fields.get("cmd")

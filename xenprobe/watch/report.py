@@ -17,7 +17,7 @@ from xenprobe.watch.tally import Tally
 def call_json(call: Call, process: Process) -> dict[str, object]:
     lib = process.libxenctrl
     return {
-        "event": "call", "time": call.time, "pid": process.tgid or call.pid,
+        "event": "call", "time": call.time, "pid": process.tgid,
         "tid": call.pid, "cpu": call.cpu, "comm": call.comm, "exe": process.exe,
         "libxenctrl": None if lib is None else {"path": lib.path, "release": lib.release},
         "memop_path": process.memop_path, "ioctl": call.ioctl,
@@ -85,8 +85,8 @@ class TerminalSink:
         sub = "" if call.subop is None else f"/{call.subop_name or call.subop}"
         dom = "" if call.domid is None else f" dom {call.domid}"
         mark = call.verdict.value.upper() if call.damaged else call.verdict.value
-        pid = process.tgid or call.pid
-        self.out.line(f"{call.time:14.6f} {call.comm:>16} {pid:>7} "
+        pid = "?" if process.tgid is None else process.tgid
+        self.out.line(f"{call.time:14.6f} {call.comm:>16} {pid!s:>7} "
                       f"{call.op_name or call.op}{sub}{dom}: raw {call.raw:#x} "
                       f"({call.raw}) -> {call.delivered}  {mark}")
 

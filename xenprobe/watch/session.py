@@ -39,6 +39,7 @@ class Session:
         self._partial = b""
         self._lost_lines = 0  # LOST notes in the pipe itself
         self.unparsed = 0
+        self.failure: str | None = None  # why reading stopped early, if it did
 
     def run(self, should_stop: Callable[[], bool], deadline: float | None) -> None:
         next_stats = 0.0
@@ -51,11 +52,21 @@ class Session:
                 self.sink.tick(self.tally)
                 next_stats = now + STATS_EVERY_S
             wait = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - now))
-            ready, _, _ = select.select([self.armed.pipe], [], [], wait)
-            if ready:
+            try:
+                ready, _, _ = select.select([self.armed.pipe], [], [], wait)
+                if ready:
+                    self._drain()
+            except OSError as e:
+                # The instance removed under us (someone's rmdir), or tracefs gone.
+                self.failure = f"reading {self.armed.instance.path}/trace_pipe: {e.strerror}"
+                break
+        if self.failure is None:
+            try:
                 self._drain()
-        self._drain()
+            except OSError as e:
+                self.failure = f"reading {self.armed.instance.path}/trace_pipe: {e.strerror}"
         self._finish_partial()
+        self.pairer.finish()
         self._update_lost()
 
     def _update_lost(self) -> None:

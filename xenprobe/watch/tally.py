@@ -18,8 +18,9 @@ class Tally:
     calls: int = 0
     by_op: Counter[str] = field(default_factory=Counter)
     damaged: Counter[str] = field(default_factory=Counter)             # by verdict
-    by_process: dict[tuple[int, str], Counter[str]] = field(default_factory=dict)
-    exe: dict[tuple[int, str], str] = field(default_factory=dict)
+    # (pid, comm): pid None for processes that exited before their calls were read.
+    by_process: dict[tuple[int | None, str], Counter[str]] = field(default_factory=dict)
+    exe: dict[tuple[int | None, str], str] = field(default_factory=dict)
     other_processes: Counter[str] = field(default_factory=Counter)     # past the bound
     lost: int = 0
 
@@ -29,7 +30,7 @@ class Tally:
         if not call.damaged:
             return
         self.damaged[call.verdict.value] += 1
-        key = (process.tgid or call.pid, call.comm)
+        key = (process.tgid, call.comm)
         if key not in self.by_process and len(self.by_process) >= MAX_PROCESSES:
             self.other_processes[call.verdict.value] += 1
             return
@@ -45,4 +46,5 @@ class Tally:
             {"pid": pid, "comm": comm, "exe": self.exe.get((pid, comm), ""),
              "damaged": sum(v.values()), "verdicts": dict(sorted(v.items()))}
             for (pid, comm), v in self.by_process.items()]
-        return sorted(rows, key=lambda r: (-int(str(r["damaged"])), int(str(r["pid"]))))
+        return sorted(rows, key=lambda r: (-int(str(r["damaged"])), str(r["comm"]),
+                                           -1 if r["pid"] is None else int(str(r["pid"]))))
