@@ -46,6 +46,7 @@ ffi.cdef(
     int xp_check_resource_entries(const xp_resource_entry *entries, uint32_t n);
     int xp_check_sysctl(const void *copy, size_t size);
     void xp_refusal(uint64_t out[3]);
+    void xp_private_span(uint64_t out[2]);
     int xp_hypercall_ioctl(int fd, uint64_t op, const uint64_t args[5], int *ret, int *err);
     int xp_hypercall_syscall(int fd, uint64_t op, const uint64_t args[5], long *ret, int *err);
     int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, int *err);

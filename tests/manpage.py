@@ -107,8 +107,9 @@ METRICS = [
     ("xenprobe_mismatch{quantity,layer,verdict}", "subjects currently in that mismatch"),
     ("xenprobe_domain_mismatch{quantity,layer,verdict,domid}", "1 per domain in mismatch, "
                                                                "at most max_domain_series"),
-    ("xenprobe_domain_info{domid,uuid}", "the UUID of each domain in "
-                                         "xenprobe_domain_mismatch, to join on domid"),
+    ("xenprobe_domain_info{domid,uuid,name}", "the UUID and xenstore name of each domain "
+                                              "in xenprobe_domain_mismatch, to join on "
+                                              "domid"),
     ("xenprobe_mismatches_total{quantity,layer,verdict}", "subjects that entered that "
                                                           "mismatch (events)"),
     ("xenprobe_privcmd_consumers{verdict}", "other processes holding privcmd, by what "

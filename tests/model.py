@@ -93,12 +93,28 @@ def expect(s: Scenario, quantity: str, domid: int | None,
     return Expected(raw, value, glibc_syscall(kernel), glibc_ioctl(kernel))
 
 
-def layer_verdict(raw: int, r: Reading) -> str:
-    """The verdict a layer reading deserves against the raw result, by case."""
+def source_verdict(s: Scenario, quantity: str, domid: int | None, raw: int) -> str | None:
+    """The raw result by itself, against Xen's convention: in the mock only a PV
+    guest's max_pfn (its maximum_gpfn) can break it, and such a domain exists, so any
+    errno there is forged (domain_get_maximum_gpfn has no error path: abi/errnos.py);
+    a negative value that is no errno is out of range."""
+    if raw < -4095:
+        return "out_of_range"
+    if -4095 <= raw <= -1 and quantity == "maximum_gpfn" and any(
+            d.domid == domid for d in s.domains):
+        return "forged_errno"
+    return None
+
+
+def layer_verdict(raw: int, r: Reading, forged: bool = False) -> str:
+    """The verdict a layer reading deserves against the raw result, by case; a forged
+    error handed on unchanged is passed_forged."""
     if -4095 <= raw <= -1:
         if not r.failed:
             return "lost_error"
-        return "match" if r.errno == -raw else "changed_error"
+        if r.errno == -raw:
+            return "passed_forged" if forged else "match"
+        return "changed_error"
     u = raw % U64
     if not r.failed and r.value % U64 == u:
         return "match"

@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -155,7 +156,8 @@ def test_unreadable_certificate(shared_dir: Path) -> None:
 # phrase stderr must carry. None of them may end in exit 4 or a traceback. Placeholders:
 # {tmp} a fresh directory holding {tmp}/fifo.toml and fifo.prom (FIFOs), dir.toml and
 # dir.prom (directories), deep.toml (TOML nested 600 deep), big.toml (2 MiB),
-# \xe9.toml (a scenario whose name is not UTF-8); {long} is a 5000-byte file name.
+# \xe9.toml (a scenario whose name is not UTF-8), count.toml, vanish.toml, every.toml
+# (integers past the mock's C types); {long} is a 5000-byte file name.
 
 LONG = "a" * 5000
 HUGE = "9" * 400
@@ -204,6 +206,13 @@ CASES = [
     Case("scenario-nested", ["check", "--mock", "{tmp}/deep.toml"], 2, "nested too deeply"),
     Case("scenario-huge", ["check", "--mock", "{tmp}/big.toml"], 2,
          "larger than 1048576 bytes"),
+    # integers the native mock's C types cannot hold (native/mock/faults.c, scenario.c)
+    Case("scenario-count-2-63", ["check", "--mock", "{tmp}/count.toml"], 2,
+         "fault[0].count: expected 1 to 0x7fffffffffffffff"),
+    Case("scenario-vanish-2-63", ["serve", "--mock", "{tmp}/vanish.toml"], 2,
+         "domain[1].vanish_after: expected a number of lookups"),
+    Case("scenario-balloon-every-2-64", ["check", "--mock", "{tmp}/every.toml"], 2,
+         "domain[2].balloon.every: expected 1 to 0xffffffffffffffff"),
     # flags and files of serve (each stops before binding a port)
     Case("config-fifo", ["serve", "--mock", "--config", "{tmp}/fifo.toml"], 2,
          "cannot read config file {tmp}/fifo.toml: not a regular file"),
@@ -229,6 +238,18 @@ CASES = [
          "--max-domain-series: must be between 0 and 100000"),
     Case("port-too-big", ["serve", "--mock", "--listen-address", "127.0.0.1:99999"], 2,
          "the port must be a number from 0 to 65535"),
+    # found by tests/test_input_properties.py: digits int() reads but a reader does not
+    # expect, and hosts Python's IDNA encoding refuses before any look-up
+    Case("port-arabic-indic-digit", ["serve", "--mock", "--listen-address", "127.0.0.1:\u0663"],
+         2, "--listen-address: the port must be a number from 0 to 65535, got '\u0663'"),
+    Case("port-fullwidth-digit", ["serve", "--mock", "--listen-address", ":\uff11"], 2,
+         "--listen-address: the port must be a number from 0 to 65535"),
+    Case("port-superscript", ["serve", "--mock", "--listen-address", "127.0.0.1:\u00b2"], 2,
+         "--listen-address: the port must be a number from 0 to 65535"),
+    Case("host-label-too-long", ["serve", "--mock", "--listen-address", "a" * 64 + ":1"], 2,
+         "is not a valid host name: label too long"),
+    Case("host-empty-label", ["serve", "--mock", "--listen-address", "x..y:1"], 2,
+         "--listen-address: the host 'x..y' is not a valid host name"),
     Case("address-unresolvable", ["serve", "--mock", "--listen-address", "256.1.1.1:9"], 2,
          "cannot resolve '256.1.1.1'"),
     Case("web-config-fifo", ["serve", "--mock", "--web.config.file", "{tmp}/fifo.toml"], 2,
@@ -289,6 +310,12 @@ def inputs(tmp_path: Path) -> Path:
     (tmp_path / "big.toml").write_text("#" * (2 << 20))
     healthy = resources.files("xenprobe.scenarios").joinpath("healthy.toml").read_text()
     (tmp_path / "\udce9.toml").write_text(healthy)
+    (tmp_path / "count.toml").write_text(
+        healthy + '[[fault]]\nop = "sysctl"\nerrno = "EAGAIN"\ncount = 9223372036854775808\n')
+    (tmp_path / "vanish.toml").write_text(
+        healthy.replace("id = 1\n", "id = 1\nvanish_after = 9223372036854775808\n", 1))
+    (tmp_path / "every.toml").write_text(healthy.replace(
+        "id = 2\n", "id = 2\nballoon = {step = 1, every = 18446744073709551616}\n", 1))
     return tmp_path
 
 
@@ -324,3 +351,23 @@ def test_every_input_path(inputs: Path, case: Case) -> None:
         assert _fill(case.phrase, inputs) in err, err
     else:
         assert p.stdout  # the report
+
+
+def test_port_in_use_fails_before_privcmd_is_opened(tmp_path: Path) -> None:
+    """A port in use is found before the device is opened: on a host where privcmd would
+    be refused too, the error is the port (issue 23)."""
+    config = tmp_path / "xenprobe.toml"
+    config.write_text("")
+    with socket.socket() as held:  # the test's own, so no other process matters
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = held.getsockname()[1]
+        p = subprocess.run([sys.executable, "-m", "xenprobe", "serve", "--mock",
+                            scenario_file(tmp_path, linux='device = "eacces"'),
+                            "--config", str(config), "--listen-address",
+                            f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=DEADLINE, check=False)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"xenprobe: error: listen_address 127.0.0.1:{port}: "
+                               "cannot listen: Address already in use"), p.stderr
+    assert "privcmd" not in p.stderr

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -16,7 +18,7 @@ from typing import IO
 import pytest
 
 from tests.mockhost import env_for, run_check
-from xenprobe import errors, mock
+from xenprobe import cli, errors, mock
 from xenprobe.scenario import load, parse
 
 BASE = """
@@ -264,7 +266,7 @@ def test_textfile_not_written_keeps_the_report_and_says_so(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["serve", "--help"],
-                                  ["--version"]])
+                                  ["--version"], ["scenarios"]])
 def test_help_to_a_full_stdout(argv: list[str]) -> None:
     with open("/dev/full", "wb") as full:
         p = subprocess.run([sys.executable, "-m", "xenprobe", *argv], stdout=full,
@@ -274,14 +276,92 @@ def test_help_to_a_full_stdout(argv: list[str]) -> None:
     assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["serve", "--help"],
-                                  ["watch", "--help"]])
-def test_help_lists_every_exit_code(argv: list[str]) -> None:
-    p = run_check(argv)
+def test_top_level_help_lists_every_exit_code() -> None:
+    p = run_check(["--help"])
     assert p.returncode == 0
+    assert p.stdout.count(errors.EPILOG_HEAD) == 1
     assert errors.exit_code_help() in p.stdout
     for code, _ in errors.EXIT_CODES:
         assert f"\n  {int(code)}  " in p.stdout
+
+
+@pytest.mark.parametrize("command", sorted(errors.COMMAND_CODES))
+def test_command_help_lists_its_exit_codes_once(command: str) -> None:
+    """Each command's table holds the codes it can return and no other (issue 23): serve
+    never exits 1 or 5, scenarios never 1, 2 or 3."""
+    p = run_check([command, "--help"])
+    assert p.returncode == 0
+    assert p.stdout.count(errors.EPILOG_HEAD) == 1, p.stdout
+    table = p.stdout[p.stdout.index(errors.EPILOG_HEAD):]
+    listed = [int(c) for c in re.findall(r"^  (\d)  ", table, flags=re.MULTILINE)]
+    assert listed == sorted(int(c) for c in errors.COMMAND_CODES[command]), table
+    assert "for serve" not in table  # each command's own meaning, not the others'
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    """`--help`'s options: {first flag: its help text, joined onto one line}."""
+    help_text = run_check([*argv, "--help"]).stdout
+    body = help_text[help_text.index("options:"):help_text.index(errors.EPILOG_HEAD)]
+    entries = re.split(r"\n  (?=-)", body)[1:]
+    return {e.split()[0].rstrip(","): " ".join(e.split()) for e in entries}
+
+
+@pytest.mark.parametrize("argv", [[], ["check"], ["serve"], ["watch"]])
+def test_help_shows_every_default(argv: list[str]) -> None:
+    """Every option that takes a value says its default; every option has help."""
+    sub = cli.parser()
+    if argv:
+        sub = next(a for a in sub._actions
+                   if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
+    takes_value = {a.option_strings[0] for a in sub._actions
+                   if a.option_strings and a.nargs != 0 and a.dest != "help"}
+    options = _options(argv)
+    assert takes_value <= set(options), options
+    for flag in takes_value:
+        assert "default" in options[flag], options[flag]
+    for flag, text in options.items():
+        assert len(text.split()) > 1 + text.count(","), f"{flag} has no help: {text}"
+
+
+def test_top_level_log_level_default_is_each_commands() -> None:
+    """The global --log-level states the default serve really uses (its log_level
+    setting), not check's for both (issue 23)."""
+    top = _options([])["--log-level"]
+    serve = _options(["serve"])["--log-level"]
+    check = _options(["check"])["--log-level"]
+    serve_default = re.search(r"default: (\w+)\)", serve)
+    check_default = re.search(r"default: (\w+)\)", check)
+    assert serve_default and check_default
+    assert f"{serve_default.group(1)} for serve" in top, top
+    assert f"{check_default.group(1)} for check" in top, top
+
+
+@pytest.mark.parametrize(("flag", "alias"), [
+    ("--listen-address", "--web.listen-address"),
+    ("--web-config-file", "--web.config.file"),
+    ("--log-level", "--log.level"),
+    ("--log-format", "--log.format"),
+    ("--telemetry-path", "--web.telemetry-path"),
+])
+def test_serve_takes_prometheus_flag_names(tmp_path: Path, flag: str, alias: str) -> None:
+    """Prometheus's and node_exporter's names work beside ours (issue 23): a bad value
+    through the alias is refused by the key's own check."""
+    config = tmp_path / "xenprobe.toml"
+    config.write_text("")
+    p = run_check(["serve", "--config", str(config), alias, "\u0663"])
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith(f"xenprobe: error: {flag}: "), p.stderr
+
+
+def test_textfile_exit_codes_agree() -> None:
+    """A --textfile whose directory does not exist is refused before probing (exit 2,
+    tests/test_bad_input.py textfile-no-directory): --help and the exit code table say
+    so, and keep 5 for a write that fails after the probe (issue 23)."""
+    textfile = _options(["check"])["--textfile"]
+    assert "does not exist is exit 2" in textfile, textfile
+    meanings = dict(errors.EXIT_CODES)
+    assert "--textfile whose directory does not exist" in meanings[errors.ExitCode.USAGE]
+    assert "after the probe" in meanings[errors.ExitCode.NOT_DELIVERED]
 
 
 @pytest.mark.parametrize("argv", [

@@ -163,6 +163,17 @@ def test_a_reload_can_move_the_listener(tmp_path: Path) -> None:
             http_get(f"http://127.0.0.1:{old}/")
 
 
+def test_a_reload_can_move_the_metrics(tmp_path: Path) -> None:
+    config = tmp_path / "xenprobe.toml"
+    config.write_text("")
+    with Serve("healthy", config=config) as serve:
+        serve.after_sweeps(1)
+        config.write_text('telemetry_path = "/probe"\n')
+        reload(serve)
+        assert serve.get("/probe")[0] == 200
+        assert serve.get("/metrics")[0] == 404
+
+
 def test_sigterm_stops_cleanly() -> None:
     serve = Serve("healthy").start()
     try:

@@ -69,6 +69,20 @@ def test_pages() -> None:
         assert serve.get("/metrics", method="POST")[0] == 501
 
 
+def test_telemetry_path() -> None:
+    """--web.telemetry-path, as Prometheus's exporters name it (issue 23): the metrics
+    move there, and the landing page links to them."""
+    with Serve("healthy", "--web.telemetry-path", "/xen/metrics") as serve:
+        def swept() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            status, _, body = serve.get("/xen/metrics")
+            m = samples(body.decode()) if status == 200 else {}
+            return m if (value(m, "xenprobe_sweeps_total") or 0) >= 1 else None
+
+        assert value(wait_for("a sweep on /xen/metrics", swept), "xenprobe_up") == 1
+        assert serve.get("/metrics")[0] == 404
+        assert b'href="xen/metrics"' in serve.get("/")[2]
+
+
 def write_web(d: Path, pki: Path, text: str) -> Path:
     for f in ("server.pem", "server.key", "ca.pem"):
         shutil.copy(pki / f, d / f)

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """A fleet behind one real Prometheus: several `xenprobe serve --mock` exporters on
 loopback (a healthy host, a 12 TiB one, a ballooning one, one whose hypervisor denies a
-memory op with EPERM, as an XSM policy would, and one stopped), scraped every second, with
+memory op with EPERM, as an XSM policy would, one whose PV guests forge errnos through
+their own max_pfn, and one stopped), scraped every second, with
 the shipped alert rules and the recording rules (systemd/xenprobe-recording.yml)
 evaluated every second.
 
@@ -24,6 +25,7 @@ import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,9 @@ import pytest
 import yaml
 
 from tests.exporter_util import Serve, free_port, http_get, terminated, wait_for
-from tests.mockhost import fault, variant
+from tests.mockhost import env_for, fault, variant
 from xenprobe.exporter import metrics
+from xenprobe.scenario import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"
@@ -40,7 +43,7 @@ DASHBOARD = ROOT / "dashboards" / "xenprobe.json"
 
 # instance label -> what that host is. "stopped" was started and stopped: nobody answers.
 HOSTS = ("dom0-healthy", "dom0-large-memory", "dom0-balloon", "dom0-xsm-denied",
-         "dom0-stopped")
+         "dom0-forged-errno", "dom0-stopped")
 
 # large-memory's mismatches (tests/test_prometheus.py has the reasons).
 LARGE_MEMORY = {
@@ -54,6 +57,8 @@ FIRES_FOR = {
     "XenprobeMismatch": {"dom0-large-memory"},
     "XenprobeGuestSetValueMisread": {"dom0-large-memory"},
     "XenprobeHypervisorErrors": {"dom0-xsm-denied"},
+    # Guests forging ESRCH and EINVAL: not Xen's errors (no XenprobeHypervisorErrors).
+    "XenprobeForgedAtSource": {"dom0-forged-errno"},
     "XenprobeTargetDown": {"dom0-stopped"},
     "XenprobeConsumerAtRisk": set(),
     "XenprobeConsumerScanBlind": set(),
@@ -113,12 +118,21 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     shutil.copy(SYSTEMD / "xenprobe-recording.yml", d / "recording.yml")
     denied, env = variant(d, "xsm-denied", "healthy", fault(
         layer="hypervisor", op="memory_op", subop=4, errno="EPERM", count=-1))
+    # pv-guest-max-pfn with forged errnos only (its out-of-range guest made healthy),
+    # so that this host has no mismatch of its own.
+    text = resources.files("xenprobe.scenarios").joinpath("pv-guest-max-pfn.toml") \
+        .read_text().replace("max_pfn = 0x8000000000000001", "max_pfn = 262144")
+    forged = d / "forged-errno.toml"
+    forged.write_text(text)
+    forged_env = env_for(parse(text, str(forged), "forged-errno"), d)
+    forged_env.pop("XENPROBE_LIBXENCTRL", None)
     stopped = Serve("healthy", "--interval", "1").start()
     stopped_port = stopped.port
     stopped.close()  # its port stays unanswered: the down host
     serves = [Serve("healthy", "--interval", "1"), Serve("large-memory", "--interval", "1"),
               Serve("balloon", "--interval", "1"),
-              Serve(str(denied), "--interval", "1", env=env)]
+              Serve(str(denied), "--interval", "1", env=env),
+              Serve(str(forged), "--interval", "1", env=forged_env)]
     try:
         for s in serves:
             s.start()
@@ -178,8 +192,10 @@ def test_each_alert_fires_for_exactly_its_hosts(fleet: Fleet) -> None:
         assert got == hosts, name
     # Nothing else is even pending.
     assert {a["labels"]["alertname"] for a in fleet.alerts()} <= set(FIRES_FOR)
-    assert all(a["labels"]["instance"] in {h for hs in FIRES_FOR.values() for h in hs}
-               for a in fleet.alerts())
+    expected_hosts = {h for hs in FIRES_FOR.values() for h in hs}
+    stray = [a["labels"] for a in fleet.alerts()
+             if a["labels"]["instance"] not in expected_hosts]
+    assert not stray, stray
 
 
 def test_mismatch_alerts_name_the_host_and_the_quantity(fleet: Fleet) -> None:
@@ -258,13 +274,16 @@ def test_the_roll_ups_add_up(fleet: Fleet) -> None:
 # answers scrapes, and every fleet panel must have data.
 EMPTY_FOR = {
     "Mismatches by quantity, layer and verdict": {"dom0-healthy", "dom0-balloon",
-                                                  "dom0-xsm-denied"},
-    "Domains in mismatch": {"dom0-healthy", "dom0-balloon", "dom0-xsm-denied"},
-    "Subjects at risk": {"dom0-healthy", "dom0-balloon", "dom0-xsm-denied"},
+                                                  "dom0-xsm-denied", "dom0-forged-errno"},
+    "Domains in mismatch": {"dom0-healthy", "dom0-balloon", "dom0-xsm-denied",
+                            "dom0-forged-errno"},
+    "Subjects at risk": {"dom0-healthy", "dom0-balloon", "dom0-xsm-denied",
+                         "dom0-forged-errno"},
     "Consumers at risk (32-bit)": set(HOSTS),  # no 32-bit process holds privcmd
-    "Drift": {"dom0-healthy", "dom0-large-memory", "dom0-xsm-denied"},
-    # large-memory: glibc reads dom4's 0xFFFFFFFE as -1/ENOENT, a failed reading.
-    "Layer errors": {"dom0-healthy", "dom0-balloon"},
+    "Drift": {"dom0-healthy", "dom0-large-memory", "dom0-xsm-denied", "dom0-forged-errno"},
+    # large-memory: glibc reads dom4's 0xFFFFFFFE as -1/ENOENT, a failed reading. A
+    # forged error is no layer's error (forged-errnos.md).
+    "Layer errors": {"dom0-healthy", "dom0-balloon", "dom0-forged-errno"},
 }
 # Data or not, both are right: a mismatch present before an exporter's first scrape is
 # counted by its first sweep, so whether Prometheus sees the increase depends on which

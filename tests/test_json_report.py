@@ -116,7 +116,7 @@ def test_views_narrow_the_results_never_the_summary_or_exit_code(tmp_path: Path)
         assert narrowed["summary"] == whole["summary"], args
         assert narrowed["results"] == [r for r in whole["results"] if wanted(r)], args
     assert whole["summary"]["top_domains"][0] == {
-        "domid": 7, "uuid": whole["summary"]["top_domains"][0]["uuid"],
+        "domid": 7, "uuid": whole["summary"]["top_domains"][0]["uuid"], "name": None,
         "mismatches": 6,
         "quantities": ["current_reservation", "maximum_gpfn", "maximum_reservation"]}
 

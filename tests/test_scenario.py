@@ -85,7 +85,7 @@ def test_compiled_records_use_the_release_layout() -> None:
     (MINIMAL + "[hypervisor]\ncensus = true\nkexec_loaded = [\"crash\", \"crash\"]\n",
      'hypervisor.kexec_loaded: expected a list of "default" and "crash"'),
     (MINIMAL.replace("id = 0", "id = 0\nvcpus = 4097") + "[hypervisor]\ncensus = true\n",
-     "domain: the census model gives the caller at most 4096 vCPUs"),
+     "domain[0].vcpus: the census model gives the caller at most 4096 vCPUs"),
 ])
 def test_bad_scenarios_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ScenarioError, match=None) as e:

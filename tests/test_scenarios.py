@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.mockhost import check_json
-from tests.model import expect, layer_verdict, raw_verdict
+from tests.model import expect, layer_verdict, raw_verdict, source_verdict
 from xenprobe.quantities import UNBATCHED
 from xenprobe.scenario import load, shipped
 
@@ -49,6 +49,8 @@ def test_readings_and_verdicts_follow_the_model(
             continue  # see test_drift_is_never_truncation
         e = expect(s, r["quantity"], r["domid"], r["vcpu"])
         where = f"{name}: {r['quantity']} {r['subject']} {r['domid']}"
+        source = source_verdict(s, r["quantity"], r["domid"], e.raw) \
+            if r["raw"] is not None else None
         if r["raw"] is None:  # a sysctl: no multicall, judged by the reference alone
             assert r["quantity"] in {q.value for q in UNBATCHED}, where
         else:
@@ -57,10 +59,15 @@ def test_readings_and_verdicts_follow_the_model(
             got = r["layers"][layer]
             assert (got["value"], got["errno"]) == (predicted.value, predicted.errno), \
                 f"{where} {layer}"
-            assert got["verdict"] == layer_verdict(e.raw, predicted), f"{where} {layer}"
+            assert got["verdict"] == layer_verdict(e.raw, predicted,
+                                                   source == "forged_errno"), \
+                f"{where} {layer}"
             mismatches += got["verdict"] != "match"
         if r["raw"] is None:
             assert r["raw_verdict"] == "absent", where
+        elif source is not None:
+            assert r["raw_verdict"] == source, where
+            mismatches += 1
         elif r["raw_verdict"] is not None:
             assert r["raw_verdict"] == raw_verdict(e), where
             mismatches += r["raw_verdict"] != "match"

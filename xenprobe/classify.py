@@ -34,6 +34,15 @@ class Verdict(enum.StrEnum):
     ABSENT = "absent"                # this layer does not offer the quantity here
     UNJUDGED = "unjudged"            # read, but nothing here says what it should be
                                      # (no raw layer, and no exact reference: rawlayer)
+    # At the source: the hypervisor's own 64-bit result breaks "-errno or 0..LONG_MAX".
+    FORGED_ERRNO = "forged_errno"    # raw: an errno this call cannot return (abi.errnos),
+                                     # or ESRCH for a domain getdomaininfo shows
+    OUT_OF_RANGE = "out_of_range"    # raw: negative as a long, and not an errno
+    PASSED_FORGED = "passed_forged"  # a layer passed on a forged error as the hypervisor's
+
+    @property
+    def is_source_finding(self) -> bool:
+        return self in SOURCE_FINDINGS
 
     @property
     def is_mismatch(self) -> bool:
@@ -44,6 +53,11 @@ MISMATCHES = frozenset({
     Verdict.TRUNCATED, Verdict.SIGN_FLIPPED, Verdict.CLAMPED, Verdict.ALIASED_ERRNO,
     Verdict.LOST_ERROR, Verdict.CHANGED_ERROR, Verdict.OTHER,
 })
+
+
+# Not mismatches (no layer misread anything): the value was wrong where Xen returned it.
+SOURCE_FINDINGS = frozenset({Verdict.FORGED_ERRNO, Verdict.OUT_OF_RANGE,
+                             Verdict.PASSED_FORGED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +159,19 @@ def classify(truth: Truth, reading: Reading, *, through_int: bool = True) -> Ver
         return (Verdict.ALIASED_ERRNO if _alias(truth, reading.errno, through_int)
                 else Verdict.ERROR)
     return _value_verdict(truth, reading)
+
+
+def at_source(raw: Reading, can_return: frozenset[int] | None) -> Verdict | None:
+    """The hypervisor's own 64-bit result judged by itself: FORGED_ERRNO for an errno
+    outside `can_return` (what this call can return for this subject, abi.errnos; None:
+    not known, nothing is called forged), OUT_OF_RANGE for a value negative as a long
+    that is no errno (0x8000000000000000 .. 0xfffffffffffff000); None when it is
+    -errno or in 0..LONG_MAX as Xen's convention has it."""
+    if raw.failed:
+        if can_return is not None and raw.errno not in can_return:
+            return Verdict.FORGED_ERRNO
+        return None
+    return Verdict.OUT_OF_RANGE if raw.value % U64 >= 1 << 63 else None
 
 
 def bits_used(reading: Reading) -> int:

@@ -2,7 +2,8 @@
 """Command line: `xenprobe check` (one-shot diagnostic), `xenprobe serve` (the daemon and
 Prometheus exporter) and `xenprobe scenarios`.
 
-Exit codes: xenprobe.errors.EXIT_CODES, printed by every `--help` (README "Exit codes").
+Exit codes: xenprobe.errors.EXIT_CODES, printed by `xenprobe --help` (README "Exit
+codes"); each command's `--help` prints those it can return (errors.COMMAND_CODES).
 A report that could not be delivered (stdout closed, full, a broken pipe; a textfile not
 written) is never exit 0: see xenprobe.streams.
 """
@@ -56,6 +57,10 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, f"see `{self.prog} --help`")
 
 
+# check's log level when none is given; serve's is its log_level setting (default info).
+CHECK_LOG_LEVEL = "warning"
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xenprobe", epilog=exit_code_help(),
                 formatter_class=_Formatter, description=(
@@ -63,33 +68,41 @@ def parser() -> argparse.ArgumentParser:
         "space, and reports where a value was truncated, sign-flipped, clamped or turned "
         "into a false error."))
     p.add_argument("--version", action="version", version=f"xenprobe {__version__}")
-    p.add_argument("--log-level", default="warning", choices=cfg.LOG_LEVELS,
-                   help="how much to log on stderr (default: warning); also accepted "
-                        "after the command")
+    p.add_argument("--log-level", "--log.level", choices=cfg.LOG_LEVELS,
+                   help=f"how much to log on stderr (default: {CHECK_LOG_LEVEL} for check, "
+                        f"{cfg.Config().log_level} for serve); also accepted after the "
+                        "command")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="probe once and report (exit 1 on a mismatch)",
-                           epilog=legend.help_text() + "\n\n" + exit_code_help(),
+                           epilog=legend.help_text() + "\n\n" + exit_code_help("check"),
                            formatter_class=_Formatter)
     # SUPPRESS: the subcommand's default must not overwrite a global --log-level.
-    check.add_argument("--log-level", choices=cfg.LOG_LEVELS, default=argparse.SUPPRESS,
-                       help="how much to log on stderr (default: warning)")
+    check.add_argument("--log-level", "--log.level", choices=cfg.LOG_LEVELS,
+                       default=argparse.SUPPRESS,
+                       help=f"how much to log on stderr (default: {CHECK_LOG_LEVEL})")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
                        help="run against the built-in mock host (default scenario: "
                             "healthy); a shipped name or a .toml path")
-    check.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    check.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                       help="colour the table: auto (when stdout is a terminal and "
+                            "NO_COLOR is not set), always or never (default: auto)")
     check.add_argument("--attempts", type=int, default=3,
-                       help="samples per quantity before a moving value is called drift")
+                       help="samples per quantity before a moving value is called drift "
+                            "(default: 3)")
     _view_arguments(check)
     check.add_argument("--textfile", metavar="PATH",
-                       help="also write the results as Prometheus metrics to PATH, a "
+                       help="also write the results as Prometheus metrics to PATH "
+                            "(default: none), a "
                             "*.prom file for node_exporter's textfile collector "
-                            "(atomically; if it cannot be written, the report is still "
-                            "printed and the exit code is 5 unless a mismatch was "
-                            "found)")
+                            "(atomically; a directory that does not exist is exit 2, "
+                            "before probing; if writing fails after the probe, the "
+                            "report is still printed and the exit code is 5 unless a "
+                            "mismatch was found)")
     _serve_parser(sub)
     _watch_parser(sub)
-    sub.add_parser("scenarios", help="list the mock host scenarios shipped with xenprobe")
+    sub.add_parser("scenarios", help="list the mock host scenarios shipped with xenprobe",
+                   epilog=exit_code_help("scenarios"), formatter_class=_Formatter)
     return p
 
 
@@ -104,10 +117,11 @@ def _view_arguments(check: argparse.ArgumentParser) -> None:
                       help="only the subjects in mismatch, and only their bad layers")
     check.add_argument("--quantity", action="append", default=[], metavar="NAME",
                        choices=[q.value for q in Quantity],
-                       help="show only this quantity (repeatable): "
-                            + ", ".join(q.value for q in Quantity))
+                       help="show only this quantity (repeatable; default: every "
+                            "quantity): " + ", ".join(q.value for q in Quantity))
     check.add_argument("--domain", action="append", default=[], metavar="ID", type=int,
-                       help="show only this domain's rows (repeatable)")
+                       help="show only this domain's rows (repeatable; default: every "
+                            "domain)")
 
 
 def _view(args: argparse.Namespace) -> render.View:
@@ -123,23 +137,23 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve = sub.add_parser(
         "serve", help="sweep in the background and serve the results to Prometheus",
         description="Sweeps every --interval seconds in the background and serves the "
-                    "last sweep on /metrics (scrapes never issue hypercalls). Settings "
+                    "last sweep on /metrics or --telemetry-path (scrapes never issue "
+                    "hypercalls). Settings "
                     f"come from --config (default {cfg.DEFAULT_PATH}, optional); each "
                     "flag overrides its key. SIGHUP re-reads the file.",
-        epilog=exit_code_help(), formatter_class=_Formatter)
+        epilog=exit_code_help("serve"), formatter_class=_Formatter)
     serve.add_argument("--config", metavar="PATH",
                        help=f"TOML config file (default {cfg.DEFAULT_PATH}; a missing "
                             "default file means built-in defaults)")
-    aliases = {"listen_address": ["--web.listen-address"],
-               "web_config_file": ["--web.config.file"]}
     for key in cfg.KEYS:
         if key == "watch":  # `--watch` alone means true
             serve.add_argument(cfg.flag(key), dest=f"config_{key}", nargs="?",
                                const="true", metavar=cfg.METAVARS[key],
-                               help=cfg.HELP[key])
+                               help=f"{cfg.HELP[key]} (default: {cfg.default_text(key)})")
             continue
-        serve.add_argument(cfg.flag(key), *aliases.get(key, []), dest=f"config_{key}",
-                           metavar=cfg.METAVARS[key], help=cfg.HELP[key])
+        serve.add_argument(cfg.flag(key), *cfg.PROMETHEUS_FLAGS.get(key, ()),
+                           dest=f"config_{key}", metavar=cfg.METAVARS[key],
+                           help=f"{cfg.HELP[key]} (default: {cfg.default_text(key)})")
     serve.add_argument("--mock", nargs="?", const="healthy", metavar="SCENARIO",
                        help="serve the built-in mock host (default scenario: healthy)")
 
@@ -152,17 +166,19 @@ def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                     "alias...), beside the hypervisor's own 64-bit result, read from "
                     "kprobes on the running xen_privcmd module. Issues no hypercall. "
                     "Stops on SIGINT, SIGTERM or --duration. docs/watch.md.",
-        epilog=exit_code_help(), formatter_class=_Formatter)
-    watch.add_argument("--log-level", choices=cfg.LOG_LEVELS, default=argparse.SUPPRESS,
-                       help="how much to log on stderr (default: warning)")
+        epilog=exit_code_help("watch"), formatter_class=_Formatter)
+    watch.add_argument("--log-level", "--log.level", choices=cfg.LOG_LEVELS,
+                       default=argparse.SUPPRESS,
+                       help=f"how much to log on stderr (default: {CHECK_LOG_LEVEL})")
     watch.add_argument("--json", action="store_true",
                        help="JSON lines: ready, one per reported call, summary")
     watch.add_argument("--all", action="store_true", help="report every call, not "
                        "only damaged ones")
     watch.add_argument("--duration", type=float, metavar="SECONDS",
-                       help="stop after this many seconds")
+                       help="stop after this many seconds (default: none: until SIGINT or "
+                            "SIGTERM)")
     watch.add_argument("--buffer-kb", type=int, default=1024, metavar="KB",
-                       help="the trace buffer per CPU (default 1024); events lost to a "
+                       help="the trace buffer per CPU (default: 1024); events lost to a "
                             "full buffer are counted and reported")
     service = watch.add_mutually_exclusive_group()
     service.add_argument("--arm-for-service", action="store_true",
@@ -177,17 +193,10 @@ def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
                             f"{cfg.DEFAULT_PATH})")
 
 
-def _given_before_command(argv: Sequence[str], command: str, option: str) -> bool:
-    """Whether a global option was given explicitly (its parser default can't tell)."""
-    head = list(argv[:argv.index(command)]) if command in argv else list(argv)
-    return any(t == option or t.startswith(option + "=") for t in head)
-
-
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     overrides = {key: value for key in cfg.KEYS
                  if (value := getattr(args, f"config_{key}")) is not None}
-    if "log_level" not in overrides and _given_before_command(argv, "serve",
-                                                              "--log-level"):
+    if "log_level" not in overrides and args.log_level is not None:  # before `serve`
         overrides["log_level"] = args.log_level
     path = Path(args.config) if args.config else cfg.DEFAULT_PATH
     # Validate before re-executing on the mock, so a bad value fails fast and once.
@@ -216,10 +225,14 @@ def _write_textfile(path: Path, sweep: Sweep | None, scenario: str | None,
 
 
 def _scenarios() -> int:
+    lines = []
     for name in shipped():
         s = load(name)
         first = " ".join(s.description.split())
-        print(f"{name:20} Xen {s.release.name:5} {first}")
+        lines.append(f"{name:20} Xen {s.release.name:5} {first}\n")
+    if (why := streams.deliver("".join(lines))) is not None:
+        streams.say(f"xenprobe: error: the list was not written to stdout: {why}")
+        return ExitCode.NOT_DELIVERED
     return ExitCode.OK
 
 
@@ -253,7 +266,8 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
               if (note := getattr(layer, "note", ""))]
     notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
               for call, why in sorted(retries.items())]
-    code = ExitCode.MISMATCH if result.mismatches else ExitCode.OK
+    code = (ExitCode.MISMATCH if result.mismatches or result.source_findings
+            else ExitCode.OK)
     if args.json:
         report = json.dumps(render.as_json(result, scenario=scenario, exit_code=code,
                                            notes=notes, consumers=users, retries=retries,
@@ -343,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return ExitCode.OK
             streams.say(f"xenprobe: error: the help was not written to stdout: {why}")
             return ExitCode.NOT_DELIVERED
-        logs.configure(args.log_level)
+        logs.configure(args.log_level or CHECK_LOG_LEVEL)
         if args.command == "scenarios":
             return _scenarios()
         if args.command == "serve":

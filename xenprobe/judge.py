@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from xenprobe.classify import INT32_MAX, U32, Truth, Verdict, classify
+from xenprobe.classify import INT32_MAX, U32, Truth, Verdict, at_source, classify
 from xenprobe.reading import RETRYABLE, Reading
 
 RAW = "raw"
@@ -29,6 +29,9 @@ class Sample:
     layers: Mapping[str, Reading | None]
     # Layers that read through the reference's hypercall: judged against the reference.
     via_reference: frozenset[str] = frozenset()
+    # The errnos the raw call can return for this subject (abi.errnos.can_return, less
+    # ESRCH for a domain getdomaininfo showed before and after); None: not known.
+    can_return: frozenset[int] | None = None
 
     @property
     def moved(self) -> bool:
@@ -120,6 +123,8 @@ def judge(sample: Sample, *, final: bool, earlier: Sequence[Sample] = ()
                                            sample.raw_before,
                                            (sample.ref_before, sample.ref_after),
                                            through_int=False)
+    if raw_stable:
+        _judge_source(verdicts, sample)
     # EINTR or EAGAIN still there after the transport's retries is no answer: a layer
     # saying so did not change an error, and a layer compared with a hypervisor saying
     # so has nothing to be compared with.
@@ -132,6 +137,22 @@ def judge(sample: Sample, *, final: bool, earlier: Sequence[Sample] = ()
                 no_answer and name != RAW and name not in sample.via_reference):
             verdicts[name] = Verdict.ERROR if v is Verdict.CHANGED_ERROR else Verdict.DRIFT
     return _confirmed(verdicts, sample, earlier, final=final)
+
+
+def _judge_source(verdicts: dict[str, Verdict], sample: Sample) -> None:
+    """The raw result against Xen's own convention (classify.at_source), whatever the
+    reference says: a forged errno or an out-of-range value is the raw verdict, and a
+    layer that handed the forged error on unchanged did not "match" anything real."""
+    if sample.raw_before.errno in RETRYABLE:
+        return  # no answer (below): not an answer Xen could not give either
+    found = at_source(sample.raw_before, sample.can_return)
+    if found is None:
+        return
+    verdicts[RAW] = found
+    if found is Verdict.FORGED_ERRNO:
+        for name, v in verdicts.items():
+            if v is Verdict.MATCH and name != RAW and name not in sample.via_reference:
+                verdicts[name] = Verdict.PASSED_FORGED
 
 
 def _confirmed(verdicts: dict[str, Verdict], sample: object, earlier: Sequence[object],
@@ -194,7 +215,10 @@ def judge_by_reference(sample: RefSample, *, final: bool,
 # Mismatches reported only when every look agreed, and what they are when looks differ:
 # the value moved (drift), or the layer failed for its own passing reason (error).
 _UNCONFIRMED = {Verdict.OTHER: Verdict.DRIFT, Verdict.LOST_ERROR: Verdict.DRIFT,
-                Verdict.CHANGED_ERROR: Verdict.ERROR}
+                Verdict.CHANGED_ERROR: Verdict.ERROR,
+                # A guest's value at the source, called so only if every look saw it.
+                Verdict.FORGED_ERRNO: Verdict.DRIFT, Verdict.OUT_OF_RANGE: Verdict.DRIFT,
+                Verdict.PASSED_FORGED: Verdict.DRIFT}
 
 
 # An exact reference given as a plain unsigned int stands for Truth.exact(int): a sweep
@@ -202,7 +226,6 @@ _UNCONFIRMED = {Verdict.OTHER: Verdict.DRIFT, Verdict.LOST_ERROR: Verdict.DRIFT,
 # for the samples it hands to `judge`.
 Ref = int | Truth | None
 MASK64 = (1 << 64) - 1
-_ERRNO_LOW = -4095  # a raw result in [-4095, -1] is -errno (reading.raw_result)
 
 
 def unanimous(raw_before: Sequence[int], raw_after: Sequence[int],
@@ -217,15 +240,15 @@ def unanimous(raw_before: Sequence[int], raw_after: Sequence[int],
     ref_*: the references, an int meaning Truth.exact(int); layers: per layer its values,
     errnos, and the positions where it has no reading.
 
-    A conservative test: True only where raw read the same value twice and it is not an
-    error, the reference stayed the same exact value and equals it, and every present
-    layer returned that very value without errno. Then classify() can only say MATCH
-    (x % 2^64 lies in the one-value truth), whichever of raw or reference a layer is
-    judged against, as the two are equal. Anything else is False and goes to `judge`,
-    the single source of every other verdict.
+    A conservative test: True only where raw read the same value twice and it is not
+    negative (an error, or out of range at the source), the reference stayed the same
+    exact value and equals it, and every present layer returned that very value without
+    errno. Then classify() can only say MATCH (x % 2^64 lies in the one-value truth),
+    whichever of raw or reference a layer is judged against, as the two are equal.
+    Anything else is False and goes to `judge`, the single source of every other verdict.
     """
-    ok = [a == b and not _ERRNO_LOW <= a <= -1 for a, b in zip(raw_before, raw_after,
-                                                                strict=True)]
+    # A negative raw result is an error or out of range (classify.at_source): judged.
+    ok = [a == b and a >= 0 for a, b in zip(raw_before, raw_after, strict=True)]
     for i, (v, rb, ra) in enumerate(zip(raw_before, ref_before, ref_after, strict=True)):
         if rb is None:
             if ra is not None:

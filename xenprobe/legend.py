@@ -36,6 +36,13 @@ MEANING: dict[Verdict, str] = {
     Verdict.ABSENT: "this layer cannot read the quantity here (a `note:` line says why)",
     Verdict.UNJUDGED: "read, but nothing says what it should be (no raw layer and no exact "
                       "reference); neither a match nor a mismatch",
+    Verdict.FORGED_ERRNO: "raw only: an errno this call cannot return, or ESRCH for a "
+                          "domain that exists; the value aliases an error at the source "
+                          "(for a value the guest sets, the guest's doing)",
+    Verdict.OUT_OF_RANGE: "raw only: negative as a long but no errno, outside Xen's "
+                          "convention of a negative errno or 0..LONG_MAX",
+    Verdict.PASSED_FORGED: "the layer handed a forged error on unchanged: not a "
+                           "conversion, but its caller takes it for a real failure",
 }
 
 HEAD = "Each reading's verdict:"

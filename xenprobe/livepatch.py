@@ -62,6 +62,8 @@ class LivepatchList:
         """The layer's reading of rc, and `nr` as Xen wrote it back (None when the call
         failed: sysctl copies nothing back for -ENOSYS/-EOPNOTSUPP, and the reading says
         why)."""
+        if not self.buf.mine():  # a forked child has none of its parent's pages
+            self.buf = Buffer(hc.SYSCTL_SIZE)
         self.buf.view[0:hc.SYSCTL_SIZE] = self.request
         call = self.dev.syscall if syscall else self.dev.ioctl
         r = call(hc.SYSCTL, args5(self.buf.address))

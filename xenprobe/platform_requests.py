@@ -41,14 +41,22 @@ def resource_entries() -> bytes:
 
 
 class PlatformRequests:
-    """One locked buffer holding both requests."""
+    """One locked buffer holding both requests, made afresh in a forked child (which has
+    none of its parent's hypercall pages)."""
 
     def __init__(self) -> None:
         self.buffer = Buffer(_SIZE)
         self.reset()
 
+    def _own(self) -> Buffer:
+        if not self.buffer.mine():
+            self.buffer = Buffer(_SIZE)
+            self.reset()
+        return self.buffer
+
     def reset(self) -> None:
-        b, base = self.buffer, self.buffer.address
+        b = self._own()
+        base = b.address
         b.view[_CONSOLE_AT:_CONSOLE_AT + PLATFORM_OP.size] = console_request()
         b.view[_RESOURCE_AT:_RESOURCE_AT + PLATFORM_OP.size] = \
             resource_request(base + _ENTRIES_AT)
@@ -58,7 +66,7 @@ class PlatformRequests:
     def address(self, q: Quantity) -> int:
         at = {Quantity.DOM0_CONSOLE_SIZE: _CONSOLE_AT,
               Quantity.RESOURCE_OP_DONE: _RESOURCE_AT}[q]
-        return self.buffer.address + at
+        return self._own().address + at
 
     def close(self) -> None:
         self.buffer.close()

@@ -134,6 +134,16 @@ GUEST_SET: dict[Quantity, str] = {
 }
 
 
+# Whom a guest-set value misleads when it is wrong at the source (a forged errno, a value
+# outside 0..LONG_MAX): the dom0 tools that read it (consumer-census.md D1-D6; the PV
+# paths read shared_info max_pfn - 1 itself). A guest can only aim it at its own domain.
+MISLEADS: dict[Quantity, str] = {
+    Quantity.MAXIMUM_GPFN: "xc_domain_maximum_gpfn's callers: dump-core and "
+                           "xc_map_domain_meminfo (xen-hptool, xen-mfndump), HVM "
+                           "save/migration, xen-access, VMI tools (LibVMI, DRAKVUF)",
+}
+
+
 class Subject(enum.StrEnum):
     HOST = "host"
     DOMAIN = "domain"

@@ -18,7 +18,7 @@ from xenprobe.classify import Truth, Verdict
 from xenprobe.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.host import MAX_FRAMES
 from xenprobe.judge import RAW
-from xenprobe.quantities import PER_VCPU, UNBATCHED, Quantity, Subject
+from xenprobe.quantities import MISLEADS, PER_VCPU, UNBATCHED, Quantity, Subject
 from xenprobe.rawlayer import PRESENT
 from xenprobe.reading import Reading
 from xenprobe.results import Result
@@ -142,13 +142,35 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
         note = "no raw reading: xenprobe never puts a sysctl in a multicall"
     if r.probe.guest_set:  # the domU sets this value itself (quantities.GUEST_SET)
         note += "; guest-set"
+    found = source_note(r)
+    if found:
+        note += f"; {found}"
     raw = (_sized(reading_text(r.raw), r, None if r.raw.failed else r.raw.value)
            if r.raw is not None else "absent")
     rows.append((RAW, raw, r.verdicts.get(RAW), note))
     for name in layers:
-        rows.append((name, reading_text(r.readings.get(name)),
-                     r.verdicts.get(name, Verdict.ABSENT), ""))
+        v = r.verdicts.get(name, Verdict.ABSENT)
+        rows.append((name, reading_text(r.readings.get(name)), v,
+                     "passed on a forged error" if v is Verdict.PASSED_FORGED else ""))
     return rows
+
+
+def source_note(r: Result) -> str | None:
+    """What a raw result wrong at the source means, worded by who set it: a value the
+    guest sets is the guest's doing, not the hypervisor's fault (quantities.GUEST_SET),
+    and it misleads the dom0 tools that read it (quantities.MISLEADS)."""
+    v = r.verdicts.get(RAW)
+    if v is Verdict.FORGED_ERRNO:
+        what = "forged errno: this call cannot return it"
+    elif v is Verdict.OUT_OF_RANGE:
+        what = "out of range at the source: negative as a long, and not an errno"
+    else:
+        return None
+    if not r.probe.guest_set:
+        return what
+    text = f"{what}; the guest's doing (it sets this value), not the hypervisor's fault"
+    misled = MISLEADS.get(r.probe.quantity)
+    return text + (f"; would mislead {misled}" if misled else "")
 
 
 def human(sweep: Sweep, *, colour: bool = False, scenario: str | None = None,
@@ -256,8 +278,9 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
                     shown.open_range |= layer == "reference" and value.endswith("..")
                 subject = r.probe.label if i == 0 else ""
                 vtext = s.verdict(verdict, widths[3]) if verdict else "".ljust(widths[3])
+                # A value wider than its column still leaves a blank before the verdict.
                 out.append(("  " + subject.ljust(widths[0]) + layer.ljust(widths[1])
-                            + value.ljust(widths[2]) + vtext + note).rstrip())
+                            + (value + " ").ljust(widths[2]) + vtext + note).rstrip())
         what = "vCPUs" if quantity in PER_VCPU else "domains"
         if hidden_bad:
             out.append(s(f"  ... and {hidden_bad} more {what} in mismatch (see them all: "
@@ -275,14 +298,30 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
 def domain_lines(sweep: Sweep, domids: list[int], s: Style) -> list[str]:
     """The domains in the tables by UUID: a domain id is handed out afresh each time a
     domain is created (a reboot of the guest, a migration, a restore), its UUID stays.
-    Names are not shown: they live in xenstore (/local/domain/<id>/name), which
-    xenprobe does not read (docs/check.md, "Domain names")."""
+    Beside it the name xenstore holds, where it could be read (docs/check.md, "Domain
+    names"): then one a line."""
     out = [s("domains by UUID (a domain id changes when the domain is created again)",
              "bold")]
-    cells = [f"dom{d}".ljust(10) + (sweep.uuid(d) or "- (gone)").ljust(38) for d in domids]
-    for i in range(0, len(cells), 2):  # two a line: a big host shows dozens
-        out.append(("  " + "".join(cells[i:i + 2])).rstrip())
+    cells = [f"dom{d}".ljust(10) + (sweep.uuid(d) or "- (gone)").ljust(38)
+             + _name_cell(sweep, d) for d in domids]
+    per_line = 1 if sweep.names else 2  # two a line: a big host shows dozens
+    for i in range(0, len(cells), per_line):
+        out.append(("  " + "".join(cells[i:i + per_line])).rstrip())
     return out
+
+
+NAME_WIDTH = 24  # a longer name is cut in the table; the JSON carries it whole
+
+
+def _name_cell(sweep: Sweep, domid: int) -> str:
+    """The domain's name, cut to NAME_WIDTH, and a column's gap; "" on a host where no
+    name could be read (the column is left out)."""
+    if not sweep.names:
+        return ""
+    name = sweep.name(domid) or "-"
+    if len(name) > NAME_WIDTH:
+        name = name[:NAME_WIDTH - 1] + "\u2026"
+    return name.ljust(NAME_WIDTH + 2)
 
 
 def legend_lines(shown: _Shown, s: Style) -> list[str]:
@@ -354,9 +393,10 @@ def top_domain_lines(sweep: Sweep, s: Style) -> list[str]:
     if total > len(top):
         head += f", the {len(top)} with most mismatched readings"
     out = [s(head, "bold"), "  " + "DOMAIN".ljust(10) + "UUID".ljust(38)
+           + ("NAME".ljust(NAME_WIDTH + 2) if sweep.names else "")
            + "READINGS".ljust(10) + "QUANTITIES"]
-    out += ["  " + f"dom{d}".ljust(10) + (sweep.uuid(d) or "-").ljust(38) + str(k).ljust(10)
-            + ", ".join(qs) for d, k, qs in top]
+    out += ["  " + f"dom{d}".ljust(10) + (sweep.uuid(d) or "-").ljust(38)
+            + _name_cell(sweep, d) + str(k).ljust(10) + ", ".join(qs) for d, k, qs in top]
     return out
 
 
@@ -419,6 +459,9 @@ def summary_line(sweep: Sweep, s: Style | None = None) -> str:
             elif v is Verdict.UNJUDGED:
                 unjudged += 1
     probes = len(sweep.results)
+    source = _source_text(sweep)
+    if source and not counts:
+        return style(f"No mismatch in {probes} probes; {source}", "red")
     if not counts and sweep.raw_absent is not None:
         # Not "all agree": without the raw layer only what a reference pins was judged.
         text = (f"No mismatch among the readings judged against a reference in {probes} "
@@ -439,7 +482,26 @@ def summary_line(sweep: Sweep, s: Style | None = None) -> str:
         text += f"; {drift} readings drifted (not counted)"
     if unjudged:
         text += f"; {unjudged} readings unjudged: no raw layer"
+    if source:
+        text += f"; {source}"
     return style(text, "red")
+
+
+def _source_text(sweep: Sweep) -> str:
+    """The raw results wrong at the source, counted by verdict ("" for none)."""
+    found = sweep.source_findings
+    if not found:
+        return ""
+    counts = Counter(v for r in found for v in r.source_findings.values())
+    passed = counts.pop(Verdict.PASSED_FORGED, 0)
+    guest = sum(1 for r in found if r.probe.guest_set)
+    parts = ", ".join(f"{v.value} {n}" for v, n in sorted(counts.items()))
+    text = f"{len(found)} raw results wrong at the source ({parts})"
+    if guest:
+        text += f", {guest} of them values the guest sets (its doing, not Xen's)"
+    if passed:
+        text += f"; {passed} readings passed a forged error on"
+    return text + "."
 
 
 def _truth_json(t: Truth | None) -> dict[str, int] | None:
@@ -474,11 +536,13 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
         "summary": {
             "probes": len(sweep.results),
             "mismatches": sum(len(r.mismatches) for r in sweep.mismatches),
+            "source_findings": sum(len(r.source_findings) for r in sweep.source_findings),
             "verdicts": {k: n for k, n in sorted(counts.items()) if n},
             "by_quantity": [{"quantity": q, "layer": layer, "verdicts": c}
                             for (q, layer), c in breakdown(sweep).items()],
-            "top_domains": [{"domid": d, "uuid": sweep.uuid(d), "mismatches": k,
-                             "quantities": qs} for d, k, qs in top_domains(sweep)],
+            "top_domains": [{"domid": d, "uuid": sweep.uuid(d), "name": sweep.name(d),
+                             "mismatches": k, "quantities": qs}
+                            for d, k, qs in top_domains(sweep)],
         },
         "consumers": consumers.as_json() if consumers is not None else None,
         "retries": retries or {},
@@ -487,13 +551,15 @@ def as_json(sweep: Sweep, *, scenario: str | None, exit_code: int,
 
 
 def _result_json(r: Result, layers: list[str], sweep: Sweep) -> dict[str, Any]:
-    # The domain's UUID (getdomaininfo's handle), for a numbered domain only.
-    uuid = sweep.uuid(r.probe.domid) if r.probe.subject is Subject.DOMAIN else None
+    # The domain's UUID (getdomaininfo's handle) and xenstore name, for a numbered
+    # domain only.
+    numbered = r.probe.subject is Subject.DOMAIN
     return {
         "quantity": r.probe.quantity.value,
         "subject": r.probe.subject.value,
         "domid": r.probe.domid,
-        "uuid": uuid,
+        "uuid": sweep.uuid(r.probe.domid) if numbered else None,
+        "name": sweep.name(r.probe.domid) if numbered else None,
         "vcpu": r.probe.vcpu,
         "raw": r.raw.as_json() if r.raw is not None else None,
         "raw_verdict": r.verdicts[RAW].value if RAW in r.verdicts else None,
@@ -501,6 +567,7 @@ def _result_json(r: Result, layers: list[str], sweep: Sweep) -> dict[str, Any]:
         "bits": r.bits,
         "at_risk": [k.value for k in r.at_risk],
         "guest_set": r.probe.guest_set,
+        "source_note": source_note(r),
         "attempts": r.attempts,
         "layers": {
             name: ({**rd.as_json(), "verdict": r.verdicts[name].value}

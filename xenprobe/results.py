@@ -45,6 +45,12 @@ class Result:
     def mismatches(self) -> dict[str, Verdict]:
         return {layer: v for layer, v in self.verdicts.items() if v.is_mismatch}
 
+    @property
+    def source_findings(self) -> dict[str, Verdict]:
+        """Layers whose verdict says the raw result was wrong where Xen returned it
+        (classify.SOURCE_FINDINGS): raw itself, and layers that passed a forged error on."""
+        return {layer: v for layer, v in self.verdicts.items() if v.is_source_finding}
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -140,6 +146,11 @@ class Results(Sequence[Result]):
         """Results with a mismatch, in probe order: only judged probes can have one."""
         return [self._judged[i] for i in sorted(self._judged)
                 if self._judged[i].mismatches]
+
+    def source_findings(self) -> list[Result]:
+        """Results wrong at the source, in probe order: only judged probes can be."""
+        return [self._judged[i] for i in sorted(self._judged)
+                if self._judged[i].source_findings]
 
     def summary(self) -> Summary:
         """Summary.of(self), without building a Result per unanimous probe: each has
@@ -248,6 +259,10 @@ class _Row(Result):
     @property
     def mismatches(self) -> dict[str, Verdict]:
         return {}  # unanimous: every verdict is MATCH or ABSENT
+
+    @property
+    def source_findings(self) -> dict[str, Verdict]:
+        return {}  # unanimous: a non-negative raw result, every layer MATCH or ABSENT
 
 
 def truth_of(ref: Ref) -> Truth | None:

@@ -32,6 +32,10 @@ from xenprobe.errors import ScenarioError
 
 PAGE = 4096
 U32_MAX = 0xFFFFFFFF
+# The widest counts the native mock holds: rule counts and lookups are int64_t,
+# balloon periods uint64_t (native/mock/mock.h, faults.c).
+I64_MAX = (1 << 63) - 1
+U64_MAX = (1 << 64) - 1
 XENVER_capabilities_len = 1024
 _UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
           "PiB": 1 << 50}
@@ -67,10 +71,14 @@ class Domain:
     # (vCPU, every): that vCPU goes offline and online again after every `every`
     # VCPUOP_is_up reads of it (census scenarios): the look-again rule's drift.
     flap_vcpu: tuple[int, int] | None = None
+    # What the toolstack wrote to xenstore's /local/domain/<id>/name (None: no node).
+    name: str | None = None
 
 
 # The most vCPUs the mock's census model gives a dom0 (native/mock/census.c MAX_VCPUS).
 MAX_CENSUS_VCPUS = 4096
+
+NAME_MAX = 2048  # bytes of a domain's name in the mock's xenstore
 
 FAULT_KINDS = ("errno", "delay", "garbage", "short")
 FAULT_LAYERS = ("hypervisor", "driver")
@@ -137,6 +145,8 @@ class Scenario:
     # XEN_SYSCTL_livepatch_op LIST: payloads loaded, or None for a build without
     # CONFIG_LIVEPATCH (default y on x86; Debian's builds have it).
     livepatch_payloads: int | None = 0
+    # Whether dom0 runs xenstored (native/mock/xenstore.c answers its reads).
+    xenstored: bool = True
 
     @property
     def guest_type(self) -> str:
@@ -296,6 +306,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     device = linux.choice("device", ("present", "absent", "eacces"), "present")
     sys_hyp = linux.get("sys_hypervisor", bool, True)
     self_domid = linux.int_in("self_domid", 0, hc.DOMID_FIRST_RESERVED - 1, 0)
+    xenstored = linux.get("xenstored", bool, True)
     linux.done()
 
     hyp = _Reader(source, _table(top, "hypervisor"), "hypervisor")
@@ -327,8 +338,8 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
         raise top.fail("domain", "domain ids must be unique")
     me = next((d for d in domains if d.domid == self_domid), None)
     if census and me is not None and me.vcpus > MAX_CENSUS_VCPUS:
-        raise top.fail("domain", f"the census model gives the caller at most "
-                       f"{MAX_CENSUS_VCPUS} vCPUs")
+        raise top.fail(f"domain[{domains.index(me)}].vcpus", f"the census model gives "
+                       f"the caller at most {MAX_CENSUS_VCPUS} vCPUs")
 
     top.used.add("fault")
     faults = tuple(_fault(source, f, i) for i, f in enumerate(doc.get("fault", [])))
@@ -347,7 +358,8 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
                     capabilities, sysctl_if, domctl_if, total, free, max_page, max_mfn,
                     nr_cpus, cpu_khz, driver, role, device, sys_hyp, bits, clamp,
                     self_domid, domains, faults, hangs, census, changeset, commandline,
-                    build_id_size, kexec_loaded, payloads if livepatch else None)
+                    build_id_size, kexec_loaded, payloads if livepatch else None,
+                    xenstored)
 
 
 def _domain(source: str, raw: Any, index: int) -> Domain:
@@ -365,6 +377,17 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
             raise d.fail(key, "Xen counts a domain's pages in 32 bits (16 TiB at most)")
     hvm = d.get("hvm", bool, False)
     max_gpfn = d.pages("max_gpfn", max(max_pages, 1) - 1)
+    if "max_pfn" in raw:
+        # A PV guest's own shared_info.arch.max_pfn, any 64-bit value it writes; Xen
+        # answers XENMEM_maximum_gpfn with (max_pfn ?: 1) - 1 (domain_get_maximum_gpfn,
+        # arch/x86/mm.c@RELEASE-4.14.0:469-475 @RELEASE-4.17.0:481-490
+        # @RELEASE-4.20.0:477-486), which wraps to -errno or below for values near 2^64.
+        if hvm:
+            raise d.fail("max_pfn", "is a PV guest's shared_info field: an HVM domain's "
+                         "maximum_gpfn is its p2m's (give max_gpfn)")
+        if "max_gpfn" in raw:
+            raise d.fail("max_pfn", "give either max_pfn (PV) or max_gpfn, not both")
+        max_gpfn = ((d.pages("max_pfn") or 1) - 1) % (1 << 64)
     vcpus = d.int_in("vcpus", 1, U32_MAX, 1)
     offline = d.get("offline_vcpus", list, [])
     if not all(type(v) is int and 0 < v < min(vcpus, MAX_CENSUS_VCPUS) for v in offline) \
@@ -380,23 +403,30 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
     vanish_after = d.get("vanish_after", int, ANY)
     if vanish_after == ANY:
         vanish_after = None
-    elif vanish_after < 0:
-        raise d.fail("vanish_after", "expected a number of lookups, 0 or more")
+    elif not 0 <= vanish_after <= I64_MAX:
+        raise d.fail("vanish_after", f"expected a number of lookups, 0 to {I64_MAX:#x}")
     elif domid == 0:
         raise d.fail("vanish_after", "domain 0 cannot vanish")
     balloon = None
     if "balloon" in raw:
         b = _Reader(source, _table(d, "balloon"), f"domain[{index}].balloon")
-        balloon = Balloon(b.int_in("step", -U32_MAX, U32_MAX), b.get("every", int, 1),
+        balloon = Balloon(b.int_in("step", -U32_MAX, U32_MAX), b.int_in("every", 1, U64_MAX, 1),
                           b.pages("min", tot), b.pages("max", max_pages))
-        if balloon.every < 1 or not balloon.low <= tot <= balloon.high:
-            raise b.fail("min", "needs every >= 1 and min <= tot_pages <= max")
+        if balloon.step == 0:  # the mock's balloon moves every `every` reads
+            raise b.fail("step", "expected a non-zero number of pages")
+        if not balloon.low <= tot <= balloon.high:
+            raise b.fail("min", "needs min <= tot_pages <= max")
         if balloon.high > U32_MAX:
             raise b.fail("max", "Xen counts a domain's pages in 32 bits (16 TiB at most)")
         b.done()
+    name = d.get("name", str) if "name" in raw else None
+    if name is not None and (not name or "\0" in name or len(name.encode()) > NAME_MAX):
+        # xenstored refuses a node above quota_max_entry_size, 2048 bytes by default
+        # (tools/xenstore/xenstored_core.c@RELEASE-4.17.0:107); xl writes a C string.
+        raise d.fail("name", f"expected 1 to {NAME_MAX} bytes of text without NUL")
     d.done()
     return Domain(domid, tot, max_pages, max_gpfn, hvm, vcpus, balloon, vanish_after,
-                  tuple(sorted(offline)), (flap[0], flap[1]) if flap else None)
+                  tuple(sorted(offline)), (flap[0], flap[1]) if flap else None, name)
 
 
 def _op(r: _Reader, key: str) -> int:
@@ -421,8 +451,8 @@ def _fault(source: str, raw: Any, index: int) -> Fault:
     if not ANY <= subop <= 0xFFFFFFFF:
         raise f.fail("subop", "expected -1 (any) or 0..2^32-1")
     count = f.get("count", int, 1)
-    if count == 0 or count < ANY:
-        raise f.fail("count", "expected a positive number, or -1 for always")
+    if count == 0 or not ANY <= count <= I64_MAX:
+        raise f.fail("count", f"expected 1 to {I64_MAX:#x}, or -1 for always")
     errno, via, usec = 0, "any", 0
     if kind == "errno":
         name = f.get("errno", str)
@@ -525,6 +555,9 @@ def compile_text(s: Scenario) -> str:
         if d.balloon:
             b = d.balloon
             lines.append(f"balloon {d.domid} {b.step} {b.every} {b.low} {b.high}")
+    lines.append(f"xenstored {int(s.xenstored)}")
+    lines += [f"xenstore_name {d.domid} {d.name.encode().hex()}" for d in s.domains
+              if d.name is not None]
     lines += [f"vanish {d.domid} {d.vanish_after}" for d in s.domains
               if d.vanish_after is not None]
     lines += [_fault_line(f) for f in s.faults]

@@ -11,6 +11,7 @@ before. Results are kept as columns too, and a Result object is built when it is
 
 from __future__ import annotations
 
+import dataclasses
 import errno as errnos
 import functools
 import os
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from xenprobe.abi.errnos import can_return
 from xenprobe.census_refs import Facts, read_facts, references, vcpu_reference
 from xenprobe.classify import Truth
 from xenprobe.errors import CannotProbe
@@ -61,6 +63,7 @@ from xenprobe.rawlayer import RawAbsent
 from xenprobe.reading import Columns, Reading, raw_result
 from xenprobe.results import Batch, Result, Results, Summary, truth_of
 from xenprobe.transport import Args, Buffer, Calls, NoMulticall, args5
+from xenprobe.xenstore import Names
 
 log = structlog.get_logger("xenprobe.sweep")
 
@@ -86,6 +89,12 @@ class Sweep:
     # domid -> handle (the domain's UUID, 16 bytes) of the domains listed at the start:
     # domain ids are reused after every reboot, the UUID names the same domain.
     handles: Mapping[int, bytes] = field(default_factory=dict)
+    # domid -> name, for the listed domains whose xenstore name could be read.
+    names: Mapping[int, str] = field(default_factory=dict)
+
+    def name(self, domid: int | None) -> str | None:
+        """A domain's name from xenstore, or None where it could not be read."""
+        return self.names.get(domid) if domid is not None else None
 
     def uuid(self, domid: int | None) -> str | None:
         """A domain's UUID as toolstacks print it, or None for a domain not listed."""
@@ -97,6 +106,14 @@ class Sweep:
         if isinstance(self.results, Results):
             return self.results.mismatches()
         return [r for r in self.results if r.mismatches]
+
+    @property
+    def source_findings(self) -> list[Result]:
+        """Results whose raw value was wrong where Xen returned it (a forged errno, out
+        of range), with the layers that passed it on."""
+        if isinstance(self.results, Results):
+            return self.results.source_findings()
+        return [r for r in self.results if r.source_findings]
 
     @functools.cached_property
     def summary(self) -> Summary:
@@ -257,6 +274,8 @@ class _Known:
     raw_absent: RawAbsent | None = None
     # The structs the platform_op quantities point to, made when first asked for.
     requests: PlatformRequests | None = None
+    # Domain names from xenstore; it remembers why they were last absent.
+    names: Names = field(default_factory=Names)
 
 
 _KNOWN: weakref.WeakKeyDictionary[Host, _Known] = weakref.WeakKeyDictionary()
@@ -393,6 +412,10 @@ class Sweeper:
         return p
 
     def sweep(self) -> Sweep:
+        swept = self._swept()
+        return dataclasses.replace(swept, names=self._known.names.read(swept.handles))
+
+    def _swept(self) -> Sweep:
         started = time.time()
         t0 = time.perf_counter()
         handles = self.host.domain_handles()
@@ -512,7 +535,8 @@ class Sweeper:
                                 if i in p.via_reference[layer.name])
             raw = raw_result(raw_before[j])
             sample = Sample(raw, raw_result(raw_after[j]), truth_of(ref_before[j]),
-                            truth_of(ref_after[j]), readings, via_ref)
+                            truth_of(ref_after[j]), readings, via_ref,
+                            self._can_return(probe, refs_before, refs_after))
             earlier = progress.history.setdefault(i, [])
             verdicts = judge(sample, final=final, earlier=earlier)
             if verdicts is None:
@@ -522,6 +546,21 @@ class Sweeper:
             progress.judged[i] = Result(probe, raw, sample.ref_before, readings, verdicts,
                                         attempt)
         return again
+
+    def _can_return(self, probe: Probe, before: _References, after: _References
+                    ) -> frozenset[int] | None:
+        """The errnos this probe's raw call can return (abi.errnos, for the release the
+        host runs). ESRCH only where a domain can be missing: not for DOMID_SELF (the
+        caller, always found: common/domain.c@RELEASE-4.17.0:885-888), nor for a
+        domain getdomaininfo listed both before and after the raw reads."""
+        release = self.host.identity.release
+        known = can_return(*probe.call, (release.major, release.minor))
+        if known is None or errnos.ESRCH not in known:
+            return known
+        exists = probe.subject is Subject.SELF or (
+            probe.subject is Subject.DOMAIN and probe.domid in before.domains
+            and probe.domid in after.domains)
+        return known - {errnos.ESRCH} if exists else known
 
 
 def _compact(c: Columns) -> Columns:

@@ -20,6 +20,7 @@ _DENIALS = {
     3: "only by-value read-only ops may go inside a multicall",
     4: "multicall entry count out of range",
     5: "missing argument",
+    6: "an argument points into the transport's private copies",
 }
 
 Args = tuple[int, int, int, int, int]
@@ -105,7 +106,13 @@ class Calls(Sequence[tuple[int, Args]]):
 
 
 class Buffer:
-    """Locked, page-aligned memory a hypercall may point into."""
+    """Locked, page-aligned memory a hypercall may point into, owned by the process that
+    made it. Its pages are not inherited (MADV_DONTFORK, as libxencall keeps them), so a
+    forked child has none of them: there the Buffer's view and address raise, and
+    closing or dropping it frees nothing, since the child may hold something else of its
+    own at that address by then."""
+
+    ptr: Any = None  # also when __init__ raised: nothing for close() to free
 
     def __init__(self, size: int) -> None:
         err = ffi.new("int *")
@@ -115,13 +122,36 @@ class Buffer:
                 f"cannot lock {size} bytes of hypercall buffer: {os.strerror(err[0])}",
                 "raise RLIMIT_MEMLOCK (LimitMEMLOCK= in the unit) or run as root")
         self.size = size
-        self.ptr: Any = ptr
-        self.view = ffi.buffer(ptr, size)
-        self.address = int(ffi.cast("uintptr_t", ptr))
+        self.pid = os.getpid()
+        self.ptr = ptr
+        self._view = ffi.buffer(ptr, size)
+        self._address = int(ffi.cast("uintptr_t", ptr))
+
+    def mine(self) -> bool:
+        """Whether this process made the Buffer (and so has its pages)."""
+        return self.pid == os.getpid()
+
+    def _owned(self) -> None:
+        if not self.mine():
+            raise CannotProbe(
+                f"a hypercall buffer of process {self.pid} used in its forked child "
+                f"{os.getpid()}, which has none of its pages",
+                "make hypercall buffers in the process that issues the hypercalls")
+
+    @property
+    def view(self) -> Any:
+        self._owned()
+        return self._view
+
+    @property
+    def address(self) -> int:
+        self._owned()
+        return self._address
 
     def close(self) -> None:
         if self.ptr is not None:
-            lib.xp_free(self.ptr, self.size)
+            if self.mine():
+                lib.xp_free(self.ptr, self.size)
             self.ptr = None
 
     def __enter__(self) -> Buffer:

@@ -197,7 +197,7 @@ static void track_dup(int oldfd, int newfd)
 }
 
 /* ---- emulated paths ---- */
-enum { P_NONE, P_PRIVCMD, P_HYPERCALL, P_SERVED };
+enum { P_NONE, P_PRIVCMD, P_HYPERCALL, P_SERVED, P_XENBUS };
 
 static int classify(const char *path)
 {
@@ -220,6 +220,8 @@ static int classify(const char *path)
         return P_PRIVCMD;
     if (!strcmp(path, "/dev/xen/hypercall"))
         return P_HYPERCALL;
+    if (!strcmp(path, "/dev/xen/xenbus"))
+        return P_XENBUS;
     for (size_t i = 0; i < sizeof(served) / sizeof(served[0]); i++)
         if (!strcmp(path, served[i]))
             return P_SERVED;
@@ -353,6 +355,8 @@ static int mock_open(const char *path, int flags, int *ret)
         fd = -EIO;
     } else if (kind == P_SERVED) {
         fd = open_served(s, path, flags);
+    } else if (kind == P_XENBUS) {
+        fd = xenstore_open(flags);           /* xenstore.c */
     } else if (s->device == DEVICE_ABSENT) {
         fd = -ENOENT;
     } else if (s->device == DEVICE_EACCES) {

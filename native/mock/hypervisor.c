@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -346,6 +347,19 @@ static void hang_forever(struct hv_req *r, uint64_t seq, int via)
         nanosleep(&ts, NULL);
 }
 
+/* XENPROBE_MOCK_XEN_DEBUG=1: the hypervisor is a debug build (CONFIG_DEBUG=y, so
+ * NDEBUG stays undefined: include/xen/config.h@RELEASE-4.17.0:92-93); of what that
+ * changes, only the multicall's poisoning of its entries is modelled. */
+static int xen_debug(void)
+{
+    static int debug = -1;
+    if (debug < 0) {
+        const char *v = getenv("XENPROBE_MOCK_XEN_DEBUG");
+        debug = v && !strcmp(v, "1");
+    }
+    return debug;
+}
+
 static int64_t multicall(struct hv_req *r, uint64_t seq)
 {
     uint64_t list = r->args[0];
@@ -381,7 +395,15 @@ static int64_t multicall(struct hv_req *r, uint64_t seq)
         jb_i64(&j, "result", res);
         jb_finish(&j);
 
-        /* Only the entry's result field is written back. */
+        /* A debug Xen (NDEBUG undefined) overwrites the whole entry with 0xAA after
+         * the call, then writes the result back: the caller may rely on the result
+         * alone (common/multicall.c@RELEASE-4.14.0:76-86,94-96, the same lines at
+         * RELEASE-4.17.0 and RELEASE-4.20.0). A release build writes only the result. */
+        if (xen_debug()) {
+            uint8_t corrupt[MULTICALL_ENTRY_SIZE];
+            memset(corrupt, 0xAA, sizeof(corrupt));
+            (void)uwrite(addr, corrupt, sizeof(corrupt));
+        }
         if (uwrite(addr + 8, &res, 8))
             rc = -EFAULT;
     }

@@ -209,6 +209,12 @@ int64_t census_livepatch_op(struct scenario *s, uint8_t *op);
 const char *census_changeset(void);
 const char *census_commandline(void);
 
+/* ---- xenstored (xenstore.c) ---- */
+/* The `xenstored` and `xenstore_name` directives: 1 = not one, 0 = parsed, -1 = invalid. */
+int xenstore_directive(const char *name, char **arg, int narg, char *msg, size_t len);
+/* /dev/xen/xenbus opened: a connection to the modelled xenstored, or -ENOENT. */
+int xenstore_open(int flags);
+
 /* ---- real libc entry points (device.c) ---- */
 int real_open_file(const char *path, int flags, int mode);
 int real_close_fd(int fd);

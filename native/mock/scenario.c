@@ -334,11 +334,13 @@ static int directive(struct parser *p, char **tok, int ntok)
         r.op = v[1]; r.subop = (int64_t)v[2];
         return add_rule(p, &s->hangs, &s->nhangs, r);
     } else {
-        /* ioctl_fault, delay, garbage, short, vanish (faults.c) */
+        /* ioctl_fault, delay, garbage, short, vanish (faults.c); xenstore.c's */
         char msg[200];
         int known = census_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
         if (known > 0)
             known = faults_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
+        if (known > 0)
+            known = xenstore_directive(d, tok + 1, ntok - 1, msg, sizeof(msg));
         if (known > 0)
             return fail(p, "unknown directive '%s'", d);
         if (known < 0)

@@ -4,9 +4,11 @@
  * of the transport and by the guard on libxenctrl's path (guard.c).
  *
  * Copy, check, issue: the request is copied out of the caller's memory once, into
- * memory that belongs to this call; the allow-list (allowlist.c) judges the copy; the
- * copy is what the device gets. Nothing the caller's other threads do to their own
- * memory afterwards can change what was judged.
+ * pages of the transport's private span that belong to this call; the allow-list
+ * (allowlist.c) judges the copy, and no word of it may point into the span; the copy
+ * is what the device gets. Nothing the caller's other threads do to their own memory
+ * afterwards, and nothing Xen writes for an allowed call, can change what was judged
+ * (docs/readonly.md).
  */
 #ifndef XENPROBE_ISSUE_H
 #define XENPROBE_ISSUE_H
@@ -44,8 +46,9 @@ typedef long (*xp_send_fn)(int fd, struct privcmd_hypercall *hc);
 /*
  * Issues the hypercall in *hc, which the caller has already copied out of its
  * caller's reach (a value on its own stack). A sysctl, domctl, platform_op or
- * multicall's struct is copied here (through `mem`), once, into locked memory of this
- * call; checked; issued with arg0 pointing at the copy; copied back afterwards. So are
+ * multicall's struct is copied here (through `mem`), once, into locked pages of the
+ * private span; checked; issued with arg0 pointing at the copy; copied back afterwards.
+ * A request with a word pointing into the span is refused (XP_DENY_PRIVATE). So are
  * a XENPF_resource_op's entries and a multicall's platform_op structs, through `mem`
  * too: on the guard's path they are libxencall's buffers as well.
  *   0           issued, or answered as the kernel would without issuing (the struct

@@ -6,7 +6,8 @@
  *
  * Every entry point, and the guard on libxenctrl's path (guard.c), goes through
  * xp_issue() (issue.h): the request is copied once out of the caller's memory into
- * memory of this call, the allow-list judges the copy, and the copy is issued. The
+ * the private span (below: out of reach of every write an allowed call makes), the
+ * allow-list judges the copy, and the copy is issued. The
  * caller's memory is read with process_vm_readv on our own process, so a bad pointer
  * gives EFAULT, as the kernel would, instead of a SIGSEGV.
  */
@@ -51,84 +52,286 @@ int xp_close(int fd)
     return close(fd);
 }
 
-/* ------------------------------------------------------------------ locked memory */
+/* ------------------------------------------------------------------ the private span */
 
-/* One freed single-page buffer per pool, kept for the next single-page request.
- * Private copies of sysctl/domctl structs and one-entry multicalls (libxc's memory_op:
- * the guard copies each) fit in a page; a sweep of 10,000 domains makes 20,000 of
- * them through libxc, and mmap+mlock+munmap for each cost more than the hypercall.
+/*
+ * Every private copy (a request's struct or multicall entries, a platform_op struct
+ * and its resource entries, a batch's ops and args) lives in one span of address space
+ * reserved once for the process: SPAN_PAGES pages, PROT_NONE until a copy needs them,
+ * between two PROT_NONE guards of GUARD_PAGES pages that are never made accessible.
+ *
+ * The rule that keeps Xen's own writes off the judged copies (docs/readonly.md): no
+ * word of a request as judged (an argument, a multicall entry's argument, an aligned
+ * word of a copied struct, where every guest handle of these ABIs sits) may point into
+ * the span or its guards, and nor may the caller's result arrays. An allowed call
+ * writes only at addresses derived from such a word, ascending from at most a few bytes
+ * past it, in steps far below a guard; so a write that starts below the span reaches
+ * the lower guard first, where copy_to_guest fails (the page is not present) and the
+ * call stops; one that starts above never comes down. The span's bounds never move
+ * while the process lives, so the check cannot race another thread's allocation.
+ *
+ * Pages are handed out under a lock from a bitmap; a freed range is unlocked, dropped
+ * (MADV_DONTNEED: the next owner reads zeros) and made PROT_NONE again.
+ */
+#define GUARD_PAGES 16u          /* 64 KiB: far beyond any offset or step of a write */
+/* 16 MiB of address space, memory only when used: a 4096-entry multicall's copy is
+ * 256 KiB and a sweep's batch 48 bytes a call (a 10,000-domain sweep's about 2 MiB).
+ * Address space, not memory, but it counts against RLIMIT_AS, which some units set. */
+#define SPAN_PAGES  (1u << 12)
+#define SPAN_BYTES  ((size_t)SPAN_PAGES * PAGE)
+#define GUARD_BYTES ((size_t)GUARD_PAGES * PAGE)
+
+static uint8_t *span;            /* the first usable page; NULL: none could be reserved */
+static uint64_t span_used[SPAN_PAGES / 64];
+static pthread_mutex_t span_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The span's pages are MADV_DONTFORK like every hypercall buffer (a copy-on-write fork
+ * must not move a page Xen is reading), so a child has none of them: it reserves the
+ * same addresses afresh (reserve(span - GUARD_BYTES)), keeping the rule's bounds. */
+static uint8_t *reserve(void *at)
+{
+    size_t len = SPAN_BYTES + 2 * GUARD_BYTES;
+    void *p = mmap(at, len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | (at ? MAP_FIXED : 0), -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, len, MADV_DONTFORK);
+    return (uint8_t *)p + GUARD_BYTES;
+}
+
+/* Whether an address is in the span or its guards. */
+static int in_span(uint64_t a)
+{
+    uint64_t lo = (uint64_t)(uintptr_t)span - GUARD_BYTES;
+    return span && a - lo < SPAN_BYTES + 2 * GUARD_BYTES;
+}
+
+/* Whether any of n words points into the span or its guards. */
+static int any_in_span(const uint64_t *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (in_span(w[i]))
+            return 1;
+    return 0;
+}
+
+/* The same for a copied struct of `size` bytes: every aligned 64-bit word, which is
+ * where every XEN_GUEST_HANDLE_64 of sysctl, domctl and platform_op sits
+ * (public/xen.h@RELEASE-4.17.0: __attribute__((aligned(8))) on x86-64 handles). */
+static int struct_in_span(const void *copy, size_t size)
+{
+    uint64_t w;
+    for (size_t at = 0; at + sizeof(w) <= size; at += sizeof(w)) {
+        memcpy(&w, (const uint8_t *)copy + at, sizeof(w));
+        if (in_span(w))
+            return 1;
+    }
+    return 0;
+}
+
+void xp_private_span(uint64_t out[2])
+{
+    out[0] = span ? (uint64_t)(uintptr_t)span - GUARD_BYTES : 0;
+    out[1] = span ? (uint64_t)(uintptr_t)span + SPAN_BYTES + GUARD_BYTES : 0;
+}
+
+static size_t span_pages(size_t bytes)
+{
+    return bytes ? (bytes - 1) / PAGE + 1 : 1;
+}
+
+static int page_used(size_t i)
+{
+    return (span_used[i / 64] >> (i % 64)) & 1;
+}
+
+static void mark(size_t at, size_t n, int used)
+{
+    for (size_t i = at; i < at + n; i++) {
+        uint64_t bit = (uint64_t)1 << (i % 64);
+        span_used[i / 64] = used ? span_used[i / 64] | bit : span_used[i / 64] & ~bit;
+    }
+}
+
+/* First fit of n free pages; SIZE_MAX when there is no room. Under span_lock. */
+static size_t find_free(size_t n)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < SPAN_PAGES; i++) {
+        if (span_used[i / 64] == UINT64_MAX && i % 64 == 0) {
+            run = 0;
+            i += 63;
+            continue;
+        }
+        run = page_used(i) ? 0 : run + 1;
+        if (run == n)
+            return i + 1 - n;
+    }
+    return SIZE_MAX;
+}
+
+/* Pages of the span for a private copy: locked when Xen reads them. */
+static void *span_alloc(size_t bytes, int lock, int *err)
+{
+    size_t n, at;
+    uint8_t *p;
+
+    if (!span || bytes > SPAN_BYTES) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    n = span_pages(bytes);
+    pthread_mutex_lock(&span_lock);
+    if ((at = find_free(n)) != SIZE_MAX)
+        mark(at, n, 1);
+    pthread_mutex_unlock(&span_lock);
+    if (at == SIZE_MAX) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    p = span + at * PAGE;
+    if (mprotect(p, n * PAGE, PROT_READ | PROT_WRITE) || (lock && mlock(p, n * PAGE))) {
+        *err = errno;
+        mprotect(p, n * PAGE, PROT_NONE);
+        pthread_mutex_lock(&span_lock);
+        mark(at, n, 0);
+        pthread_mutex_unlock(&span_lock);
+        return NULL;
+    }
+    *err = 0;
+    return p;
+}
+
+static void span_free(void *p, size_t bytes)
+{
+    size_t n = span_pages(bytes), at;
+
+    if (!p)
+        return;
+    at = (size_t)((uint8_t *)p - span) / PAGE;
+    munlock(p, n * PAGE); /* harmless on pages that were never locked */
+    madvise(p, n * PAGE, MADV_DONTNEED);
+    mprotect(p, n * PAGE, PROT_NONE);
+    pthread_mutex_lock(&span_lock);
+    mark(at, n, 0);
+    pthread_mutex_unlock(&span_lock);
+}
+
+/* One freed single-page copy kept for the next single-page request: private copies of
+ * sysctl/domctl structs and one-entry multicalls (libxc's memory_op: the guard copies
+ * each) fit in a page; a sweep of 10,000 domains makes 20,000 of them through libxc.
  * Taken and given back with an atomic exchange, so each page has one owner at a time.
- * The private copies have a pool of their own: a page xp_alloc() handed to a caller
- * (a Python Buffer, whose address the caller keeps) never becomes a private copy. */
-static void *spare_page;         /* xp_alloc/xp_free: the caller's buffers */
-static void *spare_private_page; /* the private copies xp_issue makes */
-static void *spare_pf_page;      /* ... of a multicall's platform_op structs */
+ * It is a page of the span, like every private copy. */
+static void *spare_private_page;
+
+static void *private_alloc(size_t bytes, int *err)
+{
+    void *p;
+    if (bytes <= PAGE && (p = __atomic_exchange_n(&spare_private_page, NULL, __ATOMIC_ACQUIRE))) {
+        *err = 0;
+        return p;
+    }
+    return span_alloc(bytes, 1, err);
+}
+
+static void private_free(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    if (bytes <= PAGE) {
+        /* Zeroed, so a later owner never sees an earlier request's bytes. */
+        memset(p, 0, PAGE);
+        p = __atomic_exchange_n(&spare_private_page, p, __ATOMIC_RELEASE);
+        if (!p)
+            return;
+    }
+    span_free(p, bytes <= PAGE ? PAGE : bytes);
+}
+
+/* ------------------------------------------------------------------ the caller's buffers */
+
+/* One freed single-page buffer kept for the next xp_alloc of at most a page. Never a
+ * page of the span: a page handed to a caller (a Python Buffer, whose address the
+ * caller keeps) never becomes a private copy. */
+static void *spare_page;
 
 /* Our own pid, for process_vm_readv/writev: asked once and again in a forked child,
  * not on every copy (a system call each, and the copies are on every request). */
 static pid_t self;
 
-/* In a forked child: its own pid; and the kept pages are MADV_DONTFORK, so the child
- * does not have them and must not hand them out. */
+static void before_fork(void)
+{
+    pthread_mutex_lock(&span_lock);
+}
+
+static void in_parent(void)
+{
+    pthread_mutex_unlock(&span_lock);
+}
+
+/* In a forked child: its own pid; the kept pages and the span are MADV_DONTFORK, so the
+ * child has none of them: it must not hand them out or free them, and it reserves the
+ * span afresh at the same addresses (nothing else can have been mapped there yet: the
+ * child runs nothing before this handler). Only the forking thread lives on in the
+ * child, so no copy of the parent's is in use here. */
 static void in_child(void)
 {
     self = getpid();
     spare_page = NULL;
     spare_private_page = NULL;
-    spare_pf_page = NULL;
+    memset(span_used, 0, sizeof(span_used));
+    pthread_mutex_init(&span_lock, NULL);
+    if (span)
+        span = reserve(span - GUARD_BYTES);
 }
 
 __attribute__((constructor)) static void at_load(void)
 {
     self = getpid();
-    pthread_atfork(NULL, NULL, in_child);
+    span = reserve(NULL);
+    pthread_atfork(before_fork, in_parent, in_child);
 }
 
 /* Hypercall buffers are locked and not inherited by children, as libxencall keeps
  * them: the hypervisor must never find a buffer paged out. */
-static void *alloc_from(void **spare, size_t bytes, int *err)
+void *xp_alloc(size_t bytes, int *err)
 {
-    size_t len = (bytes + PAGE - 1) / PAGE * PAGE;
+    size_t len;
     void *p;
 
-    if (len <= PAGE && (p = __atomic_exchange_n(spare, NULL, __ATOMIC_ACQUIRE))) {
+    /* Rounded up to whole pages: a size that cannot be is no size to map. */
+    if (bytes > SIZE_MAX - (PAGE - 1)) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    len = bytes ? (bytes + PAGE - 1) / PAGE * PAGE : PAGE;
+    if (len == PAGE && (p = __atomic_exchange_n(&spare_page, NULL, __ATOMIC_ACQUIRE))) {
         *err = 0;
         return p;
     }
-    p = mmap(NULL, len ? len : PAGE, PROT_READ | PROT_WRITE,
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
     if (p == MAP_FAILED) {
         *err = errno;
         return NULL;
     }
-    madvise(p, len ? len : PAGE, MADV_DONTFORK);
+    madvise(p, len, MADV_DONTFORK);
     *err = 0;
     return p;
 }
 
-static void free_to(void **spare, void *p, size_t bytes)
+void xp_free(void *p, size_t bytes)
 {
-    size_t len = (bytes + PAGE - 1) / PAGE * PAGE;
+    size_t len = bytes ? (bytes + PAGE - 1) / PAGE * PAGE : PAGE;
     if (!p)
         return;
-    if (len <= PAGE) {
-        /* Zeroed, so a later owner never sees an earlier request's bytes. */
+    if (len == PAGE) {
         memset(p, 0, PAGE);
-        p = __atomic_exchange_n(spare, p, __ATOMIC_RELEASE);
+        p = __atomic_exchange_n(&spare_page, p, __ATOMIC_RELEASE);
         if (!p)
             return;
     }
-    munmap(p, len ? len : PAGE);
-}
-
-void *xp_alloc(size_t bytes, int *err)
-{
-    return alloc_from(&spare_page, bytes, err);
-}
-
-void xp_free(void *p, size_t bytes)
-{
-    free_to(&spare_page, p, bytes);
+    munmap(p, len);
 }
 
 /* ------------------------------------------------------------------ caller memory */
@@ -229,17 +432,6 @@ void xp_refusal(uint64_t out[3])
     memcpy(out, refusal, sizeof(refusal));
 }
 
-/* Every entry of a multicall, as the hypervisor will read them. */
-static int check_entries(const xp_multicall_entry *e, uint64_t n, int *err)
-{
-    for (uint64_t i = 0; i < n; i++) {
-        int v = xp_check_entry(&e[i]);
-        if (v != XP_ALLOWED)
-            return refuse(err, v, e[i].op, e[i].args[0], i);
-    }
-    return XP_ALLOWED;
-}
-
 /* ------------------------------------------------------------------ platform_op */
 
 /*
@@ -253,11 +445,13 @@ struct pf_copy {
     xp_resource_entry entries[XP_RESOURCE_MAX];
     uint64_t user;         /* the caller's struct */
     uint64_t user_entries; /* the caller's entries array; 0 for any other cmd */
+    uint64_t at;           /* which multicall entry or batch call (NO_INDEX: alone) */
     uint32_t nr;
+    int unreadable;        /* a part could not be read: answered -1/EFAULT, not issued */
 };
 
 /* Copies the platform_op at `user` into *pc and judges the copy: 0, ready to issue with
- * arg0 = pc->op; EFAULT, a part of it could not be read; or XP_REFUSED. */
+ * arg0 = pc->op (or pc->unreadable: a part of it could not be read); or XP_REFUSED. */
 static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
                  uint64_t index, int *err)
 {
@@ -266,15 +460,22 @@ static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
     int v;
 
     pc->user = user;
+    pc->at = index;
     pc->nr = 0;
     pc->user_entries = 0;
+    pc->unreadable = 0;
     if (user == 0)
         return refuse(err, XP_DENY_ARGS, HYPERVISOR_platform_op, 0, index);
-    if (mem->in(pc->op, user, sizeof(pc->op)))
-        return EFAULT;
+    if (mem->in(pc->op, user, sizeof(pc->op))) {
+        pc->unreadable = 1;
+        return 0;
+    }
     memcpy(&cmd, pc->op, sizeof(cmd));
     if ((v = xp_check_cmd(HYPERVISOR_platform_op, cmd)) != XP_ALLOWED)
         return refuse(err, v, HYPERVISOR_platform_op, cmd, index);
+    /* The struct's handles (resource_op's entries) are where Xen writes. */
+    if (struct_in_span(pc->op, sizeof(pc->op)))
+        return refuse(err, XP_DENY_PRIVATE, HYPERVISOR_platform_op, cmd, index);
     if (cmd != XENPF_resource_op)
         return 0;
     memcpy(&ro, pc->op + XP_RESOURCE_OP_AT, sizeof(ro));
@@ -283,8 +484,10 @@ static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
         return refuse(err, XP_DENY_ARGS, HYPERVISOR_platform_op, cmd, index);
     /* The entries are read like the struct: on the guard's path they are libxencall's
      * buffers, which process_vm_readv cannot read (/dev/xen/hypercall maps them VM_IO). */
-    if (mem->in(pc->entries, ro.entries, ro.nr_entries * sizeof(xp_resource_entry)))
-        return EFAULT;
+    if (mem->in(pc->entries, ro.entries, ro.nr_entries * sizeof(xp_resource_entry))) {
+        pc->unreadable = 1;
+        return 0;
+    }
     if ((v = xp_check_resource_entries(pc->entries, ro.nr_entries)) != XP_ALLOWED)
         return refuse(err, v, HYPERVISOR_platform_op, cmd, index);
     pc->nr = ro.nr_entries;
@@ -297,7 +500,7 @@ static int pf_in(struct pf_copy *pc, uint64_t user, const struct xp_access *mem,
 /* Hands back what Xen wrote (the struct: get_dom0_console's info; the entries:
  * resource_op's values and a failed entry's -errno), the struct with the caller's own
  * handle: 0 or EFAULT. */
-static int pf_out(const struct pf_copy *pc, uint64_t user, const struct xp_access *mem)
+static int pf_out(const struct pf_copy *pc, const struct xp_access *mem)
 {
     uint8_t op[XP_PLATFORM_OP_SIZE];
 
@@ -308,42 +511,50 @@ static int pf_out(const struct pf_copy *pc, uint64_t user, const struct xp_acces
         ro.entries = pc->user_entries;
         memcpy(op + XP_RESOURCE_OP_AT, &ro, sizeof(ro));
     }
-    if (mem->out(user, op, sizeof(op)))
+    if (mem->out(pc->user, op, sizeof(op)))
         return EFAULT;
     if (pc->nr && mem->out(pc->user_entries, pc->entries, pc->nr * sizeof(xp_resource_entry)))
         return EFAULT;
     return 0;
 }
 
-static int issue_platform_op(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
-                             const struct xp_access *mem, long *ret, int *err)
+/* A multicall's platform_op entries: each one's struct copied into pcs[] (locked memory
+ * of this call) through `mem`, as the entries were, and judged; the entry's arg0
+ * rewritten to its copy. 0 (*unreadable set when a part could not be read) or
+ * XP_REFUSED. */
+static int pf_entries_in(xp_multicall_entry *e, uint64_t n, struct pf_copy *pcs,
+                         const struct xp_access *mem, int *unreadable, int *err)
 {
-    uint64_t user = hc->arg[0];
-    struct pf_copy *pc = alloc_from(&spare_private_page, sizeof(*pc), err);
-    int v;
-
-    if (!pc)
-        return -1;
-    if ((v = pf_in(pc, user, mem, NO_INDEX, err)) != 0) {
-        free_to(&spare_private_page, pc, sizeof(*pc));
-        if (v != EFAULT)
+    size_t k = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (e[i].op != HYPERVISOR_platform_op)
+            continue;
+        int v = pf_in(&pcs[k], e[i].args[0], mem, i, err);
+        if (v)
             return v;
-        /* Nothing to check, so nothing issued; the kernel would say the same. */
-        *ret = -1;
-        *err = EFAULT;
-        return 0;
+        *unreadable |= pcs[k].unreadable;
+        e[i].args[0] = (uint64_t)(uintptr_t)pcs[k++].op;
     }
-    hc->arg[0] = (uint64_t)(uintptr_t)pc->op;
-    errno = 0;
-    *ret = send(fd, hc);
-    *err = *ret == -1 ? errno : 0;
-    if (pf_out(pc, user, mem)) {
-        *ret = -1;
-        *err = EFAULT;
-    }
-    hc->arg[0] = user;
-    free_to(&spare_private_page, pc, sizeof(*pc));
     return 0;
+}
+
+/* After a multicall: what Xen wrote into each platform_op copy handed back, and each
+ * such entry's arg0 back to the caller's struct. The copies say which entries they
+ * were: a debug Xen overwrites every entry but its result with 0xAA after the call
+ * (common/multicall.c@RELEASE-4.17.0:76-86), so the entries' ops cannot tell; an entry
+ * Xen overwrote is handed back as Xen left it. 0 or EFAULT. */
+static int pf_entries_out(xp_multicall_entry *e, const struct pf_copy *pcs, size_t npf,
+                          const struct xp_access *mem)
+{
+    int rc = 0;
+    for (size_t k = 0; k < npf; k++) {
+        xp_multicall_entry *x = &e[pcs[k].at];
+        if (x->args[0] == (uint64_t)(uintptr_t)pcs[k].op)
+            x->args[0] = pcs[k].user;
+        if (pf_out(&pcs[k], mem))
+            rc = EFAULT;
+    }
+    return rc;
 }
 
 static size_t count_platform_ops(const xp_multicall_entry *e, uint64_t n)
@@ -354,135 +565,159 @@ static size_t count_platform_ops(const xp_multicall_entry *e, uint64_t n)
     return k;
 }
 
-/* A multicall's platform_op entries: each one's struct copied into pcs[] (locked memory
- * of this call) through `mem`, as the entries were, and judged; the entry's arg0
- * rewritten to its copy. */
-static int pf_entries_in(xp_multicall_entry *e, uint64_t n, struct pf_copy *pcs,
-                         const struct xp_access *mem, int *err)
-{
-    size_t k = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (e[i].op != HYPERVISOR_platform_op)
-            continue;
-        int v = pf_in(&pcs[k], e[i].args[0], mem, i, err);
-        if (v == EFAULT) {
-            *err = EFAULT;
-            return EFAULT;
-        }
-        if (v)
-            return v;
-        e[i].args[0] = (uint64_t)(uintptr_t)pcs[k++].op;
-    }
-    return 0;
-}
-
-/* After the multicall: each platform_op entry's arg0 back to the caller's struct, and
- * what Xen wrote handed back. 0 or EFAULT. */
-static int pf_entries_out(xp_multicall_entry *e, uint64_t n, const struct pf_copy *pcs,
-                          const struct xp_access *mem)
-{
-    size_t k = 0;
-    int rc = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (e[i].op != HYPERVISOR_platform_op)
-            continue;
-        e[i].args[0] = pcs[k].user;
-        if (pf_out(&pcs[k], pcs[k].user, mem))
-            rc = EFAULT;
-        k++;
-    }
-    return rc;
-}
-
 /* ------------------------------------------------------------------ copy, check, issue */
 
-int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
-             const struct xp_access *mem, long *ret, int *err)
+/* Every entry of a multicall, as the hypervisor will read them: its op and subop, and
+ * none of its words pointing into the span (where Xen would write). */
+static int check_entries(const xp_multicall_entry *e, uint64_t n, int *err)
 {
-    uint64_t user = hc->arg[0];
-    size_t size, npf = 0;
-    struct pf_copy *pcs = NULL;
-    void *copy;
+    for (uint64_t i = 0; i < n; i++) {
+        int v = xp_check_entry(&e[i]);
+        if (v != XP_ALLOWED)
+            return refuse(err, v, e[i].op, e[i].args[0], i);
+        if (any_in_span(e[i].args, 6))
+            return refuse(err, XP_DENY_PRIVATE, e[i].op, e[i].args[0], i);
+    }
+    return XP_ALLOWED;
+}
+
+/* A request as judged: what is issued, and the private copies it points to. */
+struct judged {
+    struct privcmd_hypercall hc; /* arg0 at the private copy once judged */
+    uint64_t user;               /* the caller's struct or entries */
+    void *copy;                  /* the struct or entries, `size` bytes; NULL: by value */
+    size_t size;
+    struct pf_copy *pcs;         /* platform_op structs: `npf` of them */
+    size_t npf;
+    int unreadable;              /* a part could not be read: -1/EFAULT, nothing issued */
+};
+
+static void release(struct judged *j)
+{
+    private_free(j->pcs, j->npf * sizeof(*j->pcs));
+    private_free(j->copy, j->size);
+    j->pcs = NULL;
+    j->copy = NULL;
+}
+
+/* Copies the request once and judges the copy: 0 (ready for issue_judged), XP_REFUSED,
+ * or -1 (no locked memory; *err). Nothing read after this decides anything. */
+static int judge(struct judged *j, const struct xp_access *mem, int *err)
+{
+    struct privcmd_hypercall *hc = &j->hc;
     int v = xp_check(hc->op, hc->arg);
 
+    j->user = hc->arg[0];
+    j->copy = NULL;
+    j->size = 0;
+    j->pcs = NULL;
+    j->npf = 0;
+    j->unreadable = 0;
     if (v != XP_ALLOWED)
         return refuse(err, v, hc->op, hc->arg[0], NO_INDEX);
-    if (hc->op == HYPERVISOR_platform_op)
-        return issue_platform_op(fd, hc, send, mem, ret, err);
+    /* No argument may point where the private copies are: an allowed call writes where
+     * its arguments point. */
+    if (any_in_span(hc->arg, 5))
+        return refuse(err, XP_DENY_PRIVATE, hc->op, hc->arg[0], NO_INDEX);
+    if (hc->op == HYPERVISOR_platform_op) {
+        if (!(j->pcs = private_alloc(sizeof(*j->pcs), err)))
+            return -1;
+        j->npf = 1;
+        if ((v = pf_in(j->pcs, j->user, mem, NO_INDEX, err))) {
+            release(j);
+            return v;
+        }
+        j->unreadable = j->pcs->unreadable;
+        hc->arg[0] = (uint64_t)(uintptr_t)j->pcs->op;
+        return 0;
+    }
     if (hc->op == HYPERVISOR_multicall) {
         /* The count checked is the count the copy is sized by and the count issued:
          * all three are this one private word. */
         if (hc->arg[1] == 0 || hc->arg[1] > XP_MULTICALL_MAX)
             return refuse(err, XP_DENY_COUNT, hc->op, hc->arg[1], NO_INDEX);
-        size = hc->arg[1] * sizeof(xp_multicall_entry);
-    } else if ((size = xp_struct_size(hc->op)) == 0) {
-        /* By value (memory_op query, xen_version): xp_check saw all of it. */
-        errno = 0;
-        *ret = send(fd, hc);
-        *err = *ret == -1 ? errno : 0;
-        return 0;
+        j->size = hc->arg[1] * sizeof(xp_multicall_entry);
+    } else if ((j->size = xp_struct_size(hc->op)) == 0) {
+        return 0; /* by value (memory_op query, xen_version): xp_check saw all of it */
     }
-    if (user == 0)
+    if (j->user == 0)
         return refuse(err, XP_DENY_ARGS, hc->op, 0, NO_INDEX);
-    copy = alloc_from(&spare_private_page, size, err);
-    if (!copy)
+    if (!(j->copy = private_alloc(j->size, err)))
         return -1;
-    if (mem->in(copy, user, size)) {
-        /* Nothing to check, so nothing issued; the kernel would say the same. */
-        free_to(&spare_private_page, copy, size);
-        *ret = -1;
-        *err = EFAULT;
+    if (mem->in(j->copy, j->user, j->size)) {
+        /* Nothing to check, so nothing to issue; the kernel would say the same. */
+        j->unreadable = 1;
         return 0;
     }
     if (hc->op == HYPERVISOR_multicall) {
-        v = check_entries(copy, hc->arg[1], err);
-        if (v == XP_ALLOWED && (npf = count_platform_ops(copy, hc->arg[1]))) {
-            pcs = alloc_from(&spare_pf_page, npf * sizeof(*pcs), err);
-            if (!pcs) {
-                free_to(&spare_private_page, copy, size);
+        v = check_entries(j->copy, hc->arg[1], err);
+        if (v == XP_ALLOWED && (j->npf = count_platform_ops(j->copy, hc->arg[1]))) {
+            if (!(j->pcs = private_alloc(j->npf * sizeof(*j->pcs), err))) {
+                release(j);
                 return -1;
             }
-            v = pf_entries_in(copy, hc->arg[1], pcs, mem, err);
-            if (v == EFAULT) {
-                /* A struct that cannot be read: nothing issued, as for the entries. */
-                free_to(&spare_pf_page, pcs, npf * sizeof(*pcs));
-                free_to(&spare_private_page, copy, size);
-                *ret = -1;
-                *err = EFAULT;
-                return 0;
-            }
+            v = pf_entries_in(j->copy, hc->arg[1], j->pcs, mem, &j->unreadable, err);
         }
     } else {
         uint32_t cmd;
-        memcpy(&cmd, copy, sizeof(cmd));
+        memcpy(&cmd, j->copy, sizeof(cmd));
         v = xp_check_cmd(hc->op, cmd);
         if (v == XP_ALLOWED) /* a command inside the command (sysctl livepatch_op) */
-            v = xp_check_nested(hc->op, copy, size);
+            v = xp_check_nested(hc->op, j->copy, j->size);
+        /* Its handles (getdomaininfolist's buffer, LIST's arrays) are where Xen writes. */
+        if (v == XP_ALLOWED && struct_in_span(j->copy, j->size))
+            v = XP_DENY_PRIVATE;
         if (v != XP_ALLOWED)
             v = refuse(err, v, hc->op, cmd, NO_INDEX);
     }
     if (v != XP_ALLOWED) {
-        free_to(&spare_pf_page, pcs, npf * sizeof(*pcs));
-        free_to(&spare_private_page, copy, size);
+        release(j);
         return v;
     }
-    hc->arg[0] = (uint64_t)(uintptr_t)copy;
+    hc->arg[0] = (uint64_t)(uintptr_t)j->copy;
+    return 0;
+}
+
+/* Issues what judge() judged, hands back what Xen wrote, frees the copies. */
+static void issue_judged(int fd, struct judged *j, xp_send_fn send,
+                         const struct xp_access *mem, long *ret, int *err)
+{
+    if (j->unreadable) {
+        *ret = -1;
+        *err = EFAULT;
+        release(j);
+        return;
+    }
     errno = 0;
-    *ret = send(fd, hc);
+    *ret = send(fd, &j->hc);
     *err = *ret == -1 ? errno : 0;
-    if (pcs && pf_entries_out(copy, hc->arg[1], pcs, mem)) {
+    if (j->copy && j->npf && pf_entries_out(j->copy, j->pcs, j->npf, mem)) {
         *ret = -1;
         *err = EFAULT;
     }
-    free_to(&spare_pf_page, pcs, npf * sizeof(*pcs));
+    if (!j->copy && j->npf && pf_out(j->pcs, mem)) {
+        *ret = -1;
+        *err = EFAULT;
+    }
     /* Xen writes its answer into the struct (or the entries' results): hand it back. A
      * caller that unmapped its struct meanwhile gets what Xen's copy_to_guest gives. */
-    if (mem->out(user, copy, size)) {
+    if (j->copy && mem->out(j->user, j->copy, j->size)) {
         *ret = -1;
         *err = EFAULT;
     }
-    hc->arg[0] = user;
-    free_to(&spare_private_page, copy, size);
+    j->hc.arg[0] = j->user;
+    release(j);
+}
+
+int xp_issue(int fd, struct privcmd_hypercall *hc, xp_send_fn send,
+             const struct xp_access *mem, long *ret, int *err)
+{
+    struct judged j = {.hc = *hc};
+    int v = judge(&j, mem, err);
+
+    if (v)
+        return v;
+    issue_judged(fd, &j, send, mem, ret, err);
     return 0;
 }
 
@@ -535,54 +770,82 @@ int xp_multicall(int fd, xp_multicall_entry *entries, unsigned count, int *ret, 
     return rc;
 }
 
-/* A batch's ops and args, copied out of the caller's memory once, and every call
- * checked on the copy before the first is issued: a refused batch reaches the device
- * not at all. 0, XP_REFUSED, or -1 with *err (EFAULT: a bad array; ENOMEM). */
+/* A batch's ops and args, copied out of the caller's memory once into the span, and
+ * every call judged on the copy before the first is issued, its platform_op structs
+ * copied and judged there too: what is issued is what was judged, so a judged batch is
+ * issued whole and a refused one not at all. */
 struct batch {
-    uint64_t *ops;
+    uint64_t *ops;        /* count ops, then 5 args per call */
     uint64_t *args;
+    size_t bytes;
+    struct pf_copy *pcs;  /* the platform_op calls' structs, in call order */
+    size_t npf;
 };
 
+static void batch_free(struct batch *b)
+{
+    private_free(b->pcs, b->npf * sizeof(*b->pcs));
+    span_free(b->ops, b->bytes);
+}
+
+/* 0, XP_REFUSED, or -1 with *err (EFAULT: a bad array; ENOMEM). */
 static int batch_in(struct batch *b, unsigned count, const uint64_t *ops, const uint64_t *args,
                     int *err)
 {
-    b->ops = malloc((size_t)count * 6 * sizeof(uint64_t));
-    if (!b->ops) {
-        *err = ENOMEM;
+    size_t k = 0;
+
+    /* Xen never reads these, so they need not be locked; they are in the span so that
+     * no call of the batch can write over the calls after it. */
+    b->bytes = (size_t)count * 6 * sizeof(uint64_t);
+    b->pcs = NULL;
+    b->npf = 0;
+    if (!(b->ops = span_alloc(b->bytes, 0, err)))
         return -1;
-    }
     b->args = b->ops + count;
     if (xp_copy_in(b->ops, (uint64_t)(uintptr_t)ops, (size_t)count * sizeof(uint64_t)) ||
         xp_copy_in(b->args, (uint64_t)(uintptr_t)args, (size_t)count * 5 * sizeof(uint64_t))) {
-        free(b->ops);
+        batch_free(b);
         *err = EFAULT;
+        return -1;
+    }
+    for (unsigned i = 0; i < count; i++)
+        b->npf += b->ops[i] == HYPERVISOR_platform_op;
+    if (b->npf && !(b->pcs = private_alloc(b->npf * sizeof(*b->pcs), err))) {
+        b->npf = 0;
+        batch_free(b);
         return -1;
     }
     for (unsigned i = 0; i < count; i++) {
         xp_multicall_entry e = {.op = b->ops[i]};
+        int v;
         memcpy(e.args, &b->args[5 * (size_t)i], 5 * sizeof(uint64_t));
-        int v = xp_check_entry(&e);
+        v = xp_check_entry(&e);
+        if (v == XP_ALLOWED && any_in_span(e.args, 5))
+            v = XP_DENY_PRIVATE;
         if (v != XP_ALLOWED) {
-            free(b->ops);
+            batch_free(b);
             return refuse(err, v, e.op, e.args[0], i);
         }
-        if (e.op == HYPERVISOR_platform_op) {
-            /* Judged here too, so a batch with a refused struct issues none of its
-             * calls; each is copied and judged again when it is issued (xp_issue). */
-            struct pf_copy pc;
-            v = pf_in(&pc, e.args[0], &xp_caller_memory, i, err);
-            if (v != 0 && v != EFAULT) {
-                free(b->ops);
-                return v;
-            }
+        /* A platform_op's struct: copied and judged once, here; the copy is issued. */
+        if (e.op == HYPERVISOR_platform_op &&
+            (v = pf_in(&b->pcs[k++], e.args[0], &xp_caller_memory, i, err))) {
+            batch_free(b);
+            return v;
         }
     }
     return 0;
 }
 
+/* Result arrays the batch writes into: not in the span (xp_copy_out, like Xen, stops
+ * at a guard, so only a start inside matters). */
+static int results_in_span(const void *a, const void *b)
+{
+    return in_span((uint64_t)(uintptr_t)a) || in_span((uint64_t)(uintptr_t)b);
+}
+
 /*
- * Many by-value hypercalls (memory_op queries, xen_version), one ioctl each: the
- * per-domain ioctl and syscall layers of a sweep. args holds 5 words per call;
+ * Many by-value hypercalls (memory_op queries, xen_version) and platform_ops, one ioctl
+ * each: the per-domain ioctl and syscall layers of a sweep. args holds 5 words per call;
  * rets/errs get one slot per call, written when the batch is done.
  */
 int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
@@ -592,59 +855,71 @@ int xp_hypercall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
     struct batch b;
     int64_t *r;
     int *e, rc = 0;
+    size_t k = 0;
 
     if (count == 0) {
         *err = 0;
         return 0;
     }
+    if (results_in_span(rets, errs)) {
+        *err = EFAULT;
+        return -1;
+    }
     if ((rc = batch_in(&b, count, ops, args, err)))
         return rc;
     r = malloc((size_t)count * (sizeof(*r) + sizeof(*e)));
     if (!r) {
-        free(b.ops);
+        batch_free(&b);
         *err = ENOMEM;
         return -1;
     }
     e = (int *)(r + count);
     for (unsigned i = 0; i < count; i++) {
         struct privcmd_hypercall hc = {.op = b.ops[i]};
+        struct pf_copy *pc = hc.op == HYPERVISOR_platform_op ? &b.pcs[k++] : NULL;
         long v = -1;
-        int why;
+        int why = EFAULT;
         memcpy(hc.arg, &b.args[5 * (size_t)i], sizeof(hc.arg));
-        /* Checked again in xp_issue, on the same private words: the same verdict. */
-        /* A by-value call reads no memory; a platform_op's struct is the caller's. */
-        if ((rc = xp_issue(fd, &hc, send, &xp_caller_memory, &v, &why))) {
-            *err = why;
-            break;
+        if (pc)
+            hc.arg[0] = (uint64_t)(uintptr_t)pc->op;
+        if (!pc || !pc->unreadable) {
+            errno = 0;
+            v = send(fd, &hc);
+            why = v == -1 ? errno : 0;
+            if (pc && pf_out(pc, &xp_caller_memory)) {
+                v = -1;
+                why = EFAULT;
+            }
         }
         /* glibc's ioctl() returned an int; the system call a long. */
         r[i] = use_syscall ? v : (int)v;
         e[i] = why;
     }
-    if (!rc && (xp_copy_out((uint64_t)(uintptr_t)rets, r, (size_t)count * sizeof(*r)) ||
-                xp_copy_out((uint64_t)(uintptr_t)errs, e, (size_t)count * sizeof(*e)))) {
+    if (xp_copy_out((uint64_t)(uintptr_t)rets, r, (size_t)count * sizeof(*r)) ||
+        xp_copy_out((uint64_t)(uintptr_t)errs, e, (size_t)count * sizeof(*e))) {
         *err = EFAULT;
         rc = -1;
-    }
-    if (!rc)
+    } else {
         *err = 0;
+    }
     free(r);
-    free(b.ops);
+    batch_free(&b);
     return rc;
 }
 
 /*
  * The same calls as multicalls of at most XP_MULTICALL_MAX entries each: the raw layer
- * of a sweep. The entries are built in locked memory from the private copy of the
- * batch, and each multicall goes through xp_issue like any other. results[i] gets entry
- * i's 64-bit result. A multicall that fails as a whole (*ret != 0) ends the batch:
- * results from it on are left untouched, and *ret and *err say why.
+ * of a sweep. The entries are built in locked memory of the span from the judged copy
+ * of the batch (a platform_op entry pointing at its judged struct) and issued as they
+ * are. results[i] gets entry i's 64-bit result. A multicall that fails as a whole
+ * (*ret != 0; -1/EFAULT: a platform_op struct of it could not be read, and it was not
+ * issued) ends the batch: results from it on are left untouched.
  */
 int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_t *args,
                       int64_t *results, int *ret, int *err)
 {
     unsigned most = count < XP_MULTICALL_MAX ? count : XP_MULTICALL_MAX;
-    size_t bytes = (size_t)most * sizeof(xp_multicall_entry);
+    size_t bytes = (size_t)most * sizeof(xp_multicall_entry), k = 0;
     xp_multicall_entry *e;
     int64_t *out;
     struct batch b;
@@ -654,33 +929,49 @@ int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
     *err = 0;
     if (count == 0)
         return 0;
+    if (results_in_span(results, results)) {
+        *err = EFAULT;
+        return -1;
+    }
     if ((rc = batch_in(&b, count, ops, args, err)))
         return rc;
-    e = alloc_from(&spare_private_page, bytes, err);
+    e = private_alloc(bytes, err);
     out = malloc((size_t)most * sizeof(*out));
     if (!e || !out) {
         if (!*err)
             *err = ENOMEM;
         free(out);
-        free_to(&spare_private_page, e, bytes);
-        free(b.ops);
+        private_free(e, bytes);
+        batch_free(&b);
         return -1;
     }
     for (unsigned start = 0; start < count; start += most) {
         unsigned n = count - start < most ? count - start : most;
-        long r = -1;
+        size_t first = k;
+        int unreadable = 0;
+        long r;
         memset(e, 0, (size_t)n * sizeof(*e));
         for (unsigned i = 0; i < n; i++) {
             e[i].op = b.ops[start + i];
             memcpy(e[i].args, &b.args[5 * (size_t)(start + i)], 5 * sizeof(uint64_t));
+            if (e[i].op == HYPERVISOR_platform_op) {
+                unreadable |= b.pcs[k].unreadable;
+                e[i].args[0] = (uint64_t)(uintptr_t)b.pcs[k++].op;
+            }
+        }
+        if (unreadable) {
+            /* Nothing of it could be checked whole, so none of it is issued. */
+            *ret = -1;
+            *err = EFAULT;
+            break;
         }
         struct privcmd_hypercall hc = {.op = HYPERVISOR_multicall,
                                        .arg = {(uint64_t)(uintptr_t)e, n, 0, 0, 0}};
-        /* The entries are our own, but a platform_op entry's struct is the caller's: read
-         * through process_vm_readv, a bad pointer there is EFAULT. */
-        rc = xp_issue(fd, &hc, send_ioctl, &xp_caller_memory, &r, err);
+        errno = 0;
+        r = send_ioctl(fd, &hc);
         *ret = (int)r;
-        if (rc || *ret != 0)
+        *err = r == -1 ? errno : 0;
+        if (*ret != 0)
             break;
         for (unsigned i = 0; i < n; i++)
             out[i] = (int64_t)e[i].result;
@@ -689,9 +980,18 @@ int xp_multicall_many(int fd, unsigned count, const uint64_t *ops, const uint64_
             rc = -1;
             break;
         }
+        /* What Xen wrote into this multicall's platform_op structs, handed back. */
+        for (size_t p = first; p < k; p++) {
+            if (pf_out(&b.pcs[p], &xp_caller_memory)) {
+                *ret = -1;
+                *err = EFAULT;
+            }
+        }
+        if (*ret != 0)
+            break;
     }
     free(out);
-    free_to(&spare_private_page, e, bytes);
-    free(b.ops);
+    private_free(e, bytes);
+    batch_free(&b);
     return rc;
 }

@@ -29,6 +29,7 @@ enum xp_verdict {
     XP_DENY_NESTED = 3,      /* multicall entry that is not a by-value op */
     XP_DENY_COUNT = 4,       /* multicall with no entries or too many */
     XP_DENY_ARGS = 5,        /* arguments the read-only op never takes */
+    XP_DENY_PRIVATE = 6,     /* a word of the request points into the private span */
 };
 
 int xp_open(int *err);
@@ -45,6 +46,12 @@ int xp_check(uint64_t op, const uint64_t args[5]);
  * it; for a multicall the entry's op and arg0), out[2] which multicall entry or batch
  * call it was (UINT64_MAX: the request itself). */
 void xp_refusal(uint64_t out[3]);
+
+/* Where the private copies live: out[0] the first byte of the span's lower guard, out[1]
+ * one past its upper guard (both 0: no span could be reserved, and nothing is issued
+ * that needs a copy). No request whose word points in between is issued (transport.c).
+ * Fixed for the life of the process; for tests and diagnostics. */
+void xp_private_span(uint64_t out[2]);
 
 /* Every entry point below copies the caller's request once, out of the caller's reach,
  * checks the copy and issues the copy (issue.h). A request it cannot read gives what the

@@ -106,11 +106,27 @@ def reference_holds(reference: dict[str, int], raw: int) -> bool:
     return reference["lo"] <= raw % U64 <= reference["hi"]
 
 
+# Not mismatches: a raw result wrong at the source, and a layer that passed a forged
+# error on (docs/forged-errnos.md).
+SOURCE_FINDINGS = ("forged_errno", "out_of_range", "passed_forged")
+_NOT_MISMATCHES = ("match", "absent", "drift", *SOURCE_FINDINGS)
+
+
 def mismatches(result: dict[str, Any]) -> dict[str, str]:
-    """layer -> verdict for each layer (and "raw") whose verdict is not match/absent/drift."""
+    """layer -> verdict for each layer (and "raw") whose verdict is a mismatch: not
+    match, absent, drift, nor a finding at the source."""
     out = {name: layer["verdict"] for name, layer in result["layers"].items()
-           if layer["verdict"] not in ("match", "absent", "drift")}
-    if result.get("raw_verdict") not in (None, "match", "absent", "drift"):
+           if layer["verdict"] not in _NOT_MISMATCHES}
+    if result.get("raw_verdict") not in (None, *_NOT_MISMATCHES):
+        out["raw"] = result["raw_verdict"]
+    return out
+
+
+def source_findings(result: dict[str, Any]) -> dict[str, str]:
+    """layer -> verdict for each layer (and "raw") wrong at the source."""
+    out = {name: layer["verdict"] for name, layer in result["layers"].items()
+           if layer["verdict"] in SOURCE_FINDINGS}
+    if result.get("raw_verdict") in SOURCE_FINDINGS:
         out["raw"] = result["raw_verdict"]
     return out
 
@@ -208,7 +224,8 @@ def scenario_from_readings(reader: dict[str, Any], *, description: str) -> str:
             f"id = {d['domain']}",
             f"tot_pages = {d['tot_pages']}",
             f"max_pages = {d['max_pages']}",
-            f"max_gpfn = {gpfn}",
+            # As Xen's unsigned long: a PV guest's max_pfn may make it read negative.
+            f"max_gpfn = {gpfn % 2**64:#x}",
             f"hvm = {'true' if d['flags'] & DOMINF_HVM_GUEST else 'false'}",
             f"vcpus = {max(1, d['max_vcpu_id'] + 1)}",
         ]

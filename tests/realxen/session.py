@@ -4,7 +4,7 @@
 Booting costs 15-25 s under TCG, and a cold `xenprobe` start over 9p about as much, so
 everything is done in one boot and the tests read the artifacts.  In dom0, in order:
 
-1. mkdomains: extra paused PV domains (EXTRA_DOMAINS), on 4.17 through Debian's real
+1. mkdomains: extra paused PV domains (SESSION_DOMAINS), on 4.17 through Debian's real
    libxenctrl.so.4.17, on 4.14 and 4.20 through raw domctl / memory_op hypercalls on
    privcmd (DOMAIN_BACKENDS); Debian's libraries of the release (tests/xenpkgs.py) are
    copied into the share as ``xenlibs/`` for the check's libxc layer;
@@ -74,6 +74,12 @@ EXTRA_DOMAINS: tuple[tuple[int, int, int | None], ...] = (
     # maximum_gpfn 2^32 + 4096: the int path keeps the low 32 bits, 4096
     (1024, 2048, UINT32_MAX + 1 + 4096 + 1),
 )
+# Guest-set max_pfn values whose maximum_gpfn breaks Xen's convention at the source
+# (issue 24, docs/forged-errnos.md), made in the session boot only: maximum_gpfn -3
+# (ESRCH, for a domain that exists), -22 (EINVAL, which maximum_gpfn never returns) and
+# 0x8000000000000000 (negative as a long, and no errno).
+FORGED_MAX_PFN = (0xFFFFFFFFFFFFFFFE, 0xFFFFFFFFFFFFFFEB, 0x8000000000000001)
+SESSION_DOMAINS = EXTRA_DOMAINS + tuple((1024, 2048, pfn) for pfn in FORGED_MAX_PFN)
 # How mkdomains.py makes them.  "libxenctrl": Debian's library of the same release
 # (mkdomains.Libxc, through ctypes); "privcmd": the same domctls and memory_op as raw
 # hypercalls (mkdomains.Privcmd).  4.17 keeps the library so that the real libxenctrl's
@@ -231,7 +237,7 @@ def script(release: str, *, domains: str | None, serve: bool, libs: bool | None 
     ]
     libdir = f"{SHARE_IN_DOM0}/{XENLIBS}"
     doms = " ".join(f"--domain {cur}:{mx}" + (f":{pfn}" if pfn is not None else "")
-                    for cur, mx, pfn in EXTRA_DOMAINS)
+                    for cur, mx, pfn in SESSION_DOMAINS)
     if domains == "libxenctrl":
         lines.append(
             f"step mkdomains env LD_LIBRARY_PATH={libdir} python3 {q(str(MKDOMAINS))} "

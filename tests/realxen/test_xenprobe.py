@@ -10,8 +10,10 @@ Extra paused PV domains are created first (mkdomains.py, session.EXTRA_DOMAINS):
 hypercalls on privcmd; two of them are allowed 2^31 + 12345 and 2^32 - 1 pages (a limit,
 not an allocation), and three have a shared_info max_pfn written as a PV guest writes
 its own, which makes their maximum_gpfn 2^31 + 12345, 0xFFFFFFFE and 2^32 + 4096: raw
-results at and above 2^31 exist on a small host. Debian's libxenctrl of each release
-(bullseye 4.14.6, bookworm 4.17, trixie 4.20) is on the check's loader path.
+results at and above 2^31 exist on a small host. Three more (session.FORGED_MAX_PFN) set
+max_pfn so that maximum_gpfn is -3, -22 and 0x8000000000000000: wrong at the source.
+Debian's libxenctrl of each release (bullseye 4.14.6, bookworm 4.17, trixie 4.20) is on
+the check's loader path.
 
 The only constants below are documented ABI facts (interface versions, errno values).
 """
@@ -30,6 +32,7 @@ from .boot import EXPECTED_XEN_VERSION
 from .compare import (
     DOMID_SELF,
     READER_PATH,
+    SOURCE_FINDINGS,
     U32,
     cpu_list,
     int_path_verdict,
@@ -42,6 +45,7 @@ from .compare import (
     reference_holds,
     relation_holds,
     samples,
+    source_findings,
 )
 from .session import DOMAIN_BACKENDS, SERVE_SWEEPS, Session, serve_ready
 
@@ -159,7 +163,7 @@ def test_check_ran_and_exit_code_states_the_findings(s: Session) -> None:
     step = s.steps.get("check")
     if step is None or step.rc not in (0, 1):
         raise fail(s, f"xenprobe check exit status {step}; 0 or 1 expected")
-    found = [r for r in all_results(s) if mismatches(r)]
+    found = [r for r in all_results(s) if mismatches(r) or at_source(r)]
     if s.check["exit_code"] != step.rc or step.rc != (1 if found else 0):
         raise fail(s, f"exit {step.rc}, JSON exit_code {s.check['exit_code']}, "
                       f"{len(found)} results with mismatches")
@@ -374,6 +378,63 @@ def test_the_error_path_gives_esrch_everywhere(s: Session) -> None:
     assert p["ioctl"] == p["syscall"] == {"ret": -1, "errno": ESRCH}
 
 
+def at_source(res: dict[str, Any]) -> bool:
+    """A raw result wrong at the source (docs/forged-errnos.md)."""
+    return res["raw_verdict"] in SOURCE_FINDINGS
+
+
+def test_guest_forged_max_pfn_is_judged_at_the_source(s: Session) -> None:
+    """PV domains that wrote their own shared_info max_pfn as 0xfffffffffffffffe,
+    0xffffffffffffffeb and 0x8000000000000001 (session.FORGED_MAX_PFN): Xen answers
+    maximum_gpfn with -3, -22 and 0x8000000000000000 ((max_pfn ?: 1) - 1,
+    domain_get_maximum_gpfn). ESRCH for a domain getdomaininfo lists and EINVAL, which
+    maximum_gpfn never returns, are forged; the layers that pass them on say so; the
+    third is out of range whatever the layers do. Worded as the guest's doing. No real
+    error is called forged, and nothing else on the host is wrong at the source."""
+    made = created(s)
+    by = {probe_key(res): res for res in results(s)}
+    listed = {d["domain"] for d in reader(s)["domains"]}
+    want = {0xFFFFFFFFFFFFFFFE: (-3, "forged_errno"), 0xFFFFFFFFFFFFFFEB: (-22, "forged_errno"),
+            0x8000000000000001: (-(1 << 63), "out_of_range")}
+    seen, forged_domids = [], set()
+    for d in made["domains"]:
+        if d.get("max_pfn") not in want:
+            continue
+        value, verdict = want[d["max_pfn"]]
+        res = by[("maximum_gpfn", d["domid"])]
+        assert d["domid"] in listed
+        assert res["raw"]["value"] == value and res["raw_verdict"] == verdict, res
+        assert res["guest_set"] and "the guest's doing" in res["source_note"], res
+        assert "not the hypervisor's fault" in res["source_note"], res
+        for layer in READER_PATH:
+            got = res["layers"][layer]
+            if verdict == "forged_errno":
+                assert (got["value"], got["errno"], got["verdict"]) == (
+                    -1, -value, "passed_forged"), (layer, res)
+            else:
+                assert got["verdict"] != "match", (layer, res)  # the int paths drop it
+        forged_domids.add(d["domid"])
+        seen.append(f"dom{d['domid']} max_pfn {d['max_pfn']:#x}: raw {value} "
+                    f"{res['raw_verdict']}, " + ", ".join(
+                        f"{layer} {res['layers'][layer]['value']}/"
+                        f"{res['layers'][layer]['errno']} {res['layers'][layer]['verdict']}"
+                        for layer in READER_PATH))
+    assert len(forged_domids) == 3, made
+    # Nothing else is wrong at the source: not the missing domain's real ESRCH, not the
+    # other domains, not the host.
+    others = [r for r in all_results(s) if r["domid"] not in forged_domids and at_source(r)]
+    assert not others, others
+    missing = [r for r in results(s) if r["subject"] == "missing"]
+    assert [r["raw_verdict"] for r in missing] == ["match"]
+    assert s.check is not None
+    counted = sum((r["raw_verdict"] in SOURCE_FINDINGS) + sum(
+        v["verdict"] in SOURCE_FINDINGS for v in r["layers"].values())
+        for r in all_results(s) if r["domid"] in forged_domids)
+    assert s.check["summary"]["source_findings"] == counted >= 3 + 2 * len(READER_PATH)
+    assert s.check["exit_code"] == 1
+    print(f"Xen {s.release}:", *seen, sep="\n  ")
+
+
 def created(s: Session) -> dict[str, Any]:
     """mkdomains.py's output, or a skip if no domain was attempted (4.17 without
     Debian's libxenctrl), or a failure if the attempt failed."""
@@ -404,7 +465,8 @@ def test_extra_domains_are_probed_and_agree(s: Session, realxen: RealXen) -> Non
         assert mx["raw"]["value"] == d["max_pages"] == listed[domid]["max_pages"]
         # (arch_get_max_pfn(d) ?: 1) - 1 (xen/arch/x86/mm.c, domain_get_maximum_gpfn):
         # shared_info's max_pfn as mkdomains.py wrote it, or 0 where nothing wrote it.
-        assert gpfn["raw"]["value"] == (d.get("max_pfn") or 1) - 1, (d, gpfn)
+        assert gpfn["raw"]["value"] % 2**64 == ((d.get("max_pfn") or 1) - 1) % 2**64, \
+            (d, gpfn)
         # max_pfn is what the guest writes itself, and so is its page count (ballooning):
         # values it sets (quantities.GUEST_SET), marked so; its limit is the toolstack's.
         assert gpfn["guest_set"] is cur["guest_set"] is True
@@ -469,6 +531,15 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
     assert {k: n for k, n in samples(m, "xenprobe_mismatch").items() if n} == {
         (("layer", layer), ("quantity", q), ("verdict", v)): float(n)
         for (q, layer, v), n in expected.items()}
+    # The guests' forged errnos and out-of-range value (session.FORGED_MAX_PFN).
+    found: Counter[tuple[str, str, str]] = Counter()
+    for res in all_results(s):
+        for layer, verdict in source_findings(res).items():
+            found[(res["quantity"], layer, verdict)] += 1
+    assert found[("maximum_gpfn", "raw", "forged_errno")] == 2, found
+    assert {k: n for k, n in samples(m, "xenprobe_source_finding").items() if n} == {
+        (("layer", layer), ("quantity", q), ("verdict", v)): float(n)
+        for (q, layer, v), n in found.items()}
 
 
 # How each release's libxenctrl issues memory ops (xenprobe.memop_path, read from the
@@ -517,8 +588,15 @@ def test_libxc_layer_on_real_xen(s: Session, realxen: RealXen) -> None:
         if int_path and q in MEMORY_OP:
             assert (lx["value"], lx["errno"], lx["verdict"]) == (
                 io["value"], io["errno"], io["verdict"]), res
-        else:
+        elif res["raw_verdict"] == "forged_errno":
+            assert lx["verdict"] == "passed_forged", res  # -1 and the forged errno
+        elif res["raw_verdict"] != "out_of_range":  # test_guest_forged_max_pfn_...
             assert lx["verdict"] == "match", res
+        if at_source(res):
+            rows.append(f"{release} | {q} | {res['subject']} {res['domid']} | {raw:#x} | "
+                        f"{lx['value']} errno {lx['errno']} | {lx['verdict']} "
+                        f"(raw {res['raw_verdict']})")
+            continue
         if lx["verdict"] != "match":
             lost[(q, lx["verdict"])] += 1
         if raw_failed(raw) or raw > (1 << 31) - 1 or lx["verdict"] != "match":

@@ -9,6 +9,10 @@ reload leaves the running configuration untouched.
 from __future__ import annotations
 
 import difflib
+
+# The codec socket.getaddrinfo and _check_host encode host names with, loaded at
+# import: a process that can no longer read the standard library (a dropped user) has it.
+import encodings.idna  # noqa: F401
 import math
 import re
 import tomllib
@@ -47,6 +51,7 @@ class Listen:
 class Config:
     listen_address: Listen = Listen("", DEFAULT_PORT)
     web_config_file: Path | None = None
+    telemetry_path: str = "/metrics"
     interval: float = 30.0
     attempts: int = 3
     sweep_timeout: float = 30.0
@@ -66,8 +71,9 @@ KEYS = tuple(f.name for f in fields(Config))
 
 # One line per key for `--help` and the example config.
 HELP = {
-    "listen_address": f"host:port to serve on (default :{DEFAULT_PORT}, every address)",
+    "listen_address": "host:port to serve on (an empty host: every address)",
     "web_config_file": "exporter-toolkit web configuration (TLS, basic auth); YAML",
+    "telemetry_path": "the URL path the metrics are served on",
     "interval": "seconds between sweeps (a number, or a duration such as 30s or 1m)",
     "attempts": "samples per quantity before a moving value is called drift",
     "sweep_timeout": "a sweep running longer is stuck: stop the systemd watchdog",
@@ -80,10 +86,28 @@ HELP = {
              "the damaged ones; needs a writable tracefs (true or false; read at start)",
 }
 
-METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE", "interval": "SECONDS",
+METAVARS = {"listen_address": "HOST:PORT", "web_config_file": "FILE",
+            "telemetry_path": "URLPATH", "interval": "SECONDS",
             "attempts": "N", "sweep_timeout": "SECONDS", "stale_after": "INTERVALS",
             "max_domain_series": "N", "textfile": "PATH", "log_level": "LEVEL",
             "log_format": "FORMAT", "watch": "BOOL"}
+
+
+# Prometheus's and its exporters' names for the same flags, accepted beside ours.
+PROMETHEUS_FLAGS = {"listen_address": ("--web.listen-address",),
+                    "web_config_file": ("--web.config.file",),
+                    "telemetry_path": ("--web.telemetry-path",),
+                    "log_level": ("--log.level",), "log_format": ("--log.format",)}
+
+
+def default_text(key: str) -> str:
+    """The built-in default of `key` as `--help` shows it."""
+    value = getattr(Config(), key)
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 class _Where:
@@ -200,9 +224,41 @@ def parse_listen(value: object, where: _Where) -> Listen:
                          f"127.0.0.1:{DEFAULT_PORT} or [::1]:{DEFAULT_PORT}), got {value!r}")
     host = m.group(1) if m.group(1) is not None else m.group(3)
     port_text = m.group(2) if m.group(1) is not None else m.group(4)
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    # ASCII digits only: str.isdigit() and int() also take Arabic-Indic or fullwidth
+    # digits (a port nobody reading the flag would expect), and isdigit() takes a
+    # superscript 2, which int() refuses.
+    if not re.fullmatch(r"[0-9]+", port_text) or not 0 <= int(port_text) <= 65535:
         raise where.fail(f"the port must be a number from 0 to 65535, got {port_text!r}")
+    _check_host(host, where)
     return Listen(host, int(port_text))
+
+
+def _check_host(host: str, where: _Where) -> None:
+    """A host that socket.getaddrinfo can be asked about: it encodes a str host with the
+    'idna' codec first, which raises UnicodeError (not gaierror) for a label longer than
+    63 characters, an empty label ('a..b') or a character IDNA cannot map."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in host):
+        raise where.fail(f"the host {host!r} contains a control character")
+    try:
+        host.encode("idna")
+    except UnicodeError as e:
+        why = re.search(r"\(UnicodeError: (.*)\)$", str(e))
+        raise where.fail(f"the host {host!r} is not a valid host name: "
+                         f"{why.group(1) if why else e}") from None
+
+
+# An absolute URL path of RFC 3986 path characters (3.3: pchar and "/"), which the
+# request's path is compared with as it arrives.
+_URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+_OTHER_PAGES = ("/", "/-/healthy")  # handler.respond's other pages
+
+
+def _telemetry_path(value: object, where: _Where) -> str:
+    if not isinstance(value, str) or not _URL_PATH.fullmatch(value):
+        raise where.fail(f"expected a URL path such as /metrics, got {value!r}")
+    if value in _OTHER_PAGES:
+        raise where.fail(f"{value} is the path of another page")
+    return value
 
 
 def _textfile(value: object, where: _Where) -> Path | None:
@@ -239,6 +295,7 @@ _Validator = Callable[[object, _Where], Any]
 VALIDATORS: dict[str, _Validator] = {
     "listen_address": parse_listen,
     "web_config_file": _web_config,
+    "telemetry_path": _telemetry_path,
     # At least a second between sweeps: each takes the hypervisor's domctl/sysctl locks.
     "interval": lambda v, w: _seconds(v, w, 1, 86400),
     "attempts": lambda v, w: _integer(v, w, 1, 100),

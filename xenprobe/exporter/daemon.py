@@ -324,7 +324,6 @@ class Daemon:
         if web.users and web.tls is None:
             log.warning("basic_auth_without_tls",
                         note="passwords cross the network in clear text")
-        device = Device.open()  # CannotProbe: not dom0, no device, not root
         state = State(config, self.scenario)
         watcher = SafeWatcher(None)
         watcher.replace(config.web_config_file, web)
@@ -335,10 +334,14 @@ class Daemon:
         self.watch = WatchLoop(config.max_domain_series) if config.watch else None
         registry.register(DaemonCollector(lambda: state.snapshot(watcher.last_ok),
                                           self.watch.snapshot if self.watch else None))
+        # The port before the device: a port in use (a setting) fails first, and no
+        # hypercall is issued by a daemon that could not have served it.
+        server = Server(config.listen_address, App(registry, watcher, state.health,
+                                                   config.telemetry_path))
         try:
-            server = Server(config.listen_address, App(registry, watcher, state.health))
+            device = Device.open()  # CannotProbe: not dom0, no device, not root
         except BaseException:
-            device.close()
+            server.stop()
             raise
         self.state, self.watcher, self.server = state, watcher, server
         self.loop = SweepLoop(state, device, self.hang_at)
@@ -421,6 +424,7 @@ class Daemon:
             self.state.reloaded(None)
         else:
             self.watcher.replace(config.web_config_file, web)
+            self.server.app.telemetry_path = config.telemetry_path
             self.state.reloaded(config)
             configure_logging(config)
             self.loop.wake()

@@ -43,7 +43,7 @@ LANDING = """<!DOCTYPE html>
 and reports where a value was truncated, sign-flipped, clamped or turned into a false
 error. Sweeps run in the background; a scrape only reads the last one.</p>
 <ul>
-<li><a href="metrics">Metrics</a></li>
+<li><a href="{metrics}">Metrics</a></li>
 <li><a href="-/healthy">Health</a></li>
 </ul>
 </body></html>
@@ -54,10 +54,11 @@ class App:
     """What the request handlers need, shared by every connection."""
 
     def __init__(self, registry: CollectorRegistry, web: Watcher,
-                 health: Callable[[], Health]) -> None:
+                 health: Callable[[], Health], telemetry_path: str = "/metrics") -> None:
         self.registry = registry
         self.web = web
         self.health = health
+        self.telemetry_path = telemetry_path  # the config's; replaced on reload
         self.auth = BasicAuth()
 
 
@@ -167,7 +168,7 @@ def respond(app: App, web: WebConfig, request: Request) -> Response:
         if verdict is not Verdict.OK:
             return Response(401, b"Unauthorized\n",
                             extra=[("WWW-Authenticate", 'Basic realm="xenprobe"')])
-    if request.path == "/metrics":
+    if request.path == app.telemetry_path:
         try:
             encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
             body = encoder(app.registry)
@@ -180,7 +181,9 @@ def respond(app: App, web: WebConfig, request: Request) -> Response:
             extra.append(("Content-Encoding", "gzip"))
         return Response(200, body, content_type, extra)
     if request.path == "/":
-        page = LANDING.format(version=html.escape(__version__))
+        # Relative, so the link works behind a proxy that adds a prefix.
+        page = LANDING.format(version=html.escape(__version__),
+                              metrics=html.escape(app.telemetry_path[1:]))
         return Response(200, page.encode(), "text/html; charset=utf-8")
     if request.path == "/-/healthy":
         h = app.health()

@@ -13,7 +13,7 @@ samples: the first event would never alert.
 
 Series bound. Whatever the number of domains, a scrape returns at most
 
-    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + 2*N + G*(L*V + 1) + C
+    2*Q*L*V + 2*Q*L + Q*(R + 2) + L*E + 2*N + G*(L*V + 1) + Q*(L + 1) + C
 
 series, where Q = 5 quantities, L = 4 layers (raw, syscall, ioctl, libxc), V = 7 mismatch
 verdicts, R = 4 risks, E = the errnos: the len(ERRNOS) always exported plus any other
@@ -26,13 +26,14 @@ Per term: xenprobe_mismatch and xenprobe_mismatches_total Q*L*V each; xenprobe_d
 xenprobe_drifts_total Q*L each; xenprobe_probes and xenprobe_raw_bit_length Q each,
 xenprobe_at_risk Q*R; xenprobe_layer_errors_total L*E; xenprobe_domain_mismatch N, and
 xenprobe_domain_info at most N (one per domain among those); xenprobe_guest_set_mismatch
-G*L*V and xenprobe_guest_set_info G; and, on a host without
+G*L*V and xenprobe_guest_set_info G; xenprobe_source_finding Q*(L + 1) (raw's
+forged_errno and out_of_range, each other layer's passed_forged); and, on a host without
 the raw layer (layer_absent.py), 1 + Q*L more. A census quantity (quantities.CENSUS)
 counts in Q only on a host that answers it; vcpu_is_up is one quantity however many
 vCPUs dom0 has (no label names a vCPU), so no series grows with them. With the defaults:
-280 + 40 + 30 + 36 + 200 + 58 + C. tests/test_series_count.py counts a real scrape
-(README's figure comes from it). The textfile has no counters: Q*L*V + Q*L + Q*(R+2) +
-2*N plus its fixed series.
+280 + 40 + 30 + 36 + 200 + 58 + 25 + C. tests/test_series_count.py counts a real scrape
+(docs/metrics.md's figure comes from it). The textfile has no counters: Q*L*V + Q*L +
+Q*(R+2) + 2*N + G*(L*V + 1) + Q*(L + 1) plus its fixed series.
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ def _expected_error(result: Result, errno: int) -> bool:
     return result.probe.subject is Subject.MISSING and errno == errnos.ESRCH
 
 
+def _forged(result: Result, layer: str) -> bool:
+    """A forged error, at raw or passed on: no failure of the hypervisor's or the
+    layer's (xenprobe_source_finding counts it), so no layer error either."""
+    return result.verdicts.get(layer) in (Verdict.FORGED_ERRNO, Verdict.PASSED_FORGED)
+
+
 # -- per-sweep tallies (the daemon adds them to its counters) ---------------------------
 
 def mismatch_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
@@ -163,7 +170,7 @@ def layer_errors(sweep: Sweep) -> Counter[tuple[str, str]]:
         readings = [(RAW, r.raw), *r.readings.items()]
         for layer, reading in readings:
             if reading is not None and reading.failed and not _expected_error(
-                    r, reading.errno):
+                    r, reading.errno) and not _forged(r, layer):
                 counts[(layer, errno_name(reading.errno))] += 1
     return counts
 
@@ -209,6 +216,7 @@ def sweep_families(sweep: Sweep, max_domain_series: int) -> list[Metric]:
     out += _per_quantity(sweep)
     out += _verdicts(sweep)
     out += _guest_set(sweep)
+    out += _source_findings(sweep)
     out += _domain_mismatches(sweep, max_domain_series)
     out += layer_absent.families(sweep, FROM_SWEEP)
     return out
@@ -238,6 +246,27 @@ def _guest_set(sweep: Sweep) -> list[Metric]:
     _with_zeros(mismatch, guest_set_counts(sweep),
                 all_mismatch_labels(q.value for q in GUEST_SET))
     return [info, mismatch]
+
+
+def source_finding_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
+    """(quantity, layer, verdict) -> subjects whose raw result was wrong at the source
+    (raw: forged_errno, out_of_range) or a layer that passed a forged error on."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for r in sweep.source_findings:
+        for layer, v in r.source_findings.items():
+            counts[(r.probe.quantity.value, layer, v.value)] += 1
+    return counts
+
+
+def _source_findings(sweep: Sweep) -> list[Metric]:
+    family = GaugeMetricFamily(
+        f"{PREFIX}_source_finding", "Subjects whose hypervisor result is wrong at the "
+        "source (raw: forged_errno or out_of_range) or that a layer passed on "
+        "(passed_forged), by quantity, layer and verdict" + FROM_SWEEP,
+        labels=["quantity", "layer", "verdict"])
+    _with_zeros(family, source_finding_counts(sweep), all_source_finding_labels(
+        probed(sweep)))
+    return [family]
 
 
 def _per_quantity(sweep: Sweep) -> list[Metric]:
@@ -303,6 +332,17 @@ def all_mismatch_labels(quantities: Iterable[str] = QUANTITIES
             for v in MISMATCH_VERDICTS]
 
 
+def all_source_finding_labels(quantities: Iterable[str] = QUANTITIES
+                              ) -> list[tuple[str, str, str]]:
+    """Every (quantity, layer, verdict) of xenprobe_source_finding: raw's two verdicts,
+    and passed_forged for each layer below."""
+    return [(q, layer, v) for q in sorted(quantities)
+            for layer, v in ((RAW, Verdict.FORGED_ERRNO.value),
+                             (RAW, Verdict.OUT_OF_RANGE.value),
+                             *((layer, Verdict.PASSED_FORGED.value)
+                               for layer in LAYERS if layer != RAW))]
+
+
 def all_drift_labels(quantities: Iterable[str] = QUANTITIES) -> list[tuple[str, str]]:
     return [(q, layer) for q in sorted(quantities) for layer in LAYERS]
 
@@ -335,16 +375,19 @@ def _domain_mismatches(sweep: Sweep, limit: int) -> list[Metric]:
 
 
 def _domain_info(sweep: Sweep, domids: Iterable[str]) -> Metric:
-    """The UUID of each numbered domain in xenprobe_domain_mismatch, to join on domid:
-    domain ids are handed out afresh when a domain is created again, the UUID stays.
-    Only those domains, so the series stay within max_domain_series."""
+    """The UUID of each numbered domain in xenprobe_domain_mismatch, and its xenstore
+    name where it could be read, to join on domid: domain ids are handed out afresh
+    when a domain is created again, the UUID stays. Only those domains, so the series
+    stay within max_domain_series."""
     info = InfoMetricFamily(
-        f"{PREFIX}_domain", "The UUID of each domain that has a xenprobe_domain_mismatch "
-        "series, for joining on domid" + FROM_SWEEP, labels=["domid"])
+        f"{PREFIX}_domain", "The UUID and name of each domain that has a "
+        "xenprobe_domain_mismatch series, for joining on domid" + FROM_SWEEP,
+        labels=["domid"])
     for domid in sorted({d for d in domids if d.isdigit()}, key=int):
         uuid = sweep.uuid(int(domid))
         if uuid is not None:
-            info.add_metric([domid], {"uuid": uuid})
+            name = sweep.name(int(domid))
+            info.add_metric([domid], {"uuid": uuid, **({"name": name} if name else {})})
     return info
 
 
