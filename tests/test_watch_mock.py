@@ -399,3 +399,40 @@ def test_stops_promptly_under_a_flood_and_counts_what_it_left(host: WatchHost) -
     print(f"stopped {took:.2f} s after SIGTERM: {summary['calls']} calls judged, "
           f"{summary['unread']} events left unread, {summary['lost']} lost")
 
+
+def test_entry_probe_after_endbr64(host: WatchHost) -> None:
+    """A module built with IBT (trixie's 6.12) opens privcmd_ioctl with ENDBR64: the
+    kernel puts the entry probe 4 bytes in and prints +0x4 (native/mock/tracing.c cites
+    arch_adjust_kprobe_addr); the watch pairs the same calls, and a raw reader of the
+    instance sees the entry line at +0x4."""
+    text = host.consumer_env["XENPROBE_MOCK_PRIVCMD_TEXT"] + " endbr=1"
+    host.consumer_env["XENPROBE_MOCK_PRIVCMD_TEXT"] = text
+    p = started(host, "--all")
+    host.consumer(TRUNCATED, INTACT[1], name="ibt")
+    time.sleep(0.5)
+    lines, err = stop(p)
+    assert p.returncode == 1, err
+    assert [(c["op_name"], c["verdict"]) for c in lines if c["event"] == "call"] == [
+        ("memory_op", "truncated"), ("xen_version", "match")]
+    assert lines[-1]["unpaired"] == {"no_result": 0, "no_entry": 0, "other_kind": 0,
+                                     "unparsed": 0}
+    # The line itself, read from an instance of our own.
+    inst = host.tracefs / "instances" / "ibt"
+    maker = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, time; os.mkdir(sys.argv[1]); "
+         "open(sys.argv[1] + '/set_event', 'w').write('xpt:entry\\n'); print(flush=True); "
+         "time.sleep(60)", str(inst)], env=host.consumer_env, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        with open(host.tracefs / "kprobe_events", "a") as f:
+            f.write("p:xpt/entry xen_privcmd:privcmd_ioctl cmd=%si:x32\n")
+        assert maker.stdout is not None and maker.stdout.readline() == "\n"
+        fifo = os.open(inst / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        host.consumer(INTACT[1], name="ibt")
+        got = os.read(fifo, 1 << 16).decode().splitlines()
+        os.close(fifo)
+    finally:
+        maker.kill()
+        maker.wait()
+    assert len(got) == 1 and f"entry: (privcmd_ioctl+0x4/{watchhost.FUNCTION_SIZE:#x} " \
+        "[xen_privcmd]) cmd=0x305000" in got[0], got
