@@ -769,7 +769,9 @@ def _keep_privcmd(tree: Path, dest: Path) -> None:
 
 def privcmd_modules() -> dict[str, tuple[str, str, Path]]:
     """family -> (package, version, the shipped xen-privcmd module file), fetched once
-    into the shared cache (pkgs/<package>_<version>/)."""
+    into the shared cache (pkgs/<package>_<version>/, only the module). The same
+    linux-image unpacked as a boot kernel goes to pkgs/<package>_<version>+kN/
+    (ensure_assets): the two never share a directory."""
     out: dict[str, tuple[str, str, Path]] = {}
     with cache_lock() as cache:
         entries = host_sources()
