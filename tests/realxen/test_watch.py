@@ -374,9 +374,20 @@ def test_cost_figures(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None
               f"of 4 processes in {burst_s:.1f} s ({calls / burst_s:,.0f} calls/s): "
               f"watch saw {bsum['calls']:,} (with the {watched['calls']:,} of the loop), "
               f"reported {reported:,} of {damaged:,} damaged, "
-              f"lost {bsum['lost']:,}, unpaired {bsum['unpaired']}; no call misattributed")
+              f"lost {bsum['lost']:,}, unread at the stop {bsum['unread']:,}, "
+              f"unpaired {bsum['unpaired']}; stopped {bsum['duration_s']:.1f} s after "
+              "it started; no call misattributed")
     assert len(threads) == 8 and all(t["mismatches"] == 0 for t in threads), threads
     assert reported <= damaged and bsum["damaged"] == reported
+    assert reported > 0  # the pairing above was checked on the burst's own calls
+    # No event vanished uncounted: each of the burst's and the loop's two events a call
+    # was judged, left unpaired, counted unread at the stop, or counted lost (other
+    # processes' calls, xenstored's, only add to the left side).
+    u = bsum["unpaired"]
+    accounted = (2 * bsum["calls"] + u["no_result"] + u["no_entry"] + 2 * u["other_kind"]
+                 + u["unparsed"] + bsum["unread"] + bsum["lost"])
+    assert accounted >= 2 * (calls + watched["calls"]), (bsum, calls, watched["calls"])
+    assert "burst_watch" not in wb.text("not-reaped")  # stopped within REAP_S
     assert (wb.text("kprobe_events.bench"), wb.text("instances.bench")) == (
         wb.text("kprobe_events.before"), wb.text("instances.before"))
 
