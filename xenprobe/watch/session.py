@@ -79,7 +79,12 @@ class Session:
         self._update_lost()
 
     def _update_lost(self) -> None:
-        self.tally.lost = self.armed.instance.lost() + self._lost_lines
+        # The same overwritten events twice, not two kinds: trace_pipe's "[LOST N
+        # EVENTS]" note is the per-CPU overrun counter's growth since the reader's last
+        # page (kernel/trace/ring_buffer.c rb_get_reader_page: lost_events = overrun -
+        # last_overrun). The counters cover every event; the notes, only those the
+        # reader has reached, so they count only when the counters can't be read.
+        self.tally.lost = max(self.armed.instance.lost(), self._lost_lines)
 
     def _read(self) -> bytes | None:
         """One read of trace_pipe: None when it is empty now."""
