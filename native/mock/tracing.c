@@ -41,9 +41,9 @@
  *   (`endbr=1` in XENPROBE_MOCK_PRIVCMD_TEXT: the modelled module's privcmd_ioctl
  *   opens with f3 0f 1e fa), is put 4 bytes in, and its lines name +0x4: the kernel
  *   moves it past the ENDBR (arch/x86/kernel/kprobes/core.c@v6.12
- *   arch_adjust_kprobe_addr: `if (is_endbr(addr)) { *on_func_entry = !offset ||
- *   offset == 4; if (*on_func_entry) offset = 4; }`, built with
- *   CONFIG_X86_KERNEL_IBT; %pS then prints the probe's address, +0x4).
+ *   arch_adjust_kprobe_addr: when the function's first 4 bytes are ENDBR, a probe
+ *   asked for at offset 0 or 4 is a function-entry probe and goes to offset 4; in
+ *   kernels built with CONFIG_X86_KERNEL_IBT; %pS then prints the probe's address).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
