@@ -248,7 +248,7 @@ def test_overruns_are_counted_not_hidden(host: WatchHost) -> None:
     assert summary["event"] == "summary", err
     # 2 events a call; every one is either read or counted lost.
     read = summary["calls"] * 2 + summary["unpaired"]["no_entry"] + \
-        summary["unpaired"]["no_result"]
+        summary["unpaired"]["no_result"] + summary["unread"]
     assert summary["lost"] > 0
     assert read + summary["lost"] == 4000
     assert stats_overruns(host) == 0  # the instance (and its counters) are gone
@@ -318,8 +318,121 @@ def test_pairing_holds_across_threads_and_processes(host: WatchHost) -> None:
     # What was not read was counted lost: 2 events a call.
     total = 3 * 4 * 150
     read = 2 * summary["calls"] + summary["unpaired"]["no_entry"] + \
-        summary["unpaired"]["no_result"]
+        summary["unpaired"]["no_result"] + summary["unread"]
     assert read + summary["lost"] == 2 * total, (summary, err)
     assert summary["unpaired"]["other_kind"] == 0 and summary["unpaired"]["unparsed"] == 0
     print(f"{total} calls from 12 threads in 3 processes: {summary['calls']} paired, "
           f"{summary['lost']} events lost")
+
+
+# A process that calls without end: maximum_gpfn of domain 3 (damaged), as fast as it can.
+FLOOD = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open("/dev/xen/privcmd", os.O_RDWR)
+domid = ctypes.c_uint16(3)
+hc = (ctypes.c_uint64 * 6)(12, 14, ctypes.addressof(domid), 0, 0, 0)
+print(flush=True)
+while True:
+    libc.ioctl(fd, 0x305000, hc)
+"""
+
+
+def slow_reader(p: subprocess.Popen[str], within: float) -> list[dict[str, Any]]:
+    """The watch's output read as a slow consumer reads it (the real-Xen boot folds it
+    with awk under TCG: a few hundred lines a second), until end-of-file or `within`
+    seconds."""
+    assert p.stdout is not None
+    os.set_blocking(p.stdout.fileno(), False)
+    until = time.monotonic() + within
+    out = ""
+    while time.monotonic() < until:
+        try:
+            chunk = os.read(p.stdout.fileno(), 4096)
+        except BlockingIOError:
+            chunk = None
+        if chunk == b"":
+            break
+        if chunk:
+            out += chunk.decode()
+        time.sleep(0.01)
+    else:
+        raise AssertionError(f"the watch had not exited {within} s after SIGTERM")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_stops_promptly_under_a_flood_and_counts_what_it_left(host: WatchHost) -> None:
+    """The real-Xen boot's defect: with events arriving faster than the watch's output
+    is consumed, SIGTERM must still stop it within a bounded time, disarmed, with a
+    summary that counts what it did not judge (failed before the fix: the read loop
+    read until the buffer was empty, which a flood never lets it be)."""
+    before = (host.kprobe_events(), host.instances())
+    p = started(host)
+    script = host.root / "flood.py"
+    script.write_text(FLOOD)
+    floods = [subprocess.Popen([sys.executable, str(script)], env=host.consumer_env,
+                               stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    try:
+        for f in floods:
+            assert f.stdout is not None and f.stdout.readline() == "\n"
+        time.sleep(2)
+        sent = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        lines = slow_reader(p, 60)
+        took = time.monotonic() - sent
+        assert p.wait(timeout=30) == 1
+    finally:
+        for f in floods:
+            f.kill()
+            f.wait()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for line in lines:
+        validate_watch(line)
+    summary = lines[-1]
+    assert summary["event"] == "summary" and summary["damaged"] > 0
+    # Judged, counted unread, or counted lost: nothing vanishes without a number. The
+    # flood outruns the reader, so the kernel's buffer overflowed.
+    assert summary["lost"] > 0 and summary["unread"] >= 0
+    assert (host.kprobe_events(), host.instances()) == before
+    print(f"stopped {took:.2f} s after SIGTERM: {summary['calls']} calls judged, "
+          f"{summary['unread']} events left unread, {summary['lost']} lost")
+
+
+def test_entry_probe_after_endbr64(host: WatchHost) -> None:
+    """A module built with IBT (trixie's 6.12) opens privcmd_ioctl with ENDBR64: the
+    kernel puts the entry probe 4 bytes in and prints +0x4 (native/mock/tracing.c cites
+    arch_adjust_kprobe_addr); the watch pairs the same calls, and a raw reader of the
+    instance sees the entry line at +0x4."""
+    text = host.consumer_env["XENPROBE_MOCK_PRIVCMD_TEXT"] + " endbr=1"
+    host.consumer_env["XENPROBE_MOCK_PRIVCMD_TEXT"] = text
+    p = started(host, "--all")
+    host.consumer(TRUNCATED, INTACT[1], name="ibt")
+    time.sleep(0.5)
+    lines, err = stop(p)
+    assert p.returncode == 1, err
+    assert [(c["op_name"], c["verdict"]) for c in lines if c["event"] == "call"] == [
+        ("memory_op", "truncated"), ("xen_version", "match")]
+    assert lines[-1]["unpaired"] == {"no_result": 0, "no_entry": 0, "other_kind": 0,
+                                     "unparsed": 0}
+    # The line itself, read from an instance of our own.
+    inst = host.tracefs / "instances" / "ibt"
+    maker = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, time; os.mkdir(sys.argv[1]); "
+         "open(sys.argv[1] + '/set_event', 'w').write('xpt:entry\\n'); print(flush=True); "
+         "time.sleep(60)", str(inst)], env=host.consumer_env, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        with open(host.tracefs / "kprobe_events", "a") as f:
+            f.write("p:xpt/entry xen_privcmd:privcmd_ioctl cmd=%si:x32\n")
+        assert maker.stdout is not None and maker.stdout.readline() == "\n"
+        fifo = os.open(inst / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        host.consumer(INTACT[1], name="ibt")
+        got = os.read(fifo, 1 << 16).decode().splitlines()
+        os.close(fifo)
+    finally:
+        maker.kill()
+        maker.wait()
+    assert len(got) == 1 and f"entry: (privcmd_ioctl+0x4/{watchhost.FUNCTION_SIZE:#x} " \
+        "[xen_privcmd]) cmd=0x305000" in got[0], got

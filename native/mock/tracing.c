@@ -33,6 +33,17 @@
  *   counts events a full ring buffer overwrote.
  * - mkdir instances/NAME creates the instance's files; rmdir removes them
  *   (trace.c instance_mkdir/instance_rmdir).
+ * - An instance whose `tracing_on` holds 0 records nothing, and counts nothing lost
+ *   (kernel/trace/trace.c@v6.12 rb_simple_write -> tracer_tracing_off ->
+ *   ring_buffer_record_off; ring_buffer.c ring_buffer_lock_reserve returns NULL
+ *   while record_disabled is set).
+ * - A probe on a function's first instruction, when that instruction is ENDBR64
+ *   (`endbr=1` in XENPROBE_MOCK_PRIVCMD_TEXT: the modelled module's privcmd_ioctl
+ *   opens with f3 0f 1e fa), is put 4 bytes in, and its lines name +0x4: the kernel
+ *   moves it past the ENDBR (arch/x86/kernel/kprobes/core.c@v6.12
+ *   arch_adjust_kprobe_addr: when the function's first 4 bytes are ENDBR, a probe
+ *   asked for at offset 0 or 4 is a function-entry probe and goes to offset 4; in
+ *   kernels built with CONFIG_X86_KERNEL_IBT; %pS then prints the probe's address).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -305,10 +316,21 @@ static void count_overrun(const char *dir, int cpu)
     real_close_fd(fd);
 }
 
+static int recording(const char *dir)
+{
+    char path[4096 + 16], buf[8];
+
+    snprintf(path, sizeof(path), "%s/tracing_on", dir);
+    return read_file(path, buf, sizeof(buf)) <= 0 || buf[0] != '0';
+}
+
 static void print_into(const char *dir, const char *line, size_t len, int cpu)
 {
     char path[4096];
     int fd;
+
+    if (!recording(dir))
+        return;
 
     snprintf(path, sizeof(path), "%s/trace_pipe", dir);
     fd = real_open_file(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
@@ -326,6 +348,7 @@ static void fire(uint64_t offset, const struct regs *r)
     char comm[17] = "", head[128], args[1024], line[1280], path[4096];
     struct timespec ts;
     uint64_t size = text_value("size");
+    int endbr = text_value("endbr") == 1;
     int n, cpu, len;
     DIR *d;
     struct dirent *e;
@@ -341,13 +364,18 @@ static void fire(uint64_t offset, const struct regs *r)
              (long)syscall(SYS_gettid), cpu, (unsigned long)ts.tv_sec,
              (unsigned long)(ts.tv_nsec / 1000));
     for (int i = 0; i < n; i++) {
-        if (probes[i].offset != offset)
+        /* Where the kernel put the probe: past ENDBR64 for one on the entry. */
+        uint64_t at = probes[i].offset;
+
+        if (endbr && (at == 0 || at == 4))
+            at = 4;
+        if (at != (offset == 0 && endbr ? 4 : offset))
             continue;
         if (format_args(probes[i].args, r, args, sizeof(args)) < 0)
             continue;  /* a definition the mock does not model */
         len = snprintf(line, sizeof(line),
                        "%s%s: (privcmd_ioctl+0x%llx/0x%llx [xen_privcmd])%s\n", head,
-                       probes[i].name, (unsigned long long)offset,
+                       probes[i].name, (unsigned long long)at,
                        (unsigned long long)size, args);
         if (len < 0 || (size_t)len >= sizeof(line))
             continue;

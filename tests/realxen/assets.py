@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # Xen release -> (apt suite family, package).  4.14 is only in bullseye, 4.20 only in trixie.
@@ -46,7 +46,22 @@ XEN_PACKAGES: dict[str, tuple[str, str]] = {
     "4.17": ("bookworm", "xen-hypervisor-4.17-amd64"),
     "4.20": ("trixie", "xen-hypervisor-4.20-amd64"),
 }
-KERNEL_META_PACKAGE = "linux-image-amd64"  # bookworm; resolved to one linux-image-6.1.0-NN-amd64
+KERNEL_META_PACKAGE = "linux-image-amd64"  # per family; resolved to one linux-image-X-NN-amd64
+# The Debian release whose kernel is each Xen release's own dom0 kernel (bullseye's 5.10,
+# bookworm's 6.1, trixie's 6.12).  The default dom0 kernel of every boot is bookworm's.
+DEFAULT_KERNEL_FAMILY = "bookworm"
+OWN_KERNEL_FAMILY: dict[str, str] = {r: fam for r, (fam, _pkg) in XEN_PACKAGES.items()}
+# Each family's dom0 kernel package; None: the one its linux-image-amd64 names.
+# bullseye's 5.10.0-32 (5.10.223-1, kept in bullseye main by its last point release) is
+# the last build before the XSA-466 rework: its privcmd calls into the hypercall page
+# (`call *%rax`), where the later builds use a static call; the watch must find both.
+KERNEL_PACKAGES: dict[str, str | None] = {
+    "bullseye": "linux-image-5.10.0-32-amd64",
+    "bookworm": None,
+    "trixie": None,
+}
+# Where the module the watch reads lives in a kernel's tree (below lib/modules/<release>/).
+PRIVCMD_MODULE = "kernel/drivers/xen/xen-privcmd.ko"
 BUSYBOX_PACKAGE = "busybox-static"
 
 # Modules the dom0 needs; their dependencies are added from each module's modinfo.
@@ -57,6 +72,9 @@ ROOT_MODULES: tuple[str, ...] = (
     "xen_privcmd",
     "xenfs",
     "overlay",
+    # /dev/xen/gntdev and /dev/xen/evtchn: xenstored (and so the real xl) needs both.
+    "xen_gntdev",
+    "xen_evtchn",
 )
 
 # Host programs that must be installed (binary -> Debian package that provides it).
@@ -70,7 +88,7 @@ HOST_TOOLS: dict[str, str] = {
 
 # Re-resolve package versions after this long (seconds); 0 forces it each time.
 DEFAULT_TTL_S = 7 * 24 * 3600
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 # Bumped when _keep_kernel keeps other files: part of the unpacked directory's name.
 KERNEL_KEEP_FORMAT = 3
 
@@ -93,8 +111,51 @@ class MissingHostTools(AssetError):
 
 
 @dataclass(frozen=True)
+class DomKernel:
+    """One Debian dom0 kernel: its image and the modules the dom0 loads."""
+
+    image: Path  # vmlinuz
+    release: str  # e.g. "6.1.0-28-amd64"
+    modules_dir: Path  # flat directory of uncompressed .ko files
+    module_order: tuple[str, ...]  # module file names, in load order
+    # xen-privcmd's module file as the package ships it (.ko, or .ko.xz on trixie), at
+    # its path below lib/modules/<release>/ (PRIVCMD_MODULE): what the watch reads.
+    privcmd: Path
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "image": str(self.image),
+            "release": self.release,
+            "modules_dir": str(self.modules_dir),
+            "module_order": list(self.module_order),
+            "privcmd": str(self.privcmd),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> DomKernel:
+        assert isinstance(data, dict)
+        order = data["module_order"]
+        assert isinstance(order, list)
+        return cls(
+            image=Path(str(data["image"])),
+            release=str(data["release"]),
+            modules_dir=Path(str(data["modules_dir"])),
+            module_order=tuple(str(m) for m in order),
+            privcmd=Path(str(data["privcmd"])),
+        )
+
+    def all_paths(self) -> list[Path]:
+        return [self.image, self.privcmd, *(self.modules_dir / m for m in self.module_order)]
+
+
+@dataclass(frozen=True)
 class Assets:
-    """Paths of one resolved, unpacked set of boot assets."""
+    """Paths of one resolved, unpacked set of boot assets.
+
+    ``kernel``, ``kernel_release``, ``modules_dir`` and ``module_order`` are the dom0
+    kernel boots use (by default bookworm's); ``kernels`` holds every family's, and
+    ``with_kernel`` gives the same assets with another family's kernel in those fields.
+    """
 
     cache_dir: Path
     xen: dict[str, Path]  # release ("4.17") -> uncompressed multiboot ELF
@@ -104,6 +165,35 @@ class Assets:
     module_order: tuple[str, ...]  # module file names, in load order
     busybox: Path
     versions: dict[str, str] = field(default_factory=dict)  # package -> version
+    kernels: dict[str, DomKernel] = field(default_factory=dict)  # family -> kernel
+    kernel_family: str = DEFAULT_KERNEL_FAMILY  # whose kernel the fields above hold
+
+    def with_kernel(self, family: str) -> Assets:
+        """These assets with ``family``'s dom0 kernel ("bullseye", "bookworm", "trixie")."""
+        try:
+            k = self.kernels[family]
+        except KeyError:
+            raise AssetError(f"no {family} kernel; known: {sorted(self.kernels)}") from None
+        return replace(
+            self,
+            kernel=k.image,
+            kernel_release=k.release,
+            modules_dir=k.modules_dir,
+            module_order=k.module_order,
+            kernel_family=family,
+        )
+
+    def own_kernel(self, release: str) -> Assets:
+        """These assets with the Debian kernel of Xen ``release``'s own Debian release."""
+        try:
+            return self.with_kernel(OWN_KERNEL_FAMILY[release])
+        except KeyError:
+            raise AssetError(f"unknown Xen release {release!r}") from None
+
+    @property
+    def privcmd_module(self) -> Path:
+        """xen-privcmd's module file of the kernel in use, as its package ships it."""
+        return self.kernels[self.kernel_family].privcmd
 
     def xen_image(self, release: str) -> Path:
         try:
@@ -123,6 +213,7 @@ class Assets:
             "module_order": list(self.module_order),
             "busybox": str(self.busybox),
             "versions": dict(self.versions),
+            "kernels": {f: k.to_json() for f, k in self.kernels.items()},
         }
 
     @classmethod
@@ -132,7 +223,9 @@ class Assets:
         xen = data["xen"]
         versions = data["versions"]
         order = data["module_order"]
+        kernels = data["kernels"]
         assert isinstance(xen, dict) and isinstance(versions, dict)
+        assert isinstance(kernels, dict)
         assert isinstance(order, list)
         return cls(
             cache_dir=cache,
@@ -143,11 +236,13 @@ class Assets:
             module_order=tuple(str(m) for m in order),
             busybox=Path(str(data["busybox"])),
             versions={str(k): str(v) for k, v in versions.items()},
+            kernels={str(f): DomKernel.from_json(k) for f, k in kernels.items()},
         )
 
     def all_paths(self) -> list[Path]:
         mods = [self.modules_dir / m for m in self.module_order]
-        return [*self.xen.values(), self.kernel, self.busybox, *mods]
+        own = [p for k in self.kernels.values() for p in k.all_paths()]
+        return [*self.xen.values(), self.kernel, self.busybox, *mods, *own]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -569,6 +664,26 @@ def _keep_kernel(tree: Path, dest: Path) -> None:
         order.append(fname)
     (dest / "release").write_text(release + "\n")
     (dest / "module-order").write_text("\n".join(order) + "\n")
+    # The module file the watch reads (and checks against the loaded module's build
+    # id), kept as shipped (compressed on trixie) at its place in the tree.
+    shipped = _find_one(moddir, [PRIVCMD_MODULE, f"{PRIVCMD_MODULE}.xz"])
+    kept = dest / "tree" / "lib" / "modules" / release / shipped.relative_to(moddir)
+    kept.parent.mkdir(parents=True)
+    shutil.copyfile(shipped, kept)
+
+
+def _kernel(kdir: Path) -> DomKernel:
+    release = (kdir / "release").read_text().strip()
+    privcmd = sorted((kdir / "tree" / "lib" / "modules" / release).glob(f"{PRIVCMD_MODULE}*"))
+    if len(privcmd) != 1:
+        raise AssetError(f"no single xen-privcmd module file below {kdir}/tree: {privcmd}")
+    return DomKernel(
+        image=kdir / "vmlinuz",
+        release=release,
+        modules_dir=kdir / "modules",
+        module_order=tuple((kdir / "module-order").read_text().split()),
+        privcmd=privcmd[0],
+    )
 
 
 def _keep_busybox(tree: Path, dest: Path) -> None:
@@ -594,14 +709,23 @@ def _resolve_and_fetch(cache: Path) -> Assets:
         versions[pkg] = apt.show(pkg)["version"]
         return versions[pkg]
 
-    # The meta package names exactly one concrete kernel package; never glob for it.
-    meta = bookworm.show(KERNEL_META_PACKAGE)
-    m = _KERNEL_DEP.search(meta.get("depends", ""))
-    if not m:
-        raise AssetError(f"cannot resolve {KERNEL_META_PACKAGE} depends: {meta.get('depends')}")
-    kpkg = m.group(1)
-    kdir = _materialize(cache, bookworm, kpkg, candidate(bookworm, kpkg), _keep_kernel,
-                        tag=f"+k{KERNEL_KEEP_FORMAT}")
+    # Each family's meta package names exactly one concrete kernel package; never glob.
+    kernels: dict[str, DomKernel] = {}
+    for fam, apt in apts.items():
+        kpkg = KERNEL_PACKAGES.get(fam)
+        if kpkg is None:
+            meta = apt.show(KERNEL_META_PACKAGE)
+            m = _KERNEL_DEP.search(meta.get("depends", ""))
+            if not m:
+                raise AssetError(
+                    f"cannot resolve {fam}'s {KERNEL_META_PACKAGE}: {meta.get('depends')}"
+                )
+            kpkg = m.group(1)
+        kdir = _materialize(
+            cache, apt, kpkg, candidate(apt, kpkg), _keep_kernel, tag=f"+k{KERNEL_KEEP_FORMAT}"
+        )
+        kernels[fam] = _kernel(kdir)
+    default = kernels[DEFAULT_KERNEL_FAMILY]
     bdir = _materialize(
         cache, bookworm, BUSYBOX_PACKAGE, candidate(bookworm, BUSYBOX_PACKAGE), _keep_busybox
     )
@@ -612,12 +736,13 @@ def _resolve_and_fetch(cache: Path) -> Assets:
     return Assets(
         cache_dir=cache,
         xen=xen,
-        kernel=kdir / "vmlinuz",
-        kernel_release=(kdir / "release").read_text().strip(),
-        modules_dir=kdir / "modules",
-        module_order=tuple((kdir / "module-order").read_text().split()),
+        kernel=default.image,
+        kernel_release=default.release,
+        modules_dir=default.modules_dir,
+        module_order=default.module_order,
         busybox=bdir / "busybox",
         versions=versions,
+        kernels=kernels,
     )
 
 
@@ -644,7 +769,9 @@ def _keep_privcmd(tree: Path, dest: Path) -> None:
 
 def privcmd_modules() -> dict[str, tuple[str, str, Path]]:
     """family -> (package, version, the shipped xen-privcmd module file), fetched once
-    into the shared cache (pkgs/<package>_<version>/)."""
+    into the shared cache (pkgs/<package>_<version>/, only the module). The same
+    linux-image unpacked as a boot kernel goes to pkgs/<package>_<version>+kN/
+    (ensure_assets): the two never share a directory."""
     out: dict[str, tuple[str, str, Path]] = {}
     with cache_lock() as cache:
         entries = host_sources()
@@ -678,6 +805,8 @@ def _load_manifest(cache: Path) -> tuple[Assets, float] | None:
     if not all(p.exists() for p in assets.all_paths()):
         return None
     if set(assets.xen) != set(XEN_PACKAGES):  # written by a checkout with other releases
+        return None
+    if set(assets.kernels) != set(FAMILIES):
         return None
     return assets, stamp
 

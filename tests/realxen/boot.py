@@ -177,14 +177,20 @@ def run_in_dom0(
     kernel_args: str = "",
     assets: Assets | None = None,
     smp: int = 2,
+    own_kernel: bool = False,
 ) -> Dom0Run:
     """Boot Xen ``xen`` ("4.17"|"4.20"), run ``script`` (POSIX sh) in dom0, power off.
 
     QEMU is killed after ``timeout`` seconds.  ``workdir`` (default: a new temporary
     directory, kept) receives serial.log and the results share (share/).  ``smp``:
-    CPUs of the QEMU machine (Xen's pCPUs; dom0 gets as many vCPUs).
+    CPUs of the QEMU machine (Xen's pCPUs; dom0 gets as many vCPUs).  ``own_kernel``:
+    the dom0 runs the Debian kernel of the release's own Debian release (bullseye's
+    5.10 with 4.14, bookworm's 6.1 with 4.17, trixie's 6.12 with 4.20) instead of the
+    assets' (bookworm's 6.1).
     """
     assets = assets or ensure_assets()
+    if own_kernel:
+        assets = assets.own_kernel(xen)
     xen_image = assets.xen_image(xen)
     initrd = build_initramfs(assets)
     workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"xenprobe-dom0-{xen}-"))
@@ -264,8 +270,10 @@ def main() -> int:
     ap.add_argument("xen", choices=RELEASES)
     ap.add_argument("command", help="shell script text")
     ap.add_argument("--timeout", type=float, default=240)
+    ap.add_argument("--own-kernel", action="store_true",
+                    help="boot the release's own Debian kernel, not bookworm's")
     args = ap.parse_args()
-    run = run_in_dom0(args.xen, args.command, timeout=args.timeout)
+    run = run_in_dom0(args.xen, args.command, timeout=args.timeout, own_kernel=args.own_kernel)
     print(run.stdout, end="")
     print(run.report(20), file=sys.stderr)
     return 0 if run.ok else 1

@@ -100,7 +100,7 @@ def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: i
         code = ExitCode.NOT_DELIVERED
     unpaired = {"no_result": session.pairer.unanswered, "no_entry": session.pairer.orphans,
                 "other_kind": session.pairer.mismatched, "unparsed": session.unparsed}
-    summary = report.summary_json(tally, unpaired=unpaired,
+    summary = report.summary_json(tally, unpaired=unpaired, unread=session.unread,
                                   duration=time.monotonic() - started, exit_code=int(code))
     if as_json:
         report.JsonSink(out).emit(summary)

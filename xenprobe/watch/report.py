@@ -27,7 +27,7 @@ def call_json(call: Call, process: Process) -> dict[str, object]:
     }
 
 
-def summary_json(tally: Tally, *, unpaired: dict[str, int], duration: float,
+def summary_json(tally: Tally, *, unpaired: dict[str, int], unread: int, duration: float,
                  exit_code: int) -> dict[str, object]:
     return {
         "event": "summary", "calls": tally.calls, "calls_by_op": dict(sorted(tally.by_op.items())),
@@ -36,7 +36,8 @@ def summary_json(tally: Tally, *, unpaired: dict[str, int], duration: float,
         "damaged_by_verdict": dict(sorted(tally.damaged.items())),
         "damaged_by_process": tally.processes_json(),
         "damaged_other_processes": sum(tally.other_processes.values()),
-        "lost": tally.lost, "unpaired": unpaired, "duration_s": round(duration, 3),
+        "lost": tally.lost, "unread": unread, "unpaired": unpaired,
+        "duration_s": round(duration, 3),
         "exit_code": exit_code,
     }
 

@@ -55,9 +55,16 @@ class Instance:
     def enable(self, group: str, event: str) -> None:
         _write(self.path / "set_event", f"{group}:{event}\n", append=True)
 
+    def stop_recording(self) -> None:
+        """The instance's own `tracing_on` to 0: its ring buffer records nothing more
+        (kernel/trace/trace.c rb_simple_write -> tracer_tracing_off); what it holds
+        can still be read."""
+        _write(self.path / "tracing_on", "0\n")
+
     def open_pipe(self) -> int:
         """trace_pipe, non-blocking: a read of an empty buffer gives EAGAIN
-        (tracing_read_pipe) and poll() says when there is more (tracing_poll_pipe)."""
+        (kernel/trace/trace.c@v5.10 tracing_wait_pipe: O_NONBLOCK -> -EAGAIN), so the
+        reader never has to wait for poll()'s wakeup (tracing_poll_pipe)."""
         try:
             return os.open(self.path / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         except OSError as e:
@@ -66,6 +73,14 @@ class Instance:
 
     def lost(self) -> int:
         """Events lost so far, summed over the instance's CPUs."""
+        return self._stats_sum(LOST_KEYS)
+
+    def queued(self) -> int:
+        """Events recorded and not yet read, summed over the instance's CPUs
+        (tracing_stats_read's "entries": ring_buffer_entries_cpu)."""
+        return self._stats_sum(("entries",))
+
+    def _stats_sum(self, keys: tuple[str, ...]) -> int:
         total = 0
         try:
             cpus = sorted((self.path / "per_cpu").glob("cpu*"))
@@ -78,7 +93,7 @@ class Instance:
                 continue
             for line in text.splitlines():
                 key, _, value = line.partition(":")
-                if key.strip() in LOST_KEYS:
+                if key.strip() in keys:
                     with contextlib.suppress(ValueError, IndexError):
                         total += int(value.split()[0])
         return total
