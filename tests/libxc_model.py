@@ -112,7 +112,14 @@ def expected(s: Scenario, quantity: str, subject: str, domid: int | None) -> Rea
     if quantity in OUT_PARAM:
         if ret >= 0:
             return Reading(ret, 0, 64)  # written through the unsigned long pointer
-        return Reading(-1, err, 32) if err else Reading(s32(ret), 0, 32)
+        if err:
+            return Reading(-1, err, 32)
+        if s32(ret) == 0:
+            # A negative long whose low 32 bits are 0 (a result out of range at the
+            # source) comes back as the int 0, success: the unsigned long was never
+            # written, and the caller reads what it held (xenprobe's layer: 0).
+            return Reading(0, 0, 64)
+        return Reading(s32(ret), 0, 32)
     return Reading(ret, err, 64)
 
 
@@ -147,6 +154,8 @@ def verdict(raw: Reading, reading: Reading) -> str:
     if not reading.failed:
         if reading.value % U64 == raw.value % U64:
             return "match"
+        if reading.value % U64 == raw.value % (1 << 32):
+            return "truncated"  # only the low 32 bits survived (out of range at the source)
         raise AssertionError(f"model has no verdict for value {reading} against {raw}")
     # A failure where the hypervisor gave a value: only an errno-sized value could alias.
     low = raw.value % (1 << 32)
