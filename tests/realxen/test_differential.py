@@ -118,4 +118,6 @@ def test_mismatch_confirmation_on_the_mock(name: str, tmp_path: Path) -> None:
             checked += 1
     if checked == 0:
         pytest.skip(f"{name}: only moving domains mismatch")
-    assert code == 1
+    # Exit 1 only for a finding some consumer would read wrong (xenprobe/impact.py).
+    acted = any(f["impact"] != "harmless" for f in report["findings"])
+    assert code == (1 if acted else 0), report["findings"]
