@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
 """Move xenprobe's modules into folders that read as its layers, and rewrite every reference.
 
 Not applied yet: the planned move of issue 21 ("A layout that shows the architecture"),
