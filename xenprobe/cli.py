@@ -279,8 +279,7 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     users = _consumers(scenario)
     # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
     notes = [f"raw: {result.raw_absent.note}"] if result.raw_absent else []
-    notes += [f"{layer.name}: {note}" for layer in layers
-              if (note := getattr(layer, "note", ""))]
+    notes += [f"{layer.name}: {layer.note}" for layer in layers if layer.note]
     notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
               for call, why in sorted(retries.items())]
     # Exit 1 only for a finding some consumer would read wrong and use (xenprobe.impact):

@@ -3,7 +3,8 @@
 
 The raw 64-bit result (a multicall entry's `result`) is the truth the rungs below are
 compared with; it is read by the sweep itself, before and after the rungs. Adding a
-layer (libxc) means adding one entry to `ladder()`, nothing else.
+layer (libxc) means adding one entry to `ladder()` and its name to `NAMES`, nothing
+else: the sweep, the command line and the metrics only speak the `Layer` protocol.
 """
 
 from __future__ import annotations
@@ -18,15 +19,32 @@ from xenprobe.reading import Columns, Reading
 from xenprobe.transport import Args, Calls, Privcmd
 
 
+class Request(Protocol):
+    """A probe whose call carries a struct (livepatch LIST): issued whole by the kernel
+    layers, since a batch takes by-value calls only."""
+
+    def read(self, *, syscall: bool) -> tuple[Reading, int | None]: ...
+
+
 class Layer(Protocol):
     name: str
     description: str
+    note: str  # why the column is empty or partial, for the report; "" when nothing
 
     def read_many(self, probes: Sequence[Probe],
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
-        """One reading per probe; None where this layer does not offer the quantity.
-        A layer may also offer `read_columns(probes, calls) -> Columns`, the same
-        readings column-wise; the sweep uses it where present."""
+        """One reading per probe; None where this layer does not offer the quantity."""
+        ...
+
+    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]],
+                     raw: Sequence[int] | None = None) -> Columns:
+        """read_many column-wise (a sweep compares columns in bulk); raw, the multicall
+        results where there are any, lets an int path tell an alias from a transient
+        failure."""
+        ...
+
+    def read_request(self, probe: Probe, request: Request) -> Reading | None:
+        """The reading of one probe whose call carries a struct (see Request)."""
         ...
 
     def via_reference(self, probe: Probe) -> bool:
@@ -39,6 +57,7 @@ class Layer(Protocol):
 class SyscallLayer:
     name = "syscall"
     description = "the ioctl system call's long return (the kernel's privcmd path)"
+    note = ""
 
     def __init__(self, dev: Privcmd) -> None:
         self.dev = dev
@@ -54,6 +73,9 @@ class SyscallLayer:
         values, errnos = self.dev.many_values(Calls.of(calls), syscall=True, raw=raw)
         return Columns(values, errnos, 64)
 
+    def read_request(self, probe: Probe, request: Request) -> Reading | None:
+        return request.read(syscall=True)[0]
+
     def via_reference(self, probe: Probe) -> bool:
         return False
 
@@ -61,6 +83,7 @@ class SyscallLayer:
 class IoctlLayer:
     name = "ioctl"
     description = "glibc ioctl(): an int, and -1 with errno for [-4095,-1]"
+    note = ""
 
     def __init__(self, dev: Privcmd) -> None:
         self.dev = dev
@@ -76,8 +99,15 @@ class IoctlLayer:
         values, errnos = self.dev.many_values(Calls.of(calls), syscall=False, raw=raw)
         return Columns(values, errnos, 32)
 
+    def read_request(self, probe: Probe, request: Request) -> Reading | None:
+        return request.read(syscall=False)[0]
+
     def via_reference(self, probe: Probe) -> bool:
         return False
+
+
+# Every layer's name, in ladder order: the metrics keep a series for each, present or not.
+NAMES: tuple[str, ...] = (SyscallLayer.name, IoctlLayer.name, libxc.NAME)
 
 
 def ladder(dev: Privcmd, identity: Identity | None = None) -> list[Layer]:

@@ -165,6 +165,13 @@ class Absent:
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return [None] * len(probes)
 
+    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]],
+                     raw: Sequence[int] | None = None) -> Columns:
+        return Columns.of(self.read_many(probes, calls))
+
+    def read_request(self, probe: Probe, request: object) -> Reading | None:
+        return None
+
     def via_reference(self, probe: Probe) -> bool:
         return False
 
@@ -245,10 +252,16 @@ class LibxcLayer:
                   calls: Sequence[tuple[int, Args]]) -> list[Reading | None]:
         return [self.read(p) for p in probes]
 
-    def read_columns(self, probes: Sequence[Probe],
-                     calls: Sequence[tuple[int, Args]]) -> Columns:
+    def read_request(self, probe: Probe, request: object) -> Reading | None:
+        """libxenctrl issues the struct itself (xc_livepatch_list_get_sizes: the same
+        request), as it reads any one probe."""
+        return self.read(probe)
+
+    def read_columns(self, probes: Sequence[Probe], calls: Sequence[tuple[int, Args]],
+                     raw: Sequence[int] | None = None) -> Columns:
         """read_many as columns: one libxenctrl call per probe all the same, without a
-        Reading object per probe (a sweep of 10,000 domains makes 30,000 calls)."""
+        Reading object per probe (a sweep of 10,000 domains makes 30,000 calls). raw is
+        not needed: libxenctrl's functions return the value or -1 with errno."""
         values, errnos, widths = array("q"), array("i"), array("b")
         absent = []
         offers, value = self._offers, self._value

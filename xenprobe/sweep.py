@@ -44,7 +44,7 @@ from xenprobe.judge import (
     judge_by_reference,
     unanimous,
 )
-from xenprobe.layers import IoctlLayer, Layer, SyscallLayer
+from xenprobe.layers import Layer
 from xenprobe.livepatch import LivepatchList
 from xenprobe.platform_requests import PlatformRequests
 from xenprobe.quantities import (
@@ -366,11 +366,7 @@ class Sweeper:
         assert lp is not None and probe.quantity is Quantity.LIVEPATCH_LISTED
         out: dict[str, Reading | None] = {}
         for layer in self.layers:
-            if isinstance(layer, SyscallLayer | IoctlLayer):
-                out[layer.name] = lp.read(syscall=isinstance(layer, SyscallLayer))[0]
-            else:
-                one = layer.read_many([probe], [])
-                out[layer.name] = one[0] if one else None
+            out[layer.name] = layer.read_request(probe, lp)
         return out
 
     def _judge_unbatched(self, p: _Plan) -> dict[int, Result]:
@@ -488,15 +484,9 @@ class Sweeper:
 
     def _read(self, layer: Layer, probes: list[Probe], calls: Calls,
               raw: array[int] | None) -> Columns:
-        bulk = getattr(layer, "read_columns", None)
         self._fresh()
-        if isinstance(layer, SyscallLayer | IoctlLayer):
-            # The raw results let the int paths tell an alias from a transient EINTR.
-            return layer.read_columns(probes, calls, raw)
-        if bulk is not None:
-            columns: Columns = bulk(probes, calls)
-            return columns
-        return Columns.of(layer.read_many(probes, calls))
+        # The raw results let the int paths tell an alias from a transient EINTR.
+        return layer.read_columns(probes, calls, raw)
 
     def _attempt(self, p: _Plan, progress: _Progress, pending: list[int], attempt: int,
                  *, final: bool) -> list[int]:

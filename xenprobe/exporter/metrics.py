@@ -47,7 +47,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from xenprobe import __version__, impact, revision
+from xenprobe import __version__, impact, layers, revision
 from xenprobe.classify import MISMATCHES, Risk, Verdict
 from xenprobe.consumers import Consumers
 from xenprobe.exporter import layer_absent
@@ -72,7 +72,7 @@ RISKS = tuple(r.value for r in Risk)
 QUANTITIES = tuple(q.value for q in Quantity if q not in CENSUS and q not in UNBATCHED)
 # Every layer a sweep can have (xenprobe.layers.ladder, plus raw): known before the first
 # sweep, so counters exist from the first scrape.
-LAYERS = (RAW, "syscall", "ioctl", "libxc")
+LAYERS = (RAW, *layers.NAMES)
 # The errnos a read can meet and an alert cares about, exported at 0 for every layer:
 # EPERM (an XSM/FLASK policy, not a control domain), EACCES (wrong interface version),
 # ESRCH (a domain destroyed during the sweep), ENOENT (glibc's reading of 0xFFFFFFFE),
