@@ -48,27 +48,7 @@ static int   (*r_dup3)(int, int, int);
 static int   (*r_fcntl)(int, int, ...);
 static int   (*r_fcntl64)(int, int, ...);
 
-/* A benign race: every thread stores the same pointer. */
-static void *next_sym(void **slot, const char *name)
-{
-    void *p = __atomic_load_n(slot, __ATOMIC_RELAXED);
-    if (!p) {
-        p = dlsym(RTLD_NEXT, name);
-        __atomic_store_n(slot, p, __ATOMIC_RELAXED);
-    }
-    return p;
-}
-#define REAL(name) ((__typeof__(r_##name))next_sym((void **)&r_##name, #name))
-
-int real_open_file(const char *path, int flags, int mode)
-{
-    return REAL(open)(path, flags, mode);
-}
-
-int real_close_fd(int fd)
-{
-    return REAL(close)(fd);
-}
+#define REAL(name) ((__typeof__(r_##name))real_sym((void **)&r_##name, #name))
 
 /* ---- the fd table ---- */
 struct fdent {

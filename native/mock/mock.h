@@ -215,7 +215,9 @@ int xenstore_directive(const char *name, char **arg, int narg, char *msg, size_t
 /* /dev/xen/xenbus opened: a connection to the modelled xenstored, or -ENOENT. */
 int xenstore_open(int flags);
 
-/* ---- real libc entry points (device.c) ---- */
+/* ---- real libc entry points (libc.c: a leaf, so no file calls back into device.c) ---- */
+/* The next definition of `name` (glibc's), cached in *slot. */
+void *real_sym(void **slot, const char *name);
 int real_open_file(const char *path, int flags, int mode);
 int real_close_fd(int fd);
 
