@@ -15,7 +15,7 @@ def test_benchmark_runs_and_prints_its_tables() -> None:
     p = subprocess.run(
         [sys.executable, "-m", "tests.bench", "--domains", "1,100", "--rounds", "1",
          "--daemon-domains", "100", "--scrapes", "2", "--busy-sweeps", "1",
-         "--leak-domains", "100", "--leak-sweeps", "10"],
+         "--leak-domains", "100", "--leak-sweeps", "10", "--startups", "1"],
         cwd=ROOT, text=True, capture_output=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr[-3000:]
     out = p.stdout
@@ -25,3 +25,4 @@ def test_benchmark_runs_and_prints_its_tables() -> None:
     assert "| 1 | 34 |" in out and "| 100 | 331 |" in out
     assert "| domains | RSS after 1st sweep (MiB) |" in out and "failed" not in out
     assert "RSS over sweeps (100 domains" in out and "after 10:" in out
+    assert "| xenprobe --version |" in out and "| xenprobe check --mock healthy |" in out

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.bench import daemon, scenario
+from tests.bench import daemon, scenario, startup
 from tests.mockhost import env_for
 from xenprobe.abi.releases import getdomaininfo_for_domctl
 from xenprobe.scenario import Scenario
@@ -191,7 +191,8 @@ def _f(v: float | None, fmt: str = "{:.1f}") -> str:
 
 
 def table(sizes: list[Sizes], daemons: list[daemon.DaemonFigures],
-          leaks: list[tuple[int, int]], leak_domains: int) -> str:
+          leaks: list[tuple[int, int]], leak_domains: int,
+          startups: list[startup.StartupFigures] | None = None) -> str:
     lines = ["| domains | probes | xenprobe sweep (ms) | floor (ms) | xenprobe/floor "
              "| kernel layers: xenprobe (ms) | floor (ms) | xenprobe/floor "
              "| xenprobe, peer's reads (ms) | peer (ms) | xenprobe/peer "
@@ -225,6 +226,8 @@ def table(sizes: list[Sizes], daemons: list[daemon.DaemonFigures],
         marks = ", ".join(f"after {i:,}: {kib / 1024:.1f} MiB" for i, kib in leaks)
         lines += ["", f"RSS over sweeps ({leak_domains:,} domains, the daemon's sweep "
                   f"loop in-process, /metrics rendered every 10 sweeps): {marks}"]
+    if startups:
+        lines += ["", *startup.table(startups)]
     return "\n".join(lines)
 
 
@@ -249,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--leak-domains", type=int, default=1000)
     p.add_argument("--leak-sweeps", type=int, default=1000,
                    help="sweeps for RSS over time (0 skips)")
+    p.add_argument("--startups", type=int, default=7,
+                   help="rounds of the start-up figures (--version, check --mock); 0: none")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     args = p.parse_args(argv)
 
@@ -273,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: daemon at {n} domains measured", file=sys.stderr)
         if args.leak_sweeps > 0:
             leaks = leak(args.leak_domains, args.leak_sweeps, tmp, pkgs)
+        startups = (startup.measure(args.startups, {**os.environ, **(
+            pkgs.env() if pkgs is not None else {})}) if args.startups > 0 else [])
     notes = sorted({s.checks["note"] for s in sizes if "note" in s.checks})
     head = (f"xenprobe benchmark, mock host (native/mock), Xen 4.17 scenario "
             f"(tests/bench/scenario.py); libxenctrl "
@@ -284,11 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     print()
-    print(table(sizes, daemons, leaks, args.leak_domains))
+    print(table(sizes, daemons, leaks, args.leak_domains, startups))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "header": head, "sizes": [asdict(s) for s in sizes],
-            "daemon": [asdict(d) for d in daemons], "rss_over_sweeps": leaks}, indent=1))
+            "daemon": [asdict(d) for d in daemons], "rss_over_sweeps": leaks,
+            "startup": [asdict(f) for f in startups]}, indent=1))
     return 0
 
 
