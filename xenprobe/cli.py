@@ -34,11 +34,10 @@ from xenprobe.errors import (
 )
 from xenprobe.exporter import collectors
 from xenprobe.exporter import config as cfg
-from xenprobe.host import Host
-from xenprobe.layers import ladder
 from xenprobe.quantities import Quantity
 from xenprobe.scenario import load, shipped
-from xenprobe.sweep import Sweep, Sweeper
+from xenprobe.session import Session
+from xenprobe.sweep import Sweep
 from xenprobe.transport import Privcmd
 
 log = structlog.get_logger("xenprobe")
@@ -263,9 +262,9 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
         with Privcmd() as dev:
             try:
-                with contextlib.closing(Host(dev)) as host:
-                    layers = ladder(dev, host.identity)
-                    result = Sweeper(host, layers, attempts=args.attempts).sweep()
+                with Session.on(dev) as session:
+                    result = session.sweep(args.attempts)
+                    layer_notes = session.notes()
             finally:
                 counted = dev.take_retries()  # a failed check's too, for the textfile
     except XenprobeError:
@@ -279,7 +278,7 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
     users = _consumers(scenario)
     # Why a layer's column is empty (libxc: libxenctrl not found, wrong release...).
     notes = [f"raw: {result.raw_absent.note}"] if result.raw_absent else []
-    notes += [f"{layer.name}: {layer.note}" for layer in layers if layer.note]
+    notes += layer_notes
     notes += [f"retried {call}: " + ", ".join(f"{why} {n}" for why, n in sorted(why.items()))
               for call, why in sorted(retries.items())]
     # Exit 1 only for a finding some consumer would read wrong and use (xenprobe.impact):

@@ -18,7 +18,6 @@ import os
 import struct
 import time
 import uuid
-import weakref
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -204,12 +203,13 @@ class _Plan:
     maximum: tuple[list[int], list[int]]   # ... and of maximum_reservation, per domain
     others: list[int]                      # every other probe with a possible reference
     via_reference: dict[str, frozenset[int]]
-    layers: tuple[Layer, ...]              # whose ids key this plan in _Known.plans
+    layers: tuple[Layer, ...]              # whose ids key this plan in Known.plans
 
     @staticmethod
     def build(domids: tuple[int, ...], layers: Sequence[Layer],
               census: tuple[Quantity, ...] = (), vcpus: int = 1,
-              requests: PlatformRequests | None = None) -> _Plan:
+              requests: PlatformRequests | None = None,
+              kexec: KexecStatuses | None = None) -> _Plan:
         probes = plan(domids, census, vcpus)
         by_value = [p for p in probes if p.quantity not in _UNBATCHED]
         ids = sorted({p.domid for p in probes if p.domid is not None})
@@ -218,7 +218,7 @@ class _Plan:
         for i, domid in enumerate(ids):
             struct.pack_into("<H", slots.view, 2 * i, domid)
             address[domid] = slots.address + 2 * i
-        calls = Calls.of([_call(p, address, requests) for p in by_value])
+        calls = Calls.of([_call(p, address, requests, kexec) for p in by_value])
         current: tuple[list[int], list[int]] = ([], [])
         maximum: tuple[list[int], list[int]] = ([], [])
         others = []
@@ -258,11 +258,31 @@ class _Progress:
         return Results(probes, layers, self.batches, self.batch, self.position, self.judged)
 
 
+class KexecStatuses:
+    """One struct xen_kexec_status ({uint8_t type}) per image type, at the offset of its
+    type: kexec_status only reads it (common/kexec.c@4.17:1199-1214). One per process:
+    hypercall memory is not inherited (MADV_DONTFORK), so a forked child that used its
+    parent's address would point Xen at whatever it has there."""
+
+    def __init__(self) -> None:
+        self._by_pid: dict[int, Buffer] = {}
+
+    def address(self, kexec_type: int) -> int:
+        pid = os.getpid()
+        buf = self._by_pid.get(pid)
+        if buf is None:
+            buf = self._by_pid[pid] = Buffer(max(KEXEC_TYPE.values()) + 1)
+            for t in KEXEC_TYPE.values():
+                buf.view[t] = bytes([t])
+        return buf.address + kexec_type
+
+
 @dataclass
-class _Known:
+class Known:
     """What a sweep learns about a host that the next sweep through the same open
-    device can reuse: which domain is the caller, and the plans. The daemon makes a
-    Sweeper per sweep, so this lives with the Host, not the Sweeper."""
+    device can reuse: which domain is the caller, what the hypervisor offers, the
+    request buffers and the plans. Its owner is the probe session (xenprobe.session),
+    which makes a Sweeper per sweep; a Sweeper made without one keeps its own."""
 
     self_domid: int | object | None = _UNKNOWN  # asked once per Host
     offered: tuple[Quantity, ...] | None = None  # census quantities, asked once per Host
@@ -276,20 +296,21 @@ class _Known:
     requests: PlatformRequests | None = None
     # Domain names from xenstore; it remembers why they were last absent.
     names: Names = field(default_factory=Names)
+    # The kexec_status structs the kexec quantities point to.
+    kexec: KexecStatuses = field(default_factory=KexecStatuses)
 
-
-_KNOWN: weakref.WeakKeyDictionary[Host, _Known] = weakref.WeakKeyDictionary()
 _PLANS_KEPT = 4
 
 
 class Sweeper:
     """Runs sweeps on one host through one set of layers."""
 
-    def __init__(self, host: Host, layers: Sequence[Layer], attempts: int = ATTEMPTS) -> None:
+    def __init__(self, host: Host, layers: Sequence[Layer], attempts: int = ATTEMPTS,
+                 known: Known | None = None) -> None:
         self.host = host
         self.layers = list(layers)
         self.attempts = attempts
-        self._known = _KNOWN.setdefault(host, _Known())
+        self._known = known if known is not None else Known()
 
     def _references(self) -> _References:
         known = self._known
@@ -311,7 +332,7 @@ class Sweeper:
         4.15.1) through the ioctl system call, whose errno tells ENOSYS as well."""
         known = self._known
         if known.offered is None:
-            calls = Calls.of([_call(census_probe(q), {}, self._requests())
+            calls = Calls.of([_call(census_probe(q), {}, self._requests(), known.kexec)
                               for q in CENSUS])
             try:
                 raw = list(self.host.dev.multicall_values(calls))
@@ -404,7 +425,7 @@ class Sweeper:
                 plans.pop(next(iter(plans))).slots.close()
             requests = self._requests() if set(census) & set(PLATFORM_STRUCT) else None
             p = plans[key] = _Plan.build(domids, self.layers, census, self._known.vcpus,
-                                         requests)
+                                         requests, self._known.kexec)
         return p
 
     def sweep(self) -> Sweep:
@@ -566,33 +587,18 @@ def _compact(c: Columns) -> Columns:
         return c  # a layer returned something wider; keep it as it is
 
 
-def _call(probe: Probe, address: dict[int, int],
-          requests: PlatformRequests | None) -> tuple[int, Args]:
+def _call(probe: Probe, address: dict[int, int], requests: PlatformRequests | None,
+          kexec: KexecStatuses | None) -> tuple[int, Args]:
     op, cmd = probe.call
     if probe.subject is Subject.VCPU:
         return op, args5(cmd, probe.vcpu or 0)  # VCPUOP_is_up(vcpuid, NULL)
     kexec_type = KEXEC_TYPE.get(probe.quantity)
     if kexec_type is not None:
-        return op, args5(cmd, _kexec_status(kexec_type))
+        assert kexec is not None
+        return op, args5(cmd, kexec.address(kexec_type))
     if probe.quantity in PLATFORM_STRUCT:
         assert requests is not None
         return op, args5(requests.address(probe.quantity))
     if probe.domid is None:
         return op, args5(cmd)
     return op, args5(cmd, address[probe.domid])
-
-
-@functools.cache
-def _kexec_statuses(pid: int) -> Buffer:
-    """One struct xen_kexec_status ({uint8_t type}) per image type, at the offset of its
-    type, kept for the process: kexec_status only reads it (common/kexec.c@4.17:1199-1214).
-    Per pid: hypercall memory is not inherited (MADV_DONTFORK), so a forked child that
-    used its parent's address would point Xen at whatever it has there."""
-    buf = Buffer(max(KEXEC_TYPE.values()) + 1)
-    for t in KEXEC_TYPE.values():
-        buf.view[t] = bytes([t])
-    return buf
-
-
-def _kexec_status(kexec_type: int) -> int:
-    return _kexec_statuses(os.getpid()).address + kexec_type

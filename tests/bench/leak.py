@@ -33,9 +33,10 @@ def main(argv: list[str]) -> int:
 
     from xenprobe.exporter.collector import DaemonCollector
     from xenprobe.exporter.config import Config
-    from xenprobe.exporter.daemon import Device, SweepLoop
+    from xenprobe.exporter.daemon import SweepLoop
     from xenprobe.exporter.state import State
     from xenprobe.logs import configure
+    from xenprobe.session import Session
 
     configure("warning")
     sweeps = int(argv[0])
@@ -44,7 +45,7 @@ def main(argv: list[str]) -> int:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     registry.register(DaemonCollector(state.snapshot))
-    loop = SweepLoop(state, Device.open())
+    loop = SweepLoop(state, Session.open())
     marks = {1, sweeps}
     mark = 10
     while mark <= sweeps:

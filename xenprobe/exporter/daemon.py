@@ -29,7 +29,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -47,10 +46,8 @@ from xenprobe.exporter.notify import Notifier
 from xenprobe.exporter.server import App, Server
 from xenprobe.exporter.state import Health, State
 from xenprobe.exporter.watching import WatchLoop
-from xenprobe.host import Host
-from xenprobe.layers import Layer, ladder
-from xenprobe.sweep import Sweep, Sweeper
-from xenprobe.transport import Privcmd
+from xenprobe.session import Session
+from xenprobe.sweep import Sweep
 
 log = structlog.get_logger("xenprobe.exporter")
 
@@ -84,32 +81,10 @@ def configure_logging(config: Config) -> None:
     logs.configure(config.log_level, json=None if fmt == "auto" else fmt == "json")
 
 
-@dataclass
-class Device:
-    """The open privcmd device and the host read through it (sweep thread only)."""
-
-    dev: Privcmd
-    host: Host
-    layers: list[Layer]
-
-    @classmethod
-    def open(cls) -> Device:
-        with contextlib.ExitStack() as undo:  # closes what was opened if a step fails
-            dev = undo.enter_context(Privcmd())
-            host = undo.enter_context(contextlib.closing(Host(dev)))
-            device = cls(dev, host, ladder(dev, host.identity))
-            undo.pop_all()
-        return device
-
-    def close(self) -> None:
-        self.host.close()
-        self.dev.close()
-
-
 class SweepLoop:
     """Sweeps every `interval` seconds (start to start) until stopped."""
 
-    def __init__(self, state: State, device: Device | None, hang_at: int | None = None
+    def __init__(self, state: State, device: Session | None, hang_at: int | None = None
                  ) -> None:
         self.state = state
         self.device = device
@@ -166,9 +141,8 @@ class SweepLoop:
             return
         try:
             if self.device is None:
-                self.device = Device.open()
-            sweep = Sweeper(self.device.host, self.device.layers,
-                            attempts=config.attempts).sweep()
+                self.device = Session.open()
+            sweep = self.device.sweep(config.attempts)
         except Exception as e:
             self._retried()
             self._failed(e)
@@ -189,7 +163,7 @@ class SweepLoop:
         """Hand the sweep's retries to the counters, and look at who else holds privcmd
         open (in this thread, so a scrape never walks /proc)."""
         # No device: none retried this time (and the last sweep's count is not this one's).
-        self.state.retried(self.device.dev.take_retries() if self.device is not None
+        self.state.retried(self.device.take_retries() if self.device is not None
                            else Counter())
         try:
             found = consumers.scan_host(self.state.scenario is not None,
@@ -342,7 +316,7 @@ class Daemon:
         server = Server(config.listen_address, App(registry, watcher, state.health,
                                                    config.telemetry_path))
         try:
-            device = Device.open()  # CannotProbe: not dom0, no device, not root
+            device = Session.open()  # CannotProbe: not dom0, no device, not root
         except BaseException:
             server.stop()
             raise
