@@ -84,12 +84,9 @@ def configure_logging(config: Config) -> None:
 class SweepLoop:
     """Sweeps every `interval` seconds (start to start) until stopped."""
 
-    def __init__(self, state: State, device: Session | None, hang_at: int | None = None
-                 ) -> None:
+    def __init__(self, state: State, device: Session | None) -> None:
         self.state = state
         self.device = device
-        self.hang_at = hang_at  # test only: this sweep blocks (see hang_sweep)
-        self._count = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._last: object = None  # the last sweep's findings, or its failure message
@@ -133,12 +130,6 @@ class SweepLoop:
     def _once(self) -> None:
         config = self.state.config
         self.state.sweep_began()
-        self._count += 1
-        if self._count == self.hang_at:
-            log.warning("test_hang_sweep", sweep=self._count,
-                        note=f"{HANG_SWEEP_ENV}: this sweep blocks until the daemon stops")
-            self._stop.wait()
-            return
         try:
             if self.device is None:
                 self.device = Session.open()
@@ -207,6 +198,26 @@ class SweepLoop:
             self.state.textfile_failed()
             log.error("textfile_write_failed", path=str(config.textfile),
                       error=e.strerror)
+
+
+class HangingSweepLoop(SweepLoop):
+    """Test only (see hang_sweep): the loop whose `hang_at`-th sweep blocks until the
+    daemon stops, as a sweep stuck in a hypercall would."""
+
+    def __init__(self, state: State, device: Session | None, hang_at: int) -> None:
+        super().__init__(state, device)
+        self.hang_at = hang_at
+        self._count = 0
+
+    def _once(self) -> None:
+        self._count += 1
+        if self._count != self.hang_at:
+            super()._once()
+            return
+        self.state.sweep_began()
+        log.warning("test_hang_sweep", sweep=self._count,
+                    note=f"{HANG_SWEEP_ENV}: this sweep blocks until the daemon stops")
+        self._stop.wait()
 
 
 def unexpected(e: BaseException) -> str:
@@ -321,7 +332,8 @@ class Daemon:
             server.stop()
             raise
         self.state, self.watcher, self.server = state, watcher, server
-        self.loop = SweepLoop(state, device, self.hang_at)
+        self.loop = (SweepLoop(state, device) if self.hang_at is None
+                     else HangingSweepLoop(state, device, self.hang_at))
         with _Signals(self) as signals:
             self.loop.start()
             if self.watch is not None:
