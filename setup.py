@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Build steps pyproject.toml cannot express: the cffi transport, the mock device library,
-and the source revision stamped into the package (xenprobe/revision.py)."""
+and the source revision stamped into the package (xenprobe/support/revision.py)."""
 
 import importlib.util
 import sys
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent
 def _stamp(package_dir: Path) -> None:
     # Loaded by path: the xenprobe package itself may not be importable while building.
     spec = importlib.util.spec_from_file_location("_xenprobe_revision",
-                                                  ROOT / "xenprobe" / "revision.py")
+                                                  ROOT / "xenprobe" / "support" / "revision.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

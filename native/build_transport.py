@@ -11,7 +11,7 @@ HERE = "native/transport"
 
 
 def compile_args() -> list[str]:
-    """Warnings are errors only where CI asks (tests/run-all sets XENPROBE_WERROR=1): a
+    """Warnings are errors only where CI asks (tools/run-all sets XENPROBE_WERROR=1): a
     newer compiler's new warning must not break a user's or a distribution's build."""
     werror = ["-Werror"] if os.environ.get("XENPROBE_WERROR") == "1" else []
     return ["-std=gnu11", "-Wall", "-Wextra", *werror, "-O2"]

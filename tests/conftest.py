@@ -11,7 +11,7 @@ import pytest
 from hypothesis import settings
 
 from tests.debpkg import DebianPackages, build
-from xenprobe import mock
+from xenprobe.mock import launcher as mock
 
 # No timed assertions: hypothesis's per-example deadline fails a correct test on a loaded
 # machine (seen in CI under parallel QEMU boots), so it is off everywhere. Benchmarks print

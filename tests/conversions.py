@@ -5,7 +5,7 @@ readings with."""
 
 from __future__ import annotations
 
-from xenprobe.reading import Reading
+from xenprobe.xen.reading import Reading
 
 U32, U64 = 1 << 32, 1 << 64
 INT32_MAX, INT32_MIN = (1 << 31) - 1, -(1 << 31)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from tests.conversions import U64, glibc_ioctl, pvops_kernel, s32, s64, xenlinux_kernel
 from tests.model import hypervisor_result, true_value
-from xenprobe.abi.releases import by_name
-from xenprobe.reading import Reading
-from xenprobe.scenario import Domain, Scenario
+from xenprobe.mock.scenario import Domain, Scenario
+from xenprobe.xen.abi.releases import by_name
+from xenprobe.xen.reading import Reading
 
 LIB = by_name("4.17")  # the libxenctrl the tests download
 DOMID_SELF = 0x7FF0

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.report_schema import validate
-from xenprobe import mock
-from xenprobe.scenario import Scenario, compile_text, parse
+from xenprobe.mock import launcher as mock
+from xenprobe.mock.scenario import Scenario, compile_text, parse
 
 
 def env_for(scenario: Scenario, tmp: Path, log: Path | None = None) -> dict[str, str]:
@@ -33,7 +33,7 @@ def variant(tmp: Path, name: str, base: str, extra: str) -> tuple[Path, dict[str
     """Shipped scenario `base` with `extra` appended, written to tmp/NAME.toml, and the
     environment that puts processes on it (libxc left out: its own ioctls would take
     the faults)."""
-    text = resources.files("xenprobe.scenarios").joinpath(f"{base}.toml").read_text()
+    text = resources.files("xenprobe.mock.scenarios").joinpath(f"{base}.toml").read_text()
     path = tmp / f"{name}.toml"
     path.write_text(text + extra)
     env = env_for(parse(text + extra, str(path), name), tmp)

@@ -20,8 +20,8 @@ from tests.conversions import (
     s64,
     xenlinux_kernel,
 )
-from xenprobe.reading import Reading
-from xenprobe.scenario import Scenario
+from xenprobe.mock.scenario import Scenario
+from xenprobe.xen.reading import Reading
 
 DOMID_SELF = 0x7FF0
 

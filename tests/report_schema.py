@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Validation of `check --json` output against the schema xenprobe ships
-(xenprobe/schema/report.schema.json). Only tests need jsonschema; xenprobe does not."""
+(xenprobe/cli/schema/report.schema.json). Only tests need jsonschema; xenprobe does not."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import jsonschema
 
 @cache
 def schema() -> dict[str, Any]:
-    text = resources.files("xenprobe.schema").joinpath("report.schema.json").read_text()
+    text = resources.files("xenprobe.cli.schema").joinpath("report.schema.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
@@ -35,7 +35,7 @@ def validate(report: Any) -> None:
 
 @cache
 def _watch_validator() -> jsonschema.Draft202012Validator:
-    text = resources.files("xenprobe.schema").joinpath("watch.schema.json").read_text()
+    text = resources.files("xenprobe.cli.schema").joinpath("watch.schema.json").read_text()
     loaded = json.loads(text)
     jsonschema.Draft202012Validator.check_schema(loaded)
     return jsonschema.Draft202012Validator(loaded)

@@ -16,8 +16,8 @@ from pathlib import Path
 from tests.exporter_util import Serve
 from tests.holders import HOLD64_WITH_LIB, build_stand_in_libxenctrl, start, stop
 from tests.mockhost import env_for, run_check
-from xenprobe import mock
-from xenprobe.scenario import load, shipped
+from xenprobe.mock import launcher as mock
+from xenprobe.mock.scenario import load, shipped
 
 NOT_DOM0 = "domu"  # the shipped scenario serve refuses (exit 3): read as a textfile
 

@@ -11,8 +11,8 @@ import struct
 import pytest
 from xenprobe._transport import ffi, lib
 
-from xenprobe.abi import census_ops as co
-from xenprobe.abi import hypercalls as hc
+from xenprobe.xen.abi import census_ops as co
+from xenprobe.xen.abi import hypercalls as hc
 
 ALLOWED_MEMORY_OPS = {2, 3, 4, 14, 18, 19}
 # get_debugreg(DR6), hypfs get_version, VCPUOP_is_up, KEXEC_CMD_kexec_status

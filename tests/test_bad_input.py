@@ -92,7 +92,7 @@ def shared_dir() -> Iterator[Path]:
 def main_as(user: int, argv: list[str]) -> tuple[int, str]:
     """cli.main(argv) in a forked child that became `user` (the interpreter lives under
     /root, which such a user may not execute, so the child does not exec)."""
-    from xenprobe import cli
+    from xenprobe.cli import command as cli
     from xenprobe.exporter import daemon  # noqa: F401  (its stdlib imports, likewise)
 
     r, w = os.pipe()
@@ -308,7 +308,7 @@ def inputs(tmp_path: Path) -> Path:
         (tmp_path / name).mkdir()
     (tmp_path / "deep.toml").write_text("[xen]\nrelease = " + "[" * 600 + "]" * 600 + "\n")
     (tmp_path / "big.toml").write_text("#" * (2 << 20))
-    healthy = resources.files("xenprobe.scenarios").joinpath("healthy.toml").read_text()
+    healthy = resources.files("xenprobe.mock.scenarios").joinpath("healthy.toml").read_text()
     (tmp_path / "\udce9.toml").write_text(healthy)
     (tmp_path / "count.toml").write_text(
         healthy + '[[fault]]\nop = "sysctl"\nerrno = "EAGAIN"\ncount = 9223372036854775808\n')

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The census, the probe list, the native allow-list and the refusal proof in step.
 
-Every census row (xenprobe.census) is probed, refused by name in the refusal proof
+Every census row (tests.census) is probed, refused by name in the refusal proof
 (tests/test_readonly.py), or out of reach with its reason; the native allow-list holds
 the probed rows and none of the refused ones, and grows by nothing the census does not
 explain."""
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from xenprobe._transport import ffi, lib
 
+from tests.census import ROWS, Build, Effect, Row, Status, by_status, markdown_table
 from tests.test_allowlist import check, entry
 from tests.test_readonly import REFUSED_BY_NAME
-from xenprobe.abi import census_ops as co
-from xenprobe.abi import hypercalls as hc
-from xenprobe.census import ROWS, Build, Effect, Row, Status, by_status, markdown_table
-from xenprobe.quantities import CALLS
+from xenprobe.xen.abi import census_ops as co
+from xenprobe.xen.abi import hypercalls as hc
+from xenprobe.xen.quantities import CALLS
 
 # Allowed pairs that are not census rows, and why: their success rc is 0 (the data go
 # to a buffer), so they are outside the census (rc-census.md section 2).

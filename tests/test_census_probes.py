@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.mockhost import check_json, env_for, read_log
-from xenprobe.abi import census_ops as co
-from xenprobe.quantities import CENSUS
-from xenprobe.scenario import parse
+from xenprobe.mock.scenario import parse
+from xenprobe.xen.abi import census_ops as co
+from xenprobe.xen.quantities import CENSUS
 
-PV_DOM0 = (Path(__file__).resolve().parents[1] / "xenprobe" / "scenarios"
+PV_DOM0 = (Path(__file__).resolve().parents[1] / "xenprobe" / "mock" / "scenarios"
            / "pv-dom0.toml").read_text()
 CENSUS_NAMES = {q.value for q in CENSUS}
 
@@ -42,7 +42,7 @@ def test_dr6_resting_value_is_sign_flipped_by_the_int_path() -> None:
         assert (got["value"], got["errno"], got["verdict"]) == (-61456, 0, "sign_flipped")
     assert dr6["layers"]["libxc"]["verdict"] == "absent"  # libxenctrl has no call for it
     # DR6 is the only mismatch this healthy PV dom0 has, and a harmless one: only the
-    # dom0 kernel reads DR6 (xenprobe/impact.py), so the check exits 0.
+    # dom0 kernel reads DR6 (xenprobe/probe/impact.py), so the check exits 0.
     assert code == 0
     assert {(r["quantity"], layer) for r in report["results"]
             for layer, v in r["layers"].items() if v["verdict"] not in ("match", "absent")
@@ -140,5 +140,5 @@ def test_a_platform_op_xsm_denies_is_absent_not_a_mismatch(tmp_path: Path) -> No
     got = by_quantity(report)
     assert "dom0_console_size" not in got and "resource_op_done" not in got
     assert "xen_pagesize" in got
-    # DR6 alone, as ever: shown, and harmless (xenprobe/impact.py), so exit 0.
+    # DR6 alone, as ever: shown, and harmless (xenprobe/probe/impact.py), so exit 0.
     assert code == 0 and report["summary"]["mismatches"] == 2

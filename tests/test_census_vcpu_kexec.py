@@ -15,11 +15,11 @@ from typing import Any
 
 from tests.mockhost import check_json, env_for
 from tests.realxen.compare import diff_reports, reader_probes, scenario_from_readings
-from xenprobe.census_refs import Facts, cpu_list, vcpu_reference
-from xenprobe.classify import Truth
-from xenprobe.scenario import load, parse
+from xenprobe.mock.scenario import load, parse
+from xenprobe.probe.classify import Truth
+from xenprobe.probe.references import Facts, cpu_list, vcpu_reference
 
-PV_DOM0 = (Path(__file__).resolve().parents[1] / "xenprobe" / "scenarios"
+PV_DOM0 = (Path(__file__).resolve().parents[1] / "xenprobe" / "mock" / "scenarios"
            / "pv-dom0.toml").read_text()
 READER = Path(__file__).resolve().parent / "realxen" / "reader.py"
 KEXEC = ("kexec_status_default", "kexec_status_crash")
@@ -129,8 +129,8 @@ def test_kexec_status_is_each_types_slot_bit(tmp_path: Path) -> None:
 
 EDGES = r"""
 import json
-from xenprobe.errors import Refused
-from xenprobe.transport import Buffer, Privcmd, args5
+from xenprobe.support.errors import Refused
+from xenprobe.xen.transport import Buffer, Privcmd, args5
 out = {}
 with Privcmd() as dev, Buffer(8) as status:
     def read(name, op, *args):
@@ -250,11 +250,11 @@ def test_the_series_do_not_grow_with_dom0s_vcpus(tmp_path: Path) -> None:
 # Runs on the mock host: a sweep, then a fork whose child sweeps with its own Host.
 FORKED_SWEEP = r"""
 import json, os
-from xenprobe.host import Host
-from xenprobe.layers import ladder
-from xenprobe.logs import configure
-from xenprobe.sweep import Sweeper
-from xenprobe.transport import Privcmd
+from xenprobe.xen.host import Host
+from xenprobe.layers.protocol import ladder
+from xenprobe.support.logs import configure
+from xenprobe.probe.sweep import Sweeper
+from xenprobe.xen.transport import Privcmd
 configure("warning")
 
 def host_wide():

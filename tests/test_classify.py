@@ -18,8 +18,8 @@ from tests.conversions import (
     s64,
     xenlinux_kernel,
 )
-from xenprobe.classify import Risk, Truth, Verdict, at_risk, bits_used, classify
-from xenprobe.reading import Reading, raw_result
+from xenprobe.probe.classify import Risk, Truth, Verdict, at_risk, bits_used, classify
+from xenprobe.xen.reading import Reading, raw_result
 
 u64s = st.integers(min_value=0, max_value=U64 - 1)
 # Values that are not themselves hypervisor errors, i.e. valid results.

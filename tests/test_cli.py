@@ -18,8 +18,10 @@ from typing import IO
 import pytest
 
 from tests.mockhost import env_for, run_check
-from xenprobe import cli, errors, mock
-from xenprobe.scenario import load, parse
+from xenprobe.cli import command as cli
+from xenprobe.mock import launcher as mock
+from xenprobe.mock.scenario import load, parse
+from xenprobe.support import errors
 
 BASE = """
 [xen]

@@ -41,11 +41,11 @@ from tests.holders import (
     stop,
 )
 from tests.mockhost import env_for, run_check
-from xenprobe import consumers
-from xenprobe.consumers import Consumer, Consumers, Library, Verdict, judge, scan
-from xenprobe.elf import elf_class
-from xenprobe.exporter import metrics
-from xenprobe.scenario import load
+from xenprobe.exporter.metrics import from_sweep as metrics
+from xenprobe.mock.scenario import load
+from xenprobe.xen import consumers
+from xenprobe.xen.consumers import Consumer, Consumers, Library, Verdict, judge, scan
+from xenprobe.xen.elf import elf_class
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +300,7 @@ def test_a_holder_whose_libraries_cannot_be_read_is_unknown_and_counted(
     assert not got.complete
 
 
-SCAN = ("import json, sys; from xenprobe.consumers import scan; c = scan([sys.argv[1]]); "
+SCAN = ("import json, sys; from xenprobe.xen.consumers import scan; c = scan([sys.argv[1]]); "
         "print(json.dumps({'found': [x.pid for x in c.found], 'verdicts': "
         "[x.verdict.value for x in c.found], 'unreadable': c.unreadable_by_reason(), "
         "'complete': c.complete}))")

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """The Debian packages: what an operator gets from `apt install ./xenprobe_*.deb`.
 
-Built once per session by tests/build-deb (dpkg-buildpackage with debhelper and pybuild,
+Built once per session by tools/build-deb (dpkg-buildpackage with debhelper and pybuild,
 from Debian's own packages, in a copy of the tree), which fails on any lintian error.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import xenprobe
-from tests import manpage
 from tests.debpkg import DebianPackages
+from tools import manpage
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_DIR = "lib/systemd/system"
@@ -71,7 +71,7 @@ def test_command_units_config_and_rules_where_debian_puts_them(
     assert expected <= files, sorted(expected - files)
     assert any(re.fullmatch(r"usr/lib/python3/dist-packages/xenprobe/_transport\..*so", f)
                for f in files)
-    dashboards = sorted((ROOT / "dashboards").glob("*.json"))
+    dashboards = sorted((ROOT / "contrib" / "grafana").glob("*.json"))
     assert {f"usr/share/xenprobe/dashboards/{d.name}" for d in dashboards} <= files
 
 
@@ -106,7 +106,7 @@ def test_units_run_usr_bin_and_name_the_man_page_and_differ_from_the_source_only
     root = _unpack(debian_packages.production, tmp_path)
     for unit in ("xenprobe.service", "xenprobe-check.service", "xenprobe-check.timer"):
         packaged = (root / UNIT_DIR / unit).read_text().splitlines()
-        source = (ROOT / "systemd" / unit).read_text().splitlines()
+        source = (ROOT / "contrib" / "systemd" / unit).read_text().splitlines()
         # The package adds the man page it ships, after Description=.
         documentation = packaged.index("Documentation=man:xenprobe(1)")
         assert packaged[documentation - 1].startswith("Description=")

@@ -18,9 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xenprobe import host as hostmod
-from xenprobe.abi import hypercalls as hc
-from xenprobe.abi.layouts import (
+from xenprobe.mock.scenario import compile_text, parse
+from xenprobe.support.errors import CannotProbe
+from xenprobe.xen import host as hostmod
+from xenprobe.xen.abi import hypercalls as hc
+from xenprobe.xen.abi.layouts import (
     DOMINF_HVM_GUEST,
     GETDOMAININFO_4_11,
     GETDOMAININFO_4_15,
@@ -30,12 +32,10 @@ from xenprobe.abi.layouts import (
     PHYSINFO_4_17,
     Layout,
 )
-from xenprobe.abi.releases import RELEASES, getdomaininfo_for_domctl, physinfo_for_sysctl
-from xenprobe.errors import CannotProbe
-from xenprobe.host import MAX_FRAMES, Host, _domain, invalid_physinfo
-from xenprobe.reading import Reading
-from xenprobe.scenario import compile_text, parse
-from xenprobe.transport import Buffer
+from xenprobe.xen.abi.releases import RELEASES, getdomaininfo_for_domctl, physinfo_for_sysctl
+from xenprobe.xen.host import MAX_FRAMES, Host, _domain, invalid_physinfo
+from xenprobe.xen.reading import Reading
+from xenprobe.xen.transport import Buffer
 
 GETDOMAININFOS = [GETDOMAININFO_4_11, GETDOMAININFO_4_15, GETDOMAININFO_4_16]
 u16 = st.integers(0, hc.DOMID_FIRST_RESERVED - 1)

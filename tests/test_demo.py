@@ -18,8 +18,8 @@ from tests import xenpkgs
 from tests.holders import HOLD64_WITH_LIB, start, stop
 from tests.mockhost import env_for, run_check
 from tests.report_schema import validate
-from xenprobe import libxc
-from xenprobe.scenario import load, shipped
+from xenprobe.layers import libxc
+from xenprobe.mock.scenario import load, shipped
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_the_scenario_ships_and_cites_its_sources() -> None:
     assert "int-path" in shipped()
     s = load("int-path")
     assert s.release.name == "4.14"
-    text = (Path(__file__).resolve().parents[1] / "xenprobe" / "scenarios"
+    text = (Path(__file__).resolve().parents[1] / "xenprobe" / "mock" / "scenarios"
             / "int-path.toml").read_text()
     assert "xc_private.c@RELEASE-4.14.0" in text and "@RELEASE-4.14.6" in text
 

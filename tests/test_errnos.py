@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""xenprobe/abi/errnos.py against the census: every probed (hypercall, subop) has its
+"""xenprobe/xen/abi/errnos.py against the census: every probed (hypercall, subop) has its
 errno set for every release read, every row is cited, and the lookup guesses nothing."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 import errno
 import re
 
-from xenprobe import census
-from xenprobe.abi import errnos
-from xenprobe.abi.releases import RELEASES
-from xenprobe.quantities import CALLS
+from tests import census
+from xenprobe.xen.abi import errnos
+from xenprobe.xen.abi.releases import RELEASES
+from xenprobe.xen.quantities import CALLS
 
 CITE = re.compile(r"[\w/.-]+\.[ch]@4\.\d+:\d+")
 

@@ -13,20 +13,22 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from tests.exporter_util import samples, series, value
-from xenprobe import __version__, revision
-from xenprobe.abi.hypercalls import DOMID_SELF
-from xenprobe.abi.releases import RELEASES, getdomaininfo_for_domctl, physinfo_for_sysctl
-from xenprobe.classify import Truth, Verdict
-from xenprobe.consumers import Consumer, Consumers, Library
-from xenprobe.exporter import families, metrics
-from xenprobe.exporter.collector import DaemonCollector, one_shot_registry
+from xenprobe import __version__
 from xenprobe.exporter.config import Config
+from xenprobe.exporter.metrics import families
+from xenprobe.exporter.metrics import from_sweep as metrics
+from xenprobe.exporter.metrics.collector import DaemonCollector, one_shot_registry
 from xenprobe.exporter.state import State
-from xenprobe.host import Identity
-from xenprobe.quantities import Probe, Quantity, Subject
-from xenprobe.reading import Reading
-from xenprobe.results import Result
-from xenprobe.sweep import Sweep
+from xenprobe.probe.classify import Truth, Verdict
+from xenprobe.probe.results import Result
+from xenprobe.probe.sweep import Sweep
+from xenprobe.support import revision
+from xenprobe.xen.abi.hypercalls import DOMID_SELF
+from xenprobe.xen.abi.releases import RELEASES, getdomaininfo_for_domctl, physinfo_for_sysctl
+from xenprobe.xen.consumers import Consumer, Consumers, Library
+from xenprobe.xen.host import Identity
+from xenprobe.xen.quantities import Probe, Quantity, Subject
+from xenprobe.xen.reading import Reading
 
 R417 = RELEASES[(4, 17)]
 IDENTITY = Identity(4, 17, ".7", R417, R417.sysctl, R417.domctl,

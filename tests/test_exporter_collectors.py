@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tests.exporter_util import Serve
 from tests.scrapes import Exposition
-from xenprobe.exporter import collectors
-from xenprobe.quantities import Quantity
+from xenprobe.exporter.metrics import collector_groups as collectors
+from xenprobe.xen.quantities import Quantity
 
 
 def scrape(*args: str, config: Path | None = None) -> Exposition:

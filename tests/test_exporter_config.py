@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from xenprobe import cli
-from xenprobe.errors import ConfigError
+from xenprobe.cli import command as cli
 from xenprobe.exporter import config
 from xenprobe.exporter.config import Config, Listen
+from xenprobe.support.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_an_explicit_file_must_exist(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_is_the_defaults() -> None:
-    assert config.load(ROOT / "systemd" / "xenprobe.toml", explicit=True) == Config()
+    assert config.load(ROOT / "contrib" / "systemd" / "xenprobe.toml", explicit=True) == Config()
 
 
 def test_good_values(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from tests.mockhost import read_log
 def hang_scenario(d: Path) -> Path:
     """The healthy host, but XENMEM_current_reservation never returns."""
     path = d / "hang.toml"
-    healthy = resources.files("xenprobe.scenarios").joinpath("healthy.toml")
+    healthy = resources.files("xenprobe.mock.scenarios").joinpath("healthy.toml")
     path.write_text(healthy.read_text()
                     + '\n[hypervisor]\nhang = [{op = "memory_op", subop = 3}]\n')
     return path

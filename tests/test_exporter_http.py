@@ -25,7 +25,7 @@ from tests.exporter_util import (
     value,
     wait_for,
 )
-from xenprobe import revision
+from xenprobe.support import revision
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
 

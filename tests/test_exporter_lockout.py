@@ -26,11 +26,11 @@ import pytest
 from prometheus_client.registry import CollectorRegistry
 
 from tests.exporter_util import Serve, make_ca, make_cert, samples, value, wait_for
-from xenprobe import revision
-from xenprobe.exporter import server
 from xenprobe.exporter.config import Listen
+from xenprobe.exporter.http import server
 from xenprobe.exporter.state import Health
-from xenprobe.exporter.webconfig import Watcher
+from xenprobe.exporter.web.config import Watcher
+from xenprobe.support import revision
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
 OTHER = bcrypt.hashpw(b"changed", bcrypt.gensalt(4)).decode()

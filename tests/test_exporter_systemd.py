@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SYSTEMD = ROOT / "systemd"
+SYSTEMD = ROOT / "contrib" / "systemd"
 UNITS = ["xenprobe.service", "xenprobe-check.service", "xenprobe-check.timer"]
 INSTALLED = "/usr/local/bin/xenprobe"
 
@@ -27,7 +27,7 @@ INSTALLED = "/usr/local/bin/xenprobe"
 def analyze() -> str:
     path = shutil.which("systemd-analyze")
     if path is None:
-        pytest.fail("systemd-analyze is not installed: tests/run-all installs Debian's "
+        pytest.fail("systemd-analyze is not installed: tools/run-all installs Debian's "
                     "systemd package, which has it")
     return path
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.exporter_util import DEADLINE, Serve, free_port, port_is_free, value
-from xenprobe.errors import ConfigError
 from xenprobe.exporter.daemon import hang_sweep
+from xenprobe.support.errors import ConfigError
 
 
 def serve_env(**extra: str) -> dict[str, str]:

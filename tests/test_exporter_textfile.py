@@ -19,9 +19,9 @@ import pytest
 from tests.exporter_util import Serve, samples, series, value, wait_for
 from tests.holders import build_hold32, start_on_mock, stop
 from tests.mockhost import env_for, fault, run_check, variant
-from xenprobe.exporter import textfile
-from xenprobe.scenario import load
-from xenprobe.transport import RETRIES
+from xenprobe.exporter.metrics import textfile
+from xenprobe.mock.scenario import load
+from xenprobe.xen.transport import RETRIES
 
 
 def test_write_replaces_the_file_readably(tmp_path: Path) -> None:

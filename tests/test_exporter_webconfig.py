@@ -14,9 +14,9 @@ import bcrypt
 import pytest
 
 from tests.exporter_util import make_ca, make_cert
-from xenprobe.errors import ConfigError
-from xenprobe.exporter import webconfig
-from xenprobe.exporter.webconfig import BasicAuth, Verdict, Watcher
+from xenprobe.exporter.web import config as webconfig
+from xenprobe.exporter.web.config import BasicAuth, Verdict, Watcher
+from xenprobe.support.errors import ConfigError
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
 
@@ -315,5 +315,5 @@ def test_the_watcher_notices_a_rotated_certificate(tmp_path: Path, pki: Path) ->
 
 
 def test_the_shipped_example_parses() -> None:
-    example = Path(__file__).resolve().parent.parent / "systemd" / "xenprobe-web.yml"
+    example = Path(__file__).resolve().parent.parent / "contrib" / "systemd" / "xenprobe-web.yml"
     assert webconfig.parse(example).tls is None

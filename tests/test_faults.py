@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 
 from tests.mockhost import env_for, read_log, run_check
 from tests.test_mock_device import DOMAINS, MOCK_SRC, run, s32, scenario
-from xenprobe.scenario import parse
-from xenprobe.transport import RETRIES
+from xenprobe.mock.scenario import parse
+from xenprobe.xen.transport import RETRIES
 
-HEALTHY = resources.files("xenprobe.scenarios").joinpath("healthy.toml").read_text()
+HEALTHY = resources.files("xenprobe.mock.scenarios").joinpath("healthy.toml").read_text()
 TRUNCATION = {"truncated", "sign_flipped", "clamped", "aliased_errno", "lost_error",
               "changed_error", "other"}
 MAX_PAGE = 0x1040000  # test_mock_device.scenario()'s default

@@ -4,14 +4,14 @@ loopback (a healthy host, a 12 TiB one where a process maps libxenctrl 4.14, a b
 one, one whose hypervisor denies a memory op with EPERM, as an XSM policy would, one whose
 PV guests forge errnos through their own max_pfn, and one stopped), scraped every second,
 with
-the shipped alert rules and the recording rules (systemd/xenprobe-recording.yml)
+the shipped alert rules and the recording rules (contrib/prometheus/xenprobe-recording.yml)
 evaluated every second.
 
 The alert rules are loaded from a test copy in which every `for:` is 1s: the shipped 10 and
 15 minutes would make the test wait that long, and what is tested is which hosts each
 rule picks, which `for:` does not change.
 
-Then the Grafana dashboard (dashboards/xenprobe.json): every panel's queries, with the
+Then the Grafana dashboard (contrib/grafana/xenprobe.json): every panel's queries, with the
 template variables substituted, are evaluated against the same Prometheus through its
 HTTP API; a query error fails, and so does a panel that returns nothing where the fleet
 says there is data.
@@ -36,11 +36,11 @@ import yaml
 from tests.exporter_util import Serve, free_port, http_get, terminated, wait_for
 from tests.mockhost import env_for, fault, variant
 from tests.scrapes import int_path_holder, own_host
-from xenprobe.scenario import parse
+from xenprobe.mock.scenario import parse
 
 ROOT = Path(__file__).resolve().parent.parent
-SYSTEMD = ROOT / "systemd"
-DASHBOARD = ROOT / "dashboards" / "xenprobe.json"
+SYSTEMD = ROOT / "contrib" / "prometheus"
+DASHBOARD = ROOT / "contrib" / "grafana" / "xenprobe.json"
 
 # instance label -> what that host is. "stopped" was started and stopped: nobody answers.
 HOSTS = ("dom0-healthy", "dom0-large-memory", "dom0-balloon", "dom0-xsm-denied",
@@ -75,7 +75,7 @@ FIRES_FOR = {
 def tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: tests/run-all installs Debian's prometheus "
+        pytest.fail(f"{name} is not installed: tools/run-all installs Debian's prometheus "
                     "package, which has it")
     return path
 
@@ -122,7 +122,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         layer="hypervisor", op="memory_op", subop=4, errno="EPERM", count=-1))
     # pv-guest-max-pfn with forged errnos only (its out-of-range guest made healthy),
     # so that this host has no mismatch of its own.
-    text = resources.files("xenprobe.scenarios").joinpath("pv-guest-max-pfn.toml") \
+    text = resources.files("xenprobe.mock.scenarios").joinpath("pv-guest-max-pfn.toml") \
         .read_text().replace("max_pfn = 0x8000000000000001", "max_pfn = 262144")
     forged = d / "forged-errno.toml"
     forged.write_text(text)

@@ -20,14 +20,14 @@ import pytest
 from tests.conversions import glibc_ioctl, glibc_syscall, pvops_kernel
 from tests.mockhost import check_json, env_for, run_check
 from tests.report_schema import validate
-from xenprobe.classify import SOURCE_FINDINGS, Verdict, at_source
-from xenprobe.exporter import metrics
-from xenprobe.judge import RAW, Sample, judge
-from xenprobe.quantities import Probe, Quantity, Subject
-from xenprobe.reading import Reading, raw_result
-from xenprobe.results import Result, Summary
-from xenprobe.scenario import load, parse, shipped
-from xenprobe.sweep import Sweep
+from xenprobe.exporter.metrics import from_sweep as metrics
+from xenprobe.mock.scenario import load, parse, shipped
+from xenprobe.probe.classify import SOURCE_FINDINGS, Verdict, at_source
+from xenprobe.probe.judge import RAW, Sample, judge
+from xenprobe.probe.results import Result, Summary
+from xenprobe.probe.sweep import Sweep
+from xenprobe.xen.quantities import Probe, Quantity, Subject
+from xenprobe.xen.reading import Reading, raw_result
 
 U64 = 1 << 64
 GPFN_ERRNOS = frozenset({errno.EFAULT, errno.ESRCH, errno.EPERM, errno.EACCES})
@@ -129,7 +129,7 @@ SCENARIO = "pv-guest-max-pfn"
 def _at(tmp: Path, release: str, extra: str = "", base: str = SCENARIO
         ) -> tuple[int, dict[str, Any]]:
     """`check --json` on a shipped scenario moved to another release, `extra` appended."""
-    text = resources.files("xenprobe.scenarios").joinpath(f"{base}.toml").read_text()
+    text = resources.files("xenprobe.mock.scenarios").joinpath(f"{base}.toml").read_text()
     text, n = re.subn(r'(?m)^release = "4\.\d+"$', f'release = "{release}"', text)
     assert n == 1
     text += extra
@@ -192,7 +192,7 @@ def test_the_table_and_metrics_say_so(tmp_path: Path) -> None:
             key = tuple(labels[k].strip('"')
                         for k in ("quantity", "layer", "verdict", "impact"))
             found[key] = int(float(line.rsplit(" ", 1)[1]))
-    # maximum_gpfn has consumers (HVM save, dump-core: xenprobe.impact), so a forged
+    # maximum_gpfn has consumers (HVM save, dump-core: xenprobe.probe.impact), so a forged
     # errno or out-of-range value there is harmful. Only non-zero series, as every
     # detail gauge since the alerts branch (the alert reads `> 0`, not increase()).
     assert found == {
@@ -226,7 +226,7 @@ def test_an_xsm_denial_is_not_forged(tmp_path: Path, errname: str) -> None:
 
 def test_a_domain_destroyed_mid_sweep_is_not_forged(tmp_path: Path) -> None:
     """ESRCH for a domain that getdomaininfo no longer lists is the real thing."""
-    text = resources.files("xenprobe.scenarios").joinpath("healthy.toml").read_text()
+    text = resources.files("xenprobe.mock.scenarios").joinpath("healthy.toml").read_text()
     text, n = re.subn(r"(?m)^id = 2$", "id = 2\nvanish_after = 3", text)
     assert n == 1
     p = run_check(["check", "--json", "--mock", "vanish"],

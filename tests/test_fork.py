@@ -20,19 +20,19 @@ from typing import Any
 
 from tests.mockhost import env_for, read_log
 from tests.test_race import forbidden
-from xenprobe.scenario import load
+from xenprobe.mock.scenario import load
 
 # The parent makes every kind of hypercall memory, then forks; the child closes, drops
 # and resets them, reads through the platform and livepatch requests (which make their
 # own buffers in the child), and exits through sys.exit.
 CHILD_EXITS = r"""
 import gc, json, os, struct, sys
-from xenprobe import sweep
-from xenprobe.errors import CannotProbe
-from xenprobe.livepatch import LivepatchList
-from xenprobe.platform_requests import PlatformRequests
-from xenprobe.quantities import Quantity
-from xenprobe.transport import Buffer, Privcmd, args5
+from xenprobe.probe import sweep
+from xenprobe.support.errors import CannotProbe
+from xenprobe.xen.livepatch import LivepatchList
+from xenprobe.xen.platform_requests import PlatformRequests
+from xenprobe.xen.quantities import Quantity
+from xenprobe.xen.transport import Buffer, Privcmd, args5
 dev = Privcmd()
 closed, dropped = Buffer(4096), Buffer(65536)
 req = PlatformRequests()
@@ -94,7 +94,7 @@ def test_a_child_that_exits_normally_frees_nothing_of_its_parent(tmp_path: Path)
 REUSE = r"""
 import json, os, sys
 from xenprobe._transport import ffi, lib
-from xenprobe.transport import Buffer, Privcmd
+from xenprobe.xen.transport import Buffer, Privcmd
 N = 4096
 
 def at(b):  # where a Buffer is, in whichever process (its address is its maker's)

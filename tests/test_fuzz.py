@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from xenprobe import mock
-from xenprobe.errors import ScenarioError
-from xenprobe.scenario import compile_text, parse
+from xenprobe.mock import launcher as mock
+from xenprobe.mock.scenario import compile_text, parse
+from xenprobe.support.errors import ScenarioError
 
 FUZZ = Path(__file__).resolve().parent / "fuzz"
 TARGETS = ["scenario", "config", "webconfig", "structs"]

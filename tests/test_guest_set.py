@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.mockhost import check_json, run_check
-from xenprobe.quantities import GUEST_SET, Probe, Quantity, Subject
+from xenprobe.xen.quantities import GUEST_SET, Probe, Quantity, Subject
 
 DOMID_SELF = 0x7FF0
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.mockhost import env_for, read_log
 from tests.test_race import PRELUDE, RACER_SONAME, SECONDS, forbidden, racer  # noqa: F401
-from xenprobe.scenario import load
+from xenprobe.mock.scenario import load
 
 
 def run(script: str, tmp: Path, racer_so: Path, scenario: str = "healthy"
@@ -50,7 +50,7 @@ def requests(log: list[dict[str, Any]]) -> Counter[tuple[int, Any]]:
 # address in the span: judged like pointers, so the request is refused (XP_DENY_PRIVATE)
 # and nothing reaches the device, on every path.
 NOT_POINTERS = r"""
-from xenprobe.errors import Refused
+from xenprobe.support.errors import Refused
 span = ffi.new("uint64_t[2]")
 lib.xp_private_span(span)
 t = int(span[0]) + 65536 + 8
@@ -217,7 +217,7 @@ def test_a_forked_child_refuses_its_fresh_span_and_exits_cleanly(
 # count between 0 and 1 while the probe is made through a guarded ioctl slot: the
 # device only ever sees num 0, from the guard's own copy.
 DM_OP = r"""
-from xenprobe import guard
+from xenprobe.layers import libxc_guard as guard
 assert guard.install([sys.argv[3]]) == 1
 DM = 0x00105005
 page = Buffer(4096)

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Findings by impact (xenprobe/impact.py): every finding is shown, and only those a
+"""Findings by impact (xenprobe/probe/impact.py): every finding is shown, and only those a
 consumer would read wrong and use set exit 1. Each shipped scenario's findings and exit
 code are held to what the consumer census says of its quantities and layers."""
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.mockhost import check_json, run_check
-from xenprobe import impact
-from xenprobe.classify import Verdict
-from xenprobe.judge import RAW
-from xenprobe.quantities import Quantity
-from xenprobe.scenario import shipped
+from xenprobe.mock.scenario import shipped
+from xenprobe.probe import impact
+from xenprobe.probe.classify import Verdict
+from xenprobe.probe.judge import RAW
+from xenprobe.xen.quantities import Quantity
 
 # (quantity, layer) -> impact, for every finding of each shipped scenario that sweeps
 # (domu is not a control domain: exit 3, no findings).

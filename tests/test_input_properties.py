@@ -28,11 +28,12 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xenprobe import cli, mock
-from xenprobe import scenario as scenarios
-from xenprobe.errors import CannotProbe, ConfigError, ScenarioError
+from xenprobe.cli import command as cli
 from xenprobe.exporter import config as cfg
-from xenprobe.exporter import server
+from xenprobe.exporter.http import server
+from xenprobe.mock import launcher as mock
+from xenprobe.mock import scenario as scenarios
+from xenprobe.support.errors import CannotProbe, ConfigError, ScenarioError
 
 # -- values -------------------------------------------------------------------------------
 
@@ -237,7 +238,7 @@ count = -1
 def _bases() -> dict[str, dict[str, Any]]:
     docs = {"every-table": tomllib.loads(EVERY_TABLE)}
     for name in scenarios.shipped():
-        text = resources.files("xenprobe.scenarios").joinpath(f"{name}.toml").read_text()
+        text = resources.files("xenprobe.mock.scenarios").joinpath(f"{name}.toml").read_text()
         docs[name] = tomllib.loads(text)
     return docs
 

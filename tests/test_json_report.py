@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """`check --json` is output a machine can rely on: a format version, every key in the
-schema that ships with xenprobe (xenprobe/schema/report.schema.json, docs/json.md), JSON
+schema that ships with xenprobe (xenprobe/cli/schema/report.schema.json, docs/json.md), JSON
 on stdout even on errors with the documented exit codes, and the same value spelled the
 same way in JSON and in metric labels. Every report here is validated against the schema
 (tests/mockhost.check_json validates those of the other tests)."""
@@ -16,10 +16,10 @@ import pytest
 from tests.bench.scenario import write
 from tests.mockhost import check_json, run_check
 from tests.report_schema import schema, validate
-from xenprobe.classify import Risk, Verdict
-from xenprobe.quantities import Quantity, Subject
-from xenprobe.render import FORMAT
-from xenprobe.scenario import shipped
+from xenprobe.cli.render import FORMAT
+from xenprobe.mock.scenario import shipped
+from xenprobe.probe.classify import Risk, Verdict
+from xenprobe.xen.quantities import Quantity, Subject
 
 
 def test_the_schema_names_every_verdict_quantity_and_risk() -> None:
@@ -128,7 +128,7 @@ MISMATCH = {"truncated", "sign_flipped", "clamped", "aliased_errno", "lost_error
 def test_a_bug_is_json_too(monkeypatch: pytest.MonkeyPatch,
                            capsys: pytest.CaptureFixture[str]) -> None:
     """Exit 4 (a bug in xenprobe) under --json: still one JSON object on stdout."""
-    from xenprobe import cli
+    from xenprobe.cli import command as cli
 
     def broken(*_: object) -> int:
         raise ValueError("a bug")

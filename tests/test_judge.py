@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conversions import glibc_ioctl, glibc_syscall, pvops_kernel
-from xenprobe.classify import Truth, Verdict
-from xenprobe.judge import RAW, Sample, judge
-from xenprobe.reading import Reading, raw_result
+from xenprobe.probe.classify import Truth, Verdict
+from xenprobe.probe.judge import RAW, Sample, judge
+from xenprobe.xen.reading import Reading, raw_result
 
 small = st.integers(min_value=0, max_value=(1 << 31) - 1)
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xenprobe.abi import hypercalls as hc
-from xenprobe.abi.layouts import (
+from xenprobe.xen.abi import hypercalls as hc
+from xenprobe.xen.abi.layouts import (
     GETDOMAININFO_4_11,
     GETDOMAININFO_4_15,
     GETDOMAININFO_4_16,
@@ -19,7 +19,7 @@ from xenprobe.abi.layouts import (
     PHYSINFO_4_17,
     Layout,
 )
-from xenprobe.abi.releases import RELEASES, by_name, getdomaininfo_for_domctl
+from xenprobe.xen.abi.releases import RELEASES, by_name, getdomaininfo_for_domctl
 
 LAYOUTS = [PHYSINFO_4_10, PHYSINFO_4_17, GETDOMAININFO_4_11, GETDOMAININFO_4_15,
            GETDOMAININFO_4_16, GETDOMAININFOLIST]

@@ -28,12 +28,12 @@ from tests import libxc_model as model
 from tests import xenpkgs
 from tests.mockhost import check_json, env_for, read_log
 from tests.model import true_value
-from xenprobe import libxc
-from xenprobe.abi import libxc as table
-from xenprobe.classify import Truth, Verdict, classify
-from xenprobe.quantities import Probe, Quantity, Subject, plan
-from xenprobe.reading import Reading
-from xenprobe.scenario import Scenario, load, parse, shipped
+from xenprobe.layers import libxc
+from xenprobe.mock.scenario import Scenario, load, parse, shipped
+from xenprobe.probe.classify import Truth, Verdict, classify
+from xenprobe.xen.abi import libxc as table
+from xenprobe.xen.quantities import Probe, Quantity, Subject, plan
+from xenprobe.xen.reading import Reading
 
 SWEEPABLE = [n for n in shipped() if load(n).role == "dom0" and load(n).device == "present"]
 EVERY = [n for n in shipped() if load(n).device == "present"]
@@ -50,7 +50,7 @@ def pkgs() -> xenpkgs.XenPackages:
 def at_417(name: str) -> Scenario:
     """A shipped scenario with its layers' misbehaviour kept but its hypervisor made Xen
     4.17, the release Debian's libxenctrl 4.17 is built for."""
-    text = resources.files("xenprobe.scenarios").joinpath(f"{name}.toml").read_text()
+    text = resources.files("xenprobe.mock.scenarios").joinpath(f"{name}.toml").read_text()
     text = re.sub(r'(?m)^release = "[0-9.]+"', 'release = "4.17"', text)
     return parse(text, f"{name}.toml (at Xen 4.17)", name)
 
@@ -68,8 +68,9 @@ def _env(s: Scenario, tmp: Path, pkgs: xenpkgs.XenPackages, log: Path | None = N
 # A child on the mock host: the libxc layer alone, reading the probes given as JSON.
 CHILD = """
 import json, sys
-from xenprobe import libxc, logs
-from xenprobe.quantities import Probe, Quantity, Subject
+from xenprobe.layers import libxc
+from xenprobe.support import logs
+from xenprobe.xen.quantities import Probe, Quantity, Subject
 logs.configure("warning")
 hypervisor = tuple(json.loads(sys.argv[1]))
 probes = [Probe(Quantity(q), Subject(s), d) for q, s, d in json.loads(sys.argv[2])]
@@ -102,7 +103,7 @@ def _reading(j: dict[str, int] | None) -> Reading | None:
 # ------------------------------------------------------------------ the signature table
 
 def test_table_covers_every_release_the_agent_knows() -> None:
-    from xenprobe.abi.releases import RELEASES
+    from xenprobe.xen.abi.releases import RELEASES
     for major, minor in RELEASES:
         sig = table.signatures((major, minor))
         assert sig is not None and sig.soname == f"libxenctrl.so.{major}.{minor}"

@@ -24,9 +24,9 @@ import pytest
 
 from tests import xenpkgs
 from tests.mockhost import env_for, read_log
-from xenprobe import libxc
-from xenprobe.quantities import plan
-from xenprobe.scenario import load
+from xenprobe.layers import libxc
+from xenprobe.mock.scenario import load
+from xenprobe.xen.quantities import plan
 
 # libxenctrl 4.17's closure on Debian: which of its libraries reach ioctl() (one
 # JUMP_SLOT each) and which do not (libxenctrl calls libxencall & co., never ioctl).
@@ -68,8 +68,10 @@ def _run(code: str, env: dict[str, str], *args: str) -> dict[str, Any]:
 
 INSTALLED = """
 import json, sys
-from xenprobe import guard, libxc, logs
-from xenprobe.quantities import plan
+from xenprobe.layers import libxc_guard as guard
+from xenprobe.layers import libxc
+from xenprobe.support import logs
+from xenprobe.xen.quantities import plan
 logs.configure("warning")
 
 def maps():
@@ -162,7 +164,9 @@ int xencall2(void *xcall, unsigned int op, uint64_t arg1, uint64_t arg2);
 
 guarded = sys.argv[1] == "guarded"
 if guarded:
-    from xenprobe import guard, libxc, logs
+    from xenprobe.layers import libxc_guard as guard
+    from xenprobe.layers import libxc
+    from xenprobe.support import logs
     logs.configure("warning")
     layer = libxc.layer((4, 17))
     assert isinstance(layer, libxc.LibxcLayer), layer.note
@@ -300,7 +304,9 @@ def test_without_the_guard_the_same_calls_reach_the_log(pkgs: xenpkgs.XenPackage
 
 NOT_INSTALLED = """
 import json, sys
-from xenprobe import guard, libxc, logs
+from xenprobe.layers import libxc_guard as guard
+from xenprobe.layers import libxc
+from xenprobe.support import logs
 logs.configure("warning")
 mode = sys.argv[1]
 out = {}
@@ -363,7 +369,7 @@ void *fake_lookup(void) { return dlsym(RTLD_DEFAULT, "ioctl"); }
 FAKE_CHILD = r"""
 import json, os, sys
 from cffi import FFI
-from xenprobe import guard
+from xenprobe.layers import libxc_guard as guard
 ffi = FFI()
 ffi.cdef("int fake_ioctl(int fd, unsigned long request, void *arg);")
 lib = ffi.dlopen(sys.argv[1], ffi.RTLD_LAZY if sys.argv[2] == "lazy" else 0)

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from tests.mockhost import check_json, env_for, read_log
-from xenprobe.abi import hypercalls as hc
-from xenprobe.livepatch import list_request, remaining
-from xenprobe.scenario import parse
+from xenprobe.mock.scenario import parse
+from xenprobe.xen.abi import hypercalls as hc
+from xenprobe.xen.livepatch import list_request, remaining
 
-PV_DOM0 = (Path(__file__).resolve().parents[1] / "xenprobe" / "scenarios"
+PV_DOM0 = (Path(__file__).resolve().parents[1] / "xenprobe" / "mock" / "scenarios"
            / "pv-dom0.toml").read_text()
 
 
@@ -86,7 +86,7 @@ def test_absent_on_a_build_without_livepatch(tmp_path: Path) -> None:
 # the cmd, not nr), and its errors. Prints what came back.
 LIST = r"""
 import json, struct, sys
-from xenprobe.transport import Buffer, Privcmd, args5
+from xenprobe.xen.transport import Buffer, Privcmd, args5
 modern = sys.argv[1] == "1"
 iface = int(sys.argv[2])
 dev = Privcmd(); ctl = Buffer(136); out = Buffer(1 << 16)

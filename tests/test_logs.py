@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from xenprobe import logs
+from xenprobe.support import logs
 
 
 def _stream_id(path: Path) -> str:

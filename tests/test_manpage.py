@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""xenprobe(1) follows `--help`: docs/xenprobe.1 is what tests/manpage.py writes from the
+"""xenprobe(1) follows `--help`: docs/xenprobe.1 is what tools/manpage.py writes from the
 real parser, every option `--help` prints is on the page, and groff reads it cleanly."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests import manpage
-from xenprobe import cli
-from xenprobe.errors import EXIT_CODES
+from tools import manpage
+from xenprobe.cli import command as cli
+from xenprobe.support.errors import EXIT_CODES
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "xenprobe.1"
-REGENERATE = ".venv/bin/python -m tests.manpage > docs/xenprobe.1"
+REGENERATE = ".venv/bin/python -m tools.manpage > docs/xenprobe.1"
 
 
 def _help(*command: str) -> str:

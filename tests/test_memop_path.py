@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """How a libxenctrl issues memory ops, read from the file that is loaded
-(xenprobe.memop_path), and the per-release tables that must agree with it."""
+(xenprobe.xen.memop_path), and the per-release tables that must agree with it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests import xenpkgs
-from xenprobe import memop_path
-from xenprobe.abi.libxc import LIBXC
-from xenprobe.abi.releases import RELEASES
+from xenprobe.xen import memop_path
+from xenprobe.xen.abi.libxc import LIBXC
+from xenprobe.xen.abi.releases import RELEASES
 
 
 def test_the_release_alone_decides_except_4_15() -> None:

@@ -10,7 +10,7 @@ alert rule, a recording rule, a rule annotation, a dashboard query or a legend u
 occur in some scrape, or be a recorded series with that label, or be Prometheus's or
 node_exporter's own. The checker is also shown to catch what the dashboard once queried
 (xenprobe_compat_consumer_info, a `bits` label). The family table
-(xenprobe/exporter/families.py) must describe exactly what the scrapes have, and
+(xenprobe/exporter/metrics/families.py) must describe exactly what the scrapes have, and
 docs/metrics.md must be generated from it."""
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from tests.exporter_util import value as sample_value
 from tests.scrapes import Exposition, own_host, scrape_all
 from tests.test_names import NAMES, named
 from tests.test_watch_mock import INTACT, TRUNCATED
-from xenprobe.exporter import families
+from xenprobe.exporter.metrics import families
 
 ROOT = Path(__file__).resolve().parent.parent
-SYSTEMD = ROOT / "systemd"
-DASHBOARD = ROOT / "dashboards" / "xenprobe.json"
+SYSTEMD = ROOT / "contrib" / "prometheus"
+DASHBOARD = ROOT / "contrib" / "grafana" / "xenprobe.json"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 # Series that come from Prometheus itself (up, per target) or node_exporter's textfile

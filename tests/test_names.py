@@ -22,16 +22,16 @@ from structlog.testing import capture_logs
 from tests.exporter_util import Serve
 from tests.mockhost import env_for, read_log, run_check
 from tests.report_schema import validate
-from xenprobe import xenstore
-from xenprobe.errors import ScenarioError
-from xenprobe.scenario import compile_text, parse
+from xenprobe.mock.scenario import compile_text, parse
+from xenprobe.support.errors import ScenarioError
+from xenprobe.xen import xenstore
 
 NAMES = {0: "Domain-0", 3: "hana-prod-01"}  # dom4 has none: xenstored answers ENOENT
 
 
 def named(tmp: Path, names: dict[int, str], extra: str = "") -> Path:
     """large-memory with a `name` in the domains given, written to tmp."""
-    text = resources.files("xenprobe.scenarios").joinpath("large-memory.toml").read_text()
+    text = resources.files("xenprobe.mock.scenarios").joinpath("large-memory.toml").read_text()
     for domid, name in names.items():
         assert f"\nid = {domid}\n" in text
         text = text.replace(f"\nid = {domid}\n", f"\nid = {domid}\nname = {json.dumps(name)}\n")
@@ -195,7 +195,7 @@ def test_bytes_that_are_not_utf8_and_a_long_name_through_the_mock(tmp_path: Path
                           f"xenstore_name 5 {long}\n")
     env["XENPROBE_MOCK_SCENARIO"] = str(directives)
     code = ("import json; from structlog.testing import capture_logs; "
-            "from xenprobe.xenstore import Names\n"
+            "from xenprobe.xen.xenstore import Names\n"
             "with capture_logs() as logs: names = Names().read([0, 5, 6])\n"
             "print(json.dumps([names, [e['reason'] for e in logs]]))")
     p = subprocess.run([sys.executable, "-c", code], env=env, text=True,

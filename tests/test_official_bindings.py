@@ -24,8 +24,8 @@ import pytest
 
 from tests import xenpkgs
 from tests.mockhost import check_json, env_for
-from xenprobe.abi.releases import by_name
-from xenprobe.scenario import Scenario, compile_text, load, shipped
+from xenprobe.mock.scenario import Scenario, compile_text, load, shipped
+from xenprobe.xen.abi.releases import by_name
 
 LIB = by_name("4.17")
 EVERY = [n for n in shipped() if load(n).device == "present"]

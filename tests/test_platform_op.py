@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.mockhost import env_for, read_log
-from xenprobe.abi.platform import DOM0_VGA_CONSOLE_INFO
-from xenprobe.platform_requests import PlatformRequests
-from xenprobe.quantities import CENSUS, Quantity, offered
-from xenprobe.scenario import Scenario, load, parse
+from xenprobe.mock.scenario import Scenario, load, parse
+from xenprobe.xen.abi.platform import DOM0_VGA_CONSOLE_INFO
+from xenprobe.xen.platform_requests import PlatformRequests
+from xenprobe.xen.quantities import CENSUS, Quantity, offered
 
 # Runs on the mock host (pv-dom0: Xen 4.20, census modelled).
 ISSUE = r"""
 import json, struct
-from xenprobe.transport import Buffer, Privcmd, args5
+from xenprobe.xen.transport import Buffer, Privcmd, args5
 IV = 0x03000001
 out = {}
 with Privcmd() as dev, Buffer(4096) as b:
@@ -93,7 +93,7 @@ def test_allowed_platform_ops_are_issued_from_the_copy_and_handed_back(
 def test_a_release_before_4_18_has_no_dom0_console(tmp_path: Path) -> None:
     """Xen before 4.18 answers the unknown cmd with the switch's default, -ENOSYS
     (x86/platform_hypercall.c@RELEASE-4.13.0:811-813, @RELEASE-4.17.0:842-844)."""
-    text = (Path(__file__).resolve().parents[1] / "xenprobe" / "scenarios"
+    text = (Path(__file__).resolve().parents[1] / "xenprobe" / "mock" / "scenarios"
             / "pv-dom0.toml").read_text().replace('release = "4.20"', 'release = "4.17"')
     out, _ = run(tmp_path, parse(text, str(tmp_path / "pv-dom0-417.toml"), "pv-dom0-417"))
     for path_name in ("ioctl", "syscall"):
@@ -104,7 +104,7 @@ def test_a_release_before_4_18_has_no_dom0_console(tmp_path: Path) -> None:
 
 # struct dom0_vga_console_info as xen/include/public/xen.h@RELEASE-4.20.0:915-959 has it,
 # compiled as Xen compiles it (the latest interface version): gcc says its size and
-# offsets, which xenprobe/abi/platform.py's layout (the reference of dom0_console_size)
+# offsets, which xenprobe/xen/abi/platform.py's layout (the reference of dom0_console_size)
 # must equal.
 CONSOLE_INFO_C = r"""
 #include <stddef.h>

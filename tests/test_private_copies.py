@@ -26,7 +26,7 @@ import pytest
 
 from tests.mockhost import env_for, read_log
 from tests.test_race import PRELUDE, RACER_SONAME, SECONDS, forbidden, racer  # noqa: F401
-from xenprobe.scenario import load
+from xenprobe.mock.scenario import load
 
 
 def run(script: str, tmp: Path, racer_so: Path, scenario: str = "pv-dom0",
@@ -59,7 +59,7 @@ def requests(log: list[dict[str, Any]]) -> Counter[tuple[int, Any]]:
 # buffer Xen writes must be a live hypercall buffer of the caller's (xp_alloc): the
 # freed one is none, so the multicall is refused before anything is issued.
 PREDICTED = r"""
-from xenprobe.errors import Refused
+from xenprobe.support.errors import Refused
 N = 4096
 res = {}
 for path in ("xp_multicall", "ioctl 13"):
@@ -96,8 +96,8 @@ def test_a_write_aimed_at_where_the_private_copy_would_be_changes_nothing(
 # span: the guards' ends, the first and last usable byte, and a page inside.
 SPAN = r"""
 from collections import Counter
-from xenprobe import guard
-from xenprobe.errors import Refused
+from xenprobe.layers import libxc_guard as guard
+from xenprobe.support.errors import Refused
 span = ffi.new("uint64_t[2]")
 lib.xp_private_span(span)
 lo, hi = int(span[0]), int(span[1])
@@ -353,9 +353,9 @@ def test_a_write_past_a_buffers_end_stops_at_its_guard(tmp_path: Path,
 # call had been issued, its result dropped; across two multicalls of xp_multicall_many
 # the refusal named entry 0 of the second instead of call 4096.
 JUDGED_ONCE = r"""
-from xenprobe.errors import Refused
-from xenprobe.platform_requests import PlatformRequests
-from xenprobe.quantities import Quantity
+from xenprobe.support.errors import Refused
+from xenprobe.xen.platform_requests import PlatformRequests
+from xenprobe.xen.quantities import Quantity
 res = {}
 req = PlatformRequests()
 console = req.address(Quantity.DOM0_CONSOLE_SIZE)
@@ -406,8 +406,8 @@ def test_a_batch_is_issued_as_judged_and_a_refusal_names_its_call(
 # its result only (common/multicall.c@RELEASE-4.17.0:76-96). What a platform_op entry's
 # call wrote into its struct and entries is handed back all the same.
 DEBUG = r"""
-from xenprobe.platform_requests import PlatformRequests
-from xenprobe.quantities import Quantity
+from xenprobe.xen.platform_requests import PlatformRequests
+from xenprobe.xen.quantities import Quantity
 req = PlatformRequests()
 res = {}
 con, rop = req.address(Quantity.DOM0_CONSOLE_SIZE), req.address(Quantity.RESOURCE_OP_DONE)
@@ -453,7 +453,7 @@ def test_platform_op_results_are_handed_back_from_a_debug_xen_too(
 
 ALLOC = r"""
 import os
-from xenprobe.errors import CannotProbe
+from xenprobe.support.errors import CannotProbe
 p = lib.xp_alloc(2**64 - 1, err)
 res = {"null": p == ffi.NULL, "errno": err[0]}
 try:

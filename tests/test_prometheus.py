@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""A real Prometheus (Debian's `prometheus` package; tests/run-all installs it) scrapes
+"""A real Prometheus (Debian's `prometheus` package; tools/run-all installs it) scrapes
 `xenprobe serve --mock large-memory` on loopback, plainly and over TLS with basic auth,
 and loads the shipped alert rules; another scrapes every shipped scenario and evaluates
 the shipped rules unchanged: exactly the alerts the impact model says fire
-(xenprobe/impact.py, docs/alerts.md). promtool lints the exposition and unit-tests the
+(xenprobe/probe/impact.py, docs/alerts.md). promtool lints the exposition and unit-tests the
 rules."""
 
 from __future__ import annotations
@@ -44,16 +44,16 @@ from tests.holders import (
 )
 from tests.mockhost import env_for, fault, run_check, variant
 from tests.scrapes import NOT_DOM0, int_path_holder, own_host
-from xenprobe.scenario import load, shipped
+from xenprobe.mock.scenario import load, shipped
 
 ROOT = Path(__file__).resolve().parent.parent
-SYSTEMD = ROOT / "systemd"
+SYSTEMD = ROOT / "contrib" / "prometheus"
 
 
 def tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: tests/run-all installs Debian's prometheus "
+        pytest.fail(f"{name} is not installed: tools/run-all installs Debian's prometheus "
                     "package, which has it")
     return path
 

@@ -12,12 +12,12 @@ from typing import Any
 
 from tests.mockhost import check_json, run_check, variant
 from tests.test_prometheus import promtool
-from xenprobe.classify import Truth, Verdict
-from xenprobe.judge import RAW, RefSample, judge_by_reference
-from xenprobe.quantities import UNBATCHED
-from xenprobe.rawlayer import MULTICALL_ENOSYS, PVH_NO_MULTICALL, RawAbsent
-from xenprobe.reading import Reading
-from xenprobe.scenario import load
+from xenprobe.layers.raw_absent import MULTICALL_ENOSYS, PVH_NO_MULTICALL, RawAbsent
+from xenprobe.mock.scenario import load
+from xenprobe.probe.classify import Truth, Verdict
+from xenprobe.probe.judge import RAW, RefSample, judge_by_reference
+from xenprobe.xen.quantities import UNBATCHED
+from xenprobe.xen.reading import Reading
 
 SCENARIO = "pvh-dom0"
 
@@ -60,7 +60,7 @@ def test_layers_are_judged_against_an_exact_reference() -> None:
     assert r["layers"]["ioctl"]["verdict"] == "aliased_errno"
     cur = _result(report, "current_reservation", 0)
     assert cur["layers"]["ioctl"]["verdict"] == "match"
-    assert code == 0  # harmless: no tool issues maximum_reservation (xenprobe/impact.py)
+    assert code == 0  # harmless: no tool issues maximum_reservation (xenprobe/probe/impact.py)
 
 
 def test_no_reference_means_unjudged_not_clean_nor_mismatch() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.mockhost import env_for, read_log
-from xenprobe.scenario import load
+from xenprobe.mock.scenario import load
 
 SECONDS = float(os.environ.get("XENPROBE_RACE_SECONDS", "1.5"))
 RACER_SONAME = "libxenprobe_racer.so"
@@ -35,7 +35,7 @@ RACER_SONAME = "libxenprobe_racer.so"
 # By value: (op, arg0); by struct: (op, cmd). As test_readonly.ALLOWED.
 ALLOWED = {(12, 2), (12, 3), (12, 4), (12, 14), (35, 3), (35, 6), (36, 5),
            *((17, n) for n in range(15)),
-           # The census's pairs (xenprobe/census.py): sharing counts, DR6, hypfs version,
+           # The census's pairs (tests/census.py): sharing counts, DR6, hypfs version,
            # VCPUOP_is_up, KEXEC_CMD_kexec_status, platform_op's resource_op (MSR_READ
            # entries only) and get_dom0_console; sysctl livepatch_op with LIST (2) inside
            # (forbidden() keys it by that cmd).
@@ -80,7 +80,7 @@ PRELUDE = r"""
 import json, struct, sys, threading, time
 from cffi import FFI
 from xenprobe._transport import ffi, lib
-from xenprobe.transport import Buffer, Calls, Privcmd, args5
+from xenprobe.xen.transport import Buffer, Calls, Privcmd, args5
 R = FFI()
 R.cdef('''int racer_start(uintptr_t where, uint64_t a, uint64_t b);
           unsigned long racer_stop(int h);
@@ -306,7 +306,7 @@ print(json.dumps(out))
 """,
     # The guard on libxenctrl's path, through racer_ioctl's guarded relocation slot.
     "guard": """
-from xenprobe import guard
+from xenprobe.layers import libxc_guard as guard
 assert guard.install([sys.argv[3]]) == 1
 hc = ffi.new("uint64_t[6]", [12, 3, 0, 0, 0, 0])
 dom = Buffer(8); hc[2] = dom.address
@@ -332,7 +332,7 @@ print(json.dumps(out))
     # (resource_op <-> cpu_hotadd) and its entry's cmd (MSR_READ <-> MSR_WRITE), alone
     # and as a multicall entry, as xc_resource_op issues more than one op.
     "guard_platform_op": """
-from xenprobe import guard
+from xenprobe.layers import libxc_guard as guard
 assert guard.install([sys.argv[3]]) == 1
 IV = 0x03000001
 r, ent = Buffer(136), Buffer(24)
@@ -353,7 +353,7 @@ print(json.dumps(out))
 """,
     # A Python thread rewriting the Calls of the high-level API during the sweep paths.
     "python_thread": """
-from xenprobe.errors import Refused
+from xenprobe.support.errors import Refused
 N = 16
 c = Calls([12] * N, [2, 0, 0, 0, 0] * N)
 stop = False
@@ -440,8 +440,8 @@ def test_a_refused_batch_reaches_the_device_not_at_all(tmp_path: Path, racer: Pa
 
 
 BAD_POINTERS = r"""
-from xenprobe import guard
-from xenprobe.errors import Refused
+from xenprobe.layers import libxc_guard as guard
+from xenprobe.support.errors import Refused
 res = {}
 BAD = 0xdead0000
 for op in (35, 36, 13, 7):
@@ -516,7 +516,7 @@ def test_bad_pointers_give_efault_not_a_crash(tmp_path: Path, racer: Path) -> No
 
 
 REFUSAL_MESSAGE = r"""
-from xenprobe.errors import Refused
+from xenprobe.support.errors import Refused
 s = Buffer(144)
 msgs = {}
 for op, cmd in ((35, 2), (36, 2)):
@@ -554,7 +554,7 @@ def test_a_refusal_names_the_cmd_the_allow_list_read(tmp_path: Path, racer: Path
 
 FORK = r"""
 import os, struct
-from xenprobe.transport import Buffer, Privcmd, args5
+from xenprobe.xen.transport import Buffer, Privcmd, args5
 with Privcmd() as dev, Buffer(136) as s:  # the parent issues a sysctl: pages are kept
     s.view[0:8] = struct.pack("<II", 3, 0x15)
     assert dev.ioctl(35, args5(s.address)).value == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from xenprobe import mock
+from xenprobe.mock import launcher as mock
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ELLIPSIS = re.compile(r"^\s*\.\.\.\s*$")
@@ -118,4 +118,4 @@ def test_readme_keeps_the_two_commands_for_a_fresh_machine() -> None:
     section = section[:section.index("\n## ", 1)]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
     assert blocks[0].strip().endswith(".venv/bin/xenprobe check --mock; fi; }")
-    assert blocks[1].strip() == "bash tests/run-all"
+    assert blocks[1].strip() == "bash tools/run-all"

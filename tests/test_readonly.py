@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.mockhost import env_for, read_log, run_check
-from xenprobe.scenario import load, shipped
+from xenprobe.mock.scenario import load, shipped
 
 # memory_op queries and sharing counts, get_debugreg(6), hypfs get_version, xen_version,
 # VCPUOP_is_up, KEXEC_CMD_kexec_status.
@@ -31,8 +31,8 @@ ALLOWED = {(35, 3), (35, 6), (35, 27), (36, 5), (7, 61), (7, 64), *BY_VALUE}
 # Runs on the mock host: tries every forbidden request through every transport path.
 FORBIDDEN = r"""
 import json, struct, sys
-from xenprobe.errors import Refused
-from xenprobe.transport import Buffer, Privcmd, args5
+from xenprobe.support.errors import Refused
+from xenprobe.xen.transport import Buffer, Privcmd, args5
 ALLOWED = {tuple(pair) for pair in json.loads(sys.argv[1])}
 refused = issued = 0
 def attempt(fn):
@@ -153,7 +153,7 @@ def test_every_scenario_sweep_stays_on_the_allow_list(tmp_path: Path) -> None:
             <= {0x00305000}
 
 
-# The census's state-changing value-returning paths (xenprobe.census, status "refused"),
+# The census's state-changing value-returning paths (tests.census, status "refused"),
 # each named: (census key, hypercall, subop, where the subop travels). A by-value subop
 # is arg0; a struct subop is the first 32-bit field of the struct arg0 points to.
 REFUSED_BY_NAME = {
@@ -174,8 +174,8 @@ REFUSED_BY_NAME = {
 # the requests that were issued (none may be).
 NAMED = r"""
 import json, struct, sys
-from xenprobe.errors import Refused
-from xenprobe.transport import Buffer, Privcmd, args5
+from xenprobe.support.errors import Refused
+from xenprobe.xen.transport import Buffer, Privcmd, args5
 named = json.loads(sys.argv[1])
 issued, refused = [], 0
 with Privcmd() as dev, Buffer(4096) as ctl:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.mockhost import env_for
-from xenprobe.scenario import load
+from xenprobe.mock.scenario import load
 
 # From none through a page and a 4096-entry multicall's copy (256 KiB) to this machine's
 # hard limit (a soft limit above it cannot be set).

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""xenprobe_build_info's revision: stamped at build time from git (xenprobe/revision.py,
+"""xenprobe_build_info's revision: stamped at build time from git (xenprobe/support/revision.py,
 run by setup.py for build_py and sdist), carried by an sdist, "unknown" otherwise."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from xenprobe import revision
+from xenprobe.support import revision
 
 
 def git(repo: Path, *args: str) -> str:

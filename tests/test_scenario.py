@@ -8,9 +8,9 @@ from importlib import resources
 
 import pytest
 
-from xenprobe.abi.releases import by_name
-from xenprobe.errors import ScenarioError
-from xenprobe.scenario import compile_text, load, parse, shipped
+from xenprobe.mock.scenario import compile_text, load, parse, shipped
+from xenprobe.support.errors import ScenarioError
+from xenprobe.xen.abi.releases import by_name
 
 MINIMAL = """
 [xen]
@@ -31,7 +31,7 @@ def test_shipped_scenarios_load_and_compile() -> None:
     # driver passes 64 bits through the syscall), and x86 Xen is 64-bit only since 4.3.
     assert not {"xenlinux-driver", "hypervisor-32bit"} & set(names)
     for name in names:  # every shipped scenario says which sources it models
-        text = resources.files("xenprobe.scenarios").joinpath(f"{name}.toml").read_text()
+        text = resources.files("xenprobe.mock.scenarios").joinpath(f"{name}.toml").read_text()
         assert re.search(r"^#.*@RELEASE-4\.\d+\.\d+:\d+", text, re.M), name
     for name in names:
         s = load(name)

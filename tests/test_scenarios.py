@@ -13,8 +13,8 @@ import pytest
 
 from tests.mockhost import check_json
 from tests.model import expect, layer_verdict, raw_verdict, source_verdict
-from xenprobe.quantities import UNBATCHED
-from xenprobe.scenario import load, shipped
+from xenprobe.mock.scenario import load, shipped
+from xenprobe.xen.quantities import UNBATCHED
 
 # A host without multicalls has no raw layer: tests/test_pvh.py covers it.
 PROBING = [n for n in shipped() if load(n).role == "dom0" and load(n).device == "present"

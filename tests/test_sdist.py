@@ -60,7 +60,7 @@ def test_sdist_carries_every_file_of_the_tree(sdist: Path) -> None:
     assert not wanted - released, sorted(wanted - released)
     for essential in ("COPYING", "CHANGELOG.md", "native/build_transport.py",
                       "native/transport/privcmd_abi.h", "native/mock/mock.h",
-                      "systemd/xenprobe.service", "tests/run-all", "docs/xenprobe.1"):
+                      "contrib/systemd/xenprobe.service", "tools/run-all", "docs/xenprobe.1"):
         assert essential in released, essential
     assert not any(f.startswith("debian/") or f.endswith((".so", ".o", ".pyc"))
                    for f in released), sorted(released)

@@ -15,18 +15,18 @@ import sys
 from pathlib import Path
 
 from tests.mockhost import env_for
-from xenprobe.classify import MISMATCHES, Verdict
-from xenprobe.scenario import load
+from xenprobe.mock.scenario import load
+from xenprobe.probe.classify import MISMATCHES, Verdict
 
 CHILD = r"""
 import json
 from array import array
-from xenprobe.host import Host
-from xenprobe.layers import ladder
-from xenprobe.logs import configure
-from xenprobe.reading import Columns
-from xenprobe.sweep import Sweeper
-from xenprobe.transport import Calls, Privcmd
+from xenprobe.xen.host import Host
+from xenprobe.layers.protocol import ladder
+from xenprobe.support.logs import configure
+from xenprobe.xen.reading import Columns
+from xenprobe.probe.sweep import Sweeper
+from xenprobe.xen.transport import Calls, Privcmd
 
 
 class LowBits:

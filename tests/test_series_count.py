@@ -39,7 +39,7 @@ def test_no_shipped_scenario_exports_more_than_400_series(
 def increase_selectors() -> list[tuple[str, dict[str, str]]]:
     """(metric, equality matchers) of every increase() or rate() in the alert rules."""
     out = []
-    doc = yaml.safe_load((ROOT / "systemd" / "xenprobe-alerts.yml").read_text())
+    doc = yaml.safe_load((ROOT / "contrib" / "prometheus" / "xenprobe-alerts.yml").read_text())
     for r in (r for g in doc["groups"] for r in g["rules"]):
         for name, matchers in re.findall(r"(?:increase|rate)\((\w+)\{([^}]*)\}",
                                          str(r["expr"])):

@@ -25,7 +25,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.exporter_util import Serve, series, value, wait_for
-from xenprobe.exporter import server
+from xenprobe.exporter.http import server
 
 SECONDS = float(os.environ.get("XENPROBE_SOAK_SECONDS", "20"))
 SCRAPERS = int(os.environ.get("XENPROBE_SOAK_SCRAPERS", "8"))
@@ -66,7 +66,7 @@ count = 12
 
 
 def soak_scenario(d: Path, vanish_after: int) -> Path:
-    text = resources.files("xenprobe.scenarios").joinpath("balloon.toml").read_text()
+    text = resources.files("xenprobe.mock.scenarios").joinpath("balloon.toml").read_text()
     text = text.replace("id = 12\n", f"id = 12\nvanish_after = {vanish_after}\n")
     path = d / "soak.toml"
     path.write_text(text + FAULTS)

@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.mockhost import env_for
-from xenprobe.classify import Truth, Verdict
-from xenprobe.judge import RAW, Ref, Sample, judge, unanimous
-from xenprobe.reading import Reading, raw_result
-from xenprobe.scenario import load, shipped
+from xenprobe.mock.scenario import load, shipped
+from xenprobe.probe.classify import Truth, Verdict
+from xenprobe.probe.judge import RAW, Ref, Sample, judge, unanimous
+from xenprobe.xen.reading import Reading, raw_result
 
 U64 = 1 << 64
 # Values around every edge the classifier knows: small, INT_MAX, 2^32, errno range, 2^63.
@@ -88,14 +88,14 @@ def test_unanimous_only_where_judge_says_all_match(batch: list[tuple[
 CHECK = r"""
 import json
 import errno
-from xenprobe.abi.errnos import can_return
-from xenprobe.host import Host
-from xenprobe.judge import RefSample, Sample, judge, judge_by_reference
-from xenprobe.layers import ladder
-from xenprobe.logs import configure
-from xenprobe.results import Results, Summary
-from xenprobe.sweep import Sweeper
-from xenprobe.transport import Privcmd
+from xenprobe.xen.abi.errnos import can_return
+from xenprobe.xen.host import Host
+from xenprobe.probe.judge import RefSample, Sample, judge, judge_by_reference
+from xenprobe.layers.protocol import ladder
+from xenprobe.support.logs import configure
+from xenprobe.probe.results import Results, Summary
+from xenprobe.probe.sweep import Sweeper
+from xenprobe.xen.transport import Privcmd
 configure("warning")
 dev = Privcmd(); host = Host(dev); layers = ladder(dev, host.identity)
 release = host.identity.release

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from xenprobe.classify import Verdict
+from xenprobe.probe.classify import Verdict
 from xenprobe.watch import probes
 from xenprobe.watch.judge import judge
 from xenprobe.watch.pairing import Pairer

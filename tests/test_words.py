@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.exporter_util import Serve
 from tests.mockhost import check_json, run_check
-from xenprobe import legend
-from xenprobe.abi.releases import getdomaininfo_for_domctl
-from xenprobe.classify import Verdict
-from xenprobe.scenario import _domain_record, load
+from xenprobe.cli import legend
+from xenprobe.mock.scenario import _domain_record, load
+from xenprobe.probe.classify import Verdict
+from xenprobe.xen.abi.releases import getdomaininfo_for_domctl
 
 ROOT = Path(__file__).resolve().parent.parent
 HEX = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -137,7 +137,7 @@ def test_the_man_page_explains_every_verdict() -> None:
 
 
 def test_uuid_text_is_libxl_s() -> None:
-    from xenprobe.sweep import uuid_text
+    from xenprobe.probe.sweep import uuid_text
     handle = bytes(range(16))
     assert uuid_text(handle) == "00010203-0405-0607-0809-0a0b0c0d0e0f"
     assert uuid_text(handle) == str(uuid.UUID(bytes=handle))

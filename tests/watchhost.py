@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.mockhost import env_for
-from xenprobe.scenario import parse
+from xenprobe.mock.scenario import parse
 
 # Where the assembled privcmd_ioctl narrows each hypercall's result (by construction:
 # .fill/.org below), and its size.
@@ -54,7 +54,7 @@ privcmd_ioctl:
 """
 
 # The scenario the consumers run on: results that need more than 31 bits, an errno
-# look-alike, and intact ones (xenprobe/scenarios/healthy.toml plus these domains).
+# look-alike, and intact ones (xenprobe/mock/scenarios/healthy.toml plus these domains).
 WATCH_SCENARIO = """
 description = "watch tests: maximum_gpfn values the int ioctl damages"
 [xen]

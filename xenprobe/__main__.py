@@ -1,4 +1,4 @@
 # SPDX-License-Identifier: GPL-2.0-only
-from xenprobe.entry import main
+from xenprobe.cli.entry import main
 
 raise SystemExit(main())

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The rc census's other read-only paths (xenprobe/census.py), modelled when the scenario
+ * The rc census's other read-only paths (tests/census.py), modelled when the scenario
  * has the directive
  *
  *   census GUEST_TYPE          GUEST_TYPE: pv or pvh, the dom0's own type

@@ -244,7 +244,7 @@ static int served_content(const struct scenario *s, const char *path,
 }
 
 /* The privcmd memfd is named after the mock host (XENPROBE_MOCK_HOST, set by
- * xenprobe/mock.py), so that a consumer scan on one mock host can tell its own
+ * xenprobe/mock/launcher.py), so that a consumer scan on one mock host can tell its own
  * processes from those of another mock host on the same machine. Only [0-9A-Za-z-]
  * of the id are kept. */
 static int new_privcmd_memfd(int flags)

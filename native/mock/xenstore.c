@@ -14,7 +14,7 @@
  * reads this log to show it does not).
  * Wire format: struct xsd_sockmsg, xen/include/public/io/xs_wire.h@RELEASE-4.17.0:82-90.
  *
- * Scenario directives (xenprobe/scenario.py compiles them):
+ * Scenario directives (xenprobe/mock/scenario.py compiles them):
  *   xenstored 0|1          whether xenstored runs (0: connect/open fail with ENOENT,
  *                          as for a socket path or device node that does not exist)
  *   xenstore_name ID HEX   /local/domain/ID/name holds these bytes

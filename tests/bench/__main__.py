@@ -35,9 +35,9 @@ from typing import Any
 
 from tests.bench import daemon, scenario, startup
 from tests.mockhost import env_for
-from xenprobe.abi.releases import getdomaininfo_for_domctl
-from xenprobe.scenario import Scenario
-from xenprobe.scenario import load as load_scenario
+from xenprobe.mock.scenario import Scenario
+from xenprobe.mock.scenario import load as load_scenario
+from xenprobe.xen.abi.releases import getdomaininfo_for_domctl
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOOR_C = Path(__file__).with_name("floor.c")

@@ -26,10 +26,10 @@ from collections.abc import Callable
 
 
 def _xenprobe() -> tuple[dict[str, Callable[[], int]], str]:
-    from xenprobe.host import Host
-    from xenprobe.layers import ladder
-    from xenprobe.sweep import Sweeper
-    from xenprobe.transport import Privcmd
+    from xenprobe.layers.protocol import ladder
+    from xenprobe.probe.sweep import Sweeper
+    from xenprobe.xen.host import Host
+    from xenprobe.xen.transport import Privcmd
 
     dev = Privcmd()
     host = Host(dev)
@@ -74,7 +74,7 @@ def _peer(python_dir: str) -> tuple[dict[str, Callable[[], int]], str]:
 
 
 def main(argv: list[str]) -> int:
-    from xenprobe.logs import configure
+    from xenprobe.support.logs import configure
 
     configure("warning")
     commands, note = _xenprobe() if argv[0] == "xenprobe" else _peer(argv[1])

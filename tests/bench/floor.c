@@ -3,7 +3,7 @@
  * The floor for xenprobe's benchmark: the hypercalls of one xenprobe sweep attempt,
  * issued from C with nothing else, batched the same way, against the same (mock) host.
  *
- * Per sweep, in xenprobe's order (xenprobe/sweep.py):
+ * Per sweep, in xenprobe's order (xenprobe/probe/sweep.py):
  *   getdomaininfolist in chunks of 1024 (the plan: which domains exist)
  *   references: getdomaininfolist chunks, sysctl physinfo, /sys/hypervisor version
  *   raw: every probe as one multicall entry, in multicalls of at most 4096 entries
@@ -16,7 +16,7 @@
  * and a trivial comparison (raw read twice alike, each layer equal to raw), so nothing
  * is optimised away. No allow-list, no classification: that is xenprobe's own cost.
  *
- * Probes (xenprobe/quantities.py plan()): xen_version, maximum_ram_page, the census
+ * Probes (xenprobe/xen/quantities.py plan()): xen_version, maximum_ram_page, the census
  * quantities the host answers (VCPUOP_is_up once per vCPU of dom0, the caller),
  * current/maximum_reservation of DOMID_SELF, current/maximum_reservation and
  * maximum_gpfn of each domain, current_reservation of one missing domain id.
@@ -78,7 +78,7 @@ static const struct { uint64_t op, cmd; int kexec_type; } census[] = {
 static uint8_t *kexec_types;          /* {0, 1}: struct xen_kexec_status per type */
 static size_t nvcpus = 1;             /* dom0's: its record's max_vcpu_id + 1 */
 
-/* libxenctrl, as xenprobe declares it for 4.17 (xenprobe/abi/libxc.py). */
+/* libxenctrl, as xenprobe declares it for 4.17 (xenprobe/xen/abi/libxc.py). */
 typedef struct xc_interface_core xc_interface;
 static struct {
     xc_interface *xch;
@@ -351,7 +351,7 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* sysctl livepatch_op LIST asking for no entries (xenprobe/livepatch.py), through every
+/* sysctl livepatch_op LIST asking for no entries (xenprobe/xen/livepatch.py), through every
  * layer xenprobe reads it with; 0 when every reading is rc 0. */
 static int livepatch(int with_libxc)
 {
@@ -449,7 +449,7 @@ int main(int argc, char **argv)
     /* Hypercall buffers locked, as xenprobe's and libxencall's are. */
     sysctl_buf = locked(4096);
     /* platform_op resource_op: cmd 61, XENPF_INTERFACE_VERSION, one entry on CPU 0, the
-     * entry an MSR_READ (0) of MSR_IA32_TSC (0x10) (xenprobe/platform_requests.py). */
+     * entry an MSR_READ (0) of MSR_IA32_TSC (0x10) (xenprobe/xen/platform_requests.py). */
     pf_buf = locked(4096);
     {
         uint32_t head[4] = {XENPF_RESOURCE_OP, 0x03000001, 1, 0};

@@ -31,12 +31,12 @@ def main(argv: list[str]) -> int:
     from prometheus_client import PlatformCollector, ProcessCollector, generate_latest
     from prometheus_client.registry import CollectorRegistry
 
-    from xenprobe.exporter.collector import DaemonCollector
     from xenprobe.exporter.config import Config
     from xenprobe.exporter.daemon import SweepLoop
+    from xenprobe.exporter.metrics.collector import DaemonCollector
     from xenprobe.exporter.state import State
-    from xenprobe.logs import configure
-    from xenprobe.session import Session
+    from xenprobe.probe.session import Session
+    from xenprobe.support.logs import configure
 
     configure("warning")
     sweeps = int(argv[0])

@@ -15,8 +15,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from xenprobe.errors import ConfigError
     from xenprobe.exporter import config
+    from xenprobe.support.errors import ConfigError
 
 WORK = Path(tempfile.mkdtemp(prefix="xenprobe-fuzz-config-"))
 FILE = WORK / "xenprobe.toml"

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Fuzz target: mock host scenario files (xenprobe.scenario.parse, then compile_text).
+"""Fuzz target: mock host scenario files (xenprobe.mock.scenario.parse, then compile_text).
 
 Any TOML text either parses into a Scenario that compiles for the mock, or raises
 ScenarioError naming the problem; anything else is a crash.
@@ -23,8 +23,8 @@ from typing import Any
 import atheris
 
 with atheris.instrument_imports():
-    from xenprobe.errors import ScenarioError
-    from xenprobe.scenario import compile_text, parse
+    from xenprobe.mock.scenario import compile_text, parse
+    from xenprobe.support.errors import ScenarioError
 
 TABLES = {
     "xen": ["release", "reports_version", "extraversion", "capabilities",

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import atheris
 
 with atheris.instrument_imports():
-    from xenprobe.abi.layouts import (
+    from xenprobe.xen.abi.layouts import (
         GETDOMAININFO_4_11,
         GETDOMAININFO_4_15,
         GETDOMAININFO_4_16,
@@ -24,7 +24,7 @@ with atheris.instrument_imports():
         PHYSINFO_4_10,
         PHYSINFO_4_17,
     )
-    from xenprobe.host import Host, _domain, invalid_physinfo
+    from xenprobe.xen.host import Host, _domain, invalid_physinfo
 
 LAYOUTS = [PHYSINFO_4_10, PHYSINFO_4_17, GETDOMAININFO_4_11, GETDOMAININFO_4_15,
            GETDOMAININFO_4_16, GETDOMAININFOLIST]

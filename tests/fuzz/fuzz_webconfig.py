@@ -20,8 +20,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports():
-    from xenprobe.errors import ConfigError
-    from xenprobe.exporter import webconfig
+    from xenprobe.exporter.web import config as webconfig
+    from xenprobe.support.errors import ConfigError
 
 WORK = Path(tempfile.mkdtemp(prefix="xenprobe-fuzz-web-"))
 FILE = WORK / "web.yml"

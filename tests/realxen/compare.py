@@ -3,7 +3,7 @@
 
 Nothing here imports xenprobe's classifier: each verdict's meaning is restated as a
 relation between two readings taken by the independent reader (reader.py), from the
-verdict definitions in xenprobe/classify.py's docstrings and the README.  A reported
+verdict definitions in xenprobe/probe/classify.py's docstrings and the README.  A reported
 mismatch is "real" when the reader, reading the same quantity for the same subject
 through the same path, gets the same two readings and they stand in that relation.
 """

@@ -270,7 +270,7 @@ class Runner:
             q = query('xenprobe_mismatched_readings{impact="harmless"} > 0')
             return q if q["data"]["result"] else None
         # The domains' maximum_reservation past INT_MAX is a harmless finding (no tool
-        # issues that memory op: xenprobe/impact.py): in the metrics, never an alert.
+        # issues that memory op: xenprobe/probe/impact.py): in the metrics, never an alert.
         # The rules are evaluated every 2 s; give them a few rounds, then record them.
         self.ev["harmless"] = wait("harmless readings in Prometheus", harmless_seen,
                                    self.left(60))

@@ -52,7 +52,7 @@ IOCTL64 = ("import ctypes, os, struct\n"
 CHECK = f"{VENV_PYTHON} -m xenprobe check --json"
 # The scan alone, as the units' bounding sets allow (a check's sweep each time would
 # double the run under TCG for nothing this test reads).
-SCAN = (f"{VENV_PYTHON} -c 'import json, os; from xenprobe.consumers import scan; "
+SCAN = (f"{VENV_PYTHON} -c 'import json, os; from xenprobe.xen.consumers import scan; "
         "print(json.dumps(scan(exclude={os.getpid()}).as_json()))'")
 
 

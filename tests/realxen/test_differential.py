@@ -28,7 +28,7 @@ import pytest
 
 from tests import xenpkgs
 from tests.mockhost import check_json, env_for
-from xenprobe.scenario import load, shipped
+from xenprobe.mock.scenario import load, shipped
 
 from .compare import (
     READER_PATH,
@@ -118,6 +118,6 @@ def test_mismatch_confirmation_on_the_mock(name: str, tmp_path: Path) -> None:
             checked += 1
     if checked == 0:
         pytest.skip(f"{name}: only moving domains mismatch")
-    # Exit 1 only for a finding some consumer would read wrong (xenprobe/impact.py).
+    # Exit 1 only for a finding some consumer would read wrong (xenprobe/probe/impact.py).
     acted = any(f["impact"] != "harmless" for f in report["findings"])
     assert code == (1 if acted else 0), report["findings"]

@@ -8,7 +8,7 @@ evidence; a failure prints the dom0 journal's tail.
 
 What runs where:
 
-- The .deb is built on the host from this checkout (tests/build-deb, the session's
+- The .deb is built on the host from this checkout (tools/build-deb, the session's
   ``debian_packages`` fixture) and put in the share.
 - In the dom0, one by one: ``dpkg -i`` of the production package (its maintainer
   scripts enable and start xenprobe.service from the packaged unit, as on any Debian
@@ -16,7 +16,7 @@ What runs where:
   xenprobe-check.timer`` (PACKAGE_LINES, TIMER_LINES).  Its Debian dependencies
   (python3-cffi-backend, -prometheus-client, -structlog, -psutil, -bcrypt, -yaml) are
   the host's installed packages, which the dom0 sees through its read-only 9p root:
-  tests/run-all installs them, so ``dpkg -i`` finds them satisfied, where an operator's
+  tools/run-all installs them, so ``dpkg -i`` finds them satisfied, where an operator's
   ``apt install ./xenprobe_*.deb`` would fetch them.  dpkg's database and everything
   the package writes land in the dom0's tmpfs overlay.
 - Test-only additions in the dom0: the host image's policy-rc.d is removed (it is a
@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 
 from tests.debpkg import DebianPackages
-from xenprobe.logs import PRIORITY
+from xenprobe.support.logs import PRIORITY
 
 from .assets import Assets
 from .boot import Dom0Run
@@ -67,7 +67,7 @@ RELEASES = ("4.17", "4.20")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 README = REPO / "README.md"
-SYSTEMD = REPO / "systemd"
+SYSTEMD = REPO / "contrib" / "systemd"
 RUNNER = HERE / "service_runner.py"
 MKDOMAINS = HERE / "mkdomains.py"
 READER = HERE / "reader.py"
@@ -503,7 +503,7 @@ def test_prometheus_scrapes_the_agents_series(svc: ServiceRun) -> None:
             total = ("xenprobe_mismatch", frozenset({
                 ("quantity", "maximum_reservation"), ("layer", layer), ("verdict", want)}))
             svc.check((prom.get(total) or 0) >= 1, f"{total}: {prom.get(total)}")
-    # ...and they are harmless (no tool issues maximum_reservation: xenprobe/impact.py):
+    # ...and they are harmless (no tool issues maximum_reservation: xenprobe/probe/impact.py):
     # counted by impact, and no impact alert, pending or firing.
     svc.check(bool((ev.get("harmless") or {}).get("data", {}).get("result")),
               ev.get("harmless"))

@@ -23,7 +23,7 @@ import pytest
 
 from tests import watchhost
 from tests.mockhost import env_for
-from xenprobe.scenario import parse
+from xenprobe.mock.scenario import parse
 
 from .conftest import RealXen
 from .watch_boot import (
@@ -209,7 +209,7 @@ def test_tracefs_left_as_found(wb: WatchBoot) -> None:
 
 
 
-# The verdict of each damaged value by check's classifier (xenprobe/classify.py), as
+# The verdict of each damaged value by check's classifier (xenprobe/probe/classify.py), as
 # docs/watch.md promises: 2^31 becomes INT_MIN, 2^32 + 4 keeps its low half, 0xFFFFFFFE
 # becomes -2, which glibc reads as -1/ENOENT, DR6 0xffff0ff0 becomes -61456.
 VERDICTS = {0x80000000: "sign_flipped", 2**32 + 4: "truncated", 0xFFFFFFFE: "aliased_errno",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from xenprobe.quantities import CENSUS, UNBATCHED
+from xenprobe.xen.quantities import CENSUS, UNBATCHED
 
 from .boot import EXPECTED_XEN_VERSION
 from .compare import (
@@ -63,7 +63,7 @@ XEN_DOMINF_PAUSED = 1 << 3  # paused by the controller: nothing unpauses these d
 XEN_DOMCTL_CDF_OOS_OFF = 1 << 3  # Xen sets it for every PV domain (arch_sanitise_domain_config)
 
 
-# The census quantities (xenprobe.census) against what the hypervisor or the kernel says
+# The census quantities (tests.census) against what the hypervisor or the kernel says
 # elsewhere: the *2 lengths against the fixed-size subops' strings and the kernel's
 # sysfs copies (drivers/xen/sys-hypervisor.c prints them with "%s\n").
 def _length(text_key: str, sysfs_key: str | None) -> Any:
@@ -537,7 +537,7 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
         for layer, verdict in source_findings(res).items():
             found[(res["quantity"], layer, verdict)] += 1
     assert found[("maximum_gpfn", "raw", "forged_errno")] == 2, found
-    # Summed over the impact label (xenprobe/impact.py decides it per quantity).
+    # Summed over the impact label (xenprobe/probe/impact.py decides it per quantity).
     exported: Counter[tuple[tuple[str, str], ...]] = Counter()
     for k, n in samples(m, "xenprobe_source_finding").items():
         exported[tuple(kv for kv in k if kv[0] != "impact")] += int(n)
@@ -546,7 +546,7 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
         for (q, layer, v), n in found.items()}
 
 
-# How each release's libxenctrl issues memory ops (xenprobe.memop_path, read from the
+# How each release's libxenctrl issues memory ops (xenprobe.xen.memop_path, read from the
 # loaded file): Debian 11's 4.14.6 through the int ioctl (tools/libxc/xc_private.c
 # @RELEASE-4.14.6:331-348), 4.17 and 4.20 through a one-entry multicall
 # (tools/libs/ctrl/xc_private.c@RELEASE-4.15.1:340-380 and later).

@@ -21,9 +21,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from xenprobe import files
-from xenprobe.errors import ConfigError
-from xenprobe.exporter import collectors
+from xenprobe.exporter.metrics import collector_groups as collectors
+from xenprobe.support import files
+from xenprobe.support.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/xenprobe/xenprobe.toml")
 

@@ -36,18 +36,22 @@ import structlog
 from prometheus_client import PlatformCollector, ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
-from xenprobe import __version__, consumers, logs
-from xenprobe.errors import ConfigError, Refused, XenprobeError
-from xenprobe.exporter import collectors, textfile, webconfig
+from xenprobe import __version__
 from xenprobe.exporter import config as configuration
-from xenprobe.exporter.collector import DaemonCollector, ExporterMetrics, one_shot_registry
 from xenprobe.exporter.config import Config
+from xenprobe.exporter.http.server import App, Server
+from xenprobe.exporter.metrics import collector_groups as collectors
+from xenprobe.exporter.metrics import textfile
+from xenprobe.exporter.metrics.collector import DaemonCollector, ExporterMetrics, one_shot_registry
 from xenprobe.exporter.notify import Notifier
-from xenprobe.exporter.server import App, Server
 from xenprobe.exporter.state import Health, State
 from xenprobe.exporter.watching import WatchLoop
-from xenprobe.session import Session
-from xenprobe.sweep import Sweep
+from xenprobe.exporter.web import config as webconfig
+from xenprobe.probe.session import Session
+from xenprobe.probe.sweep import Sweep
+from xenprobe.support import logs
+from xenprobe.support.errors import ConfigError, Refused, XenprobeError
+from xenprobe.xen import consumers
 
 log = structlog.get_logger("xenprobe.exporter")
 

@@ -13,10 +13,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from xenprobe.consumers import Consumers
-from xenprobe.exporter import metrics
 from xenprobe.exporter.config import Config
-from xenprobe.sweep import Sweep
+from xenprobe.exporter.metrics import from_sweep as metrics
+from xenprobe.probe.sweep import Sweep
+from xenprobe.xen.consumers import Consumers
 
 FAILURE_REASONS = ("cannot_probe", "refused", "internal")
 

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from xenprobe.abi import watch_names
-from xenprobe.errors import XenprobeError
+from xenprobe.support.errors import XenprobeError
 from xenprobe.watch import arming
 from xenprobe.watch.attribution import Process
 from xenprobe.watch.pairing import Call
 from xenprobe.watch.paths import Paths
 from xenprobe.watch.session import Session
 from xenprobe.watch.tally import Tally
+from xenprobe.xen.abi import watch_names
 
 log = structlog.get_logger("xenprobe.exporter")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import structlog
 
-from xenprobe.errors import CannotProbe
+from xenprobe.support.errors import CannotProbe
 from xenprobe.watch import module_file, probe_point, probes
 from xenprobe.watch.paths import Paths
 from xenprobe.watch.tracefs import Instance, Tracefs, TracefsError

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Who made a watched call: from the trace line's task id to its process (thread-group
 id, comm, exe), the libxenctrl it maps and that library's memory-op path
-(xenprobe/consumers.py, xenprobe/memop_path.py). Read from /proc when the call is
+(xenprobe/xen/consumers.py, xenprobe/xen/memop_path.py). Read from /proc when the call is
 reported; a process that has exited meanwhile is reported with what the trace line
 says (comm) and empty fields, never with another process's details: a cached entry is
 used only while the task's start time (/proc/PID/stat field 22) is the same."""
@@ -13,8 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from xenprobe import consumers, memop_path
-from xenprobe.elf import elf_class
+from xenprobe.xen import consumers, memop_path
+from xenprobe.xen.elf import elf_class
 
 MAX_CACHED = 4096
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from xenprobe.errors import ExitCode, UsageError
+from xenprobe.support.errors import ExitCode, UsageError
 from xenprobe.watch import arming, probes, report
 from xenprobe.watch.paths import Paths
 from xenprobe.watch.session import Session

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """One watched call's verdict: the hypervisor's 64-bit result against what the process
-received, by the classifier `check` uses (xenprobe/classify.py).
+received, by the classifier `check` uses (xenprobe/probe/classify.py).
 
 What the process receives is `(long)(int)raw`: the probe sits on the instruction that
 narrows %rax to int (probe_point.py proves it is the next one), and from there the
@@ -12,9 +12,9 @@ x86_64/sysdep.h). Pure.
 
 from __future__ import annotations
 
-from xenprobe.abi.hypercalls import MAX_ERRNO
-from xenprobe.classify import Truth, Verdict, classify, sext32
-from xenprobe.reading import Reading, raw_result
+from xenprobe.probe.classify import Truth, Verdict, classify, sext32
+from xenprobe.xen.abi.hypercalls import MAX_ERRNO
+from xenprobe.xen.reading import Reading, raw_result
 
 U64 = 1 << 64
 

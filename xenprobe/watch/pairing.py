@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from xenprobe.abi import watch_names as names
-from xenprobe.classify import Verdict
+from xenprobe.probe.classify import Verdict
 from xenprobe.watch import probes
 from xenprobe.watch.judge import judge
 from xenprobe.watch.trace_line import TraceEvent
+from xenprobe.xen.abi import watch_names as names
 
 MAX_PENDING = 65536  # tasks with an entry and no result yet (bounded memory)
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from xenprobe.abi.hypercalls import MEMORY_OP
 from xenprobe.watch.elf64 import Module, NotAModule, Relocation
+from xenprobe.xen.abi.hypercalls import MEMORY_OP
 
 FUNCTION = "privcmd_ioctl"
 STATIC_CALL = "__SCT__xen_hypercall"

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """What the watch prints: JSON lines (ready, call, summary; error when it cannot watch)
 or a live terminal view (a line per reported call, a running tally). The JSON keys
-are xenprobe/schema/watch.schema.json's."""
+are xenprobe/cli/schema/watch.schema.json's."""
 
 from __future__ import annotations
 
