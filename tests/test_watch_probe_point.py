@@ -176,7 +176,6 @@ def objdump_request_slot(elf: Path) -> int:
     assert m
     texts = [" ".join(i[2].split()) for line in m[1].splitlines()
              if (i := _INSN.match(line)) and not _RELOC.match(line)]
-    hypercall, _ = objdump_expectation(elf)
     slots = []
     for n, text in enumerate(texts):
         if not (text == "call *%rax" or text.startswith("call")):
