@@ -13,9 +13,10 @@ them alike:
   physinfo and every domain's getdomaininfo through the real libxenctrl 4.17.
 
 Then `xenprobe serve` itself (tests/bench/daemon.py) for RSS, CPU per sweep and
-/metrics latency, and the daemon's sweep code in a loop (tests/bench/leak.py) for RSS
-over many sweeps. Figures are medians over the rounds; ratios are the median of the
-per-round ratios. Nothing here asserts a timing.
+/metrics latency, the daemon's sweep code in a loop (tests/bench/leak.py) for RSS
+over many sweeps, and `xenprobe watch`'s reader throughput against the mock's privcmd
+at paced call rates (tests/bench/watch.py). Figures are medians over the rounds;
+ratios are the median of the per-round ratios. Nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import daemon, scenario
+from tests.bench import watch as watch_bench
 from tests.mockhost import env_for
 from xenprobe.abi.releases import getdomaininfo_for_domctl
 from xenprobe.scenario import Scenario
@@ -249,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--leak-domains", type=int, default=1000)
     p.add_argument("--leak-sweeps", type=int, default=1000,
                    help="sweeps for RSS over time (0 skips)")
+    p.add_argument("--watch-rates", default="0,100000,50000,20000,10000,5000,2000",
+                   help="calls a second the mock's privcmd is paced at while `xenprobe "
+                        "watch` reads, 0: unpaced ('' skips; default: %(default)s)")
+    p.add_argument("--watch-seconds", type=float, default=3.0,
+                   help="seconds of load per watch rate (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     args = p.parse_args(argv)
 
@@ -273,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: daemon at {n} domains measured", file=sys.stderr)
         if args.leak_sweeps > 0:
             leaks = leak(args.leak_domains, args.leak_sweeps, tmp, pkgs)
+        watch_runs = watch_bench.measure(tmp / "watch", _ints(args.watch_rates),
+                                         args.watch_seconds) if args.watch_rates else []
     notes = sorted({s.checks["note"] for s in sizes if "note" in s.checks})
     head = (f"xenprobe benchmark, mock host (native/mock), Xen 4.17 scenario "
             f"(tests/bench/scenario.py); libxenctrl "
@@ -285,10 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     print()
     print(table(sizes, daemons, leaks, args.leak_domains))
+    if watch_runs:
+        print()
+        print(watch_bench.table(watch_runs))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "header": head, "sizes": [asdict(s) for s in sizes],
-            "daemon": [asdict(d) for d in daemons], "rss_over_sweeps": leaks}, indent=1))
+            "daemon": [asdict(d) for d in daemons], "rss_over_sweeps": leaks,
+            "watch": [asdict(w) for w in watch_runs]}, indent=1))
     return 0
 
 
