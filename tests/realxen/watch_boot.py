@@ -32,6 +32,7 @@ import os
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,6 +433,7 @@ COST_VARIANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 )
 # Per variant; 6.12 under TCG is about 15x slower a call (see BENCH_CALLS).
 COST_CALLS = {"4.14": 20_000, "4.17": 20_000, "4.20": 2_000}
+COST_ROUNDS = 5
 
 
 def cost_definitions(offset: int, request: int | None) -> dict[str, str]:
@@ -458,13 +460,9 @@ def cost_lines(offset: int, release: str, request: int | None = None) -> list[st
     out = [
         "cost() {  # NAME CLOCK READER EVENT...: one variant, the loop timed",
         '    v=$1; clock=$2; reader=$3; shift 3',
-        # The floor right before: the host's load drifts within a boot.
-        f'    "$C/privcmd_caller" loop {calls} > "$R/cost_$v.floor"',
         f'    mkdir "{inst}" || return 1',
         f'    echo "$clock" > "{inst}/trace_clock" || {{ rmdir "{inst}"; return 1; }}',
         f'    echo {BENCH_BUFFER_KB} > "{inst}/buffer_size_kb"',
-        f'    for e in "$@"; do echo 1 > "{inst}/events/{COST_GROUP}/$e/enable" || '
-        f'{{ rmdir "{inst}"; return 1; }}; done',
         '    RD=',
         f'    case $reader in text) cat "{inst}/trace_pipe" > /dev/null & RD=$! ;;',
         # (stopped through a file: a killed shell loop would leave its dd holding
@@ -474,8 +472,16 @@ def cost_lines(offset: int, release: str, request: int | None = None) -> list[st
         'sleep 0.2; done & RD=$! ;;',
         f'        raw) cat "{inst}/per_cpu/cpu0/trace_pipe_raw" > /dev/null & RD=$! ;;',
         "    esac",
-        f'    "$C/privcmd_caller" loop {calls} > "$R/cost_$v.out"; rc=$?',
-        f'    for e in "$@"; do echo 0 > "{inst}/events/{COST_GROUP}/$e/enable"; done',
+        # Rounds of bare and armed loops, alternating: the host's load drifts within
+        # seconds, so each armed figure has its own floor right before it.
+        '    rc=0; : > "$R/cost_$v.floor"; : > "$R/cost_$v.out"',
+        f'    for r in {" ".join(str(i) for i in range(COST_ROUNDS))}; do',
+        f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.floor"',
+        f'        for e in "$@"; do echo 1 > "{inst}/events/{COST_GROUP}/$e/enable" || '
+        'rc=1; done',
+        f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.out" || rc=1',
+        f'        for e in "$@"; do echo 0 > "{inst}/events/{COST_GROUP}/$e/enable"; done',
+        "    done",
         f'    for c in "{inst}"/per_cpu/cpu*; do cat "$c/stats"; done > "$R/cost_$v.stats"',
         '    if [ -n "$RD" ]; then sleep 1; touch /tmp/cost.stop; [ "$reader" = batch ] '
         '|| kill "$RD"; wait "$RD"; fi',
@@ -705,24 +711,29 @@ def _counters(text: str) -> dict[str, int]:
 
 
 def cost_report(wb: WatchBoot) -> str:
-    """The breakdown, one line a variant: us a call and the ratio to the floor run right
-    before it in the same boot (the host's load drifts)."""
-    def ns(name: str) -> float | None:
-        got = wb.jsonl(name)
-        return float(got[0]["ns_per_call"]) if got else None
+    """The breakdown, one line a variant: the median over the rounds of armed us a call,
+    of the floor's right before each, and of the per-round ratio."""
+    def ns(name: str) -> list[float]:
+        return [float(x["ns_per_call"]) for x in wb.jsonl(name)]
 
-    floors = [x for x in (ns("cost_floor.out"), ns("cost_floor2.out")) if x]
+    floors = ns("cost_floor.out") + ns("cost_floor2.out")
     rows = [f"[watch cost breakdown, Xen {wb.release}, dom0 {wb.kernel_release}, QEMU TCG, "
             f"1 vCPU] floor {' / '.join(f'{x / 1000:.1f}' for x in floors)} us a call "
-            "(first and last); each variant: us a call, the floor just before, ratio"]
+            f"(first and last); each variant, {COST_ROUNDS} rounds of bare then armed "
+            "loops, medians: armed us a call, floor, ratio (range)"]
     for name, clock, reader, events in COST_VARIANTS:
         got, floor = ns(f"cost_{name}.out"), ns(f"cost_{name}.floor")
         st = _counters(wb.text(f"cost_{name}.stats"))
         what = f"{'+'.join(events) or 'nothing enabled'}, clock {clock}, reader {reader}"
-        rows.append(f"  {name:17} {what:46} " + (
-            f"{got / 1000:7.1f} us {floor / 1000:6.1f} us {got / floor:5.2f}x  entries "
-            f"{st.get('entries', 0):,} overrun {st.get('overrun', 0):,}"
-            if got and floor else "no figure"))
+        if not got or len(got) != len(floor):
+            rows.append(f"  {name:17} {what:46} no figure")
+            continue
+        ratios = sorted(a / b for a, b in zip(got, floor, strict=True))
+        rows.append(
+            f"  {name:17} {what:46} {statistics.median(got) / 1000:7.1f} us "
+            f"{statistics.median(floor) / 1000:6.1f} us {statistics.median(ratios):5.2f}x "
+            f"({ratios[0]:.2f}-{ratios[-1]:.2f})  entries {st.get('entries', 0):,} "
+            f"overrun {st.get('overrun', 0):,}")
     refused = wb.text("cost_refused").split()
     if refused:
         rows.append(f"  definitions the kernel refused: {', '.join(refused)}")
