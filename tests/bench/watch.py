@@ -105,8 +105,8 @@ def one(host: watchhost.WatchHost, loop: Path, rate: int, domid: int, seconds: f
 
 
 def measure(tmp: Path, rates: list[int], seconds: float) -> list[WatchRun]:
-    loop = _build(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
+    loop = _build(tmp)
     host = watchhost.make(tmp / "watchhost")
     runs = [one(host, loop, rate, INTACT_DOMID, seconds, tmp) for rate in rates]
     runs.append(one(host, loop, 0, DAMAGED_DOMID, seconds, tmp))
