@@ -406,6 +406,8 @@ def test_cost_breakdown(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> No
     assert not failed and not wb.text("cost_refused"), (failed, wb.text("cost_refused"))
     same, differ = cost_agreement(wb)
     assert same >= 6 and differ == 0, (same, differ)  # gpfn 0, DR6, DR7, 3 xen_version
+    assert (wb.text("kprobe_events.cost"), wb.text("instances.cost")) == (
+        wb.text("kprobe_events.before"), wb.text("instances.before"))
 
 
 # The mock host's domains for the differential: the real boot's damaged domains, with
