@@ -166,3 +166,31 @@ def test_lost_notes_and_overrun_counters_are_the_same_events() -> None:
     session._line("CPU:0 [LOST 60 EVENTS]")
     session._update_lost()
     assert session.tally.lost == 100
+
+
+class _CountingAttribution:
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def of(self, pid: int) -> object:
+        self.asked.append(pid)
+        return SimpleNamespace(tgid=pid, exe="/usr/bin/x")
+
+
+def test_only_calls_shown_or_tallied_by_process_are_attributed() -> None:
+    """Reading /proc/PID/stat for every call was some 70% of the reader's work on the
+    mock host (cProfile: Attribution.of 1.32 s of 1.92 s for 5,000 calls); an intact
+    call is only counted, so it needs no process (failed before: [10, 11])."""
+    shown: list[object] = []
+    attribution = _CountingAttribution()
+    session = Session(SimpleNamespace(instance=None, pipe=-1),  # type: ignore[arg-type]
+                      SimpleNamespace(call=lambda c, p, t: shown.append(p),  # type: ignore[arg-type]
+                                      tick=None),
+                      everything=False, attribution=attribution)  # type: ignore[arg-type]
+    session._line(line("intact", 10, 0, 1.0, "call", ENTRY, entry_args(12, 14, dom=6)))
+    session._line(line("intact", 10, 0, 1.1, "result", AFTER, " rax=0x10ffff"))
+    session._line(line("damaged", 11, 0, 1.2, "call", ENTRY, entry_args(12, 14, dom=3)))
+    session._line(line("damaged", 11, 0, 1.3, "result", AFTER, " rax=0x100000004"))
+    assert attribution.asked == [11] and len(shown) == 1
+    assert session.tally.calls == 2 and session.tally.damaged_total == 1
+    assert [r["pid"] for r in session.tally.processes_json()] == [11]

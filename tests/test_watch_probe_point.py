@@ -158,3 +158,67 @@ def test_refuses_a_truncated_module(modules: dict[str, tuple[str, str, Path]]) -
     for cut in (100, shoff // 2, shend - 10):
         with pytest.raises(probe_point.NotCertain):
             probe_point.find(data[:cut])
+
+
+# privcmd_call()'s registers (arch/x86/include/asm/xen/hypercall.h@v6.1 privcmd_call)
+# in struct privcmd_hypercall's order: op, arg[0..4].
+_HYPERCALL_REGS = ("%rax", "%rdi", "%rsi", "%rdx", "%r10", "%r8")
+
+
+def objdump_request_slot(elf: Path) -> int:
+    """From objdump's listing: the %rsp offsets the six hypercall registers are loaded
+    from right before the HYPERCALL site's call (past nops, the movb to
+    xen_in_preemptible_hcall and 5.10's page-entry arithmetic); op's, checked to be
+    followed by arg[0..4]'s quadwords."""
+    out = subprocess.run(["objdump", "-d", "-r", "--no-show-raw-insn", str(elf)],
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"^[0-9a-f]+ <privcmd_ioctl>:\n(.*?)(?:\n\n|\Z)", out, re.S | re.M)
+    assert m
+    texts = [" ".join(i[2].split()) for line in m[1].splitlines()
+             if (i := _INSN.match(line)) and not _RELOC.match(line)]
+    slots = []
+    for n, text in enumerate(texts):
+        if not (text == "call *%rax" or text.startswith("call")):
+            continue
+        loads = {}
+        for t in reversed(texts[max(0, n - 16):n]):
+            if lm := re.fullmatch(r"mov (0x[0-9a-f]+)\(%rsp\),(%r\w+)", t):
+                loads.setdefault(lm[2], int(lm[1], 16))
+        if set(loads) == set(_HYPERCALL_REGS):
+            slots.append([loads[r] for r in _HYPERCALL_REGS])
+    assert len(slots) == 1, slots  # privcmd_call is the one such site
+    base = slots[0][0]
+    assert slots[0] == [base + 8 * i for i in range(6)]
+    return base
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils not installed")
+@pytest.mark.parametrize("family", ["bullseye", "bookworm", "trixie"])
+def test_finds_the_kernels_copy_of_the_request(
+        family: str, modules: dict[str, tuple[str, str, Path]], tmp_path: Path) -> None:
+    elf = tmp_path / "xen-privcmd.ko"
+    elf.write_bytes(_elf(modules[family][2]))
+    found = probe_point.find(elf.read_bytes())
+    print(f"{family}: request at {found.request:#x}(%rsp)" if found.request is not None
+          else f"{family}: no request slot")
+    assert found.request == objdump_request_slot(elf)
+
+
+def test_no_request_slot_when_a_load_is_not_one(modules: dict[str, tuple[str, str, Path]]
+                                                 ) -> None:
+    """A register of the hypercall not loaded from the copy: no slot, the offsets stay."""
+    data = bytearray(_elf(modules["bookworm"][2]))
+    m = Module(bytes(data))
+    fn = m.function("privcmd_ioctl")
+    assert fn is not None
+    text = m.sections[fn.section]
+    start = text.offset + fn.value
+    body = bytes(data[start:start + fn.size])
+    # mov 0x88(%rsp),%rdi (48 8b bc 24 88 00 00 00): arg[0]'s load in 6.1.0-57.
+    load = bytes.fromhex("488bbc2488000000")
+    assert body.count(load) == 1
+    at = start + body.index(load)
+    data[at:at + 8] = bytes.fromhex("4889df") + b"\x90" * 5  # mov %rbx,%rdi; nops
+    found = probe_point.find(bytes(data))
+    assert found.request is None and found.hypercall == probe_point.find(
+        _elf(modules["bookworm"][2])).hypercall

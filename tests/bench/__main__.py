@@ -13,9 +13,10 @@ them alike:
   physinfo and every domain's getdomaininfo through the real libxenctrl 4.17.
 
 Then `xenprobe serve` itself (tests/bench/daemon.py) for RSS, CPU per sweep and
-/metrics latency, and the daemon's sweep code in a loop (tests/bench/leak.py) for RSS
-over many sweeps. Figures are medians over the rounds; ratios are the median of the
-per-round ratios. Nothing here asserts a timing.
+/metrics latency, the daemon's sweep code in a loop (tests/bench/leak.py) for RSS
+over many sweeps, and `xenprobe watch`'s reader throughput against the mock's privcmd
+at paced call rates (tests/bench/watch.py). Figures are medians over the rounds;
+ratios are the median of the per-round ratios. Nothing here asserts a timing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import daemon, scenario, startup
+from tests.bench import watch as watch_bench
 from tests.mockhost import env_for
 from xenprobe.mock.scenario import Scenario
 from xenprobe.mock.scenario import load as load_scenario
@@ -254,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="sweeps for RSS over time (0 skips)")
     p.add_argument("--startups", type=int, default=7,
                    help="rounds of the start-up figures (--version, check --mock); 0: none")
+    p.add_argument("--watch-rates", default="0,100000,50000,20000,10000,5000,2000",
+                   help="calls a second the mock's privcmd is paced at while `xenprobe "
+                        "watch` reads, 0: unpaced ('' skips; default: %(default)s)")
+    p.add_argument("--watch-seconds", type=float, default=3.0,
+                   help="seconds of load per watch rate (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     args = p.parse_args(argv)
 
@@ -280,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             leaks = leak(args.leak_domains, args.leak_sweeps, tmp, pkgs)
         startups = (startup.measure(args.startups, {**os.environ, **(
             pkgs.env() if pkgs is not None else {})}) if args.startups > 0 else [])
+        watch_runs = watch_bench.measure(tmp / "watch", _ints(args.watch_rates),
+                                         args.watch_seconds) if args.watch_rates else []
     notes = sorted({s.checks["note"] for s in sizes if "note" in s.checks})
     head = (f"xenprobe benchmark, mock host (native/mock), Xen 4.17 scenario "
             f"(tests/bench/scenario.py); libxenctrl "
@@ -292,11 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     print()
     print(table(sizes, daemons, leaks, args.leak_domains, startups))
+    if watch_runs:
+        print()
+        print(watch_bench.table(watch_runs))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "header": head, "sizes": [asdict(s) for s in sizes],
             "daemon": [asdict(d) for d in daemons], "rss_over_sweeps": leaks,
-            "startup": [asdict(f) for f in startups]}, indent=1))
+            "startup": [asdict(f) for f in startups],
+            "watch": [asdict(w) for w in watch_runs]}, indent=1))
     return 0
 
 

@@ -34,6 +34,8 @@ from .watch_boot import (
     Call,
     WatchBoot,
     boot,
+    cost_agreement,
+    cost_report,
     kprobe_lines,
     maximum_gpfn,
     narrowed,
@@ -389,6 +391,22 @@ def test_cost_figures(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None
     assert accounted >= 2 * (calls + watched["calls"]), (bsum, calls, watched["calls"])
     assert "burst_watch" not in wb.text("not-reaped")  # stopped within REAP_S
     assert (wb.text("kprobe_events.bench"), wb.text("instances.bench")) == (
+        wb.text("kprobe_events.before"), wb.text("instances.before"))
+
+
+def test_cost_breakdown(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None:
+    """Where the watch's kernel-side cost comes from (watch_boot.COST_VARIANTS: floor,
+    probes defined, entry, offset, both, trace clocks, user-memory fetches, readers),
+    printed, never asserted on time. Asserted: every variant ran, and the offset probe
+    reading the request from the kernel's own copy (probe_point.request_slot) saw the
+    same op and arguments as the entry probe reading the caller's memory."""
+    with capsys.disabled():
+        print("\n" + cost_report(wb))
+    failed = {k: s for k, s in wb.steps.items() if k.startswith("cost_") and s.rc != 0}
+    assert not failed and not wb.text("cost_refused"), (failed, wb.text("cost_refused"))
+    same, differ = cost_agreement(wb)
+    assert same >= 6 and differ == 0, (same, differ)  # gpfn 0, DR6, DR7, 3 xen_version
+    assert (wb.text("kprobe_events.cost"), wb.text("instances.cost")) == (
         wb.text("kprobe_events.before"), wb.text("instances.before"))
 
 

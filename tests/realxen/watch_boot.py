@@ -32,12 +32,15 @@ import os
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests import xenpkgs
+from xenprobe.watch.probe_point import find as watch_probe_point
+from xenprobe.watch.probes import CALL_ARGS, RESULT_ARGS
 
 from .boot import Dom0Run
 from .initramfs import SHARE_IN_CHROOT
@@ -146,7 +149,8 @@ def kprobe_lines(offset: int) -> list[str]:
     ]
 
 
-def script(release: str, offset: int, xen_root: Path | None = None) -> str:
+def script(release: str, offset: int, xen_root: Path | None = None,
+           request: int | None = None) -> str:
     """``xen_root``: the unpacked xen-utils-4.17 tree when xl runs (on 4.17 only: its
     domctl and sysctl interface versions are compiled in)."""
     q = shlex.quote
@@ -211,6 +215,7 @@ def script(release: str, offset: int, xen_root: Path | None = None) -> str:
         'ls "$T/instances" > "$R/instances.after"',
     ]
     lines += watch_lines(xl_while)
+    lines += cost_lines(offset, release, request)
     lines += bench_lines(offset, release)
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
@@ -395,6 +400,124 @@ def bench_lines(offset: int, release: str) -> list[str]:
     ]
 
 
+# Where the watch's cost comes from (issue 22 item 5): the same C loop of xen_version
+# ioctls under each piece of the watch's kernel side alone, in group and instance
+# COST_GROUP, each variant in a fresh instance: (name, trace_clock, reader, events).
+# Events: "call" is the watch's entry probe (CALL_ARGS: the request read from user
+# memory, three of its fetches nested), "flat" the same without the nested ones, "bare"
+# with only %si, "result" the offset probe (%ax); "stack" and "stack_user" the offset
+# probe reading the request from the kernel's own copy on the stack (the slot
+# probe_point.request_slot finds), without and with the nested user fetches.
+# Readers: "text" is `cat trace_pipe` (blocks: woken for every event), "batch" reads
+# trace_pipe non-blocking every 0.2 s (as the watch does), "raw" is `cat
+# per_cpu/cpu0/trace_pipe_raw`. The dom0 has one vCPU: a reader's work is the loop's
+# wall time too.
+COST_GROUP = "xpc"
+COST_EVENTS = ("call", "flat", "bare", "result", "stack", "stack_user")
+COST_VARIANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("defined", "global", "none", ()),
+    ("entry", "global", "none", ("call",)),
+    ("entry_flat", "global", "none", ("flat",)),
+    ("entry_nofetch", "global", "none", ("bare",)),
+    ("offset", "global", "none", ("result",)),
+    ("both", "global", "none", ("call", "result")),
+    ("both_local", "local", "none", ("call", "result")),
+    ("both_mono", "mono", "none", ("call", "result")),
+    ("both_cat", "global", "text", ("call", "result")),
+    ("both_batch", "global", "batch", ("call", "result")),
+    ("both_raw", "global", "raw", ("call", "result")),
+    ("offset_stack", "global", "none", ("stack",)),
+    ("offset_stack_user", "global", "none", ("stack_user",)),
+    ("stack_user_batch", "global", "batch", ("stack_user",)),
+    ("stack_user_cat", "global", "text", ("stack_user",)),
+)
+# Per variant; 6.12 under TCG is about 15x slower a call (see BENCH_CALLS).
+COST_CALLS = {"4.14": 20_000, "4.17": 20_000, "4.20": 2_000}
+COST_ROUNDS = 5
+
+
+def cost_definitions(offset: int, request: int | None) -> dict[str, str]:
+    fn = "xen_privcmd:privcmd_ioctl"
+    out = {"call": f"p:{COST_GROUP}/call {fn} {CALL_ARGS}",
+           "flat": f"p:{COST_GROUP}/flat {fn} cmd=%si:x32 op=+u0(%dx):x64 a0=+u8(%dx):x64 "
+                   "a1=+u16(%dx):x64",
+           "bare": f"p:{COST_GROUP}/bare {fn} cmd=%si:x32",
+           "result": f"p:{COST_GROUP}/result {fn}+{offset:#x} {RESULT_ARGS}"}
+    if request is not None:
+        op, a0, a1 = (f"+{request + 8 * i:#x}(%sp)" for i in range(3))
+        kernel = f"{RESULT_ARGS} op={op}:x64 a0={a0}:x64 a1={a1}:x64"
+        out["stack"] = f"p:{COST_GROUP}/stack {fn}+{offset:#x} {kernel}"
+        out["stack_user"] = (f"p:{COST_GROUP}/stack_user {fn}+{offset:#x} {kernel} "
+                             f"sub=+u0({a0}):u32 dom=+u0({a1}):u16 ddom=+u8({a0}):u16")
+    return out
+
+
+def cost_lines(offset: int, release: str, request: int | None = None) -> list[str]:
+    q = shlex.quote
+    calls = int(os.environ.get(BENCH_CALLS_ENV) or COST_CALLS[release])
+    defs = cost_definitions(offset, request)
+    inst = f"$T/instances/{COST_GROUP}"
+    out = [
+        "cost() {  # NAME CLOCK READER EVENT...: one variant, the loop timed",
+        '    v=$1; clock=$2; reader=$3; shift 3',
+        f'    mkdir "{inst}" || return 1',
+        f'    echo "$clock" > "{inst}/trace_clock" || {{ rmdir "{inst}"; return 1; }}',
+        f'    echo {BENCH_BUFFER_KB} > "{inst}/buffer_size_kb"',
+        '    RD=',
+        f'    case $reader in text) cat "{inst}/trace_pipe" > /dev/null & RD=$! ;;',
+        # (stopped through a file: a killed shell loop would leave its dd holding
+        # trace_pipe open, and the instance busy)
+        f'        batch) rm -f /tmp/cost.stop; while [ ! -e /tmp/cost.stop ]; do dd '
+        f'if="{inst}/trace_pipe" of=/dev/null bs=1M iflag=nonblock 2>/dev/null; '
+        'sleep 0.2; done & RD=$! ;;',
+        f'        raw) cat "{inst}/per_cpu/cpu0/trace_pipe_raw" > /dev/null & RD=$! ;;',
+        "    esac",
+        # Rounds of bare and armed loops, alternating: the host's load drifts within
+        # seconds, so each armed figure has its own floor right before it.
+        '    rc=0; : > "$R/cost_$v.floor"; : > "$R/cost_$v.out"',
+        f'    for r in {" ".join(str(i) for i in range(COST_ROUNDS))}; do',
+        f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.floor"',
+        f'        for e in "$@"; do echo 1 > "{inst}/events/{COST_GROUP}/$e/enable" || '
+        'rc=1; done',
+        f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.out" || rc=1',
+        f'        for e in "$@"; do echo 0 > "{inst}/events/{COST_GROUP}/$e/enable"; done',
+        "    done",
+        f'    for c in "{inst}"/per_cpu/cpu*; do cat "$c/stats"; done > "$R/cost_$v.stats"',
+        '    if [ -n "$RD" ]; then sleep 1; touch /tmp/cost.stop; [ "$reader" = batch ] '
+        '|| kill "$RD"; wait "$RD"; fi',
+        f'    rmdir "{inst}"',
+        "    return $rc",
+        "}",
+        f'"$C/privcmd_caller" loop {calls // 10} > /dev/null',  # cold
+        f'step cost_floor "$C/privcmd_caller" loop {calls} > "$R/cost_floor.out"',
+        *(f'echo {q(d)} >> "$T/kprobe_events" || echo {q(e)} >> "$R/cost_refused"'
+          for e, d in defs.items()),
+    ]
+    for name, clock, reader, events in COST_VARIANTS:
+        if all(e in defs for e in events):
+            out.append(f"step cost_{name} cost {name} {clock} {reader} {' '.join(events)}")
+    if request is not None:
+        # The two designs side by side on calls whose arguments point somewhere: the
+        # entry probe's reading of the caller's memory and the offset probe's reading of
+        # the kernel's copy must agree, call by call (cost_agreement()).
+        out += [
+            f'mkdir "{inst}"',
+            f'echo 1 > "{inst}/events/{COST_GROUP}/call/enable"',
+            f'echo 1 > "{inst}/events/{COST_GROUP}/stack_user/enable"',
+            '"$C/privcmd_caller" gpfn 0 > /dev/null',
+            '"$C/privcmd_caller" debugreg 6 7 > /dev/null',
+            '"$C/privcmd_caller" loop 3 > /dev/null',
+            f'echo 0 > "{inst}/events/{COST_GROUP}/call/enable"',
+            f'echo 0 > "{inst}/events/{COST_GROUP}/stack_user/enable"',
+            f'cat "{inst}/trace" > "$R/cost_agree.trace"',
+            f'rmdir "{inst}"',
+        ]
+    out += [f'echo "-:{COST_GROUP}/{e}" >> "$T/kprobe_events"' for e in defs]
+    out.append(f'step cost_floor2 "$C/privcmd_caller" loop {calls} > "$R/cost_floor2.out"')
+    out.append(snapshot("cost"))
+    return out
+
+
 # One line of a trace file: "<comm>-<pid> [cpu] <flags> <secs>: <event>: (<where>) args".
 # The flags column has 4 characters on 5.10 and 5 on 6.x (kernel/trace/trace_output.c).
 TRACE_LINE = re.compile(
@@ -529,7 +652,10 @@ def boot(xen: Booter, assets: Any) -> WatchBoot:
         if xen_root is not None:
             shutil.copytree(yajl_dir(), share / "yajl", symlinks=True)
 
-    text = script(xen.release, point.hypercall, xen_root)
+    # The request's slot for the cost breakdown's one-probe variants: the watch's own
+    # finder (the independent one above reads only the offsets).
+    request = watch_probe_point(ko.read_bytes()).request
+    text = script(xen.release, point.hypercall, xen_root, request)
     run = xen.run(text, label="watch", own_kernel=True,
                   timeout=WATCH_TIMEOUT_S, smp=SESSION_SMP, before_boot=fill)
     steps: dict[str, Step] = {}
@@ -539,3 +665,114 @@ def boot(xen: Booter, assets: Any) -> WatchBoot:
         steps[name] = Step(int(rc), int(ms))
     return WatchBoot(xen.release, run, steps, point.hypercall, own.kernel_release,
                      build_id(ko), ko)
+
+
+def cost_script(offset: int, release: str, request: int | None) -> str:
+    """Only the cost breakdown (cost_lines), for a quick boot of one release:
+    `python -m tests.realxen.watch_boot RELEASE`."""
+    head = script(release, offset).split("\n")
+    # The prologue of script(): results, callers, step(), tracefs mounted.
+    prologue = head[:head.index('cp "$T/kprobe_events" "$R/kprobe_events.before"')]
+    return "\n".join([*prologue, snapshot("before"), *cost_lines(offset, release, request),
+                      "exit 0"]) + "\n"
+
+
+def cost_boot(xen: Booter, assets: Any) -> WatchBoot:
+    own = assets.own_kernel(xen.release)
+    ko = own.modules_dir / "xen_privcmd.ko"
+    point = find_probe_point(ko)
+
+    def fill(share: Path) -> None:
+        (share / CALLERS).mkdir(parents=True)
+        subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
+                        str(share / CALLERS / "privcmd_caller"),
+                        str(HERE / "privcmd_caller.c")], check=True)
+
+    request = watch_probe_point(ko.read_bytes()).request
+    run = xen.run(cost_script(point.hypercall, xen.release, request), label="cost",
+                  own_kernel=True, timeout=WATCH_TIMEOUT_S, smp=SESSION_SMP,
+                  before_boot=fill)
+    res = run.results_dir
+    steps = {name: Step(int(rc), int(ms)) for name, rc, ms in
+             (line.split() for line in (res / "steps").read_text().splitlines())
+             } if (res / "steps").exists() else {}
+    return WatchBoot(xen.release, run, steps, point.hypercall, own.kernel_release,
+                     build_id(ko), ko)
+
+
+def _counters(text: str) -> dict[str, int]:
+    """Per-CPU stats files summed (kernel/trace/trace.c tracing_stats_read)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        if val.strip().isdigit():
+            out[key.strip()] = out.get(key.strip(), 0) + int(val)
+    return out
+
+
+def cost_report(wb: WatchBoot) -> str:
+    """The breakdown, one line a variant: the median over the rounds of armed us a call,
+    of the floor's right before each, and of the per-round ratio."""
+    def ns(name: str) -> list[float]:
+        return [float(x["ns_per_call"]) for x in wb.jsonl(name)]
+
+    floors = ns("cost_floor.out") + ns("cost_floor2.out")
+    rows = [f"[watch cost breakdown, Xen {wb.release}, dom0 {wb.kernel_release}, QEMU TCG, "
+            f"1 vCPU] floor {' / '.join(f'{x / 1000:.1f}' for x in floors)} us a call "
+            f"(first and last); each variant, {COST_ROUNDS} rounds of bare then armed "
+            "loops, medians: armed us a call, floor, ratio (range)"]
+    for name, clock, reader, events in COST_VARIANTS:
+        got, floor = ns(f"cost_{name}.out"), ns(f"cost_{name}.floor")
+        st = _counters(wb.text(f"cost_{name}.stats"))
+        what = f"{'+'.join(events) or 'nothing enabled'}, clock {clock}, reader {reader}"
+        if not got or len(got) != len(floor):
+            rows.append(f"  {name:17} {what:46} no figure")
+            continue
+        ratios = sorted(a / b for a, b in zip(got, floor, strict=True))
+        rows.append(
+            f"  {name:17} {what:46} {statistics.median(got) / 1000:7.1f} us "
+            f"{statistics.median(floor) / 1000:6.1f} us {statistics.median(ratios):5.2f}x "
+            f"({ratios[0]:.2f}-{ratios[-1]:.2f})  entries {st.get('entries', 0):,} "
+            f"overrun {st.get('overrun', 0):,}")
+    refused = wb.text("cost_refused").split()
+    if refused:
+        rows.append(f"  definitions the kernel refused: {', '.join(refused)}")
+    try:
+        same, differ = cost_agreement(wb)
+        rows.append(f"  the request, entry probe (caller's memory) vs offset probe (kernel's "
+                    f"copy): {same} calls alike, {differ} differ")
+    except ValueError as e:
+        rows.append(f"  agreement trace unreadable: {e}")
+    return "\n".join(rows)
+
+
+def cost_agreement(wb: WatchBoot) -> tuple[int, int]:
+    """The entry probe's request (the caller's memory) against the offset probe's (the
+    kernel's copy on the stack), call by call, per task: (alike, differing)."""
+    entry: dict[int, TraceLine] = {}
+    same = differ = 0
+    for ln in parse_trace(wb.text("cost_agree.trace")):
+        if ln.event == "call":
+            entry[ln.pid] = ln
+        elif ln.event == "stack_user":
+            e = entry.pop(ln.pid, None)
+            keys = ("op", "a0", "a1", "sub", "dom", "ddom")
+            if e is not None and all(e.args.get(k) == ln.args.get(k) for k in keys):
+                same += 1
+            else:
+                differ += 1
+    return same, differ
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+
+    from .assets import ensure_assets
+    from .conftest import RealXen
+    rel = sys.argv[1] if len(sys.argv) > 1 else "4.17"
+    xen = RealXen(rel, ensure_assets(), Path(tempfile.mkdtemp(prefix=f"cost{rel}-")))
+    wb = cost_boot(xen, xen.assets)
+    print(f"boot {wb.run.duration_s:.0f} s, exit {wb.run.exit_status}, results "
+          f"{wb.run.results_dir}")
+    print(cost_report(wb))

@@ -64,6 +64,10 @@ class ProbePoints:
     dm_op: int | None         # privcmd_ioctl+dm_op: IOCTL_PRIVCMD_DM_OP's, if found
     build_id: bytes | None
     path: str                 # "static_call" or "hypercall_page"
+    # Where, at privcmd_ioctl+hypercall, the kernel's own copy of the caller's struct
+    # privcmd_hypercall lies: op at request(%rsp), arg[i] at request+8+8*i; None when
+    # the code does not show it with certainty (request_slot()).
+    request: int | None = None
 
 
 def find(data: bytes) -> ProbePoints:
@@ -105,7 +109,105 @@ def find(data: bytes) -> ProbePoints:
         raise NotCertain("the HYPERCALL site is not followed by the narrowing to int")
     return ProbePoints(fn.size, dynamic[0].probe,
                        dm[0].probe if len(dm) == 1 and dm[0].probe >= 0 else None,
-                       module.build_id(), path)
+                       module.build_id(), path,
+                       request_slot(code, at, dynamic[0].call, lo))
+
+
+# privcmd_call()'s register variables (arch/x86/include/asm/xen/hypercall.h@v6.1:
+# __HYPERCALL_DECLS and privcmd_call: op in %rax, arg1-5 in %rdi, %rsi, %rdx, %r10,
+# %r8; the same in @v5.10:200-255), by (REX.R, ModRM reg) -> index in struct
+# privcmd_hypercall { __u64 op; __u64 arg[5]; } (include/uapi/xen/privcmd.h).
+_REQUEST_REGS = {(0, 0): 0, (0, 7): 1, (0, 6): 2, (0, 2): 3, (1, 2): 4, (1, 0): 5}
+REQUEST_FIELDS = 6
+REQUEST_WINDOW = 96  # bytes before the call searched for the loads
+
+
+def request_slot(code: bytes, at: dict[int, Relocation], call: int, lo: int) -> int | None:
+    """The %rsp offset of the kernel's copy of the request at the HYPERCALL site, or
+    None. Certain only when the code up to the call is exactly: the six loads of the
+    hypercall's registers from consecutive quadwords at one %rsp offset (`mov
+    disp(%rsp),%reg`, each register once, op first in memory), then only instructions
+    that write neither %rsp nor memory (NOPs, STAC/CLAC, the movb to the per-CPU
+    xen_in_preemptible_hcall, and on the hypercall-page path the bound check and
+    `mov %eax,%eax; shl $5,%rax; add $hypercall_page,%rax` that pick the page entry).
+    Then nothing between the loads and the probe point (the call returns to it, and
+    _narrowing() admits only the same kinds of instruction) moves %rsp or stores to
+    the stack, so at the probe the quadwords still hold the registers Xen was given.
+    The kernel runs without a red zone (arch/x86/Makefile: -mno-red-zone), so an
+    interrupt never writes above %rsp."""
+    found: set[int] = set()
+    for start in range(max(lo, call - REQUEST_WINDOW), call):
+        slot = _loads_then_gap(code, at, start, call)
+        if slot is not None:
+            found.add(slot)
+    return found.pop() if len(found) == 1 else None
+
+
+def _load(code: bytes, pc: int) -> tuple[int, int, int] | None:
+    """`mov disp(%rsp),%r64` at pc (REX.W [REX.R] 8b, ModRM mod 01/10 rm 100, SIB 24):
+    (length, field index, displacement), else None."""
+    b = code[pc:pc + 8]
+    if len(b) < 5 or b[0] not in (0x48, 0x4C) or b[1] != 0x8B or b[3] != 0x24:
+        return None
+    mod, reg, rm = b[2] >> 6, (b[2] >> 3) & 7, b[2] & 7
+    field = _REQUEST_REGS.get((b[0] >> 2 & 1, reg))
+    if rm != 4 or field is None or mod not in (1, 2):
+        return None
+    if mod == 1:
+        return 5, field, b[4]
+    if len(b) < 8:
+        return None
+    return 8, field, int(struct.unpack_from("<i", b, 4)[0])
+
+
+def _gap(code: bytes, at: dict[int, Relocation], pc: int) -> int:
+    """Length of an instruction that may sit between the loads and the call, 0 if
+    none (see request_slot())."""
+    b = code[pc:pc + 4]
+    if b[:1] in NOPS:
+        return 1
+    if b[:3] in UACCESS:
+        return 3
+    if b[:3] == b"\x65\xc6\x05" and _reloc_to(at, pc + 3, PREEMPTIBLE):
+        return 8
+    if b[:3] == b"\x83\xf8\x7f":       # cmp $0x7f,%eax
+        return 3
+    if b[:2] == b"\x0f\x87":            # ja rel32 (to the -EINVAL path, off the probe's)
+        return 6
+    if b[:2] == b"\x89\xc0":            # mov %eax,%eax
+        return 2
+    if b == b"\x48\xc1\xe0\x05":       # shl $5,%rax
+        return 4
+    r = at.get(pc + 2)
+    if b[:2] == b"\x48\x05" and r is not None and r.symbol.name == HYPERCALL_PAGE \
+            and r.type == R_X86_64_32S:
+        return 6                         # add $hypercall_page,%rax
+    return 0
+
+
+def _loads_then_gap(code: bytes, at: dict[int, Relocation], pc: int, call: int
+                    ) -> int | None:
+    disp: dict[int, int] = {}
+    while pc < call:
+        got = _load(code, pc)
+        if got is None:
+            break
+        n, field, d = got
+        if field in disp:
+            return None
+        disp[field] = d
+        pc += n
+    if len(disp) != REQUEST_FIELDS:
+        return None
+    while pc < call:
+        n = _gap(code, at, pc)
+        if not n:
+            return None
+        pc += n
+    base = disp[0]
+    if pc != call or any(disp[i] != base + 8 * i for i in range(REQUEST_FIELDS)):
+        return None
+    return base
 
 
 def _is_call_reloc(code: bytes, r: Relocation) -> bool:

@@ -24,10 +24,11 @@ class Tally:
     other_processes: Counter[str] = field(default_factory=Counter)     # past the bound
     lost: int = 0
 
-    def add(self, call: Call, process: Process) -> None:
+    def add(self, call: Call, process: Process | None) -> None:
+        """`process`: who made a damaged call (None only for an intact one)."""
         self.calls += 1
         self.by_op[call.op_name or str(call.op)] += 1
-        if not call.damaged:
+        if not call.damaged or process is None:
             return
         self.damaged[call.verdict.value] += 1
         key = (process.tgid, call.comm)
