@@ -75,17 +75,17 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("xenprobe_domain_info", "info", "The UUID and xenstore name of each domain "
            "that has a xenprobe_domain_mismatch series, for joining on domid (from the "
            "last sweep).", ("domid", "uuid", "name")),
-    Family("xenprobe_source_finding", "gauge", "Subjects whose hypervisor result is "
-           "wrong at the source (raw: forged_errno, out_of_range) or that a layer passed "
-           "on (passed_forged), with the impact on the host's consumers (only non-zero "
-           "series, from the last sweep).", ("quantity", "layer", "verdict", "impact")),
+    Family("xenprobe_source_finding", "gauge", "Readings wrong at the source (raw: "
+           "forged_errno, out_of_range) or that handed such a result on (passed_forged), "
+           "with the impact on the host's consumers (only non-zero series, from the last "
+           "sweep).", ("quantity", "layer", "verdict", "impact")),
     Family("xenprobe_domain_mismatch_series_dropped", "gauge", "xenprobe_domain_mismatch "
            "series left out by the max_domain_series cap."),
     Family("xenprobe_layer_absent", "gauge", "1 when a layer could not be read at all in "
            "the last sweep, with why (raw, pvh_no_multicall or multicall_enosys).",
            ("layer", "reason")),
-    Family("xenprobe_unjudged", "gauge", "Subjects whose reading nothing could judge "
-           "without a raw layer (only non-zero series, from the last sweep).",
+    Family("xenprobe_unjudged", "gauge", "Readings by this layer that nothing could "
+           "judge without a raw layer (only non-zero series, from the last sweep).",
            ("quantity", "layer")),
     # privcmd consumers, looked up after each sweep.
     Family("xenprobe_privcmd_consumers", "gauge", "Other processes holding privcmd open, "
