@@ -137,10 +137,10 @@ def test_a_healthy_sweep_has_no_detail_series_but_every_impact() -> None:
     """The detail gauges only where non-zero (most of a scrape were their zeros); the
     alerts' xenprobe_mismatched_readings has every impact at 0."""
     m = one_shot(healthy())
-    assert series(m, "xenprobe_mismatch") == {}
-    assert series(m, "xenprobe_drift") == {}
-    assert series(m, "xenprobe_at_risk") == {}
-    assert series(m, "xenprobe_guest_set_mismatch") == {}
+    assert series(m, "xenprobe_mismatch_verdicts") == {}
+    assert series(m, "xenprobe_drift_verdicts") == {}
+    assert series(m, "xenprobe_probes_at_risk") == {}
+    assert series(m, "xenprobe_guest_set_mismatch_verdicts") == {}
     readings = series(m, "xenprobe_mismatched_readings")
     assert {dict(k)["impact"] for k in readings} == {"harmless", "exposure", "harmful"}
     assert set(readings.values()) == {0}
@@ -155,7 +155,7 @@ def test_a_healthy_sweep_has_no_detail_series_but_every_impact() -> None:
 
 def test_mismatches_by_quantity_layer_and_verdict() -> None:
     m = one_shot(troubled())
-    assert nonzero(m, "xenprobe_mismatch") == {
+    assert nonzero(m, "xenprobe_mismatch_verdicts") == {
         (("layer", "ioctl"), ("quantity", "current_reservation"),
          ("verdict", "sign_flipped")): 2,
         (("layer", "ioctl"), ("quantity", "current_reservation"),
@@ -170,12 +170,12 @@ def test_mismatches_by_quantity_layer_and_verdict() -> None:
         (("layer", "raw"), ("quantity", "maximum_reservation"), ("verdict", "truncated")): 1,
     }
     # Drift is not a mismatch: it has its own series.
-    assert nonzero(m, "xenprobe_drift") == {
+    assert nonzero(m, "xenprobe_drift_verdicts") == {
         (("layer", "ioctl"), ("quantity", "current_reservation")): 1,
         (("layer", "raw"), ("quantity", "current_reservation")): 1,
     }
-    assert value(m, "xenprobe_at_risk", quantity="maximum_gpfn", risk="errno_alias") == 1
-    assert value(m, "xenprobe_at_risk", quantity="maximum_ram_page", risk="int32") == 1
+    assert value(m, "xenprobe_probes_at_risk", quantity="maximum_gpfn", risk="errno_alias") == 1
+    assert value(m, "xenprobe_probes_at_risk", quantity="maximum_ram_page", risk="int32") == 1
 
 
 def test_per_domain_series_name_the_domain() -> None:
@@ -209,7 +209,7 @@ def test_layer_errors_leave_out_the_deliberate_esrch() -> None:
 def test_a_failed_one_shot_says_so() -> None:
     m = one_shot(None)
     assert value(m, "xenprobe_up") == 0
-    assert series(m, "xenprobe_mismatch") == {}
+    assert series(m, "xenprobe_mismatch_verdicts") == {}
     assert value(m, "xenprobe_build_info", version=__version__,
                  revision=revision.revision()) == 1
 
@@ -272,16 +272,17 @@ def test_scrapes_between_sweeps_share_the_findings_and_a_new_sweep_replaces_them
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DaemonCollector(state.snapshot))
     first = render(registry)
-    assert nonzero(first, "xenprobe_mismatch") == {}
+    assert nonzero(first, "xenprobe_mismatch_verdicts") == {}
     assert render(registry) == first
     state.sweep_succeeded(troubled())
     second = render(registry)
-    assert nonzero(second, "xenprobe_mismatch") != {}
+    assert nonzero(second, "xenprobe_mismatch_verdicts") != {}
     assert series(second, "xenprobe_privcmd_consumers") == {}
     state.consumers_seen(CONSUMERS)
     third = render(registry)
     assert value(third, "xenprobe_privcmd_consumers", verdict="int_path") == 1
-    assert nonzero(third, "xenprobe_mismatch") == nonzero(second, "xenprobe_mismatch")
+    assert nonzero(third, "xenprobe_mismatch_verdicts") == \
+        nonzero(second, "xenprobe_mismatch_verdicts")
     state.reloaded(replace(state.snapshot().config, max_domain_series=1))
     capped = render(registry)
     assert len(series(capped, "xenprobe_domain_mismatch")) < \
@@ -314,9 +315,9 @@ def test_counters_add_up_over_sweeps_and_survive_a_reload() -> None:
     assert value(m, "xenprobe_sweep_failures_total", reason="cannot_probe") == 1
     assert value(m, "xenprobe_sweep_failures_total", reason="refused") == 0
     # Two subjects entered sign_flipped once; staying there is not a new event.
-    assert value(m, "xenprobe_mismatches_total", quantity="current_reservation",
+    assert value(m, "xenprobe_mismatch_onsets_total", quantity="current_reservation",
                  layer="ioctl", verdict="sign_flipped") == 2
-    assert value(m, "xenprobe_drifts_total", quantity="current_reservation",
+    assert value(m, "xenprobe_drifted_readings_total", quantity="current_reservation",
                  layer="raw") == 2
     assert value(m, "xenprobe_layer_errors_total", layer="raw", errno="EPERM") == 2
     assert value(m, "xenprobe_sweep_interval_seconds") == 60
@@ -330,8 +331,8 @@ def test_counters_alerts_read_exist_at_zero_before_the_first_sweep() -> None:
     """What an alert reads with increase() (XenprobeHypervisorErrors: layer raw) is there
     at 0; the detail counters appear at their first event."""
     m = daemon(State(Config()))
-    assert series(m, "xenprobe_mismatches_total") == {}
-    assert series(m, "xenprobe_drifts_total") == {}
+    assert series(m, "xenprobe_mismatch_onsets_total") == {}
+    assert series(m, "xenprobe_drifted_readings_total") == {}
     errors = series(m, "xenprobe_layer_errors_total")
     assert {(dict(k)["layer"], dict(k)["errno"]) for k in errors} == set(
         metrics.all_layer_error_labels())
@@ -347,7 +348,7 @@ def test_mismatches_total_counts_entries_not_sweeps() -> None:
         state = State(Config())
         for one in sweeps:
             state.sweep_succeeded(one)
-        return value(daemon(state), "xenprobe_mismatches_total",
+        return value(daemon(state), "xenprobe_mismatch_onsets_total",
                      quantity="current_reservation", layer="ioctl", verdict="sign_flipped")
 
     assert total([troubled()]) == total([troubled()] * 10) == 2
@@ -358,7 +359,7 @@ def test_mismatches_total_counts_entries_not_sweeps() -> None:
     state.sweep_succeeded(troubled())
     state.sweep_failed("cannot_probe", "EPERM")
     state.sweep_succeeded(troubled())
-    assert value(daemon(state), "xenprobe_mismatches_total", quantity="maximum_ram_page",
+    assert value(daemon(state), "xenprobe_mismatch_onsets_total", quantity="maximum_ram_page",
                  layer="syscall", verdict="sign_flipped") == 1
     # The missing-domain probe is one subject, whichever id it had.
     moved = troubled()

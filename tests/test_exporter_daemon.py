@@ -49,11 +49,11 @@ def test_serves_the_last_sweep(tmp_path: Path) -> None:
         m = serve.after_sweeps(1)
         assert value(m, "xenprobe_up") == 1 and value(m, "xenprobe_stale") == 0
         assert value(m, "xenprobe_mock_info", scenario="large-memory") == 1
-        assert value(m, "xenprobe_mismatch", quantity="maximum_ram_page", layer="syscall",
+        assert value(m, "xenprobe_mismatch_verdicts", quantity="maximum_ram_page", layer="syscall",
                      verdict="sign_flipped") == 1
         assert value(m, "xenprobe_domain_mismatch", quantity="current_reservation",
                      layer="ioctl", verdict="sign_flipped", domid="3") == 1
-        assert not [k for k, v in series(m, "xenprobe_mismatch").items()
+        assert not [k for k, v in series(m, "xenprobe_mismatch_verdicts").items()
                     if ("quantity", "xen_version") in k and v]
         status, _, body = serve.get("/-/healthy")
         assert (status, body) == (200, b"Healthy\n")
@@ -112,7 +112,7 @@ def test_sighup_reloads_and_keeps_the_counters(tmp_path: Path) -> None:
     config.write_text("interval = 1\n")
     with Serve("large-memory", config=config) as serve:
         before = serve.after_sweeps(3)
-        counted = value(before, "xenprobe_mismatches_total", quantity="maximum_ram_page",
+        counted = value(before, "xenprobe_mismatch_onsets_total", quantity="maximum_ram_page",
                         layer="ioctl", verdict="sign_flipped")
         # One subject entered the state once: a lasting mismatch is one event.
         assert counted == 1
@@ -123,7 +123,7 @@ def test_sighup_reloads_and_keeps_the_counters(tmp_path: Path) -> None:
         assert value(after, "xenprobe_config_last_reload_successful") == 1
         assert (value(after, "xenprobe_sweeps_total") or 0) >= (
             value(before, "xenprobe_sweeps_total") or 0)
-        assert (value(after, "xenprobe_mismatches_total", quantity="maximum_ram_page",
+        assert (value(after, "xenprobe_mismatch_onsets_total", quantity="maximum_ram_page",
                       layer="ioctl", verdict="sign_flipped") or 0) >= counted
         assert len(series(after, "xenprobe_domain_mismatch")) == 1
         assert (value(after, "xenprobe_domain_mismatch_series_dropped") or 0) > 0

@@ -197,11 +197,11 @@ def test_check_textfile_on_the_mock(tmp_path: Path) -> None:
     m = samples(text)
     assert value(m, "xenprobe_up") == 1
     assert value(m, "xenprobe_mock_info", scenario="large-memory") == 1
-    assert value(m, "xenprobe_mismatch", quantity="maximum_ram_page", layer="ioctl",
+    assert value(m, "xenprobe_mismatch_verdicts", quantity="maximum_ram_page", layer="ioctl",
                  verdict="sign_flipped") == 1
     assert value(m, "xenprobe_domain_mismatch", quantity="maximum_gpfn", layer="ioctl",
                  verdict="aliased_errno", domid="4") == 1
-    assert series(m, "xenprobe_mismatch")
+    assert series(m, "xenprobe_mismatch_verdicts")
     # No timestamps (node_exporter refuses them): every sample is "name{...} value".
     for line in text.splitlines():
         if not line.startswith("#"):
@@ -218,7 +218,7 @@ def test_check_textfile_records_a_failure(tmp_path: Path) -> None:
     text = target.read_text()
     m = samples(text)
     assert value(m, "xenprobe_up") == 0
-    assert series(m, "xenprobe_mismatch") == {}
+    assert series(m, "xenprobe_mismatch_verdicts") == {}
     # Who holds privcmd does not depend on the sweep; nothing was retried.
     assert set(dict(labels)["verdict"] for labels in series(m, "xenprobe_privcmd_consumers")) \
         == {"int_path", "multicall", "unknown", "error_only"}
@@ -245,7 +245,7 @@ def test_check_textfile_counts_this_checks_retries(tmp_path: Path) -> None:
     # As the check's JSON report counts them; the same run's findings are all there.
     assert json.loads(p.stdout)["retries"] == {"ioctl": {"EINTR": 2}}
     assert series(m, "xenprobe_sweep_retries") == {(("call", "ioctl"), ("reason", "EINTR")): 2}
-    assert value(m, "xenprobe_mismatch", quantity="maximum_ram_page", layer="ioctl",
+    assert value(m, "xenprobe_mismatch_verdicts", quantity="maximum_ram_page", layer="ioctl",
                  verdict="sign_flipped") == 1
     assert "_total" not in text  # no counters in a file each run rewrites
 

@@ -241,7 +241,7 @@ def test_the_roll_ups_add_up(fleet: Fleet) -> None:
     wait_for("the recording rules evaluated",
              lambda: fleet.query("xenprobe:hosts_with_mismatch:count") or None)
     # Recomputed here from each host's own series, the way an operator would check.
-    per_host = by(fleet.query("xenprobe_mismatch > 0"), "instance", "quantity", "layer",
+    per_host = by(fleet.query("xenprobe_mismatch_verdicts > 0"), "instance", "quantity", "layer",
                   "verdict")
     hosts_by_pair: dict[tuple[str, str], set[str]] = {}
     for (host, q, layer, _), _n in per_host.items():
@@ -253,11 +253,11 @@ def test_the_roll_ups_add_up(fleet: Fleet) -> None:
     # Every quantity and layer the hosts are probed for has a roll-up, 0 where no host is
     # in mismatch.
     probed = {(r["metric"]["quantity"], r["metric"]["layer"])
-              for r in fleet.query("xenprobe_mismatch")}
+              for r in fleet.query("xenprobe_mismatch_verdicts")}
     assert set(rolled) == probed
     assert {k for k, v in rolled.items() if v} == {(q, layer) for q, layer, _ in LARGE_MEMORY}
 
-    subjects = by(fleet.query("quantity_layer_verdict:xenprobe_mismatch:sum > 0"),
+    subjects = by(fleet.query("quantity_layer_verdict:xenprobe_mismatch_verdicts:sum > 0"),
                   "quantity", "layer", "verdict")
     summed: dict[tuple[str, str, str], float] = {}
     for (_, q, layer, v), n in per_host.items():
@@ -274,7 +274,7 @@ def test_the_roll_ups_add_up(fleet: Fleet) -> None:
     assert impacts == {("exposure",): 1, ("harmless",): 1}  # large-memory's alone
     at_risk = by(fleet.query("quantity_risk:xenprobe_hosts_at_risk:count > 0"),
                  "quantity", "risk")
-    raw = by(fleet.query("xenprobe_at_risk > 0"), "instance", "quantity", "risk")
+    raw = by(fleet.query("xenprobe_probes_at_risk > 0"), "instance", "quantity", "risk")
     assert at_risk == {(q, r): float(sum(1 for (_, q2, r2) in raw if (q2, r2) == (q, r)))
                        for (_, q, r) in raw}
     assert at_risk[("maximum_ram_page", "int32")] == 1  # the 12 TiB host alone
@@ -290,7 +290,7 @@ EMPTY_FOR = {
                                                   "dom0-xsm-denied", "dom0-forged-errno"},
     "Domains in mismatch": {"dom0-healthy", "dom0-balloon", "dom0-xsm-denied",
                             "dom0-forged-errno"},
-    "Subjects at risk": {"dom0-healthy", "dom0-balloon", "dom0-xsm-denied",
+    "Probes at risk": {"dom0-healthy", "dom0-balloon", "dom0-xsm-denied",
                          "dom0-forged-errno"},
     # The libxenctrl 4.14 holder is on the 12 TiB host alone.
     "Consumers on the int path": {"dom0-healthy", "dom0-balloon", "dom0-xsm-denied",
@@ -303,7 +303,7 @@ EMPTY_FOR = {
 # Data or not, both are right: a mismatch present before an exporter's first scrape is
 # counted by its first sweep, so whether Prometheus sees the increase depends on which
 # came first (README "Metrics").
-EITHER = {"Mismatches entering, per hour"}
+EITHER = {"Mismatch onsets, per hour"}
 
 
 def panels() -> list[dict[str, Any]]:
@@ -370,7 +370,7 @@ def test_every_panel_query_evaluates_and_has_the_data_it_should(fleet: Fleet) ->
     assert not empty, f"panels with no data where the fleet has some: {empty}"
     # The panels that carry the fleet's findings show them.
     assert fleet.query(substitute(
-        'sum by (quantity, layer, verdict) (xenprobe_mismatch{instance=~"$instance"}) > 0',
+        'sum by (quantity, layer, verdict) (xenprobe_mismatch_verdicts{instance=~"$instance"}) > 0',
         "dom0-large-memory"))
     down = fleet.query('up{job="xenprobe"} == 0')
     assert [r["metric"]["instance"] for r in down] == ["dom0-stopped"]
@@ -396,4 +396,4 @@ def test_the_federation_config_in_the_docs_brings_the_roll_ups(fleet: Fleet) -> 
     recorded = {r["record"] for g in yaml.safe_load(
         (SYSTEMD / "xenprobe-recording.yml").read_text())["groups"] for r in g["rules"]}
     assert recorded <= names
-    assert {"up", "xenprobe_up", "xenprobe_mismatch", "xenprobe_at_risk"} <= names
+    assert {"up", "xenprobe_up", "xenprobe_mismatch_verdicts", "xenprobe_probes_at_risk"} <= names

@@ -28,7 +28,7 @@ def test_only_a_domus_own_balloon_and_gpfn_are_guest_set() -> None:
 def test_output_and_metrics_mark_guest_set_values(tmp_path: Path) -> None:
     """large-memory: dom3's 10 TiB (sign-flipped) and dom4's gpfn 0xFFFFFFFE (ENOENT)
     are values those guests set themselves; the JSON says so per result, the table
-    marks them, and xenprobe_guest_set_mismatch counts exactly those mismatches."""
+    marks them, and xenprobe_guest_set_mismatch_verdicts counts exactly those mismatches."""
     _, report = check_json("large-memory")
     for r in report["results"]:
         want = (r["subject"] == "domain" and r["domid"] != 0
@@ -47,7 +47,7 @@ def test_output_and_metrics_mark_guest_set_values(tmp_path: Path) -> None:
     run_check(["check", "--mock", "large-memory", "--textfile", str(prom)])
     got: dict[tuple[str, str, str], int] = {}
     for line in prom.read_text().splitlines():
-        if line.startswith("xenprobe_guest_set_mismatch{"):
+        if line.startswith("xenprobe_guest_set_mismatch_verdicts{"):
             labels = dict(kv.split("=") for kv in line[line.index("{") + 1:
                                                        line.index("}")].split(","))
             key = tuple(labels[k].strip('"') for k in ("quantity", "layer", "verdict"))

@@ -198,7 +198,7 @@ def test_the_checker_catches_what_the_dashboard_once_queried(known: Known) -> No
         'impact="fatal" of xenprobe_mismatched_readings']
     assert problems('sum by (instance, job, bits) (xenprobe_up)', known, recorded) == [
         "label bits in by()"]
-    assert problems('max by (instance) (xenprobe_mismatch{verdict="sign_flipped"})',
+    assert problems('max by (instance) (xenprobe_mismatch_verdicts{verdict="sign_flipped"})',
                     known, recorded) == []
 
 
@@ -270,3 +270,51 @@ def test_the_metrics_doc_is_the_table() -> None:
     for f in families.FAMILIES.values():
         assert len(re.findall(r"[.!?](\s|$)", f.help.rstrip(".") + ".")) == 1, \
             f"{f.name}: HELP is one sentence"
+
+
+# -- names that say what they count --------------------------------------------------------
+
+def _stem(name: str, kind: str) -> str:
+    """A family's name as OpenMetrics names the family: a counter without its `_total`,
+    an info without its `_info` (prometheus_client/openmetrics/exposition.py writes the
+    `# TYPE` line with that name)."""
+    suffix = {"counter": "_total", "info": "_info"}.get(kind, "")
+    return name[:-len(suffix)] if suffix and name.endswith(suffix) else name
+
+
+def _singular_word(w: str) -> str:
+    if w.endswith("ies"):
+        return w[:-3] + "y"
+    if w.endswith(("ses", "xes", "ches", "shes")):
+        return w[:-2]
+    return w[:-1] if w.endswith("s") and not w.endswith("ss") else w
+
+
+def _singular(stem: str) -> str:
+    return "_".join(map(_singular_word, stem.split("_")))
+
+
+def test_no_two_families_differ_only_by_total_or_a_plural() -> None:
+    """Two families whose names differ only by `_total` or a plural read as one thing
+    counted twice: xenprobe_mismatch (subjects in mismatch now) and
+    xenprobe_mismatches_total (entries into a mismatch) counted different things. A gauge
+    `x` beside a counter `x_total` is also one OpenMetrics family twice. An info family
+    describes what its count sibling counts (xenprobe_privcmd_consumer_info beside
+    xenprobe_privcmd_consumers), so only exact stems are held against it."""
+    stems: dict[str, list[str]] = defaultdict(list)
+    loose: dict[str, list[str]] = defaultdict(list)
+    for f in families.FAMILIES.values():
+        stem = _stem(f.name, f.type)
+        stems[stem].append(f.name)
+        if f.type != "info":
+            loose[_singular(stem)].append(f.name)
+    assert [n for n in stems.values() if len(n) > 1] == []
+    assert [n for n in loose.values() if len(n) > 1] == []
+
+
+def test_the_plural_rule_sees_a_plural() -> None:
+    assert _singular("xenprobe_mismatches") == _singular("xenprobe_mismatch")
+    assert _singular("xenprobe_drifts") == _singular("xenprobe_drift")
+    assert _singular("xenprobe_privcmd_consumers") == "xenprobe_privcmd_consumer"
+    assert _singular("xenprobe_retries") == _singular("xenprobe_retry")
+    assert _singular("xenprobe_stale") != _singular("xenprobe_up")

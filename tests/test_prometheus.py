@@ -154,13 +154,13 @@ def labels(result: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 
 
 def test_prometheus_stores_the_mismatches(setup: Setup) -> None:
-    result = setup.eventually("mismatch series", 'xenprobe_mismatch{job="xenprobe"} > 0')
+    result = setup.eventually("mismatch series", 'xenprobe_mismatch_verdicts{job="xenprobe"} > 0')
     assert labels(result) == LARGE_MEMORY
     for r in result:
         assert r["metric"]["instance"] == f"127.0.0.1:{setup.plain.port}"
         assert r["value"][1] == "1"  # one subject each
     # Healthy quantities and domains have no series; every impact has one.
-    assert setup.query('xenprobe_mismatch{quantity="xen_version"}') == []
+    assert setup.query('xenprobe_mismatch_verdicts{quantity="xen_version"}') == []
     impacts = {r["metric"]["impact"]: r["value"][1] for r in setup.query(
         'xenprobe_mismatched_readings{job="xenprobe"}')}
     assert impacts == {"harmless": "7", "exposure": "3", "harmful": "0"}
@@ -173,12 +173,12 @@ def test_prometheus_stores_the_mismatches(setup: Setup) -> None:
 
 def test_prometheus_over_tls_with_basic_auth(setup: Setup) -> None:
     result = setup.eventually("mismatch series over TLS",
-                              'xenprobe_mismatch{job="xenprobe-tls"} > 0')
+                              'xenprobe_mismatch_verdicts{job="xenprobe-tls"} > 0')
     assert labels(result) == LARGE_MEMORY
     assert setup.eventually("the TLS target up", 'up{job="xenprobe-tls"} == 1')
     assert setup.eventually("the wrong password refused",
                             'up{job="xenprobe-wrong-password"} == 0')
-    assert setup.query('xenprobe_mismatch{job="xenprobe-wrong-password"}') == []
+    assert setup.query('xenprobe_mismatch_verdicts{job="xenprobe-wrong-password"}') == []
     targets = setup.api("targets")["activeTargets"]
     wrong = [t for t in targets if t["labels"]["job"] == "xenprobe-wrong-password"]
     assert wrong and wrong[0]["health"] == "down"

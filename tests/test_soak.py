@@ -151,7 +151,7 @@ def test_soak(tmp_path: Path) -> None:
     retries = sum(series(final, "xenprobe_retries_total").values())
     errors = sum(series(final, "xenprobe_layer_errors_total").values())
     failed = sum(series(final, "xenprobe_sweep_failures_total").values())
-    drifts = sum(series(final, "xenprobe_drifts_total").values())
+    drifts = sum(series(final, "xenprobe_drifted_readings_total").values())
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0
     print(f"\nsoak: {elapsed:.1f} s, {SCRAPERS} scrapers, {len(latencies)} scrapes answered, "
           f"{len(failures)} failed; latency p50 {statistics.median(latencies) * 1000:.1f} ms "
@@ -169,5 +169,5 @@ def test_soak(tmp_path: Path) -> None:
     assert sweeps > sweeps_start
     assert retries > 0 and errors > 0
     assert value(final, "xenprobe_up") == 1
-    assert not [k for k, v in series(final, "xenprobe_mismatch").items() if v]
-    assert not [k for k, v in series(final, "xenprobe_mismatches_total").items() if v]
+    assert not [k for k, v in series(final, "xenprobe_mismatch_verdicts").items() if v]
+    assert not [k for k, v in series(final, "xenprobe_mismatch_onsets_total").items() if v]

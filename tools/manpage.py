@@ -105,14 +105,15 @@ METRICS_INTRO = ("xenprobe serve serves these on /metrics (default port 9723), a
 
 # The families an operator queries first; README "Metrics" has them all.
 METRICS = [
-    ("xenprobe_mismatch{quantity,layer,verdict}", "subjects currently in that mismatch"),
+    ("xenprobe_mismatch_verdicts{quantity,layer,verdict}",
+     "readings that got that mismatch verdict in the last sweep"),
     ("xenprobe_domain_mismatch{quantity,layer,verdict,domid}", "1 per domain in mismatch, "
                                                                "at most max_domain_series"),
     ("xenprobe_domain_info{domid,uuid,name}", "the UUID and xenstore name of each domain "
                                               "in xenprobe_domain_mismatch, to join on "
                                               "domid"),
-    ("xenprobe_mismatches_total{quantity,layer,verdict}", "subjects that entered that "
-                                                          "mismatch (events)"),
+    ("xenprobe_mismatch_onsets_total{quantity,layer,verdict}",
+     "times a reading entered that mismatch verdict"),
     ("xenprobe_privcmd_consumers{verdict}", "other processes holding privcmd, by what "
                                             "their libxenctrl does to memory ops"),
     ("xenprobe_up, xenprobe_stale", "whether the last sweep succeeded and is fresh"),
@@ -126,7 +127,7 @@ EXAMPLES = [
     ("The report for a machine:", "xenprobe check --json > report.json"),
     ("Start the exporter the package installed, and read what it serves:",
      "systemctl enable --now xenprobe.service\n"
-     "curl -s http://127.0.0.1:9723/metrics | grep ^xenprobe_mismatch"),
+     "curl -s http://127.0.0.1:9723/metrics | grep ^xenprobe_mismatch_verdicts"),
     ("Use the textfile collector instead of the service:",
      "systemctl disable --now xenprobe.service\n"
      "systemctl enable --now xenprobe-check.timer"),

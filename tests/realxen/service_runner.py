@@ -256,7 +256,8 @@ class Runner:
         self.ev["prometheus_up"] = wait("xenprobe_up 1 in Prometheus", up, self.left(120))
         queries = ["xenprobe_up", "up{job=\"xenprobe\"}", "xenprobe_xen_info",
                    "xenprobe_build_info", "xenprobe_domains", "xenprobe_probes",
-                   "xenprobe_mismatch", "xenprobe_domain_mismatch", "xenprobe_at_risk",
+                   "xenprobe_mismatch_verdicts", "xenprobe_domain_mismatch",
+                   "xenprobe_probes_at_risk",
                    "xenprobe_raw_bit_length", "xenprobe_layer_errors_total",
                    "xenprobe_sweeps_total", "xenprobe_stale",
                    '{__name__=~"xenprobe_.*",job="xenprobe"}']
@@ -305,7 +306,7 @@ class Runner:
             "seconds_to_3_sweeps": round(time.monotonic() - t, 2) if reached else None,
             "sweeps_before": sweeps, "samples": series, "before": before, "after": after,
             "resets": query("resets(xenprobe_sweeps_total[15m])"),
-            "mismatch_resets": query("resets(xenprobe_mismatches_total[15m])"),
+            "mismatch_resets": query("resets(xenprobe_mismatch_onsets_total[15m])"),
             "start_time_changes": query('changes(process_start_time_seconds'
                                         '{job="xenprobe"}[15m])'),
             "sweeps_range": query("xenprobe_sweeps_total[2m]"),

@@ -477,14 +477,14 @@ def test_prometheus_scrapes_the_agents_series(svc: ServiceRun) -> None:
                 "xenprobe_privcmd_consumers"}
     missing = {k for k in agent_x if k not in prom and k[0] not in volatile}
     svc.check(not missing, f"in the agent's /metrics but not in Prometheus: {missing}")
-    stable = ("xenprobe_mismatch", "xenprobe_domain_mismatch", "xenprobe_at_risk",
+    stable = ("xenprobe_mismatch_verdicts", "xenprobe_domain_mismatch", "xenprobe_probes_at_risk",
               "xenprobe_raw_bit_length", "xenprobe_probes", "xenprobe_domains",
               "xenprobe_xen_info", "xenprobe_up")
     for k, v in agent_x.items():
         if k[0] in stable:
             svc.check(prom.get(k) == v, f"{k}: agent {v}, Prometheus {prom.get(k)}")
-    mismatches = {k: v for k, v in agent_x.items() if k[0] == "xenprobe_mismatch"}
-    prom_mismatches = {k: v for k, v in prom.items() if k[0] == "xenprobe_mismatch"}
+    mismatches = {k: v for k, v in agent_x.items() if k[0] == "xenprobe_mismatch_verdicts"}
+    prom_mismatches = {k: v for k, v in prom.items() if k[0] == "xenprobe_mismatch_verdicts"}
     svc.check(mismatches == prom_mismatches, f"{mismatches} != {prom_mismatches}")
     # The real mismatches: the domains made before the service started, allowed
     # 2^31 + 12345 and 2^32 - 1 pages, are in Prometheus by domain, layer and verdict.
@@ -500,7 +500,7 @@ def test_prometheus_scrapes_the_agents_series(svc: ServiceRun) -> None:
                 ("quantity", "maximum_reservation"), ("layer", layer), ("verdict", want),
                 ("domid", str(d["domid"]))}))
             svc.check(prom.get(key) == 1.0, f"{key} not in Prometheus: {sorted(prom)}")
-            total = ("xenprobe_mismatch", frozenset({
+            total = ("xenprobe_mismatch_verdicts", frozenset({
                 ("quantity", "maximum_reservation"), ("layer", layer), ("verdict", want)}))
             svc.check((prom.get(total) or 0) >= 1, f"{total}: {prom.get(total)}")
     # ...and they are harmless (no tool issues maximum_reservation: xenprobe/probe/impact.py):

@@ -528,7 +528,7 @@ def test_serve_metrics_over_loopback(s: Session) -> None:
     for res in all_results(s):
         for layer, verdict in mismatches(res).items():
             expected[(res["quantity"], layer, verdict)] += 1
-    assert {k: n for k, n in samples(m, "xenprobe_mismatch").items() if n} == {
+    assert {k: n for k, n in samples(m, "xenprobe_mismatch_verdicts").items() if n} == {
         (("layer", layer), ("quantity", q), ("verdict", v)): float(n)
         for (q, layer, v), n in expected.items()}
     # The guests' forged errnos and out-of-range value (session.FORGED_MAX_PFN).

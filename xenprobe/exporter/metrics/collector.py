@@ -109,8 +109,8 @@ def _counters(s: Snapshot) -> Iterator[Metric]:
                   [((r,), n) for r, n in s.failures.items()])
     # A mismatch that lasts counts once, whatever the interval; the first sweep counts
     # every mismatch it finds; a reload never resets them.
-    yield counter("xenprobe_mismatches_total", s.mismatches.items())
-    yield counter("xenprobe_drifts_total", s.drifts.items())
+    yield counter("xenprobe_mismatch_onsets_total", s.mismatches.items())
+    yield counter("xenprobe_drifted_readings_total", s.drifts.items())
     yield counter("xenprobe_layer_errors_total", s.layer_errors.items())
     yield counter("xenprobe_textfile_write_errors_total", [((), s.textfile_errors)])
     yield metrics.retries_total(s.retries)

@@ -42,28 +42,31 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     # The last sweep's findings.
     Family("xenprobe_domains", "gauge", "Domains on the host (from the last sweep)."),
     Family("xenprobe_sweep_duration_seconds", "gauge", "How long the last sweep took."),
-    Family("xenprobe_probes", "gauge", "Subjects probed per quantity: the host, dom0 "
-           "through DOMID_SELF, each domain, one missing domain, and each of dom0's "
-           "vCPUs (from the last sweep).", ("quantity",)),
+    Family("xenprobe_probes", "gauge", "Probes per quantity, one for each subject: the "
+           "host, dom0 through DOMID_SELF, each domain, one missing domain, and each of "
+           "dom0's vCPUs (from the last sweep).", ("quantity",)),
     Family("xenprobe_raw_bit_length", "gauge", "Most bits the hypervisor's raw result "
            "of the quantity needs, read as unsigned: above 31 an int sign-flips it, above "
            "32 truncates it (from the last sweep).", ("quantity",)),
-    Family("xenprobe_at_risk", "gauge", "Subjects whose raw value a narrower consumer "
-           "would get wrong, by risk (int32, uint32, compat, errno_alias), a risk and "
-           "not a mismatch (only non-zero series, from the last sweep).", ("quantity", "risk")),
-    Family("xenprobe_mismatch", "gauge", "Subjects whose value this layer got wrong, by "
-           "verdict (only non-zero series, from the last sweep).",
+    Family("xenprobe_probes_at_risk", "gauge", "Probes whose raw value a narrower "
+           "consumer would get wrong, by risk (int32, uint32, compat, errno_alias), a risk "
+           "and not a mismatch (only non-zero series, from the last sweep).",
+           ("quantity", "risk")),
+    Family("xenprobe_mismatch_verdicts", "gauge", "Readings by this layer that got this "
+           "mismatch verdict (only non-zero series, from the last sweep).",
            ("quantity", "layer", "verdict")),
     Family("xenprobe_mismatched_readings", "gauge", "Readings in mismatch by impact on "
            "the host's consumers (harmless, exposure, harmful: docs/alerts.md), every "
            "impact from the first sweep.", ("impact",)),
-    Family("xenprobe_drift", "gauge", "Subjects whose value moved while it was being "
-           "read, so no verdict was reached (only non-zero series, from the last sweep).",
+    Family("xenprobe_drift_verdicts", "gauge", "Readings by this layer that got the drift "
+           "verdict, the value having moved while it was read (only non-zero series, from "
+           "the last sweep).",
            ("quantity", "layer")),
     Family("xenprobe_guest_set_info", "info", "A quantity a domU sets for itself, and "
            "how.", ("quantity", "how")),
-    Family("xenprobe_guest_set_mismatch", "gauge", "Domains in xenprobe_mismatch whose "
-           "value the domain sets itself (only non-zero series, from the last sweep).",
+    Family("xenprobe_guest_set_mismatch_verdicts", "gauge", "The part of "
+           "xenprobe_mismatch_verdicts on values that domUs set themselves (only non-zero "
+           "series, from the last sweep).",
            ("quantity", "layer", "verdict")),
     Family("xenprobe_domain_mismatch", "gauge", "1 for each domain whose reading by "
            "this layer is a mismatch, at most max_domain_series series, lowest domain "
@@ -72,17 +75,17 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("xenprobe_domain_info", "info", "The UUID and xenstore name of each domain "
            "that has a xenprobe_domain_mismatch series, for joining on domid (from the "
            "last sweep).", ("domid", "uuid", "name")),
-    Family("xenprobe_source_finding", "gauge", "Subjects whose hypervisor result is "
-           "wrong at the source (raw: forged_errno, out_of_range) or that a layer passed "
-           "on (passed_forged), with the impact on the host's consumers (only non-zero "
-           "series, from the last sweep).", ("quantity", "layer", "verdict", "impact")),
+    Family("xenprobe_source_finding", "gauge", "Readings wrong at the source (raw: "
+           "forged_errno, out_of_range) or that handed such a result on (passed_forged), "
+           "with the impact on the host's consumers (only non-zero series, from the last "
+           "sweep).", ("quantity", "layer", "verdict", "impact")),
     Family("xenprobe_domain_mismatch_series_dropped", "gauge", "xenprobe_domain_mismatch "
            "series left out by the max_domain_series cap."),
     Family("xenprobe_layer_absent", "gauge", "1 when a layer could not be read at all in "
            "the last sweep, with why (raw, pvh_no_multicall or multicall_enosys).",
            ("layer", "reason")),
-    Family("xenprobe_unjudged", "gauge", "Subjects whose reading nothing could judge "
-           "without a raw layer (only non-zero series, from the last sweep).",
+    Family("xenprobe_unjudged", "gauge", "Readings by this layer that nothing could "
+           "judge without a raw layer (only non-zero series, from the last sweep).",
            ("quantity", "layer")),
     # privcmd consumers, looked up after each sweep.
     Family("xenprobe_privcmd_consumers", "gauge", "Other processes holding privcmd open, "
@@ -110,11 +113,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("xenprobe_sweeps_total", "counter", "Sweeps finished, successful or not."),
     Family("xenprobe_sweep_failures_total", "counter", "Sweeps that failed, by reason "
            "(cannot_probe, or refused and internal, which are bugs).", ("reason",)),
-    Family("xenprobe_mismatches_total", "counter", "Subjects that entered this mismatch "
-           "state, once per entry however long it lasts (a series appears at its first "
-           "entry).", ("quantity", "layer", "verdict")),
-    Family("xenprobe_drifts_total", "counter", "Readings that drifted while being read "
-           "(a series appears at its first drift).", ("quantity", "layer")),
+    Family("xenprobe_mismatch_onsets_total", "counter", "Times a subject's reading by "
+           "this layer entered this mismatch verdict, once per entry however long it lasts "
+           "(a series appears at its first entry).", ("quantity", "layer", "verdict")),
+    Family("xenprobe_drifted_readings_total", "counter", "Readings that got the drift "
+           "verdict, summed over every sweep (a series appears at its first drift).",
+           ("quantity", "layer")),
     Family("xenprobe_layer_errors_total", "counter", "Readings a layer returned as an "
            "error, by errno, but the missing-domain probe's ESRCH (layer raw: every "
            "common errno from the start).", ("layer", "errno")),

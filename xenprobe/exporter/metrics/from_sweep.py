@@ -10,8 +10,9 @@ exist from the first scrape at 0 (xenprobe_layer_errors_total{layer="raw"} for e
 ERRNOS, every reason of xenprobe_sweep_failures_total, every known retry), and
 xenprobe_mismatched_readings has every impact from the first sweep: a series born at its
 first non-zero value is invisible to increase() and rate(), which need two samples. The
-detail gauges (xenprobe_mismatch, _drift, _at_risk, _guest_set_mismatch) have a series
-only where non-zero, and the detail counters (xenprobe_mismatches_total, _drifts_total,
+detail gauges (xenprobe_mismatch_verdicts, _drift_verdicts, _probes_at_risk,
+_guest_set_mismatch_verdicts) have a series only where non-zero, and the detail counters
+(xenprobe_mismatch_onsets_total, _drifted_readings_total,
 other layers' errors) appear at their first event: zeros for every quantity x layer x
 verdict were 1,176 of pv-dom0's 1,607 series, and no alert reads them.
 
@@ -155,7 +156,7 @@ def mismatch_states(sweep: Sweep) -> set[MismatchState]:
 def transitions(before: set[MismatchState], now: set[MismatchState]
                 ) -> Counter[tuple[str, str, str]]:
     """(quantity, layer, verdict) -> subjects that entered that mismatch state: the events
-    xenprobe_mismatches_total counts. A state that lasts is counted once, whatever the
+    xenprobe_mismatch_onsets_total counts. A state that lasts is counted once, whatever the
     interval; one that ends and comes back again."""
     return Counter((key[0], layer, verdict) for key, layer, verdict in now - before)
 
@@ -238,7 +239,7 @@ def _guest_set(sweep: Sweep) -> list[Metric]:
     info = info_family("xenprobe_guest_set_info", ("quantity",))
     for q, how in GUEST_SET.items():
         info.add_metric([q.value], {"how": how})
-    mismatch = gauge_family("xenprobe_guest_set_mismatch")
+    mismatch = gauge_family("xenprobe_guest_set_mismatch_verdicts")
     _present(mismatch, guest_set_counts(sweep))
     return [info, mismatch]
 
@@ -264,7 +265,7 @@ def _source_findings(sweep: Sweep) -> list[Metric]:
 def _per_quantity(sweep: Sweep) -> list[Metric]:
     probes = gauge_family("xenprobe_probes")
     bits = gauge_family("xenprobe_raw_bit_length")
-    risk = gauge_family("xenprobe_at_risk")
+    risk = gauge_family("xenprobe_probes_at_risk")
     summary = sweep.summary
     for q in sorted(summary.probes, key=lambda q: q.value):
         probes.add_metric([q.value], summary.probes[q])
@@ -280,9 +281,9 @@ def _verdicts(sweep: Sweep) -> list[Metric]:
     # Only non-zero series: a gauge needs no zero for increase(), and zeros for every
     # quantity x layer x verdict were most of a scrape (588 of pv-dom0's 1,607 series).
     # The alerts read xenprobe_mismatched_readings, which has every impact from the start.
-    mismatch = gauge_family("xenprobe_mismatch")
+    mismatch = gauge_family("xenprobe_mismatch_verdicts")
     _present(mismatch, mismatch_counts(sweep))
-    drift = gauge_family("xenprobe_drift")
+    drift = gauge_family("xenprobe_drift_verdicts")
     _present(drift, drift_counts(sweep))
     return [mismatch, drift]
 
