@@ -21,7 +21,7 @@ import structlog
 
 from xenprobe.abi import watch_names
 from xenprobe.errors import XenprobeError
-from xenprobe.watch import arming
+from xenprobe.watch import arming, xen_release
 from xenprobe.watch.attribution import Process
 from xenprobe.watch.pairing import Call
 from xenprobe.watch.paths import Paths
@@ -101,7 +101,11 @@ class WatchLoop:
     def _read(self, armed: arming.Armed) -> None:
         with self._lock:
             self._counts.armed = True
-        session = Session(armed, self, everything=True)
+        # The kernel log is out of reach inside xenprobe.service (ProtectKernelLogs=):
+        # then the release comes from a xen_version call, the daemon's own sweep's
+        # first (xenprobe/watch/xen_release.py).
+        release = xen_release.at_start(str(Paths.from_environment().kernel_log))
+        session = Session(armed, self, everything=True, release=release)
         session.run(self._stop.is_set, None)
         self.tick(session.tally)
         if session.failure is not None:
@@ -114,14 +118,15 @@ class WatchLoop:
         with self._lock:
             c = self._counts
             c.calls[op] += 1
-            if not call.damaged:
-                return
-            key = (op, call.subop_name or ("" if call.subop is None else str(call.subop)),
-                   call.verdict.value, call.comm)
-            if key not in c.damaged and len(c.damaged) >= self.max_series:
-                c.dropped += 1
-                key = (op, OTHER, call.verdict.value, OTHER)
-            c.damaged[key] += 1
+            # Each finding of a call (pairing.Call.findings: forged_errno or
+            # out_of_range at the source, a mismatch on the way) under its verdict.
+            sub = call.subop_name or ("" if call.subop is None else str(call.subop))
+            for verdict in call.findings:
+                key = (op, sub, verdict.value, call.comm)
+                if key not in c.damaged and len(c.damaged) >= self.max_series:
+                    c.dropped += 1
+                    key = (op, OTHER, verdict.value, OTHER)
+                c.damaged[key] += 1
 
     def tick(self, tally: Tally) -> None:
         with self._lock:
