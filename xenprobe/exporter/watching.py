@@ -52,10 +52,13 @@ class WatchLoop:
         self._lock = threading.Lock()
         self._counts = WatchCounts()
         self._stop = threading.Event()
+        self._release: xen_release.Release | None = None
         self._thread = threading.Thread(target=self._run, name="xenprobe-watch",
                                         daemon=True)
 
-    def start(self) -> None:
+    def start(self, release: xen_release.Release | None = None) -> None:
+        """`release`: what the daemon's own detection found (host.Identity)."""
+        self._release = release
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:
@@ -101,10 +104,12 @@ class WatchLoop:
     def _read(self, armed: arming.Armed) -> None:
         with self._lock:
             self._counts.armed = True
-        # The kernel log is out of reach inside xenprobe.service (ProtectKernelLogs=):
-        # then the release comes from a xen_version call, the daemon's own sweep's
-        # first (xenprobe/watch/xen_release.py).
-        release = xen_release.at_start(str(Paths.from_environment().kernel_log))
+        # The daemon's own detection (its XENVER_version, issued by the daemon, not by
+        # the watch); else the kernel log, out of reach inside xenprobe.service
+        # (ProtectKernelLogs=); else a watched xen_version call (watch/xen_release.py).
+        release = (xen_release.KnownRelease(self._release, "daemon")
+                   if self._release is not None
+                   else xen_release.at_start(str(Paths.from_environment().kernel_log)))
         session = Session(armed, self, everything=True, release=release)
         session.run(self._stop.is_set, None)
         self.tick(session.tally)

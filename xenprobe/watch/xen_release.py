@@ -93,8 +93,9 @@ def read_kernel_log(path: str) -> str:
 
 @dataclass
 class KnownRelease:
-    """What the watch knows of the release, and from where ("kernel_log" or
-    "xen_version_call"). State owned by the watch's session."""
+    """What the watch knows of the release, and from where ("kernel_log",
+    "xen_version_call", or "daemon": serve --watch's own detection, exporter/
+    watching.py). State owned by the watch's session."""
 
     release: Release | None = None
     source: str | None = None
