@@ -116,6 +116,7 @@ def test_release_from_the_kernels_banner_only() -> None:
     assert from_kernel_log("14,3,0,-;Xen version: 4.20.0\n") is None
     assert from_kernel_log(KMSG + "14,3,0,-;Xen version: 4.20.0\n") == (4, 17)
     assert from_kernel_log("6,0,0,-;Linux version 6.1.0\n") is None
+    assert from_kernel_log("6,9,0,-;Xen version 4.20.\n") == (4, 20)  # a PVH dom0's
     assert from_kernel_log("") is None
 
 

@@ -7,13 +7,15 @@ The watch issues no hypercall and must not make the kernel issue one for it: rea
 HYPERVISOR_xen_version(XENVER_version), drivers/xen/sys-hypervisor.c). Two sources
 instead, both the hypervisor's own answer to someone else's call:
 
-- the kernel's boot banner: a PV dom0's xen_banner() asks XENVER_version once at boot
-  and prints "Xen version: %d.%d%s%s" (arch/x86/xen/enlighten_pv.c, v5.10 to v6.12),
-  read back from /dev/kmsg. Only records of the kernel facility count: a write to
-  /dev/kmsg from user space is given LOG_USER unless it names another non-zero
-  facility (devkmsg_write(), kernel/printk/printk.c), so no process can fake it. The
-  banner is an early record and may have been overwritten in a long-running host's
-  ring buffer: then it is not known from here;
+- the kernel's boot banner, read back from /dev/kmsg: a PV dom0's xen_banner() asks
+  XENVER_version once at boot and prints "Xen version: %d.%d%s%s"
+  (arch/x86/xen/enlighten_pv.c); a PVH (or HVM) kernel's init_hvm_pv_info() prints
+  "Xen version %d.%d." from Xen's CPUID leaf base + 1 (arch/x86/xen/enlighten_hvm.c).
+  Only records of the kernel facility count: a write to /dev/kmsg from user space is
+  given LOG_USER unless it names another non-zero facility (devkmsg_write(),
+  kernel/printk/printk.c), so no process can fake it. The banner is an early record
+  and may have been overwritten in a long-running host's ring buffer: then it is not
+  known from here;
 - a XENVER_version call of a watched program: its raw result is the hypervisor's
   (major << 16) | minor (xen/common/kernel.c@RELEASE-4.17.0:464-465), a constant of
   the running Xen that no guest sets.
@@ -41,7 +43,7 @@ MAX_LOG_BYTES = 64 << 20  # a bound on what is read from the kernel log at start
 # kernel/printk/printk.c), prefix = facility << 3 | level; continuation lines of a
 # record's dictionary start with a blank.
 _RECORD = re.compile(r"^(\d+),\d+,\d+,[^;]*;(.*)$")
-_BANNER = re.compile(r"^Xen version: (\d+)\.(\d+)")
+_BANNER = re.compile(r"^Xen version:? (\d+)\.(\d+)")  # PV: "Xen version: ", PVH: "Xen version "
 
 
 def from_kernel_log(text: str) -> Release | None:
