@@ -9,8 +9,9 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import time
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,6 +152,18 @@ MISSING = "12,14,99"        # a real ESRCH: no such domain
 VERSION = "17,0,0"          # XENVER_version: 0x40011 on the mock's 4.17
 
 
+def calls_then_stop(p: subprocess.Popen[str], n: int) -> tuple[list[dict[str, Any]], str]:
+    """The watch's JSON lines once `n` call lines have come (not a fixed wait: on a
+    loaded machine the watch may read them late), then the rest after SIGTERM."""
+    seen: list[dict[str, Any]] = []
+    while sum(x["event"] == "call" for x in seen) < n:
+        seen += read_until(p, "call")
+    lines, err = stop(p)
+    for x in seen:
+        validate_watch(x)
+    return seen + lines, err
+
+
 def test_mock_flags_a_forged_errno_and_an_out_of_range_value(tmp_path: Path) -> None:
     host = watchhost.make(tmp_path, watchhost.FORGED_DOMAINS, kmsg=watchhost.KMSG_417)
     p = started(host)
@@ -160,8 +173,7 @@ def test_mock_flags_a_forged_errno_and_an_out_of_range_value(tmp_path: Path) -> 
     # (errno is left as it was after a success).
     assert [got[0], got[1], got[2][0], got[3]] == [
         [-1, errno.ESRCH], [-1, errno.EINVAL], 0, [-1, errno.ESRCH]]
-    time.sleep(0.5)
-    lines, err = stop(p)
+    lines, err = calls_then_stop(p, 2)
     assert p.returncode == 1, err
     calls = [x for x in lines if x["event"] == "call"]
     summary = lines[-1]
@@ -183,9 +195,14 @@ def test_mock_terminal_view_names_both(tmp_path: Path) -> None:
     assert "armed" in p.stdout.readline()
     assert "Xen 4.17 (the kernel log)" in p.stdout.readline()
     host.consumer(FORGED_EINVAL, OUT_OF_RANGE, name="dumpcore")
-    time.sleep(0.5)
+    shown: list[str] = []
+    while len([x for x in shown if "maximum_gpfn" in x]) < 2:
+        line = p.stdout.readline()
+        assert line, shown
+        shown.append(line)
     p.send_signal(signal.SIGTERM)
-    out, err = p.communicate(timeout=30)
+    rest, err = p.communicate(timeout=30)
+    out = "".join(shown) + rest
     assert p.returncode == 1, err
     calls = [x for x in out.splitlines() if "maximum_gpfn" in x]
     assert len(calls) == 2, out
@@ -203,8 +220,7 @@ def test_mock_release_from_a_programs_xen_version_call(tmp_path: Path) -> None:
     validate_watch(ready)
     assert ready["xen_release"] is None
     host.consumer(FORGED_EINVAL, OUT_OF_RANGE, VERSION, FORGED_EINVAL, name="dumpcore")
-    time.sleep(0.5)
-    lines, err = stop(p)
+    lines, err = calls_then_stop(p, 2)
     assert p.returncode == 1, err
     calls = [x for x in lines if x["event"] == "call"]
     assert [(c["domid"], c["raw_verdict"]) for c in calls] == [
@@ -218,8 +234,7 @@ def test_mock_healthy_host_flags_nothing(tmp_path: Path) -> None:
     host = watchhost.make(tmp_path, kmsg=watchhost.KMSG_417)
     p = started(host, "--all")
     host.consumer(MISSING, *INTACT, VERSION, name="xl")
-    time.sleep(0.5)
-    lines, err = stop(p)
+    lines, err = calls_then_stop(p, 4)
     assert p.returncode == 0, err
     calls = [x for x in lines if x["event"] == "call"]
     assert len(calls) == 4
