@@ -10,6 +10,7 @@ import errno
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,17 @@ MISSING = "12,14,99"        # a real ESRCH: no such domain
 VERSION = "17,0,0"          # XENVER_version: 0x40011 on the mock's 4.17
 
 
+@pytest.fixture
+def reap() -> Iterator[list[subprocess.Popen[str]]]:
+    """Watches a test started: killed if a failed assertion left them running."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.communicate(timeout=30)
+
+
 def calls_then_stop(p: subprocess.Popen[str], n: int) -> tuple[list[dict[str, Any]], str]:
     """The watch's JSON lines once `n` call lines have come (not a fixed wait: on a
     loaded machine the watch may read them late), then the rest after SIGTERM."""
@@ -164,9 +176,11 @@ def calls_then_stop(p: subprocess.Popen[str], n: int) -> tuple[list[dict[str, An
     return seen + lines, err
 
 
-def test_mock_flags_a_forged_errno_and_an_out_of_range_value(tmp_path: Path) -> None:
+def test_mock_flags_a_forged_errno_and_an_out_of_range_value(
+        tmp_path: Path, reap: list[subprocess.Popen[str]]) -> None:
     host = watchhost.make(tmp_path, watchhost.FORGED_DOMAINS, kmsg=watchhost.KMSG_417)
     p = started(host)
+    reap.append(p)
     got = host.consumer(FORGED_ESRCH, FORGED_EINVAL, OUT_OF_RANGE, MISSING, *INTACT,
                         name="dumpcore")
     # What the consumer itself received: two errors it takes for the hypervisor's, and 0
@@ -188,9 +202,11 @@ def test_mock_flags_a_forged_errno_and_an_out_of_range_value(tmp_path: Path) -> 
     assert summary["xen_release"] == {"release": "4.17", "from": "kernel_log"}
 
 
-def test_mock_terminal_view_names_both(tmp_path: Path) -> None:
+def test_mock_terminal_view_names_both(tmp_path: Path,
+                                       reap: list[subprocess.Popen[str]]) -> None:
     host = watchhost.make(tmp_path, watchhost.FORGED_DOMAINS, kmsg=watchhost.KMSG_417)
     p = host.watch()
+    reap.append(p)
     assert p.stdout is not None
     assert "armed" in p.stdout.readline()
     assert "Xen 4.17 (the kernel log)" in p.stdout.readline()
@@ -211,11 +227,13 @@ def test_mock_terminal_view_names_both(tmp_path: Path) -> None:
     assert "forged_errno=1 out_of_range=1 truncated=1" in out.splitlines()[-1]
 
 
-def test_mock_release_from_a_programs_xen_version_call(tmp_path: Path) -> None:
+def test_mock_release_from_a_programs_xen_version_call(
+        tmp_path: Path, reap: list[subprocess.Popen[str]]) -> None:
     """No kernel log (a sandbox): -22 is not called forged until a program's
     xen_version call has told the release; out of range needs no release."""
     host = watchhost.make(tmp_path, watchhost.FORGED_DOMAINS)
     p = host.watch("--json")
+    reap.append(p)
     [ready] = read_until(p, "ready")
     validate_watch(ready)
     assert ready["xen_release"] is None
@@ -228,11 +246,13 @@ def test_mock_release_from_a_programs_xen_version_call(tmp_path: Path) -> None:
     assert lines[-1]["xen_release"] == {"release": "4.17", "from": "xen_version_call"}
 
 
-def test_mock_healthy_host_flags_nothing(tmp_path: Path) -> None:
+def test_mock_healthy_host_flags_nothing(tmp_path: Path,
+                                        reap: list[subprocess.Popen[str]]) -> None:
     """The release known, real errors (a missing domain's ESRCH) and intact values:
     nothing flagged, exit 0."""
     host = watchhost.make(tmp_path, kmsg=watchhost.KMSG_417)
     p = started(host, "--all")
+    reap.append(p)
     host.consumer(MISSING, *INTACT, VERSION, name="xl")
     lines, err = calls_then_stop(p, 4)
     assert p.returncode == 0, err
