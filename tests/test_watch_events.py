@@ -73,8 +73,8 @@ def test_rejects_what_is_not_a_kprobe_line() -> None:
     (0x7FFFFFFF, 0x7FFFFFFF, Verdict.MATCH),
 ])
 def test_judge(raw: int, delivered: int, verdict: Verdict) -> None:
-    signed, given, v = judge(raw)
-    assert given == delivered and v == verdict
+    signed, given, v, at_source = judge(raw)
+    assert given == delivered and v == verdict and at_source is None
     assert signed == (raw - (1 << 64) if raw >= 1 << 63 else raw)
 
 

@@ -41,6 +41,30 @@ def test_serve_watch_exports_damaged_calls(tmp_path: Path) -> None:
     assert host.kprobe_events() == [] and host.instances() == []
 
 
+def test_serve_watch_exports_forged_and_out_of_range(tmp_path: Path) -> None:
+    """No kernel log here (as inside xenprobe.service): the release comes from the
+    daemon's own sweep's xen_version call, which the watch sees but does not count."""
+    host = watchhost.make(tmp_path, watchhost.FORGED_DOMAINS)
+    with Serve("healthy", "--watch", env=host.env) as s:
+        wait_for("the watch armed",
+                 lambda: value(s.metrics(), "xenprobe_watch_armed") == 1 or None)
+        s.after_sweeps(1)
+        host.consumer("12,14,8", "12,14,9", "12,14,7", "12,14,99", name="dumpcore")
+
+        def damaged() -> dict[tuple[tuple[str, str], ...], float] | None:
+            found = series(s.metrics(), "xenprobe_watch_damaged_calls_total")
+            return found if len(found) >= 3 else None
+        found = wait_for("the consumer's calls on /metrics", damaged)
+        # -22 forged; 0x8000000000000000 out of range and truncated; -3 and the missing
+        # domain's ESRCH are errors maximum_gpfn can return: not counted.
+        key = (("op", "memory_op"), ("process", "dumpcore"), ("subop", "maximum_gpfn"))
+        assert found == {(*key, ("verdict", v)): 1.0
+                         for v in ("forged_errno", "out_of_range", "truncated")}
+        assert value(s.metrics(), "xenprobe_watch_calls_total", op="memory_op") == 4
+        s.signal(signal.SIGTERM)
+        assert s.wait() == 0
+
+
 def test_serve_watch_that_cannot_arm_keeps_serving(tmp_path: Path) -> None:
     host = watchhost.make(tmp_path)
     (host.tracefs / "kprobe_events").unlink()

@@ -155,7 +155,35 @@ def assemble_module(dest: Path, build_id: bytes) -> None:
                    capture_output=True)
 
 
-def make(tmp: Path) -> WatchHost:
+# PV guests that wrote their own shared_info max_pfn (xenprobe/mock/scenarios/pv-guest-max-pfn
+# .toml cites the sources): XENMEM_maximum_gpfn -3 (ESRCH, which the call can return for
+# a missing domain), -22 (EINVAL, which it never returns) and 0x8000000000000000.
+FORGED_DOMAINS = """
+[[domain]]
+id = 7
+memory = "1 GiB"
+max_pfn = 0xfffffffffffffffe
+[[domain]]
+id = 8
+memory = "1 GiB"
+max_pfn = 0xffffffffffffffeb
+[[domain]]
+id = 9
+memory = "1 GiB"
+max_pfn = 0x8000000000000001
+"""
+
+# The kernel log's boot banner as /dev/kmsg gives it: one record a read,
+# "<facility << 3 | level>,<seq>,<usec>,<flags>;<text>" (info_print_ext_header(),
+# kernel/printk/printk.c), the banner from xen_banner() (arch/x86/xen/enlighten_pv.c).
+KMSG_417 = ("6,0,0,-;Linux version 6.1.0-57-amd64\n"
+            "6,210,0,-;Booting paravirtualized kernel on Xen\n"
+            "6,211,0,-;Xen version: 4.17.7 (preserve-AD)\n")
+
+
+def make(tmp: Path, extra: str = "", kmsg: str | None = None) -> WatchHost:
+    """`extra`: more scenario text (domains); `kmsg`: the kernel log's records (none:
+    no dev/kmsg, as in a sandbox)."""
     if shutil.which("as") is None:
         import pytest
 
@@ -173,7 +201,10 @@ def make(tmp: Path) -> WatchHost:
         + b"GNU\0" + build_id)
     module = tmp / "xen-privcmd.ko"
     assemble_module(module, build_id)
-    scenario = parse(WATCH_SCENARIO, str(tmp / "watch.toml"), "watch-tests")
+    if kmsg is not None:
+        (root / "dev").mkdir()
+        (root / "dev/kmsg").write_text(kmsg)
+    scenario = parse(WATCH_SCENARIO + extra, str(tmp / "watch.toml"), "watch-tests")
     base = env_for(scenario, tmp)
     base.pop("XENPROBE_LIBXENCTRL", None)
     base["XENPROBE_MOCK_TRACEFS"] = str(tracefs)

@@ -28,6 +28,8 @@ from xenprobe.mock.scenario import parse
 from .conftest import RealXen
 from .watch_boot import (
     DEBUGREGS,
+    FORGED_COMM,
+    FORGED_DOMAINS,
     GROUP,
     LIBXC_CALLERS,
     WATCH_DOMAINS,
@@ -88,8 +90,14 @@ def wb(request: pytest.FixtureRequest, watched: dict[str, Any]) -> WatchBoot:
 def _domains(wb: WatchBoot) -> dict[int, int]:
     """domid -> its XENMEM_maximum_gpfn, as mkdomains set it."""
     made = json.loads(wb.text("domains.json"))["domains"]
-    assert len(made) == len(WATCH_DOMAINS), wb.text("domains.json")
-    return {d["domid"]: maximum_gpfn(d.get("max_pfn")) for d in made}
+    assert len(made) == len(WATCH_DOMAINS) + len(FORGED_DOMAINS), wb.text("domains.json")
+    return {d["domid"]: maximum_gpfn(d.get("max_pfn")) for d in made[:len(WATCH_DOMAINS)]}
+
+
+def _forged_domids(wb: WatchBoot) -> list[int]:
+    """The domains of FORGED_DOMAINS, in order (maximum_gpfn -3, -22, 0x8000...)."""
+    made = json.loads(wb.text("domains.json"))["domains"][len(WATCH_DOMAINS):]
+    return [d["domid"] for d in made]
 
 
 def _calls(wb: WatchBoot) -> list[Call]:
@@ -233,6 +241,8 @@ def test_watch_reports_exactly_the_damaged_calls(wb: WatchBoot) -> None:
     check's verdict; the 4.17 multicall program, the intact program and xl show
     nothing."""
     _ready, calls, summary = _watch(wb, "watch.jsonl")
+    forged = [c for c in calls if c["comm"] == FORGED_COMM]  # test_watch_flags_forged
+    calls = [c for c in calls if c["comm"] != FORGED_COMM]
     gpfn = _domains(wb)
     raw_pid = {o["pid"] for o in wb.jsonl("w_privcmd_caller.out") if o["what"] == "gpfn"}
     dr_pid = {o["pid"] for o in wb.jsonl("w_privcmd_caller.out") if o["what"] == "debugreg"}
@@ -256,7 +266,7 @@ def test_watch_reports_exactly_the_damaged_calls(wb: WatchBoot) -> None:
     # event: a short-lived process may be gone by then (""), never someone else.
     for c in calls:
         assert not c["exe"] or c["exe"].endswith("/" + c["comm"]), c
-    assert summary["damaged"] == len(want)
+    assert summary["damaged"] == len(want) + len(forged)
     # Nothing lost, no result without its entry.  (unpaired.no_result, HYPERCALL entries
     # the watch saw no result for, was 2 on 4.14 and 4.20 and 4 on 4.17 in the runs of
     # 2026-12-06, while the hand-armed probes over the same consumers paired every
@@ -267,6 +277,30 @@ def test_watch_reports_exactly_the_damaged_calls(wb: WatchBoot) -> None:
     # The multicall program's calls are seen as multicalls, never as damaged.
     assert summary["multicalls"] >= len(gpfn), summary
     assert wb.text("watch.rc").strip() == "1"  # a damaged call was seen
+
+
+def test_watch_flags_guest_forged_values(wb: WatchBoot) -> None:
+    """Issue 24 under the watch: PV domains whose own shared_info max_pfn makes
+    XENMEM_maximum_gpfn -3, -22 and 0x8000000000000000, read by another program. The
+    watch learns the release from the kernel's boot banner (no hypercall of its own),
+    flags -22 forged_errno (maximum_gpfn has no EINVAL path, abi/errnos.py) and
+    0x8000000000000000 out_of_range (and truncated to 0 on its way); -3 is ESRCH, which
+    maximum_gpfn returns for a missing domain: without getdomaininfo the watch cannot
+    tell, and does not flag it (docs/watch.md)."""
+    ready, calls, summary = _watch(wb, "watch.jsonl")
+    assert ready["xen_release"] == {"release": wb.release, "from": "kernel_log"}, ready
+    esrch, einval, far = _forged_domids(wb)
+    # What the program itself received (the raw ioctl's value).
+    got = {o["domid"]: o["delivered"] for o in wb.jsonl("w_forged.out")}
+    assert got == {esrch: -3, einval: -22, far: 0}, got
+    flagged = sorted((c["domid"], c["raw"], c["delivered"], c["verdict"], c["raw_verdict"])
+                     for c in calls if c["comm"] == FORGED_COMM)
+    assert flagged == sorted([(einval, -22, -22, "passed_forged", "forged_errno"),
+                              (far, -(1 << 63), 0, "truncated", "out_of_range")]), flagged
+    # No other call of any program is flagged at the source.
+    assert not [c for c in calls if c["comm"] != FORGED_COMM and c["raw_verdict"]]
+    assert summary["damaged_by_verdict"]["forged_errno"] == 1, summary
+    assert summary["damaged_by_verdict"]["out_of_range"] == 1, summary
 
 
 def test_watch_leaves_tracefs_as_found(wb: WatchBoot) -> None:
@@ -322,7 +356,7 @@ def test_real_xl_is_intact(wb: WatchBoot) -> None:
     assert "xen_version" in wb.text("xl_info.out")
     # `xl list`: dom0 and the paused domains, by id (no toolstack named them in the store)
     ids = {int(row.split()[1]) for row in wb.text("xl_list.out").splitlines()[1:]}
-    assert ids == {0, *_domains(wb)}, wb.text("xl_list.out")
+    assert ids == {0, *_domains(wb), *_forged_domids(wb)}, wb.text("xl_list.out")
     seen = [c for c in _calls(wb) if c.comm == "xl"]
     assert seen and all(c.raw == c.ret for c in seen if c.raw is not None), seen
     _ready, calls, _summary = _watch(wb, "watch.jsonl")

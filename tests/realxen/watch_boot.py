@@ -45,7 +45,7 @@ from xenprobe.watch.probes import CALL_ARGS, RESULT_ARGS
 from .boot import Dom0Run
 from .initramfs import SHARE_IN_CHROOT
 from .probe_point import find as find_probe_point
-from .session import MKDOMAINS, SESSION_SMP, Booter, Step, precompile
+from .session import FORGED_MAX_PFN, MKDOMAINS, SESSION_SMP, Booter, Step, precompile
 
 HERE = Path(__file__).resolve().parent
 CALLERS = "callers"
@@ -67,6 +67,12 @@ WATCH_DOMAINS: tuple[tuple[int, int, int | None], ...] = (
 # (X86_DR6_DEFAULT, xen/arch/x86/include/asm/debugreg.h@RELEASE-4.17.0), narrowed to
 # -61456; DR7 (0x400 at reset) fits.
 DEBUGREGS = (6, 7)
+# Guest-forged maximum_gpfn (issue 24): -3 (ESRCH, which the call can return: the watch
+# cannot tell it from a missing domain's), -22 (EINVAL, never returned: forged_errno) and
+# 0x8000000000000000 (out_of_range), read under the watch by privcmd_caller under
+# another name (comm), so that the other checks of the watch's output can leave them out.
+FORGED_DOMAINS = tuple((1024, 2048, pfn) for pfn in FORGED_MAX_PFN)
+FORGED_COMM = "forged_reader"
 LIBXC_CALLERS = {"4.14": "xc414_caller", "4.17": "xc417_caller"}
 
 
@@ -156,7 +162,7 @@ def script(release: str, offset: int, xen_root: Path | None = None,
     q = shlex.quote
     s = SHARE_IN_CHROOT
     doms = " ".join(f"--domain {cur}:{mx}" + (f":{pfn:#x}" if pfn is not None else "")
-                    for cur, mx, pfn in WATCH_DOMAINS)
+                    for cur, mx, pfn in WATCH_DOMAINS + FORGED_DOMAINS)
     inst = f"$T/instances/{GROUP}"
     lines = [
         'R="$RESULTS"',
@@ -180,8 +186,11 @@ def script(release: str, offset: int, xen_root: Path | None = None,
         f"step mkdomains python3 {q(str(MKDOMAINS))} --backend privcmd --release {release} "
         f'{doms} -o "$R/domains.json" >/dev/null 2>"$R/mkdomains.err" || exit 91',
         "DOMS=$(python3 -c 'import json, sys; print(\" \".join(str(d[\"domid\"]) for d in "
-        'json.load(open(sys.argv[1]))["domains"]))\' "$R/domains.json")',
+        f'json.load(open(sys.argv[1]))["domains"][:{len(WATCH_DOMAINS)}]))\' "$R/domains.json")',
         'echo "$DOMS" > "$R/domids"',
+        # The guest-forged ones are read only under the watch (FORGED_COMM).
+        "FORGED=$(python3 -c 'import json, sys; print(\" \".join(str(d[\"domid\"]) for d in "
+        f'json.load(open(sys.argv[1]))["domains"][{len(WATCH_DOMAINS)}:]))\' "$R/domains.json")',
     ]
     xl_before, xl_while = xl_lines(xen_root) if xen_root is not None else ([], [])
     lines += xl_before
@@ -283,6 +292,8 @@ def watch_lines(xl_while: list[str]) -> list[str]:
           f'"$C/{name}" $DOMS > "$R/w_{name}.out" 2>"$R/w_{name}.err"'
           for rel, name in LIBXC_CALLERS.items()),
         'step w_intact_caller "$C/intact_caller" version 3 > "$R/w_intact_caller.out"',
+        f'ln -s "$C/privcmd_caller" /run/{FORGED_COMM}',
+        f'step w_forged /run/{FORGED_COMM} gpfn $FORGED > "$R/w_forged.out"',
         *(x.replace("step xl_", "step w_xl_").replace('"$R/xl_', '"$R/w_xl_')
           for x in xl_while),
         "sleep 5",  # the watch reads the last events

@@ -341,7 +341,10 @@ class Daemon:
         with _Signals(self) as signals:
             self.loop.start()
             if self.watch is not None:
-                self.watch.start()
+                # The release the daemon detected with its own XENVER_version: the
+                # errno sets the watch judges other programs' errors by.
+                ident = device.host.identity
+                self.watch.start((ident.major, ident.minor))
             server.start()
             log.info("serving", address=server.address, version=__version__,
                      interval=config.interval, mock_scenario=self.scenario)

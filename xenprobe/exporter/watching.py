@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from xenprobe.support.errors import XenprobeError
-from xenprobe.watch import arming
+from xenprobe.watch import arming, xen_release
 from xenprobe.watch.attribution import Process
 from xenprobe.watch.pairing import Call
 from xenprobe.watch.paths import Paths
@@ -52,10 +52,13 @@ class WatchLoop:
         self._lock = threading.Lock()
         self._counts = WatchCounts()
         self._stop = threading.Event()
+        self._release: xen_release.Release | None = None
         self._thread = threading.Thread(target=self._run, name="xenprobe-watch",
                                         daemon=True)
 
-    def start(self) -> None:
+    def start(self, release: xen_release.Release | None = None) -> None:
+        """`release`: what the daemon's own detection found (host.Identity)."""
+        self._release = release
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:
@@ -101,7 +104,13 @@ class WatchLoop:
     def _read(self, armed: arming.Armed) -> None:
         with self._lock:
             self._counts.armed = True
-        session = Session(armed, self, everything=True)
+        # The daemon's own detection (its XENVER_version, issued by the daemon, not by
+        # the watch); else the kernel log, out of reach inside xenprobe.service
+        # (ProtectKernelLogs=); else a watched xen_version call (watch/xen_release.py).
+        release = (xen_release.KnownRelease(self._release, "daemon")
+                   if self._release is not None
+                   else xen_release.at_start(str(Paths.from_environment().kernel_log)))
+        session = Session(armed, self, everything=True, release=release)
         session.run(self._stop.is_set, None)
         self.tick(session.tally)
         if session.failure is not None:
@@ -114,14 +123,15 @@ class WatchLoop:
         with self._lock:
             c = self._counts
             c.calls[op] += 1
-            if not call.damaged:
-                return
-            key = (op, call.subop_name or ("" if call.subop is None else str(call.subop)),
-                   call.verdict.value, call.comm)
-            if key not in c.damaged and len(c.damaged) >= self.max_series:
-                c.dropped += 1
-                key = (op, OTHER, call.verdict.value, OTHER)
-            c.damaged[key] += 1
+            # Each finding of a call (pairing.Call.findings: forged_errno or
+            # out_of_range at the source, a mismatch on the way) under its verdict.
+            sub = call.subop_name or ("" if call.subop is None else str(call.subop))
+            for verdict in call.findings:
+                key = (op, sub, verdict.value, call.comm)
+                if key not in c.damaged and len(c.damaged) >= self.max_series:
+                    c.dropped += 1
+                    key = (op, OTHER, verdict.value, OTHER)
+                c.damaged[key] += 1
 
     def tick(self, tally: Tally) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from xenprobe.support.errors import ExitCode, UsageError
-from xenprobe.watch import arming, probes, report
+from xenprobe.watch import arming, probes, report, xen_release
 from xenprobe.watch.paths import Paths
 from xenprobe.watch.session import Session
 from xenprobe.watch.tracefs import Tracefs
@@ -66,6 +66,7 @@ def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: i
         stop["signal"] = signum
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    release = xen_release.at_start(str(paths.kernel_log))
     started = time.monotonic()
     try:
         with arming.armed(paths, tracefs, points, buffer_kb) as armed:
@@ -76,14 +77,16 @@ def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: i
                 "build_id": (points.build_id or b"").hex(), "path": points.path,
                 "probes": {"hypercall": f"privcmd_ioctl+{points.hypercall:#x}",
                            "dm_op": dm_op},
-                "clock": arming.CLOCK, "buffer_kb": buffer_kb}
+                "clock": arming.CLOCK, "buffer_kb": buffer_kb,
+                "xen_release": release.as_json()}
             if as_json:
                 report.JsonSink(out).emit(ready)
             else:
                 dm = f", DM_OP at {dm_op}" if dm_op else ""
                 out.line(f"xenprobe watch: armed HYPERCALL at privcmd_ioctl+"
                          f"{points.hypercall:#x}{dm} ({module}); Ctrl-C stops")
-            session = Session(armed, sink, everything=everything)
+                out.line(f"xenprobe watch: {report.release_line(release)}")
+            session = Session(armed, sink, everything=everything, release=release)
             deadline = None if duration is None else time.monotonic() + duration
             session.run(lambda: bool(stop["signal"]) or out.broken is not None, deadline)
     finally:
@@ -101,7 +104,8 @@ def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: i
     unpaired = {"no_result": session.pairer.unanswered, "no_entry": session.pairer.orphans,
                 "other_kind": session.pairer.mismatched, "unparsed": session.unparsed}
     summary = report.summary_json(tally, unpaired=unpaired, unread=session.unread,
-                                  duration=time.monotonic() - started, exit_code=int(code))
+                                  duration=time.monotonic() - started, exit_code=int(code),
+                                  release=release)
     if as_json:
         report.JsonSink(out).emit(summary)
     else:

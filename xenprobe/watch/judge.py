@@ -8,11 +8,17 @@ value passes only through ints (`int ret` in privcmd_ioctl(), drivers/xen/privcm
 v6.1:851-854; `int error` in vfs_ioctl() and SYSCALL_DEFINE3(ioctl), fs/ioctl.c@v6.1:
 44-51,856-870); glibc then turns -4095..-1 into -1 with errno (sysdeps/unix/sysv/linux/
 x86_64/sysdep.h). Pure.
+
+The result is also judged by itself, as `check` judges its own raw result
+(classify.at_source): an errno the call cannot return is forged_errno, and the
+process that received it got passed_forged (a forged error handed on as the
+hypervisor's); a value negative as a long that is no errno is out_of_range, whatever
+the int made of it.
 """
 
 from __future__ import annotations
 
-from xenprobe.probe.classify import Truth, Verdict, classify, sext32
+from xenprobe.probe.classify import Truth, Verdict, at_source, classify, sext32
 from xenprobe.xen.abi.hypercalls import MAX_ERRNO
 from xenprobe.xen.reading import Reading, raw_result
 
@@ -36,8 +42,19 @@ def seen_by_process(value: int) -> Reading:
     return Reading(value, 0, 32)
 
 
-def judge(raw: int) -> tuple[int, int, Verdict]:
-    """(raw as signed 64-bit, delivered, verdict) for a hypercall result."""
-    truth = Truth.of(raw_result(raw % U64))
+def judge(raw: int, *, convention: bool = False,
+          can_return: frozenset[int] | None = None
+          ) -> tuple[int, int, Verdict, Verdict | None]:
+    """(raw as signed 64-bit, delivered, verdict, raw verdict) for a hypercall result.
+    `convention`: the call is one whose answer is -errno or a value in 0..LONG_MAX
+    (abi/errnos.py's pairs; get_debugreg of DR0-3 may be a kernel address, for one, so
+    an unknown call's result is never called out of range); `can_return`: the errnos
+    it can return on this host (None: not known, no errno is called forged). The raw
+    verdict is None, forged_errno or out_of_range."""
+    reading = raw_result(raw % U64)
     given = delivered(raw)
-    return signed64(raw), given, classify(truth, seen_by_process(given))
+    verdict = classify(Truth.of(reading), seen_by_process(given))
+    found = at_source(reading, can_return) if convention else None
+    if found is Verdict.FORGED_ERRNO and verdict is Verdict.MATCH:
+        verdict = Verdict.PASSED_FORGED
+    return signed64(raw), given, verdict, found

@@ -13,15 +13,24 @@ never judged. Stateful, with its state here; no I/O.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xenprobe.probe.classify import Verdict
 from xenprobe.watch import probes
 from xenprobe.watch.judge import judge
 from xenprobe.watch.trace_line import TraceEvent
+from xenprobe.xen.abi import errnos
 from xenprobe.xen.abi import watch_names as names
 
 MAX_PENDING = 65536  # tasks with an entry and no result yet (bounded memory)
+
+# (op, subop as issued) -> the errnos it can return on this host, or None: not known.
+ErrnoSets = Callable[[int, int], frozenset[int] | None]
+
+
+def _unknown(op: int, subop: int) -> frozenset[int] | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,8 @@ class Call:
     domid: int | None
     raw: int              # signed 64-bit
     delivered: int
-    verdict: Verdict
+    verdict: Verdict      # what the process received, against the raw result
+    raw_verdict: Verdict | None = None  # the raw result by itself: forged_errno, out_of_range
 
     @property
     def op_name(self) -> str | None:
@@ -53,12 +63,21 @@ class Call:
         return names.CMD_IN_STRUCT.get(self.op, {}).get(self.subop)
 
     @property
+    def findings(self) -> tuple[Verdict, ...]:
+        """What is wrong with this call: the raw result at the source, then what the
+        process received (a mismatch); empty for a clean call. passed_forged is not
+        counted apart: it is the forged_errno's other side."""
+        found = () if self.raw_verdict is None else (self.raw_verdict,)
+        return found + ((self.verdict,) if self.verdict.is_mismatch else ())
+
+    @property
     def damaged(self) -> bool:
-        return self.verdict.is_mismatch
+        return bool(self.findings)
 
 
 class Pairer:
-    def __init__(self) -> None:
+    def __init__(self, errno_sets: ErrnoSets = _unknown) -> None:
+        self.errno_sets = errno_sets
         self._pending: OrderedDict[int, TraceEvent] = OrderedDict()
         self.unanswered = 0    # entries replaced before a result came
         self.orphans = 0       # results without an entry
@@ -93,18 +112,39 @@ class Pairer:
         if entry.fields.get("cmd") != wanted:
             self.mismatched += 1
             return None
-        return _call(entry, ev)
+        return _call(entry, ev, self.errno_sets)
 
 
-def _call(entry: TraceEvent, result: TraceEvent) -> Call:
+# Hypercalls of abi/errnos.py whose subop is the first argument (memory_op's whole
+# word, continuation bits too: errnos.py counts those as another request).
+_SUBOP_IN_A0 = frozenset(op for op, _ in errnos.PAIRS) - {names.PLATFORM_OP, names.SYSCTL}
+
+
+def _judged_pair(f: dict[str, int]) -> tuple[int, int] | None:
+    """The (op, subop) as Xen received it, when abi/errnos.py knows it: only where the
+    subop is a hypercall argument, which privcmd copies from the request the entry
+    probe read. A command inside a struct (sysctl, platform_op) is read from memory Xen
+    copies later, which the caller may rewrite in between: not judged at the source."""
+    op = f.get("op", 0)
+    pair = (op, f.get("a0", 0))
+    return pair if op in _SUBOP_IN_A0 and pair in errnos.PAIRS else None
+
+
+def _call(entry: TraceEvent, result: TraceEvent, errno_sets: ErrnoSets) -> Call:
     f = entry.fields
-    raw, given, verdict = judge(result.fields.get("rax", 0))
-    failed_copy = raw == -14  # -EFAULT: the memory the domain id was read from is bad
+    rax = result.fields.get("rax", 0)
     if f["cmd"] == probes.IOCTL_PRIVCMD_DM_OP:
         # struct privcmd_dm_op: domid_t dom in the low 16 bits of the first word.
+        raw, given, verdict, at_source = judge(rax)
         return Call(result.time, result.pid, result.comm, result.cpu, "dm_op",
-                    names.DM_OP, None, f.get("op", 0) & 0xFFFF, raw, given, verdict)
+                    names.DM_OP, None, f.get("op", 0) & 0xFFFF, raw, given, verdict,
+                    at_source)
     op = f.get("op", 0)
+    pair = _judged_pair(f)
+    raw, given, verdict, at_source = judge(
+        rax, convention=pair is not None,
+        can_return=None if pair is None else errno_sets(*pair))
+    failed_copy = raw == -14  # -EFAULT: the memory the domain id was read from is bad
     subop: int | None = None
     domid: int | None = None
     if op == names.MEMORY_OP:
@@ -118,4 +158,4 @@ def _call(entry: TraceEvent, result: TraceEvent) -> Call:
         if op == names.DOMCTL:
             domid = f.get("ddom")
     return Call(result.time, result.pid, result.comm, result.cpu, "hypercall", op,
-                subop, domid, raw, given, verdict)
+                subop, domid, raw, given, verdict, at_source)

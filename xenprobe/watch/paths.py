@@ -45,6 +45,10 @@ class Paths:
         return self.root / "lib/modules" / os.uname().release
 
     @property
+    def kernel_log(self) -> Path:
+        return self.root / "dev/kmsg"
+
+    @property
     def lockdown(self) -> Path:
         return self.root / "sys/kernel/security/lockdown"
 

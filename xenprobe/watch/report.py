@@ -12,6 +12,7 @@ from typing import IO
 from xenprobe.watch.attribution import Process
 from xenprobe.watch.pairing import Call
 from xenprobe.watch.tally import Tally
+from xenprobe.watch.xen_release import KnownRelease
 
 
 def call_json(call: Call, process: Process) -> dict[str, object]:
@@ -24,11 +25,12 @@ def call_json(call: Call, process: Process) -> dict[str, object]:
         "op": call.op, "op_name": call.op_name, "subop": call.subop,
         "subop_name": call.subop_name, "domid": call.domid, "raw": call.raw,
         "delivered": call.delivered, "verdict": call.verdict.value,
+        "raw_verdict": None if call.raw_verdict is None else call.raw_verdict.value,
     }
 
 
 def summary_json(tally: Tally, *, unpaired: dict[str, int], unread: int, duration: float,
-                 exit_code: int) -> dict[str, object]:
+                 exit_code: int, release: KnownRelease) -> dict[str, object]:
     return {
         "event": "summary", "calls": tally.calls, "calls_by_op": dict(sorted(tally.by_op.items())),
         "multicalls": tally.by_op.get("multicall", 0),
@@ -38,8 +40,18 @@ def summary_json(tally: Tally, *, unpaired: dict[str, int], unread: int, duratio
         "damaged_other_processes": sum(tally.other_processes.values()),
         "lost": tally.lost, "unread": unread, "unpaired": unpaired,
         "duration_s": round(duration, 3),
+        "xen_release": release.as_json(),
         "exit_code": exit_code,
     }
+
+
+def release_line(release: KnownRelease) -> str:
+    """Whose errno sets judge the calls (docs/watch.md: the release without a hypercall)."""
+    if release.release is None:
+        return ("Xen release not known yet (no boot banner in the kernel log): no errno is "
+                "called forged until a program's xen_version call tells it")
+    how = "the kernel log" if release.source == "kernel_log" else "a xen_version call"
+    return f"errnos judged against Xen {release.release[0]}.{release.release[1]} ({how})"
 
 
 class Output:
@@ -85,7 +97,9 @@ class TerminalSink:
     def call(self, call: Call, process: Process, tally: Tally) -> None:
         sub = "" if call.subop is None else f"/{call.subop_name or call.subop}"
         dom = "" if call.domid is None else f" dom {call.domid}"
-        mark = call.verdict.value.upper() if call.damaged else call.verdict.value
+        mark = " ".join(v.value.upper() for v in call.findings) or call.verdict.value
+        if call.raw_verdict is not None:
+            mark += f" (process: {call.verdict.value})"
         pid = "?" if process.tgid is None else process.tgid
         self.out.line(f"{call.time:14.6f} {call.comm:>16} {pid!s:>7} "
                       f"{call.op_name or call.op}{sub}{dom}: raw {call.raw:#x} "

@@ -18,6 +18,7 @@ from xenprobe.watch.pairing import Call, Pairer
 from xenprobe.watch.tally import Tally
 from xenprobe.watch.trace_line import lost, parse
 from xenprobe.watch.tracefs import TracefsError
+from xenprobe.watch.xen_release import KnownRelease
 
 # The reader never depends on poll(): an empty buffer gives EAGAIN at once, and the
 # loop then waits in select() for at most IDLE_S before it reads again, so a stop
@@ -39,11 +40,13 @@ class Sink(Protocol):
 
 class Session:
     def __init__(self, armed: Armed, sink: Sink, *, everything: bool,
-                 attribution: Attribution | None = None) -> None:
+                 attribution: Attribution | None = None,
+                 release: KnownRelease | None = None) -> None:
         self.armed = armed
         self.sink = sink
         self.everything = everything
-        self.pairer = Pairer()
+        self.release = release or KnownRelease()
+        self.pairer = Pairer(self.release.can_return)
         self.attribution = attribution or Attribution()
         self.tally = Tally()
         self._partial = b""
@@ -145,6 +148,7 @@ class Session:
         call = self.pairer.feed(ev)
         if call is None:
             return
+        self.release.learn(call.op, call.subop, call.raw)
         if not (call.damaged or self.everything):
             # Only counted: no process needed, and reading /proc/PID/stat for every
             # call was most of the reader's work (tests/test_watch_events.py).

@@ -137,8 +137,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            "processes the watch saw, by op (xenprobe's own are in the sweep metrics).",
            ("op",)),
     Family("xenprobe_watch_damaged_calls_total", "counter", "Privcmd hypercalls whose "
-           "result reached the calling process damaged, by op, subop, verdict and "
-           "process name, at most max_domain_series series (the rest under _other).",
+           "result reached the calling process damaged, by op, subop, verdict (a "
+           "mismatch, or forged_errno or out_of_range at the source: a call with both is "
+           "counted under each) and process name, at most max_domain_series series (the "
+           "rest under _other).",
            ("op", "subop", "verdict", "process")),
     Family("xenprobe_watch_series_dropped", "gauge", "Damaged calls counted under "
            "_other because the series cap was reached."),
