@@ -29,7 +29,7 @@ from tests.exporter_util import Serve, make_ca, make_cert, samples, value, wait_
 from xenprobe.exporter.config import Listen
 from xenprobe.exporter.http import server
 from xenprobe.exporter.state import Health
-from xenprobe.exporter.web.config import Watcher
+from xenprobe.exporter.web.watcher import Watcher
 from xenprobe.support import revision
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()

@@ -15,7 +15,9 @@ import pytest
 
 from tests.exporter_util import make_ca, make_cert
 from xenprobe.exporter.web import config as webconfig
-from xenprobe.exporter.web.config import BasicAuth, Verdict, Watcher
+from xenprobe.exporter.web import tls
+from xenprobe.exporter.web.auth import BasicAuth, Verdict
+from xenprobe.exporter.web.watcher import Watcher
 from xenprobe.support.errors import ConfigError
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
@@ -76,6 +78,8 @@ BAD = [
     ("a: [", "not valid YAML"),
     ("- a\n- b\n", "(top level): expected a mapping"),
     ("tls_config: {}\n", "tls_config: unknown key"),
+    # A YAML key may be null: it is still an unknown key, named as YAML wrote it.
+    ("null: 1\n", ": None: unknown key (known: basic_auth_users, "),
     ("rate_limit: {interval: 1s, burst: 5}\n", "rate_limit: not supported"),
     ("tls_server_config: {cert_file: server.pem}\n", "tls_server_config: missing key_file"),
     ("tls_server_config: {cert_file: \"a\\0b\", key_file: server.key}\n",
@@ -279,7 +283,7 @@ tls_server_config:
                          capture_output=True, text=True, check=True).stdout
     stdnames = {line.split()[0]: line.split()[2] for line in out.splitlines()
                 if " - " in line}
-    for go, openssl in webconfig.CIPHERS_TLS12.items():
+    for go, openssl in tls.CIPHERS_TLS12.items():
         if go in stdnames:  # builds without 3DES do not list it at all
             assert stdnames[go] == openssl, go
 

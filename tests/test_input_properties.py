@@ -263,7 +263,8 @@ def _integer_keys() -> dict[str, tuple[str, Path_]]:
         def spy(self: scenarios._Reader, key: str, kind: type, default: Any = None,
                 name: str = name) -> Any:
             if kind is int:
-                found.setdefault(_pattern(self.where, key), (name, _path(self.where, key)))
+                where = self.where.path
+                found.setdefault(_pattern(where, key), (name, _path(where, key)))
             return real_get(self, key, kind, default)
 
         scenarios._Reader.get = spy  # type: ignore[method-assign]

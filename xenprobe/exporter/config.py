@@ -24,6 +24,7 @@ from typing import Any
 from xenprobe.exporter.metrics import collector_groups as collectors
 from xenprobe.support import files
 from xenprobe.support.errors import ConfigError
+from xenprobe.support.keys import Where
 
 DEFAULT_PATH = Path("/etc/xenprobe/xenprobe.toml")
 
@@ -117,22 +118,11 @@ def default_text(key: str) -> str:
     return str(value)
 
 
-class _Where:
-    """Names a value's origin in messages: `file.toml: key` or `--flag`."""
-
-    def __init__(self, label: str, base: Path | None) -> None:
-        self.label = label
-        self.base = base  # relative paths resolve here (the config file's directory)
-
-    def fail(self, problem: str) -> ConfigError:
-        return ConfigError(f"{self.label}: {problem}")
-
-
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def _seconds(value: object, where: _Where, lo: float, hi: float, *, lo_open: bool = False
+def _seconds(value: object, where: Where, lo: float, hi: float, *, lo_open: bool = False
              ) -> float:
     if isinstance(value, str):
         text = value.strip()
@@ -151,7 +141,7 @@ def _seconds(value: object, where: _Where, lo: float, hi: float, *, lo_open: boo
     return _in_range(seconds, where, lo, hi, lo_open=lo_open, unit=" seconds")
 
 
-def _float(value: int | float, where: _Where, hi: float) -> float:
+def _float(value: int | float, where: Where, hi: float) -> float:
     try:
         return float(value)
     except OverflowError:  # an int beyond a double's range
@@ -159,7 +149,7 @@ def _float(value: int | float, where: _Where, hi: float) -> float:
                          f"{len(str(abs(int(value))))} digits") from None
 
 
-def _in_range(x: float, where: _Where, lo: float, hi: float, *, lo_open: bool = False,
+def _in_range(x: float, where: Where, lo: float, hi: float, *, lo_open: bool = False,
               unit: str = "") -> float:
     if not math.isfinite(x):
         raise where.fail(f"must be a finite number, got {x}")
@@ -169,7 +159,7 @@ def _in_range(x: float, where: _Where, lo: float, hi: float, *, lo_open: bool = 
     return x
 
 
-def _number(value: object, where: _Where, lo: float, hi: float) -> float:
+def _number(value: object, where: Where, lo: float, hi: float) -> float:
     if isinstance(value, str):
         try:
             value = float(value.strip())
@@ -180,7 +170,7 @@ def _number(value: object, where: _Where, lo: float, hi: float) -> float:
     return _in_range(_float(value, where, hi), where, lo, hi)
 
 
-def _integer(value: object, where: _Where, lo: int, hi: int) -> int:
+def _integer(value: object, where: Where, lo: int, hi: int) -> int:
     if isinstance(value, str):
         try:
             value = int(value.strip(), 10)
@@ -193,7 +183,7 @@ def _integer(value: object, where: _Where, lo: int, hi: int) -> int:
     return value
 
 
-def _groups(value: object, where: _Where) -> tuple[str, ...]:
+def _groups(value: object, where: Where) -> tuple[str, ...]:
     """A list of collectors.GROUPS (the file), or the flags' comma list of toggles."""
     if isinstance(value, str):
         names = collectors.toggled((), value)
@@ -208,7 +198,7 @@ def _groups(value: object, where: _Where) -> tuple[str, ...]:
     return names
 
 
-def _boolean(value: object, where: _Where) -> bool:
+def _boolean(value: object, where: Where) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
@@ -216,26 +206,23 @@ def _boolean(value: object, where: _Where) -> bool:
     raise where.fail(f"expected true or false, got {value!r}")
 
 
-def _choice(value: object, where: _Where, choices: tuple[str, ...]) -> str:
+def _choice(value: object, where: Where, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.lower() not in choices:
         raise where.fail(f"expected one of {', '.join(choices)}, got {value!r}")
     return value.lower()
 
 
-def _path(value: object, where: _Where) -> Path | None:
+def _path(value: object, where: Where) -> Path | None:
     if not isinstance(value, str):
         raise where.fail(f"expected a path (a string), got {value!r}")
     if not value.strip():
         return None  # "" turns the feature off, so a flag can override a file's value
     if "\0" in value:
         raise where.fail("a path cannot contain a NUL character")
-    path = Path(value)
-    if not path.is_absolute() and where.base is not None:
-        path = where.base / path
-    return path.absolute()
+    return where.resolve(Path(value)).absolute()
 
 
-def parse_listen(value: object, where: _Where) -> Listen:
+def parse_listen(value: object, where: Where) -> Listen:
     if not isinstance(value, str):
         raise where.fail(f"expected host:port (for example :{DEFAULT_PORT} or "
                          f"127.0.0.1:{DEFAULT_PORT}), got {value!r}")
@@ -255,7 +242,7 @@ def parse_listen(value: object, where: _Where) -> Listen:
     return Listen(host, int(port_text))
 
 
-def _check_host(host: str, where: _Where) -> None:
+def _check_host(host: str, where: Where) -> None:
     """A host that socket.getaddrinfo can be asked about: it encodes a str host with the
     'idna' codec first, which raises UnicodeError (not gaierror) for a label longer than
     63 characters, an empty label ('a..b') or a character IDNA cannot map."""
@@ -275,7 +262,7 @@ _URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 _OTHER_PAGES = ("/", "/-/healthy")  # handler.respond's other pages
 
 
-def _telemetry_path(value: object, where: _Where) -> str:
+def _telemetry_path(value: object, where: Where) -> str:
     if not isinstance(value, str) or not _URL_PATH.fullmatch(value):
         raise where.fail(f"expected a URL path such as /metrics, got {value!r}")
     if value in _OTHER_PAGES:
@@ -283,7 +270,7 @@ def _telemetry_path(value: object, where: _Where) -> str:
     return value
 
 
-def _textfile(value: object, where: _Where) -> Path | None:
+def _textfile(value: object, where: Where) -> Path | None:
     path = _path(value, where)
     if path is None:
         return None
@@ -300,7 +287,7 @@ def _textfile(value: object, where: _Where) -> Path | None:
     return path
 
 
-def _web_config(value: object, where: _Where) -> Path | None:
+def _web_config(value: object, where: Where) -> Path | None:
     path = _path(value, where)
     try:
         if path is not None and not path.exists():
@@ -312,7 +299,7 @@ def _web_config(value: object, where: _Where) -> Path | None:
     return path
 
 
-_Validator = Callable[[object, _Where], Any]
+_Validator = Callable[[object, Where], Any]
 
 VALIDATORS: dict[str, _Validator] = {
     "listen_address": parse_listen,
@@ -335,7 +322,7 @@ VALIDATORS: dict[str, _Validator] = {
 
 def textfile_flag(value: str, label: str) -> Path | None:
     """A textfile path given on the command line, checked like the config key."""
-    return _textfile(value, _Where(label, None))
+    return _textfile(value, Where(label))
 
 
 def flag(key: str) -> str:
@@ -373,22 +360,21 @@ def build(table: Mapping[str, Any] | None, source: Path | None,
           overrides: Mapping[str, str] | None = None) -> Config:
     """Defaults, then the file's keys, then flags; each value validated."""
     values: dict[str, Any] = {}
+    in_file = Where(f"config file {source}", base=source.parent if source else None)
     for key, value in (table or {}).items():
         if key not in VALIDATORS:
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"config file {source}: unknown key {key!r}{hint}",
-                              f"known keys: {', '.join(KEYS)}")
+            raise in_file.fail(f"unknown key {key!r}{hint}", f"known keys: {', '.join(KEYS)}")
         if isinstance(value, dict):
-            raise ConfigError(f"config file {source}: {key}: expected a value, got a table")
-        where = _Where(f"config file {source}: {key}", source.parent if source else None)
-        values[key] = VALIDATORS[key](value, where)
+            raise in_file.key(key).fail("expected a value, got a table")
+        values[key] = VALIDATORS[key](value, in_file.key(key))
     for key, text in (overrides or {}).items():
         if key == "disabled_collectors":  # the flags toggle groups on the file's list
-            _groups(text, _Where(flag(key), None))
+            _groups(text, Where(flag(key)))
             values[key] = collectors.toggled(values.get(key, ()), text)
             continue
-        values[key] = VALIDATORS[key](text, _Where(flag(key), None))
+        values[key] = VALIDATORS[key](text, Where(flag(key)))
     return replace(Config(), **values)
 
 

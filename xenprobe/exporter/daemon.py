@@ -47,6 +47,7 @@ from xenprobe.exporter.notify import Notifier
 from xenprobe.exporter.state import Health, State
 from xenprobe.exporter.watching import WatchLoop
 from xenprobe.exporter.web import config as webconfig
+from xenprobe.exporter.web.watcher import Watcher
 from xenprobe.probe.session import Session
 from xenprobe.probe.sweep import Sweep
 from xenprobe.support import logs
@@ -236,8 +237,8 @@ def unexpected(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-class SafeWatcher(webconfig.Watcher):
-    """webconfig.Watcher, but a re-read that fails in a way the loader did not expect is
+class SafeWatcher(Watcher):
+    """Watcher, but a re-read that fails in a way the loader did not expect is
     a failed reload like any other: the scrape is still answered with the config in
     force, one log line says why, and last_ok turns 0. A file replaced by a FIFO or a
     device is not opened at all: reading it would block every scrape."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from xenprobe.support import files
 from xenprobe.support.errors import ScenarioError
+from xenprobe.support.keys import Table, Where
 from xenprobe.xen.abi import census_ops as co
 from xenprobe.xen.abi import hypercalls as hc
 from xenprobe.xen.abi.layouts import DOMINF_HVM_GUEST, DOMINF_RUNNING
@@ -169,53 +170,15 @@ class Scenario:
         return point is not None and int(point.group(1)) >= 1
 
 
-class _Reader:
-    """Typed access to one TOML table that reports errors with the key's full path."""
-
-    def __init__(self, source: str, table: dict[str, Any], where: str) -> None:
-        self.source, self.table, self.where = source, table, where
-        self.used: set[str] = set()
-
-    def fail(self, key: str, problem: str) -> ScenarioError:
-        path = f"{self.where}.{key}" if self.where else key
-        return ScenarioError(f"scenario {self.source}: {path}: {problem}")
-
-    def get(self, key: str, kind: type, default: Any = None) -> Any:
-        self.used.add(key)
-        if key not in self.table:
-            if default is None:
-                raise self.fail(key, "is required")
-            return default
-        value = self.table[key]
-        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise self.fail(key, f"expected an integer, got {value!r}")
-        if not isinstance(value, kind):
-            raise self.fail(key, f"expected {kind.__name__}, got {value!r}")
-        return value
-
-    def int_in(self, key: str, lo: int, hi: int, default: int | None = None) -> int:
-        """An integer in [lo, hi]: the range of the field the mock packs it into."""
-        value: int = self.get(key, int, default)
-        if not lo <= value <= hi:
-            raise self.fail(key, f"expected {lo} to {hi:#x}, got {value}")
-        return value
-
-    def line(self, key: str, default: str, limit: int) -> str:
-        """One line of printable text shorter than `limit` bytes (the mock's buffer)."""
-        value: str = self.get(key, str, default)
-        if len(value.encode()) >= limit:
-            raise self.fail(key, f"must be shorter than {limit} bytes")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise self.fail(key, "must be one line of printable text")
-        return value
+class _Reader(Table):
+    """One table of a scenario: a Table that also reads sizes ("16 GiB") as pages."""
 
     def pages(self, key: str, default: Any = None, *, memory_key: str | None = None) -> Any:
         """A page count, given as pages (`key`) or as a size (`memory_key` = "16 GiB")."""
-        if memory_key and memory_key in self.table:
-            self.used.add(memory_key)
-            if key in self.table:
+        if memory_key and memory_key in self:
+            text = self.take(memory_key)
+            if key in self:
                 raise self.fail(key, f"give either {key} or {memory_key}, not both")
-            text = self.table[memory_key]
             m = _SIZE.match(text) if isinstance(text, str) else None
             if not m:
                 raise self.fail(memory_key, f"expected a size like '16 GiB', got {text!r}")
@@ -228,25 +191,6 @@ class _Reader:
             raise self.fail(key, "is outside 0..2^64-1")
         return value
 
-    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
-        value: str = self.get(key, str, default)
-        if value not in options:
-            raise self.fail(key, f"expected one of {', '.join(options)}, got {value!r}")
-        return value
-
-    def done(self) -> None:
-        extra = sorted(set(self.table) - self.used)
-        if extra:
-            raise self.fail(extra[0], "is not a known key")
-
-
-def _table(parent: _Reader, key: str) -> dict[str, Any]:
-    parent.used.add(key)
-    value = parent.table.get(key, {})
-    if not isinstance(value, dict):
-        raise parent.fail(key, "expected a table")
-    return value
-
 
 def printable(name: str) -> str:
     """A file name as text that can be printed and encoded anywhere: bytes that are not
@@ -255,19 +199,19 @@ def printable(name: str) -> str:
 
 
 def parse(text: str, source: str, name: str = "") -> Scenario:
+    where = Where(f"scenario {source}", error=ScenarioError)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"scenario {source}: not valid TOML: {e}") from None
+        raise where.fail(f"not valid TOML: {e}") from None
     except RecursionError:  # tomllib parses nested arrays and tables recursively
-        raise ScenarioError(f"scenario {source}: not valid TOML: nested too deeply"
-                            ) from None
+        raise where.fail("not valid TOML: nested too deeply") from None
     except ValueError as e:  # an integer beyond int's digit limit (sys.int_info)
-        raise ScenarioError(f"scenario {source}: not valid TOML: {e}") from None
-    top = _Reader(source, doc, "")
+        raise where.fail(f"not valid TOML: {e}") from None
+    top = _Reader(where, doc)
     description = top.get("description", str, "")
 
-    xen = _Reader(source, _table(top, "xen"), "xen")
+    xen = top.table("xen")
     try:
         release = by_name(xen.get("release", str))
     except KeyError as e:
@@ -286,19 +230,19 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     domctl_if = xen.int_in("domctl_interface", 0, U32_MAX, release.domctl)
     xen.done()
 
-    host = _Reader(source, _table(top, "host"), "host")
+    host = top.table("host")
     total = host.pages("total_pages", memory_key="memory")
     max_page = host.pages("max_page", total)
     max_mfn = host.pages("max_mfn", max(max_page, 1) - 1)
     nr_cpus = host.int_in("nr_cpus", 1, U32_MAX, 4)
     cpu_khz = host.int_in("cpu_khz", 0, U32_MAX, 2_400_000)
-    free_default = host.table.get("free_pages")
+    free_default = host.peek("free_pages")
 
-    linux = _Reader(source, _table(top, "linux"), "linux")
+    linux = top.table("linux")
     # Only Linux as it is: every privcmd driver's result passes the VFS's `int error`
     # (fs/ioctl.c vfs_ioctl, torvalds/linux@011da44b:40-51), so none passes 64 bits. The
     # native mock's 64-bit "xenlinux" mode is for its own device tests only.
-    if linux.table.get("driver", "pvops") == "xenlinux":
+    if linux.peek("driver", "pvops") == "xenlinux":
         raise linux.fail("driver", "no Linux privcmd driver passes 64 bits: the VFS holds "
                                    "every ioctl result in an int (only pvops)")
     driver = linux.choice("driver", ("pvops",), "pvops")
@@ -309,7 +253,7 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     xenstored = linux.get("xenstored", bool, True)
     linux.done()
 
-    hyp = _Reader(source, _table(top, "hypervisor"), "hypervisor")
+    hyp = top.table("hypervisor")
     bits = hyp.get("bits", int, 64)
     if bits != 64:  # x86 Xen is 64-bit only since 4.3; every release here is 4.13+
         raise hyp.fail("bits", f"x86 Xen is 64-bit only (since 4.3), got {bits}")
@@ -328,11 +272,11 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
     hangs = tuple(_hang(hyp, h) for h in hyp.get("hang", list, []))
     hyp.done()
 
-    top.used.add("domain")
-    raw_domains = doc.get("domain", [])
+    raw_domains = top.take("domain", [])
     if not isinstance(raw_domains, list) or not raw_domains:
         raise top.fail("domain", "at least one [[domain]] is required (dom0)")
-    domains = tuple(_domain(source, d, i) for i, d in enumerate(raw_domains))
+    domains = tuple(_domain(where.key("domain").index(i), d)
+                    for i, d in enumerate(raw_domains))
     ids = [d.domid for d in domains]
     if len(set(ids)) != len(ids):
         raise top.fail("domain", "domain ids must be unique")
@@ -341,8 +285,8 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
         raise top.fail(f"domain[{domains.index(me)}].vcpus", f"the census model gives "
                        f"the caller at most {MAX_CENSUS_VCPUS} vCPUs")
 
-    top.used.add("fault")
-    faults = tuple(_fault(source, f, i) for i, f in enumerate(doc.get("fault", [])))
+    faults = tuple(_fault(where.key("fault").index(i), f)
+                   for i, f in enumerate(top.take("fault", [])))
     top.done()
 
     used = sum(d.tot_pages for d in domains)
@@ -362,10 +306,10 @@ def parse(text: str, source: str, name: str = "") -> Scenario:
                     xenstored)
 
 
-def _domain(source: str, raw: Any, index: int) -> Domain:
+def _domain(where: Where, raw: Any) -> Domain:
     if not isinstance(raw, dict):
-        raise ScenarioError(f"scenario {source}: domain[{index}]: expected a table")
-    d = _Reader(source, raw, f"domain[{index}]")
+        raise where.fail("expected a table")
+    d = _Reader(where, raw)
     domid = d.get("id", int)
     if not 0 <= domid < hc.DOMID_FIRST_RESERVED:
         raise d.fail("id", f"must be below {hc.DOMID_FIRST_RESERVED:#x}")
@@ -409,7 +353,7 @@ def _domain(source: str, raw: Any, index: int) -> Domain:
         raise d.fail("vanish_after", "domain 0 cannot vanish")
     balloon = None
     if "balloon" in raw:
-        b = _Reader(source, _table(d, "balloon"), f"domain[{index}].balloon")
+        b = d.table("balloon")
         balloon = Balloon(b.int_in("step", -U32_MAX, U32_MAX), b.int_in("every", 1, U64_MAX, 1),
                           b.pages("min", tot), b.pages("max", max_pages))
         if balloon.step == 0:  # the mock's balloon moves every `every` reads
@@ -436,14 +380,14 @@ def _op(r: _Reader, key: str) -> int:
     return OPS[name]
 
 
-def _fault(source: str, raw: Any, index: int) -> Fault:
+def _fault(where: Where, raw: Any) -> Fault:
     if not isinstance(raw, dict):
-        raise ScenarioError(f"scenario {source}: fault[{index}]: expected a table")
-    f = _Reader(source, raw, f"fault[{index}]")
+        raise where.fail("expected a table")
+    f = _Reader(where, raw)
     kind = f.choice("kind", FAULT_KINDS, "errno")
     layer = f.choice("layer", FAULT_LAYERS, "hypervisor") if kind == "errno" else "hypervisor"
-    if layer == "driver" and f.table.get("op") == "any":
-        f.used.add("op")
+    if layer == "driver" and f.peek("op") == "any":
+        f.take("op")
         op = ANY
     else:
         op = _op(f, "op")
@@ -462,8 +406,7 @@ def _fault(source: str, raw: Any, index: int) -> Fault:
         if layer == "driver":
             via = f.choice("via", FAULT_VIAS, "any")
     elif kind == "delay":
-        f.used.add("delay_ms")
-        ms = f.table.get("delay_ms")
+        ms = f.take("delay_ms")
         if isinstance(ms, bool) or not isinstance(ms, int | float) or not 0 <= ms <= 60_000:
             raise f.fail("delay_ms", "expected milliseconds, 0 to 60000")
         usec = round(ms * 1000)
@@ -479,7 +422,7 @@ def _fault(source: str, raw: Any, index: int) -> Fault:
 def _hang(parent: _Reader, raw: Any) -> tuple[int, int]:
     if not isinstance(raw, dict):
         raise parent.fail("hang", "expected a list of {op, subop} tables")
-    h = _Reader(parent.source, raw, "hypervisor.hang")
+    h = _Reader(parent.where.key("hang"), raw)
     op = _op(h, "op")
     subop = h.int_in("subop", ANY, U32_MAX, ANY)
     h.done()

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Reading the small input files a person names (config, scenario): never blocks on a
 FIFO or a device, never slurps /dev/zero, and fails with an OSError whose strerror is
-fit for a one-line message."""
+fit for a one-line message; and noticing, without reading them, that files changed."""
 
 from __future__ import annotations
 
@@ -39,3 +39,16 @@ def read_small(path: Path, limit: int = MAX_BYTES) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def signature(paths: tuple[Path, ...]) -> tuple[object, ...]:
+    """What changes when one of `paths` is replaced or rewritten (inode, size, mtime),
+    None for one that cannot be looked at: compared, it says whether to read again."""
+    out: list[object] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)

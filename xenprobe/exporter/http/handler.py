@@ -28,7 +28,9 @@ from prometheus_client.registry import CollectorRegistry
 
 from xenprobe import __version__
 from xenprobe.exporter.state import Health
-from xenprobe.exporter.web.config import BasicAuth, Verdict, Watcher, WebConfig
+from xenprobe.exporter.web.auth import BasicAuth, Verdict
+from xenprobe.exporter.web.config import WebConfig
+from xenprobe.exporter.web.watcher import Watcher
 
 log = structlog.get_logger("xenprobe.exporter.http.handler")
 

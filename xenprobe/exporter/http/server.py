@@ -44,7 +44,8 @@ import structlog
 from xenprobe.exporter.config import Listen
 from xenprobe.exporter.http import handler
 from xenprobe.exporter.http.handler import App
-from xenprobe.exporter.web.config import TLS, WebConfig
+from xenprobe.exporter.web.config import WebConfig
+from xenprobe.exporter.web.tls import TLS
 from xenprobe.support.errors import ConfigError
 
 __all__ = ["App", "Server", "bind"]
