@@ -266,7 +266,7 @@ def test_the_family_table_is_what_is_exported(scrapes: dict[str, Exposition],
 def test_the_metrics_doc_is_the_table() -> None:
     text = METRICS_DOC.read_text()
     assert families.markdown_table() in text, "regenerate: python3 -c 'from " \
-        "xenprobe.exporter import families; print(families.markdown_table())'"
+        "xenprobe.exporter.metrics import families; print(families.markdown_table())'"
     for f in families.FAMILIES.values():
         assert len(re.findall(r"[.!?](\s|$)", f.help.rstrip(".") + ".")) == 1, \
             f"{f.name}: HELP is one sentence"

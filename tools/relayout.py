@@ -114,10 +114,11 @@ PACKAGES: dict[str, str] = {
     "xenprobe/layers": "each way a hypercall's result reaches user space, one Layer each",
     "xenprobe/probe": "what is read, against what reference, and the verdict",
     "xenprobe/mock": "the mock host's Python side: scenarios, their compiler, the launcher",
-    "xenprobe/support": "small utilities every floor uses: errors, files, logs, streams",
+    "xenprobe/support": "small utilities every floor uses: errors, files, keys, logs, streams",
     "xenprobe/exporter/metrics": "the Prometheus families, their collector and the textfile",
     "xenprobe/exporter/http": "the HTTP front: the server and request handling",
-    "xenprobe/exporter/web": "the exporter-toolkit web configuration",
+    "xenprobe/exporter/web": "the exporter-toolkit web configuration: the file, its TLS "
+                             "context, basic auth, reloading",
     "tools": "developer tools: the Debian build, the man page generator, the test runner",
 }
 # Folders of the tree described in docs/layout.md besides the Python packages.
@@ -137,6 +138,8 @@ FOLDERS: dict[str, str] = {
 DESCRIPTIONS: dict[str, str] = {
     "xenprobe/": "the Python package; __version__",
     "xenprobe/__main__.py": "`python -m xenprobe`",
+    "xenprobe/exporter/metrics/from_sweep.py": "the pure mapping from one sweep to metric "
+                                               "families (the families' table: families.py)",
     "xenprobe/session.py": "one probe session (device, host, ladder, what sweeps learn): "
                            "check and serve",
     "xenprobe/probe/session.py": "one probe session (device, host, ladder, what sweeps "
