@@ -44,7 +44,7 @@ from tests.mockhost import env_for, run_check
 from xenprobe.exporter.metrics import from_sweep as metrics
 from xenprobe.mock.scenario import load
 from xenprobe.xen import consumers
-from xenprobe.xen.consumers import Consumer, Consumers, Library, Verdict, judge, scan
+from xenprobe.xen.consumers import Consumer, Consumers, Library, MemopPath, judge, scan
 from xenprobe.xen.elf import elf_class
 
 
@@ -96,11 +96,11 @@ def test_real_processes_holding_the_device(holders: tuple[Path, list[subprocess.
     assert set(found) == {p32.pid, p64.pid} | {p.pid for p in with_lib.values()}
     c32, c64 = found[p32.pid], found[p64.pid]
     assert (c32.bits, c32.name, c32.device, c32.verdict) == (
-        32, "hold32", str(device), Verdict.ERROR_ONLY)
+        32, "hold32", str(device), MemopPath.ERROR_ONLY)
     assert c32.exe.endswith("/hold32")
-    assert (c64.bits, c64.libxenctrl, c64.verdict) == (64, None, Verdict.UNKNOWN)
+    assert (c64.bits, c64.libxenctrl, c64.verdict) == (64, None, MemopPath.UNKNOWN)
     assert c64.exe == str(Path(sys.executable).resolve())
-    expect = {"4.14": Verdict.INT_PATH, "4.15": Verdict.UNKNOWN, "4.17": Verdict.MULTICALL}
+    expect = {"4.14": MemopPath.INT_PATH, "4.15": MemopPath.UNKNOWN, "4.17": MemopPath.MULTICALL}
     for release, p in with_lib.items():
         c = found[p.pid]
         assert c.libxenctrl == Library(str(libs[release]), tuple(map(int, release.split("."))))
@@ -116,22 +116,22 @@ def test_real_processes_holding_the_device(holders: tuple[Path, list[subprocess.
 
 
 @pytest.mark.parametrize(("bits", "release", "verdict"), [
-    (64, (4, 13), Verdict.INT_PATH),   # xc_private.c@RELEASE-4.14.6:342: plain xencall2
-    (64, (4, 14), Verdict.INT_PATH),
-    (64, (4, 15), Verdict.UNKNOWN),    # 4.15.0 int path, 4.15.1 multicall: same SONAME
-    (64, (4, 16), Verdict.MULTICALL),  # xc_private.c@RELEASE-4.15.1:340-375
-    (64, (4, 20), Verdict.MULTICALL),
-    (64, None, Verdict.UNKNOWN),
-    (None, (4, 17), Verdict.MULTICALL),  # exe unreadable, library read: judged by it
-    (32, (4, 14), Verdict.ERROR_ONLY),   # no .compat_ioctl: the library never matters
-    (32, None, Verdict.ERROR_ONLY),
+    (64, (4, 13), MemopPath.INT_PATH),   # xc_private.c@RELEASE-4.14.6:342: plain xencall2
+    (64, (4, 14), MemopPath.INT_PATH),
+    (64, (4, 15), MemopPath.UNKNOWN),    # 4.15.0 int path, 4.15.1 multicall: same SONAME
+    (64, (4, 16), MemopPath.MULTICALL),  # xc_private.c@RELEASE-4.15.1:340-375
+    (64, (4, 20), MemopPath.MULTICALL),
+    (64, None, MemopPath.UNKNOWN),
+    (None, (4, 17), MemopPath.MULTICALL),  # exe unreadable, library read: judged by it
+    (32, (4, 14), MemopPath.ERROR_ONLY),   # no .compat_ioctl: the library never matters
+    (32, None, MemopPath.ERROR_ONLY),
 ])
 def test_the_verdict_follows_the_word_size_and_the_library(
-        bits: int | None, release: tuple[int, int] | None, verdict: Verdict) -> None:
+        bits: int | None, release: tuple[int, int] | None, verdict: MemopPath) -> None:
     lib = None if release is None else Library("/usr/lib/libxenctrl.so", release)
     assert judge(bits, lib) is verdict
     assert judge(bits, Library("/x", None)) is (
-        Verdict.ERROR_ONLY if bits == 32 else Verdict.UNKNOWN)
+        MemopPath.ERROR_ONLY if bits == 32 else MemopPath.UNKNOWN)
 
 
 @pytest.mark.parametrize(("name", "version"), [
@@ -277,9 +277,9 @@ def test_the_real_device_names_under_a_built_proc(
         bystander.kill()
         bystander.communicate()
     assert [(c.pid, c.name, c.bits, c.device, c.verdict) for c in got.found] == sorted([
-        (p32.pid, "hold32", 32, "/dev/xen/privcmd", Verdict.ERROR_ONLY),
+        (p32.pid, "hold32", 32, "/dev/xen/privcmd", MemopPath.ERROR_ONLY),
         (p64.pid, Path(sys.executable).name[:15], 64, "/proc/xen/privcmd",
-         Verdict.INT_PATH)])
+         MemopPath.INT_PATH)])
     # Replaced on disk since it was mapped: the name still says which release it was.
     assert got.found[[c.pid for c in got.found].index(p64.pid)].libxenctrl == Library(
         LIB414, (4, 14))
@@ -295,7 +295,7 @@ def test_a_holder_whose_libraries_cannot_be_read_is_unknown_and_counted(
     monkeypatch.setattr(psutil, "PROCFS_PATH", str(root))
     got = scan()
     (c,) = got.found
-    assert (c.pid, c.maps_read, c.verdict) == (p64.pid, False, Verdict.UNKNOWN)
+    assert (c.pid, c.maps_read, c.verdict) == (p64.pid, False, MemopPath.UNKNOWN)
     assert got.unreadable_by_reason() == {"fds": 0, "maps": 1}
     assert not got.complete
 

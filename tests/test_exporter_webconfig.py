@@ -16,7 +16,7 @@ import pytest
 from tests.exporter_util import make_ca, make_cert
 from xenprobe.exporter.web import config as webconfig
 from xenprobe.exporter.web import tls
-from xenprobe.exporter.web.auth import BasicAuth, Verdict
+from xenprobe.exporter.web.auth import AuthResult, BasicAuth
 from xenprobe.exporter.web.watcher import Watcher
 from xenprobe.support.errors import ConfigError
 
@@ -182,21 +182,21 @@ def test_basic_auth() -> None:
     auth = BasicAuth()
     # htpasswd -B writes $2y$, which bcrypt reads like $2b$.
     users = {"prometheus": HASH.encode(), "apache": HASH.replace("$2b$", "$2y$").encode()}
-    assert auth.check(users, "prometheus", "secret") is Verdict.OK
-    assert auth.check(users, "prometheus", "secret") is Verdict.OK  # remembered
-    assert auth.check(users, "apache", "secret") is Verdict.OK
-    assert auth.check(users, "prometheus", "Secret") is Verdict.DENIED
-    assert auth.check(users, "nobody", "secret") is Verdict.DENIED
-    assert auth.check(users, "prometheus", "sec\0ret") is Verdict.DENIED
+    assert auth.check(users, "prometheus", "secret") is AuthResult.OK
+    assert auth.check(users, "prometheus", "secret") is AuthResult.OK  # remembered
+    assert auth.check(users, "apache", "secret") is AuthResult.OK
+    assert auth.check(users, "prometheus", "Secret") is AuthResult.DENIED
+    assert auth.check(users, "nobody", "secret") is AuthResult.DENIED
+    assert auth.check(users, "prometheus", "sec\0ret") is AuthResult.DENIED
     assert auth.check({"broken": b"$2b$04$" + b"!" * 53}, "broken", "secret") \
-        is Verdict.DENIED
+        is AuthResult.DENIED
 
 
 def test_a_changed_hash_is_not_served_from_the_remembered_successes() -> None:
     auth = BasicAuth()
-    assert auth.check({"p": HASH.encode()}, "p", "secret") is Verdict.OK
+    assert auth.check({"p": HASH.encode()}, "p", "secret") is AuthResult.OK
     other = bcrypt.hashpw(b"other", bcrypt.gensalt(4))
-    assert auth.check({"p": other}, "p", "secret") is Verdict.DENIED
+    assert auth.check({"p": other}, "p", "secret") is AuthResult.DENIED
 
 
 def test_passwords_over_72_bytes_behave_as_in_go() -> None:
@@ -206,8 +206,8 @@ def test_passwords_over_72_bytes_behave_as_in_go() -> None:
     long = "x" * 72
     hashed = bcrypt.hashpw(long.encode(), bcrypt.gensalt(4))
     auth = BasicAuth()
-    assert auth.check({"p": hashed}, "p", long + "anything after") is Verdict.OK
-    assert auth.check({"p": hashed}, "p", long[:71]) is Verdict.DENIED
+    assert auth.check({"p": hashed}, "p", long + "anything after") is AuthResult.OK
+    assert auth.check({"p": hashed}, "p", long[:71]) is AuthResult.DENIED
 
 
 @pytest.mark.skipif(shutil.which("htpasswd") is None, reason="needs htpasswd "
@@ -221,28 +221,28 @@ def test_hashes_made_by_htpasswd(tmp_path: Path) -> None:
         assert hashed.startswith("$2y$05$")
         path = write(tmp_path, f"basic_auth_users: {{{user}: '{hashed}'}}\n")
         users = webconfig.parse(path).users
-        assert auth.check(users, "prometheus", password) is Verdict.OK
+        assert auth.check(users, "prometheus", password) is AuthResult.OK
         assert auth.check(users, "prometheus", password[:min(71, len(password) - 1)]
-                          ) is Verdict.DENIED
+                          ) is AuthResult.DENIED
         if len(password) > 72:
-            assert auth.check(users, "prometheus", password[:72] + "tail") is Verdict.OK
+            assert auth.check(users, "prometheus", password[:72] + "tail") is AuthResult.OK
 
 
 def test_password_checks_are_bounded() -> None:
     """Uncached checks beyond WAITERS are told to retry; remembered ones never wait."""
     auth = BasicAuth()
     users = {"p": HASH.encode()}
-    assert auth.check(users, "p", "secret") is Verdict.OK
+    assert auth.check(users, "p", "secret") is AuthResult.OK
     held = [auth._waiters.acquire(blocking=False) for _ in range(BasicAuth.WAITERS)]
     try:
         assert all(held)  # as if WAITERS slow checks were under way
-        assert auth.check(users, "p", "guess") is Verdict.BUSY
-        assert auth.check(users, "nobody", "guess") is Verdict.BUSY
-        assert auth.check(users, "p", "secret") is Verdict.OK
+        assert auth.check(users, "p", "guess") is AuthResult.BUSY
+        assert auth.check(users, "nobody", "guess") is AuthResult.BUSY
+        assert auth.check(users, "p", "secret") is AuthResult.OK
     finally:
         for _ in held:
             auth._waiters.release()
-    assert auth.check(users, "p", "guess") is Verdict.DENIED
+    assert auth.check(users, "p", "guess") is AuthResult.DENIED
 
 
 def test_client_auth_modes_map_to_what_ssl_can_do(tmp_path: Path, pki: Path) -> None:

@@ -24,7 +24,7 @@ class Process:
     tgid: int | None       # None: the task exited before the watch read its call
     exe: str
     libxenctrl: consumers.Library | None
-    memop_path: str        # consumers.Verdict value: int_path, multicall, unknown, ...
+    memop_path: str        # consumers.MemopPath value: int_path, multicall, unknown, ...
 
     def as_json(self) -> dict[str, object]:
         lib = self.libxenctrl
@@ -34,7 +34,7 @@ class Process:
                 "memop_path": self.memop_path}
 
 
-GONE = Process(None, "", None, consumers.Verdict.UNKNOWN.value)
+GONE = Process(None, "", None, consumers.MemopPath.UNKNOWN.value)
 
 
 class Attribution:
@@ -86,11 +86,11 @@ class Attribution:
         except OSError:
             lib = None
         verdict = consumers.judge(elf_class(f"{d}/exe"), lib)
-        if (verdict is consumers.Verdict.UNKNOWN and lib is not None
+        if (verdict is consumers.MemopPath.UNKNOWN and lib is not None
                 and lib.version == (4, 15)):
             # 4.15: the file tells 4.15.0 (int path) from 4.15.1 (multicall).
             path = memop_path.of_file(Path(f"{d}/root{lib.path}"), lib.version)
             if path is not None:
-                verdict = (consumers.Verdict.MULTICALL if path == "multicall"
-                           else consumers.Verdict.INT_PATH)
+                verdict = (consumers.MemopPath.MULTICALL if path == "multicall"
+                           else consumers.MemopPath.INT_PATH)
         return Process(tgid, exe, lib, verdict.value)

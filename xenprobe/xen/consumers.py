@@ -53,7 +53,7 @@ _LIBXENCTRL = re.compile(r"^libxenctrl\.so\.(\d+)\.(\d+)(?:\.\d+)*$")
 CAP_SYS_PTRACE = 19  # include/uapi/linux/capability.h
 
 
-class Verdict(enum.StrEnum):
+class MemopPath(enum.StrEnum):
     INT_PATH = "int_path"      # libxenctrl < 4.15: memory ops through the int ioctl
     MULTICALL = "multicall"    # libxenctrl >= 4.16: one-entry multicall, 64 bits kept
     UNKNOWN = "unknown"        # no libxenctrl (raw ioctls?), unreadable, or 4.15
@@ -61,16 +61,16 @@ class Verdict(enum.StrEnum):
 
     @property
     def exposed(self) -> bool:
-        return self is Verdict.INT_PATH
+        return self is MemopPath.INT_PATH
 
 
 # How each verdict is shown, and the order holders are listed in (most at risk first).
-VERDICT_ORDER = (Verdict.INT_PATH, Verdict.UNKNOWN, Verdict.ERROR_ONLY, Verdict.MULTICALL)
+VERDICT_ORDER = (MemopPath.INT_PATH, MemopPath.UNKNOWN, MemopPath.ERROR_ONLY, MemopPath.MULTICALL)
 MEANING = {
-    Verdict.INT_PATH: "memory_op results at or above 2^31 lost (libxenctrl < 4.15.1)",
-    Verdict.MULTICALL: "keeps all 64 bits (libxenctrl one-entry multicall)",
-    Verdict.UNKNOWN: "no libxenctrl to judge by (raw ioctls of its own?)",
-    Verdict.ERROR_ONLY: "32-bit: privcmd ioctls fail with ENOTTY (no compat_ioctl)",
+    MemopPath.INT_PATH: "memory_op results at or above 2^31 lost (libxenctrl < 4.15.1)",
+    MemopPath.MULTICALL: "keeps all 64 bits (libxenctrl one-entry multicall)",
+    MemopPath.UNKNOWN: "no libxenctrl to judge by (raw ioctls of its own?)",
+    MemopPath.ERROR_ONLY: "32-bit: privcmd ioctls fail with ENOTTY (no compat_ioctl)",
 }
 
 
@@ -90,13 +90,13 @@ def library_version(name: str) -> tuple[int, int] | None:
     return (int(m[1]), int(m[2])) if m else None
 
 
-def judge(bits: int | None, lib: Library | None) -> Verdict:
+def judge(bits: int | None, lib: Library | None) -> MemopPath:
     """What a holder gets from a memory op, from its word size and its libxenctrl."""
     if bits == 32:
-        return Verdict.ERROR_ONLY
+        return MemopPath.ERROR_ONLY
     if lib is None or lib.version is None or lib.version == (4, 15):
-        return Verdict.UNKNOWN
-    return Verdict.INT_PATH if lib.version < (4, 15) else Verdict.MULTICALL
+        return MemopPath.UNKNOWN
+    return MemopPath.INT_PATH if lib.version < (4, 15) else MemopPath.MULTICALL
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Consumer:
     maps_read: bool = True    # False: its mappings could not be read
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> MemopPath:
         return judge(self.bits, self.libxenctrl)
 
     def as_json(self) -> dict[str, object]:

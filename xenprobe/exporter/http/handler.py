@@ -28,7 +28,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from xenprobe import __version__
 from xenprobe.exporter.state import Health
-from xenprobe.exporter.web.auth import BasicAuth, Verdict
+from xenprobe.exporter.web.auth import AuthResult, BasicAuth
 from xenprobe.exporter.web.config import WebConfig
 from xenprobe.exporter.web.watcher import Watcher
 
@@ -163,11 +163,11 @@ def respond(app: App, web: WebConfig, request: Request) -> Response:
     if web.users:
         creds = _credentials(request)
         verdict = (app.auth.check(web.users, *creds) if creds is not None
-                   else Verdict.DENIED)
-        if verdict is Verdict.BUSY:
+                   else AuthResult.DENIED)
+        if verdict is AuthResult.BUSY:
             return Response(429, b"Too many password checks at once; retry\n",
                             extra=[("Retry-After", "1")])
-        if verdict is not Verdict.OK:
+        if verdict is not AuthResult.OK:
             return Response(401, b"Unauthorized\n",
                             extra=[("WWW-Authenticate", 'Basic realm="xenprobe"')])
     if request.path == app.telemetry_path:

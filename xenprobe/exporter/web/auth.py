@@ -24,7 +24,7 @@ def _dummy() -> bytes:
     return bcrypt.hashpw(b"xenprobe", bcrypt.gensalt(10))
 
 
-class Verdict(enum.Enum):
+class AuthResult(enum.Enum):
     OK = "ok"
     DENIED = "denied"
     BUSY = "busy"  # too many password checks already waiting: retry later
@@ -52,7 +52,7 @@ class BasicAuth:
         self._hashing = threading.Lock()
         self._waiters = threading.BoundedSemaphore(self.WAITERS)
 
-    def check(self, users: Mapping[str, bytes], user: str, password: str) -> Verdict:
+    def check(self, users: Mapping[str, bytes], user: str, password: str) -> AuthResult:
         hashed = users.get(user)
         secret = password.encode()
         key = hashlib.sha256(b"\0".join([user.encode(), secret, hashed or b""])).digest()
@@ -60,21 +60,21 @@ class BasicAuth:
             with self._lock:
                 if key in self._ok:
                     self._ok.move_to_end(key)
-                    return Verdict.OK
+                    return AuthResult.OK
         if not self._waiters.acquire(blocking=False):
-            return Verdict.BUSY
+            return AuthResult.BUSY
         try:
             with self._hashing:
                 good = _bcrypt_check(secret, hashed or _dummy()) and hashed is not None
         finally:
             self._waiters.release()
         if not good:
-            return Verdict.DENIED
+            return AuthResult.DENIED
         with self._lock:
             self._ok[key] = None
             while len(self._ok) > self.CACHE:
                 self._ok.popitem(last=False)
-        return Verdict.OK
+        return AuthResult.OK
 
 
 def _bcrypt_check(secret: bytes, hashed: bytes) -> bool:
