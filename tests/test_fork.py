@@ -27,7 +27,7 @@ from xenprobe.mock.scenario import load
 # own buffers in the child), and exits through sys.exit.
 CHILD_EXITS = r"""
 import gc, json, os, struct, sys
-from xenprobe.probe import sweep
+from xenprobe.probe.calls import KexecStatuses
 from xenprobe.support.errors import CannotProbe
 from xenprobe.xen.livepatch import LivepatchList
 from xenprobe.xen.platform_requests import PlatformRequests
@@ -37,7 +37,8 @@ dev = Privcmd()
 closed, dropped = Buffer(4096), Buffer(65536)
 req = PlatformRequests()
 lp = LivepatchList(dev, 0x15)
-sweep._kexec_status(0)  # the per-process kexec structs, cached for the parent
+kexec = KexecStatuses()
+kexec.address(0)  # the kexec structs, made by the parent
 pid = os.fork()
 if pid == 0:
     try:
@@ -53,7 +54,7 @@ if pid == 0:
     lr, nr = lp.read(syscall=False)
     with open(sys.argv[1], "w") as f:
         json.dump({"used": used, "console": r.value, "livepatch": [lr.value, nr],
-                   "kexec": sweep._kexec_status(0) != 0}, f)
+                   "kexec": kexec.address(0) != 0}, f)
     sys.exit(0)  # the finalisers of every Buffer above run here
 _, status = os.waitpid(pid, 0)
 # The parent's own memory is intact and still its own.

@@ -23,7 +23,7 @@ from xenprobe.probe.results import Result
 from xenprobe.probe.sweep import Sweep
 from xenprobe.xen.consumers import MEANING, VERDICT_ORDER, Consumers
 from xenprobe.xen.host import MAX_FRAMES
-from xenprobe.xen.quantities import MISLEADS, PER_VCPU, UNBATCHED, Quantity, Subject
+from xenprobe.xen.quantities import RECORDS, Quantity, Scope, Subject
 from xenprobe.xen.reading import Reading
 
 # The JSON report's format: bumped when a key changes meaning or goes away (adding a key
@@ -140,9 +140,9 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
     risk = ", ".join(r.at_risk)
     note = (f"{r.bits} bits" + (f"; at risk: {risk}" if risk else "")
             if r.bits is not None else "no raw layer (see note)")
-    if r.raw is None and r.probe.quantity in UNBATCHED:
+    if r.raw is None and not RECORDS[r.probe.quantity].batched:
         note = "no raw reading: xenprobe never puts a sysctl in a multicall"
-    if r.probe.guest_set:  # the domU sets this value itself (quantities.GUEST_SET)
+    if r.probe.guest_set:  # the domU sets this value itself (Record.guest_set)
         note += "; guest-set"
     found = source_note(r)
     if found:
@@ -159,8 +159,8 @@ def _rows(r: Result, layers: list[str]) -> list[tuple[str, str, Verdict | None, 
 
 def source_note(r: Result) -> str | None:
     """What a raw result wrong at the source means, worded by who set it: a value the
-    guest sets is the guest's doing, not the hypervisor's fault (quantities.GUEST_SET),
-    and it misleads the dom0 tools that read it (quantities.MISLEADS)."""
+    guest sets is the guest's doing, not the hypervisor's fault (Record.guest_set),
+    and it misleads the dom0 tools that read it (Record.misleads)."""
     v = r.verdicts.get(RAW)
     if v is Verdict.FORGED_ERRNO:
         what = "forged errno: this call cannot return it"
@@ -171,7 +171,7 @@ def source_note(r: Result) -> str | None:
     if not r.probe.guest_set:
         return what
     text = f"{what}; the guest's doing (it sets this value), not the hypervisor's fault"
-    misled = MISLEADS.get(r.probe.quantity)
+    misled = RECORDS[r.probe.quantity].misleads
     return text + (f"; would mislead {misled}" if misled else "")
 
 
@@ -293,7 +293,7 @@ def _detail(sweep: Sweep, v: View, s: Style, calm_cap: int, *,
                 # A value wider than its column still leaves a blank before the verdict.
                 out.append(("  " + subject.ljust(widths[0]) + layer.ljust(widths[1])
                             + (value + " ").ljust(widths[2]) + vtext + note).rstrip())
-        what = "vCPUs" if quantity in PER_VCPU else "domains"
+        what = "vCPUs" if RECORDS[quantity].scope is Scope.PER_VCPU else "domains"
         if hidden_bad:
             out.append(s(f"  ... and {hidden_bad} more {what} in mismatch (see them all: "
                          f"--mismatches --quantity {quantity.value})", "red"))
@@ -375,9 +375,11 @@ def breakdown(sweep: Sweep) -> dict[tuple[str, str], dict[str, int]]:
     order = {name: i for i, name in enumerate([RAW, *sweep.layers])}
     quantities = {q: i for i, q in enumerate(Quantity)}
     out: dict[tuple[str, str], dict[str, int]] = {}
+    # A quantity the enum does not list (a test's record) after those it does.
     for (q, layer, v), n in sorted(sweep.summary.verdicts.items(),
-                                   key=lambda kv: (quantities[kv[0][0]],
-                                                   order.get(kv[0][1], 99), kv[0][2].value)):
+                                   key=lambda kv: (quantities.get(kv[0][0], len(quantities)),
+                                                   kv[0][0].value, order.get(kv[0][1], 99),
+                                                   kv[0][2].value)):
         if n:
             out.setdefault((q.value, layer), {})[v.value] = n
     return out

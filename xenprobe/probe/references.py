@@ -1,22 +1,27 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Independent references for the census quantities (quantities.CENSUS).
+"""Independent references: for each quantity, where the value it should have comes from.
 
-A pure mapping from facts the dom0 kernel publishes (read by `read_facts`) to the value
-each quantity should have; None where no independent source exists.
+REFERENCES maps every quantity (xenprobe.xen.quantities.RECORDS) to a pure function of
+what a sweep read around its probes (`Sources`: physinfo, getdomaininfo's pages, the
+version sysfs publishes, the facts the dom0 kernel publishes, read by `read_facts`) and
+the probe; None where no independent source exists.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xenprobe.probe.classify import Truth
+from xenprobe.probe.judge import Ref
 from xenprobe.xen.abi import census_ops as co
 from xenprobe.xen.abi.platform import DOM0_VGA_CONSOLE_INFO
+from xenprobe.xen.host import MAX_FRAMES
 from xenprobe.xen.platform_requests import RESOURCE_ENTRIES
-from xenprobe.xen.quantities import Quantity
+from xenprobe.xen.quantities import Probe, Quantity, Subject
 
 SYS_HYPERVISOR = Path("/sys/hypervisor")
 SYS_CPU = Path("/sys/devices/system/cpu")
@@ -110,6 +115,94 @@ def vcpu_reference(f: Facts, vcpu: int) -> Truth | None:
     if vcpu not in f.cpus_possible:
         return None
     return Truth.exact(1 if vcpu in f.cpus_online else 0)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a sweep read to judge its probes against, read before and after them."""
+
+    physinfo: Mapping[str, int | bytes] = field(default_factory=dict)
+    domains: Mapping[int, tuple[int, int]] = field(default_factory=dict)  # (tot, max)
+    version: int | None = None      # /sys/hypervisor/version as XENVER_version packs it
+    self_domid: int | None = None   # who DOMID_SELF is; None where it could not be told
+    facts: Facts | None = None      # None where no census quantity is offered
+    census: Mapping[Quantity, Truth | None] = field(default_factory=dict)  # references(facts)
+
+
+# A reference: the Sources and the probe -> what its value should be (an int for an
+# exact page count, see judge.Ref).
+Reference = Callable[[Sources, Probe], Ref]
+
+_ESRCH = Truth.error(errno.ESRCH)
+
+
+def no_reference(s: Sources, p: Probe) -> Ref:
+    """No independent source exists (maximum_gpfn, the build-id size...)."""
+    return None
+
+
+def ram_frames(s: Sources, p: Probe) -> Ref:
+    """max_page is the highest RAM frame + 1, so at least total_pages. physinfo's max_mfn
+    is no upper bound: get_upper_mfn_bound() follows the hot-plug range's end and is
+    capped at 2^32 without CONFIG_BIGMEM, so RAM can reach above it
+    (x86/mm.c@RELEASE-4.17.0:6278-6287). A frame number of a 64-bit address is the only
+    bound Xen guarantees."""
+    total = s.physinfo["total_pages"]
+    assert isinstance(total, int)
+    return Truth.between(total, MAX_FRAMES)
+
+
+def version(s: Sources, p: Probe) -> Ref:
+    """XENVER_version: what /sys/hypervisor/version publishes."""
+    return Truth.exact(s.version) if s.version is not None else None
+
+
+def _pages(column: int) -> Reference:
+    def pages(s: Sources, p: Probe) -> Ref:
+        if p.subject is Subject.MISSING:
+            return _ESRCH
+        domid = s.self_domid if p.subject is Subject.SELF else p.domid
+        if domid is None:
+            return None  # who DOMID_SELF is could not be told
+        info = s.domains.get(domid)
+        return _ESRCH if info is None else info[column]
+    return pages
+
+
+# getdomaininfo's tot_pages and max_pages of the probe's domain (ESRCH where none is).
+tot_pages = _pages(0)
+max_pages = _pages(1)
+
+
+def census_fact(s: Sources, p: Probe) -> Ref:
+    """A host-wide census quantity: `references` of the facts the dom0 kernel published."""
+    return s.census.get(p.quantity)
+
+
+def vcpu_online(s: Sources, p: Probe) -> Ref:
+    """VCPUOP_is_up of one of dom0's own vCPUs: `vcpu_reference`."""
+    if s.facts is None or p.vcpu is None:
+        return None
+    return vcpu_reference(s.facts, p.vcpu)
+
+
+# Every quantity's reference, one entry each (tests/test_seams.py holds it to RECORDS).
+REFERENCES: dict[Quantity, Reference] = {
+    Quantity.XEN_VERSION: version,
+    Quantity.MAXIMUM_RAM_PAGE: ram_frames,
+    **{q: census_fact for q in (
+        Quantity.XEN_PAGESIZE, Quantity.BUILD_ID_SIZE, Quantity.EXTRAVERSION_LEN,
+        Quantity.CAPABILITIES_LEN, Quantity.CHANGESET_LEN, Quantity.COMMANDLINE_LEN,
+        Quantity.DEBUG_REGISTER_6, Quantity.SHARING_FREED_PAGES,
+        Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION,
+        Quantity.KEXEC_STATUS_DEFAULT, Quantity.KEXEC_STATUS_CRASH,
+        Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE,
+        Quantity.LIVEPATCH_LISTED)},
+    Quantity.VCPU_IS_UP: vcpu_online,
+    Quantity.CURRENT_RESERVATION: tot_pages,
+    Quantity.MAXIMUM_RESERVATION: max_pages,
+    Quantity.MAXIMUM_GPFN: no_reference,
+}
 
 
 def _text(path: Path) -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import errno as errnos
 import functools
-import os
 import struct
 import time
 import uuid
@@ -26,6 +25,7 @@ import structlog
 
 from xenprobe.layers.protocol import Layer
 from xenprobe.layers.raw_absent import RawAbsent
+from xenprobe.probe.calls import KexecStatuses, Memory, call
 from xenprobe.probe.classify import Truth
 from xenprobe.probe.judge import (
     Ref,
@@ -35,12 +35,19 @@ from xenprobe.probe.judge import (
     judge_by_reference,
     unanimous,
 )
-from xenprobe.probe.references import Facts, read_facts, references, vcpu_reference
+from xenprobe.probe.references import (
+    REFERENCES,
+    Sources,
+    max_pages,
+    no_reference,
+    read_facts,
+    references,
+    tot_pages,
+)
 from xenprobe.probe.results import Batch, Result, Results, Summary, truth_of
 from xenprobe.support.errors import CannotProbe
 from xenprobe.xen.abi.errnos import can_return
 from xenprobe.xen.host import (
-    MAX_FRAMES,
     Host,
     Identity,
     sys_hypervisor_guest_type,
@@ -49,19 +56,19 @@ from xenprobe.xen.host import (
 from xenprobe.xen.livepatch import LivepatchList
 from xenprobe.xen.platform_requests import PlatformRequests
 from xenprobe.xen.quantities import (
-    CENSUS,
-    KEXEC_TYPE,
-    PLATFORM_STRUCT,
-    UNBATCHED,
+    RECORDS,
+    Argument,
     Probe,
     Quantity,
+    Scope,
     Subject,
+    census,
     census_probe,
     offered,
     plan,
 )
 from xenprobe.xen.reading import Columns, Reading, raw_result
-from xenprobe.xen.transport import Args, Buffer, Calls, NoMulticall, args5
+from xenprobe.xen.transport import Buffer, Calls, NoMulticall
 from xenprobe.xen.xenstore import Names
 
 log = structlog.get_logger("xenprobe.probe.sweep")
@@ -122,13 +129,8 @@ class Sweep:
 
 
 @dataclass(frozen=True)
-class _References:
-    physinfo: dict[str, int | bytes]
-    domains: dict[int, tuple[int, int]]  # domid -> (tot_pages, max_pages)
-    version: int | None
-    self_domid: int | None
-    census: Mapping[Quantity, Truth | None] = field(default_factory=dict)
-    facts: Facts | None = None  # what the census references come from (vCPUs online)
+class _References(Sources):
+    """The Sources read around one attempt, looked up per probe or column-wise."""
 
     def truth(self, probe: Probe) -> Truth | None:
         ref = self.ref(probe)
@@ -136,42 +138,14 @@ class _References:
 
     def ref(self, probe: Probe) -> Ref:
         """truth(), with an exact page count as a plain int (see judge.Ref)."""
-        q = probe.quantity
-        if q is Quantity.VCPU_IS_UP:
-            if self.facts is None or probe.vcpu is None:
-                return None
-            return vcpu_reference(self.facts, probe.vcpu)
-        if q in _CENSUS:
-            return self.census.get(q)
-        if q is Quantity.MAXIMUM_RAM_PAGE:
-            # max_page is the highest RAM frame + 1, so at least total_pages. physinfo's
-            # max_mfn is no upper bound: get_upper_mfn_bound() follows the hot-plug
-            # range's end and is capped at 2^32 without CONFIG_BIGMEM, so RAM can
-            # reach above it (x86/mm.c@RELEASE-4.17.0:6278-6287). A frame number of a
-            # 64-bit address is the only bound Xen guarantees.
-            total = self.physinfo["total_pages"]
-            assert isinstance(total, int)
-            return Truth.between(total, MAX_FRAMES)
-        if q is Quantity.XEN_VERSION:
-            return Truth.exact(self.version) if self.version is not None else None
-        if q is Quantity.MAXIMUM_GPFN:
-            return None  # no independent source
-        if probe.subject is Subject.MISSING:
-            return _ESRCH
-        domid = self.self_domid if probe.subject is Subject.SELF else probe.domid
-        if domid is None:
-            return None  # who DOMID_SELF is could not be told
-        info = self.domains.get(domid)
-        if info is None:
-            return _ESRCH
-        return info[0] if q is Quantity.CURRENT_RESERVATION else info[1]
+        return REFERENCES[probe.quantity](self, probe)
 
     def column(self, plan: _Plan, indices: Sequence[int]) -> list[Ref]:
         """ref() of the plan's probes at these positions. The per-domain probes, nearly
         all of them, are looked up in bulk."""
         if len(indices) != len(plan.calls):
             return [self.ref(plan.probes[i]) for i in indices]
-        out: list[Ref] = [None] * len(indices)  # maximum_gpfn: no reference
+        out: list[Ref] = [None] * len(indices)  # what has no reference stays None
         pages = self.domains
         for column, (at, domids) in enumerate((plan.current, plan.maximum)):
             for i, domid in zip(at, domids, strict=True):
@@ -184,8 +158,6 @@ class _References:
 
 _ESRCH = Truth.error(errnos.ESRCH)
 _INVALID_MAX_VCPU_ID = 0xFFFF_FFFF  # XEN_INVALID_MAX_VCPU_ID, public/domctl.h@4.17:142
-_UNBATCHED = frozenset(UNBATCHED)
-_CENSUS = frozenset(CENSUS) | _UNBATCHED
 
 
 @dataclass
@@ -211,25 +183,28 @@ class _Plan:
               requests: PlatformRequests | None = None,
               kexec: KexecStatuses | None = None) -> _Plan:
         probes = plan(domids, census, vcpus)
-        by_value = [p for p in probes if p.quantity not in _UNBATCHED]
+        by_value = [p for p in probes if RECORDS[p.quantity].batched]
         ids = sorted({p.domid for p in probes if p.domid is not None})
         slots = Buffer(2 * max(1, len(ids)))
         address = {}
         for i, domid in enumerate(ids):
             struct.pack_into("<H", slots.view, 2 * i, domid)
             address[domid] = slots.address + 2 * i
-        calls = Calls.of([_call(p, address, requests, kexec) for p in by_value])
+        memory = Memory(address, kexec, requests)
+        calls = Calls.of([call(p, memory) for p in by_value])
         current: tuple[list[int], list[int]] = ([], [])
         maximum: tuple[list[int], list[int]] = ([], [])
         others = []
+        # A domain's page counts are looked up in bulk (_References.column); what has
+        # no reference is left out.
+        bulk = {tot_pages: current, max_pages: maximum}
         for i, p in enumerate(by_value):
-            if p.subject is Subject.DOMAIN and p.quantity is Quantity.CURRENT_RESERVATION:
-                current[0].append(i)
-                current[1].append(p.domid or 0)
-            elif p.subject is Subject.DOMAIN and p.quantity is Quantity.MAXIMUM_RESERVATION:
-                maximum[0].append(i)
-                maximum[1].append(p.domid or 0)
-            elif p.quantity is not Quantity.MAXIMUM_GPFN:
+            reference = REFERENCES[p.quantity]
+            column = bulk.get(reference) if p.subject is Subject.DOMAIN else None
+            if column is not None:
+                column[0].append(i)
+                column[1].append(p.domid or 0)
+            elif reference is not no_reference:
                 others.append(i)
         via = {layer.name: frozenset(i for i, p in enumerate(probes)
                                      if layer.via_reference(p)) for layer in layers}
@@ -256,25 +231,6 @@ class _Progress:
 
     def results(self, probes: list[Probe], layers: list[str]) -> Results:
         return Results(probes, layers, self.batches, self.batch, self.position, self.judged)
-
-
-class KexecStatuses:
-    """One struct xen_kexec_status ({uint8_t type}) per image type, at the offset of its
-    type: kexec_status only reads it (common/kexec.c@4.17:1199-1214). One per process:
-    hypercall memory is not inherited (MADV_DONTFORK), so a forked child that used its
-    parent's address would point Xen at whatever it has there."""
-
-    def __init__(self) -> None:
-        self._by_pid: dict[int, Buffer] = {}
-
-    def address(self, kexec_type: int) -> int:
-        pid = os.getpid()
-        buf = self._by_pid.get(pid)
-        if buf is None:
-            buf = self._by_pid[pid] = Buffer(max(KEXEC_TYPE.values()) + 1)
-            for t in KEXEC_TYPE.values():
-                buf.view[t] = bytes([t])
-        return buf.address + kexec_type
 
 
 @dataclass
@@ -324,7 +280,7 @@ class Sweeper:
         census = references(facts) if facts is not None else {}
         return _References(self.host.physinfo(), domains, sys_hypervisor_version(),
                            known.self_domid if isinstance(known.self_domid, int) else None,
-                           census, facts)
+                           facts, census)
 
     def _offered(self) -> tuple[Quantity, ...]:
         """The census quantities this hypervisor answers (anything but -ENOSYS), asked
@@ -332,15 +288,15 @@ class Sweeper:
         4.15.1) through the ioctl system call, whose errno tells ENOSYS as well."""
         known = self._known
         if known.offered is None:
-            calls = Calls.of([_call(census_probe(q), {}, self._requests(), known.kexec)
-                              for q in CENSUS])
+            memory = Memory({}, known.kexec, self._requests())
+            calls = Calls.of([call(census_probe(q), memory) for q in census()])
             try:
                 raw = list(self.host.dev.multicall_values(calls))
             except CannotProbe:
                 values, errs = self.host.dev.many_values(calls, syscall=True)
                 raw = [-e if e else v for v, e in zip(values, errs, strict=True)]
             known.offered = offered(raw) + self._offered_unbatched()
-            if Quantity.VCPU_IS_UP in known.offered:
+            if any(RECORDS[q].scope is Scope.PER_VCPU for q in known.offered):
                 known.vcpus = self._own_vcpus()
             log.debug("census_offered", quantities=[q.value for q in known.offered],
                       vcpus=known.vcpus)
@@ -400,9 +356,9 @@ class Sweeper:
             for attempt in range(1, self.attempts + 1):
                 # Host-wide census references come from sysfs and the source alone:
                 # no getdomaininfolist or physinfo round for them.
-                before = references(read_facts()).get(probe.quantity)
+                before = truth_of(_facts_only().ref(probe))
                 readings = self._read_unbatched(probe)
-                after = references(read_facts()).get(probe.quantity)
+                after = truth_of(_facts_only().ref(probe))
                 sample = RefSample(before, after, readings)
                 verdicts = judge_by_reference(sample, final=attempt == self.attempts,
                                               earlier=earlier)
@@ -423,7 +379,8 @@ class Sweeper:
                 p.slots.close()
             elif len(plans) >= _PLANS_KEPT:
                 plans.pop(next(iter(plans))).slots.close()
-            requests = self._requests() if set(census) & set(PLATFORM_STRUCT) else None
+            platform = any(RECORDS[q].argument is Argument.PLATFORM for q in census)
+            requests = self._requests() if platform else None
             p = plans[key] = _Plan.build(domids, self.layers, census, self._known.vcpus,
                                          requests, self._known.kexec)
         return p
@@ -587,18 +544,8 @@ def _compact(c: Columns) -> Columns:
         return c  # a layer returned something wider; keep it as it is
 
 
-def _call(probe: Probe, address: dict[int, int], requests: PlatformRequests | None,
-          kexec: KexecStatuses | None) -> tuple[int, Args]:
-    op, cmd = probe.call
-    if probe.subject is Subject.VCPU:
-        return op, args5(cmd, probe.vcpu or 0)  # VCPUOP_is_up(vcpuid, NULL)
-    kexec_type = KEXEC_TYPE.get(probe.quantity)
-    if kexec_type is not None:
-        assert kexec is not None
-        return op, args5(cmd, kexec.address(kexec_type))
-    if probe.quantity in PLATFORM_STRUCT:
-        assert requests is not None
-        return op, args5(requests.address(probe.quantity))
-    if probe.domid is None:
-        return op, args5(cmd)
-    return op, args5(cmd, address[probe.domid])
+def _facts_only() -> _References:
+    """The references of host-wide census quantities: from sysfs and the source alone,
+    with no getdomaininfolist or physinfo round."""
+    facts = read_facts()
+    return _References(facts=facts, census=references(facts))

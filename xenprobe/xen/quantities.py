@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import errno
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from xenprobe.xen.abi import census_ops as co
@@ -40,108 +40,178 @@ class Quantity(enum.StrEnum):
     LIVEPATCH_LISTED = "livepatch_listed"
 
 
-# (hypercall, cmd) per quantity; per-domain ones take a pointer to a domid_t.
-CALLS: dict[Quantity, tuple[int, int]] = {
-    Quantity.MAXIMUM_RAM_PAGE: (hc.MEMORY_OP, hc.XENMEM_maximum_ram_page),
-    Quantity.CURRENT_RESERVATION: (hc.MEMORY_OP, hc.XENMEM_current_reservation),
-    Quantity.MAXIMUM_RESERVATION: (hc.MEMORY_OP, hc.XENMEM_maximum_reservation),
-    Quantity.MAXIMUM_GPFN: (hc.MEMORY_OP, hc.XENMEM_maximum_gpfn),
-    Quantity.XEN_VERSION: (hc.XEN_VERSION, hc.XENVER_version),
-    # A NULL argument: the length query of the build-id and *2 subops.
-    Quantity.XEN_PAGESIZE: (hc.XEN_VERSION, co.XENVER_pagesize),
-    Quantity.BUILD_ID_SIZE: (hc.XEN_VERSION, co.XENVER_build_id),
-    Quantity.EXTRAVERSION_LEN: (hc.XEN_VERSION, co.XENVER_extraversion2),
-    Quantity.CAPABILITIES_LEN: (hc.XEN_VERSION, co.XENVER_capabilities2),
-    Quantity.CHANGESET_LEN: (hc.XEN_VERSION, co.XENVER_changeset2),
-    Quantity.COMMANDLINE_LEN: (hc.XEN_VERSION, co.XENVER_commandline2),
-    Quantity.DEBUG_REGISTER_6: (co.GET_DEBUGREG, co.DR6),
-    Quantity.SHARING_FREED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_freed_pages),
-    Quantity.SHARING_SHARED_PAGES: (hc.MEMORY_OP, co.XENMEM_get_sharing_shared_pages),
-    Quantity.HYPFS_VERSION: (co.HYPFS_OP, co.XEN_HYPFS_OP_get_version),
-    # vcpuid by value in arg1, arg2 NULL.
-    Quantity.VCPU_IS_UP: (co.VCPU_OP, co.VCPUOP_is_up),
-    # arg1 points to a struct xen_kexec_status holding the image type (KEXEC_TYPE).
-    Quantity.KEXEC_STATUS_DEFAULT: (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
-    Quantity.KEXEC_STATUS_CRASH: (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
-    Quantity.DOM0_CONSOLE_SIZE: (co.PLATFORM_OP, co.XENPF_get_dom0_console),
-    Quantity.RESOURCE_OP_DONE: (co.PLATFORM_OP, co.XENPF_resource_op),
-    # A sysctl: the cmd in a struct (xenprobe.xen.livepatch builds it), LIST inside it.
-    Quantity.LIVEPATCH_LISTED: (hc.SYSCTL, co.XEN_SYSCTL_livepatch_op),
-}
+class Scope(enum.Enum):
+    """Whom a quantity is read for, and so where the plan puts its probes."""
 
-KEXEC_TYPE: dict[Quantity, int] = {
-    Quantity.KEXEC_STATUS_DEFAULT: co.KEXEC_TYPE_DEFAULT,
-    Quantity.KEXEC_STATUS_CRASH: co.KEXEC_TYPE_CRASH,
-}
+    HOST = "host"            # once per sweep, on every host
+    CENSUS = "census"        # once, host-wide, where the hypervisor offers it (`offered`)
+    PER_VCPU = "per_vcpu"    # once per vCPU of the caller's own domain, where offered
+    DOMAIN = "domain"        # once per domain (and for DOMID_SELF where `for_self`)
+    UNBATCHED = "unbatched"  # host-wide, where offered; its call carries a struct (below)
 
-# The quantities whose arg0 is the address of a struct xen_platform_op carrying the cmd.
-PLATFORM_STRUCT = (Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE)
 
-# Host-wide census quantities, probed where the hypervisor offers them: a release
-# without the subop (the *2 ones before 4.20, hypfs before 4.14), a build without the
-# feature, or a dom0 that cannot issue it (get_debugreg and kexec_op on PVH) answers
-# -ENOSYS, and the quantity is absent there rather than an error. VCPU_IS_UP is asked
-# of vCPU 0, which every domain has, and then probed once per vCPU of dom0 (PER_VCPU).
-CENSUS = (Quantity.XEN_PAGESIZE, Quantity.BUILD_ID_SIZE, Quantity.EXTRAVERSION_LEN,
-          Quantity.CAPABILITIES_LEN, Quantity.CHANGESET_LEN, Quantity.COMMANDLINE_LEN,
-          Quantity.DEBUG_REGISTER_6, Quantity.SHARING_FREED_PAGES,
-          Quantity.SHARING_SHARED_PAGES, Quantity.HYPFS_VERSION, Quantity.VCPU_IS_UP,
-          Quantity.KEXEC_STATUS_DEFAULT, Quantity.KEXEC_STATUS_CRASH,
-          Quantity.DOM0_CONSOLE_SIZE, Quantity.RESOURCE_OP_DONE)
+class Argument(enum.Enum):
+    """What the call's argument after the cmd is (probe.calls builds it)."""
 
-# Census quantities read once per vCPU of the caller's own domain. Their number is
-# dom0's vCPU count (getdomaininfo's max_vcpu_id + 1), which Xen bounds; the metrics
-# carry no vCPU label (per quantity only), so the series count does not grow with it.
-PER_VCPU = (Quantity.VCPU_IS_UP,)
+    NONE = "none"          # nothing: NULL (the length queries of build-id and the *2 subops)
+    DOMID = "domid"        # the address of a domid_t holding the probe's domain
+    VCPU = "vcpu"          # the vcpuid by value, arg2 NULL (VCPUOP_is_up)
+    KEXEC = "kexec"        # the address of a struct xen_kexec_status {uint8_t type}
+    PLATFORM = "platform"  # arg0 is the address of a struct xen_platform_op carrying the cmd
+    REQUEST = "request"    # a struct the layers issue whole (Layer.read_request)
 
-# Answers that mean "not offered here" besides -ENOSYS, for the platform_op quantities:
-# -EPERM from XSM (xsm_platform_op is XSM_PRIV; a FLASK policy may deny a command), and
-# for get_dom0_console -ENODEV, Xen 4.22+'s answer without CONFIG_VIDEO
-# (x86/platform_hypercall.c@RELEASE-4.22.0:924-927; before 4.22 such a build answers
-# -ENOSYS, the case being compiled out).
-_ABSENT: dict[Quantity, frozenset[int]] = {
-    Quantity.DOM0_CONSOLE_SIZE: frozenset({errno.ENOSYS, errno.EPERM, errno.ENODEV}),
-    Quantity.RESOURCE_OP_DONE: frozenset({errno.ENOSYS, errno.EPERM}),
-}
+
 _ENOSYS = frozenset({errno.ENOSYS})
 
-# Host-wide census quantities whose request is a sysctl struct: xenprobe never puts
-# one in a multicall, so they have no raw reading and are judged against the reference
-# alone; probed where the hypervisor offers them, like CENSUS. Planned after every
-# other probe.
-UNBATCHED = (Quantity.LIVEPATCH_LISTED,)
 
-PER_DOMAIN = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION,
-              Quantity.MAXIMUM_GPFN)
-# DOMID_SELF is probed where Xen accepts it (memory_op 3 and 4; 14 as well).
-FOR_SELF = (Quantity.CURRENT_RESERVATION, Quantity.MAXIMUM_RESERVATION)
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One quantity: the call that reads it, whom it is read for, how its argument is
+    made, and what a guest has to do with it. Its reference is in
+    xenprobe.probe.references.REFERENCES, who reads it in xenprobe.probe.impact.ROWS."""
+
+    quantity: Quantity
+    call: tuple[int, int]         # (hypercall, cmd)
+    scope: Scope
+    # Its census group (docs/census.md): one per hypercall family and purpose, which an
+    # operator can leave out of the exports (exporter.metrics.collector_groups).
+    group: str
+    argument: Argument = Argument.NONE
+    for_self: bool = False        # DOMAIN: probed for DOMID_SELF too, where Xen accepts it
+    missing: bool = False         # DOMAIN: probed for a domain id nobody has (the error path)
+    kexec_type: int | None = None  # KEXEC: the image type its struct holds
+    # CENSUS: the answers that mean "not offered here", besides a value.
+    absent: frozenset[int] = _ENOSYS
+    # What a domU sets by itself, and how, in one word (a metric label value), or None.
+    guest_set: str | None = None
+    # Whom a wrong value at the source misleads (check's output), or None.
+    misleads: str | None = None
+
+    @property
+    def batched(self) -> bool:
+        """Read by value, in the multicall batch (every scope but UNBATCHED)."""
+        return self.scope is not Scope.UNBATCHED
+
+    @property
+    def census(self) -> bool:
+        """Probed where the hypervisor offers it, not on every host."""
+        return self.scope in (Scope.CENSUS, Scope.PER_VCPU, Scope.UNBATCHED)
 
 
-# What a domU sets by itself, and how, in one word (a metric label value). A guest that
-# sets such a value where a dom0 tool's int path misreads it (an -errno alias, a sign
-# flip, a truncation) makes that tool see a fake error or a wrong value: the operator's
-# security concern.
-GUEST_SET: dict[Quantity, str] = {
+def _row(r: Record) -> tuple[Quantity, Record]:
+    return r.quantity, r
+
+
+# One record per quantity, in plan order (`plan`). Adding a quantity is a member of
+# Quantity, its row here, its reference (probe.references), its readers (probe.impact),
+# its model in the mock host and its test: docs/quantities.md.
+RECORDS: dict[Quantity, Record] = dict(map(_row, (
+    Record(Quantity.XEN_VERSION, (hc.XEN_VERSION, hc.XENVER_version), Scope.HOST, "version"),
+    Record(Quantity.MAXIMUM_RAM_PAGE, (hc.MEMORY_OP, hc.XENMEM_maximum_ram_page),
+           Scope.HOST, "memory"),
+    # The census's other read-only paths (tests.census), host-wide, by value. A release
+    # without the subop (the *2 ones before 4.20, hypfs before 4.14), a build without
+    # the feature, or a dom0 that cannot issue it (get_debugreg and kexec_op on PVH)
+    # answers -ENOSYS: the quantity is absent there rather than an error.
+    Record(Quantity.XEN_PAGESIZE, (hc.XEN_VERSION, co.XENVER_pagesize), Scope.CENSUS,
+           "version"),
+    # A NULL argument: the length query of the build-id and *2 subops.
+    Record(Quantity.BUILD_ID_SIZE, (hc.XEN_VERSION, co.XENVER_build_id), Scope.CENSUS,
+           "version"),
+    Record(Quantity.EXTRAVERSION_LEN, (hc.XEN_VERSION, co.XENVER_extraversion2),
+           Scope.CENSUS, "version"),
+    Record(Quantity.CAPABILITIES_LEN, (hc.XEN_VERSION, co.XENVER_capabilities2),
+           Scope.CENSUS, "version"),
+    Record(Quantity.CHANGESET_LEN, (hc.XEN_VERSION, co.XENVER_changeset2), Scope.CENSUS,
+           "version"),
+    Record(Quantity.COMMANDLINE_LEN, (hc.XEN_VERSION, co.XENVER_commandline2),
+           Scope.CENSUS, "version"),
+    Record(Quantity.DEBUG_REGISTER_6, (co.GET_DEBUGREG, co.DR6), Scope.CENSUS, "debugreg"),
+    Record(Quantity.SHARING_FREED_PAGES, (hc.MEMORY_OP, co.XENMEM_get_sharing_freed_pages),
+           Scope.CENSUS, "sharing"),
+    Record(Quantity.SHARING_SHARED_PAGES,
+           (hc.MEMORY_OP, co.XENMEM_get_sharing_shared_pages), Scope.CENSUS, "sharing"),
+    Record(Quantity.HYPFS_VERSION, (co.HYPFS_OP, co.XEN_HYPFS_OP_get_version), Scope.CENSUS,
+           "hypfs"),
+    # Asked of vCPU 0, which every domain has, then read once per vCPU of dom0. Their
+    # number is dom0's vCPU count (getdomaininfo's max_vcpu_id + 1), which Xen bounds;
+    # the metrics carry no vCPU label, so the series count does not grow with it.
+    Record(Quantity.VCPU_IS_UP, (co.VCPU_OP, co.VCPUOP_is_up), Scope.PER_VCPU, "vcpu",
+           Argument.VCPU),
+    # kexec_op status, one per image type (PV only).
+    Record(Quantity.KEXEC_STATUS_DEFAULT, (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
+           Scope.CENSUS, "kexec", Argument.KEXEC, kexec_type=co.KEXEC_TYPE_DEFAULT),
+    Record(Quantity.KEXEC_STATUS_CRASH, (co.KEXEC_OP, co.KEXEC_CMD_kexec_status),
+           Scope.CENSUS, "kexec", Argument.KEXEC, kexec_type=co.KEXEC_TYPE_CRASH),
+    # platform_op: its arg0 points to a struct (platform_requests.py). Not offered also
+    # answers -EPERM from XSM (xsm_platform_op is XSM_PRIV; a FLASK policy may deny a
+    # command), and for get_dom0_console -ENODEV, Xen 4.22+'s answer without
+    # CONFIG_VIDEO (x86/platform_hypercall.c@RELEASE-4.22.0:924-927; before 4.22 such a
+    # build answers -ENOSYS, the case being compiled out).
+    Record(Quantity.DOM0_CONSOLE_SIZE, (co.PLATFORM_OP, co.XENPF_get_dom0_console),
+           Scope.CENSUS, "platform", Argument.PLATFORM,
+           absent=frozenset({errno.ENOSYS, errno.EPERM, errno.ENODEV})),
+    Record(Quantity.RESOURCE_OP_DONE, (co.PLATFORM_OP, co.XENPF_resource_op),
+           Scope.CENSUS, "platform", Argument.PLATFORM,
+           absent=frozenset({errno.ENOSYS, errno.EPERM})),
+    # Per domain, a pointer to a domid_t. DOMID_SELF is probed where Xen accepts it
+    # (memory_op 3 and 4; 14 as well).
     # XENMEM_increase/decrease_reservation and populate_physmap on its own domain
     # (memory.c@RELEASE-4.17.0:1404-1406, XSM_TARGET: self allowed, :1435) move
     # tot_pages, up to the max_pages the toolstack set (page_alloc.c@RELEASE-4.17.0:2367).
-    Quantity.CURRENT_RESERVATION: "balloon",  # up to the maximum the toolstack set
+    Record(Quantity.CURRENT_RESERVATION, (hc.MEMORY_OP, hc.XENMEM_current_reservation),
+           Scope.DOMAIN, "memory", Argument.DOMID, for_self=True, missing=True,
+           guest_set="balloon"),  # up to the maximum the toolstack set
+    Record(Quantity.MAXIMUM_RESERVATION, (hc.MEMORY_OP, hc.XENMEM_maximum_reservation),
+           Scope.DOMAIN, "memory", Argument.DOMID, for_self=True),
     # PV: (arch_get_max_pfn(d) ?: 1) - 1, the max_pfn the guest writes into its own
     # shared_info (x86/mm.c@RELEASE-4.17.0:489, asm/shared.h@RELEASE-4.17.0:10-16,70):
     # any 64-bit value. HVM/PVH: the p2m's max_mapped_pfn (mm.c:485), which the guest
-    # raises by populating or mapping high gfns.
-    Quantity.MAXIMUM_GPFN: "max_pfn_or_p2m",  # PV: shared_info max_pfn; HVM: high gfns
-}
+    # raises by populating or mapping high gfns. A wrong value at the source misleads
+    # the dom0 tools that read it (consumer-census.md D1-D6; the PV paths read
+    # shared_info max_pfn - 1 itself); a guest can only aim it at its own domain.
+    Record(Quantity.MAXIMUM_GPFN, (hc.MEMORY_OP, hc.XENMEM_maximum_gpfn), Scope.DOMAIN,
+           "memory", Argument.DOMID,
+           guest_set="max_pfn_or_p2m",  # PV: shared_info max_pfn; HVM: the p2m's gfns
+           misleads="xc_domain_maximum_gpfn's callers: dump-core and "
+                    "xc_map_domain_meminfo (xen-hptool, xen-mfndump), HVM "
+                    "save/migration, xen-access, VMI tools (LibVMI, DRAKVUF)"),
+    # A sysctl: the cmd in a struct (xenprobe.xen.livepatch builds it), LIST inside it.
+    # xenprobe never puts one in a multicall, so it has no raw reading and is judged
+    # against the reference alone; planned after every other probe.
+    Record(Quantity.LIVEPATCH_LISTED, (hc.SYSCTL, co.XEN_SYSCTL_livepatch_op),
+           Scope.UNBATCHED, "livepatch", Argument.REQUEST),
+)))
 
 
-# Whom a guest-set value misleads when it is wrong at the source (a forged errno, a value
-# outside 0..LONG_MAX): the dom0 tools that read it (consumer-census.md D1-D6; the PV
-# paths read shared_info max_pfn - 1 itself). A guest can only aim it at its own domain.
-MISLEADS: dict[Quantity, str] = {
-    Quantity.MAXIMUM_GPFN: "xc_domain_maximum_gpfn's callers: dump-core and "
-                           "xc_map_domain_meminfo (xen-hptool, xen-mfndump), HVM "
-                           "save/migration, xen-access, VMI tools (LibVMI, DRAKVUF)",
-}
+def _where(test: Callable[[Record], bool]) -> tuple[Quantity, ...]:
+    return tuple(q for q, r in RECORDS.items() if test(r))
+
+
+# Views of RECORDS, as the rest of xenprobe and its tests name them. Code that must see
+# every record, a test's too, reads RECORDS itself (`census`, `plan`, `offered`).
+CALLS: dict[Quantity, tuple[int, int]] = {q: r.call for q, r in RECORDS.items()}
+KEXEC_TYPE: dict[Quantity, int] = {q: r.kexec_type for q, r in RECORDS.items()
+                                   if r.kexec_type is not None}
+PLATFORM_STRUCT = _where(lambda r: r.argument is Argument.PLATFORM)
+CENSUS = _where(lambda r: r.scope in (Scope.CENSUS, Scope.PER_VCPU))
+PER_VCPU = _where(lambda r: r.scope is Scope.PER_VCPU)
+UNBATCHED = _where(lambda r: r.scope is Scope.UNBATCHED)
+PER_DOMAIN = _where(lambda r: r.scope is Scope.DOMAIN)
+FOR_SELF = _where(lambda r: r.for_self)
+# A guest that sets such a value where a dom0 tool's int path misreads it (an -errno
+# alias, a sign flip, a truncation) makes that tool see a fake error or a wrong value:
+# the operator's security concern.
+GUEST_SET: dict[Quantity, str] = {q: r.guest_set for q, r in RECORDS.items()
+                                  if r.guest_set is not None}
+MISLEADS: dict[Quantity, str] = {q: r.misleads for q, r in RECORDS.items()
+                                 if r.misleads is not None}
+
+
+def census() -> tuple[Quantity, ...]:
+    """The by-value census quantities (CENSUS, PER_VCPU), in RECORDS order: what the
+    sweep asks once per host to learn which the hypervisor offers."""
+    return tuple(q for q, r in RECORDS.items() if r.census and r.batched)
 
 
 class Subject(enum.StrEnum):
@@ -161,14 +231,14 @@ class Probe:
 
     @property
     def call(self) -> tuple[int, int]:
-        return CALLS[self.quantity]
+        return RECORDS[self.quantity].call
 
     @property
     def guest_set(self) -> bool:
-        """A value a domU sets by itself (GUEST_SET), read for that domU (not dom0,
-        whose values are its own kernel's)."""
+        """A value a domU sets by itself (Record.guest_set), read for that domU (not
+        dom0, whose values are its own kernel's)."""
         return (self.subject is Subject.DOMAIN and self.domid != 0
-                and self.quantity in GUEST_SET)
+                and RECORDS[self.quantity].guest_set is not None)
 
     @property
     def label(self) -> str:
@@ -193,33 +263,39 @@ def missing_domid(existing: Iterable[int]) -> int:
 def census_probe(q: Quantity) -> Probe:
     """The probe that tells whether the hypervisor offers a census quantity: vCPU 0 for
     the per-vCPU ones (every domain has it), the host for the rest."""
-    return Probe(q, Subject.VCPU, vcpu=0) if q in PER_VCPU else Probe(q, Subject.HOST)
+    if RECORDS[q].scope is Scope.PER_VCPU:
+        return Probe(q, Subject.VCPU, vcpu=0)
+    return Probe(q, Subject.HOST)
 
 
 def plan(domids: Iterable[int], offered: Iterable[Quantity] = (),
          vcpus: int = 1) -> list[Probe]:
-    """Every probe for a host with these domains, in a stable order; `offered` are the
-    CENSUS quantities the hypervisor answers (see `offered`), `vcpus` the caller's own
-    vCPU count (the PER_VCPU quantities are read for each)."""
+    """Every probe for a host with these domains, in a stable order (RECORDS' within
+    each part): the host's, the offered census ones (`offered`; the PER_VCPU ones for
+    each of the caller's `vcpus`), DOMID_SELF's, each domain's, the missing domain's,
+    then the UNBATCHED ones."""
     ids = sorted(set(domids))
-    probes = [Probe(Quantity.XEN_VERSION, Subject.HOST),
-              Probe(Quantity.MAXIMUM_RAM_PAGE, Subject.HOST)]
     have = set(offered)
-    for q in CENSUS:
-        if q in have and q in PER_VCPU:
-            probes += [Probe(q, Subject.VCPU, vcpu=v) for v in range(max(1, vcpus))]
-        elif q in have:
-            probes.append(Probe(q, Subject.HOST))
-    probes += [Probe(q, Subject.SELF, hc.DOMID_SELF) for q in FOR_SELF]
-    probes += [Probe(q, Subject.DOMAIN, d) for d in ids for q in PER_DOMAIN]
-    probes.append(Probe(Quantity.CURRENT_RESERVATION, Subject.MISSING, missing_domid(ids)))
-    probes += [Probe(q, Subject.HOST) for q in UNBATCHED if q in have]
+    rows = RECORDS.values()
+    probes = [Probe(r.quantity, Subject.HOST) for r in rows if r.scope is Scope.HOST]
+    for r in rows:
+        if r.quantity in have and r.scope is Scope.PER_VCPU:
+            probes += [Probe(r.quantity, Subject.VCPU, vcpu=v) for v in range(max(1, vcpus))]
+        elif r.quantity in have and r.scope is Scope.CENSUS:
+            probes.append(Probe(r.quantity, Subject.HOST))
+    domain = [r.quantity for r in rows if r.scope is Scope.DOMAIN]
+    probes += [Probe(r.quantity, Subject.SELF, hc.DOMID_SELF) for r in rows if r.for_self]
+    probes += [Probe(q, Subject.DOMAIN, d) for d in ids for q in domain]
+    missing = missing_domid(ids)
+    probes += [Probe(r.quantity, Subject.MISSING, missing) for r in rows if r.missing]
+    probes += [Probe(r.quantity, Subject.HOST) for r in rows
+               if r.scope is Scope.UNBATCHED and r.quantity in have]
     return probes
 
 
 def offered(raw: Iterable[int]) -> tuple[Quantity, ...]:
-    """The CENSUS quantities whose raw results (in CENSUS order, signed 64-bit) are not
-    -ENOSYS (nor another answer _ABSENT lists): those the hypervisor, its build and this
-    dom0's type offer."""
-    return tuple(q for q, r in zip(CENSUS, raw, strict=True)
-                 if -r not in _ABSENT.get(q, _ENOSYS))
+    """The `census()` quantities whose raw results (in that order, signed 64-bit) are
+    not -ENOSYS (nor another answer their Record.absent lists): those the hypervisor,
+    its build and this dom0's type offer."""
+    return tuple(q for q, r in zip(census(), raw, strict=True)
+                 if -r not in RECORDS[q].absent)

@@ -9,27 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from xenprobe.xen.quantities import Quantity as Q  # noqa: N817 (a table of names, read as data)
+from xenprobe.xen.quantities import RECORDS, Quantity
 
-# The census's groups (docs/census.md): one per hypercall family and purpose.
-GROUPS: dict[str, tuple[Q, ...]] = {
-    "memory": (Q.MAXIMUM_RAM_PAGE, Q.CURRENT_RESERVATION, Q.MAXIMUM_RESERVATION,
-               Q.MAXIMUM_GPFN),
-    "version": (Q.XEN_VERSION, Q.XEN_PAGESIZE, Q.BUILD_ID_SIZE, Q.EXTRAVERSION_LEN,
-                Q.CAPABILITIES_LEN, Q.CHANGESET_LEN, Q.COMMANDLINE_LEN),
-    "debugreg": (Q.DEBUG_REGISTER_6,),
-    "sharing": (Q.SHARING_FREED_PAGES, Q.SHARING_SHARED_PAGES),
-    "hypfs": (Q.HYPFS_VERSION,),
-    "vcpu": (Q.VCPU_IS_UP,),
-    "kexec": (Q.KEXEC_STATUS_DEFAULT, Q.KEXEC_STATUS_CRASH),
-    "platform": (Q.DOM0_CONSOLE_SIZE, Q.RESOURCE_OP_DONE),
-    "livepatch": (Q.LIVEPATCH_LISTED,),
-}
+# The census's groups (docs/census.md): one per hypercall family and purpose, in the
+# order the flags are listed; each quantity's is in its record (Record.group).
+NAMES = ("memory", "version", "debugreg", "sharing", "hypfs", "vcpu", "kexec", "platform",
+         "livepatch")
+GROUPS: dict[str, tuple[Quantity, ...]] = {
+    g: tuple(q for q, r in RECORDS.items() if r.group == g) for g in NAMES}
 
 
 def left_out(disabled: Iterable[str]) -> frozenset[str]:
     """The quantity names the disabled groups leave out of the exports."""
-    return frozenset(q.value for g in disabled for q in GROUPS[g])
+    groups = set(disabled)
+    return frozenset(q.value for q, r in RECORDS.items() if r.group in groups)
 
 
 def toggled(disabled: Iterable[str], toggles: str) -> tuple[str, ...]:

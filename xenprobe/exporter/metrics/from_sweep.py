@@ -64,16 +64,17 @@ from xenprobe.probe.results import Result
 from xenprobe.probe.sweep import Sweep
 from xenprobe.support import revision
 from xenprobe.xen.consumers import Consumers
-from xenprobe.xen.quantities import CENSUS, GUEST_SET, UNBATCHED, Probe, Quantity, Subject
+from xenprobe.xen.quantities import RECORDS, Probe, Quantity, Subject
 
 PREFIX = "xenprobe"
 
 MISMATCH_VERDICTS = tuple(sorted(v.value for v in MISMATCHES))
 RISKS = tuple(r.value for r in Risk)
-# The quantities every host is probed for; the census quantities (CENSUS, UNBATCHED) only
-# where the hypervisor offers them, so their series are known from the first sweep that
-# probes them, not before (zeros for all ten on every host would triple the series).
-QUANTITIES = tuple(q.value for q in Quantity if q not in CENSUS and q not in UNBATCHED)
+# The quantities every host is probed for (their records); the census ones
+# (Record.census) only where the hypervisor offers them, so their series are known from
+# the first sweep that probes them, not before (zeros for all of them on every host
+# would triple the series).
+QUANTITIES = tuple(q.value for q in Quantity if not RECORDS[q].census)
 # Every layer a sweep can have (xenprobe.layers.protocol.ladder, plus raw): known before the first
 # sweep, so counters exist from the first scrape.
 LAYERS = (RAW, *layers.NAMES)
@@ -226,7 +227,7 @@ def without(family: Metric, left_out: frozenset[str]) -> Metric:
 
 def guest_set_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
     """(quantity, layer, verdict) -> domUs in that mismatch state on a value they set
-    themselves (quantities.GUEST_SET)."""
+    themselves (Record.guest_set)."""
     counts: Counter[tuple[str, str, str]] = Counter()
     for r in sweep.mismatches:
         if r.probe.guest_set:
@@ -237,8 +238,9 @@ def guest_set_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
 
 def _guest_set(sweep: Sweep) -> list[Metric]:
     info = info_family("xenprobe_guest_set_info", ("quantity",))
-    for q, how in GUEST_SET.items():
-        info.add_metric([q.value], {"how": how})
+    for q, r in RECORDS.items():
+        if r.guest_set is not None:
+            info.add_metric([q.value], {"how": r.guest_set})
     mismatch = gauge_family("xenprobe_guest_set_mismatch_verdicts")
     _present(mismatch, guest_set_counts(sweep))
     return [info, mismatch]
@@ -256,9 +258,10 @@ def source_finding_counts(sweep: Sweep) -> Counter[tuple[str, str, str]]:
 
 def _source_findings(sweep: Sweep) -> list[Metric]:
     family = gauge_family("xenprobe_source_finding")
+    quantity = {q.value: q for q in RECORDS}
     for (q, layer, v), n in sorted(source_finding_counts(sweep).items()):
         if n:  # only non-zero series, as the other detail gauges
-            family.add_metric([q, layer, v, impact.source_impact(Quantity(q)).value], n)
+            family.add_metric([q, layer, v, impact.source_impact(quantity[q]).value], n)
     return [family]
 
 
