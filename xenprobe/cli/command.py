@@ -443,6 +443,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "ulimit -v / RLIMIT_AS?)")
         return ExitCode.CANNOT_PROBE
     except Exception as e:
+        from xenprobe.cli import entry  # noqa: PLC0415 (imports nothing itself)
+
+        # What a command imports where it is used can fail under RLIMIT_AS, as the
+        # entry point's import did when everything was imported up front.
+        if isinstance(e, ImportError) and entry.cannot_load(e):
+            streams.say(entry.NO_MEMORY_TO_LOAD)
+            return ExitCode.CANNOT_PROBE
         streams.say(f"xenprobe: internal error: {type(e).__name__}: {e}")
         streams.say("xenprobe: this is a bug; please report it with the output of "
                     "--log-level debug")
