@@ -17,6 +17,11 @@ Then `xenprobe serve` itself (tests/bench/daemon.py) for RSS, CPU per sweep and
 over many sweeps, and `xenprobe watch`'s reader throughput against the mock's privcmd
 at paced call rates (tests/bench/watch.py). Figures are medians over the rounds;
 ratios are the median of the per-round ratios. Nothing here asserts a timing.
+
+--before TREE puts the figures of another checkout's code beside this one's, measured
+in the same run: its sweep in the same rotation as the floor, its daemon, its start-up
+(TREE on PYTHONPATH; built native modules in TREE/xenprobe, e.g. copied from this one
+when native/ did not change). Rows "(before)" are TREE's.
 """
 
 from __future__ import annotations
@@ -73,9 +78,10 @@ class Sizes:
 class _Proc:
     """A measuring process that answers one command per line with 'SECONDS CHECK'."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], ready: bool) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], ready: bool,
+                 cwd: Path = ROOT) -> None:
         self.name = Path(argv[0]).name if argv[0] != sys.executable else argv[-1]
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)
         self.note = ""
@@ -148,7 +154,12 @@ PLAN = [("xenprobe", "full", "xenprobe"), ("floor", "l", "floor"),
         ("xenprobe", "info", "xenprobe_info"), ("peer", "peer", "peer")]
 
 
-def measure_sizes(n: int, rounds: int, tmp: Path, floor: Path, pkgs: Any) -> Sizes:
+# With --before: the other tree's sweeps, in the same rotation.
+BEFORE_PLAN = [("before", "full", "before"), ("before", "kernel", "before_kernel")]
+
+
+def measure_sizes(n: int, rounds: int, tmp: Path, floor: Path, pkgs: Any,
+                  before: Path | None = None) -> Sizes:
     s, _, env = _host(n, tmp, pkgs)
     out = Sizes(n, probes=3 * n + 5 + CENSUS_PROBES)
     floor_argv = [str(floor), hex(s.sysctl_interface),
@@ -158,7 +169,11 @@ def measure_sizes(n: int, rounds: int, tmp: Path, floor: Path, pkgs: Any) -> Siz
     procs = {"xenprobe": _Proc([sys.executable, "-m", "tests.bench.child", "xenprobe"],
                                env, ready=True),
              "floor": _Proc(floor_argv, env, ready=False)}
-    plan = [step for step in PLAN if pkgs is not None or step[1] not in ("full", "l", "peer")]
+    steps = PLAN + (BEFORE_PLAN if before is not None else [])
+    plan = [step for step in steps if pkgs is not None or step[1] not in ("full", "l", "peer")]
+    if before is not None:
+        procs["before"] = _Proc([sys.executable, "-m", "tests.bench.child", "xenprobe"],
+                                startup.tree_env(env, before), ready=True, cwd=before)
     if pkgs is not None:
         procs["peer"] = _Proc([sys.executable, "-m", "tests.bench.child", "peer",
                                str(pkgs.python_dir)], env, ready=True)
@@ -210,17 +225,25 @@ def table(sizes: list[Sizes], daemons: list[daemon.DaemonFigures],
             f"| {_f(s.median_ms('peer'), '{:.2f}')} "
             f"| {_f(s.ratio('xenprobe_info', 'peer'), '{:.2f}')} "
             f"| {_f(s.ratio('xenprobe', 'peer'), '{:.2f}')} |")
+        if "before" in s.times or "before_kernel" in s.times:
+            lines.append(
+                f"| {s.domains:,} (before) | {s.probes:,} | {_f(s.median_ms('before'))} "
+                f"| {_f(s.median_ms('floor'))} | {_f(s.ratio('before', 'floor'), '{:.2f}')} "
+                f"| {_f(s.median_ms('before_kernel'))} | {_f(s.median_ms('floor_kernel'))} "
+                f"| {_f(s.ratio('before_kernel', 'floor_kernel'), '{:.2f}')} "
+                f"| - | - | - | - |")
     if daemons:
         lines += ["", "| domains | RSS after 1st sweep (MiB) | RSS after scrapes (MiB) "
                   "| RSS sweeping (MiB) | CPU per sweep (ms) | sweep (ms) "
                   "| /metrics median (ms) | /metrics p90 (ms) | /metrics size (KiB) |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for d in daemons:
+            label = f"{d.domains:,}" + (" (before)" if d.before else "")
             if d.error:
-                lines.append(f"| {d.domains:,} | failed: {d.error} ||||||||")
+                lines.append(f"| {label} | failed: {d.error} ||||||||")
                 continue
             lines.append(
-                f"| {d.domains:,} | {d.rss_first_mib:.1f} | {d.rss_scraped_mib:.1f} "
+                f"| {label} | {d.rss_first_mib:.1f} | {d.rss_scraped_mib:.1f} "
                 f"| {d.rss_busy_mib:.1f} | {d.cpu_per_sweep_ms:.0f} | {d.sweep_ms:.0f} "
                 f"| {d.scrape_median_ms:.1f} | {d.scrape_p90_ms:.1f} "
                 f"| {d.scrape_bytes / 1024:.0f} |")
@@ -262,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--watch-seconds", type=float, default=3.0,
                    help="seconds of load per watch rate (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    p.add_argument("--before", metavar="TREE", type=Path,
+                   help="another checkout (e.g. `git worktree add TREE main`, its native "
+                        "modules built) whose sweep, daemon and start-up are measured in "
+                        "the same run and printed beside this one's as (before)")
     args = p.parse_args(argv)
 
     pkgs = _packages()
@@ -274,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         floor = _build_floor(tmp)
         for n in _ints(args.domains):
             rounds = args.rounds * (5 if n <= 100 else 1)
-            sizes.append(measure_sizes(n, rounds, tmp, floor, pkgs))
+            sizes.append(measure_sizes(n, rounds, tmp, floor, pkgs, args.before))
             print(f"bench: {n} domains measured", file=sys.stderr)
         for n in _ints(args.daemon_domains):
             # As an operator starts it: `serve --mock FILE` puts itself on the mock host.
@@ -282,11 +309,15 @@ def main(argv: list[str] | None = None) -> int:
             env = {**os.environ, **(pkgs.env() if pkgs is not None else {})}
             daemons.append(daemon.measure(n, path, env, scrapes=args.scrapes,
                                           busy_sweeps=args.busy_sweeps))
+            if args.before is not None:
+                daemons.append(daemon.measure(
+                    n, path, startup.tree_env(env, args.before), scrapes=args.scrapes,
+                    busy_sweeps=args.busy_sweeps, before=True))
             print(f"bench: daemon at {n} domains measured", file=sys.stderr)
         if args.leak_sweeps > 0:
             leaks = leak(args.leak_domains, args.leak_sweeps, tmp, pkgs)
         startups = (startup.measure(args.startups, {**os.environ, **(
-            pkgs.env() if pkgs is not None else {})}) if args.startups > 0 else [])
+            pkgs.env() if pkgs is not None else {})}, args.before) if args.startups > 0 else [])
         watch_runs = watch_bench.measure(tmp / "watch", _ints(args.watch_rates),
                                          args.watch_seconds) if args.watch_rates else []
     notes = sorted({s.checks["note"] for s in sizes if "note" in s.checks})
@@ -295,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{pkgs.version if pkgs is not None else 'absent'}; {os.cpu_count()} CPUs, "
             f"{platform.python_implementation()} {platform.python_version()}; "
             f"{args.rounds} rounds ({args.rounds * 5} up to 100 domains); medians; "
-            f"{time.time() - started:.0f} s")
+            f"{time.time() - started:.0f} s; load average at the end "
+            f"{os.getloadavg()[0]:.1f}"
+            + (f"; (before): {args.before}" if args.before is not None else ""))
     print(head)
     for note in notes:
         print(f"note: {note}")

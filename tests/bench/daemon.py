@@ -34,6 +34,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 @dataclass
 class DaemonFigures:
     domains: int
+    before: bool = False                 # measured on the --before tree
     rss_first_mib: float = 0.0           # after the first sweep (idle run)
     rss_scraped_mib: float = 0.0         # after the scrapes (idle run)
     rss_busy_mib: float = 0.0            # at the end of the busy run
@@ -148,8 +149,8 @@ class _Serve:
 
 
 def measure(domains: int, scenario: Path, env: dict[str, str], scrapes: int = 20,
-            busy_sweeps: int = 10) -> DaemonFigures:
-    out = DaemonFigures(domains)
+            busy_sweeps: int = 10, before: bool = False) -> DaemonFigures:
+    out = DaemonFigures(domains, before)
     timeout = 120 + domains / 50
     idle = _Serve(scenario, env, "3600")
     try:

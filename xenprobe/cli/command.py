@@ -15,23 +15,13 @@ import contextlib
 import json
 import os
 import sys
-import traceback
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import structlog
+from typing import TYPE_CHECKING, Any
 
 from xenprobe import __version__
-from xenprobe.cli import legend, render
-from xenprobe.exporter import config as cfg
-from xenprobe.exporter.metrics import collector_groups as collectors
-from xenprobe.mock import launcher as mock
-from xenprobe.mock.scenario import load, shipped
-from xenprobe.probe import impact
-from xenprobe.probe.session import Session
-from xenprobe.probe.sweep import Sweep
-from xenprobe.support import logs, streams
+from xenprobe.support import streams
 from xenprobe.support.errors import (
     EPILOG_HEAD,
     ConfigError,
@@ -40,18 +30,24 @@ from xenprobe.support.errors import (
     XenprobeError,
     exit_code_help,
 )
-from xenprobe.xen import consumers
-from xenprobe.xen.abi.hypercalls import DOMID_FIRST_RESERVED
-from xenprobe.xen.quantities import Quantity
-from xenprobe.xen.transport import Privcmd
 
-log = structlog.get_logger("xenprobe")
+# What a command needs is imported where it is used: `--version` and the first process
+# of `check --mock` (it re-executes onto the mock host) must not pay for the probe, the
+# report, structlog or cffi (docs/performance.md, "Start-up").
+if TYPE_CHECKING:
+    from xenprobe.cli import render
+    from xenprobe.probe.sweep import Sweep
+    from xenprobe.xen import consumers
+
+VERSION = f"xenprobe {__version__}"
 
 
 class _Formatter(argparse.HelpFormatter):
     """Wraps the description as usual; the exit code table comes pre-formatted."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
+        from xenprobe.cli import legend  # noqa: PLC0415 (see the imports)
+
         if text.startswith((EPILOG_HEAD, legend.HEAD)):
             return text
         return super()._fill_text(text, width, indent)
@@ -67,12 +63,15 @@ CHECK_LOG_LEVEL = "warning"
 
 
 def parser() -> argparse.ArgumentParser:
+    from xenprobe.cli import legend  # noqa: PLC0415 (see the imports)
+    from xenprobe.exporter import config as cfg  # noqa: PLC0415
+
     p = _Parser(prog="xenprobe", epilog=exit_code_help(),
                 formatter_class=_Formatter, description=(
         "Reads Xen hypercall results at every layer between the hypervisor and user "
         "space, and reports where a value was truncated, sign-flipped, clamped or turned "
         "into a false error."))
-    p.add_argument("--version", action="version", version=f"xenprobe {__version__}")
+    p.add_argument("--version", action="version", version=VERSION)
     p.add_argument("--log-level", "--log.level", choices=cfg.LOG_LEVELS,
                    help=f"how much to log on stderr (default: {CHECK_LOG_LEVEL} for check, "
                         f"{cfg.Config().log_level} for serve); also accepted after the "
@@ -114,6 +113,8 @@ def parser() -> argparse.ArgumentParser:
 def _view_arguments(check: argparse.ArgumentParser) -> None:
     """What a person at a big host looks at. A view narrows the output, never the probe:
     the exit code and the closing summary are for the whole host (README "Exit codes")."""
+    from xenprobe.xen.quantities import Quantity  # noqa: PLC0415 (see the imports)
+
     mode = check.add_mutually_exclusive_group()
     mode.add_argument("--summary", action="store_true",
                       help="one screen: verdict counts per quantity and layer, and the "
@@ -130,6 +131,9 @@ def _view_arguments(check: argparse.ArgumentParser) -> None:
 
 
 def _view(args: argparse.Namespace) -> render.View:
+    from xenprobe.cli import render  # noqa: PLC0415 (see the imports)
+    from xenprobe.xen.abi.hypercalls import DOMID_FIRST_RESERVED  # noqa: PLC0415
+
     for d in args.domain:
         if not 0 <= d < DOMID_FIRST_RESERVED:
             raise UsageError(f"--domain {d}: a domain id is between 0 and "
@@ -139,6 +143,9 @@ def _view(args: argparse.Namespace) -> render.View:
 
 
 def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from xenprobe.exporter import config as cfg  # noqa: PLC0415 (see the imports)
+    from xenprobe.exporter.metrics import collector_groups as collectors  # noqa: PLC0415
+
     serve = sub.add_parser(
         "serve", help="sweep in the background and serve the results to Prometheus",
         description="Sweeps every --interval seconds in the background and serves the "
@@ -176,6 +183,8 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from xenprobe.exporter import config as cfg  # noqa: PLC0415 (see the imports)
+
     watch = sub.add_parser(
         "watch", help="watch every process's privcmd hypercalls (issues none)",
         description="Shows each privcmd hypercall of any process whose result the "
@@ -211,6 +220,8 @@ def _watch_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from xenprobe.exporter import config as cfg  # noqa: PLC0415 (see the imports)
+
     overrides = {key: value for key in cfg.KEYS
                  if (value := getattr(args, f"config_{key}")) is not None}
     if args.collector_toggles:  # after --disabled-collectors, on top of the file's
@@ -234,18 +245,21 @@ def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _write_textfile(path: Path, sweep: Sweep | None, scenario: str | None,
                     users: consumers.Consumers, retries: Mapping[tuple[str, str], int]
                     ) -> None:
+    from xenprobe.exporter.config import Config  # noqa: PLC0415
     from xenprobe.exporter.metrics import textfile as textfiles  # noqa: PLC0415
     from xenprobe.exporter.metrics.collector import one_shot_registry  # noqa: PLC0415
 
     try:
         textfiles.write_registry(path, one_shot_registry(
-            sweep, cfg.Config().max_domain_series, scenario, consumers=users,
+            sweep, Config().max_domain_series, scenario, consumers=users,
             retries=retries))
     except OSError as e:
         raise ConfigError(f"--textfile: cannot write {path}: {e.strerror}") from None
 
 
 def _scenarios() -> int:
+    from xenprobe.mock.scenario import load, shipped  # noqa: PLC0415 (see the imports)
+
     lines = []
     for name in shipped():
         s = load(name)
@@ -258,6 +272,11 @@ def _scenarios() -> int:
 
 
 def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from xenprobe.cli import render  # noqa: PLC0415 (see the imports)
+    from xenprobe.probe import impact  # noqa: PLC0415
+    from xenprobe.probe.session import Session  # noqa: PLC0415
+    from xenprobe.xen.transport import Privcmd  # noqa: PLC0415
+
     if not 1 <= args.attempts <= 100:
         raise UsageError("--attempts must be between 1 and 100")
     view = _view(args)
@@ -277,7 +296,7 @@ def _check(args: argparse.Namespace, argv: Sequence[str]) -> int:
             try:  # xenprobe_up 0, for alerting
                 _write_textfile(textfile, None, scenario, _consumers(scenario), counted)
             except ConfigError as e:
-                log.warning("textfile_not_written", error=e.message)
+                _log().warning("textfile_not_written", error=e.message)
         raise
     retries = retry_table(counted)
     users = _consumers(scenario)
@@ -327,8 +346,11 @@ def delivered_code(found: ExitCode, *, failed: bool) -> ExitCode:
 def _on_mock(wanted: str | None, argv: Sequence[str]) -> str | None:
     """The mock scenario this process runs on, after re-executing onto the mock host if
     `--mock` asked for it; None on a real host (whatever the environment claims)."""
+    from xenprobe.mock import launcher as mock  # noqa: PLC0415 (see the imports)
+    from xenprobe.mock.scenario import load  # noqa: PLC0415
+
     if mock.claimed_but_absent():
-        log.warning("mock_variable_ignored", variable=mock.ACTIVE,
+        _log().warning("mock_variable_ignored", variable=mock.ACTIVE,
                     reason="the mock host library is not loaded in this process")
     scenario = mock.active()
     if wanted is not None and scenario is None:
@@ -338,6 +360,8 @@ def _on_mock(wanted: str | None, argv: Sequence[str]) -> str | None:
 
 def _consumers(scenario: str | None) -> consumers.Consumers:
     """The other processes holding privcmd open (on the mock host: the mock's device)."""
+    from xenprobe.xen import consumers  # noqa: PLC0415 (see the imports)
+
     return consumers.scan_host(scenario is not None, exclude={os.getpid()})
 
 
@@ -350,6 +374,8 @@ def retry_table(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, in
 
 
 def _textfile_path(value: str) -> Path:
+    from xenprobe.exporter import config as cfg  # noqa: PLC0415 (see the imports)
+
     path = cfg.textfile_flag(value, "--textfile")
     if path is None:
         raise UsageError("--textfile needs a path")
@@ -364,23 +390,31 @@ def _json_error(argv: Sequence[str], code: int, message: str, hint: str = "") ->
                                     "message": message}) + "\n")
         return
     if "check" in argv and "--json" in argv[argv.index("check"):]:
+        from xenprobe.cli import render  # noqa: PLC0415 (see the imports)
+
         streams.deliver(json.dumps(render.error_json(code, message, hint), indent=2) + "\n")
+
+
+def _log() -> Any:
+    import structlog  # noqa: PLC0415 (see the imports)
+
+    return structlog.get_logger("xenprobe")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     streams.prepare()
     try:
+        if argv == ["--version"]:  # what argparse would print, without building the parser
+            return _deliver_help(VERSION + "\n")
         try:
             args = parser().parse_args(argv)
         except SystemExit as e:  # --help, --version: argparse printed to stdout
             if e.code not in (0, None):
                 raise
-            why = streams.deliver("")
-            if why is None:
-                return ExitCode.OK
-            streams.say(f"xenprobe: error: the help was not written to stdout: {why}")
-            return ExitCode.NOT_DELIVERED
+            return _deliver_help("")
+        from xenprobe.support import logs  # noqa: PLC0415 (see the imports)
+
         logs.configure(args.log_level or CHECK_LOG_LEVEL)
         if args.command == "scenarios":
             return _scenarios()
@@ -409,11 +443,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "ulimit -v / RLIMIT_AS?)")
         return ExitCode.CANNOT_PROBE
     except Exception as e:
+        from xenprobe.cli import entry  # noqa: PLC0415 (imports nothing itself)
+
+        # What a command imports where it is used can fail under RLIMIT_AS, as the
+        # entry point's import did when everything was imported up front.
+        if isinstance(e, ImportError) and entry.cannot_load(e):
+            streams.say(entry.NO_MEMORY_TO_LOAD)
+            return ExitCode.CANNOT_PROBE
         streams.say(f"xenprobe: internal error: {type(e).__name__}: {e}")
         streams.say("xenprobe: this is a bug; please report it with the output of "
                     "--log-level debug")
         if os.environ.get("XENPROBE_DEBUG"):
             with contextlib.suppress(Exception):
+                import traceback  # noqa: PLC0415 (see the imports)
+
                 traceback.print_exc()
         _json_error(argv, ExitCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
         return ExitCode.INTERNAL
+
+
+def _deliver_help(text: str) -> int:
+    """Exit 0 once --help's or --version's text reached stdout."""
+    why = streams.deliver(text)
+    if why is None:
+        return ExitCode.OK
+    streams.say(f"xenprobe: error: the help was not written to stdout: {why}")
+    return ExitCode.NOT_DELIVERED

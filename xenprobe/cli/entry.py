@@ -17,15 +17,24 @@ def main() -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:
-        if isinstance(e, MemoryError) or _out_of_memory(e) or _address_space_limited():
-            _say("xenprobe: error: not enough memory to load xenprobe "
-                 "(is the address space limited, ulimit -v / RLIMIT_AS?)")
+        if cannot_load(e):
+            _say(NO_MEMORY_TO_LOAD)
             return 3
         _say(f"xenprobe: internal error: cannot load xenprobe: {type(e).__name__}: {e}")
         return 4  # a broken installation
     code = run()
     _settle()
     return code
+
+
+NO_MEMORY_TO_LOAD = ("xenprobe: error: not enough memory to load xenprobe "
+                     "(is the address space limited, ulimit -v / RLIMIT_AS?)")
+
+
+def cannot_load(e: Exception) -> bool:
+    """Whether a failed import is the address space's limit, not a broken installation;
+    cli.command asks it too, as it imports what a command needs only once it runs."""
+    return isinstance(e, MemoryError) or _out_of_memory(e) or _address_space_limited()
 
 
 def _settle() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno as errnos
 import functools
-import itertools
+import operator
 import os
 import struct
 from collections.abc import Iterator
@@ -279,7 +279,8 @@ class Host:
         ids = [domid for domid, _, _ in self._pages.iter_unpack(raw)]
         if ids and not first <= ids[0] <= ids[-1] < hc.DOMID_FIRST_RESERVED:
             return f"domain ids {ids[0]}..{ids[-1]} outside {first}..0x7fef"
-        if any(b <= a for a, b in itertools.pairwise(ids)):
+        # map in C rather than a generator over pairs: 10,000 ids, three times a sweep.
+        if any(map(operator.ge, ids, ids[1:])):
             return "domain ids not in increasing order"
         return ""
 
