@@ -570,8 +570,11 @@ def write_layout(tree: Path) -> None:
             "Read from the ground up, the folders are floors: `support/` (utilities), `xen/`\n"
             "(the ABI as data, what is probed, privcmd and the host), `layers/` (each way a\n"
             "result reaches user space), `probe/` (references, verdicts, the sweep and the\n"
-            "session), then the faces: `mock/`, `exporter/` (serve), `watch/`, and `cli/`,\n"
-            "the front door, on top. A package imports from its own floor or those below.\n\n")
+            "session), then the faces: `mock/` and `watch/` side by side, `exporter/` (serve,\n"
+            "which runs the watch in a thread for `serve --watch`), and `cli/`, the front door,\n"
+            "on top. A module imports from its own floor or those below, also inside a function\n"
+            "(tests/test_floors.py fails otherwise; its one listed exception: `watch\n"
+            "--arm-for-service` reads the service's config from `exporter/config.py`).\n\n")
     doc.write_text(head + "```\n" + body + "```\n")
 
 
