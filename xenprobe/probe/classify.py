@@ -33,7 +33,7 @@ class Verdict(enum.StrEnum):
     OTHER = "other"                  # disagrees, and no known conversion explains it
     ABSENT = "absent"                # this layer does not offer the quantity here
     UNJUDGED = "unjudged"            # read, but nothing here says what it should be
-                                     # (no raw layer, and no exact reference: rawlayer)
+                                     # (no raw layer, and no exact reference: raw_absent)
     # At the source: the hypervisor's own 64-bit result breaks "-errno or 0..LONG_MAX".
     FORGED_ERRNO = "forged_errno"    # raw: an errno this call cannot return (abi.errnos),
                                      # or ESRCH for a domain getdomaininfo shows

@@ -153,7 +153,7 @@ class _Front:
             sock.setblocking(False)
             try:
                 web = self._web()
-            except Exception:  # webconfig raises ConfigError only; never drop a scrape
+            except Exception:  # the web config raises ConfigError only; never drop a scrape
                 log.exception("web_config_failed")
                 web = WebConfig()
             conn = _Conn(sock, str(addr[0]), web.tls)

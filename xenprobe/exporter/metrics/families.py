@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Every metric family xenprobe exports, once: full name, type, one-sentence HELP and
-labels. The code builds each family from this table (metrics.py, collector.py,
+labels. The code builds each family from this table (from_sweep.py, collector.py,
 layer_absent.py), docs/metrics.md is generated from it (tests/test_metric_names.py keeps
 it in step), and a test holds every rule and dashboard query to what a scrape of the
 shipped scenarios has. prometheus_client's own process_* and python_info are not here

@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Metrics for a sweep without the raw layer (xenprobe.layers.raw_absent): that it is missing and
-why, and how many readings nothing could judge. Kept apart from metrics.py so the
+why, and how many readings nothing could judge. Kept apart from from_sweep.py so the
 families a raw-less host adds are in one place.
 
 Series: xenprobe_layer_absent at most 1 (layer raw; the other layers' absence is the
 libxc note), xenprobe_unjudged at most Q*L (Q quantities, L layers below raw): 1 + 15
-with the defaults, on top of metrics.py's bound, and none on a host with a raw layer."""
+with the defaults, on top of from_sweep.py's bound, and none on a host with a raw layer."""
 
 from __future__ import annotations
 
