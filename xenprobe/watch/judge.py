@@ -47,7 +47,7 @@ def judge(raw: int, *, convention: bool = False,
           ) -> tuple[int, int, Verdict, Verdict | None]:
     """(raw as signed 64-bit, delivered, verdict, raw verdict) for a hypercall result.
     `convention`: the call is one whose answer is -errno or a value in 0..LONG_MAX
-    (abi/errnos.py's pairs; get_debugreg of DR0-3 may be a kernel address, for one, so
+    (xen/abi/errnos.py's pairs; get_debugreg of DR0-3 may be a kernel address, for one, so
     an unknown call's result is never called out of range); `can_return`: the errnos
     it can return on this host (None: not known, no errno is called forged). The raw
     verdict is None, forged_errno or out_of_range."""

@@ -115,13 +115,13 @@ class Pairer:
         return _call(entry, ev, self.errno_sets)
 
 
-# Hypercalls of abi/errnos.py whose subop is the first argument (memory_op's whole
+# Hypercalls of xen/abi/errnos.py whose subop is the first argument (memory_op's whole
 # word, continuation bits too: errnos.py counts those as another request).
 _SUBOP_IN_A0 = frozenset(op for op, _ in errnos.PAIRS) - {names.PLATFORM_OP, names.SYSCTL}
 
 
 def _judged_pair(f: dict[str, int]) -> tuple[int, int] | None:
-    """The (op, subop) as Xen received it, when abi/errnos.py knows it: only where the
+    """The (op, subop) as Xen received it, when xen/abi/errnos.py knows it: only where the
     subop is a hypercall argument, which privcmd copies from the request the entry
     probe read. A command inside a struct (sysctl, platform_op) is read from memory Xen
     copies later, which the caller may rewrite in between: not judged at the source."""

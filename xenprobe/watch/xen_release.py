@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Which Xen release the watched host runs, learnt without a hypercall, so that the
-watch can judge an errno against what that release's code can return (abi/errnos.py).
+watch can judge an errno against what that release's code can return (xen/abi/errnos.py).
 
 The watch issues no hypercall and must not make the kernel issue one for it: reading
 /sys/hypervisor/version/{major,minor} would (major_show() and minor_show() call
@@ -110,7 +110,7 @@ class KnownRelease:
 
     def can_return(self, op: int, subop: int) -> frozenset[int] | None:
         """The errnos (op, subop) can return on this host; None when not known (the
-        release, or the pair, is not one abi/errnos.py has read)."""
+        release, or the pair, is not one xen/abi/errnos.py has read)."""
         if self.release is None:
             return None
         return errnos.can_return(op, subop, self.release)
