@@ -26,7 +26,7 @@ def unjudged_counts(sweep: Sweep) -> Counter[tuple[str, str]]:
 
 
 def families(sweep: Sweep) -> list[Metric]:
-    """The families (names, HELP and labels: metrics.FAMILIES). Without the raw layer
+    """The families (names, HELP and labels: families.FAMILIES). Without the raw layer
     only readings an exact reference pins are judged: a clean xenprobe_mismatch_verdicts then
     proves less (pvh_no_multicall: a PVH dom0 before Xen 4.15.1 has no multicall)."""
     absent = gauge_family(f"{PREFIX}_layer_absent")
