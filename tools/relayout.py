@@ -158,7 +158,8 @@ DESCRIPTIONS: dict[str, str] = {
                      "libxenctrl signatures",
     "xenprobe/xen/abi/": "the ABI as data: hypercall numbers, struct layouts, per-release "
                          "tables, libxenctrl signatures",
-    "xenprobe/exporter/": "`xenprobe serve`: daemon, state, config, systemd notify",
+    "xenprobe/exporter/": "`xenprobe serve`: daemon, state, config, systemd notify, "
+                          "`serve --watch`; metrics/, http/, web/",
     "xenprobe/scenarios/": "the shipped mock host scenarios (TOML)",
     "xenprobe/mock/scenarios/": "the shipped mock host scenarios (TOML)",
 }

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Command line: `xenprobe check` (one-shot diagnostic), `xenprobe serve` (the daemon and
-Prometheus exporter) and `xenprobe scenarios`.
+Prometheus exporter), `xenprobe watch` (xenprobe/watch) and `xenprobe scenarios`.
 
 Exit codes: xenprobe.support.errors.EXIT_CODES, printed by `xenprobe --help` (README "Exit
 codes"); each command's `--help` prints those it can return (errors.COMMAND_CODES).

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""The layer ladder: each way a hypercall result reaches user space, one entry each.
+"""The Layer protocol and the ladder: each way a hypercall result reaches user space.
 
 The raw 64-bit result (a multicall entry's `result`) is the truth the rungs below are
 compared with; it is read by the sweep itself, before and after the rungs. Adding a
