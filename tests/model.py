@@ -96,7 +96,7 @@ def expect(s: Scenario, quantity: str, domid: int | None,
 def source_verdict(s: Scenario, quantity: str, domid: int | None, raw: int) -> str | None:
     """The raw result by itself, against Xen's convention: in the mock only a PV
     guest's max_pfn (its maximum_gpfn) can break it, and such a domain exists, so any
-    errno there is forged (domain_get_maximum_gpfn has no error path: abi/errnos.py);
+    errno there is forged (domain_get_maximum_gpfn has no error path: xen/abi/errnos.py);
     a negative value that is no errno is out of range."""
     if raw < -4095:
         return "out_of_range"

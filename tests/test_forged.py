@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Raw results wrong at the source (issue 24): a forged errno (one the call cannot
-return, abi/errnos.py, or ESRCH for a domain that exists) and a value out of range
+return, xen/abi/errnos.py, or ESRCH for a domain that exists) and a value out of range
 (negative as a long, no errno) get raw verdicts of their own, and a layer that passes a
 forged error on is passed_forged; real errors (a missing domain, an XSM denial, a
 domain destroyed mid-sweep) never are. Pure cases first, then the mock host end to end."""

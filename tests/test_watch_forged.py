@@ -85,7 +85,7 @@ def test_pairer_uses_the_release_errno_sets() -> None:
     assert real.raw_verdict is None and not real.damaged
     far = _call(p, *GPFN, 1 << 63)
     assert far.findings == (Verdict.OUT_OF_RANGE, Verdict.TRUNCATED)
-    # memory_op with continuation bits is another request (abi/errnos.py): its
+    # memory_op with continuation bits is another request (xen/abi/errnos.py): its
     # start_extent -EINVAL is real, so it is not judged.
     cont = _call(p, 12, 14 | (1 << 6), U64 - 22)
     assert cont.raw_verdict is None and not cont.damaged

@@ -283,7 +283,7 @@ def test_watch_flags_guest_forged_values(wb: WatchBoot) -> None:
     """Issue 24 under the watch: PV domains whose own shared_info max_pfn makes
     XENMEM_maximum_gpfn -3, -22 and 0x8000000000000000, read by another program. The
     watch learns the release from the kernel's boot banner (no hypercall of its own),
-    flags -22 forged_errno (maximum_gpfn has no EINVAL path, abi/errnos.py) and
+    flags -22 forged_errno (maximum_gpfn has no EINVAL path, xen/abi/errnos.py) and
     0x8000000000000000 out_of_range (and truncated to 0 on its way); -3 is ESRCH, which
     maximum_gpfn returns for a missing domain: without getdomaininfo the watch cannot
     tell, and does not flag it (docs/watch.md)."""
