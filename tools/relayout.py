@@ -114,7 +114,8 @@ PACKAGES: dict[str, str] = {
     "xenprobe/layers": "each way a hypercall's result reaches user space, one Layer each",
     "xenprobe/probe": "what is read, against what reference, and the verdict",
     "xenprobe/mock": "the mock host's Python side: scenarios, their compiler, the launcher",
-    "xenprobe/support": "small utilities every floor uses: errors, files, keys, logs, streams",
+    "xenprobe/support": "small utilities every floor uses: errors, files, keys, logs, "
+                        "revision, streams",
     "xenprobe/exporter/metrics": "the Prometheus families, their collector and the textfile",
     "xenprobe/exporter/http": "the HTTP front: the server and request handling",
     "xenprobe/exporter/web": "the exporter-toolkit web configuration: the file, its TLS "
