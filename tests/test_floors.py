@@ -43,7 +43,7 @@ def _imports(path: Path, root: Path = ROOT) -> set[str]:
     """Every xenprobe module `path` imports, resolved to absolute dotted names."""
     name = _module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
