@@ -139,6 +139,16 @@ def memory(pid: str | int) -> dict[str, str]:
             if k in ("Name", "VmRSS", "VmHWM")}
 
 
+def hypervisor_version() -> str:
+    """Xen's version as the dom0 kernel shows it (drivers/xen/sys-hypervisor.c)."""
+    v = Path("/sys/hypervisor/version")
+    try:
+        return "{}.{}{}".format(*((v / k).read_text().strip()
+                                  for k in ("major", "minor", "extra")))
+    except OSError as e:
+        return f"? ({e.strerror})"
+
+
 def log(msg: str) -> None:
     print(f"[{now():7.2f}] {msg}", flush=True)
 
@@ -476,9 +486,9 @@ class Runner:
 
     def consumers(self, w: dict[str, Any], domids: list[str]) -> dict[str, Any]:
         got = {}
-        for name, cmd in w["consumers"].items():
-            argv = [*cmd, *(domids if name != "debugreg" else [])]
-            got[name] = run(argv, timeout=self.left(300))
+        for name, c in w["consumers"].items():
+            got[name] = run([*c["argv"], *(domids if c["domids"] else [])],
+                            timeout=self.left(300))
         return got
 
     def terminal(self, w: dict[str, Any], domids: list[str], ev: dict[str, Any]) -> None:
@@ -486,10 +496,7 @@ class Runner:
         argv = ["/usr/bin/xenprobe", "watch"]
         ev["session_argv"] = argv
         ev["uname"] = os.uname().release
-        ev["hypervisor"] = ".".join(
-            Path(f"/sys/hypervisor/version/{k}").read_text().strip()
-            for k in ("major", "minor")) + Path("/sys/hypervisor/version/extra"
-                                                ).read_text().strip()
+        ev["hypervisor"] = hypervisor_version()
         with open(self.res / "watch-session.txt", "wb") as so, \
                 open(self.res / "watch-session.err", "wb") as se:
             p = subprocess.Popen(argv, stdout=so, stderr=se)

