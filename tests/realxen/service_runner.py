@@ -470,9 +470,9 @@ class Runner:
 
         def firing() -> dict[str, Any] | None:
             alerts = json.loads(get(f"{PROM}/api/v1/alerts"))
-            mine = [a for a in alerts["data"]["alerts"]
-                    if a["labels"].get("alertname") == WATCH_ALERT and a["state"] == "firing"]
-            return alerts if mine else None
+            mine = {a["labels"].get("process") for a in alerts["data"]["alerts"]
+                    if a["labels"].get("alertname") == WATCH_ALERT and a["state"] == "firing"}
+            return alerts if mine >= set(w["damaged_comms"]) else None
         ev["alerts"] = wait(f"{WATCH_ALERT} firing", firing, self.left(420), 2.0)
         if ev["alerts"] is None:
             ev["alerts_last"] = json.loads(get(f"{PROM}/api/v1/alerts"))
