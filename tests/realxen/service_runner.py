@@ -13,7 +13,8 @@ at once.
 PLAN.json (written by the host): "release", "dist" (the directory the install commands
 run in, holding the .deb), "service_block" and "textfile_block" (the operator's lines,
 run one by one with /bin/sh), "textfile_dir", "prometheus_yml", "hang_dropin",
-"deadline_s".  Results: evidence.json (one object, a key per phase) plus raw files.
+"deadline_s", "watch" (the watch phase's domains and consumers).
+Results: evidence.json (one object, a key per phase) plus raw files.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -48,6 +50,11 @@ PROM = "http://127.0.0.1:9090"
 DROPIN = Path("/etc/systemd/system/xenprobe.service.d/hang.conf")
 CONFIG = Path("/etc/xenprobe/xenprobe.toml")
 PROM_DIR = Path("/run/xenprobe-test")
+TRACEFS = Path("/sys/kernel/tracing")
+# The watch's own instance and its result probe's switch (xenprobe/watch/probes.py):
+# enabled once `xenprobe watch` is armed.
+WATCH_ENABLE = TRACEFS / "instances/xenprobe_watch/events/xenprobe_watch/result/enable"
+WATCH_ALERT = "XenprobeWatchDamagedValue"
 
 T0 = time.monotonic()
 
@@ -110,6 +117,36 @@ def get(url: str, timeout: float = 15) -> str:
 
 def query(q: str) -> dict[str, Any]:
     return json.loads(get(f"{PROM}/api/v1/query?" + urllib.parse.urlencode({"query": q})))
+
+
+def tracefs_state() -> dict[str, Any]:
+    """What the kernel's tracing holds: every kprobe event and every instance."""
+    try:
+        events = (TRACEFS / "kprobe_events").read_text()
+        instances = sorted(p.name for p in (TRACEFS / "instances").iterdir())
+    except OSError as e:
+        return {"error": f"{e.filename}: {e.strerror}"}
+    return {"kprobe_events": events, "instances": instances}
+
+
+def memory(pid: str | int) -> dict[str, str]:
+    """VmRSS and VmHWM of a process, as /proc/PID/status gives them."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError as e:
+        return {"error": str(e.strerror)}
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())
+            if k in ("Name", "VmRSS", "VmHWM")}
+
+
+def hypervisor_version() -> str:
+    """Xen's version as the dom0 kernel shows it (drivers/xen/sys-hypervisor.c)."""
+    v = Path("/sys/hypervisor/version")
+    try:
+        return "{}.{}{}".format(*((v / k).read_text().strip()
+                                  for k in ("major", "minor", "extra")))
+    except OSError as e:
+        return f"? ({e.strerror})"
 
 
 def log(msg: str) -> None:
@@ -389,6 +426,95 @@ class Runner:
             ev["umount"] = run(["umount", caps])
         self.ev["domu"] = ev
 
+    def watch(self) -> None:
+        # serve --watch as an operator turns it on (the conffile's watch key), while
+        # programs that receive damaged values run; then a `xenprobe watch` session in
+        # the terminal view while they run again. The service is stopped here (the
+        # domu phase), and Prometheus still scrapes.
+        w = self.plan["watch"]
+        ev: dict[str, Any] = {"tracefs_before": tracefs_state()}
+        self.ev["watch"] = ev
+        out = self.res / "watch-domains.json"
+        ev["mkdomains"] = run([*w["mkdomains"], "-o", str(out)], timeout=self.left(300))
+        domains = json.loads(out.read_text())["domains"]
+        ev["domains"] = domains
+        domids = [str(d["domid"]) for d in domains]
+        # The watchdog phase's hang drop-in would stop every second sweep: gone, so
+        # that the service runs as packaged.
+        DROPIN.unlink(missing_ok=True)
+        ev["daemon_reload"] = run(["systemctl", "daemon-reload"], timeout=self.left(180))
+        text = CONFIG.read_text()
+        edited = re.sub(r"(?m)^watch = .*$", "watch = true", text)
+        CONFIG.write_text(edited)
+        ev["config_changed"] = edited != text
+        ev["start"] = run(["systemctl", "start", UNIT], timeout=self.left(700))
+        ev["show"] = show(UNIT, "ActiveState", "SubState", "MainPID", "StatusText")
+        pid = ev["show"].get("MainPID", "0")
+
+        def armed() -> str | None:
+            m = get(METRICS)
+            return m if sample(m, "xenprobe_watch_armed") == 1 else None
+        ev["armed"] = bool(wait("xenprobe_watch_armed 1", armed, self.left(300)))
+        ev["tracefs_armed"] = tracefs_state()
+        ev["serve_memory_armed"] = memory(pid)
+        ev["consumers"] = self.consumers(w, domids)
+
+        def damaged() -> str | None:
+            m = get(METRICS)
+            seen = {name for name in w["damaged_comms"]
+                    if f'process="{name}"' in m}
+            return m if seen == set(w["damaged_comms"]) else None
+        ev["damaged_seen"] = bool(wait("the consumers' damaged calls in /metrics",
+                                       damaged, self.left(300), 2.0))
+        self.write("metrics-watch.txt", get(METRICS))
+        ev["serve_memory"] = memory(pid)
+
+        def firing() -> dict[str, Any] | None:
+            alerts = json.loads(get(f"{PROM}/api/v1/alerts"))
+            mine = {a["labels"].get("process") for a in alerts["data"]["alerts"]
+                    if a["labels"].get("alertname") == WATCH_ALERT and a["state"] == "firing"}
+            return alerts if mine >= set(w["damaged_comms"]) else None
+        ev["alerts"] = wait(f"{WATCH_ALERT} firing", firing, self.left(420), 2.0)
+        if ev["alerts"] is None:
+            ev["alerts_last"] = json.loads(get(f"{PROM}/api/v1/alerts"))
+            ev["rules_last"] = json.loads(get(f"{PROM}/api/v1/rules"))
+        ev["stop"] = run(["systemctl", "stop", UNIT], timeout=self.left(120))
+        ev["after_stop"] = show(UNIT, "ActiveState", "Result", "ExecMainStatus")
+        ev["tracefs_after_stop"] = tracefs_state()
+        ev["journal"] = run(["journalctl", "-u", UNIT, "--no-pager", "-o", "cat", "-n", "40"])
+        self.terminal(w, domids, ev)
+        ev["tracefs_after"] = tracefs_state()
+
+    def consumers(self, w: dict[str, Any], domids: list[str]) -> dict[str, Any]:
+        got = {}
+        for name, c in w["consumers"].items():
+            got[name] = run([*c["argv"], *(domids if c["domids"] else [])],
+                            timeout=self.left(300))
+        return got
+
+    def terminal(self, w: dict[str, Any], domids: list[str], ev: dict[str, Any]) -> None:
+        # The terminal view (not --json) as an operator runs it, its output kept whole.
+        argv = ["/usr/bin/xenprobe", "watch"]
+        ev["session_argv"] = argv
+        ev["uname"] = os.uname().release
+        ev["hypervisor"] = hypervisor_version()
+        with open(self.res / "watch-session.txt", "wb") as so, \
+                open(self.res / "watch-session.err", "wb") as se:
+            p = subprocess.Popen(argv, stdout=so, stderr=se)
+            ev["session_ready"] = bool(wait(
+                "the watch session armed",
+                lambda: p.poll() is None and WATCH_ENABLE.read_text().strip() == "1",
+                self.left(300), 0.5))
+            ev["session_consumers"] = self.consumers(w, domids)
+            time.sleep(5)  # the watch reads the last events
+            ev["watch_memory"] = memory(p.pid)
+            p.send_signal(signal.SIGINT)  # Ctrl-C, as its first line says
+            try:
+                ev["session_rc"] = p.wait(timeout=self.left(120))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                ev["session_rc"] = "killed"
+
 
 def main() -> int:
     plan = json.loads(Path(sys.argv[1]).read_text())
@@ -406,6 +532,7 @@ def main() -> int:
     r.phase("stop", r.stop)
     r.phase("watchdog", r.watchdog)
     r.phase("domu", r.domu)
+    r.phase("watch", r.watch)
     r.ev["seconds"] = now()
     r.save()
     run(["systemctl", "stop", PROM_UNIT, HOLDER_UNIT])
