@@ -438,9 +438,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.exit_code)
     except KeyboardInterrupt:
         return 130
-    except MemoryError:  # the host's limit (RLIMIT_AS), not a bug
-        streams.say("xenprobe: error: out of memory (is the address space limited, "
-                    "ulimit -v / RLIMIT_AS?)")
+    except MemoryError as e:  # the host's limit (RLIMIT_AS), not a bug
+        if _while_importing(e):  # a command's own imports, made only once it runs
+            from xenprobe.cli.entry import NO_MEMORY_TO_LOAD  # noqa: PLC0415
+
+            streams.say(NO_MEMORY_TO_LOAD)
+        else:
+            streams.say("xenprobe: error: out of memory (is the address space limited, "
+                        "ulimit -v / RLIMIT_AS?)")
         return ExitCode.CANNOT_PROBE
     except Exception as e:
         from xenprobe.cli import entry  # noqa: PLC0415 (imports nothing itself)
@@ -460,6 +465,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc()
         _json_error(argv, ExitCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
         return ExitCode.INTERNAL
+
+
+def _while_importing(e: BaseException) -> bool:
+    """Whether `e` was raised inside the import machinery (a module being loaded)."""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _deliver_help(text: str) -> int:
