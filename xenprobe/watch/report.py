@@ -100,7 +100,9 @@ class TerminalSink:
         mark = " ".join(v.value.upper() for v in call.findings) or call.verdict.value
         if call.raw_verdict is not None:
             mark += f" (process: {call.verdict.value})"
-        pid = "?" if process.tgid is None else process.tgid
+        # A caller that exited before the watch looked has no thread group id left to
+        # read: its task id, which the trace line gives, is the pid of a one-thread program.
+        pid = call.pid if process.tgid is None else process.tgid
         self.out.line(f"{call.time:14.6f} {call.comm:>16} {pid!s:>7} "
                       f"{call.op_name or call.op}{sub}{dom}: raw {call.raw:#x} "
                       f"({call.raw}) -> {call.delivered}  {mark}")
@@ -115,7 +117,8 @@ class TerminalSink:
 
 def tally_line(tally: Tally) -> str:
     verdicts = " ".join(f"{v}={n}" for v, n in sorted(tally.damaged.items())) or "none"
-    procs = ", ".join(f"{r['comm']}[{r['pid']}] {r['damaged']}"
+    procs = ", ".join(f"{r['comm']}[{'exited' if r['pid'] is None else r['pid']}] "
+                      f"{r['damaged']}"
                       for r in tally.processes_json()[:5])
     return (f"-- {time.strftime('%H:%M:%S')} calls {tally.calls}, damaged "
             f"{tally.damaged_total} ({verdicts}), lost {tally.lost}"
