@@ -480,7 +480,8 @@ class Sweeper:
         n = len(p.probes)
         progress = _Progress.start(n)
         progress.judged.update(self._judge_unbatched(p))
-        pending = list(range(len(p.calls)))
+        # Every by-value probe at first: a range, not a list of 30,000 ints.
+        pending: Sequence[int] = range(len(p.calls))
         for attempt in range(1, self.attempts + 1):
             pending = self._attempt(p, progress, pending, attempt,
                                     final=attempt == self.attempts)
@@ -498,7 +499,7 @@ class Sweeper:
         # The raw results let the int paths tell an alias from a transient EINTR.
         return layer.read_columns(probes, calls, raw)
 
-    def _attempt(self, p: _Plan, progress: _Progress, pending: list[int], attempt: int,
+    def _attempt(self, p: _Plan, progress: _Progress, pending: Sequence[int], attempt: int,
                  *, final: bool) -> list[int]:
         """One bracketed read of the pending probes: reference, raw, every layer, raw,
         reference. Unanimous probes stay in the batch's columns; the others go to the
