@@ -48,6 +48,7 @@ from xenprobe.probe.results import Batch, Result, Results, Summary, truth_of
 from xenprobe.support.errors import CannotProbe
 from xenprobe.xen.abi.errnos import can_return
 from xenprobe.xen.host import (
+    DomainPages,
     Host,
     Identity,
     sys_hypervisor_guest_type,
@@ -147,8 +148,13 @@ class _References(Sources):
             return [self.ref(plan.probes[i]) for i in indices]
         out: list[Ref] = [None] * len(indices)  # what has no reference stays None
         pages = self.domains
-        for column, (at, domids) in enumerate((plan.current, plan.maximum)):
-            for i, domid in zip(at, domids, strict=True):
+        for column, bulk in enumerate((plan.current, plan.maximum)):
+            if isinstance(pages, DomainPages) and bulk.every is not None \
+                    and pages.ids == bulk.ids:
+                # The domains listed are the plan's, in its order: the whole column at once.
+                out[bulk.every] = pages.max if column else pages.tot
+                continue
+            for i, domid in zip(bulk.at, bulk.ids, strict=True):
                 info = pages.get(domid)
                 out[i] = info[column] if info is not None else _ESRCH
         for i in plan.others:
@@ -157,6 +163,31 @@ class _References(Sources):
 
 
 _ESRCH = Truth.error(errnos.ESRCH)
+
+
+@dataclass
+class _Bulk:
+    """Where in a plan's by-value probes one page count of every domain is read
+    (current_reservation's tot_pages, maximum_reservation's max_pages), and whose."""
+
+    at: list[int]                # positions, one per domain probe
+    ids: array[int] = field(default_factory=lambda: array("l"))  # the domid at each
+    every: slice | None = None   # `at` as a slice, where its steps are even
+
+    def add(self, position: int, domid: int) -> None:
+        self.at.append(position)
+        self.ids.append(domid)
+
+    def done(self) -> _Bulk:
+        at = self.at
+        first = at[0] if at else 0
+        step = at[1] - first if len(at) > 1 else 1
+        every = range(first, at[-1] + 1 if at else 0, step) if step > 0 else range(0)
+        if list(every) == at:
+            self.every = slice(every.start, every.stop, every.step)
+        return self
+
+
 _INVALID_MAX_VCPU_ID = 0xFFFF_FFFF  # XEN_INVALID_MAX_VCPU_ID, public/domctl.h@4.17:142
 
 
@@ -171,8 +202,8 @@ class _Plan:
     calls: Calls                           # for probes[:len(calls)]: the by-value ones
     by_value: list[Probe]                  # probes[:len(calls)]; UNBATCHED ones follow
     slots: Buffer                          # the domid_t each per-domain call points to
-    current: tuple[list[int], list[int]]   # positions and domids of current_reservation
-    maximum: tuple[list[int], list[int]]   # ... and of maximum_reservation, per domain
+    current: _Bulk                         # where current_reservation is, per domain
+    maximum: _Bulk                         # ... and maximum_reservation
     others: list[int]                      # every other probe with a possible reference
     via_reference: dict[str, frozenset[int]]
     layers: tuple[Layer, ...]              # whose ids key this plan in Known.plans
@@ -192,8 +223,7 @@ class _Plan:
             address[domid] = slots.address + 2 * i
         memory = Memory(address, kexec, requests)
         calls = Calls.of([call(p, memory) for p in by_value])
-        current: tuple[list[int], list[int]] = ([], [])
-        maximum: tuple[list[int], list[int]] = ([], [])
+        current, maximum = _Bulk([]), _Bulk([])
         others = []
         # A domain's page counts are looked up in bulk (_References.column); what has
         # no reference is left out.
@@ -202,14 +232,13 @@ class _Plan:
             reference = REFERENCES[p.quantity]
             column = bulk.get(reference) if p.subject is Subject.DOMAIN else None
             if column is not None:
-                column[0].append(i)
-                column[1].append(p.domid or 0)
+                column.add(i, p.domid or 0)
             elif reference is not no_reference:
                 others.append(i)
         via = {layer.name: frozenset(i for i, p in enumerate(probes)
                                      if layer.via_reference(p)) for layer in layers}
-        return _Plan(domids, census, probes, calls, by_value, slots, current, maximum, others,
-                     via, tuple(layers))
+        return _Plan(domids, census, probes, calls, by_value, slots, current.done(),
+                     maximum.done(), others, via, tuple(layers))
 
 
 @dataclass
@@ -273,7 +302,8 @@ class Sweeper:
         if known.self_domid is _UNKNOWN:
             listed = self.host.domains()
             known.self_domid = self.host.self_domid(listed)
-            domains = {d.domid: (d.tot_pages, d.max_pages) for d in listed}
+            domains = DomainPages((d.domid, d.tot_pages, d.max_pages) for d in listed)
+            del listed  # 10,000 DomainInfo objects: not kept over the attempt
         else:
             domains = self.host.domain_pages()
         facts = read_facts() if self._offered() else None
@@ -308,6 +338,8 @@ class Sweeper:
         caller cannot be told among the domains, or has no vCPU id (~0U), vCPU 0 alone."""
         listed = self.host.domains()
         me = self.host.self_domid(listed)
+        # The same answer the first sweep's references would list the domains again for.
+        self._known.self_domid = me
         for d in listed:
             if d.domid == me and d.max_vcpu_id < _INVALID_MAX_VCPU_ID:
                 return d.max_vcpu_id + 1
@@ -448,7 +480,8 @@ class Sweeper:
         n = len(p.probes)
         progress = _Progress.start(n)
         progress.judged.update(self._judge_unbatched(p))
-        pending = list(range(len(p.calls)))
+        # Every by-value probe at first: a range, not a list of 30,000 ints.
+        pending: Sequence[int] = range(len(p.calls))
         for attempt in range(1, self.attempts + 1):
             pending = self._attempt(p, progress, pending, attempt,
                                     final=attempt == self.attempts)
@@ -466,7 +499,7 @@ class Sweeper:
         # The raw results let the int paths tell an alias from a transient EINTR.
         return layer.read_columns(probes, calls, raw)
 
-    def _attempt(self, p: _Plan, progress: _Progress, pending: list[int], attempt: int,
+    def _attempt(self, p: _Plan, progress: _Progress, pending: Sequence[int], attempt: int,
                  *, final: bool) -> list[int]:
         """One bracketed read of the pending probes: reference, raw, every layer, raw,
         reference. Unanimous probes stay in the batch's columns; the others go to the

@@ -9,7 +9,9 @@ import functools
 import operator
 import os
 import struct
-from collections.abc import Iterator
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +74,52 @@ class DomainInfo:
     max_pages: int
     handle: bytes = bytes(16)
     max_vcpu_id: int = 0
+
+
+class DomainPages(Mapping[int, tuple[int, int]]):
+    """domid -> (tot_pages, max_pages) of every listed domain, kept as three columns of
+    machine integers in the listing's order, which is increasing domid (Xen walks its
+    sorted domain list; Host._invalid_list refuses any other order). A sweep reads one
+    before and one after every attempt: 10,000 domains in 180 KB rather than a dict of
+    tuples of about 1.5 MB, and a sweep takes a whole column at once (`tot`, `max`)."""
+
+    __slots__ = ("ids", "max", "tot")
+
+    def __init__(self, rows: Iterable[tuple[int, int, int]] = ()) -> None:
+        self.ids = array("l")   # domid, increasing
+        self.tot = array("Q")   # tot_pages, uint64_aligned_t in public/domctl.h
+        self.max = array("Q")   # max_pages
+        self.extend(rows)
+
+    def extend(self, rows: Iterable[tuple[int, int, int]]) -> None:
+        columns = list(zip(*rows, strict=True))
+        if columns:
+            ids, tot, most = columns
+            self.ids.extend(ids)
+            self.tot.extend(tot)
+            self.max.extend(most)
+
+    def _at(self, domid: object) -> int:
+        i = bisect_left(self.ids, domid) if isinstance(domid, int) else len(self.ids)
+        return i if i < len(self.ids) and self.ids[i] == domid else -1
+
+    def __getitem__(self, domid: int) -> tuple[int, int]:
+        i = self._at(domid)
+        if i < 0:
+            raise KeyError(domid)
+        return self.tot[i], self.max[i]
+
+    def __contains__(self, domid: object) -> bool:
+        return self._at(domid) >= 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"DomainPages({dict(self)!r})"
 
 
 class Host:
@@ -222,14 +270,15 @@ class Host:
         return [_domain(layout.decode(raw, at)) for raw in self._listed()
                 for at in range(0, len(raw), layout.size)]
 
-    def domain_pages(self) -> dict[int, tuple[int, int]]:
+    def domain_pages(self) -> DomainPages:
         """domid -> (tot_pages, max_pages) for every domain, from the same
         getdomaininfolist calls as `domains`: what a sweep's references need, decoded
         with one struct pass per chunk instead of a dict per record (10,000 domains in
         about 3 ms rather than 100)."""
-        unpack = self._pages.iter_unpack
-        return {domid: (tot, most) for raw in self._listed()
-                for domid, tot, most in unpack(raw)}
+        pages = DomainPages()
+        for raw in self._listed():
+            pages.extend(self._pages.iter_unpack(raw))
+        return pages
 
     def domain_handles(self) -> dict[int, bytes]:
         """domid -> the domain's handle for every domain, from one getdomaininfolist
