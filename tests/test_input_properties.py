@@ -34,6 +34,7 @@ from xenprobe.exporter.http import server
 from xenprobe.mock import launcher as mock
 from xenprobe.mock import scenario as scenarios
 from xenprobe.support.errors import CannotProbe, ConfigError, ScenarioError
+from xenprobe.xen import transport
 
 # -- values -------------------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ def no_device(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def absent(*_: object, **__: object) -> None:
         raise CannotProbe("test: no device")
 
-    monkeypatch.setattr(cli, "Privcmd", absent)
+    monkeypatch.setattr(transport, "Privcmd", absent)  # cli imports it where it is used
     monkeypatch.setattr(mock, "reexec", absent)
     monkeypatch.setattr(cli, "_write_textfile", lambda *_: None)
     yield

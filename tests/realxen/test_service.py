@@ -386,6 +386,11 @@ def daemon_lines(journal: list[dict[str, Any]]) -> list[tuple[dict[str, Any], di
             msg = e["MESSAGE"]
             if isinstance(msg, list):  # journald's byte-array form of non-UTF-8 text
                 msg = bytes(msg).decode(errors="replace")
+            # The unit's ExecStartPre/ExecStopPost helpers (`watch --arm-for-service`,
+            # `--disarm-for-service`) are xenprobe too, and speak the CLI's one-line form.
+            if "-for-service" in str(e.get("_CMDLINE", "")) \
+                    or msg.startswith("xenprobe: watch "):
+                continue
             out.append((e, json.loads(msg)))
     return out
 
@@ -746,13 +751,13 @@ def expected_damage(svc: ServiceRun) -> dict[tuple[str, str, str, str], int]:
     w = svc.ev["watch"]
     for d in w["domains"]:
         pfn = d.get("max_pfn")
-        raw, given, verdict = judge(maximum_gpfn(pfn))
+        raw, given, verdict, _ = judge(maximum_gpfn(pfn))
         if raw != given:
             for comm in DAMAGED_COMMS:
                 key = ("memory_op", "maximum_gpfn", verdict.value, comm)
                 out[key] = out.get(key, 0) + 1
     for reg in DEBUGREGS:
-        raw, given, verdict = judge(0xFFFF0FF0 if reg == 6 else 0x400)
+        raw, given, verdict, _ = judge(0xFFFF0FF0 if reg == 6 else 0x400)
         if raw != given:
             key = ("get_debugreg", "", verdict.value, "privcmd_caller")
             out[key] = out.get(key, 0) + 1
@@ -849,26 +854,30 @@ def normalized(line: str) -> str:
     return line.rstrip()
 
 
-def documented_session() -> tuple[str, list[str]]:
-    """(the command line, the output lines) of docs/watch.md's "A real session"."""
-    text = WATCH_DOC.read_text()
-    section = text[text.index("\n## A real session\n"):]
+README = REPO / "README.md"
+README_WATCH = "## Watching processes: `xenprobe watch`"
+
+
+def documented_session(doc: Path = WATCH_DOC, heading: str = "## A real session"
+                       ) -> tuple[str, list[str]]:
+    """(the command line, the output lines) of a doc's real watch session."""
+    text = doc.read_text()
+    section = text[text.index(f"\n{heading}\n"):]
     section = section[:section.index("\n## ", 1)]
     block = re.search(r"```console\n(.*?)```", section, re.S)
-    assert block, "docs/watch.md's 'A real session' has no console block"
+    assert block, f"{doc.name}'s {heading!r} has no console block"
     lines = block.group(1).splitlines()
     assert lines[0].startswith("# ") and lines[1].startswith("$ "), lines[:2]
     return lines[1][2:], [x for x in lines[2:] if x != "^C"]
 
 
-@pytest.mark.xfail("\n## A real session\n" not in WATCH_DOC.read_text(), strict=True,
-                   reason="docs/watch.md has no real session yet: take it from a run's "
-                          "watch-session.txt (printed by the service_runs fixture)")
-def test_the_docs_show_a_real_watch_session(svc: ServiceRun) -> None:
-    """docs/watch.md's lines are this run's session, line for line, where a ``...``
-    line stands for lines left out, once the varying fields are masked."""
+@pytest.mark.parametrize("doc", ["docs/watch.md", "README.md"])
+def test_the_docs_show_a_real_watch_session(svc: ServiceRun, doc: str) -> None:
+    """docs/watch.md's and README's lines are this run's session, line for line, where a
+    ``...`` line stands for lines left out, once the varying fields are masked."""
     w = svc.ev.get("watch") or {}
-    command, shown = documented_session()
+    command, shown = (documented_session() if doc == "docs/watch.md"
+                      else documented_session(README, README_WATCH))
     svc.check(command == " ".join(w.get("session_argv", []))
               .removeprefix("/usr/bin/"), command)
     real = [normalized(x) for x in svc.text("watch-session.txt").splitlines()]
