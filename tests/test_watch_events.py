@@ -194,3 +194,27 @@ def test_only_calls_shown_or_tallied_by_process_are_attributed() -> None:
     assert attribution.asked == [11] and len(shown) == 1
     assert session.tally.calls == 2 and session.tally.damaged_total == 1
     assert [r["pid"] for r in session.tally.processes_json()] == [11]
+
+
+def test_a_comm_the_kernel_no_longer_has_comes_from_proc_and_xenprobe_is_not_shown(
+        ) -> None:
+    """Seen on Xen 4.20's service boot: the kernel printed "<...>" for a caller missing
+    from its saved cmdlines, so the damaged calls were shown and exported under "<...>";
+    and the timer's `xenprobe check`, whose probes read damaged values on purpose, was
+    exported as a process receiving them (both failed before this)."""
+    shown: list[str] = []
+
+    class Named:
+        def of(self, pid: int) -> object:
+            return SimpleNamespace(tgid=pid, exe="/usr/bin/x",
+                                   comm={20: "privcmd_caller", 21: "xenprobe"}[pid])
+
+    session = Session(SimpleNamespace(instance=None, pipe=-1),  # type: ignore[arg-type]
+                      SimpleNamespace(call=lambda c, p, t: shown.append(c.comm),  # type: ignore[arg-type]
+                                      tick=None),
+                      everything=False, attribution=Named())  # type: ignore[arg-type]
+    for pid, comm in ((20, "<...>"), (21, "xenprobe")):
+        session._line(line(comm, pid, 0, 1.0, "call", ENTRY, entry_args(12, 14, dom=3)))
+        session._line(line(comm, pid, 0, 1.1, "result", AFTER, " rax=0x100000004"))
+    assert shown == ["privcmd_caller"]
+    assert session.tally.calls == 2 and session.tally.damaged_total == 1

@@ -25,6 +25,7 @@ class Process:
     exe: str
     libxenctrl: consumers.Library | None
     memop_path: str        # consumers.MemopPath value: int_path, multicall, unknown, ...
+    comm: str = ""         # /proc/PID/stat's, for a trace line that printed "<...>"
 
     def as_json(self) -> dict[str, object]:
         lib = self.libxenctrl
@@ -47,15 +48,15 @@ class Attribution:
         if start is None:
             return GONE
         hit = self._cache.get(pid)
-        if hit is not None and hit[0] == start:
+        if hit is not None and hit[0] == start[0]:
             return hit[1]
-        found = self._read(pid)
-        self._cache[pid] = (start, found)
+        found = self._read(pid, start[1])
+        self._cache[pid] = (start[0], found)
         if len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
         return found
 
-    def _start_time(self, pid: int) -> str | None:
+    def _start_time(self, pid: int) -> tuple[str, str] | None:
         try:
             with open(f"{self.proc}/{pid}/stat", encoding="utf-8",
                       errors="replace") as f:
@@ -63,10 +64,12 @@ class Attribution:
         except OSError:
             return None
         # comm (field 2) is in parentheses and may hold anything: split after it.
-        rest = stat.rpartition(")")[2].split()
-        return rest[19] if len(rest) > 19 else None
+        head, _, tail = stat.rpartition(")")
+        rest = tail.split()
+        comm = head.partition("(")[2]
+        return (rest[19], comm) if len(rest) > 19 else None
 
-    def _read(self, pid: int) -> Process:
+    def _read(self, pid: int, comm: str) -> Process:
         d = f"{self.proc}/{pid}"
         tgid = None
         try:
@@ -93,4 +96,4 @@ class Attribution:
             if path is not None:
                 verdict = (consumers.MemopPath.MULTICALL if path == "multicall"
                            else consumers.MemopPath.INT_PATH)
-        return Process(tgid, exe, lib, verdict.value)
+        return Process(tgid, exe, lib, verdict.value, comm)
