@@ -43,6 +43,7 @@ from .watch_boot import (
     narrowed,
     pair,
     parse_trace,
+    stats_counters,
 )
 
 pytestmark = pytest.mark.realxen
@@ -332,17 +333,6 @@ def test_watch_offset_is_the_independent_finders(wb: WatchBoot) -> None:
     assert wb.text("privcmd.build-id").strip().endswith(ready["build_id"]), ready
 
 
-def _stats(text: str) -> dict[str, int]:
-    """Sum of each counter over the per-CPU stats files (kernel/trace/trace.c
-    tracing_stats_read: "entries: N", "overrun: N", ...)."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, val = line.partition(":")
-        if val.strip().isdigit():
-            out[key.strip()] = out.get(key.strip(), 0) + int(val)
-    return out
-
-
 
 def test_real_xl_is_intact(wb: WatchBoot) -> None:
     """Debian's real xl 4.17 (with its xenstored) on Xen 4.17: `xl info` and `xl list`
@@ -376,7 +366,7 @@ def test_cost_figures(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None
     bare = min(wb.jsonl(f)[0]["ns_per_call"] for f in ("bench_bare.out", "bench_bare2.out"))
     armed = wb.jsonl("bench_armed.out")[0]
     watched = wb.jsonl("bench_watch.out")[0]
-    st = _stats(wb.text("bench_armed.stats"))
+    st = stats_counters(wb.text("bench_armed.stats"))
     lines = int(wb.text("bench_armed.lines").strip() or 0)
     rss = _rss_kib(wb.text("watch.rss")) + _rss_kib(wb.text("bench_watch.rss"))
     threads = wb.jsonl("burst.out")

@@ -717,7 +717,7 @@ def cost_boot(xen: Booter, assets: Any) -> WatchBoot:
                      build_id(ko), ko)
 
 
-def _counters(text: str) -> dict[str, int]:
+def stats_counters(text: str) -> dict[str, int]:
     """Per-CPU stats files summed (kernel/trace/trace.c tracing_stats_read)."""
     out: dict[str, int] = {}
     for line in text.splitlines():
@@ -742,7 +742,7 @@ def cost_report(wb: WatchBoot) -> str:
         if f"cost_{name}" not in wb.steps:
             continue  # not run in this boot (COST_SETTLED)
         got, floor = ns(f"cost_{name}.out"), ns(f"cost_{name}.floor")
-        st = _counters(wb.text(f"cost_{name}.stats"))
+        st = stats_counters(wb.text(f"cost_{name}.stats"))
         what = f"{'+'.join(events) or 'nothing enabled'}, clock {clock}, reader {reader}"
         if not got or len(got) != len(floor):
             rows.append(f"  {name:17} {what:46} no figure")
