@@ -371,3 +371,50 @@ def test_port_in_use_fails_before_privcmd_is_opened(tmp_path: Path) -> None:
     assert p.stderr.startswith(f"xenprobe: error: listen_address 127.0.0.1:{port}: "
                                "cannot listen: Address already in use"), p.stderr
     assert "privcmd" not in p.stderr
+
+
+@pytest.mark.parametrize(("room", "code", "phrase"), [
+    (16 << 20, 3, "xenprobe: error: out of memory (is the address space limited"),
+    (1 << 30, 4, "xenprobe: internal error: SystemError: error return without exception set"),
+])
+def test_a_command_failing_in_c_near_the_limit_is_out_of_memory(room: int, code: int,
+                                                                 phrase: str) -> None:
+    """The CI run's exit 4: under a 20 MiB RLIMIT_AS a command's C code failed an
+    allocation without a MemoryError (SystemError "error return without exception set").
+    The same failure in a command whose address space is near its limit exits 3; far from
+    it, it is a bug (exit 4). The failure is raised where the command runs, in a child
+    given `room` above its own size."""
+    child = ("import os, resource, sys\n"
+             "from xenprobe.cli import command\n"
+             "def fail(*_):\n"
+             "    raise SystemError('error return without exception set')\n"
+             "command._check = fail\n"
+             "size = int(open('/proc/self/statm').read().split()[0]) * os.sysconf('SC_PAGE_SIZE')\n"
+             f"resource.setrlimit(resource.RLIMIT_AS, (size + {room}, size + {room}))\n"
+             "sys.exit(command.main(['check', '--mock']))\n")
+    p = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                       timeout=DEADLINE, check=False)
+    assert p.returncode == code, p.stderr
+    assert p.stderr.startswith(phrase), p.stderr
+
+
+@pytest.mark.parametrize(("room", "error", "memory"), [
+    (None, "SystemError('error return without exception set')", False),  # no limit
+    (1 << 30, "SystemError('error return without exception set')", False),  # far
+    (16 << 20, "SystemError('error return without exception set')", True),  # near
+    (16 << 20, "SyntaxError(\"expected ':'\")", True),
+    (1 << 30, "MemoryError()", True),  # says so itself
+])
+def test_a_failure_is_the_limit_only_near_it(room: int | None, error: str,
+                                             memory: bool) -> None:
+    """entry.cannot_load, in a child whose RLIMIT_AS leaves it `room` (None: no limit):
+    an exception other than MemoryError is the limit only within entry.ROOM of it."""
+    code = ("import os, resource, sys\n"
+            "from xenprobe.cli import entry\n"
+            "size = int(open('/proc/self/statm').read().split()[0]) * os.sysconf('SC_PAGE_SIZE')\n"
+            f"if {room} is not None:\n"
+            f"    resource.setrlimit(resource.RLIMIT_AS, (size + {room}, size + {room}))\n"
+            f"sys.exit(0 if entry.cannot_load({error}) else 1)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=DEADLINE, check=False)
+    assert p.returncode == (0 if memory else 1), p.stderr

@@ -439,22 +439,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except MemoryError as e:  # the host's limit (RLIMIT_AS), not a bug
-        if _while_importing(e):  # a command's own imports, made only once it runs
-            from xenprobe.cli.entry import NO_MEMORY_TO_LOAD  # noqa: PLC0415
-
-            streams.say(NO_MEMORY_TO_LOAD)
-        else:
-            streams.say("xenprobe: error: out of memory (is the address space limited, "
-                        "ulimit -v / RLIMIT_AS?)")
-        return ExitCode.CANNOT_PROBE
+        return _out_of_memory(e)
     except Exception as e:
         from xenprobe.cli import entry  # noqa: PLC0415 (imports nothing itself)
 
-        # What a command imports where it is used can fail under RLIMIT_AS, as the
-        # entry point's import did when everything was imported up front.
-        if isinstance(e, ImportError) and entry.cannot_load(e):
-            streams.say(entry.NO_MEMORY_TO_LOAD)
-            return ExitCode.CANNOT_PROBE
+        # What a command imports where it is used, and CPython's C code anywhere, can
+        # fail under RLIMIT_AS without a MemoryError (entry.cannot_load says how).
+        if entry.cannot_load(e):
+            return _out_of_memory(e)
         streams.say(f"xenprobe: internal error: {type(e).__name__}: {e}")
         streams.say("xenprobe: this is a bug; please report it with the output of "
                     "--log-level debug")
@@ -465,6 +457,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exc()
         _json_error(argv, ExitCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
         return ExitCode.INTERNAL
+
+
+def _out_of_memory(e: BaseException) -> int:
+    """Exit 3 for the host's address-space limit: a bug is not what ran out."""
+    if isinstance(e, ImportError) or _while_importing(e):  # a command's own imports
+        from xenprobe.cli.entry import NO_MEMORY_TO_LOAD  # noqa: PLC0415
+
+        streams.say(NO_MEMORY_TO_LOAD)
+    else:
+        streams.say("xenprobe: error: out of memory (is the address space limited, "
+                    "ulimit -v / RLIMIT_AS?)")
+    return ExitCode.CANNOT_PROBE
 
 
 def _while_importing(e: BaseException) -> bool:

@@ -12,6 +12,7 @@ import sys
 
 
 def main() -> int:
+    _note_address_space_limit()
     try:
         from xenprobe.cli.command import main as run  # noqa: PLC0415 (the point of this module)
     except KeyboardInterrupt:
@@ -31,10 +32,14 @@ NO_MEMORY_TO_LOAD = ("xenprobe: error: not enough memory to load xenprobe "
                      "(is the address space limited, ulimit -v / RLIMIT_AS?)")
 
 
-def cannot_load(e: Exception) -> bool:
-    """Whether a failed import is the address space's limit, not a broken installation;
-    cli.command asks it too, as it imports what a command needs only once it runs."""
-    return isinstance(e, MemoryError) or _out_of_memory(e) or _address_space_limited()
+def cannot_load(e: BaseException) -> bool:
+    """Whether a failure is the address space's limit, not a bug or a broken
+    installation. A MemoryError says so itself. Other failures count when they come near
+    the limit: CPython's C code that finds no room does not always raise MemoryError (seen
+    under a small RLIMIT_AS: a SystemError "returned NULL without setting an exception", a
+    SyntaxError from the parser in xenprobe's own source, a ValueError from the AST), so
+    near the limit no exception can be told from one. cli.command asks it too."""
+    return isinstance(e, MemoryError) or _out_of_memory(e) or _near_address_space_limit()
 
 
 def _settle() -> None:
@@ -55,23 +60,52 @@ def _settle() -> None:
                 pass
 
 
-def _out_of_memory(e: Exception) -> bool:
+def _out_of_memory(e: BaseException) -> bool:
     """dlopen(3)'s words when mmap fails under RLIMIT_AS."""
     text = str(e)
     return "failed to map segment" in text or "Cannot allocate memory" in text
 
 
-def _address_space_limited() -> bool:
-    """Whether an address-space limit is set: then a load that fails in C code (a
-    SystemError "error return without exception set" from an allocation that found no
-    room, seen under a 20 MiB RLIMIT_AS) is the limit, not a broken installation."""
+# The room an allocation may ask for at once: glibc's first malloc in a new thread maps
+# twice HEAP_MAX_SIZE (2 x 64 MiB on 64-bit) to align its arena (malloc/arena.c, new_heap).
+ROOM = 128 << 20
+
+_limit: int | None = None  # RLIMIT_AS's soft limit, read at start; None: not read
+
+
+def _note_address_space_limit() -> None:
+    """Read RLIMIT_AS once, first: by the time a failure needs it, there may be no room
+    left to load the resource module that gives it (the CI run's exit 4 at 20 MiB)."""
+    global _limit  # noqa: PLW0603 (one value, set once at start)
+    _limit = _read_limit()
+
+
+def _read_limit() -> int | None:
     try:
         import resource  # noqa: PLC0415
 
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     except Exception:
+        return None
+    return -1 if soft == resource.RLIM_INFINITY else soft
+
+
+def _near_address_space_limit() -> bool:
+    """Whether an address-space limit is set and the process is within ROOM of it."""
+    limit = _limit if _limit is not None else _read_limit()
+    if limit is None or limit < 0:
         return False
-    return soft != resource.RLIM_INFINITY
+    try:
+        import os  # noqa: PLC0415 (built in: no room needed)
+
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+        try:
+            size = int(os.read(fd, 64).split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        finally:
+            os.close(fd)
+    except Exception:  # no /proc, or no room to read it: a limit is set, so it is that
+        return True
+    return size + ROOM >= limit
 
 
 def _say(line: str) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import secrets
 import sys
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
@@ -66,7 +65,9 @@ def environment(scenario: Scenario, compiled_path: str, log: str | None = None
 def host_id() -> str:
     """This process's mock host, or a new one: a process that starts another one on the
     mock host passes its own on."""
-    return os.environ.get(HOST) or secrets.token_hex(8)
+    # os.urandom, not secrets: secrets loads hashlib, whose failed load under a small
+    # RLIMIT_AS prints tracebacks of its own before xenprobe can say what ran out.
+    return os.environ.get(HOST) or os.urandom(8).hex()
 
 
 def write_compiled(scenario: Scenario, path: Path) -> Path:
