@@ -20,7 +20,9 @@
  *   print_kprobe_event() (kernel/trace/trace_kprobe.c: "%s: (", %pS of the probed
  *   address "privcmd_ioctl+0x251/0xbe0 [xen_privcmd]", ")", then " %s=" and each
  *   argument's type format, trace_probe.c DEFINE_BASIC_PRINT_TYPE_FUNC: x* "0x%x" /
- *   "0x%Lx", u* "%u" / "%Lu", s* "%d" / "%Ld"). The flags column is printed as
+ *   "0x%Lx", u* "%u" / "%Lu", s* "%d" / "%Ld"; the string `$comm` fetches,
+ *   "\"%s\"": trace_probe.c@v5.10 PRINT_TYPE_FUNC_NAME(string), and parse_probe_vars's
+ *   FETCH_OP_COMM, the task's comm when the event fires). The flags column is printed as
  *   "d...." (irqs off in the int3 handler); the watch does not read it.
  * - Fetch arguments: %si, %dx (entry), %ax (after the hypercall), and +uOFF(...)
  *   user-memory dereferences, nested (kprobetrace.rst "FETCHARGS"). A dereference
@@ -227,7 +229,8 @@ static int fetch(const char **s, const struct regs *r, size_t size, uint64_t *v)
     return -1;
 }
 
-static int format_args(const char *args, const struct regs *r, char *out, size_t cap)
+static int format_args(const char *args, const struct regs *r, const char *comm,
+                       char *out, size_t cap)
 {
     size_t len = 0;
     const char *p = args;
@@ -249,6 +252,14 @@ static int format_args(const char *args, const struct regs *r, char *out, size_t
         memcpy(name, p, (size_t)(eq - p));
         name[eq - p] = 0;
         p = eq + 1;
+        if (!strncmp(p, "$comm", 5) && (p[5] == ' ' || !p[5])) {
+            p += 5;
+            n = snprintf(out + len, cap - len, " %s=\"%s\"", name, comm);
+            if (n < 0 || (size_t)n >= cap - len)
+                return -1;
+            len += (size_t)n;
+            continue;
+        }
         colon = strpbrk(p, ": ");
         if (colon && *colon == ':')
             sscanf(colon + 1, "%7[a-z0-9]", type);
@@ -371,7 +382,7 @@ static void fire(uint64_t offset, const struct regs *r)
             at = 4;
         if (at != (offset == 0 && endbr ? 4 : offset))
             continue;
-        if (format_args(probes[i].args, r, args, sizeof(args)) < 0)
+        if (format_args(probes[i].args, r, comm, args, sizeof(args)) < 0)
             continue;  /* a definition the mock does not model */
         len = snprintf(line, sizeof(line),
                        "%s%s: (privcmd_ioctl+0x%llx/0x%llx [xen_privcmd])%s\n", head,

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Who made a watched call: from the trace line's task id to its process (thread-group
-id, comm, exe), the libxenctrl it maps and that library's memory-op path
+id, exe), the libxenctrl it maps and that library's memory-op path
 (xenprobe/xen/consumers.py, xenprobe/xen/memop_path.py). Read from /proc when the call is
 reported; a process that has exited meanwhile is reported with what the trace line
-says (comm) and empty fields, never with another process's details: a cached entry is
+says (its name) and empty fields, never with another process's details: a cached entry is
 used only while the task's start time (/proc/PID/stat field 22) is the same."""
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ class Process:
     exe: str
     libxenctrl: consumers.Library | None
     memop_path: str        # consumers.MemopPath value: int_path, multicall, unknown, ...
-    comm: str = ""         # /proc/PID/stat's, for a trace line that printed "<...>"
 
     def as_json(self) -> dict[str, object]:
         lib = self.libxenctrl
@@ -48,15 +47,15 @@ class Attribution:
         if start is None:
             return GONE
         hit = self._cache.get(pid)
-        if hit is not None and hit[0] == start[0]:
+        if hit is not None and hit[0] == start:
             return hit[1]
-        found = self._read(pid, start[1])
-        self._cache[pid] = (start[0], found)
+        found = self._read(pid)
+        self._cache[pid] = (start, found)
         if len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
         return found
 
-    def _start_time(self, pid: int) -> tuple[str, str] | None:
+    def _start_time(self, pid: int) -> str | None:
         try:
             with open(f"{self.proc}/{pid}/stat", encoding="utf-8",
                       errors="replace") as f:
@@ -64,12 +63,11 @@ class Attribution:
         except OSError:
             return None
         # comm (field 2) is in parentheses and may hold anything: split after it.
-        head, _, tail = stat.rpartition(")")
+        _, _, tail = stat.rpartition(")")
         rest = tail.split()
-        comm = head.partition("(")[2]
-        return (rest[19], comm) if len(rest) > 19 else None
+        return rest[19] if len(rest) > 19 else None
 
-    def _read(self, pid: int, comm: str) -> Process:
+    def _read(self, pid: int) -> Process:
         d = f"{self.proc}/{pid}"
         tgid = None
         try:
@@ -96,4 +94,4 @@ class Attribution:
             if path is not None:
                 verdict = (consumers.MemopPath.MULTICALL if path == "multicall"
                            else consumers.MemopPath.INT_PATH)
-        return Process(tgid, exe, lib, verdict.value, comm)
+        return Process(tgid, exe, lib, verdict.value)

@@ -32,7 +32,12 @@ IOCTL_PRIVCMD_DM_OP = 0x00105005
 # reads the same memory (the call then fails with -EFAULT and no domain is shown).
 CALL_ARGS = ("cmd=%si:x32 op=+u0(%dx):x64 a0=+u8(%dx):x64 a1=+u16(%dx):x64 "
              "sub=+u0(+u8(%dx)):u32 dom=+u0(+u16(%dx)):u16 ddom=+u8(+u8(%dx)):u16")
-RESULT_ARGS = "rax=%ax:x64"
+# `comm`: the caller's name as the task had it at the call (`$comm`, always a string:
+# kernel/trace/trace_probe.c@v5.10 traceprobe_parse_probe_arg_body). The line's own
+# comm is looked up when the line is read, from a small table of recent tasks, and is
+# "<...>" for one evicted by then (trace.c trace_find_cmdline): a short-lived caller
+# read late on a busy host. Last, so that any name it holds ends the line.
+RESULT_ARGS = "rax=%ax:x64 comm=$comm"
 
 
 @dataclass(frozen=True)

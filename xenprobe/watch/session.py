@@ -5,7 +5,6 @@ the sink (terminal view or JSON lines), until told to stop."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import select
@@ -21,7 +20,6 @@ from xenprobe.watch.trace_line import lost, parse
 from xenprobe.watch.tracefs import TracefsError
 from xenprobe.watch.xen_release import KnownRelease
 
-UNKNOWN_COMM = "<...>"
 PROBE_COMM = "xenprobe"  # the comm of /usr/bin/xenprobe, the console script
 
 # The reader never depends on poll(): an empty buffer gives EAGAIN at once, and the
@@ -159,10 +157,6 @@ class Session:
             self.tally.add(call, None)
             return
         process = self.attribution.of(call.pid)
-        if call.comm == UNKNOWN_COMM and process.comm:
-            # The kernel prints "<...>" for a task missing from its saved cmdlines
-            # (kernel/trace/trace.c trace_find_cmdline); /proc still has its name.
-            call = dataclasses.replace(call, comm=process.comm)
         if call.comm == PROBE_COMM:
             # xenprobe's own probes (check, the timer's check, serve's sweeps) read
             # damaged values on purpose and report them themselves: counted as calls,

@@ -8,10 +8,13 @@ same fields at v6.1 and v6.12 through trace_print_time()). The event part comes 
 print_kprobe_event() (kernel/trace/trace_kprobe.c): `"%s: ("` the event name, the
 probed address as `%pS` (`privcmd_ioctl+0x251/0xbe0 [xen_privcmd]`), `")"`, then each
 argument as `" %s="` and its type's format (trace_probe.c DEFINE_BASIC_PRINT_TYPE_FUNC:
-x32 `0x%x`, x64 `0x%Lx`, u16/u32 `%u`, u64 `%Lu`, s64 `%Ld`).
+x32 `0x%x`, x64 `0x%Lx`, u16/u32 `%u`, u64 `%Lu`, s64 `%Ld`; a string, such as
+`$comm`, `"%s"` as it is, quotes and blanks included).
 
 Pure. The comm is right-aligned in 16 columns and may hold blanks and dashes: the pid
-is the last `-DIGITS` before the cpu field.
+is the last `-DIGITS` before the cpu field. A `comm="..."` argument, the last one the
+watch defines, is the task's name at the call and wins over the context's, which the
+kernel looks up only when the line is read.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ _LINE = re.compile(
     r"(?:(?P<flags>\S{4,6})\s+)?(?P<time>\d+(?:\.\d+)?):\s+(?P<event>\w+):\s+"
     r"\((?P<where>[^)]*)\)(?P<args>.*)$")
 _ARG = re.compile(r"\s+(\w+)=(\S+)")
+_COMM_ARG = ' comm="'
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ def parse(line: str) -> TraceEvent | None:
         return None
     fields: dict[str, int] = {}
     args = m["args"]
+    comm = m["comm"].strip()
+    at = args.find(_COMM_ARG)  # the first: the name itself may hold the same text
+    if at >= 0 and args.endswith('"'):
+        args, comm = args[:at], args[at + len(_COMM_ARG):-1]
     end = 0
     for a in _ARG.finditer(args):
         if a.start() != end:
@@ -56,7 +64,7 @@ def parse(line: str) -> TraceEvent | None:
             return None  # (fault) or a string: not one of ours
     if args[end:].strip():
         return None
-    return TraceEvent(m["comm"].strip(), int(m["pid"]), int(m["cpu"]), float(m["time"]),
+    return TraceEvent(comm, int(m["pid"]), int(m["cpu"]), float(m["time"]),
                       m["event"], m["where"], fields)
 
 
