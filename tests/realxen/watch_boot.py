@@ -145,12 +145,14 @@ def xl_lines(xen_root: Path) -> tuple[list[str], list[str]]:
 
 def kprobe_lines(offset: int) -> list[str]:
     """The three probes of privcmd-watch.md section 3, in group GROUP.  ``dom``: the
-    domid a memory_op's second argument points at (meaningless for other ops)."""
+    domid a memory_op's second argument points at (meaningless for other ops); ``comm``
+    on ``raw``, as the watch's result probe has it, so that the differential test holds
+    the mock's string format to the kernel's."""
     fn = "xen_privcmd:privcmd_ioctl"
     return [
         f"p:{GROUP}/hc {fn} cmd=%si:x32 op=+u0(%dx):u64 a0=+u8(%dx):u64 a1=+u16(%dx):u64 "
         "dom=+u0(+u16(%dx)):u16",
-        f"p:{GROUP}/raw {fn}+{offset:#x} rax=%ax:x64",
+        f"p:{GROUP}/raw {fn}+{offset:#x} rax=%ax:x64 comm=$comm",
         f"r:{GROUP}/ret {fn} ret=$retval:x64",
     ]
 
