@@ -4,13 +4,15 @@ reading of a kprobe_events listing."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from xenprobe.probe.classify import Verdict
 from xenprobe.watch import probes
-from xenprobe.watch.attribution import GONE
+from xenprobe.watch.attribution import GONE, Attribution
 from xenprobe.watch.judge import judge
 from xenprobe.watch.pairing import Pairer
 from xenprobe.watch.session import Session
@@ -173,7 +175,7 @@ class _CountingAttribution:
     def __init__(self) -> None:
         self.asked: list[int] = []
 
-    def of(self, pid: int) -> object:
+    def of(self, pid: int, comm: str) -> object:
         self.asked.append(pid)
         return SimpleNamespace(tgid=pid, exe="/usr/bin/x")
 
@@ -210,7 +212,7 @@ def test_a_caller_the_kernel_prints_as_unknown_is_named_by_its_event_and_xenprob
                       SimpleNamespace(call=lambda c, p, t: shown.append(c.comm),  # type: ignore[arg-type]
                                       tick=None),
                       everything=False,
-                      attribution=SimpleNamespace(of=lambda pid: GONE))  # type: ignore[arg-type]
+                      attribution=SimpleNamespace(of=lambda pid, comm: GONE))  # type: ignore[arg-type]
     for pid, comm in ((20, "xc414_caller"), (21, "xenprobe")):
         session._line(line("<...>", pid, 0, 1.0, "call", ENTRY, entry_args(12, 14, dom=3)))
         session._line(line("<...>", pid, 0, 1.1, "result", AFTER,
@@ -225,3 +227,37 @@ def test_the_comm_argument_is_the_name_whatever_it_holds(name: str) -> None:
     prints it between quotes as it is, last on the line."""
     ev = parse(line("<...>", 7, 1, 2.5, "result", AFTER, f' rax=0x5 comm="{name}"'))
     assert ev is not None and ev.comm == name and ev.fields == {"rax": 5}
+
+
+def _fake_task(proc: Path, pid: int, comm: str, start: int) -> None:
+    d = proc / str(pid)
+    d.mkdir(parents=True)
+    # /proc/PID/stat: pid (comm) state, then fields 4..; field 22 is the start time.
+    (d / "stat").write_text(f"{pid} ({comm}) S " + " ".join(["0"] * 18) + f" {start} 0\n")
+    (d / "status").write_text(f"Name:\t{comm}\nTgid:\t{pid}\n")
+    (d / "maps").write_text("")
+    (d / "exe").symlink_to(f"/usr/bin/{comm}")
+
+
+def test_a_caller_that_exits_between_its_calls_stays_one_process(tmp_path: Path) -> None:
+    """Seen on the service boots: xc414_caller's first damaged call was read while it
+    lived, its next two after it exited, and the tally showed it twice
+    (`xc414_caller[exited] 2, xc414_caller[416] 1`). Its calls recorded the name /proc
+    gave it, so they stay its own; a call recording another name is not given its
+    details."""
+    proc = tmp_path / "proc"
+    _fake_task(proc, 416, "xc414_caller", 9000)
+    attribution = Attribution(str(proc))
+    session = Session(SimpleNamespace(instance=None, pipe=-1),  # type: ignore[arg-type]
+                      SimpleNamespace(call=lambda c, p, t: None, tick=None),  # type: ignore[arg-type]
+                      everything=False, attribution=attribution)
+    for n, dom in enumerate((6, 7, 8)):
+        session._line(line("<...>", 416, 0, 1.0 + n, "call", ENTRY, entry_args(12, 14, dom=dom)))
+        session._line(line("<...>", 416, 0, 1.1 + n, "result", AFTER,
+                           ' rax=0x100000004 comm="xc414_caller"'))
+        if n == 0:
+            shutil.rmtree(proc / "416")  # it exits after its first call was read
+    rows = session.tally.processes_json()
+    assert [(r["pid"], r["comm"], r["damaged"]) for r in rows] == [(416, "xc414_caller", 3)]
+    assert attribution.of(416, "xc414_caller").exe == "/usr/bin/xc414_caller"
+    assert attribution.of(416, "other").tgid is None

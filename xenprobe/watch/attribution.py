@@ -2,9 +2,12 @@
 """Who made a watched call: from the trace line's task id to its process (thread-group
 id, exe), the libxenctrl it maps and that library's memory-op path
 (xenprobe/xen/consumers.py, xenprobe/xen/memop_path.py). Read from /proc when the call is
-reported; a process that has exited meanwhile is reported with what the trace line
-says (its name) and empty fields, never with another process's details: a cached entry is
-used only while the task's start time (/proc/PID/stat field 22) is the same."""
+reported. A cached entry is used while the task's start time (/proc/PID/stat field 22)
+is the same, and, once the task has exited, for a call that recorded the name /proc
+gave it: a short-lived caller read late is still the process its first call named
+(the tally had split it into the process and an "[exited]" one). A task that exited
+before any of its calls was read is reported with its name and empty fields, never
+with another process's details."""
 
 from __future__ import annotations
 
@@ -40,22 +43,25 @@ GONE = Process(None, "", None, consumers.MemopPath.UNKNOWN.value)
 class Attribution:
     def __init__(self, proc: str = "/proc") -> None:
         self.proc = proc
-        self._cache: OrderedDict[int, tuple[str, Process]] = OrderedDict()
+        # task id -> (start time, comm, process), as /proc gave them
+        self._cache: OrderedDict[int, tuple[str, str, Process]] = OrderedDict()
 
-    def of(self, pid: int) -> Process:
-        start = self._start_time(pid)
-        if start is None:
-            return GONE
+    def of(self, pid: int, comm: str) -> Process:
+        """The process of task `pid`, whose call recorded the name `comm`."""
+        stat = self._stat(pid)
         hit = self._cache.get(pid)
-        if hit is not None and hit[0] == start:
-            return hit[1]
+        if stat is None:
+            return hit[2] if hit is not None and hit[1] == comm else GONE
+        if hit is not None and hit[:2] == stat:
+            return hit[2]
         found = self._read(pid)
-        self._cache[pid] = (start, found)
+        self._cache[pid] = (*stat, found)
         if len(self._cache) > MAX_CACHED:
             self._cache.popitem(last=False)
         return found
 
-    def _start_time(self, pid: int) -> str | None:
+    def _stat(self, pid: int) -> tuple[str, str] | None:
+        """(start time, comm) from /proc/PID/stat; None once the task has exited."""
         try:
             with open(f"{self.proc}/{pid}/stat", encoding="utf-8",
                       errors="replace") as f:
@@ -63,9 +69,9 @@ class Attribution:
         except OSError:
             return None
         # comm (field 2) is in parentheses and may hold anything: split after it.
-        _, _, tail = stat.rpartition(")")
+        head, _, tail = stat.rpartition(")")
         rest = tail.split()
-        return rest[19] if len(rest) > 19 else None
+        return (rest[19], head.partition("(")[2]) if len(rest) > 19 else None
 
     def _read(self, pid: int) -> Process:
         d = f"{self.proc}/{pid}"

@@ -156,7 +156,7 @@ class Session:
             # call was most of the reader's work (tests/test_watch_events.py).
             self.tally.add(call, None)
             return
-        process = self.attribution.of(call.pid)
+        process = self.attribution.of(call.pid, call.comm)
         if call.comm == PROBE_COMM:
             # xenprobe's own probes (check, the timer's check, serve's sweeps) read
             # damaged values on purpose and report them themselves: counted as calls,
