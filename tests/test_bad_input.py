@@ -293,7 +293,7 @@ CASES = [
          limits={resource.RLIMIT_AS: 256 << 20}),
     # Python itself starts in about 13 MiB; loading xenprobe needs more than 20.
     Case("address-space-too-small", ["check", "--mock"], 3,
-         "not enough memory to load xenprobe", limits={resource.RLIMIT_AS: 20 << 20}),
+         "out of memory (is the address space limited", limits={resource.RLIMIT_AS: 20 << 20}),
     Case("no-file-growth", ["check", "--mock"], 3,
          "cannot hand the scenario to the mock host: File too large",
          limits={resource.RLIMIT_FSIZE: 0}),

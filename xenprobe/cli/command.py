@@ -460,25 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _out_of_memory(e: BaseException) -> int:
-    """Exit 3 for the host's address-space limit: a bug is not what ran out."""
-    if isinstance(e, ImportError) or _while_importing(e):  # a command's own imports
-        from xenprobe.cli.entry import NO_MEMORY_TO_LOAD  # noqa: PLC0415
+    """Exit 3 for the host's address-space limit: a bug is not what ran out. One message
+    whether a command's own import or its work ran out: CPython trims the import
+    machinery's frames from a traceback (import.c remove_importlib_frames), so which it
+    was cannot be told reliably, and the remedy is the same."""
+    from xenprobe.cli.entry import OUT_OF_MEMORY  # noqa: PLC0415 (imports nothing itself)
 
-        streams.say(NO_MEMORY_TO_LOAD)
-    else:
-        streams.say("xenprobe: error: out of memory (is the address space limited, "
-                    "ulimit -v / RLIMIT_AS?)")
+    streams.say(OUT_OF_MEMORY)
     return ExitCode.CANNOT_PROBE
-
-
-def _while_importing(e: BaseException) -> bool:
-    """Whether `e` was raised inside the import machinery (a module being loaded)."""
-    tb = e.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.startswith("<frozen importlib"):
-            return True
-        tb = tb.tb_next
-    return False
 
 
 def _deliver_help(text: str) -> int:

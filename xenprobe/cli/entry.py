@@ -19,7 +19,7 @@ def main() -> int:
         return 130
     except Exception as e:
         if cannot_load(e):
-            _say(NO_MEMORY_TO_LOAD)
+            _say(OUT_OF_MEMORY)
             return 3
         _say(f"xenprobe: internal error: cannot load xenprobe: {type(e).__name__}: {e}")
         return 4  # a broken installation
@@ -28,8 +28,8 @@ def main() -> int:
     return code
 
 
-NO_MEMORY_TO_LOAD = ("xenprobe: error: not enough memory to load xenprobe "
-                     "(is the address space limited, ulimit -v / RLIMIT_AS?)")
+OUT_OF_MEMORY = ("xenprobe: error: out of memory "
+                 "(is the address space limited, ulimit -v / RLIMIT_AS?)")
 
 
 def cannot_load(e: BaseException) -> bool:
