@@ -67,7 +67,12 @@ def uptime() -> float:
     return float(Path("/proc/uptime").read_text().split()[0])
 
 
-def run(cmd: str | list[str], timeout: float = 120, cwd: str | None = None) -> dict[str, Any]:
+def run(cmd: str | list[str], timeout: float = 120, cwd: str | None = None,
+        *, poll: bool = False) -> dict[str, Any]:
+    # Each command but the polls is logged as it starts: should the dom0 hang, the
+    # share's runner.out names what was running.
+    if not poll:
+        log(f"run {cmd if isinstance(cmd, str) else ' '.join(cmd)}")
     t = time.monotonic()
     try:
         p = subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True,
@@ -85,7 +90,7 @@ def show(unit: str, *props: str) -> dict[str, str]:
     args = ["systemctl", "show", unit]
     for p in props:
         args += ["-p", p]
-    r = run(args, timeout=60)
+    r = run(args, timeout=60, poll=True)
     out: dict[str, str] = {}
     for line in r["out"].splitlines():
         k, sep, v = line.partition("=")
@@ -103,6 +108,7 @@ def wait(what: str, probe: Callable[[], Any], timeout: float, every: float = 1.0
         except Exception:  # a server not up yet, a file not there yet
             got = None
         if got:
+            log(f"waited for {what}")
             return got
         if time.monotonic() > end:
             log(f"gave up waiting for {what} after {timeout} s")

@@ -93,6 +93,11 @@ CAP_SYS_PTRACE = 19  # the consumer scan (docs/consumers.md)
 BOOT_TIMEOUT_S = 2400
 RUNNER_DEADLINE_S = 2100
 DOM0_MEM_MIB = 1024
+# Should the dom0's kernel lock up (seen once: a soft lockup of a xenprobe task on one
+# vCPU, the other's timers dead), the serial log gets the stack of every CPU: `quiet`
+# keeps the backtraces (KERN_DEFAULT) off the console, and a PV guest's NMI IPI is
+# Xen's VCPUOP_send_nmi, which reaches a vCPU blocked in Xen too.
+LOCKUP_ARGS = "loglevel=5 softlockup_all_cpu_backtrace=1"
 
 # The one accommodation of the emulated machine: TCG runs the dom0 one to two orders of
 # magnitude slower than the hardware the units' start timeouts are meant for (a cold
@@ -219,6 +224,10 @@ class ServiceRun:
         if self.ev.get("errors"):
             parts.append("--- runner errors ---\n" + "\n".join(
                 f"{k}: {v}" for k, v in self.ev["errors"].items()))
+        out = self.text("runner.out")
+        if out.strip() and self.run.exit_status is None:  # where a hung dom0 stopped
+            parts.append("--- runner progress (tail) ---\n" + "\n".join(
+                out.splitlines()[-15:]))
         err = self.text("runner.err")
         if err.strip():
             parts.append("--- runner stderr (tail) ---\n" + "\n".join(
@@ -306,7 +315,8 @@ def boot_one(release: str, assets: Assets, root: Path, debs: DebianPackages) -> 
     share = prepare_share(workdir, release, debs, assets)
     run = run_systemd_dom0(release, share, unit="xenprobe-test.target",
                            timeout=BOOT_TIMEOUT_S, workdir=workdir,
-                           dom0_mem_mib=DOM0_MEM_MIB, assets=assets)
+                           dom0_mem_mib=DOM0_MEM_MIB, assets=assets,
+                           kernel_args=LOCKUP_ARGS)
     try:
         ev = json.loads((share / "results" / "evidence.json").read_text())
     except (OSError, ValueError):
