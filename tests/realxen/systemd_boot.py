@@ -42,6 +42,7 @@ def run_systemd_dom0(
     dom0_mem_mib: int = 1024,
     kernel_args: str = "",
     assets: Assets | None = None,
+    smp: int = 2,
 ) -> Dom0Run:
     """Boot Xen ``xen`` with systemd as the dom0's PID 1, starting ``unit``.
 
@@ -64,6 +65,7 @@ def run_systemd_dom0(
         workdir / "serial.log",
         dom0_mem_mib=dom0_mem_mib,
         kernel_args=f"systemd.unit={unit} systemd.show_status=1 {kernel_args}".strip(),
+        smp=smp,
     )
     return boot(xen, cmd, share, share / "results", workdir, timeout)
 
