@@ -99,6 +99,11 @@ class Dom0Run:
         return self
 
 
+# Dom0 kernel arguments that put a lockup's stack in the serial log: `quiet` keeps
+# KERN_DEFAULT lines (the backtraces) off the console.
+LOCKUP_ARGS = "loglevel=5"
+
+
 def _q(value: str | Path) -> str:
     # QEMU option values escape ',' by doubling it.
     return str(value).replace(",", ",,")

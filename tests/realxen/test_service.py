@@ -52,7 +52,7 @@ from tests.debpkg import DebianPackages
 from xenprobe.support.logs import PRIORITY
 
 from .assets import PRIVCMD_MODULE, Assets
-from .boot import Dom0Run
+from .boot import LOCKUP_ARGS, Dom0Run
 from .compare import int_path_verdict
 from .session import EXTRA_DOMAINS
 from .systemd_boot import SHARE_IN_DOM0, fresh_share, run_systemd_dom0
@@ -100,8 +100,6 @@ DOM0_MEM_MIB = 1024
 # that hang within 53 to 70 rounds (docs/watch.md, "Known limits"). The service's
 # behaviour under test does not depend on the vCPU count.
 SERVICE_SMP = 1
-# A lockup's stack reaches the serial log (`quiet` keeps KERN_DEFAULT lines off it).
-LOCKUP_ARGS = "loglevel=5"
 
 # The one accommodation of the emulated machine: TCG runs the dom0 one to two orders of
 # magnitude slower than the hardware the units' start timeouts are meant for (a cold

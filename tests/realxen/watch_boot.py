@@ -86,19 +86,27 @@ def narrowed(raw: int) -> int:
     return low - UINT32 if low & 0x80000000 else low
 
 
+CC = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror"]
+
+
+def build_privcmd_caller(dest: Path) -> Path:
+    """Compile privcmd_caller.c on the host into ``dest``; returns the program."""
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([*CC, "-pthread", "-o", str(dest / "privcmd_caller"),
+                    str(HERE / "privcmd_caller.c")], check=True)
+    return dest / "privcmd_caller"
+
+
 def build_callers(dest: Path) -> dict[str, Path]:
     """Compile the consumers on the host into ``dest``; returns the libxenctrl library
     directory of each libxc caller's release (for the share's ``xenlibs<NNN>/``)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    cc = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror"]
-    subprocess.run([*cc, "-pthread", "-o", str(dest / "privcmd_caller"),
-                    str(HERE / "privcmd_caller.c")], check=True)
+    build_privcmd_caller(dest)
     # The same program under another name: a process whose calls are all intact.
     shutil.copy2(dest / "privcmd_caller", dest / "intact_caller")
     libs: dict[str, Path] = {}
     for release, name in LIBXC_CALLERS.items():
         libdir = xenpkgs.ensure(release=release).libdir
-        subprocess.run([*cc, "-o", str(dest / name), str(HERE / "libxc_caller.c"),
+        subprocess.run([*CC, "-o", str(dest / name), str(HERE / "libxc_caller.c"),
                         f"-L{libdir}", f"-Wl,-rpath-link,{libdir}",
                         f"-l:libxenctrl.so.{release}"], check=True)
         libs[release] = libdir
@@ -702,10 +710,7 @@ def cost_boot(xen: Booter, assets: Any) -> WatchBoot:
     point = find_probe_point(ko)
 
     def fill(share: Path) -> None:
-        (share / CALLERS).mkdir(parents=True)
-        subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
-                        str(share / CALLERS / "privcmd_caller"),
-                        str(HERE / "privcmd_caller.c")], check=True)
+        build_privcmd_caller(share / CALLERS)
 
     request = watch_probe_point(ko.read_bytes()).request
     run = xen.run(cost_script(point.hypercall, xen.release, request), label="cost",
