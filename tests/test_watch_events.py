@@ -171,6 +171,23 @@ def test_lost_notes_and_overrun_counters_are_the_same_events() -> None:
     assert session.tally.lost == 100
 
 
+
+def test_the_lost_count_never_goes_down() -> None:
+    """The count is exported as a counter (xenprobe_watch_lost_events_total): a read of
+    the per-CPU stats that finds less than before (a CPU's file unreadable for a
+    moment) must not make it fall, which Prometheus would take for a restart (failed
+    before: 0 after 100)."""
+    counts = iter([100, 0, 40])
+    instance = SimpleNamespace(lost=lambda: next(counts), path="inst")
+    session = Session(SimpleNamespace(instance=instance, pipe=-1),  # type: ignore[arg-type]
+                      SimpleNamespace(call=None, tick=None),  # type: ignore[arg-type]
+                      everything=False)
+    seen = []
+    for _ in range(3):
+        session._update_lost()
+        seen.append(session.tally.lost)
+    assert seen == [100, 100, 100]
+
 class _CountingAttribution:
     def __init__(self) -> None:
         self.asked: list[int] = []

@@ -252,13 +252,7 @@ def test_overruns_are_counted_not_hidden(host: WatchHost) -> None:
         summary["unpaired"]["no_result"] + summary["unread"]
     assert summary["lost"] > 0
     assert read + summary["lost"] == 4000
-    assert stats_overruns(host) == 0  # the instance (and its counters) are gone
-
-
-def stats_overruns(host: WatchHost) -> int:
-    inst = host.tracefs / "instances" / "xenprobe_watch"
-    return sum(int(line.split()[1]) for f in inst.glob("per_cpu/cpu*/stats")
-               for line in f.read_text().splitlines() if line.startswith("overrun:"))
+    assert overruns(host) == 0  # the instance (and its counters) are gone
 
 
 def test_terminal_view(host: WatchHost) -> None:
@@ -417,6 +411,46 @@ def test_stops_promptly_under_a_flood_and_counts_what_it_left(host: WatchHost) -
     assert (host.kprobe_events(), host.instances()) == before
     print(f"stopped {took:.2f} s after SIGTERM: {summary['calls']} calls judged, "
           f"{summary['unread']} events left unread, {summary['lost']} lost")
+
+
+def test_overrun_counters_are_never_seen_half_written(host: WatchHost) -> None:
+    """The kernel formats per_cpu/cpuN/stats at each read (kernel/trace/trace.c
+    tracing_stats_read), so a reader never finds it empty. The mock's counting must keep
+    that: while floods overrun a stopped reader's buffer, every read of every CPU's stats
+    shows its overrun line, and the count never goes down (failed before the fix: the
+    mock truncated the file, then wrote it, and a read in between found nothing, which
+    made the watch's final count of lost events 0 in CI)."""
+    p = started(host)
+    p.send_signal(signal.SIGSTOP)  # the reader falls behind: the buffer fills
+    script = host.root / "flood.py"
+    script.write_text(FLOOD)
+    floods = [subprocess.Popen([sys.executable, str(script)], env=host.consumer_env,
+                               stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    seen: dict[Path, int] = {}
+    reads = 0
+    try:
+        for f in floods:
+            assert f.stdout is not None and f.stdout.readline() == "\n"
+        stats = sorted((host.tracefs / "instances" / INSTANCE / "per_cpu").glob("cpu*/stats"))
+        assert stats
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            for path in stats:
+                text = path.read_text()
+                counts = [int(x.split()[1]) for x in text.splitlines()
+                          if x.startswith("overrun: ")]
+                assert len(counts) == 1, f"{path} read as {text!r}"
+                assert counts[0] >= seen.get(path, 0), f"{path}'s overrun went down"
+                seen[path] = counts[0]
+                reads += 1
+    finally:
+        for f in floods:
+            f.kill()
+            f.wait()
+        p.send_signal(signal.SIGCONT)
+    stop(p)
+    assert sum(seen.values()) > 0, "the floods never overran the buffer"
+    print(f"{reads} reads of the stats, {sum(seen.values())} overruns counted")
 
 
 def test_entry_probe_after_endbr64(host: WatchHost) -> None:

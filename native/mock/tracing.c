@@ -290,41 +290,64 @@ static const char STATS[] =
     "oldest event ts: %5lu.%06lu\nnow ts: %5lu.%06lu\ndropped events: 0\n"
     "read events: 0\n";
 
-static void write_stats(int fd, unsigned long overrun)
+/* The kernel formats stats at each read (trace.c tracing_stats_read), so no reader
+ * ever finds it empty or half-written: the mock writes a new file beside it and renames
+ * it into place, under a lock on the CPU's directory that counting and removal share. */
+static void write_stats(const char *cpudir, unsigned long overrun)
 {
-    char buf[512];
+    char buf[512], tmp[4096 + 32], path[4096 + 16];
     struct timespec ts;
-    int n;
+    int fd, n;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     n = snprintf(buf, sizeof(buf), STATS, overrun, (unsigned long)ts.tv_sec,
                  (unsigned long)(ts.tv_nsec / 1000), (unsigned long)ts.tv_sec,
                  (unsigned long)(ts.tv_nsec / 1000));
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)n, 0) != n)
+    snprintf(tmp, sizeof(tmp), "%s/.stats.%d", cpudir, (int)getpid());
+    snprintf(path, sizeof(path), "%s/stats", cpudir);
+    fd = real_open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
         return;
+    if (write(fd, buf, (size_t)n) == n) {
+        real_close_fd(fd);
+        if (rename(tmp, path) == 0)
+            return;
+    } else {
+        real_close_fd(fd);
+    }
+    unlink(tmp);
+}
+
+static int lock_dir(const char *dir)
+{
+    int fd = real_open_file(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+
+    if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+        real_close_fd(fd);
+        return -1;
+    }
+    return fd;
 }
 
 static void count_overrun(const char *dir, int cpu)
 {
-    char path[4096], buf[512];
-    unsigned long overrun = 0;
+    char cpudir[4096], path[4096 + 16], buf[512];
+    unsigned long overrun;
     const char *at;
     ssize_t n;
-    int fd;
+    int lock;
 
-    snprintf(path, sizeof(path), "%s/per_cpu/cpu%d/stats", dir, cpu);
-    fd = real_open_file(path, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0)
+    snprintf(cpudir, sizeof(cpudir), "%s/per_cpu/cpu%d", dir, cpu);
+    if ((lock = lock_dir(cpudir)) < 0)
         return;
-    if (flock(fd, LOCK_EX) == 0) {
-        n = pread(fd, buf, sizeof(buf) - 1, 0);
-        buf[n > 0 ? n : 0] = 0;
-        if ((at = strstr(buf, "\noverrun: ")))
-            overrun = strtoul(at + 10, NULL, 10);
-        write_stats(fd, overrun + 1);
-        flock(fd, LOCK_UN);
+    snprintf(path, sizeof(path), "%s/stats", cpudir);
+    /* Gone (the instance removed while this waited for the lock): nothing to count. */
+    n = read_file(path, buf, sizeof(buf));
+    if (n > 0 && (at = strstr(buf, "\noverrun: "))) {
+        overrun = strtoul(at + 10, NULL, 10);
+        write_stats(cpudir, overrun + 1);
     }
-    real_close_fd(fd);
+    real_close_fd(lock);
 }
 
 static int recording(const char *dir)
@@ -477,15 +500,9 @@ static void populate(const char *dir)
     snprintf(path, sizeof(path), "%s/per_cpu", dir);
     r_mkdir(path, 0755);
     for (long c = 0; c < (ncpu > 0 ? ncpu : 1); c++) {
-        int fd;
         snprintf(path, sizeof(path), "%s/per_cpu/cpu%ld", dir, c);
         r_mkdir(path, 0755);
-        snprintf(path, sizeof(path), "%s/per_cpu/cpu%ld/stats", dir, c);
-        fd = real_open_file(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            write_stats(fd, 0);
-            real_close_fd(fd);
-        }
+        write_stats(path, 0);
     }
 }
 
@@ -509,11 +526,19 @@ static void depopulate(const char *dir)
         unlink(path);
     }
     for (long c = 0; c < 4096; c++) {
-        snprintf(path, sizeof(path), "%s/per_cpu/cpu%ld/stats", dir, c);
-        if (unlink(path) < 0)
-            break;
+        char stats[4096 + 16];
+        int lock, gone;
+
         snprintf(path, sizeof(path), "%s/per_cpu/cpu%ld", dir, c);
-        r_rmdir(path);
+        lock = lock_dir(path);
+        snprintf(stats, sizeof(stats), "%s/stats", path);
+        gone = unlink(stats) < 0;
+        if (!gone)
+            r_rmdir(path);
+        if (lock >= 0)
+            real_close_fd(lock);
+        if (gone)
+            break;
     }
     snprintf(path, sizeof(path), "%s/per_cpu", dir);
     r_rmdir(path);

@@ -88,8 +88,10 @@ class Session:
         # EVENTS]" note is the per-CPU overrun counter's growth since the reader's last
         # page (kernel/trace/ring_buffer.c rb_get_reader_page: lost_events = overrun -
         # last_overrun). The counters cover every event; the notes, only those the
-        # reader has reached, so they count only when the counters can't be read.
-        self.tally.lost = max(self.armed.instance.lost(), self._lost_lines)
+        # reader has reached, so they count only when the counters can't be read. The
+        # counters only grow while the instance lives; a read that finds less (a CPU's
+        # file unreadable for a moment) is not a fall of the exported counter.
+        self.tally.lost = max(self.tally.lost, self.armed.instance.lost(), self._lost_lines)
 
     def _read(self) -> bytes | None:
         """One read of trace_pipe: None when it is empty now."""
