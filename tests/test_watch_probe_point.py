@@ -222,3 +222,62 @@ def test_no_request_slot_when_a_load_is_not_one(modules: dict[str, tuple[str, st
     found = probe_point.find(bytes(data))
     assert found.request is None and found.hypercall == probe_point.find(
         _elf(modules["bookworm"][2])).hypercall
+
+
+def objdump_dm_domain_slot(elf: Path) -> int:
+    """From objdump's listing: the %rsp offset %edi (the domain) is loaded from, with
+    `movzwl`, among the few instructions before the DM_OP site's call (the one that
+    loads $0x29 into %eax, or calls hypercall_page's entry 41, +0x520 less 4)."""
+    out = subprocess.run(["objdump", "-d", "-r", "--no-show-raw-insn", str(elf)],
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"^[0-9a-f]+ <privcmd_ioctl>:\n(.*?)(?:\n\n|\Z)", out, re.S | re.M)
+    assert m
+    lines = m[1].splitlines()
+    slots = []
+    for n, line in enumerate(lines):
+        i = _INSN.match(line)
+        if _RELOC.match(line) or not i or not i[2].split()[0] == "call":
+            continue
+        reloc = _RELOC.match(lines[n + 1]) if n + 1 < len(lines) else None
+        window = [" ".join(x[2].split()) for x in map(_INSN.match, lines[max(0, n - 12):n])
+                  if x and not _RELOC.match(x[0])]
+        if "mov $0x29,%eax" in window or (reloc and reloc[3] == "hypercall_page+0x51c"):
+            slots += [int(lm[1], 16) for t in window
+                      if (lm := re.fullmatch(r"movzwl (0x[0-9a-f]+)\(%rsp\),%edi", t))]
+    assert len(slots) == 1, slots
+    return slots[0]
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="binutils not installed")
+@pytest.mark.parametrize("family", ["bullseye", "bookworm", "trixie"])
+def test_finds_the_domain_dm_op_is_given(
+        family: str, modules: dict[str, tuple[str, str, Path]], tmp_path: Path) -> None:
+    elf = tmp_path / "xen-privcmd.ko"
+    elf.write_bytes(_elf(modules[family][2]))
+    found = probe_point.find(elf.read_bytes())
+    print(f"{family}: DM_OP's domain at {found.dm_domain:#x}(%rsp)"
+          if found.dm_domain is not None else f"{family}: no DM_OP domain slot")
+    assert found.dm_domain == objdump_dm_domain_slot(elf)
+
+
+def test_no_dm_domain_slot_when_something_writes_the_domain_first(
+        modules: dict[str, tuple[str, str, Path]]) -> None:
+    """An instruction between the load and the call that the finder does not know to
+    leave %edi and memory alone: no slot; the probe offsets stay."""
+    data = bytearray(_elf(modules["bookworm"][2]))
+    m = Module(bytes(data))
+    fn = m.function("privcmd_ioctl")
+    assert fn is not None
+    text = m.sections[fn.section]
+    start = text.offset + fn.value
+    body = bytes(data[start:start + fn.size])
+    # movzwl 0x60(%rsp),%edi; nop; nop; nop: DM_OP's domain in 6.1.0-57.
+    load = bytes.fromhex("0fb77c2460909090")
+    assert body.count(load) == 1
+    at = start + body.index(load) + 5
+    data[at:at + 3] = bytes.fromhex("89df90")  # mov %ebx,%edi; nop
+    found = probe_point.find(bytes(data))
+    before = probe_point.find(_elf(modules["bookworm"][2]))
+    assert before.dm_domain == 0x60
+    assert found.dm_domain is None and (found.hypercall, found.dm_op) == (
+        before.hypercall, before.dm_op)

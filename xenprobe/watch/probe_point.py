@@ -68,6 +68,9 @@ class ProbePoints:
     # privcmd_hypercall lies: op at request(%rsp), arg[i] at request+8+8*i; None when
     # the code does not show it with certainty (request_slot()).
     request: int | None = None
+    # Where, at privcmd_ioctl+dm_op, the domid_t given to DM_OP's hypercall lies:
+    # dm_domain(%rsp); None when not certain (dm_domain_slot()).
+    dm_domain: int | None = None
 
 
 def find(data: bytes) -> ProbePoints:
@@ -107,10 +110,12 @@ def find(data: bytes) -> ProbePoints:
         raise NotCertain(f"unexpected hypercall {unknown[0].op} in {FUNCTION}")
     if dynamic[0].probe < 0:
         raise NotCertain("the HYPERCALL site is not followed by the narrowing to int")
+    dm_site = dm[0] if len(dm) == 1 and dm[0].probe >= 0 else None
     return ProbePoints(fn.size, dynamic[0].probe,
-                       dm[0].probe if len(dm) == 1 and dm[0].probe >= 0 else None,
+                       None if dm_site is None else dm_site.probe,
                        module.build_id(), path,
-                       request_slot(code, at, dynamic[0].call, lo))
+                       request_slot(code, at, dynamic[0].call, lo),
+                       None if dm_site is None else dm_domain_slot(code, at, dm_site.call, lo))
 
 
 # privcmd_call()'s register variables (arch/x86/include/asm/xen/hypercall.h@v6.1:
@@ -208,6 +213,56 @@ def _loads_then_gap(code: bytes, at: dict[int, Relocation], pc: int, call: int
     if pc != call or any(disp[i] != base + 8 * i for i in range(REQUEST_FIELDS)):
         return None
     return base
+
+
+def dm_domain_slot(code: bytes, at: dict[int, Relocation], call: int, lo: int
+                   ) -> int | None:
+    """The %rsp offset of the domid_t DM_OP's hypercall is given, or None.
+    HYPERVISOR_dm_op(dom, nr_bufs, bufs) takes it in %rdi (hypercall.h@v6.1:503-508,
+    _hypercall3), and privcmd_ioctl_dm_op() passes its own copy's `kdata.dom`
+    (drivers/xen/privcmd.c@v6.1). Certain only when the code up to the call is
+    exactly `movzwl disp(%rsp),%edi`, then only instructions that write neither %rdi,
+    %rsp nor memory (request_slot()'s, `mov $imm32,%eax` and a 64-bit register move
+    into %rdx): seen as `movzwl 0x60(%rsp),%edi` in 6.1.0-57, 0x50 in 5.10.0-32 and
+    6.12.118. From the call to the probe, _narrowing() admits nothing that writes the
+    stack, and Xen is given a buffer array elsewhere, never this frame."""
+    found: set[int] = set()
+    for start in range(max(lo, call - REQUEST_WINDOW), call):
+        got = _load_domain(code, start)
+        if got is None:
+            continue
+        pc = start + got[0]
+        while pc < call:
+            n = _gap(code, at, pc) or _dm_gap(code, pc)
+            if not n:
+                break
+            pc += n
+        if pc == call:
+            found.add(got[1])
+    return found.pop() if len(found) == 1 else None
+
+
+def _load_domain(code: bytes, pc: int) -> tuple[int, int] | None:
+    """`movzwl disp(%rsp),%edi` at pc (0f b7, ModRM reg 111 rm 100 mod 01/10, SIB 24):
+    (length, displacement), else None."""
+    b = code[pc:pc + 8]
+    if len(b) >= 5 and b[:2] == b"\x0f\xb7" and b[3] == 0x24:
+        if b[2] == 0x7C:
+            return 5, b[4]
+        if b[2] == 0xBC and len(b) == 8:
+            return 8, int(struct.unpack_from("<i", b, 4)[0])
+    return None
+
+
+def _dm_gap(code: bytes, pc: int) -> int:
+    """Beside _gap()'s: `mov $imm32,%eax` (the op) and `mov %r64,%rdx` (the buffers:
+    REX.W 89 /r, mod 11, rm 010, REX.B clear), which leave %rdi and memory alone."""
+    b = code[pc:pc + 3]
+    if b[:1] == bytes([MOV_EAX_IMM]) and len(code) >= pc + 5:
+        return 5
+    if len(b) == 3 and b[0] in (0x48, 0x4C) and b[1] == 0x89 and b[2] & 0xC7 == 0xC2:
+        return 3
+    return 0
 
 
 def _is_call_reloc(code: bytes, r: Relocation) -> bool:
