@@ -5,13 +5,14 @@ reading of a kprobe_events listing."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from xenprobe.probe.classify import Verdict
-from xenprobe.watch import probes
+from xenprobe.watch import probe_point, probes
 from xenprobe.watch.attribution import GONE, Attribution
 from xenprobe.watch.judge import judge
 from xenprobe.watch.pairing import Pairer
@@ -128,6 +129,40 @@ def test_dm_op_names_its_domain() -> None:
     assert p.feed(_ev("qemu", 20, "result", " rax=0x0")) is None
     assert p.mismatched == 1
 
+
+
+def test_a_result_that_carries_its_request_needs_no_entry() -> None:
+    """One probe a call (probes.carried()): the result event holds the request read
+    from privcmd's own copy, and is a call by itself."""
+    p = Pairer()
+    a = p.feed(_ev("a", 10, "result", " rax=0x100000004" + entry_args(12, 14, 0, dom=3)
+                   .replace(" cmd=0x305000", "")))
+    q = p.feed(_ev("qemu", 20, "dm_result", " rax=0xffffffffffffffea dom=7"))
+    assert a is not None and q is not None
+    assert (a.pid, a.op_name, a.subop_name, a.domid, a.verdict) == (
+        10, "memory_op", "maximum_gpfn", 3, Verdict.TRUNCATED)
+    assert (q.ioctl, q.op_name, q.domid, q.raw, q.verdict) == (
+        "dm_op", "dm_op", 7, -22, Verdict.MATCH)
+    assert (p.orphans, p.mismatched) == (0, 0)
+
+
+def test_definitions_arm_no_entry_probe_where_the_results_carry_the_request() -> None:
+    carried = probe_point.ProbePoints(0xBE0, 0x251, 0xB15, None, "static_call", 0x80, 0x60)
+    defs = {d.name: d.text for d in probes.definitions(carried)}
+    assert sorted(defs) == ["dm_result", "result"]
+    assert defs["result"].endswith(
+        "+0x251 rax=%ax:x64 op=+0x80(%sp):x64 a0=+0x88(%sp):x64 a1=+0x90(%sp):x64 "
+        "sub=+u0(+0x88(%sp)):u32 dom=+u0(+0x90(%sp)):u16 ddom=+u8(+0x88(%sp)):u16 "
+        "comm=$comm")
+    assert defs["dm_result"].endswith("+0xb15 rax=%ax:x64 dom=+0x60(%sp):u16 comm=$comm")
+    # Either slot unknown: the entry probe, and results that carry only %rax.
+    for points in (replace(carried, request=None), replace(carried, dm_domain=None)):
+        defs = {d.name: d.text for d in probes.definitions(points)}
+        assert sorted(defs) == ["call", "dm_result", "result"]
+        assert defs["result"].endswith(f"+0x251 {probes.RESULT_ARGS}")
+    # No DM_OP site: the request's slot is enough.
+    assert [d.name for d in probes.definitions(replace(carried, dm_op=None,
+                                                       dm_domain=None))] == ["result"]
 
 def test_domctl_and_efault() -> None:
     p = Pairer()

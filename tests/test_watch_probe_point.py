@@ -236,7 +236,7 @@ def objdump_dm_domain_slot(elf: Path) -> int:
     slots = []
     for n, line in enumerate(lines):
         i = _INSN.match(line)
-        if _RELOC.match(line) or not i or not i[2].split()[0] == "call":
+        if _RELOC.match(line) or not i or i[2].split()[0] != "call":
             continue
         reloc = _RELOC.match(lines[n + 1]) if n + 1 < len(lines) else None
         window = [" ".join(x[2].split()) for x in map(_INSN.match, lines[max(0, n - 12):n])

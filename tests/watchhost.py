@@ -26,19 +26,25 @@ HYPERCALL_AT = 0x251
 DM_OP_AT = 0xB10
 FUNCTION_SIZE = 0xBE0
 
+# Where its code keeps privcmd's own copies (the loads below), as 6.1.0-57's does: the
+# request at 0x80(%rsp), DM_OP's domain at 0x60(%rsp).
+REQUEST_AT = 0x80
+DM_DOMAIN_AT = 0x60
+
 _MODULE_ASM = """
     .text
     .globl privcmd_ioctl
     .type privcmd_ioctl, @function
 privcmd_ioctl:
-    .fill 0x23e, 1, 0xcc
-    mov 0x80(%rsp), %rax           # privcmd_call: the caller's op, from memory
+    .org 0x246 - {loads_len}, 0xcc
+{loads}
     nop; nop; nop                  # STAC alternative
     call __SCT__xen_hypercall
     nop; nop; nop                  # CLAC alternative
     movslq %eax, %rbp              # 0x251: int ret = ...
     ret
-    .org 0xb00, 0xcc
+    .org 0xafb, 0xcc
+{dm_load}
     mov $0x29, %eax                # dm_op
     mov %r14, %rdx
     call __SCT__xen_hypercall
@@ -115,6 +121,11 @@ class WatchHost:
     module: Path
     env: dict[str, str]          # the watch's environment
     consumer_env: dict[str, str]  # a consumer's: on the mock host, same tracefs
+    carried: bool = True         # result probes carry the request: one event a call
+
+    @property
+    def events_per_call(self) -> int:
+        return 1 if self.carried else 2
 
     def watch(self, *args: str, stdout: int | IO[Any] = subprocess.PIPE
               ) -> subprocess.Popen[str]:
@@ -148,9 +159,24 @@ class WatchHost:
         return sorted(p.name for p in (self.tracefs / "instances").iterdir())
 
 
-def assemble_module(dest: Path, build_id: bytes) -> None:
+# privcmd_call()'s loads of the hypercall's registers from the request's copy (op in
+# %rax, arg[0..4] in %rdi, %rsi, %rdx, %r10, %r8: hypercall.h@v6.1 privcmd_call), and
+# the load of DM_OP's domain into %rdi; each mov disp32(%rsp) is 8 bytes.
+_LOADS = "\n".join(f"    mov {REQUEST_AT + 8 * i:#x}(%rsp), %{r}"
+                   for i, r in enumerate(("rax", "rdi", "rsi", "rdx", "r10", "r8")))
+_DM_LOAD = f"    movzwl {DM_DOMAIN_AT:#x}(%rsp), %edi"
+# Without them (only the op's load, the domain taken from a register), the copies' slots
+# are not certain and the watch pairs each result with an entry probe.
+_LOAD_OP = f"    mov {REQUEST_AT:#x}(%rsp), %rax"
+_DM_LOAD_REG = "    mov %ebx, %edi; nop; nop; nop"
+
+
+def assemble_module(dest: Path, build_id: bytes, carried: bool = True) -> None:
     asm = dest.with_suffix(".s")
-    asm.write_text(_MODULE_ASM.format(build_id=", ".join(str(b) for b in build_id)))
+    asm.write_text(_MODULE_ASM.format(
+        build_id=", ".join(str(b) for b in build_id),
+        loads=_LOADS if carried else _LOAD_OP, loads_len=48 if carried else 8,
+        dm_load=_DM_LOAD if carried else _DM_LOAD_REG))
     subprocess.run(["as", "--64", "-o", str(dest), str(asm)], check=True,
                    capture_output=True)
 
@@ -181,9 +207,12 @@ KMSG_417 = ("6,0,0,-;Linux version 6.1.0-57-amd64\n"
             "6,211,0,-;Xen version: 4.17.7 (preserve-AD)\n")
 
 
-def make(tmp: Path, extra: str = "", kmsg: str | None = None) -> WatchHost:
+def make(tmp: Path, extra: str = "", kmsg: str | None = None, carried: bool = True
+         ) -> WatchHost:
     """`extra`: more scenario text (domains); `kmsg`: the kernel log's records (none:
-    no dev/kmsg, as in a sandbox)."""
+    no dev/kmsg, as in a sandbox); `carried`: the module's code shows where privcmd's
+    copies lie, so each result probe carries its request (as in Debian's 5.10, 6.1
+    and 6.12), else the watch arms an entry probe too."""
     if shutil.which("as") is None:
         import pytest
 
@@ -200,7 +229,7 @@ def make(tmp: Path, extra: str = "", kmsg: str | None = None) -> WatchHost:
         (4).to_bytes(4, "little") + (20).to_bytes(4, "little") + (3).to_bytes(4, "little")
         + b"GNU\0" + build_id)
     module = tmp / "xen-privcmd.ko"
-    assemble_module(module, build_id)
+    assemble_module(module, build_id, carried)
     if kmsg is not None:
         (root / "dev").mkdir()
         (root / "dev/kmsg").write_text(kmsg)
@@ -208,12 +237,13 @@ def make(tmp: Path, extra: str = "", kmsg: str | None = None) -> WatchHost:
     base = env_for(scenario, tmp)
     base.pop("XENPROBE_LIBXENCTRL", None)
     base["XENPROBE_MOCK_TRACEFS"] = str(tracefs)
-    base["XENPROBE_MOCK_PRIVCMD_TEXT"] = (f"hypercall={HYPERCALL_AT:#x} "
-                                          f"dm_op={DM_OP_AT:#x} size={FUNCTION_SIZE:#x}")
+    base["XENPROBE_MOCK_PRIVCMD_TEXT"] = (
+        f"hypercall={HYPERCALL_AT:#x} dm_op={DM_OP_AT:#x} size={FUNCTION_SIZE:#x}"
+        + (f" request={REQUEST_AT:#x} dm_domain={DM_DOMAIN_AT:#x}" if carried else ""))
     env = dict(base)
     env["XENPROBE_WATCH_ROOT"] = str(root)
     env["XENPROBE_WATCH_MODULE"] = str(module)
-    return WatchHost(root, tracefs, module, env, base)
+    return WatchHost(root, tracefs, module, env, base, carried)
 
 
 def read_until(p: subprocess.Popen[str], event: str, timeout: float = 30

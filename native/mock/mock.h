@@ -179,7 +179,7 @@ long privcmd_ioctl(struct mock_file *mf, uint32_t cmd, uint64_t arg,
 /* The kprobe at privcmd_ioctl's entry (every ioctl), and the one after the hypercall
  * returns (dm: the DM_OP one), as defined and enabled in XENPROBE_MOCK_TRACEFS. */
 void tracing_entry(uint32_t cmd, uint64_t arg);
-void tracing_result(int dm, int64_t rax);
+void tracing_result(int dm, int64_t rax, const void *copy, size_t len);
 
 /* ---- fault kinds beyond fault/hang (faults.c) ---- */
 /* A scenario directive scenario.c does not know: 1 = not a fault directive, 0 = parsed,

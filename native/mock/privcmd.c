@@ -50,8 +50,10 @@ static long hypercall(struct mock_file *mf, uint64_t arg, int via,
     uaccess_begin();
     r = hv_hypercall(&req, seq, via);
     uaccess_end();
-    /* The instruction after privcmd_call() returns: %rax is Xen's whole result. */
-    tracing_result(0, r);
+    /* The instruction after privcmd_call() returns: %rax is Xen's whole result, and
+     * hc is privcmd's own copy of the request (privcmd_ioctl_hypercall()'s
+     * copy_from_user into `hypercall`, drivers/xen/privcmd.c@v6.1). */
+    tracing_result(0, r, hc, sizeof(hc));
     jb_req(j, &req, 5);
     jb_i64(j, "result", r);
     return r;
@@ -105,7 +107,7 @@ static long dm_op(struct mock_file *mf, uint64_t arg, struct jbuf *j)
     req.args[0] = dom;
     req.args[1] = num;
     r = hv_hypercall(&req, seq, VIA_IOCTL);
-    tracing_result(1, r);  /* after HYPERVISOR_dm_op()'s hypercall */
+    tracing_result(1, r, k, sizeof(k));  /* after HYPERVISOR_dm_op()'s; k: `kdata` */
     jb_i64(j, "result", r);
     return r;
 }

@@ -24,8 +24,15 @@
  *   "\"%s\"": trace_probe.c@v5.10 PRINT_TYPE_FUNC_NAME(string), and parse_probe_vars's
  *   FETCH_OP_COMM, the task's comm when the event fires). The flags column is printed as
  *   "d...." (irqs off in the int3 handler); the watch does not read it.
- * - Fetch arguments: %si, %dx (entry), %ax (after the hypercall), and +uOFF(...)
- *   user-memory dereferences, nested (kprobetrace.rst "FETCHARGS"). A dereference
+ * - Fetch arguments: %si, %dx (entry), %ax (after the hypercall), +uOFF(...)
+ *   user-memory dereferences, nested, and at the result probes %sp and +OFF(...)
+ *   kernel-memory ones (kprobetrace.rst "FETCHARGS"). Of the kernel's memory the mock
+ *   models only privcmd_ioctl's own copy of the caller's struct in its stack frame:
+ *   struct privcmd_hypercall at request(%rsp), struct privcmd_dm_op at
+ *   dm_domain(%rsp), the offsets `request=` and `dm_domain=` of
+ *   XENPROBE_MOCK_PRIVCMD_TEXT (where the modelled module's code loads the
+ *   hypercall's registers from: xenprobe/watch/probe_point.py request_slot,
+ *   dm_domain_slot); a kernel read elsewhere is taken as a fault. A dereference
  *   that faults makes the kernel skip storing the field (trace_probe_tmpl.h
  *   process_fetch_insn_bottom returns early), leaving whatever the ring buffer held;
  *   the mock prints 0 there.
@@ -74,10 +81,28 @@ struct probe {
     char args[512];
 };
 
+/* The registers a probe reads, and at a result probe the part of privcmd_ioctl's
+ * stack frame the mock models: privcmd's own copy of the caller's struct, at
+ * sp + frame_at. */
 struct regs {
-    uint64_t si, dx, ax;
+    uint64_t si, dx, ax, sp;
     int has_entry, has_ax;
+    const uint8_t *frame;
+    uint64_t frame_at;
+    size_t frame_len;
 };
+
+/* A kernel-memory read at a probe: within the modelled copy, else a fault (the
+ * mock knows no other byte of the kernel). */
+static int kread(const struct regs *r, uint64_t *v, uint64_t addr, size_t size)
+{
+    uint64_t lo = r->sp + r->frame_at;
+
+    if (!r->frame || addr < lo || addr - lo > r->frame_len || size > r->frame_len - (addr - lo))
+        return -1;
+    memcpy(v, r->frame + (addr - lo), size);
+    return 0;
+}
 
 static const char *tracefs_root(void)
 {
@@ -197,6 +222,8 @@ static int fetch(const char **s, const struct regs *r, size_t size, uint64_t *v)
             *v = r->dx;
         else if (!strncmp(p, "%ax", 3) && r->has_ax)
             *v = r->ax;
+        else if (!strncmp(p, "%sp", 3) && r->frame)
+            *v = r->sp;
         else
             *v = 0;
         *s = p + 3;
@@ -205,14 +232,16 @@ static int fetch(const char **s, const struct regs *r, size_t size, uint64_t *v)
         return 0;
     }
     if (*p == '+' || *p == '-') {
-        int neg = *p == '-';
+        int neg = *p == '-', user = 0;
         char *end;
-        uint64_t off, base = 0;
+        uint64_t off, addr, base = 0;
         int bad;
 
         p++;
-        if (*p == 'u')
+        if (*p == 'u') {
+            user = 1;
             p++;
+        }
         off = strtoull(p, &end, 0);
         if (*end != '(')
             return -1;
@@ -222,7 +251,8 @@ static int fetch(const char **s, const struct regs *r, size_t size, uint64_t *v)
             return -1;
         *s = p + 1;
         *v = 0;
-        if (bad || uread(v, neg ? base - off : base + off, size))
+        addr = neg ? base - off : base + off;
+        if (bad || (user ? uread(v, addr, size) : kread(r, v, addr, size)))
             return 1;  /* faulted: the field keeps what the buffer held */
         return 0;
     }
@@ -436,10 +466,21 @@ void tracing_entry(uint32_t cmd, uint64_t arg)
     fire(0, &r);
 }
 
-void tracing_result(int dm, int64_t rax)
+/* %rsp at the result probes: an address in the kernel's vmalloc'ed stacks
+ * (Documentation/arch/x86/x86_64/mm.rst: vmalloc space from ffffc90000000000). */
+#define MODELLED_SP 0xffffc90000a07d28ull
+
+void tracing_result(int dm, int64_t rax, const void *copy, size_t len)
 {
-    struct regs r = { .ax = (uint64_t)rax, .has_ax = 1 };
+    struct regs r = { .ax = (uint64_t)rax, .has_ax = 1, .sp = MODELLED_SP };
     uint64_t at = text_value(dm ? "dm_op" : "hypercall");
+    uint64_t frame_at = text_value(dm ? "dm_domain" : "request");
+
+    if (frame_at != (uint64_t)-1) {
+        r.frame = copy;
+        r.frame_at = frame_at;
+        r.frame_len = len;
+    }
 
     if (at != (uint64_t)-1)
         fire(at, &r);

@@ -1,17 +1,19 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Arming and disarming the watch's probes, over and over, on a two-vCPU dom0 while
 two callers issue privcmd hypercalls without pause: `python -m
-tests.realxen.stress_arming RELEASE [ROUNDS] [ENTRY]`, ENTRY the entry probe's offset
-("" on the ftrace call, as the watch had it; "+0x5" past it; "none").  A diagnostic,
-not a test (tests/realxen/README.md): the kernel's oops and lockup reports, with the
-stuck CPU's stack, land in the serial log, the rounds done in results/rounds and the kprobes
+tests.realxen.stress_arming RELEASE [ROUNDS] [DESIGN]`, DESIGN one of "watch" (the
+definitions `xenprobe watch` arms on this kernel: probes.definitions()), "paired" (the
+entry probe on privcmd_ioctl's ftrace call plus the results, as the watch had it
+before its results carried the request), "paired+0x5" (that entry probe past the
+call) or "result" (the HYPERCALL result probe alone, reading %rax). A diagnostic, not
+a test (tests/realxen/README.md): the kernel's oops and lockup reports, with the stuck
+CPU's stack, land in the serial log, the rounds done in results/rounds and the kprobes
 list (optimized or not) in results/kprobes.
 
 Seen on Xen 4.17, Debian 12's 6.1.0-57, QEMU TCG, two vCPUs (docs/watch.md, "Known
-limits"): with the entry probe on the ftrace call, as the watch defines it, the kernel
-crashed in round 53 (a caller's int3-emulated call went to address 0); with it past
-that call, it hung in round 70 (an RCU stall on vCPU 1, vCPU 0's timers dead); with
-the result probe alone ("none"), 100 rounds ran clean. Those runs also had
+limits"), one run each: "paired" crashed the kernel in round 53 (a caller's
+int3-emulated call went to address 0); "paired+0x5" hung in round 70 (an RCU stall on
+vCPU 1, vCPU 0's timers dead); "result" ran 100 rounds clean. Those runs also had
 `softlockup_all_cpu_backtrace=1`, which did not help: the stall report stopped at
 "Stack dump where RCU GP kthread last ran"."""
 
@@ -22,22 +24,33 @@ import sys
 import tempfile
 from pathlib import Path
 
+from xenprobe.watch import probe_point, probes
 from xenprobe.watch.probes import CALL_ARGS, RESULT_ARGS
 
 from .boot import LOCKUP_ARGS
 from .initramfs import SHARE_IN_CHROOT
-from .watch_boot import CALLERS, build_privcmd_caller, find_probe_point
+from .watch_boot import CALLERS, build_privcmd_caller
 
 GROUP = "xps"
 
 
-def script(offset: int, rounds: int, entry: str) -> str:
+DESIGNS = ("watch", "paired", "paired+0x5", "result")
+
+
+def definitions(points: probe_point.ProbePoints, design: str) -> dict[str, str]:
+    """Event name -> what follows `p:GROUP/NAME ` in kprobe_events."""
+    fn = f"{probes.MODULE}:{probe_point.FUNCTION}"
+    if design == "watch":
+        return {d.name: d.text.split(" ", 1)[1] for d in probes.definitions(points)}
+    defs = {"result": f"{fn}+{points.hypercall:#x} {RESULT_ARGS}"}
+    if design.startswith("paired"):
+        defs = {"call": f"{fn}{design.removeprefix('paired')} {CALL_ARGS}", **defs}
+    return defs
+
+
+def script(defs: dict[str, str], rounds: int) -> str:
     q = shlex.quote
-    fn = "xen_privcmd:privcmd_ioctl"
     inst = f"$T/instances/{GROUP}"
-    defs = {"result": f"{fn}+{offset:#x} {RESULT_ARGS}"}
-    if entry != "none":
-        defs = {"call": f"{fn}{entry} {CALL_ARGS}", **defs}
     return "\n".join([
         'R="$RESULTS"',
         f"C={SHARE_IN_CHROOT}/{CALLERS}",
@@ -69,15 +82,20 @@ def main() -> int:
     from .conftest import RealXen
     rel = sys.argv[1] if len(sys.argv) > 1 else "4.17"
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-    entry = sys.argv[3] if len(sys.argv) > 3 else ""  # "", "+0x5" or "none"
+    design = sys.argv[3] if len(sys.argv) > 3 else "watch"
+    if design not in DESIGNS:
+        print(f"DESIGN is one of {', '.join(DESIGNS)}", file=sys.stderr)
+        return 2
     xen = RealXen(rel, ensure_assets(), Path(tempfile.mkdtemp(prefix=f"stress{rel}-")))
     own = xen.assets.own_kernel(rel)
-    point = find_probe_point(own.modules_dir / "xen_privcmd.ko")
+    points = probe_point.find((own.modules_dir / "xen_privcmd.ko").read_bytes())
+    defs = definitions(points, design)
+    print(f"{design}: " + "; ".join(f"{n}: {d}" for n, d in defs.items()))
 
     def fill(share: Path) -> None:
         build_privcmd_caller(share / CALLERS)
 
-    run = xen.run(script(point.hypercall, rounds, entry), label="stress", own_kernel=True,
+    run = xen.run(script(defs, rounds), label="stress", own_kernel=True,
                   timeout=3000, smp=2, before_boot=fill, kernel_args=LOCKUP_ARGS)
     done = (run.results_dir / "rounds").read_text().splitlines() \
         if (run.results_dir / "rounds").exists() else []

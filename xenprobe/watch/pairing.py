@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Pairing a call's entry event with its result event.
+"""A call from its events: the result event alone where it carries the request
+(probes.carried(): read from privcmd's own copy on the stack), else the result paired
+with its task's entry event.
 
-A task (the trace line's pid is the thread id) has at most one ioctl in flight, and
+For pairing, a task (the trace line's pid is the thread id) has at most one ioctl in flight, and
 its events reach trace_pipe in the order of the instance's global trace clock, so a
 result event belongs to the same task's last entry event. Events are never paired
 across tasks. An entry that never gets a result (a request privcmd refused before the
@@ -103,6 +105,10 @@ class Pairer:
             return None
         if ev.event not in (probes.RESULT, probes.DM_RESULT):
             return None
+        if ev.event == probes.RESULT and "op" in ev.fields:
+            return _call(probes.IOCTL_PRIVCMD_HYPERCALL, ev.fields, ev, self.errno_sets)
+        if ev.event == probes.DM_RESULT and "dom" in ev.fields:
+            return _call(probes.IOCTL_PRIVCMD_DM_OP, ev.fields, ev, self.errno_sets)
         entry = self._pending.pop(ev.pid, None)
         if entry is None:
             self.orphans += 1
@@ -112,7 +118,11 @@ class Pairer:
         if entry.fields.get("cmd") != wanted:
             self.mismatched += 1
             return None
-        return _call(entry, ev, self.errno_sets)
+        request = entry.fields
+        if wanted == probes.IOCTL_PRIVCMD_DM_OP:
+            # struct privcmd_dm_op: domid_t dom in the low 16 bits of the first word.
+            request = {"dom": entry.fields.get("op", 0) & 0xFFFF}
+        return _call(wanted, request, ev, self.errno_sets)
 
 
 # Hypercalls of xen/abi/errnos.py whose subop is the first argument (memory_op's whole
@@ -122,23 +132,23 @@ _SUBOP_IN_A0 = frozenset(op for op, _ in errnos.PAIRS) - {names.PLATFORM_OP, nam
 
 def _judged_pair(f: dict[str, int]) -> tuple[int, int] | None:
     """The (op, subop) as Xen received it, when xen/abi/errnos.py knows it: only where the
-    subop is a hypercall argument, which privcmd copies from the request the entry
-    probe read. A command inside a struct (sysctl, platform_op) is read from memory Xen
+    subop is a hypercall argument, which privcmd copies from the request the probes
+    read. A command inside a struct (sysctl, platform_op) is read from memory Xen
     copies later, which the caller may rewrite in between: not judged at the source."""
     op = f.get("op", 0)
     pair = (op, f.get("a0", 0))
     return pair if op in _SUBOP_IN_A0 and pair in errnos.PAIRS else None
 
 
-def _call(entry: TraceEvent, result: TraceEvent, errno_sets: ErrnoSets) -> Call:
-    f = entry.fields
+def _call(cmd: int, f: dict[str, int], result: TraceEvent, errno_sets: ErrnoSets
+          ) -> Call:
+    """The call from its request's fields (`f`: CALL_ARGS' names; `dom` for DM_OP)
+    and its result event."""
     rax = result.fields.get("rax", 0)
-    if f["cmd"] == probes.IOCTL_PRIVCMD_DM_OP:
-        # struct privcmd_dm_op: domid_t dom in the low 16 bits of the first word.
+    if cmd == probes.IOCTL_PRIVCMD_DM_OP:
         raw, given, verdict, at_source = judge(rax)
         return Call(result.time, result.pid, result.comm, result.cpu, "dm_op",
-                    names.DM_OP, None, f.get("op", 0) & 0xFFFF, raw, given, verdict,
-                    at_source)
+                    names.DM_OP, None, f.get("dom"), raw, given, verdict, at_source)
     op = f.get("op", 0)
     pair = _judged_pair(f)
     raw, given, verdict, at_source = judge(

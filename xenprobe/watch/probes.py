@@ -40,6 +40,24 @@ CALL_ARGS = ("cmd=%si:x32 op=+u0(%dx):x64 a0=+u8(%dx):x64 a1=+u16(%dx):x64 "
 RESULT_ARGS = "rax=%ax:x64 comm=$comm"
 
 
+def request_args(request: int) -> str:
+    """CALL_ARGS' fields read at the HYPERCALL's result probe from privcmd's own copy
+    of struct privcmd_hypercall at request(%rsp) (probe_point.request_slot()): the
+    same names, so a call reads alike whichever probe carried its request."""
+    op, a0, a1 = (f"+{request + 8 * i:#x}(%sp)" for i in range(3))
+    return (f"op={op}:x64 a0={a0}:x64 a1={a1}:x64 "
+            f"sub=+u0({a0}):u32 dom=+u0({a1}):u16 ddom=+u8({a0}):u16")
+
+
+def carried(points: ProbePoints) -> bool:
+    """Whether each result probe can read its call's request itself, so that no entry
+    probe is armed: one probe a call, and none on privcmd_ioctl's first instruction,
+    whose arming rewrites a call other CPUs may be running (docs/watch.md, "Known
+    limits")."""
+    return points.request is not None and (points.dm_op is None
+                                           or points.dm_domain is not None)
+
+
 @dataclass(frozen=True)
 class Definition:
     name: str
@@ -51,13 +69,22 @@ class Definition:
 
 
 def definitions(points: ProbePoints) -> tuple[Definition, ...]:
+    """The result probes; where they cannot carry the request (carried()), the entry
+    probe too, and the reader pairs each result with its task's entry."""
     target = f"{MODULE}:{FUNCTION}"
-    out = [Definition(CALL, f"p:{GROUP}/{CALL} {target} {CALL_ARGS}"),
-           Definition(RESULT, f"p:{GROUP}/{RESULT} {target}+{points.hypercall:#x} "
-                              f"{RESULT_ARGS}")]
+    result = dm_result = RESULT_ARGS
+    out = []
+    if carried(points) and points.request is not None:
+        result = f"rax=%ax:x64 {request_args(points.request)} comm=$comm"
+        if points.dm_domain is not None:
+            dm_result = f"rax=%ax:x64 dom=+{points.dm_domain:#x}(%sp):u16 comm=$comm"
+    else:
+        out.append(Definition(CALL, f"p:{GROUP}/{CALL} {target} {CALL_ARGS}"))
+    out.append(Definition(RESULT, f"p:{GROUP}/{RESULT} {target}+{points.hypercall:#x} "
+                                  f"{result}"))
     if points.dm_op is not None:
         out.append(Definition(DM_RESULT, f"p:{GROUP}/{DM_RESULT} {target}+"
-                                         f"{points.dm_op:#x} {RESULT_ARGS}"))
+                                         f"{points.dm_op:#x} {dm_result}"))
     return tuple(out)
 
 
