@@ -24,9 +24,11 @@ import pytest
 from tests import watchhost
 from tests.mockhost import env_for
 from xenprobe.mock.scenario import parse
+from xenprobe.watch.probe_point import find as find_watch_points
 
 from .conftest import RealXen
 from .watch_boot import (
+    COST_GROUP,
     DEBUGREGS,
     FORGED_COMM,
     FORGED_DOMAINS,
@@ -37,6 +39,7 @@ from .watch_boot import (
     WatchBoot,
     boot,
     cost_agreement,
+    cost_definitions,
     cost_report,
     kprobe_lines,
     maximum_gpfn,
@@ -483,6 +486,50 @@ def _opens_with_endbr(ko: Any) -> bool:
     return body[0].split(":", 1)[1].split()[0] == "endbr64"
 
 
+def _mock_trace(wb: WatchBoot, tmp_path: Any, scen: str, definitions: list[str],
+                group: str, events: list[str], calls: list[str], returns: list[int],
+                request: int | None = None) -> list[str]:
+    """The lines the mock host's privcmd tracing prints into an instance with `group`'s
+    `events` enabled, given the real boot's definitions, module layout (`request`: the
+    slot of privcmd's copy, for definitions that read it) and the consumer's `calls`
+    (watchhost's op,a0,domid), which must return `returns`."""
+    module = wb.module_file
+    root = tmp_path / "root"
+    tracefs = root / "sys/kernel/tracing"
+    (tracefs / "instances").mkdir(parents=True)
+    (tracefs / "kprobe_events").write_text("\n".join(definitions) + "\n")
+    env = env_for(parse(scen, str(tmp_path / "d.toml"), "differential"), tmp_path)
+    env.pop("XENPROBE_LIBXENCTRL", None)
+    env["XENPROBE_MOCK_TRACEFS"] = str(tracefs)
+    # Trixie's 6.12 is built with IBT: privcmd_ioctl opens with ENDBR64 and the kernel
+    # prints the entry probe at +0x4 (native/mock/tracing.c cites why); the mock is
+    # told so from the module's own first instruction.
+    endbr = int(_opens_with_endbr(module))
+    env["XENPROBE_MOCK_PRIVCMD_TEXT"] = (
+        f"hypercall={wb.offset:#x} size={_function_size(module):#x} endbr={endbr}"
+        + ("" if request is None else f" request={request:#x}"))
+    inst = tracefs / "instances" / group
+    # The instance is made and the events enabled by a process on the mock host (its
+    # mkdir is the mock's), which holds the FIFO open while the consumer runs.
+    maker = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys, time; os.mkdir(sys.argv[1]); "
+         "open(sys.argv[1] + '/set_event', 'w').write(sys.argv[2]); print(flush=True); "
+         "time.sleep(60)", str(inst), "".join(f"{group}:{e}\n" for e in events)],
+        env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert maker.stdout is not None and maker.stdout.readline() == "\n"
+        fifo = os.open(inst / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+        host = watchhost.WatchHost(root, tracefs, module, env, env)
+        got = host.consumer(*calls, name="privcmd_caller")
+        assert [r for r, _e in got] == returns, (got, returns)
+        text = os.read(fifo, 1 << 16).decode().splitlines()
+        os.close(fifo)
+    finally:
+        maker.kill()
+        maker.wait()
+    return text
+
+
 def test_mock_trace_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> None:
     """Issue 22 item 6: the mock host's privcmd tracing (native/mock/tracing.c), given
     the same probe definitions, the same domains and the same calls as the real boot,
@@ -500,45 +547,15 @@ def test_mock_trace_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> Non
              for i in range(0, len(real), 2) if int(real[i].args["dom"]) in damaged]
     assert len(pairs) == len(damaged)
 
-    module = wb.module_file
     scen = _MOCK_HEAD + "".join(
         f'[[domain]]\nid = {d}\nmemory = "1 GiB"\nhvm = true\nmax_gpfn = {v:#x}\n'
         for d, v in damaged.items())
-    root = tmp_path / "root"
-    tracefs = root / "sys/kernel/tracing"
-    (tracefs / "instances").mkdir(parents=True)
     # The hand-armed definitions of the real boot, minus the return probe (the mock
     # models kprobes on privcmd_ioctl's entry and after the hypercall, not kretprobes).
-    (tracefs / "kprobe_events").write_text("\n".join(kprobe_lines(wb.offset)[:2]) + "\n")
-    env = env_for(parse(scen, str(tmp_path / "d.toml"), "differential"), tmp_path)
-    env.pop("XENPROBE_LIBXENCTRL", None)
-    env["XENPROBE_MOCK_TRACEFS"] = str(tracefs)
-    # Trixie's 6.12 is built with IBT: privcmd_ioctl opens with ENDBR64 and the kernel
-    # prints the entry probe at +0x4 (native/mock/tracing.c cites why); the mock is
-    # told so from the module's own first instruction.
-    endbr = int(_opens_with_endbr(module))
-    env["XENPROBE_MOCK_PRIVCMD_TEXT"] = (f"hypercall={wb.offset:#x} "
-                                         f"size={_function_size(module):#x} endbr={endbr}")
-    inst = tracefs / "instances" / GROUP
-    # The instance is made and the events enabled by a process on the mock host (its
-    # mkdir is the mock's), which holds the FIFO open while the consumer runs.
-    maker = subprocess.Popen(
-        [sys.executable, "-c", "import os, sys, time; os.mkdir(sys.argv[1]); "
-         "open(sys.argv[1] + '/set_event', 'w').write(sys.argv[2]); print(flush=True); "
-         "time.sleep(60)", str(inst), f"{GROUP}:hc\n{GROUP}:raw\n"],
-        env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert maker.stdout is not None and maker.stdout.readline() == "\n"
-        fifo = os.open(inst / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
-        host = watchhost.WatchHost(root, tracefs, module, env, env)
-        got = host.consumer(*(f"12,14,{d}" for d in damaged), name="privcmd_caller")
-        assert [r for r, _e in got] == [
-            -1 if -4095 <= narrowed(v) < 0 else narrowed(v) for v in damaged.values()]
-        mock_text = os.read(fifo, 1 << 16).decode().splitlines()
-        os.close(fifo)
-    finally:
-        maker.kill()
-        maker.wait()
+    mock_text = _mock_trace(wb, tmp_path, scen, kprobe_lines(wb.offset)[:2], GROUP,
+                            ["hc", "raw"], [f"12,14,{d}" for d in damaged],
+                            [-1 if -4095 <= narrowed(v) < 0 else narrowed(v)
+                             for v in damaged.values()])
     mock = parse_trace("\n".join(mock_text))
     assert len(mock) == 2 * len(damaged), mock_text
     for n, (rhc, rraw, rhc_text, rraw_text) in enumerate(pairs):
@@ -552,3 +569,37 @@ def test_mock_trace_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> Non
             for key in r.args:
                 if key not in _RUN_FIELDS:
                     assert m.args[key] == r.args[key], (key, m_text, r_text)
+
+
+def test_mock_carried_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> None:
+    """The same for a result probe that reads the request from privcmd's own copy
+    (`+OFF(%sp)`, the watch's own design; the real lines are the cost breakdown's
+    `stack_user` events, at the slot the finder gave): the mock, told the same slot,
+    prints the same lines for the same get_debugreg and xen_version calls."""
+    request = find_watch_points(wb.module_file.read_bytes()).request
+    assert request is not None
+    real_text = [x for x in wb.text("cost_agree.trace").splitlines()
+                 if " privcmd_caller-" in x and ": stack_user: " in x]
+    real = [ln for ln in parse_trace("\n".join(real_text)) if ln.args["op"] in ("0x9", "0x11")]
+    real_text = [t for t in real_text if " op=0x9 " in t or " op=0x11 " in t]
+    calls = [f"{int(r.args['op'], 0)},{int(r.args['a0'], 0)},0" for r in real]
+    assert calls == ["9,6,0", "9,7,0"] + ["17,0,0"] * 3, calls
+    definition = cost_definitions(wb.offset, request)["stack_user"]
+    returns = [-1 if -4095 <= narrowed(v) < 0 else narrowed(v)
+               for v in (int(r.args["rax"], 0) for r in real)]
+    # census: the mock answers get_debugreg as Xen sets a new vCPU's registers up.
+    # The boot's release: xen_version's value.
+    scen = (_MOCK_HEAD.replace('release = "4.17"', f'release = "{wb.release}"')
+            + "[hypervisor]\ncensus = true\n")
+    mock_text = _mock_trace(wb, tmp_path, scen, [definition], COST_GROUP,
+                            ["stack_user"], calls, returns, request)
+    mock = parse_trace("\n".join(mock_text))
+    assert len(mock) == len(real), mock_text
+    for r, m, r_text, m_text in zip(real, mock, real_text, mock_text, strict=True):
+        for text in (r_text, m_text):
+            assert text[16] == "-" and text[:16].strip() == r.comm, text
+        assert (m.comm, m.event, m.where) == (r.comm, r.event, r.where), (m_text, r_text)
+        assert list(m.args) == list(r.args), (m_text, r_text)
+        for key in r.args:
+            if key not in _RUN_FIELDS:
+                assert m.args[key] == r.args[key], (key, m_text, r_text)
