@@ -16,7 +16,7 @@ INSTANCE = "xenprobe_watch"
 MODULE = "xen_privcmd"
 CALL = "call"            # privcmd_ioctl entry: the request, from the caller's memory
 RESULT = "result"        # after the HYPERCALL's hypercall: %rax, Xen's 64-bit result
-DM_RESULT = "dm_result"  # after the DM_OP's hypercall
+DM_RESULT = "dm_result"  # after the DM_OP's hypercall (each with its request: carried())
 
 # include/uapi/xen/privcmd.h: _IOC(_IOC_NONE, 'P', 0, sizeof(privcmd_hypercall_t)) and
 # _IOC(_IOC_NONE, 'P', 5, sizeof(struct privcmd_dm_op)).
@@ -43,7 +43,9 @@ RESULT_ARGS = "rax=%ax:x64 comm=$comm"
 def request_args(request: int) -> str:
     """CALL_ARGS' fields read at the HYPERCALL's result probe from privcmd's own copy
     of struct privcmd_hypercall at request(%rsp) (probe_point.request_slot()): the
-    same names, so a call reads alike whichever probe carried its request."""
+    same names, so a call reads alike whichever probe carried its request. `+OFF(%sp)`
+    reads kernel memory (Documentation/trace/kprobetrace.rst, FETCHARGS); at an int3
+    probe on x86-64, pt_regs' sp is the probed code's own (the full exception frame)."""
     op, a0, a1 = (f"+{request + 8 * i:#x}(%sp)" for i in range(3))
     return (f"op={op}:x64 a0={a0}:x64 a1={a1}:x64 "
             f"sub=+u0({a0}):u32 dom=+u0({a1}):u16 ddom=+u8({a0}):u16")
