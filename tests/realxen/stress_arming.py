@@ -13,7 +13,8 @@ list (optimized or not) in results/kprobes.
 Seen on Xen 4.17, Debian 12's 6.1.0-57, QEMU TCG, two vCPUs (docs/watch.md, "Known
 limits"), one run each: "paired" crashed the kernel in round 53 (a caller's
 int3-emulated call went to address 0); "paired+0x5" hung in round 70 (an RCU stall on
-vCPU 1, vCPU 0's timers dead); "result" ran 100 rounds clean. Those runs also had
+vCPU 1, vCPU 0's timers dead); "result" ran 100 rounds clean; "watch" (one probe a
+call, its dm_result [OPTIMIZED] in every round) hung in round 49. The first three had
 `softlockup_all_cpu_backtrace=1`, which did not help: the stall report stopped at
 "Stack dump where RCU GP kthread last ran"."""
 
