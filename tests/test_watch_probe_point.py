@@ -204,16 +204,19 @@ def test_finds_the_kernels_copy_of_the_request(
     assert found.request == objdump_request_slot(elf)
 
 
+def _function_body(data: bytes) -> tuple[int, bytes]:
+    """privcmd_ioctl's file offset and bytes in a module file."""
+    m = Module(data)
+    fn = m.function("privcmd_ioctl")
+    assert fn is not None
+    start = m.sections[fn.section].offset + fn.value
+    return start, data[start:start + fn.size]
+
 def test_no_request_slot_when_a_load_is_not_one(modules: dict[str, tuple[str, str, Path]]
                                                  ) -> None:
     """A register of the hypercall not loaded from the copy: no slot, the offsets stay."""
     data = bytearray(_elf(modules["bookworm"][2]))
-    m = Module(bytes(data))
-    fn = m.function("privcmd_ioctl")
-    assert fn is not None
-    text = m.sections[fn.section]
-    start = text.offset + fn.value
-    body = bytes(data[start:start + fn.size])
+    start, body = _function_body(bytes(data))
     # mov 0x88(%rsp),%rdi (48 8b bc 24 88 00 00 00): arg[0]'s load in 6.1.0-57.
     load = bytes.fromhex("488bbc2488000000")
     assert body.count(load) == 1
@@ -265,12 +268,7 @@ def test_no_dm_domain_slot_when_something_writes_the_domain_first(
     """An instruction between the load and the call that the finder does not know to
     leave %edi and memory alone: no slot; the probe offsets stay."""
     data = bytearray(_elf(modules["bookworm"][2]))
-    m = Module(bytes(data))
-    fn = m.function("privcmd_ioctl")
-    assert fn is not None
-    text = m.sections[fn.section]
-    start = text.offset + fn.value
-    body = bytes(data[start:start + fn.size])
+    start, body = _function_body(bytes(data))
     # movzwl 0x60(%rsp),%edi; nop; nop; nop: DM_OP's domain in 6.1.0-57.
     load = bytes.fromhex("0fb77c2460909090")
     assert body.count(load) == 1

@@ -530,6 +530,23 @@ def _mock_trace(wb: WatchBoot, tmp_path: Any, scen: str, definitions: list[str],
     return text
 
 
+def _ioctl_return(raw: int) -> int:
+    """What ioctl() returns to the program for Xen's `raw`: the int, or glibc's -1."""
+    return -1 if -4095 <= narrowed(raw) < 0 else narrowed(raw)
+
+
+def _assert_same_line(r: Any, m: Any, r_text: str, m_text: str) -> None:
+    """A mock trace line against the kernel's, field by field: the context columns
+    ("%16s-%-7d [%03d] FLAGS %5lu.%06lu: "), task, event, probed place, and every
+    argument's name, order and value but those that name the run."""
+    for text in (r_text, m_text):
+        assert text[16] == "-" and text[:16].strip() == r.comm, text
+    assert (m.comm, m.event, m.where) == (r.comm, r.event, r.where), (m_text, r_text)
+    assert list(m.args) == list(r.args), (m_text, r_text)
+    for key in r.args:
+        if key not in _RUN_FIELDS:
+            assert m.args[key] == r.args[key], (key, m_text, r_text)
+
 def test_mock_trace_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> None:
     """Issue 22 item 6: the mock host's privcmd tracing (native/mock/tracing.c), given
     the same probe definitions, the same domains and the same calls as the real boot,
@@ -554,21 +571,12 @@ def test_mock_trace_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> Non
     # models kprobes on privcmd_ioctl's entry and after the hypercall, not kretprobes).
     mock_text = _mock_trace(wb, tmp_path, scen, kprobe_lines(wb.offset)[:2], GROUP,
                             ["hc", "raw"], [f"12,14,{d}" for d in damaged],
-                            [-1 if -4095 <= narrowed(v) < 0 else narrowed(v)
-                             for v in damaged.values()])
+                            [_ioctl_return(v) for v in damaged.values()])
     mock = parse_trace("\n".join(mock_text))
     assert len(mock) == 2 * len(damaged), mock_text
     for n, (rhc, rraw, rhc_text, rraw_text) in enumerate(pairs):
-        for r, m, r_text, m_text in ((rhc, mock[2 * n], rhc_text, mock_text[2 * n]),
-                                     (rraw, mock[2 * n + 1], rraw_text, mock_text[2 * n + 1])):
-            # The context columns: "%16s-%-7d [%03d] FLAGS %5lu.%06lu: "
-            for text in (r_text, m_text):
-                assert text[16] == "-" and text[:16].strip() == r.comm, text
-            assert (m.comm, m.event, m.where) == (r.comm, r.event, r.where), (m_text, r_text)
-            assert list(m.args) == list(r.args), (m_text, r_text)
-            for key in r.args:
-                if key not in _RUN_FIELDS:
-                    assert m.args[key] == r.args[key], (key, m_text, r_text)
+        _assert_same_line(rhc, mock[2 * n], rhc_text, mock_text[2 * n])
+        _assert_same_line(rraw, mock[2 * n + 1], rraw_text, mock_text[2 * n + 1])
 
 
 def test_mock_carried_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> None:
@@ -585,8 +593,7 @@ def test_mock_carried_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> N
     calls = [f"{int(r.args['op'], 0)},{int(r.args['a0'], 0)},0" for r in real]
     assert calls == ["9,6,0", "9,7,0"] + ["17,0,0"] * 3, calls
     definition = cost_definitions(wb.offset, request)["stack_user"]
-    returns = [-1 if -4095 <= narrowed(v) < 0 else narrowed(v)
-               for v in (int(r.args["rax"], 0) for r in real)]
+    returns = [_ioctl_return(int(r.args["rax"], 0)) for r in real]
     # census: the mock answers get_debugreg as Xen sets a new vCPU's registers up.
     # The boot's release: xen_version's value.
     scen = (_MOCK_HEAD.replace('release = "4.17"', f'release = "{wb.release}"')
@@ -596,10 +603,4 @@ def test_mock_carried_lines_match_the_kernels(wb: WatchBoot, tmp_path: Any) -> N
     mock = parse_trace("\n".join(mock_text))
     assert len(mock) == len(real), mock_text
     for r, m, r_text, m_text in zip(real, mock, real_text, mock_text, strict=True):
-        for text in (r_text, m_text):
-            assert text[16] == "-" and text[:16].strip() == r.comm, text
-        assert (m.comm, m.event, m.where) == (r.comm, r.event, r.where), (m_text, r_text)
-        assert list(m.args) == list(r.args), (m_text, r_text)
-        for key in r.args:
-            if key not in _RUN_FIELDS:
-                assert m.args[key] == r.args[key], (key, m_text, r_text)
+        _assert_same_line(r, m, r_text, m_text)
