@@ -71,22 +71,23 @@ def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: i
     try:
         with arming.armed(paths, tracefs, points, buffer_kb) as armed:
             dm_op = None if points.dm_op is None else f"privcmd_ioctl+{points.dm_op:#x}"
+            entry = None if probes.carried(points) else "privcmd_ioctl"
             ready = {
                 "event": "ready", "tracefs": str(tracefs.root), "group": probes.GROUP,
                 "instance": probes.INSTANCE, "module": str(module),
                 "build_id": (points.build_id or b"").hex(), "path": points.path,
                 "probes": {"hypercall": f"privcmd_ioctl+{points.hypercall:#x}",
                            "dm_op": dm_op,
-                           "entry": None if probes.carried(points) else "privcmd_ioctl"},
+                           "entry": entry},
                 "clock": arming.CLOCK, "buffer_kb": buffer_kb,
                 "xen_release": release.as_json()}
             if as_json:
                 report.JsonSink(out).emit(ready)
             else:
                 dm = f", DM_OP at {dm_op}" if dm_op else ""
-                entry = "" if probes.carried(points) else ", the entry at privcmd_ioctl"
+                at = f", the entry at {entry}" if entry else ""
                 out.line(f"xenprobe watch: armed HYPERCALL at privcmd_ioctl+"
-                         f"{points.hypercall:#x}{dm}{entry} ({module}); Ctrl-C stops")
+                         f"{points.hypercall:#x}{dm}{at} ({module}); Ctrl-C stops")
                 out.line(f"xenprobe watch: {report.release_line(release)}")
             session = Session(armed, sink, everything=everything, release=release)
             deadline = None if duration is None else time.monotonic() + duration
