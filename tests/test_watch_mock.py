@@ -60,7 +60,8 @@ def started(host: WatchHost, *args: str) -> subprocess.Popen[str]:
     validate_watch(ready[0])
     assert ready[0]["probes"] == {"hypercall": f"privcmd_ioctl+{watchhost.HYPERCALL_AT:#x}",
                                   "dm_op": f"privcmd_ioctl+{watchhost.DM_OP_AT:#x}",
-                                  "entry": None if host.carried else "privcmd_ioctl"}
+                                  "entry": None if host.carried else "privcmd_ioctl",
+                                  "optimizable": []}
     return p
 
 
