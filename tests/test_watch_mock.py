@@ -60,8 +60,7 @@ def started(host: WatchHost, *args: str) -> subprocess.Popen[str]:
     validate_watch(ready[0])
     assert ready[0]["probes"] == {"hypercall": f"privcmd_ioctl+{watchhost.HYPERCALL_AT:#x}",
                                   "dm_op": f"privcmd_ioctl+{watchhost.DM_OP_AT:#x}",
-                                  "entry": None if host.carried else "privcmd_ioctl",
-                                  "optimizable": []}
+                                  "entry": None if host.carried else "privcmd_ioctl"}
     return p
 
 

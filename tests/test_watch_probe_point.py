@@ -20,8 +20,7 @@ import pytest
 from xenprobe.watch import probe_point
 from xenprobe.watch.elf64 import Module
 
-# Measured on real Xen in the reference (build -> (HYPERCALL, DM_OP) offsets of the
-# narrowings).
+# Measured on real Xen in the reference (build -> (HYPERCALL, DM_OP) offsets).
 MEASURED = {"5.10.223-1": (0x269, 0x9E5), "6.1.192-3": (0x251, 0xB15),
             "6.12.118-1": (0x66A, 0xC03)}
 
@@ -45,29 +44,23 @@ _INSN = re.compile(r"^\s*([0-9a-f]+):\s+(.*)$")
 _RELOC = re.compile(r"^\s*([0-9a-f]+): (R_X86_64_\w+)\s+(\S+)$")
 
 
-def _objdump_listing(elf: Path) -> tuple[int, list[tuple[int, str, str]]]:
-    """privcmd_ioctl's start and (address, text, relocation target) of each of its
-    instructions, from objdump."""
+def objdump_expectation(elf: Path) -> tuple[int, int | None]:
+    """(HYPERCALL, DM_OP) probe offsets read from objdump's listing of privcmd_ioctl:
+    the movslq %eax that follows (past nops, clac and the movb to
+    xen_in_preemptible_hcall) a call of the hypercall, where the call's op came from
+    memory (privcmd_call) or is dm_op (mov $0x29,%eax / hypercall_page+0x520)."""
     out = subprocess.run(["objdump", "-d", "-r", "--no-show-raw-insn", str(elf)],
                          capture_output=True, text=True, check=True).stdout
     m = re.search(r"^([0-9a-f]+) <privcmd_ioctl>:\n(.*?)(?:\n\n|\Z)", out, re.S | re.M)
     assert m, "objdump lists no privcmd_ioctl"
-    insns: list[tuple[int, str, str]] = []
+    start = int(m[1], 16)
+    insns: list[tuple[int, str, str]] = []  # (address, text, relocation target)
     for line in m[2].splitlines():
         if r := _RELOC.match(line):
-            a, t, _target = insns[-1]
+            a, t, target = insns[-1]
             insns[-1] = (a, t, r[3])
         elif i := _INSN.match(line):
             insns.append((int(i[1], 16), " ".join(i[2].split()), ""))
-    return int(m[1], 16), insns
-
-
-def objdump_narrowings(elf: Path) -> tuple[int, int | None]:
-    """(HYPERCALL, DM_OP) narrowing offsets read from objdump's listing of
-    privcmd_ioctl: the movslq %eax that follows (past nops, clac and the movb to
-    xen_in_preemptible_hcall) a call of the hypercall, where the call's op came from
-    memory (privcmd_call) or is dm_op (mov $0x29,%eax / hypercall_page+0x520)."""
-    start, insns = _objdump_listing(elf)
     hypercall = dm_op = None
     for n, (_a, text, target) in enumerate(insns):
         is_call = text == "call *%rax" or (text.startswith("call") and (
@@ -90,50 +83,6 @@ def objdump_narrowings(elf: Path) -> tuple[int, int | None]:
     return hypercall, dm_op
 
 
-_BRANCH = re.compile(r"^(j\w+|call) ([0-9a-f]+) <")
-
-
-def objdump_placement(elf: Path, narrowing: int) -> tuple[int, bool]:
-    """Where the probe for the narrowing at `narrowing` goes, read from the listing:
-    the first instruction, from the narrowing on while %rax keeps the result (nops,
-    clac, the movb to xen_in_preemptible_hcall, 32-bit register moves and a movslq
-    into another register), that begins less than 5 bytes before a jmp, jcc or call
-    (which the kprobe optimizer never copies: arch/x86/kernel/kprobes/core.c
-    can_boost); moved there only if no branch in the listing lands on the way.
-    (offset, whether found)."""
-    start, insns = _objdump_listing(elf)
-    at = [a - start for a, _t, _r in insns]
-    k = at.index(narrowing)
-    kept, intact = [], True
-    while k < len(insns):
-        a, text, reloc = insns[k][0] - start, insns[k][1], insns[k][2]
-        if intact:
-            kept.append(a)
-        if text.split()[0].startswith("j") or text.startswith("call"):
-            probe = next((p for p in kept if a - p < 5), None)
-            if probe is None:
-                return narrowing, False
-            lands = {int(b[2], 16) - start for _a, t, _r in insns if (b := _BRANCH.match(t))}
-            return ((narrowing, False) if any(narrowing < x <= probe for x in lands)
-                    else (probe, True))
-        if text in ("nop", "clac", "stac") or "xen_in_preemptible_hcall" in reloc:
-            pass
-        elif m := re.fullmatch(r"(mov %e\w+|mov %r\w+d|movslq %eax),(%\w+)", text):
-            intact = intact and m[2] not in ("%eax", "%rax")
-        else:
-            return narrowing, False
-        k += 1
-    return narrowing, False
-
-
-def objdump_expectation(elf: Path) -> tuple[int, int | None, tuple[str, ...]]:
-    """(HYPERCALL probe, DM_OP probe, which may be optimized) from objdump."""
-    hypercall, dm_op = objdump_narrowings(elf)
-    h, h_fixed = objdump_placement(elf, hypercall)
-    d, d_fixed = (None, True) if dm_op is None else objdump_placement(elf, dm_op)
-    return h, d, (() if h_fixed else ("hypercall",)) + (() if d_fixed else ("dm_op",))
-
-
 def readelf_build_id(elf: Path) -> bytes:
     out = subprocess.run(["readelf", "-n", str(elf)], capture_output=True, text=True,
                          check=True).stdout
@@ -153,11 +102,11 @@ def test_finds_the_offsets_objdump_shows(family: str, modules: dict[str, tuple[s
     expected = objdump_expectation(elf)
     print(f"{package} {version}: HYPERCALL +{found.hypercall:#x} DM_OP "
           f"+{(found.dm_op or 0):#x} ({found.path})")
-    assert (found.hypercall, found.dm_op, found.optimizable) == expected
+    assert (found.hypercall, found.dm_op) == expected
     assert found.build_id == readelf_build_id(elf)
     assert found.path == ("hypercall_page" if family == "bullseye" else "static_call")
     if version in MEASURED:
-        assert objdump_narrowings(elf) == MEASURED[version]
+        assert (found.hypercall, found.dm_op) == MEASURED[version]
 
 
 def _hypercall_site_bytes(data: bytes) -> tuple[int, int]:
@@ -330,87 +279,3 @@ def test_no_dm_domain_slot_when_something_writes_the_domain_first(
     assert before.dm_domain == 0x60
     assert found.dm_domain is None and (found.hypercall, found.dm_op) == (
         before.hypercall, before.dm_op)
-
-
-# The kprobe optimizer's refusal (probe_point.placement()), on bookworm's 6.1.0-57:
-# DM_OP's narrowing `movslq %eax,%rbp` (48 63 e8) is followed by `mov %ecx,%r12d`
-# (41 89 cc) and `jmp rel32`; from the narrowing six copyable bytes, one on the jmp is
-# 3 bytes away.
-_DM_TAIL = bytes.fromhex("4863e8" "4189cc" "e9")
-
-
-def _dm_tail(data: bytes) -> int:
-    start, body = _function_body(data)
-    assert body.count(_DM_TAIL) == 1
-    return start + body.index(_DM_TAIL)
-
-
-def test_dm_op_probe_goes_where_the_optimizer_refuses(
-        modules: dict[str, tuple[str, str, Path]]) -> None:
-    data = _elf(modules["bookworm"][2])
-    found = probe_point.find(data)
-    start, _ = _function_body(data)
-    assert _dm_tail(data) - start == 0xB15  # the narrowing the reference measured
-    assert (found.hypercall, found.dm_op, found.optimizable) == (0x251, 0xB18, ())
-
-
-def test_probe_stays_on_the_narrowing_when_a_branch_lands_on_the_way(
-        modules: dict[str, tuple[str, str, Path]]) -> None:
-    """A jmp elsewhere in the function retargeted to the instruction after DM_OP's
-    narrowing: the probe there would fire for that path too."""
-    data = bytearray(_elf(modules["bookworm"][2]))
-    start, body = _function_body(bytes(data))
-    tail = _dm_tail(bytes(data))
-    # mov $-ENOSYS,%rbp; jmp rel32 (48 c7 c5 da ff ff ff e9): a jump of 6.1.0-57's.
-    other = bytes.fromhex("48c7c5daffffffe9")
-    assert body.count(other) == 1
-    jmp = start + body.index(other) + 7
-    data[jmp + 1:jmp + 5] = (tail + 3 - (jmp + 5)).to_bytes(4, "little", signed=True)
-    found = probe_point.find(bytes(data))
-    assert (found.dm_op, found.optimizable) == (0xB15, ("dm_op",))
-
-
-def test_probe_stays_on_the_narrowing_when_a_relocation_lands_on_the_way(
-        modules: dict[str, tuple[str, str, Path]]) -> None:
-    """An alternatives site (a relocation from .altinstructions into .text) moved to
-    the instruction after DM_OP's narrowing: code may be patched or reached there."""
-    data = bytearray(_elf(modules["bookworm"][2]))
-    m = Module(bytes(data))
-    fn = m.function("privcmd_ioctl")
-    assert fn is not None
-    rela = m.section(".rela.altinstructions")
-    assert rela is not None
-    # The CLAC site before DM_OP's narrowing, .text+0x1512 in 6.1.0-57.
-    want = fn.value + 0xB12
-    hits = [at for at in range(rela.offset, rela.offset + rela.size, 24)
-            if int.from_bytes(data[at + 16:at + 24], "little", signed=True) == want]
-    assert len(hits) == 1
-    data[hits[0] + 16:hits[0] + 24] = (want + 6).to_bytes(8, "little", signed=True)
-    found = probe_point.find(bytes(data))
-    assert (found.dm_op, found.optimizable) == (0xB15, ("dm_op",))
-
-
-@pytest.mark.parametrize("tail, where", [
-    # cltq; nop (48 98 90): the narrowing itself overwrites %rax; from it, the jmp is 6.
-    (bytes.fromhex("489890" "4189cc"), 0xB15),
-    # cld (fc): an instruction the finder does not know, before the jmp.
-    (bytes.fromhex("4863e8" "fc9090"), 0xB15),
-])
-def test_probe_stays_where_the_way_is_not_certain(
-        modules: dict[str, tuple[str, str, Path]], tail: bytes, where: int) -> None:
-    data = bytearray(_elf(modules["bookworm"][2]))
-    at = _dm_tail(bytes(data))
-    data[at:at + 6] = tail
-    found = probe_point.find(bytes(data))
-    assert (found.dm_op, found.optimizable) == (where, ("dm_op",))
-
-
-def test_probe_may_sit_before_a_register_move_into_rax(
-        modules: dict[str, tuple[str, str, Path]]) -> None:
-    """`mov %ecx,%eax` after the place the probe moves to: the probe fires before it
-    runs, so %rax still holds the result there."""
-    data = bytearray(_elf(modules["bookworm"][2]))
-    at = _dm_tail(bytes(data))
-    data[at + 3:at + 6] = bytes.fromhex("89c890")  # mov %ecx,%eax; nop
-    found = probe_point.find(bytes(data))
-    assert (found.dm_op, found.optimizable) == (0xB18, ())

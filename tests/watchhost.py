@@ -20,12 +20,10 @@ from typing import IO, Any
 from tests.mockhost import env_for
 from xenprobe.mock.scenario import parse
 
-# Where the assembled privcmd_ioctl's probes go (by construction: .org below), and its
-# size: as in 6.1.0-57, HYPERCALL's on its narrowing (a jmp follows at once: the kprobe
-# optimizer refuses it), DM_OP's one instruction on (its narrowing and the next
-# instruction are 6 copyable bytes; from there the jmp is 3 bytes on).
+# Where the assembled privcmd_ioctl narrows each hypercall's result (by construction:
+# .fill/.org below), and its size.
 HYPERCALL_AT = 0x251
-DM_OP_AT = 0xB13
+DM_OP_AT = 0xB10
 FUNCTION_SIZE = 0xBE0
 
 # Where its code keeps privcmd's own copies (the loads below), as 6.1.0-57's does: the
@@ -44,7 +42,7 @@ privcmd_ioctl:
     call __SCT__xen_hypercall
     nop; nop; nop                  # CLAC alternative
     movslq %eax, %rbp              # 0x251: int ret = ...
-    jmp .Lout
+    ret
     .org 0xafb, 0xcc
 {dm_load}
     mov $0x29, %eax                # dm_op
@@ -52,9 +50,6 @@ privcmd_ioctl:
     call __SCT__xen_hypercall
     nop; nop; nop
     movslq %eax, %rbp              # 0xb10
-    mov %ecx, %r12d                # 0xb13
-    jmp .Lout
-.Lout:
     ret
     .org 0xbe0, 0xcc
     .size privcmd_ioctl, . - privcmd_ioctl

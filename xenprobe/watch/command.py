@@ -78,8 +78,7 @@ def run(*, as_json: bool, everything: bool, duration: float | None, buffer_kb: i
                 "build_id": (points.build_id or b"").hex(), "path": points.path,
                 "probes": {"hypercall": f"privcmd_ioctl+{points.hypercall:#x}",
                            "dm_op": dm_op,
-                           "entry": entry,
-                           "optimizable": list(points.optimizable)},
+                           "entry": entry},
                 "clock": arming.CLOCK, "buffer_kb": buffer_kb,
                 "xen_release": release.as_json()}
             if as_json:

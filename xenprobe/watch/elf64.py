@@ -18,9 +18,6 @@ SHT_RELA = 4
 SHT_NOTE = 7
 SHT_NOBITS = 8
 STT_FUNC = 2
-SHF_EXECINSTR = 0x4
-R_X86_64_PC32 = 2
-R_X86_64_PLT32 = 4
 NT_GNU_BUILD_ID = 3
 
 
@@ -37,7 +34,6 @@ class Section:
     size: int
     link: int
     info: int
-    flags: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,7 @@ class Module:
                    for i in range(shnum)]
             names = raw[shstrndx][4]
             self.sections = tuple(
-                Section(i, self._cstr(names + r[0]), r[1], r[4], r[5], r[6], r[7], r[2])
+                Section(i, self._cstr(names + r[0]), r[1], r[4], r[5], r[6], r[7])
                 for i, r in enumerate(raw))
         except (struct.error, IndexError, ValueError, UnicodeDecodeError) as e:
             raise NotAModule(f"damaged section table: {e}") from None
@@ -132,23 +128,6 @@ class Module:
             except (struct.error, IndexError) as e:
                 raise NotAModule(f"damaged relocations: {e}") from None
         return tuple(sorted(out, key=lambda r: r.offset))
-
-    def references(self, target: Section) -> tuple[int, ...]:
-        """The offsets in `target` that relocations anywhere in the file land on:
-        S+A from data (jump tables, exception fixups, alternatives sites), S+A+4 for a
-        32-bit PC-relative field in code (a branch's, which ends the instruction: the
-        CPU adds the instruction's end, the addend holds -4)."""
-        places = sorted({s.info for s in self.sections if s.type == SHT_RELA})
-        if places and places[-1] >= len(self.sections):
-            raise NotAModule("relocations for a section the file does not have")
-        out = []
-        for i in places:
-            code = self.sections[i].flags & SHF_EXECINSTR
-            for r in self.relocations(self.sections[i]):
-                if r.symbol.section == target.index:
-                    rel32 = code and r.type in (R_X86_64_PC32, R_X86_64_PLT32)
-                    out.append(r.symbol.value + r.addend + (4 if rel32 else 0))
-        return tuple(out)
 
     def build_id(self) -> bytes | None:
         """The NT_GNU_BUILD_ID note's descriptor, if the file has one."""

@@ -17,11 +17,6 @@ STAC/CLAC alternatives as the file holds them or as patched, the
 narrowing itself, `movslq %eax,%reg` (REX.W 63 /r, ModRM mod=11 rm=000) or `cltq`.
 Anything else, or not exactly one site of a kind, is a refusal: a probe on another
 instruction boundary would be accepted by the kernel and read the wrong value.
-
-The probe goes on the narrowing, or a few instructions on while `%rax` still holds
-the result, wherever the kprobe optimizer is certain to refuse it (placement()): an
-optimized probe is armed by rewriting live text with text_poke_bp(), which hung a
-two-vCPU PV dom0 (docs/watch.md, Known limits).
 """
 
 from __future__ import annotations
@@ -29,7 +24,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from xenprobe.watch.elf64 import R_X86_64_PC32, R_X86_64_PLT32, Module, NotAModule, Relocation
+from xenprobe.watch.elf64 import Module, NotAModule, Relocation
 from xenprobe.xen.abi.hypercalls import MEMORY_OP
 
 FUNCTION = "privcmd_ioctl"
@@ -39,6 +34,8 @@ PREEMPTIBLE = "xen_in_preemptible_hcall"
 DM_OP = 41  # __HYPERVISOR_dm_op, xen/include/public/xen.h
 HYPERCALL_ENTRY = 32  # bytes per hypercall_page entry (hypercall.h: hypercall_page[])
 
+R_X86_64_PC32 = 2
+R_X86_64_PLT32 = 4
 R_X86_64_32S = 11
 CALL_RELOCS = (R_X86_64_PC32, R_X86_64_PLT32)
 
@@ -57,8 +54,7 @@ class NotCertain(Exception):
 class Site:
     call: int          # section offset of the call instruction
     op: int | None     # the hypercall it issues, when the code fixes it; None: the caller's
-    probe: int         # offset from the function's start of the probe (placement());
-    #                    -1: no narrowing follows the call
+    probe: int         # offset from the function's start of the narrowing instruction
 
 
 @dataclass(frozen=True)
@@ -66,9 +62,6 @@ class ProbePoints:
     function_size: int
     hypercall: int            # privcmd_ioctl+hypercall: IOCTL_PRIVCMD_HYPERCALL's result
     dm_op: int | None         # privcmd_ioctl+dm_op: IOCTL_PRIVCMD_DM_OP's, if found
-    # Which of the two the kprobe optimizer may still turn into a jump (placement()
-    # found no certain refusal): "hypercall", "dm_op".
-    optimizable: tuple[str, ...]
     build_id: bytes | None
     path: str                 # "static_call" or "hypercall_page"
     # Where, at privcmd_ioctl+hypercall, the kernel's own copy of the caller's struct
@@ -90,7 +83,6 @@ def find(data: bytes) -> ProbePoints:
         text = module.sections[fn.section]
         code = module.bytes_of(text)
         relocs = module.relocations(text)
-        refs = module.references(text)
     except NotAModule as e:
         raise NotCertain(str(e)) from None
     except IndexError:
@@ -119,13 +111,8 @@ def find(data: bytes) -> ProbePoints:
     if dynamic[0].probe < 0:
         raise NotCertain("the HYPERCALL site is not followed by the narrowing to int")
     dm_site = dm[0] if len(dm) == 1 and dm[0].probe >= 0 else None
-    hypercall, fixed = placement(code, at, refs, dynamic[0].probe, lo, hi)
-    optimizable: tuple[str, ...] = () if fixed else ("hypercall",)
-    dm_probe = None
-    if dm_site is not None:
-        dm_probe, fixed = placement(code, at, refs, dm_site.probe, lo, hi)
-        optimizable += () if fixed else ("dm_op",)
-    return ProbePoints(fn.size, hypercall, dm_probe, optimizable,
+    return ProbePoints(fn.size, dynamic[0].probe,
+                       None if dm_site is None else dm_site.probe,
                        module.build_id(), path,
                        request_slot(code, at, dynamic[0].call, lo),
                        None if dm_site is None else dm_domain_slot(code, at, dm_site.call, lo))
@@ -148,10 +135,9 @@ def request_slot(code: bytes, at: dict[int, Relocation], call: int, lo: int) -> 
     that write neither %rsp nor memory (NOPs, STAC/CLAC, the movb to the per-CPU
     xen_in_preemptible_hcall, and on the hypercall-page path the bound check and
     `mov %eax,%eax; shl $5,%rax; add $hypercall_page,%rax` that pick the page entry).
-    Then nothing between the loads and the probe point (the call returns to it,
-    _narrowing() admits only the same kinds of instruction, and placement() register
-    moves besides) moves %rsp or stores to the stack, so at the probe the quadwords
-    still hold the registers Xen was given.
+    Then nothing between the loads and the probe point (the call returns to it, and
+    _narrowing() admits only the same kinds of instruction) moves %rsp or stores to
+    the stack, so at the probe the quadwords still hold the registers Xen was given.
     The kernel runs without a red zone (arch/x86/Makefile: -mno-red-zone), so an
     interrupt never writes above %rsp."""
     found: set[int] = set()
@@ -238,8 +224,8 @@ def dm_domain_slot(code: bytes, at: dict[int, Relocation], call: int, lo: int
     exactly `movzwl disp(%rsp),%edi`, then only instructions that write neither %rdi,
     %rsp nor memory (request_slot()'s, `mov $imm32,%eax` and a 64-bit register move
     into %rdx): seen as `movzwl 0x60(%rsp),%edi` in 6.1.0-57, 0x50 in 5.10.0-32 and
-    6.12.118. From the call to the probe, _narrowing() and placement() admit nothing
-    that writes the stack, and Xen is given a buffer array elsewhere, never this frame."""
+    6.12.118. From the call to the probe, _narrowing() admits nothing that writes the
+    stack, and Xen is given a buffer array elsewhere, never this frame."""
     found: set[int] = set()
     for start in range(max(lo, call - REQUEST_WINDOW), call):
         got = _load_domain(code, start)
@@ -355,98 +341,6 @@ def _narrowing(code: bytes, at: dict[int, Relocation], pc: int, lo: int, hi: int
         else:
             return -1
     return -1
-
-
-# The kprobe optimizer replaces the probed instruction and those after it, up to
-# JMP32_INSN_SIZE bytes, by a jump, and gives up (the probe stays an int3 one) when an
-# instruction that begins in those bytes is not one it can copy and run elsewhere:
-# copy_optimized_instructions() and can_boost() (arch/x86/kernel/kprobes/opt.c,
-# core.c: the same rule @v5.10, @v6.1 and @v6.12; near call, near and short jmp and
-# the conditional jumps are never boostable in any of them).
-JMP32_INSN_SIZE = 5
-PLACEMENT_WINDOW = 32  # bytes past the narrowing searched for such an instruction
-
-
-def _unboostable(code: bytes, pc: int) -> bool:
-    """A call rel32, jmp rel32/rel8 or jcc rel8/rel32 begins at pc."""
-    b = code[pc:pc + 2]
-    return bool(b) and (b[0] in (0xE8, 0xE9, 0xEB) or 0x70 <= b[0] <= 0x7F
-                        or (b[0] == 0x0F and len(b) == 2 and 0x80 <= b[1] <= 0x8F))
-
-
-def _step(code: bytes, at: dict[int, Relocation], pc: int) -> tuple[int, bool]:
-    """(length, whether it writes %rax) of an instruction known to write no memory
-    but the per-CPU flag, nor %rsp; (0, True) for anything else. A run of NOPs is
-    one step: alternatives patching may merge it into one long NOP."""
-    b = code[pc:pc + 3]
-    if b[:1] in NOPS:
-        n = 1
-        while code[pc + n:pc + n + 1] in NOPS:
-            n += 1
-        return n, False
-    if b in UACCESS:
-        return 3, False
-    if b == b"\x65\xc6\x05" and _reloc_to(at, pc + 3, PREEMPTIBLE):
-        return 8, False
-    if b[:2] == b"\x48\x98":
-        return 2, True   # cltq
-    if len(b) == 3 and b[0] in (0x48, 0x4C) and b[1] == 0x63 and b[2] & 0xC7 == 0xC0:
-        return 3, b[0] == 0x48 and b[2] & 0x38 == 0  # movslq %eax,%reg
-    rex = b[0] if len(b) == 3 and 0x40 <= b[0] <= 0x4F else None
-    op = b[1:] if rex is not None else b[:2]
-    if len(op) == 2 and op[0] == 0x89 and op[1] >> 6 == 3:
-        # mov %reg,%reg (89 /r, mod 11): ModRM rm, extended by REX.B, is written.
-        return (3 if rex is not None else 2), op[1] & 7 == 0 and not (rex or 0) & 1
-    return 0, True
-
-
-def placement(code: bytes, at: dict[int, Relocation], refs: tuple[int, ...],
-              narrowing: int, lo: int, hi: int) -> tuple[int, bool]:
-    """(probe offset, whether the optimizer is certain to refuse it) for the
-    narrowing at lo+narrowing. The probe may move on from the narrowing over
-    instructions that keep %rax (the narrowing itself when it writes another
-    register), %rsp and the stack as they were, to the first boundary within
-    JMP32_INSN_SIZE bytes of an unboostable instruction. It moves only when nothing
-    in the module can reach the bytes it passes except by falling through: no
-    direct branch in the function (every byte that could begin one, so a superset)
-    and no relocation (jump tables, exception fixups, cold-path jumps) lands
-    there. Otherwise the narrowing stays the probe, which the optimizer may take."""
-    start = pc = lo + narrowing
-    kept: list[int] = []
-    intact = True
-    while pc < min(hi, start + PLACEMENT_WINDOW):
-        if intact:
-            kept.append(pc)
-        if _unboostable(code, pc):
-            probe = next((k for k in kept if pc - k < JMP32_INSN_SIZE), None)
-            if probe is None or (probe > start and _reachable(code, refs, lo, hi,
-                                                              start, probe)):
-                return narrowing, False
-            return probe - lo, True
-        n, writes_rax = _step(code, at, pc)
-        if not n:
-            break
-        intact = intact and not writes_rax
-        pc += n
-    return narrowing, False
-
-
-def _reachable(code: bytes, refs: tuple[int, ...], lo: int, hi: int,
-               start: int, end: int) -> bool:
-    """Whether a branch or a relocation may land in (start, end]."""
-    for q in range(lo, hi):
-        b = code[q]
-        if b in (0xE8, 0xE9) and q + 5 <= len(code):
-            target = q + 5 + int(struct.unpack_from("<i", code, q + 1)[0])
-        elif (b == 0xEB or 0x70 <= b <= 0x7F) and q + 2 <= len(code):
-            target = q + 2 + int(struct.unpack_from("<b", code, q + 1)[0])
-        elif b == 0x0F and q + 6 <= len(code) and 0x80 <= code[q + 1] <= 0x8F:
-            target = q + 6 + int(struct.unpack_from("<i", code, q + 2)[0])
-        else:
-            continue
-        if start < target <= end:
-            return True
-    return any(start < place <= end for place in refs)
 
 
 def _reloc_to(at: dict[int, Relocation], offset: int, name: str) -> bool:
