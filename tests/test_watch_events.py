@@ -34,7 +34,7 @@ def line(comm: str, pid: int, cpu: int, ts: float, event: str, where: str, args:
 
 
 ENTRY = "privcmd_ioctl+0x0/0xbe0 [xen_privcmd]"
-AFTER = "privcmd_ioctl+0x251/0xbe0 [xen_privcmd]"
+AFTER = "privcmd_ioctl+0x24e/0xbe0 [xen_privcmd]"
 
 
 def entry_args(op: int, a0: int = 0, a1: int = 0, sub: int = 0, dom: int = 0,
@@ -147,19 +147,19 @@ def test_a_result_that_carries_its_request_needs_no_entry() -> None:
 
 
 def test_definitions_arm_no_entry_probe_where_the_results_carry_the_request() -> None:
-    carried = probe_point.ProbePoints(0xBE0, 0x251, 0xB15, None, "static_call", 0x80, 0x60)
+    carried = probe_point.ProbePoints(0xBE0, 0x24e, 0xB12, None, "static_call", 0x80, 0x60)
     defs = {d.name: d.text for d in probes.definitions(carried)}
     assert sorted(defs) == ["dm_result", "result"]
     assert defs["result"].endswith(
-        "+0x251 rax=%ax:x64 op=+0x80(%sp):x64 a0=+0x88(%sp):x64 a1=+0x90(%sp):x64 "
+        "+0x24e rax=%ax:x64 op=+0x80(%sp):x64 a0=+0x88(%sp):x64 a1=+0x90(%sp):x64 "
         "sub=+u0(+0x88(%sp)):u32 dom=+u0(+0x90(%sp)):u16 ddom=+u8(+0x88(%sp)):u16 "
         "comm=$comm")
-    assert defs["dm_result"].endswith("+0xb15 rax=%ax:x64 dom=+0x60(%sp):u16 comm=$comm")
+    assert defs["dm_result"].endswith("+0xb12 rax=%ax:x64 dom=+0x60(%sp):u16 comm=$comm")
     # Either slot unknown: the entry probe, and results that carry only %rax.
     for points in (replace(carried, request=None), replace(carried, dm_domain=None)):
         defs = {d.name: d.text for d in probes.definitions(points)}
         assert sorted(defs) == ["call", "dm_result", "result"]
-        assert defs["result"].endswith(f"+0x251 {probes.RESULT_ARGS}")
+        assert defs["result"].endswith(f"+0x24e {probes.RESULT_ARGS}")
     # No DM_OP site: the request's slot is enough.
     assert [d.name for d in probes.definitions(replace(carried, dm_op=None,
                                                        dm_domain=None))] == ["result"]
@@ -179,7 +179,7 @@ def test_domctl_and_efault() -> None:
 def test_listed_events() -> None:
     listing = ("p:kprobes/other privcmd_ioctl\n"
                "p:xenprobe_watch/call xen_privcmd:privcmd_ioctl cmd=%si:x32\n"
-               "p:xenprobe_watch/result xen_privcmd:privcmd_ioctl+0x251 rax=%ax:x64\n"
+               "p:xenprobe_watch/result xen_privcmd:privcmd_ioctl+0x24e rax=%ax:x64\n"
                "-:xenprobe_watch/call\n")
     assert probes.listed_events(listing) == ["result"]
     assert probes.listed_events(listing, "kprobes") == ["other"]

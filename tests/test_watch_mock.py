@@ -271,7 +271,7 @@ def test_overruns_are_counted_not_hidden(either: WatchHost) -> None:
 def test_terminal_view(host: WatchHost) -> None:
     p = host.watch()
     assert p.stdout is not None
-    assert "armed HYPERCALL at privcmd_ioctl+0x251" in p.stdout.readline()
+    assert f"armed HYPERCALL at privcmd_ioctl+{watchhost.HYPERCALL_AT:#x}" in p.stdout.readline()
     host.consumer(TRUNCATED, INTACT[1], name="viewer")
     time.sleep(1.5)
     p.send_signal(signal.SIGTERM)

@@ -20,7 +20,8 @@ import pytest
 from xenprobe.watch import probe_point
 from xenprobe.watch.elf64 import Module
 
-# Measured on real Xen in the reference (build -> (HYPERCALL, DM_OP) offsets).
+# Measured on real Xen in the reference (build -> (HYPERCALL, DM_OP) offsets of the
+# narrowings; the watch probes where the call returns, a few NOPs before).
 MEASURED = {"5.10.223-1": (0x269, 0x9E5), "6.1.192-3": (0x251, 0xB15),
             "6.12.118-1": (0x66A, 0xC03)}
 
@@ -44,11 +45,12 @@ _INSN = re.compile(r"^\s*([0-9a-f]+):\s+(.*)$")
 _RELOC = re.compile(r"^\s*([0-9a-f]+): (R_X86_64_\w+)\s+(\S+)$")
 
 
-def objdump_expectation(elf: Path) -> tuple[int, int | None]:
-    """(HYPERCALL, DM_OP) probe offsets read from objdump's listing of privcmd_ioctl:
-    the movslq %eax that follows (past nops, clac and the movb to
+def objdump_expectation(elf: Path) -> tuple[tuple[int, int | None], tuple[int, int | None]]:
+    """From objdump's listing of privcmd_ioctl, (HYPERCALL, DM_OP) offsets of the
+    narrowing, the movslq %eax that follows (past nops, clac and the movb to
     xen_in_preemptible_hcall) a call of the hypercall, where the call's op came from
-    memory (privcmd_call) or is dm_op (mov $0x29,%eax / hypercall_page+0x520)."""
+    memory (privcmd_call) or is dm_op (mov $0x29,%eax / hypercall_page+0x520); and of
+    the instruction right after that call, where the probe goes."""
     out = subprocess.run(["objdump", "-d", "-r", "--no-show-raw-insn", str(elf)],
                          capture_output=True, text=True, check=True).stdout
     m = re.search(r"^([0-9a-f]+) <privcmd_ioctl>:\n(.*?)(?:\n\n|\Z)", out, re.S | re.M)
@@ -62,6 +64,7 @@ def objdump_expectation(elf: Path) -> tuple[int, int | None]:
         elif i := _INSN.match(line):
             insns.append((int(i[1], 16), " ".join(i[2].split()), ""))
     hypercall = dm_op = None
+    returns: dict[str, int] = {}
     for n, (_a, text, target) in enumerate(insns):
         is_call = text == "call *%rax" or (text.startswith("call") and (
             target.startswith("__SCT__xen_hypercall") or target.startswith("hypercall_page")))
@@ -76,11 +79,13 @@ def objdump_expectation(elf: Path) -> tuple[int, int | None]:
         before = [t for _, t, _ in insns[max(0, n - 8):n] if t not in ("nop", "stac")]
         if target == "hypercall_page+0x51c" or "mov $0x29,%eax" in before:
             dm_op = insns[k][0] - start
+            returns["dm_op"] = insns[n + 1][0] - start
         elif text == "call *%rax" or any(re.match(r"mov 0x\w+\(%rsp\),%rax", t)
                                          for t in before[-2:]):
             hypercall = insns[k][0] - start
+            returns["hypercall"] = insns[n + 1][0] - start
     assert hypercall is not None, "objdump shows no HYPERCALL site"
-    return hypercall, dm_op
+    return (hypercall, dm_op), (returns["hypercall"], returns.get("dm_op"))
 
 
 def readelf_build_id(elf: Path) -> bytes:
@@ -99,24 +104,28 @@ def test_finds_the_offsets_objdump_shows(family: str, modules: dict[str, tuple[s
     elf = tmp_path / "xen-privcmd.ko"
     elf.write_bytes(_elf(path))
     found = probe_point.find(elf.read_bytes())
-    expected = objdump_expectation(elf)
+    narrowings, returns = objdump_expectation(elf)
     print(f"{package} {version}: HYPERCALL +{found.hypercall:#x} DM_OP "
-          f"+{(found.dm_op or 0):#x} ({found.path})")
-    assert (found.hypercall, found.dm_op) == expected
+          f"+{(found.dm_op or 0):#x} ({found.path}), narrowings {narrowings}")
+    assert (found.hypercall, found.dm_op) == returns
     assert found.build_id == readelf_build_id(elf)
     assert found.path == ("hypercall_page" if family == "bullseye" else "static_call")
     if version in MEASURED:
-        assert (found.hypercall, found.dm_op) == MEASURED[version]
+        assert narrowings == MEASURED[version]
 
 
 def _hypercall_site_bytes(data: bytes) -> tuple[int, int]:
-    """File offset of privcmd_ioctl's HYPERCALL narrowing instruction (via the finder's
-    result and the symbol table), and its section's file offset."""
+    """File offset of privcmd_ioctl's HYPERCALL narrowing instruction (past the NOPs
+    from where the finder says the call returns, via the symbol table), and its
+    section's file offset."""
     m = Module(data)
     fn = m.function("privcmd_ioctl")
     assert fn is not None
     text = m.sections[fn.section]
-    return text.offset + fn.value + probe_point.find(data).hypercall, text.offset
+    at = text.offset + fn.value + probe_point.find(data).hypercall
+    while data[at] == 0x90:
+        at += 1
+    return at, text.offset
 
 
 def test_refuses_when_the_narrowing_is_not_next(modules: dict[str, tuple[str, str, Path]]

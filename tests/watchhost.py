@@ -20,10 +20,11 @@ from typing import IO, Any
 from tests.mockhost import env_for
 from xenprobe.mock.scenario import parse
 
-# Where the assembled privcmd_ioctl narrows each hypercall's result (by construction:
-# .fill/.org below), and its size.
-HYPERCALL_AT = 0x251
-DM_OP_AT = 0xB10
+# Where each hypercall of the assembled privcmd_ioctl returns to, which is where the
+# watch probes (by construction: .org below; each call is followed by a CLAC's NOPs and
+# the narrowing, at 0x251 and 0xb10), and its size.
+HYPERCALL_AT = 0x24E
+DM_OP_AT = 0xB0D
 FUNCTION_SIZE = 0xBE0
 
 # Where its code keeps privcmd's own copies (the loads below), as 6.1.0-57's does: the

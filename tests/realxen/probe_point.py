@@ -54,6 +54,7 @@ class ProbePoints:
     hypercall: int  # offset from privcmd_ioctl of IOCTL_PRIVCMD_HYPERCALL's narrowing
     dm_op: int | None
     function_size: int
+    returns: int  # of the instruction IOCTL_PRIVCMD_HYPERCALL's hypercall returns to
 
 
 def disassemble(ko: Path) -> list[Insn]:
@@ -113,6 +114,7 @@ def find(ko: Path) -> ProbePoints:
     insns = disassemble(ko)
     start = insns[0].addr
     hypercall: list[int] = []
+    returns: list[int] = []
     dm_op: list[int] = []
     for n, i in enumerate(insns):
         if not _is_hypercall(i):
@@ -126,13 +128,14 @@ def find(ko: Path) -> ProbePoints:
         op = _immediate_op(insns, n)
         if op is None:
             hypercall.append(insns[k].addr - start)
+            returns.append(insns[n + 1].addr - start)
         elif op == DM_OP:
             dm_op.append(insns[k].addr - start)
     if len(hypercall) != 1:
         raise ProbePointError(f"{ko}: {len(hypercall)} IOCTL_PRIVCMD_HYPERCALL narrowings "
                               f"{[hex(h) for h in hypercall]}, expected one")
     return ProbePoints(hypercall[0], dm_op[0] if len(dm_op) == 1 else None,
-                       insns[-1].addr - start)
+                       insns[-1].addr - start, returns[0])
 
 
 def main() -> int:

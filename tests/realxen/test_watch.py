@@ -27,6 +27,7 @@ from xenprobe.mock.scenario import parse
 from xenprobe.watch.probe_point import find as find_watch_points
 
 from .conftest import RealXen
+from .probe_point import find as find_probe_point
 from .watch_boot import (
     COST_GROUP,
     DEBUGREGS,
@@ -330,11 +331,26 @@ def test_watch_leaves_tracefs_as_found(wb: WatchBoot) -> None:
 
 def test_watch_offset_is_the_independent_finders(wb: WatchBoot) -> None:
     """The watch found the probe point on the running kernel from the module file
-    checked against the loaded build id: the same offset as probe_point.py."""
+    checked against the loaded build id: where the hypercall returns, per
+    probe_point.py, which reads objdump's listing."""
     ready, _calls, _summary = _watch(wb, "watch.jsonl")
-    assert ready["probes"]["hypercall"] == f"privcmd_ioctl+{wb.offset:#x}", ready
+    returns = find_probe_point(wb.module_file).returns
+    assert ready["probes"]["hypercall"] == f"privcmd_ioctl+{returns:#x}", ready
     assert wb.text("privcmd.build-id").strip().endswith(ready["build_id"]), ready
 
+
+
+def test_watch_probes_are_optimized(wb: WatchBoot) -> None:
+    """The watch's result probes sit on the instructions the hypercalls return to, so
+    the kprobe optimizer can make each a jump instead of an int3 (probe_point.py): 2 s
+    after arming, debugfs' kprobes/list marks both [OPTIMIZED] on every kernel."""
+    ready, _calls, _summary = _watch(wb, "watch.jsonl")
+    listed = wb.text("watch.kprobes").splitlines()
+    print(f"{wb.release}: " + " | ".join(" ".join(x.split()[1:]) for x in listed))
+    for name in ("hypercall", "dm_op"):
+        place = ready["probes"][name]
+        lines = [x for x in listed if f" {place} " in f"{x} "]
+        assert len(lines) == 1 and "[OPTIMIZED]" in lines[0], (place, listed)
 
 
 def test_real_xl_is_intact(wb: WatchBoot) -> None:

@@ -166,9 +166,10 @@ def kprobe_lines(offset: int) -> list[str]:
 
 
 def script(release: str, offset: int, xen_root: Path | None = None,
-           request: int | None = None) -> str:
+           request: int | None = None, returns: int | None = None) -> str:
     """``xen_root``: the unpacked xen-utils-4.17 tree when xl runs (on 4.17 only: its
-    domctl and sysctl interface versions are compiled in)."""
+    domctl and sysctl interface versions are compiled in); ``request`` and ``returns``:
+    the watch finder's slot and probe offset (cost_definitions())."""
     q = shlex.quote
     s = SHARE_IN_CHROOT
     doms = " ".join(f"--domain {cur}:{mx}" + (f":{pfn:#x}" if pfn is not None else "")
@@ -234,7 +235,7 @@ def script(release: str, offset: int, xen_root: Path | None = None,
         'ls "$T/instances" > "$R/instances.after"',
     ]
     lines += watch_lines(xl_while)
-    lines += cost_lines(offset, release, request, skip=COST_SETTLED)
+    lines += cost_lines(offset, release, request, skip=COST_SETTLED, returns=returns)
     lines += bench_lines(offset, release)
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
@@ -294,6 +295,10 @@ def watch_lines(xl_while: list[str]) -> list[str]:
         f'{watch} > "$R/watch.jsonl" 2> "$R/watch.err" & WPID=$!',
         'step watch_ready wait_ready "$R/watch.jsonl" "$WPID"',
         snapshot("armed"),
+        # The kprobe optimizer works 5 jiffies after arming (kernel/kprobes.c
+        # OPTIMIZE_DELAY); debugfs' list marks what it turned into a jump.
+        "mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug",
+        'sleep 2; grep privcmd_ioctl /sys/kernel/debug/kprobes/list > "$R/watch.kprobes"',
         'grep VmRSS /proc/"$WPID"/status > "$R/watch.rss"',
         'step w_privcmd_caller "$C/privcmd_caller" gpfn $DOMS > "$R/w_privcmd_caller.out"',
         'step w_debugreg "$C/privcmd_caller" debugreg '
@@ -428,13 +433,15 @@ def bench_lines(offset: int, release: str) -> list[str]:
 # memory, three of its fetches nested), "flat" the same without the nested ones, "bare"
 # with only %si, "result" the offset probe (%ax); "stack" and "stack_user" the offset
 # probe reading the request from the kernel's own copy on the stack (the slot
-# probe_point.request_slot finds), without and with the nested user fetches.
+# probe_point.request_slot finds), without and with the nested user fetches;
+# "returns_user" is stack_user where the watch puts it, on the instruction the call
+# returns to, which the kprobe optimizer can turn into a jump (probe_point.py).
 # Readers: "text" is `cat trace_pipe` (blocks: woken for every event), "batch" reads
 # trace_pipe non-blocking every 0.2 s (as the watch does), "raw" is `cat
 # per_cpu/cpu0/trace_pipe_raw`. The dom0 has one vCPU: a reader's work is the loop's
 # wall time too.
 COST_GROUP = "xpc"
-COST_EVENTS = ("call", "flat", "bare", "result", "stack", "stack_user")
+COST_EVENTS = ("call", "flat", "bare", "result", "stack", "stack_user", "returns_user")
 COST_VARIANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("defined", "global", "none", ()),
     ("entry", "global", "none", ("call",)),
@@ -449,6 +456,7 @@ COST_VARIANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("both_raw", "global", "raw", ("call", "result")),
     ("offset_stack", "global", "none", ("stack",)),
     ("offset_stack_user", "global", "none", ("stack_user",)),
+    ("returns_stack_user", "global", "none", ("returns_user",)),
     ("stack_user_batch", "global", "batch", ("stack_user",)),
     ("stack_user_cat", "global", "text", ("stack_user",)),
 )
@@ -462,7 +470,8 @@ COST_ROUNDS = 5
 COST_SETTLED = ("both_local", "both_mono", "both_raw", "offset_stack")
 
 
-def cost_definitions(offset: int, request: int | None) -> dict[str, str]:
+def cost_definitions(offset: int, request: int | None, returns: int | None = None
+                     ) -> dict[str, str]:
     fn = "xen_privcmd:privcmd_ioctl"
     out = {"call": f"p:{COST_GROUP}/call {fn} {CALL_ARGS}",
            "flat": f"p:{COST_GROUP}/flat {fn} cmd=%si:x32 op=+u0(%dx):x64 a0=+u8(%dx):x64 "
@@ -473,16 +482,19 @@ def cost_definitions(offset: int, request: int | None) -> dict[str, str]:
         op, a0, a1 = (f"+{request + 8 * i:#x}(%sp)" for i in range(3))
         kernel = f"{RESULT_ARGS} op={op}:x64 a0={a0}:x64 a1={a1}:x64"
         out["stack"] = f"p:{COST_GROUP}/stack {fn}+{offset:#x} {kernel}"
-        out["stack_user"] = (f"p:{COST_GROUP}/stack_user {fn}+{offset:#x} {kernel} "
-                             f"sub=+u0({a0}):u32 dom=+u0({a1}):u16 ddom=+u8({a0}):u16")
+        user = f"sub=+u0({a0}):u32 dom=+u0({a1}):u16 ddom=+u8({a0}):u16"
+        out["stack_user"] = f"p:{COST_GROUP}/stack_user {fn}+{offset:#x} {kernel} {user}"
+        if returns is not None:
+            out["returns_user"] = (f"p:{COST_GROUP}/returns_user {fn}+{returns:#x} "
+                                   f"{kernel} {user}")
     return out
 
 
 def cost_lines(offset: int, release: str, request: int | None = None,
-               skip: tuple[str, ...] = ()) -> list[str]:
+               skip: tuple[str, ...] = (), returns: int | None = None) -> list[str]:
     q = shlex.quote
     calls = int(os.environ.get(BENCH_CALLS_ENV) or COST_CALLS[release])
-    defs = cost_definitions(offset, request)
+    defs = cost_definitions(offset, request, returns)
     inst = f"$T/instances/{COST_GROUP}"
     out = [
         "cost() {  # NAME CLOCK READER EVENT...: one variant, the loop timed",
@@ -507,6 +519,8 @@ def cost_lines(offset: int, release: str, request: int | None = None,
         f'        for e in "$@"; do echo 1 > "{inst}/events/{COST_GROUP}/$e/enable" || '
         'rc=1; done',
         f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.out" || rc=1',
+        # Whether the kprobe optimizer made a jump of the probes (debugfs' list).
+        '        grep -s privcmd_ioctl /sys/kernel/debug/kprobes/list > "$R/cost_$v.kprobes"',
         f'        for e in "$@"; do echo 0 > "{inst}/events/{COST_GROUP}/$e/enable"; done',
         "    done",
         f'    for c in "{inst}"/per_cpu/cpu*; do cat "$c/stats"; done > "$R/cost_$v.stats"',
@@ -515,6 +529,7 @@ def cost_lines(offset: int, release: str, request: int | None = None,
         f'    rmdir "{inst}"',
         "    return $rc",
         "}",
+        "mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug",
         f'"$C/privcmd_caller" loop {calls // 10} > /dev/null',  # cold
         f'step cost_floor "$C/privcmd_caller" loop {calls} > "$R/cost_floor.out"',
         *(f'echo {q(d)} >> "$T/kprobe_events" || echo {q(e)} >> "$R/cost_refused"'
@@ -681,8 +696,8 @@ def boot(xen: Booter, assets: Any) -> WatchBoot:
 
     # The request's slot for the cost breakdown's one-probe variants: the watch's own
     # finder (the independent one above reads only the offsets).
-    request = watch_probe_point(ko.read_bytes()).request
-    text = script(xen.release, point.hypercall, xen_root, request)
+    watch = watch_probe_point(ko.read_bytes())
+    text = script(xen.release, point.hypercall, xen_root, watch.request, watch.hypercall)
     run = xen.run(text, label="watch", own_kernel=True,
                   timeout=WATCH_TIMEOUT_S, smp=SESSION_SMP, before_boot=fill)
     steps: dict[str, Step] = {}
@@ -694,13 +709,15 @@ def boot(xen: Booter, assets: Any) -> WatchBoot:
                      build_id(ko), ko)
 
 
-def cost_script(offset: int, release: str, request: int | None) -> str:
+def cost_script(offset: int, release: str, request: int | None, returns: int | None = None
+                ) -> str:
     """Only the cost breakdown (cost_lines), for a quick boot of one release:
     `python -m tests.realxen.watch_boot RELEASE`."""
     head = script(release, offset).split("\n")
     # The prologue of script(): results, callers, step(), tracefs mounted.
     prologue = head[:head.index('cp "$T/kprobe_events" "$R/kprobe_events.before"')]
-    return "\n".join([*prologue, snapshot("before"), *cost_lines(offset, release, request),
+    return "\n".join([*prologue, snapshot("before"),
+                      *cost_lines(offset, release, request, returns=returns),
                       "exit 0"]) + "\n"
 
 
@@ -712,8 +729,9 @@ def cost_boot(xen: Booter, assets: Any) -> WatchBoot:
     def fill(share: Path) -> None:
         build_privcmd_caller(share / CALLERS)
 
-    request = watch_probe_point(ko.read_bytes()).request
-    run = xen.run(cost_script(point.hypercall, xen.release, request), label="cost",
+    watch = watch_probe_point(ko.read_bytes())
+    run = xen.run(cost_script(point.hypercall, xen.release, watch.request, watch.hypercall),
+                  label="cost",
                   own_kernel=True, timeout=WATCH_TIMEOUT_S, smp=SESSION_SMP,
                   before_boot=fill)
     res = run.results_dir
@@ -759,7 +777,8 @@ def cost_report(wb: WatchBoot) -> str:
             f"  {name:17} {what:46} {statistics.median(got) / 1000:7.1f} us "
             f"{statistics.median(floor) / 1000:6.1f} us {statistics.median(ratios):5.2f}x "
             f"({ratios[0]:.2f}-{ratios[-1]:.2f})  entries {st.get('entries', 0):,} "
-            f"overrun {st.get('overrun', 0):,}")
+            f"overrun {st.get('overrun', 0):,}"
+            + ("  [OPTIMIZED]" if "[OPTIMIZED]" in wb.text(f"cost_{name}.kprobes") else ""))
     refused = wb.text("cost_refused").split()
     if refused:
         rows.append(f"  definitions the kernel refused: {', '.join(refused)}")

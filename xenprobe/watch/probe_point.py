@@ -17,6 +17,16 @@ STAC/CLAC alternatives as the file holds them or as patched, the
 narrowing itself, `movslq %eax,%reg` (REX.W 63 /r, ModRM mod=11 rm=000) or `cltq`.
 Anything else, or not exactly one site of a kind, is a refusal: a probe on another
 instruction boundary would be accepted by the kernel and read the wrong value.
+
+The probe goes on the instruction the call returns to, where `%rax` is Xen's as at
+the narrowing. There the kprobe optimizer can replace its int3 by a jump: it copies
+the instructions in the 5 bytes the jump overwrites and runs them elsewhere, which it
+does for NOPs and the narrowing but never for a jmp
+(arch/x86/kernel/kprobes/opt.c@v6.1 copy_optimized_instructions, core.c can_boost).
+A jump spares every watched call a trap through Xen (an int3 in a PV guest is Xen's
+exception, bounced to the kernel, and an iret hypercall back). On the narrowing
+itself a jmp follows within 5 bytes in 6.1.0-57 and 6.12.118, and the probe stayed
+an int3.
 """
 
 from __future__ import annotations
@@ -54,7 +64,8 @@ class NotCertain(Exception):
 class Site:
     call: int          # section offset of the call instruction
     op: int | None     # the hypercall it issues, when the code fixes it; None: the caller's
-    probe: int         # offset from the function's start of the narrowing instruction
+    probe: int         # offset from the function's start of the instruction the call
+    #                    returns to; -1 when the narrowing does not follow
 
 
 @dataclass(frozen=True)
@@ -135,9 +146,9 @@ def request_slot(code: bytes, at: dict[int, Relocation], call: int, lo: int) -> 
     that write neither %rsp nor memory (NOPs, STAC/CLAC, the movb to the per-CPU
     xen_in_preemptible_hcall, and on the hypercall-page path the bound check and
     `mov %eax,%eax; shl $5,%rax; add $hypercall_page,%rax` that pick the page entry).
-    Then nothing between the loads and the probe point (the call returns to it, and
-    _narrowing() admits only the same kinds of instruction) moves %rsp or stores to
-    the stack, so at the probe the quadwords still hold the registers Xen was given.
+    Then nothing between the loads and the probe point, where the call returns,
+    moves %rsp or stores to the stack, so at the probe the quadwords still hold the
+    registers Xen was given.
     The kernel runs without a red zone (arch/x86/Makefile: -mno-red-zone), so an
     interrupt never writes above %rsp."""
     found: set[int] = set()
@@ -224,8 +235,8 @@ def dm_domain_slot(code: bytes, at: dict[int, Relocation], call: int, lo: int
     exactly `movzwl disp(%rsp),%edi`, then only instructions that write neither %rdi,
     %rsp nor memory (request_slot()'s, `mov $imm32,%eax` and a 64-bit register move
     into %rdx): seen as `movzwl 0x60(%rsp),%edi` in 6.1.0-57, 0x50 in 5.10.0-32 and
-    6.12.118. From the call to the probe, _narrowing() admits nothing that writes the
-    stack, and Xen is given a buffer array elsewhere, never this frame."""
+    6.12.118. The probe is where the call returns, so nothing writes the stack
+    between, and Xen is given a buffer array elsewhere, never this frame."""
     found: set[int] = set()
     for start in range(max(lo, call - REQUEST_WINDOW), call):
         got = _load_domain(code, start)
@@ -280,7 +291,7 @@ def _site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: int, hi: in
         op: int | None = entry // HYPERCALL_ENTRY
     else:
         op = _loaded_op(code, call, lo)
-    return Site(call, op, _narrowing(code, at, call + 5, lo, hi))
+    return Site(call, op, _returns_to(code, at, call + 5, lo, hi))
 
 
 def _indirect_site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: int,
@@ -293,7 +304,7 @@ def _indirect_site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: in
     call = add + 6
     if code[call:call + 2] != b"\xff\xd0":
         raise NotCertain(f"add ${HYPERCALL_PAGE},%rax not followed by call *%rax")
-    return Site(call, None, _narrowing(code, at, call + 2, lo, hi))
+    return Site(call, None, _returns_to(code, at, call + 2, lo, hi))
 
 
 def _loaded_op(code: bytes, call: int, lo: int) -> int | None:
@@ -321,6 +332,12 @@ def _leaves_eax(code: bytes, pc: int, end: int) -> bool:
         else:
             return False
     return pc == end
+
+
+def _returns_to(code: bytes, at: dict[int, Relocation], pc: int, lo: int, hi: int) -> int:
+    """Offset from the function start of `pc`, where a call returns, when the
+    narrowing follows it; -1 otherwise."""
+    return pc - lo if _narrowing(code, at, pc, lo, hi) >= 0 else -1
 
 
 def _narrowing(code: bytes, at: dict[int, Relocation], pc: int, lo: int, hi: int) -> int:
