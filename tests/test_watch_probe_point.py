@@ -49,8 +49,9 @@ def objdump_expectation(elf: Path) -> tuple[tuple[int, int | None], tuple[int, i
     """From objdump's listing of privcmd_ioctl, (HYPERCALL, DM_OP) offsets of the
     narrowing, the movslq %eax that follows (past nops, clac and the movb to
     xen_in_preemptible_hcall) a call of the hypercall, where the call's op came from
-    memory (privcmd_call) or is dm_op (mov $0x29,%eax / hypercall_page+0x520); and of
-    the instruction right after that call, where the probe goes."""
+    memory (privcmd_call) or is dm_op (mov $0x29,%eax / hypercall_page+0x520); and
+    where the probe goes: the instruction right after that call, or the narrowing
+    where readelf lists the call in .altinstructions (the kernel may patch it)."""
     out = subprocess.run(["objdump", "-d", "-r", "--no-show-raw-insn", str(elf)],
                          capture_output=True, text=True, check=True).stdout
     m = re.search(r"^([0-9a-f]+) <privcmd_ioctl>:\n(.*?)(?:\n\n|\Z)", out, re.S | re.M)
@@ -65,6 +66,7 @@ def objdump_expectation(elf: Path) -> tuple[tuple[int, int | None], tuple[int, i
             insns.append((int(i[1], 16), " ".join(i[2].split()), ""))
     hypercall = dm_op = None
     returns: dict[str, int] = {}
+    patched = readelf_alternatives(elf)
     for n, (_a, text, target) in enumerate(insns):
         is_call = text == "call *%rax" or (text.startswith("call") and (
             target.startswith("__SCT__xen_hypercall") or target.startswith("hypercall_page")))
@@ -79,13 +81,27 @@ def objdump_expectation(elf: Path) -> tuple[tuple[int, int | None], tuple[int, i
         before = [t for _, t, _ in insns[max(0, n - 8):n] if t not in ("nop", "stac")]
         if target == "hypercall_page+0x51c" or "mov $0x29,%eax" in before:
             dm_op = insns[k][0] - start
-            returns["dm_op"] = insns[n + 1][0] - start
+            returns["dm_op"] = insns[k if insns[n][0] in patched else n + 1][0] - start
         elif text == "call *%rax" or any(re.match(r"mov 0x\w+\(%rsp\),%rax", t)
                                          for t in before[-2:]):
             hypercall = insns[k][0] - start
-            returns["hypercall"] = insns[n + 1][0] - start
+            returns["hypercall"] = insns[k if insns[n][0] in patched else n + 1][0] - start
     assert hypercall is not None, "objdump shows no HYPERCALL site"
     return (hypercall, dm_op), (returns["hypercall"], returns.get("dm_op"))
+
+
+def readelf_alternatives(elf: Path) -> set[int]:
+    """The .text offsets .altinstructions' relocations point at, per readelf."""
+    out = subprocess.run(["readelf", "-rW", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    places: set[int] = set()
+    inside = False
+    for line in out.splitlines():
+        if line.startswith("Relocation section"):
+            inside = "'.rela.altinstructions'" in line
+        elif inside and (m := re.search(r"\s\.text \+ ([0-9a-f]+)$", line)):
+            places.add(int(m[1], 16))
+    return places
 
 
 def readelf_build_id(elf: Path) -> bytes:
@@ -288,3 +304,24 @@ def test_no_dm_domain_slot_when_something_writes_the_domain_first(
     assert before.dm_domain == 0x60
     assert found.dm_domain is None and (found.hypercall, found.dm_op) == (
         before.hypercall, before.dm_op)
+
+
+def test_probe_stays_on_the_narrowing_when_the_call_is_patched(
+        modules: dict[str, tuple[str, str, Path]]) -> None:
+    """An alternatives site at the HYPERCALL's call (bookworm's STAC entry, .text+0xc46
+    in 6.1.0-57, pointed at the call, 0xc49): the kernel may patch the call into
+    something longer, so where it returns is not certain; the probe goes on the
+    narrowing."""
+    data = bytearray(_elf(modules["bookworm"][2]))
+    m = Module(bytes(data))
+    fn = m.function("privcmd_ioctl")
+    rela = m.section(".rela.altinstructions")
+    assert fn is not None and rela is not None
+    before = probe_point.find(bytes(data))
+    stac, call = fn.value + before.hypercall - 8, fn.value + before.hypercall - 5
+    hits = [at for at in range(rela.offset, rela.offset + rela.size, 24)
+            if int.from_bytes(data[at + 16:at + 24], "little", signed=True) == stac]
+    assert len(hits) == 1 and data[m.sections[fn.section].offset + call] == 0xE8
+    data[hits[0] + 16:hits[0] + 24] = call.to_bytes(8, "little", signed=True)
+    after = probe_point.find(bytes(data))
+    assert (before.hypercall, after.hypercall, after.dm_op) == (0x24E, 0x251, before.dm_op)

@@ -54,7 +54,10 @@ class ProbePoints:
     hypercall: int  # offset from privcmd_ioctl of IOCTL_PRIVCMD_HYPERCALL's narrowing
     dm_op: int | None
     function_size: int
-    returns: int  # of the instruction IOCTL_PRIVCMD_HYPERCALL's hypercall returns to
+    # Where the watch probes IOCTL_PRIVCMD_HYPERCALL: the instruction its hypercall
+    # returns to, or the narrowing when the call is an alternatives site (5.10.0-32's
+    # `call *%rax`, which the kernel may patch into a longer retpoline call).
+    probe: int
 
 
 def disassemble(ko: Path) -> list[Insn]:
@@ -83,6 +86,21 @@ def disassemble(ko: Path) -> list[Insn]:
     if not insns:
         raise ProbePointError(f"no {FUNCTION} in {ko}")
     return insns
+
+
+def alternatives(ko: Path) -> set[int]:
+    """The .text addresses the kernel may patch at load (.altinstructions' relocations,
+    per readelf)."""
+    out = subprocess.run(["readelf", "-rW", str(ko)], capture_output=True, text=True,
+                         check=True).stdout
+    places: set[int] = set()
+    inside = False
+    for line in out.splitlines():
+        if line.startswith("Relocation section"):
+            inside = "'.rela.altinstructions'" in line
+        elif inside and (m := re.search(r"\s\.text \+ ([0-9a-f]+)$", line)):
+            places.add(int(m.group(1), 16))
+    return places
 
 
 def _is_hypercall(i: Insn) -> bool:
@@ -114,7 +132,8 @@ def find(ko: Path) -> ProbePoints:
     insns = disassemble(ko)
     start = insns[0].addr
     hypercall: list[int] = []
-    returns: list[int] = []
+    probe: list[int] = []
+    patched = alternatives(ko)
     dm_op: list[int] = []
     for n, i in enumerate(insns):
         if not _is_hypercall(i):
@@ -128,14 +147,15 @@ def find(ko: Path) -> ProbePoints:
         op = _immediate_op(insns, n)
         if op is None:
             hypercall.append(insns[k].addr - start)
-            returns.append(insns[n + 1].addr - start)
+            probe.append(insns[k].addr - start if i.addr in patched
+                         else insns[n + 1].addr - start)
         elif op == DM_OP:
             dm_op.append(insns[k].addr - start)
     if len(hypercall) != 1:
         raise ProbePointError(f"{ko}: {len(hypercall)} IOCTL_PRIVCMD_HYPERCALL narrowings "
                               f"{[hex(h) for h in hypercall]}, expected one")
     return ProbePoints(hypercall[0], dm_op[0] if len(dm_op) == 1 else None,
-                       insns[-1].addr - start, returns[0])
+                       insns[-1].addr - start, probe[0])
 
 
 def main() -> int:

@@ -332,25 +332,38 @@ def test_watch_leaves_tracefs_as_found(wb: WatchBoot) -> None:
 def test_watch_offset_is_the_independent_finders(wb: WatchBoot) -> None:
     """The watch found the probe point on the running kernel from the module file
     checked against the loaded build id: where the hypercall returns, per
-    probe_point.py, which reads objdump's listing."""
+    probe_point.py, which reads objdump's listing (or on the narrowing, where the call
+    is an alternatives site)."""
     ready, _calls, _summary = _watch(wb, "watch.jsonl")
-    returns = find_probe_point(wb.module_file).returns
-    assert ready["probes"]["hypercall"] == f"privcmd_ioctl+{returns:#x}", ready
+    probe = find_probe_point(wb.module_file).probe
+    assert ready["probes"]["hypercall"] == f"privcmd_ioctl+{probe:#x}", ready
     assert wb.text("privcmd.build-id").strip().endswith(ready["build_id"]), ready
 
 
 
+# Which of the watch's probes the kprobe optimizer makes a jump, per release's kernel:
+# on 5.10.0-32 the HYPERCALL probe is on its narrowing (the call is an alternatives
+# site), and a jmp elsewhere in privcmd_ioctl lands 3 bytes on, inside the 5 the jump
+# would overwrite: can_optimize() refuses (arch/x86/kernel/kprobes/opt.c@v5.10).
+OPTIMIZED = {"4.14": {"dm_op"}, "4.17": {"hypercall", "dm_op"},
+             "4.20": {"hypercall", "dm_op"}}
+
+
 def test_watch_probes_are_optimized(wb: WatchBoot) -> None:
-    """The watch's result probes sit on the instructions the hypercalls return to, so
-    the kprobe optimizer can make each a jump instead of an int3 (probe_point.py): 2 s
-    after arming, debugfs' kprobes/list marks both [OPTIMIZED] on every kernel."""
+    """The watch's result probes sit where the hypercalls return, so the kprobe
+    optimizer can make each a jump instead of an int3 (probe_point.py): 2 s after
+    arming, debugfs' kprobes/list marks [OPTIMIZED] exactly those OPTIMIZED names."""
     ready, _calls, _summary = _watch(wb, "watch.jsonl")
     listed = wb.text("watch.kprobes").splitlines()
     print(f"{wb.release}: " + " | ".join(" ".join(x.split()[1:]) for x in listed))
+    optimized = set()
     for name in ("hypercall", "dm_op"):
         place = ready["probes"][name]
         lines = [x for x in listed if f" {place} " in f"{x} "]
-        assert len(lines) == 1 and "[OPTIMIZED]" in lines[0], (place, listed)
+        assert len(lines) == 1, (place, listed)
+        if "[OPTIMIZED]" in lines[0]:
+            optimized.add(name)
+    assert optimized == OPTIMIZED[wb.release], listed
 
 
 def test_real_xl_is_intact(wb: WatchBoot) -> None:

@@ -484,7 +484,7 @@ def cost_definitions(offset: int, request: int | None, returns: int | None = Non
         out["stack"] = f"p:{COST_GROUP}/stack {fn}+{offset:#x} {kernel}"
         user = f"sub=+u0({a0}):u32 dom=+u0({a1}):u16 ddom=+u8({a0}):u16"
         out["stack_user"] = f"p:{COST_GROUP}/stack_user {fn}+{offset:#x} {kernel} {user}"
-        if returns is not None:
+        if returns is not None and returns != offset:
             out["returns_user"] = (f"p:{COST_GROUP}/returns_user {fn}+{returns:#x} "
                                    f"{kernel} {user}")
     return out

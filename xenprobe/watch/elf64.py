@@ -129,6 +129,16 @@ class Module:
                 raise NotAModule(f"damaged relocations: {e}") from None
         return tuple(sorted(out, key=lambda r: r.offset))
 
+    def places(self, source: str, target: Section) -> frozenset[int]:
+        """The offsets in `target` (S+A) that the relocations of section `source` point
+        at, when they are against symbols of `target`; empty when there is no such
+        section."""
+        src = self.section(source)
+        if src is None:
+            return frozenset()
+        return frozenset(r.symbol.value + r.addend for r in self.relocations(src)
+                         if r.symbol.section == target.index)
+
     def build_id(self) -> bytes | None:
         """The NT_GNU_BUILD_ID note's descriptor, if the file has one."""
         for s in self.sections:

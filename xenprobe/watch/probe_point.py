@@ -19,14 +19,14 @@ Anything else, or not exactly one site of a kind, is a refusal: a probe on anoth
 instruction boundary would be accepted by the kernel and read the wrong value.
 
 The probe goes on the instruction the call returns to, where `%rax` is Xen's as at
-the narrowing. There the kprobe optimizer can replace its int3 by a jump: it copies
-the instructions in the 5 bytes the jump overwrites and runs them elsewhere, which it
-does for NOPs and the narrowing but never for a jmp
-(arch/x86/kernel/kprobes/opt.c@v6.1 copy_optimized_instructions, core.c can_boost).
-A jump spares every watched call a trap through Xen (an int3 in a PV guest is Xen's
-exception, bounced to the kernel, and an iret hypercall back). On the narrowing
-itself a jmp follows within 5 bytes in 6.1.0-57 and 6.12.118, and the probe stayed
-an int3.
+the narrowing (on the narrowing when the call is an alternative's: _probe()). There
+the kprobe optimizer can replace its int3 by a jump: it copies the instructions in
+the 5 bytes the jump overwrites and runs them elsewhere, which it does for NOPs and
+the narrowing but never for a jmp (arch/x86/kernel/kprobes/opt.c@v6.1
+copy_optimized_instructions, core.c can_boost). A jump spares every watched call a
+trap through Xen (an int3 in a PV guest is Xen's exception, bounced to the kernel,
+and an iret hypercall back). On the narrowing itself a jmp follows within 5 bytes in
+6.1.0-57 and 6.12.118, and the probe stayed an int3.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ HYPERCALL_PAGE = "hypercall_page"
 PREEMPTIBLE = "xen_in_preemptible_hcall"
 DM_OP = 41  # __HYPERVISOR_dm_op, xen/include/public/xen.h
 HYPERCALL_ENTRY = 32  # bytes per hypercall_page entry (hypercall.h: hypercall_page[])
+# Where the kernel lists code it patches at boot or load (struct alt_instr, whose first
+# field points at the original instructions: arch/x86/include/asm/alternative.h).
+ALTERNATIVES = ".altinstructions"
 
 R_X86_64_PC32 = 2
 R_X86_64_PLT32 = 4
@@ -64,8 +67,8 @@ class NotCertain(Exception):
 class Site:
     call: int          # section offset of the call instruction
     op: int | None     # the hypercall it issues, when the code fixes it; None: the caller's
-    probe: int         # offset from the function's start of the instruction the call
-    #                    returns to; -1 when the narrowing does not follow
+    probe: int         # offset from the function's start of the probe (_probe());
+    #                    -1 when the narrowing does not follow
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ def find(data: bytes) -> ProbePoints:
         text = module.sections[fn.section]
         code = module.bytes_of(text)
         relocs = module.relocations(text)
+        alt = module.places(ALTERNATIVES, text)
     except NotAModule as e:
         raise NotCertain(str(e)) from None
     except IndexError:
@@ -103,8 +107,8 @@ def find(data: bytes) -> ProbePoints:
         raise NotCertain(f"{FUNCTION} lies outside its section")
     inside = [r for r in relocs if lo <= r.offset < hi]
     at = {r.offset: r for r in inside}
-    sites = [_site(code, at, r, lo, hi) for r in inside if _is_call_reloc(code, r)]
-    sites += [_indirect_site(code, at, r, lo, hi) for r in inside
+    sites = [_site(code, at, r, lo, hi, alt) for r in inside if _is_call_reloc(code, r)]
+    sites += [_indirect_site(code, at, r, lo, hi, alt) for r in inside
               if r.symbol.name == HYPERCALL_PAGE and r.type == R_X86_64_32S]
     if not sites:
         raise NotCertain(f"no hypercall in {FUNCTION}: neither {STATIC_CALL} nor "
@@ -281,7 +285,8 @@ def _is_call_reloc(code: bytes, r: Relocation) -> bool:
             and r.symbol.name in (STATIC_CALL, HYPERCALL_PAGE))
 
 
-def _site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: int, hi: int) -> Site:
+def _site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: int, hi: int,
+          alt: frozenset[int]) -> Site:
     call = r.offset - 1
     if r.symbol.name == HYPERCALL_PAGE:
         # call hypercall_page+32*op: the PC-relative addend is the entry minus 4.
@@ -291,11 +296,11 @@ def _site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: int, hi: in
         op: int | None = entry // HYPERCALL_ENTRY
     else:
         op = _loaded_op(code, call, lo)
-    return Site(call, op, _returns_to(code, at, call + 5, lo, hi))
+    return Site(call, op, _probe(code, at, call, call + 5, lo, hi, alt))
 
 
 def _indirect_site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: int,
-                   hi: int) -> Site:
+                   hi: int, alt: frozenset[int]) -> Site:
     """`add $hypercall_page,%rax` (48 05 imm32) directly followed by `call *%rax`
     (ff d0): privcmd_call() on the hypercall-page path; op is the caller's."""
     add = r.offset - 2
@@ -304,7 +309,7 @@ def _indirect_site(code: bytes, at: dict[int, Relocation], r: Relocation, lo: in
     call = add + 6
     if code[call:call + 2] != b"\xff\xd0":
         raise NotCertain(f"add ${HYPERCALL_PAGE},%rax not followed by call *%rax")
-    return Site(call, None, _returns_to(code, at, call + 2, lo, hi))
+    return Site(call, None, _probe(code, at, call, call + 2, lo, hi, alt))
 
 
 def _loaded_op(code: bytes, call: int, lo: int) -> int | None:
@@ -334,10 +339,17 @@ def _leaves_eax(code: bytes, pc: int, end: int) -> bool:
     return pc == end
 
 
-def _returns_to(code: bytes, at: dict[int, Relocation], pc: int, lo: int, hi: int) -> int:
-    """Offset from the function start of `pc`, where a call returns, when the
-    narrowing follows it; -1 otherwise."""
-    return pc - lo if _narrowing(code, at, pc, lo, hi) >= 0 else -1
+def _probe(code: bytes, at: dict[int, Relocation], call: int, ret: int, lo: int, hi: int,
+           alt: frozenset[int]) -> int:
+    """Offset from the function start of where the call at `call` returns, `ret`,
+    when the narrowing follows; of the narrowing when the call is itself the original
+    of an alternative (5.10.0-32's `call *%rax` is CALL_NOSPEC, padded with NOPs to
+    the length of its retpoline replacement, nospec-branch.h@v5.10): patched, it
+    returns elsewhere and `ret` may fall inside an instruction. -1 with no narrowing."""
+    narrowing = _narrowing(code, at, ret, lo, hi)
+    if narrowing < 0:
+        return -1
+    return narrowing if any(call <= a < ret for a in alt) else ret - lo
 
 
 def _narrowing(code: bytes, at: dict[int, Relocation], pc: int, lo: int, hi: int) -> int:
