@@ -5,7 +5,8 @@ tests.realxen.stress_arming RELEASE [ROUNDS] [DESIGN]`, DESIGN one of "watch" (t
 definitions `xenprobe watch` arms on this kernel: probes.definitions()), "paired" (the
 entry probe on privcmd_ioctl's ftrace call plus the results, as the watch had it
 before its results carried the request), "paired+0x5" (that entry probe past the
-call) or "result" (the HYPERCALL result probe alone, reading %rax). A diagnostic, not
+call), "result" (the HYPERCALL result probe alone, reading %rax) or "none" (the
+control: the instance made, read and removed each round, no probe). A diagnostic, not
 a test (tests/realxen/README.md): the kernel's oops and lockup reports, with the stuck
 CPU's stack, land in the serial log, the rounds done in results/rounds and the kprobes
 list (optimized or not) in results/kprobes.
@@ -14,7 +15,9 @@ Seen on Xen 4.17, Debian 12's 6.1.0-57, QEMU TCG, two vCPUs (docs/watch.md, "Kno
 limits"), one run each: "paired" crashed the kernel in round 53 (a caller's
 int3-emulated call went to address 0); "paired+0x5" hung in round 70 (an RCU stall on
 vCPU 1, vCPU 0's timers dead); "result" ran 100 rounds clean; "watch" (one probe a
-call, its dm_result [OPTIMIZED] in every round) hung in round 49. The first three had
+call, its dm_result [OPTIMIZED] in every round) hung in round 49; the same two probes
+where the optimizer leaves both int3s (commit 723c473) hung in round 41; "none" ran
+100 rounds clean. The first three had
 `softlockup_all_cpu_backtrace=1`, which did not help: the stall report stopped at
 "Stack dump where RCU GP kthread last ran"."""
 
@@ -35,12 +38,14 @@ from .watch_boot import CALLERS, build_privcmd_caller
 GROUP = "xps"
 
 
-DESIGNS = ("watch", "paired", "paired+0x5", "result")
+DESIGNS = ("watch", "paired", "paired+0x5", "result", "none")
 
 
 def definitions(points: probe_point.ProbePoints, design: str) -> dict[str, str]:
     """Event name -> what follows `p:GROUP/NAME ` in kprobe_events."""
     fn = f"{probes.MODULE}:{probe_point.FUNCTION}"
+    if design == "none":
+        return {}  # the control: the same rounds and callers, no code patched
     if design == "watch":
         return {d.name: d.text.split(" ", 1)[1] for d in probes.definitions(points)}
     defs = {"result": f"{fn}+{points.hypercall:#x} {RESULT_ARGS}"}
