@@ -147,7 +147,7 @@ def test_a_result_that_carries_its_request_needs_no_entry() -> None:
 
 
 def test_definitions_arm_no_entry_probe_where_the_results_carry_the_request() -> None:
-    carried = probe_point.ProbePoints(0xBE0, 0x24e, 0xB12, None, "static_call", 0x80, 0x60)
+    carried = probe_point.ProbePoints(0xBE0, 0x24E, 0xB12, None, "static_call", 0x80, 0x60)
     defs = {d.name: d.text for d in probes.definitions(carried)}
     assert sorted(defs) == ["dm_result", "result"]
     assert defs["result"].endswith(

@@ -17,11 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.realxen.probe_point import alternatives as readelf_alternatives
 from xenprobe.watch import probe_point
 from xenprobe.watch.elf64 import Module
 
 # Measured on real Xen in the reference (build -> (HYPERCALL, DM_OP) offsets of the
 # narrowings; the watch probes where the call returns, a few NOPs before).
+# Where the watch probes, as the real-Xen tier armed them (tests/realxen/test_watch.py:
+# the kernel accepted each, and optimized those it names), pinned here so that a
+# change of rule shows: 5.10.0-32's HYPERCALL on the narrowing (its call is patched).
+ARMED = {"5.10.223-1": (0x269, 0x9DA), "6.1.192-3": (0x24E, 0xB12),
+         "6.12.118-1": (0x667, 0xC00)}
 MEASURED = {"5.10.223-1": (0x269, 0x9E5), "6.1.192-3": (0x251, 0xB15),
             "6.12.118-1": (0x66A, 0xC03)}
 
@@ -90,20 +96,6 @@ def objdump_expectation(elf: Path) -> tuple[tuple[int, int | None], tuple[int, i
     return (hypercall, dm_op), (returns["hypercall"], returns.get("dm_op"))
 
 
-def readelf_alternatives(elf: Path) -> set[int]:
-    """The .text offsets .altinstructions' relocations point at, per readelf."""
-    out = subprocess.run(["readelf", "-rW", str(elf)], capture_output=True, text=True,
-                         check=True).stdout
-    places: set[int] = set()
-    inside = False
-    for line in out.splitlines():
-        if line.startswith("Relocation section"):
-            inside = "'.rela.altinstructions'" in line
-        elif inside and (m := re.search(r"\s\.text \+ ([0-9a-f]+)$", line)):
-            places.add(int(m[1], 16))
-    return places
-
-
 def readelf_build_id(elf: Path) -> bytes:
     out = subprocess.run(["readelf", "-n", str(elf)], capture_output=True, text=True,
                          check=True).stdout
@@ -128,6 +120,8 @@ def test_finds_the_offsets_objdump_shows(family: str, modules: dict[str, tuple[s
     assert found.path == ("hypercall_page" if family == "bullseye" else "static_call")
     if version in MEASURED:
         assert narrowings == MEASURED[version]
+    if version in ARMED:
+        assert (found.hypercall, found.dm_op) == ARMED[version]
 
 
 def _hypercall_site_bytes(data: bytes) -> tuple[int, int]:

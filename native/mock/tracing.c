@@ -18,7 +18,7 @@
  * - The line: trace_print_context() (kernel/trace/trace_output.c@v5.10:
  *   "%16s-%-7d ", "[%03d] ", the irq-info flags, " %5lu.%06lu: ") and
  *   print_kprobe_event() (kernel/trace/trace_kprobe.c: "%s: (", %pS of the probed
- *   address "privcmd_ioctl+0x251/0xbe0 [xen_privcmd]", ")", then " %s=" and each
+ *   address "privcmd_ioctl+0x24e/0xbe0 [xen_privcmd]", ")", then " %s=" and each
  *   argument's type format, trace_probe.c DEFINE_BASIC_PRINT_TYPE_FUNC: x* "0x%x" /
  *   "0x%Lx", u* "%u" / "%Lu", s* "%d" / "%Ld"; the string `$comm` fetches,
  *   "\"%s\"": trace_probe.c@v5.10 PRINT_TYPE_FUNC_NAME(string), and parse_probe_vars's
@@ -110,7 +110,7 @@ static const char *tracefs_root(void)
     return r && *r ? r : NULL;
 }
 
-/* "hypercall=0x251 dm_op=0xb15 size=0xbe0": the modelled module's code layout. */
+/* "hypercall=0x24e dm_op=0xb0d size=0xbe0": the modelled module's code layout. */
 static uint64_t text_value(const char *key)
 {
     const char *t = getenv("XENPROBE_MOCK_PRIVCMD_TEXT");

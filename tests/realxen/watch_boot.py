@@ -518,6 +518,10 @@ def cost_lines(offset: int, release: str, request: int | None = None,
         f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.floor"',
         f'        for e in "$@"; do echo 1 > "{inst}/events/{COST_GROUP}/$e/enable" || '
         'rc=1; done',
+        # The kprobe optimizer makes its jumps a few jiffies and an RCU-tasks grace
+        # period after a probe is enabled (kernel/kprobes.c OPTIMIZE_DELAY,
+        # kprobe_optimizer): time the loop after that, for every variant alike.
+        "        sleep 2",
         f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.out" || rc=1',
         # Whether the kprobe optimizer made a jump of the probes (debugfs' list).
         '        grep -s privcmd_ioctl /sys/kernel/debug/kprobes/list > "$R/cost_$v.kprobes"',

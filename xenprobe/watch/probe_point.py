@@ -26,7 +26,8 @@ the narrowing but never for a jmp (arch/x86/kernel/kprobes/opt.c@v6.1
 copy_optimized_instructions, core.c can_boost). A jump spares every watched call a
 trap through Xen (an int3 in a PV guest is Xen's exception, bounced to the kernel,
 and an iret hypercall back). On the narrowing itself a jmp follows within 5 bytes in
-6.1.0-57 and 6.12.118, and the probe stayed an int3.
+6.1.0-57 and 6.12.118, and the HYPERCALL probe stayed an int3 (DM_OP's narrowing
+has 6 copyable bytes before its jmp, and was a jump already).
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def request_slot(code: bytes, at: dict[int, Relocation], call: int, lo: int) -> 
     that write neither %rsp nor memory (NOPs, STAC/CLAC, the movb to the per-CPU
     xen_in_preemptible_hcall, and on the hypercall-page path the bound check and
     `mov %eax,%eax; shl $5,%rax; add $hypercall_page,%rax` that pick the page entry).
-    Then nothing between the loads and the probe point, where the call returns,
+    Then nothing between the loads and the probe point (where the call returns, or
+    the narrowing, past what _narrowing() admits: the same kinds of instruction)
     moves %rsp or stores to the stack, so at the probe the quadwords still hold the
     registers Xen was given.
     The kernel runs without a red zone (arch/x86/Makefile: -mno-red-zone), so an
@@ -239,8 +241,8 @@ def dm_domain_slot(code: bytes, at: dict[int, Relocation], call: int, lo: int
     exactly `movzwl disp(%rsp),%edi`, then only instructions that write neither %rdi,
     %rsp nor memory (request_slot()'s, `mov $imm32,%eax` and a 64-bit register move
     into %rdx): seen as `movzwl 0x60(%rsp),%edi` in 6.1.0-57, 0x50 in 5.10.0-32 and
-    6.12.118. The probe is where the call returns, so nothing writes the stack
-    between, and Xen is given a buffer array elsewhere, never this frame."""
+    6.12.118. From the call to the probe, _narrowing() admits nothing that writes the
+    stack, and Xen is given a buffer array elsewhere, never this frame."""
     found: set[int] = set()
     for start in range(max(lo, call - REQUEST_WINDOW), call):
         got = _load_domain(code, start)
@@ -345,7 +347,10 @@ def _probe(code: bytes, at: dict[int, Relocation], call: int, ret: int, lo: int,
     when the narrowing follows; of the narrowing when the call is itself the original
     of an alternative (5.10.0-32's `call *%rax` is CALL_NOSPEC, padded with NOPs to
     the length of its retpoline replacement, nospec-branch.h@v5.10): patched, it
-    returns elsewhere and `ret` may fall inside an instruction. -1 with no narrowing."""
+    returns elsewhere and `ret` may fall inside an instruction. -1 with no narrowing.
+    Only sites that start inside the call are seen (.altinstructions gives starts;
+    the lengths are in version-specific struct alt_instr layouts, not read here).
+    Static calls (.static_call_sites) are patched too, but keep a 5-byte call."""
     narrowing = _narrowing(code, at, ret, lo, hi)
     if narrowing < 0:
         return -1

@@ -6,7 +6,7 @@ The context comes from trace_print_context() (kernel/trace/trace_output.c@v5.10:
 trace_print_lat_fmt()'s flags when irq-info is set, `" %5lu.%06lu: "` the time; the
 same fields at v6.1 and v6.12 through trace_print_time()). The event part comes from
 print_kprobe_event() (kernel/trace/trace_kprobe.c): `"%s: ("` the event name, the
-probed address as `%pS` (`privcmd_ioctl+0x251/0xbe0 [xen_privcmd]`), `")"`, then each
+probed address as `%pS` (`privcmd_ioctl+0x24e/0xbe0 [xen_privcmd]`), `")"`, then each
 argument as `" %s="` and its type's format (trace_probe.c DEFINE_BASIC_PRINT_TYPE_FUNC:
 x32 `0x%x`, x64 `0x%Lx`, u16/u32 `%u`, u64 `%Lu`, s64 `%Ld`; a string, such as
 `$comm`, `"%s"` as it is, quotes and blanks included).
