@@ -36,7 +36,7 @@ from xenprobe.watch.probes import CALL_ARGS, RESULT_ARGS
 
 from .boot import LOCKUP_ARGS
 from .initramfs import SHARE_IN_CHROOT
-from .watch_boot import CALLERS, build_privcmd_caller
+from .watch_boot import CALLERS, MOUNT_DEBUGFS, build_privcmd_caller
 
 GROUP = "xps"
 
@@ -65,7 +65,7 @@ def script(defs: dict[str, str], rounds: int) -> str:
         f"C={SHARE_IN_CHROOT}/{CALLERS}",
         "T=/sys/kernel/tracing",
         '[ -e "$T/kprobe_events" ] || mount -t tracefs nodev "$T" || exit 90',
-        "mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug",
+        MOUNT_DEBUGFS,
         'for n in 1 2; do ( while :; do "$C/privcmd_caller" loop 500 > /dev/null; done ) &'
         " done",
         f"for i in $(seq 1 {rounds}); do",

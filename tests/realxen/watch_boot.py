@@ -151,6 +151,15 @@ def xl_lines(xen_root: Path) -> tuple[list[str], list[str]]:
     ]
 
 
+# debugfs, mounted where a boot reads the kprobes list (kernel/kprobes.c
+# show_kprobe_addr: each probe's place, [OPTIMIZED] for one the optimizer made a jump),
+# and how long after enabling a probe its jump is in place (OPTIMIZE_DELAY, a few
+# jiffies, then an RCU-tasks grace period: kprobe_optimizer).
+MOUNT_DEBUGFS = "mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug"
+KPROBES_LIST = "/sys/kernel/debug/kprobes/list"
+OPTIMIZER_WAIT_S = 2
+
+
 def kprobe_lines(offset: int) -> list[str]:
     """The three probes of privcmd-watch.md section 3, in group GROUP.  ``dom``: the
     domid a memory_op's second argument points at (meaningless for other ops); ``comm``
@@ -166,9 +175,9 @@ def kprobe_lines(offset: int) -> list[str]:
 
 
 def script(release: str, offset: int, xen_root: Path | None = None,
-           request: int | None = None, returns: int | None = None) -> str:
+           request: int | None = None, watch_probe: int | None = None) -> str:
     """``xen_root``: the unpacked xen-utils-4.17 tree when xl runs (on 4.17 only: its
-    domctl and sysctl interface versions are compiled in); ``request`` and ``returns``:
+    domctl and sysctl interface versions are compiled in); ``request`` and ``watch_probe``:
     the watch finder's slot and probe offset (cost_definitions())."""
     q = shlex.quote
     s = SHARE_IN_CHROOT
@@ -235,7 +244,7 @@ def script(release: str, offset: int, xen_root: Path | None = None,
         'ls "$T/instances" > "$R/instances.after"',
     ]
     lines += watch_lines(xl_while)
-    lines += cost_lines(offset, release, request, skip=COST_SETTLED, returns=returns)
+    lines += cost_lines(offset, release, request, skip=COST_SETTLED, watch_probe=watch_probe)
     lines += bench_lines(offset, release)
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
@@ -295,10 +304,9 @@ def watch_lines(xl_while: list[str]) -> list[str]:
         f'{watch} > "$R/watch.jsonl" 2> "$R/watch.err" & WPID=$!',
         'step watch_ready wait_ready "$R/watch.jsonl" "$WPID"',
         snapshot("armed"),
-        # The kprobe optimizer works 5 jiffies after arming (kernel/kprobes.c
-        # OPTIMIZE_DELAY); debugfs' list marks what it turned into a jump.
-        "mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug",
-        'sleep 2; grep privcmd_ioctl /sys/kernel/debug/kprobes/list > "$R/watch.kprobes"',
+        # What the optimizer made a jump of, once it has (OPTIMIZER_WAIT_S).
+        MOUNT_DEBUGFS,
+        f'sleep {OPTIMIZER_WAIT_S}; grep privcmd_ioctl {KPROBES_LIST} > "$R/watch.kprobes"',
         'grep VmRSS /proc/"$WPID"/status > "$R/watch.rss"',
         'step w_privcmd_caller "$C/privcmd_caller" gpfn $DOMS > "$R/w_privcmd_caller.out"',
         'step w_debugreg "$C/privcmd_caller" debugreg '
@@ -470,7 +478,7 @@ COST_ROUNDS = 5
 COST_SETTLED = ("both_local", "both_mono", "both_raw", "offset_stack")
 
 
-def cost_definitions(offset: int, request: int | None, returns: int | None = None
+def cost_definitions(offset: int, request: int | None, watch_probe: int | None = None
                      ) -> dict[str, str]:
     fn = "xen_privcmd:privcmd_ioctl"
     out = {"call": f"p:{COST_GROUP}/call {fn} {CALL_ARGS}",
@@ -484,17 +492,17 @@ def cost_definitions(offset: int, request: int | None, returns: int | None = Non
         out["stack"] = f"p:{COST_GROUP}/stack {fn}+{offset:#x} {kernel}"
         user = f"sub=+u0({a0}):u32 dom=+u0({a1}):u16 ddom=+u8({a0}):u16"
         out["stack_user"] = f"p:{COST_GROUP}/stack_user {fn}+{offset:#x} {kernel} {user}"
-        if returns is not None and returns != offset:
-            out["returns_user"] = (f"p:{COST_GROUP}/returns_user {fn}+{returns:#x} "
+        if watch_probe is not None and watch_probe != offset:
+            out["returns_user"] = (f"p:{COST_GROUP}/returns_user {fn}+{watch_probe:#x} "
                                    f"{kernel} {user}")
     return out
 
 
 def cost_lines(offset: int, release: str, request: int | None = None,
-               skip: tuple[str, ...] = (), returns: int | None = None) -> list[str]:
+               skip: tuple[str, ...] = (), watch_probe: int | None = None) -> list[str]:
     q = shlex.quote
     calls = int(os.environ.get(BENCH_CALLS_ENV) or COST_CALLS[release])
-    defs = cost_definitions(offset, request, returns)
+    defs = cost_definitions(offset, request, watch_probe)
     inst = f"$T/instances/{COST_GROUP}"
     out = [
         "cost() {  # NAME CLOCK READER EVENT...: one variant, the loop timed",
@@ -518,13 +526,11 @@ def cost_lines(offset: int, release: str, request: int | None = None,
         f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.floor"',
         f'        for e in "$@"; do echo 1 > "{inst}/events/{COST_GROUP}/$e/enable" || '
         'rc=1; done',
-        # The kprobe optimizer makes its jumps a few jiffies and an RCU-tasks grace
-        # period after a probe is enabled (kernel/kprobes.c OPTIMIZE_DELAY,
-        # kprobe_optimizer): time the loop after that, for every variant alike.
-        "        sleep 2",
+        # Timed once the optimizer's jumps are in place, every variant alike.
+        f"        sleep {OPTIMIZER_WAIT_S}",
         f'        "$C/privcmd_caller" loop {calls // COST_ROUNDS} >> "$R/cost_$v.out" || rc=1',
         # Whether the kprobe optimizer made a jump of the probes (debugfs' list).
-        '        grep -s privcmd_ioctl /sys/kernel/debug/kprobes/list > "$R/cost_$v.kprobes"',
+        f'        grep -s privcmd_ioctl {KPROBES_LIST} > "$R/cost_$v.kprobes"',
         f'        for e in "$@"; do echo 0 > "{inst}/events/{COST_GROUP}/$e/enable"; done',
         "    done",
         f'    for c in "{inst}"/per_cpu/cpu*; do cat "$c/stats"; done > "$R/cost_$v.stats"',
@@ -533,7 +539,7 @@ def cost_lines(offset: int, release: str, request: int | None = None,
         f'    rmdir "{inst}"',
         "    return $rc",
         "}",
-        "mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug",
+        MOUNT_DEBUGFS,
         f'"$C/privcmd_caller" loop {calls // 10} > /dev/null',  # cold
         f'step cost_floor "$C/privcmd_caller" loop {calls} > "$R/cost_floor.out"',
         *(f'echo {q(d)} >> "$T/kprobe_events" || echo {q(e)} >> "$R/cost_refused"'
@@ -713,15 +719,15 @@ def boot(xen: Booter, assets: Any) -> WatchBoot:
                      build_id(ko), ko)
 
 
-def cost_script(offset: int, release: str, request: int | None, returns: int | None = None
-                ) -> str:
+def cost_script(offset: int, release: str, request: int | None,
+                watch_probe: int | None = None) -> str:
     """Only the cost breakdown (cost_lines), for a quick boot of one release:
     `python -m tests.realxen.watch_boot RELEASE`."""
     head = script(release, offset).split("\n")
     # The prologue of script(): results, callers, step(), tracefs mounted.
     prologue = head[:head.index('cp "$T/kprobe_events" "$R/kprobe_events.before"')]
     return "\n".join([*prologue, snapshot("before"),
-                      *cost_lines(offset, release, request, returns=returns),
+                      *cost_lines(offset, release, request, watch_probe=watch_probe),
                       "exit 0"]) + "\n"
 
 
