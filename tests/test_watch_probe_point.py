@@ -319,3 +319,13 @@ def test_probe_stays_on_the_narrowing_when_the_call_is_patched(
     data[hits[0] + 16:hits[0] + 24] = call.to_bytes(8, "little", signed=True)
     after = probe_point.find(bytes(data))
     assert (before.hypercall, after.hypercall, after.dm_op) == (0x24E, 0x251, before.dm_op)
+
+
+def test_refuses_a_section_table_beyond_any_offset(
+        modules: dict[str, tuple[str, str, Path]]) -> None:
+    """e_shoff damaged to a value no file offset can be (2**63): a refusal, not an
+    OverflowError from struct (found by flipping bytes of 6.1.0-57's module)."""
+    data = bytearray(_elf(modules["bookworm"][2]))
+    data[0x28:0x30] = (1 << 63).to_bytes(8, "little")
+    with pytest.raises(probe_point.NotCertain):
+        probe_point.find(bytes(data))

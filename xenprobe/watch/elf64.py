@@ -75,6 +75,9 @@ class Module:
                 for i, r in enumerate(raw))
         except (struct.error, IndexError, ValueError, UnicodeDecodeError) as e:
             raise NotAModule(f"damaged section table: {e}") from None
+        except OverflowError:
+            raise NotAModule("damaged section table: an offset past the end of any "
+                             "file") from None
         for s in self.sections:
             if s.type != SHT_NOBITS and s.offset + s.size > len(data):
                 raise NotAModule(f"section {s.name or s.index} runs past the end of "
