@@ -394,10 +394,14 @@ def test_cost_figures(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None
     ioctls bare (the C floor), with the three probes armed by hand while `cat` drains
     the instance, and under `xenprobe watch`; the watch's RSS; a burst of maximum_gpfn
     calls from 4 processes of 2 threads under the watch: each reported call must carry
-    its own thread's domain and that domain's value; lost events are counted."""
+    its own thread's domain and that domain's value; lost events are counted. Then the
+    loop under a watch whose result event has the kernel's filter written into it by
+    hand (watch_boot.COST_FILTER): the loop's clean calls must not reach it."""
     bare = min(wb.jsonl(f)[0]["ns_per_call"] for f in ("bench_bare.out", "bench_bare2.out"))
     armed = wb.jsonl("bench_armed.out")[0]
     watched = wb.jsonl("bench_watch.out")[0]
+    filtered = wb.jsonl("bench_filtered.out")[0]
+    _, _, fsum = _watch(wb, "filtered_watch.jsonl")
     st = stats_counters(wb.text("bench_armed.stats"))
     lines = int(wb.text("bench_armed.lines").strip() or 0)
     rss = _rss_kib(wb.text("watch.rss")) + _rss_kib(wb.text("bench_watch.rss"))
@@ -427,6 +431,9 @@ def test_cost_figures(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None
               f"{3 * armed['calls']:,} events read, overrun {st.get('overrun', 0):,}); "
               f"xenprobe watch {watched['ns_per_call'] / 1000:.1f} us "
               f"({watched['ns_per_call'] / bare:.2f}x); "
+              f"xenprobe watch with the kernel's filter {filtered['ns_per_call'] / 1000:.1f} "
+              f"us ({filtered['ns_per_call'] / bare:.2f}x; {fsum['calls']:,} of "
+              f"{filtered['calls']:,} calls handed to it); "
               f"watch RSS {', '.join(f'{r / 1024:.1f}' for r in rss)} MiB\n"
               f"[watch burst, Xen {wb.release}] {calls:,} calls from {len(threads)} threads "
               f"of 4 processes in {burst_s:.1f} s ({calls / burst_s:,.0f} calls/s): "
@@ -449,6 +456,12 @@ def test_cost_figures(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None
     assert accounted >= per_call * (calls + watched["calls"]), (bsum, calls,
                                                                  watched["calls"])
     assert "burst_watch" not in wb.text("not-reaped")  # stopped within REAP_S
+    # The filter dropped the loop's clean calls in the kernel (other processes' calls,
+    # xenstored's, may still pass it).
+    assert not wb.text("cost_refused") and "filtered_watch" not in wb.text("not-reaped")
+    assert fsum["calls"] < filtered["calls"] // 100, (fsum, filtered)
+    assert (wb.text("kprobe_events.filtered"), wb.text("instances.filtered")) == (
+        wb.text("kprobe_events.before"), wb.text("instances.before"))
     assert (wb.text("kprobe_events.bench"), wb.text("instances.bench")) == (
         wb.text("kprobe_events.before"), wb.text("instances.before"))
 
@@ -456,15 +469,24 @@ def test_cost_figures(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None
 def test_cost_breakdown(wb: WatchBoot, capsys: pytest.CaptureFixture[str]) -> None:
     """Where the watch's kernel-side cost comes from (watch_boot.COST_VARIANTS: floor,
     probes defined, entry, offset, both, trace clocks, user-memory fetches, readers),
-    printed, never asserted on time. Asserted: every variant ran, and the offset probe
+    printed, never asserted on time. Asserted: every variant ran; the offset probe
     reading the request from the kernel's own copy (probe_point.request_slot) saw the
-    same op and arguments as the entry probe reading the caller's memory."""
+    same op and arguments as the entry probe reading the caller's memory; and the
+    kernel took the event filter that drops clean results and dropped the loop's."""
     with capsys.disabled():
         print("\n" + cost_report(wb))
     failed = {k: s for k, s in wb.steps.items() if k.startswith("cost_") and s.rc != 0}
     assert not failed and not wb.text("cost_refused"), (failed, wb.text("cost_refused"))
     same, differ = cost_agreement(wb)
     assert same >= 6 and differ == 0, (same, differ)  # gpfn 0, DR6, DR7, 3 xen_version
+    # The kernel's filter (watch_boot.COST_FILTER) dropped the loop's clean calls, which
+    # the same probe without it records one an event: what it kept is other processes'.
+    looped = sum(int(x["calls"]) for x in wb.jsonl("cost_filtered_batch.out"))
+    kept, recorded = (
+        sum(stats_counters(wb.text(f"cost_{v}.stats")).get(k, 0)
+            for k in ("entries", "read events", "overrun"))
+        for v in ("filtered_batch", "stack_user_batch"))
+    assert looped > 0 and recorded >= looped and kept < looped // 100, (looped, kept, recorded)
     assert (wb.text("kprobe_events.cost"), wb.text("instances.cost")) == (
         wb.text("kprobe_events.before"), wb.text("instances.before"))
 

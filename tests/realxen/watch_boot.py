@@ -431,6 +431,18 @@ def bench_lines(offset: int, release: str) -> list[str]:
         f'kill -TERM "$(cat /tmp/watch.pid)"; reap "$(cat /tmp/watch.pid)" {REAP_S}'
         ' || echo burst_watch >> "$R/not-reaped"; reap "$FOLD" 30 && wait "$FOLD"',
         snapshot("burst"),
+        # The watch again, with COST_FILTER written by hand into its instance's result
+        # event: what the watch would cost if the kernel dropped the clean calls
+        # (docs/watch.md, "Cost"). Its summary counts only the calls it was handed.
+        f'{watch} > "$R/filtered_watch.jsonl" 2> "$R/filtered_watch.err" & '
+        "echo $! > /tmp/watch.pid",
+        'step filtered_watch_ready wait_enabled "$(cat /tmp/watch.pid)"',
+        f'echo {q(COST_FILTER)} > "$T/instances/xenprobe_watch/events/xenprobe_watch/'
+        'result/filter" || echo filter >> "$R/cost_refused"',
+        f'step bench_filtered "$C/privcmd_caller" loop {calls} > "$R/bench_filtered.out"',
+        f'kill -TERM "$(cat /tmp/watch.pid)"; reap "$(cat /tmp/watch.pid)" {REAP_S}'
+        ' || echo filtered_watch >> "$R/not-reaped"',
+        snapshot("filtered"),
     ]
 
 
@@ -443,13 +455,23 @@ def bench_lines(offset: int, release: str) -> list[str]:
 # probe reading the request from the kernel's own copy on the stack (the slot
 # probe_point.request_slot finds), without and with the nested user fetches;
 # "returns_user" is stack_user where the watch puts it, on the instruction the call
-# returns to, which the kprobe optimizer can turn into a jump (probe_point.py).
+# returns to, which the kprobe optimizer can turn into a jump (probe_point.py);
+# "filtered" is stack_user where the watch puts it, with COST_FILTER as the event's
+# filter in the instance, so the kernel drops the calls the judge would call clean.
 # Readers: "text" is `cat trace_pipe` (blocks: woken for every event), "batch" reads
 # trace_pipe non-blocking every 0.2 s (as the watch does), "raw" is `cat
 # per_cpu/cpu0/trace_pipe_raw`. The dom0 has one vCPU: a reader's work is the loop's
 # wall time too.
 COST_GROUP = "xpc"
-COST_EVENTS = ("call", "flat", "bare", "result", "stack", "stack_user", "returns_user")
+COST_EVENTS = ("call", "flat", "bare", "result", "stack", "stack_user", "returns_user",
+               "filtered")
+# A result in 0..INT_MAX reaches the process unchanged and is no errno: judge.py calls
+# it clean, whatever the call. The field is x64, unsigned, so a negative long is above
+# the bound and kept (Documentation/trace/events.rst, "Event filtering"). With a filter
+# set, an event is first written to a per-CPU scratch event and copied to the ring
+# buffer only if it passes (kernel/trace/trace.c trace_event_buffer_lock_reserve,
+# trace_buffered_event): a dropped call costs its probe hit and the filter, no reader.
+COST_FILTER = "rax > 0x7fffffff"
 COST_VARIANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("defined", "global", "none", ()),
     ("entry", "global", "none", ("call",)),
@@ -467,6 +489,8 @@ COST_VARIANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("returns_stack_user", "global", "none", ("returns_user",)),
     ("stack_user_batch", "global", "batch", ("stack_user",)),
     ("stack_user_cat", "global", "text", ("stack_user",)),
+    ("watch_filtered", "global", "none", ("filtered",)),
+    ("filtered_batch", "global", "batch", ("filtered",)),
 )
 # Per variant; 6.12 under TCG is about 15x slower a call (see BENCH_CALLS).
 COST_CALLS = {"4.14": 20_000, "4.17": 20_000, "4.20": 2_000}
@@ -495,6 +519,8 @@ def cost_definitions(offset: int, request: int | None, watch_probe: int | None =
         if watch_probe is not None and watch_probe != offset:
             out["returns_user"] = (f"p:{COST_GROUP}/returns_user {fn}+{watch_probe:#x} "
                                    f"{kernel} {user}")
+        at = offset if watch_probe is None else watch_probe
+        out["filtered"] = f"p:{COST_GROUP}/filtered {fn}+{at:#x} {kernel} {user}"
     return out
 
 
@@ -510,6 +536,9 @@ def cost_lines(offset: int, release: str, request: int | None = None,
         f'    mkdir "{inst}" || return 1',
         f'    echo "$clock" > "{inst}/trace_clock" || {{ rmdir "{inst}"; return 1; }}',
         f'    echo {BENCH_BUFFER_KB} > "{inst}/buffer_size_kb"',
+        f'    case " $* " in *" filtered "*) echo {q(COST_FILTER)} > '
+        f'"{inst}/events/{COST_GROUP}/filtered/filter" || {{ rmdir "{inst}"; return 1; }} ;; '
+        'esac',
         '    RD=',
         f'    case $reader in text) cat "{inst}/trace_pipe" > /dev/null & RD=$! ;;',
         # (stopped through a file: a killed shell loop would leave its dd holding
@@ -787,7 +816,7 @@ def cost_report(wb: WatchBoot) -> str:
             f"  {name:17} {what:46} {statistics.median(got) / 1000:7.1f} us "
             f"{statistics.median(floor) / 1000:6.1f} us {statistics.median(ratios):5.2f}x "
             f"({ratios[0]:.2f}-{ratios[-1]:.2f})  entries {st.get('entries', 0):,} "
-            f"overrun {st.get('overrun', 0):,}"
+            f"read {st.get('read events', 0):,} overrun {st.get('overrun', 0):,}"
             + ("  [OPTIMIZED]" if "[OPTIMIZED]" in wb.text(f"cost_{name}.kprobes") else ""))
     refused = wb.text("cost_refused").split()
     if refused:
