@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-only
 """Arming and disarming the watch's probes, over and over, on a two-vCPU dom0 while
 two callers issue privcmd hypercalls without pause: `python -m
-tests.realxen.stress_arming RELEASE [ROUNDS] [DESIGN]`, DESIGN one of "watch" (the
-definitions `xenprobe watch` arms on this kernel: probes.definitions()), "paired" (the
+tests.realxen.stress_arming RELEASE [ROUNDS] [DESIGN[/norecord]]`, DESIGN one of
+"watch" (the definitions `xenprobe watch` arms on this kernel: probes.definitions()), "paired" (the
 entry probe on privcmd_ioctl's ftrace call plus the results, as the watch had it
 before its results carried the request), "paired+0x5" (that entry probe past the
 call), "result" (the HYPERCALL result probe alone, reading %rax) or "none" (the
-control: the instance made, read and removed each round, no probe). A diagnostic, not
+control: the instance made, read and removed each round, no probe); "/norecord" turns
+the global record-cmd option off before the rounds. A diagnostic, not
 a test (tests/realxen/README.md): the kernel's oops and lockup reports, with the stuck
 CPU's stack, land in the serial log, the rounds done in results/rounds and the kprobes
 list (optimized or not) in results/kprobes.
@@ -21,10 +22,11 @@ where the optimizer leaves both int3s (commit 723c473) hung in round 41; "none" 
 `softlockup_all_cpu_backtrace=1`, which did not help: the stall report stopped at
 "Stack dump where RCU GP kthread last ran". Until commit be8fa3a the watch's finder,
 whose offsets every design takes, put the result probes on the narrowing: the runs
-above probed there. "watch" with the probes where the calls return (two jumps on 6.1,
-commit 311a2cc) did 100 rounds, with a soft lockup of more than 300 s on the way: the
-rmdir of the instance rewriting the sched_switch static call in __schedule
-(tracing_stop_cmdline_record -> text_poke_bp) while the other CPU sat on its int3."""
+above probed there. "watch" with the probes where the calls return (two jumps on 6.1;
+run at commit 311a2cc) did 100 rounds, with a soft lockup of more than 300 s on the
+way: the rmdir of the instance rewriting the sched_switch static call in __schedule
+(tracing_stop_cmdline_record -> text_poke_bp) while the other CPU sat on the int3
+text_poke_bp had put there."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ GROUP = "xps"
 
 
 DESIGNS = ("watch", "paired", "paired+0x5", "result", "none")
+NO_RECORD_CMD = "norecord"  # DESIGN/norecord: the global record-cmd option off first
 
 
 def definitions(points: probe_point.ProbePoints, design: str) -> dict[str, str]:
@@ -59,7 +62,10 @@ def definitions(points: probe_point.ProbePoints, design: str) -> dict[str, str]:
     return defs
 
 
-def script(defs: dict[str, str], rounds: int) -> str:
+def script(defs: dict[str, str], rounds: int, record_cmd: bool = True) -> str:
+    """`record_cmd` False: the global `record-cmd` option off before the rounds, so
+    that enabling an event registers no command-line recorder on sched_switch
+    (docs/watch.md, "Known limits")."""
     q = shlex.quote
     inst = f"$T/instances/{GROUP}"
     return "\n".join([
@@ -67,6 +73,7 @@ def script(defs: dict[str, str], rounds: int) -> str:
         f"C={SHARE_IN_CHROOT}/{CALLERS}",
         "T=/sys/kernel/tracing",
         '[ -e "$T/kprobe_events" ] || mount -t tracefs nodev "$T" || exit 90',
+        *([] if record_cmd else ['echo 0 > "$T/options/record-cmd" || exit 91']),
         MOUNT_DEBUGFS,
         'for n in 1 2; do ( while :; do "$C/privcmd_caller" loop 500 > /dev/null; done ) &'
         " done",
@@ -93,9 +100,10 @@ def main() -> int:
     from .conftest import RealXen
     rel = sys.argv[1] if len(sys.argv) > 1 else "4.17"
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 200
-    design = sys.argv[3] if len(sys.argv) > 3 else "watch"
-    if design not in DESIGNS:
-        print(f"DESIGN is one of {', '.join(DESIGNS)}", file=sys.stderr)
+    design, _, option = (sys.argv[3] if len(sys.argv) > 3 else "watch").partition("/")
+    if design not in DESIGNS or option not in ("", NO_RECORD_CMD):
+        print(f"DESIGN is one of {', '.join(DESIGNS)}, optionally with /{NO_RECORD_CMD}",
+              file=sys.stderr)
         return 2
     xen = RealXen(rel, ensure_assets(), Path(tempfile.mkdtemp(prefix=f"stress{rel}-")))
     own = xen.assets.own_kernel(rel)
@@ -106,8 +114,9 @@ def main() -> int:
     def fill(share: Path) -> None:
         build_privcmd_caller(share / CALLERS)
 
-    run = xen.run(script(defs, rounds), label="stress", own_kernel=True,
-                  timeout=3000, smp=2, before_boot=fill, kernel_args=LOCKUP_ARGS)
+    run = xen.run(script(defs, rounds, record_cmd=option != NO_RECORD_CMD),
+                  label="stress", own_kernel=True, timeout=3000, smp=2, before_boot=fill,
+                  kernel_args=LOCKUP_ARGS)
     done = (run.results_dir / "rounds").read_text().splitlines() \
         if (run.results_dir / "rounds").exists() else []
     print(f"boot {run.duration_s:.0f} s, exit {run.exit_status}, rounds {len(done)} of "

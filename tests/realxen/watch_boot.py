@@ -431,17 +431,21 @@ def bench_lines(offset: int, release: str) -> list[str]:
         f'kill -TERM "$(cat /tmp/watch.pid)"; reap "$(cat /tmp/watch.pid)" {REAP_S}'
         ' || echo burst_watch >> "$R/not-reaped"; reap "$FOLD" 30 && wait "$FOLD"',
         snapshot("burst"),
-        # The watch again, with COST_FILTER written by hand into its instance's result
-        # event: what the watch would cost if the kernel dropped the clean calls
-        # (docs/watch.md, "Cost"). Its summary counts only the calls it was handed.
-        f'{watch} > "$R/filtered_watch.jsonl" 2> "$R/filtered_watch.err" & '
-        "echo $! > /tmp/watch.pid",
-        'step filtered_watch_ready wait_enabled "$(cat /tmp/watch.pid)"',
-        f'echo {q(COST_FILTER)} > "$T/instances/xenprobe_watch/events/xenprobe_watch/'
-        'result/filter" || echo filter >> "$R/cost_refused"',
-        f'step bench_filtered "$C/privcmd_caller" loop {calls} > "$R/bench_filtered.out"',
-        f'kill -TERM "$(cat /tmp/watch.pid)"; reap "$(cat /tmp/watch.pid)" {REAP_S}'
-        ' || echo filtered_watch >> "$R/not-reaped"',
+        # The loop under a fresh watch (no backlog, unlike bench_watch's), then under
+        # another with COST_FILTER written by hand into its instance's result event:
+        # what the watch would cost if the kernel dropped the clean calls
+        # (docs/watch.md, "Cost").
+        "fresh() {  # NAME [FILTER]",
+        f'    {watch} > "$R/$1_watch.jsonl" 2> "$R/$1_watch.err" & echo $! > /tmp/watch.pid',
+        '    step "$1_watch_ready" wait_enabled "$(cat /tmp/watch.pid)"',
+        '    if [ -n "$2" ]; then echo "$2" > "$T/instances/xenprobe_watch/events/'
+        'xenprobe_watch/result/filter" || echo "$1" >> "$R/bench_refused"; fi',
+        f'    step "bench_$1" "$C/privcmd_caller" loop {calls} > "$R/bench_$1.out"',
+        f'    kill -TERM "$(cat /tmp/watch.pid)"; reap "$(cat /tmp/watch.pid)" {REAP_S}'
+        ' || echo "$1_watch" >> "$R/not-reaped"',
+        "}",
+        "fresh unfiltered",
+        f"fresh filtered {q(COST_FILTER)}",
         snapshot("filtered"),
     ]
 
@@ -468,9 +472,10 @@ COST_EVENTS = ("call", "flat", "bare", "result", "stack", "stack_user", "returns
 # A result in 0..INT_MAX reaches the process unchanged and is no errno: judge.py calls
 # it clean, whatever the call. The field is x64, unsigned, so a negative long is above
 # the bound and kept (Documentation/trace/events.rst, "Event filtering"). With a filter
-# set, an event is first written to a per-CPU scratch event and copied to the ring
-# buffer only if it passes (kernel/trace/trace.c trace_event_buffer_lock_reserve,
-# trace_buffered_event): a dropped call costs its probe hit and the filter, no reader.
+# set, an event is usually written to a per-CPU scratch event first and copied to the
+# ring buffer only if it passes (kernel/trace/trace.c trace_event_buffer_lock_reserve,
+# trace_buffered_event): a dropped call costs its probe hit, its fetches and the
+# filter, and the reader nothing.
 COST_FILTER = "rax > 0x7fffffff"
 COST_VARIANTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("defined", "global", "none", ()),
