@@ -2,14 +2,14 @@
 """Arming and disarming the watch's probes, over and over, on a two-vCPU dom0 while
 two callers issue privcmd hypercalls without pause: `python -m
 tests.realxen.stress_arming RELEASE [ROUNDS] [DESIGN[/norecord]]`, DESIGN one of
-"watch" (the definitions `xenprobe watch` arms on this kernel: probes.definitions()), "paired" (the
-entry probe on privcmd_ioctl's ftrace call plus the results, as the watch had it
-before its results carried the request), "paired+0x5" (that entry probe past the
-call), "result" (the HYPERCALL result probe alone, reading %rax) or "none" (the
-control: the instance made, read and removed each round, no probe); "/norecord" turns
-the global record-cmd option off before the rounds. A diagnostic, not
-a test (tests/realxen/README.md): the kernel's oops and lockup reports, with the stuck
-CPU's stack, land in the serial log, the rounds done in results/rounds and the kprobes
+"watch" (the definitions `xenprobe watch` arms on this kernel: probes.definitions()),
+"paired" (the entry probe on privcmd_ioctl's ftrace call plus the results, as the
+watch had it before its results carried the request), "paired+0x5" (that entry probe
+past the call), "result" (the HYPERCALL result probe alone, reading %rax) or "none"
+(the control: the instance made, read and removed each round, no probe); "/norecord"
+turns the global record-cmd option off before the rounds. A diagnostic, not a test
+(tests/realxen/README.md): the kernel's oops and lockup reports, with the stuck CPU's
+stack, land in the serial log, the rounds done in results/rounds and the kprobes
 list (optimized or not) in results/kprobes.
 
 Seen on Xen 4.17, Debian 12's 6.1.0-57, QEMU TCG, two vCPUs (docs/watch.md, "Known

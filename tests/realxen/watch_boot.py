@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import xenpkgs
+from xenprobe.watch import probes
 from xenprobe.watch.probe_point import find as watch_probe_point
 from xenprobe.watch.probes import CALL_ARGS, RESULT_ARGS
 
@@ -158,6 +159,10 @@ def xl_lines(xen_root: Path) -> tuple[list[str], list[str]]:
 MOUNT_DEBUGFS = "mountpoint -q /sys/kernel/debug || mount -t debugfs nodev /sys/kernel/debug"
 KPROBES_LIST = "/sys/kernel/debug/kprobes/list"
 OPTIMIZER_WAIT_S = 2
+
+
+# The watch's HYPERCALL result event in its own instance (arming.py, probes.py).
+WATCH_RESULT = f"$T/instances/{probes.INSTANCE}/events/{probes.GROUP}/{probes.RESULT}"
 
 
 def kprobe_lines(offset: int) -> list[str]:
@@ -286,8 +291,7 @@ def watch_lines(xl_while: list[str]) -> list[str]:
         "}",
         "wait_enabled() {  # PID: until the watch's result probe is enabled, or it dies",
         "    i=0",
-        '    until [ "$(cat "$T/instances/xenprobe_watch/events/xenprobe_watch/result/enable"'
-        ' 2>/dev/null)" = 1 ]; do',
+        f'    until [ "$(cat "{WATCH_RESULT}/enable" 2>/dev/null)" = 1 ]; do',
         '        kill -0 "$1" 2>/dev/null || return 1',
         f'        i=$((i + 1)); [ "$i" -gt {READY_WAIT_S * 2} ] && return 1',
         "        sleep 0.5",
@@ -438,8 +442,8 @@ def bench_lines(offset: int, release: str) -> list[str]:
         "fresh() {  # NAME [FILTER]",
         f'    {watch} > "$R/$1_watch.jsonl" 2> "$R/$1_watch.err" & echo $! > /tmp/watch.pid',
         '    step "$1_watch_ready" wait_enabled "$(cat /tmp/watch.pid)"',
-        '    if [ -n "$2" ]; then echo "$2" > "$T/instances/xenprobe_watch/events/'
-        'xenprobe_watch/result/filter" || echo "$1" >> "$R/bench_refused"; fi',
+        f'    if [ -n "$2" ]; then echo "$2" > "{WATCH_RESULT}/filter" || '
+        'echo "$1" >> "$R/bench_refused"; fi',
         f'    step "bench_$1" "$C/privcmd_caller" loop {calls} > "$R/bench_$1.out"',
         f'    kill -TERM "$(cat /tmp/watch.pid)"; reap "$(cat /tmp/watch.pid)" {REAP_S}'
         ' || echo "$1_watch" >> "$R/not-reaped"',
